@@ -1,0 +1,48 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_STAMP := /var/tmp/eventsink-agent-apt.stamp
+# Debian packages the tests use: the .deb build and checks, real Prometheus, nginx for benchmarks.
+APT_PACKAGES := python3 python3-venv python3-dev build-essential dpkg-dev fakeroot lintian \
+                prometheus nginx-light wrk iproute2 curl procps
+
+.PHONY: demo test bench fuzz deb apt venv clean
+
+demo: $(STAMP)
+	$(BIN)/eventsink-agent demo
+
+test: $(STAMP) apt
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP) apt
+	$(BIN)/python -m tests.bench
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests -k fuzz
+
+deb: $(STAMP) apt
+	$(BIN)/python -m packaging.build_deb
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml requirements-test.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "python3 -m venv failed: run as root so 'make' can apt-get install python3-venv, or install it"; exit 1; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-test.txt -e .
+	@touch $@
+
+# Debian packages: installed once when root; otherwise listed so the user can install them.
+apt:
+	@if [ -f $(APT_STAMP) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null && touch $(APT_STAMP); \
+	else \
+	  echo "not root: make sure these Debian packages are installed: $(APT_PACKAGES)"; \
+	fi
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info packaging/build

@@ -1,0 +1,76 @@
+"""The supervisor link: constants and helpers for the messages between the
+supervisor and its children (broker, workers). The formats themselves are
+documented once, in docs/internals.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import zmq
+
+# Upper bounds (seconds) of the two histograms workers report; +Inf is implied.
+HISTOGRAM_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+REPORT_INTERVAL = 0.25  # s between a child's reports
+CHILD_GRACE = 5.0  # s a child gets to exit after shutdown/SIGTERM before SIGKILL
+BROKER_IDENTITY = b"broker"
+
+
+def worker_identity(sink: str) -> bytes:
+    return b"sink:" + sink.encode()
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    return orjson.dumps(msg)
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    msg = orjson.loads(frame)
+    if not isinstance(msg, dict) or "type" not in msg:
+        raise ValueError("supervisor link message without a type")
+    return msg
+
+
+def connect_to_supervisor(ctx: zmq.Context, endpoint: str, identity: bytes) -> zmq.Socket:
+    """A child's DEALER to the supervisor: never blocks the child, never lingers."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, 500)
+    sock.setsockopt(zmq.SNDHWM, 100)
+    sock.connect(endpoint)
+    return sock
+
+
+def send_nowait(sock: zmq.Socket, msg: dict[str, Any]) -> bool:
+    """Send a report; drop it (the next one follows soon) rather than block."""
+    try:
+        sock.send(encode(msg), zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        return False
+
+
+class Histogram:
+    """A cumulative histogram over HISTOGRAM_BOUNDS, cheap to observe, reported as HIST."""
+
+    __slots__ = ("counts", "sum", "count")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(HISTOGRAM_BOUNDS)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for i, bound in enumerate(HISTOGRAM_BOUNDS):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def snapshot(self) -> dict[str, Any]:
+        cumulative, running = [], 0
+        for c in self.counts:
+            running += c
+            cumulative.append(running)
+        return {"buckets": cumulative, "sum": self.sum, "count": self.count}

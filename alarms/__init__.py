@@ -1,0 +1,1 @@
+"""Alarms: the rules that raise and clear them, and the registry of active ones."""

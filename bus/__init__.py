@@ -1,0 +1,1 @@
+"""The bus: event types, validation, the journal, the broker process and the Publisher client."""

@@ -1,0 +1,1 @@
+"""Sink workers: shaping events for one sink and delivering them over HTTP."""
