@@ -1,0 +1,552 @@
+"""The test receiver: a real HTTP server that takes event sink POSTs.
+
+Owns `Receiver` (used by the tests, the demo and `eventsink-agent receive`):
+it checks Basic auth and Standard Webhooks signatures, unpacks bulk
+envelopes, tracks each node's `seq` (gaps, resets, out-of-order) and repeated
+`webhook-id`s, records every request, and can be told how to answer
+(status, headers, delay, or refuse connections on its port altogether).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+import hmac
+import json
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TextIO
+
+MAX_BODY = 64 * 1024 * 1024  # a larger body is answered 413
+IDLE_TIMEOUT = 60.0  # s an idle keep-alive connection stays open
+
+
+@dataclass
+class ReceivedRequest:
+    """One HTTP request as received, and how it was answered."""
+
+    t: float  # time.monotonic() at arrival
+    method: str
+    path: str
+    headers: dict[str, str]  # lowercase keys
+    body: bytes
+    status: int = 0  # the status answered
+    problem: str | None = None  # why it was refused, when it was
+    kind: str = ""  # "" for a good one, else "auth", "signature" or "bad_request"
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, receiver: "Receiver", family: int, tls: ssl.SSLContext | None):
+        self.address_family = family
+        self.receiver = receiver
+        self.tls = tls
+        self.closing = threading.Event()  # set by refuse()/stop(): answers in progress are dropped
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request, client_address):
+        # Runs in the connection's own thread: the TLS handshake never blocks the accept loop.
+        if self.tls is not None:
+            try:
+                request.settimeout(10)
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError):
+                request.close()
+                return
+        super().finish_request(request, client_address)
+
+    def drop_connections(self) -> None:
+        with self.connections_lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the default stderr log
+        pass
+
+    def read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked); None when too large or malformed."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts, total = [], 0
+            for _ in range(1_000_000):
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    for _ in range(100):  # trailers up to the empty line
+                        if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                            break
+                    return b"".join(parts)
+                total += size
+                if total > MAX_BODY:
+                    return None
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(8)
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return None
+        if length < 0 or length > MAX_BODY:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def do_POST(self) -> None:
+        self.serve()
+
+    def do_PUT(self) -> None:
+        self.serve()
+
+    def do_GET(self) -> None:
+        self.serve()
+
+    def do_DELETE(self) -> None:
+        self.serve()
+
+    def serve(self) -> None:
+        arrived = time.monotonic()
+        body = self.read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        req = ReceivedRequest(arrived, self.command, self.path, headers, body or b"")
+        rx = self.server.receiver
+        if body is None:
+            self.close_connection = True
+            status, extra, delay, envelope = 413, {}, 0.0, None
+            req.problem, req.kind = "body too large or malformed", "bad_request"
+        else:
+            status, extra, delay, envelope = rx._judge(req)
+        if delay > 0 and self.server.closing.wait(delay):
+            self.close_connection = True
+            return  # refused or stopped while delaying: the connection is dropped, nothing recorded
+        if self.server.closing.is_set():
+            self.close_connection = True
+            return
+        req.status = status
+        rx._record(req, envelope)
+        reply = json.dumps({"ok": 200 <= status < 300} if req.problem is None else {"error": req.problem}).encode()
+        try:
+            self.send_response(status)
+            for k, v in (extra or {}).items():
+                self.send_header(k, str(v))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply)
+        except OSError:
+            self.close_connection = True
+
+
+class _SeqTrack:
+    __slots__ = ("last", "count")
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.count = 0
+
+
+class Receiver:
+    """A real HTTP event receiver in a background thread, on 127.0.0.1 by default."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str | None = None,
+                 password: str | None = None, secret: str | None = None, out: TextIO | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None):
+        self.host = host
+        self.port = port
+        self.username = username or None
+        self.password = password or ""
+        self._key = _secret_key(secret) if secret else None
+        self.out = out
+        self._tls: ssl.SSLContext | None = None
+        if tls_cert:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(tls_cert, tls_key)
+        self.requests: list[ReceivedRequest] = []
+        self.events: list[dict] = []
+        self.problems: list[str] = []
+        self._cond = threading.Condition(threading.RLock())
+        self._status, self._headers, self._delay = 200, {}, 0.0
+        self._script: Script | None = None
+        self._index = 0
+        self._seq: dict[tuple[str, str], _SeqTrack] = {}
+        self._seen_ids: set[str] = set()
+        self._by_event: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # lifecycle -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/events"
+
+    def start(self) -> "Receiver":
+        self._stopped = False
+        self._listen()
+        return self
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._close_listener()
+
+    def __enter__(self) -> "Receiver":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def refuse(self) -> None:
+        """Close the listening socket and drop open connections: connections are refused."""
+        self._close_listener()
+
+    def accept(self) -> None:
+        """Listen again, on the same port."""
+        if self._server is None and not self._stopped:
+            self._listen()
+
+    def _listen(self) -> None:
+        if self._server is not None:
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server = _Server((self.host, self.port), self, family, self._tls)
+        self.port = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=f"receiver:{self.port}", daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+
+    def _close_listener(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.closing.set()
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        if thread is not None:
+            thread.join(5)
+
+    # behaviour -----------------------------------------------------------
+    def respond(self, status: int = 200, headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
+        """How to answer the following requests (after auth/signature/JSON checks pass)."""
+        with self._cond:
+            self._status, self._headers, self._delay = status, dict(headers or {}), delay
+            self._script = None
+
+    def script(self, fn: Script | None) -> None:
+        """fn(request_index) -> (status, headers, delay); overrides respond() until respond() is called."""
+        with self._cond:
+            self._script = fn
+
+    # waiting -------------------------------------------------------------
+    def wait_for(self, pred: Callable[["Receiver"], Any], timeout: float = 10.0) -> bool:
+        with self._cond:
+            return bool(self._cond.wait_for(lambda: pred(self), timeout))
+
+    def wait_events(self, n: int, timeout: float = 10.0) -> bool:
+        return self.wait_for(lambda r: len(r.events) >= n, timeout)
+
+    def summary(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "requests": len(self.requests),
+                "events": len(self.events),
+                "by_event": dict(self._by_event),
+                "gaps": self._counts["gaps"],
+                "missing": self._counts["missing"],
+                "resets": self._counts["resets"],
+                "out_of_order": self._counts["out_of_order"],
+                "duplicates": self._counts["duplicates"],
+                "auth_failures": self._counts["auth_failures"],
+                "bad_signatures": self._counts["bad_signatures"],
+                "bad_requests": self._counts["bad_requests"],
+                "problems": len(self.problems),
+            }
+
+    def event_names(self) -> list[str]:
+        with self._cond:
+            return [e.get("event") for e in self.events]
+
+    # judging a request (handler threads) -----------------------------------
+    def _judge(self, req: ReceivedRequest) -> tuple[int, dict, float, dict | None]:
+        """(status, headers, delay, envelope-to-record) for one request."""
+        with self._cond:
+            index = self._index
+            self._index += 1
+            script = self._script
+            status, headers, delay = self._status, dict(self._headers), self._delay
+        if script is not None:
+            status, headers, delay = script(index)
+            headers = dict(headers or {})
+        if req.method != "POST":
+            req.problem, req.kind = f"method {req.method} not allowed: POST events here", "bad_request"
+            return 405, {"Allow": "POST"}, delay, None
+        for kind, check in (("auth", self._check_auth), ("signature", self._check_signature)):
+            problem = check(req)
+            if problem:
+                req.problem, req.kind = problem, kind
+                return 401, {"WWW-Authenticate": 'Basic realm="events"'} if kind == "auth" else {}, delay, None
+        try:
+            envelope = json.loads(req.body)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), str):
+            req.problem, req.kind = "body is not a JSON event envelope", "bad_request"
+            return 400, {}, delay, None
+        if envelope["event"] == "eventsink_bulk" and not (
+            isinstance(envelope.get("data"), list) and all(isinstance(e, dict) for e in envelope["data"])
+        ):
+            req.problem, req.kind = "eventsink_bulk without a list of envelopes in data", "bad_request"
+            return 400, {}, delay, None
+        return status, headers, delay, envelope
+
+    def _check_auth(self, req: ReceivedRequest) -> str | None:
+        if self.username is None:
+            return None
+        given = req.headers.get("authorization", "")
+        if not given.lower().startswith("basic "):
+            return "missing Basic authorization"
+        try:
+            user, _, pw = base64.b64decode(given[6:].strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return "malformed Basic authorization"
+        ok_user = hmac.compare_digest(user.encode(), self.username.encode())
+        ok_pw = hmac.compare_digest(pw.encode(), self.password.encode())
+        if not (ok_user and ok_pw):
+            return f"wrong Basic credentials (user {user!r:.40})"
+        return None
+
+    def _check_signature(self, req: ReceivedRequest) -> str | None:
+        if self._key is None:
+            return None
+        wid, ts, sig = (req.headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+        if not (wid and ts and sig):
+            return "missing webhook-id/webhook-timestamp/webhook-signature"
+        if not ts.strip().isdigit():
+            return "webhook-timestamp is not an integer"
+        expected = base64.b64encode(hmac.new(self._key, f"{wid}.{ts}.".encode() + req.body, hashlib.sha256).digest())
+        for candidate in sig.split():
+            version, _, value = candidate.partition(",")
+            if version == "v1" and hmac.compare_digest(value.encode(), expected):
+                return None
+        return "bad webhook-signature"
+
+    # recording -------------------------------------------------------------
+    def _record(self, req: ReceivedRequest, envelope: dict | None) -> None:
+        with self._cond:
+            self.requests.append(req)
+            if req.problem is not None:
+                self._counts[{"auth": "auth_failures", "signature": "bad_signatures"}.get(req.kind, "bad_requests")] += 1
+                self.problems.append(f"{req.method} {req.path}: {req.status} {req.problem}")
+                self._print(f"{_clock()} ! {req.status} {req.problem}")
+            elif envelope is not None and 200 <= req.status < 300:
+                flags: list[str] = []
+                wid = req.headers.get("webhook-id")
+                duplicate = bool(wid) and wid in self._seen_ids
+                if wid:
+                    if duplicate:
+                        self._counts["duplicates"] += 1
+                        self.problems.append(f"duplicate webhook-id {wid}")
+                        flags.append("duplicate")
+                    self._seen_ids.add(wid)
+                inner = envelope["data"] if envelope["event"] == "eventsink_bulk" else [envelope]
+                for i, ev in enumerate(inner):
+                    ev_flags = self._track_seq(req.path, ev, duplicate) + flags
+                    if envelope is not ev:
+                        ev_flags.append(f"bulk {i + 1}/{len(inner)}")
+                    self.events.append(ev)
+                    self._by_event[str(ev.get("event"))] += 1
+                    self._print(_line(len(self.events), ev, ev_flags))
+            self._cond.notify_all()
+
+    def _track_seq(self, path: str, ev: dict, duplicate: bool = False) -> list[str]:
+        """Flags for one event's seq, tracked per (node, URL path): reset, gap, out of order.
+
+        A redelivery (repeated webhook-id) with an old seq is a duplicate, not also out of order."""
+        seq, node = ev.get("seq"), ev.get("node")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return ["no-seq"]
+        track = self._seq.setdefault((str(node), path), _SeqTrack())
+        flags: list[str] = []
+        if duplicate and track.count and 1 < seq <= track.last:
+            return flags
+        if seq == 1:
+            if track.count:
+                self._counts["resets"] += 1
+                self.problems.append(f"seq reset from node {node} after seq {track.last}")
+                flags.append("reset")
+        elif track.count and seq > track.last + 1:
+            missing = seq - track.last - 1
+            self._counts["gaps"] += 1
+            self._counts["missing"] += missing
+            gap = f"{track.last + 1}" if missing == 1 else f"{track.last + 1}-{seq - 1}"
+            self.problems.append(f"seq gap from node {node}: missing {gap}")
+            flags.append(f"gap: missing {gap}")
+        elif track.count and seq <= track.last:
+            self._counts["out_of_order"] += 1
+            self.problems.append(f"seq out of order from node {node}: {seq} after {track.last}")
+            flags.append(f"out of order after {track.last}")
+        track.last = seq if seq == 1 else max(seq, track.last)
+        track.count += 1
+        return flags
+
+    def _print(self, line: str) -> None:
+        if self.out is None:
+            return
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _secret_key(secret: str) -> bytes:
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("secret must be 'whsec_' followed by a base64 key") from None
+
+
+def _clock() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+
+
+def describe(ev: dict) -> str:
+    """The readable part of an event line: which conference or participant it is about."""
+    data = ev.get("data")
+    if not isinstance(data, dict):
+        return ""
+    name = ev.get("event", "")
+    if str(name).startswith("conference_"):
+        text = str(data.get("name", "?"))
+        if data.get("service_type"):
+            text += f" [{data['service_type']}]"
+        return text
+    uuid = data.get("uuid", "?")
+    if name == "participant_media_stream_window":
+        return f"({uuid}) quality {data.get('call_quality_was', '?')} -> {data.get('call_quality_now', '?')}"
+    if name == "participant_media_streams_destroyed":
+        streams = data.get("media_streams")
+        return f"({uuid}) {len(streams) if isinstance(streams, list) else 0} media streams"
+    text = f"{data['conference']} " if data.get("conference") else ""
+    text += f"({data.get('display_name') or '?'} / {uuid})"
+    if name == "participant_disconnected" and data.get("disconnect_reason"):
+        text += f" {data['disconnect_reason']}"
+    if isinstance(data.get("media_streams"), list):
+        text += f" +{len(data['media_streams'])} media streams"
+    return text
+
+
+def _line(count: int, ev: dict, flags: list[str]) -> str:
+    parts = [_clock(), f"#{count}", f"seq={ev.get('seq')}", str(ev.get("event")), describe(ev)]
+    line = " ".join(p for p in parts if p)
+    if flags:
+        line += " " + " ".join(f"[{f}]" for f in flags)
+    return line
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"received {summary['events']} events in {summary['requests']} requests"]
+    for name, n in sorted(summary["by_event"].items()):
+        lines.append(f"  {name:<38} {n}")
+    lines.append(
+        f"gaps {summary['gaps']} (missing {summary['missing']}), resets {summary['resets']}, "
+        f"out of order {summary['out_of_order']}, duplicates {summary['duplicates']}, "
+        f"auth failures {summary['auth_failures']}, bad signatures {summary['bad_signatures']}, "
+        f"bad requests {summary['bad_requests']}"
+    )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ eventsink-agent receive
+
+
+def main(args) -> int:
+    """`eventsink-agent receive`: print each event received until Ctrl-C, then a summary."""
+    from agent.config import parse_listen
+
+    listen = getattr(args, "listen", None) or "127.0.0.1:8080"
+    addr = parse_listen(listen)
+    if addr is None:
+        print(f"eventsink-agent receive: --listen must be HOST:PORT (got {listen!r})", file=sys.stderr)
+        return 2
+    username, password, secret = getattr(args, "username", None), getattr(args, "password", None), getattr(args, "secret", None)
+    if password and not username:
+        print("eventsink-agent receive: --password needs --username", file=sys.stderr)
+        return 2
+    try:
+        rx = Receiver(addr[0], addr[1], username=username, password=password, secret=secret, out=sys.stdout)
+    except ValueError as exc:
+        print(f"eventsink-agent receive: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rx.start()
+    except OSError as exc:
+        print(f"eventsink-agent receive: cannot listen on {listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    checks = []
+    if username:
+        checks.append(f"Basic auth as {username!r}")
+    if secret:
+        checks.append("webhook signatures")
+    print(f"eventsink-agent receive: listening on {rx.url}"
+          + (f" (checking {', '.join(checks)})" if checks else "") + "; Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        rx.stop()
+    print("\n" + format_summary(rx.summary()), flush=True)
+    return 0
