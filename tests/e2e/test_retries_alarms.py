@@ -1,0 +1,155 @@
+"""End to end: sink-level backoff, Retry-After, the two alarms, restart, pipelining."""
+
+import threading
+import time
+
+import pytest
+
+from tests.e2e.harness import sink, wait_until
+
+pytestmark = pytest.mark.e2e
+
+BACKOFF_ALARM = "Eventsink Reached Maximum Backoff"
+CONCURRENCY_ALARM = "Eventsink Reached Maximum Concurrent POSTs"
+
+
+def updates(rx):
+    return [e["data"]["name"] for e in rx.events if e["event"] == "conference_updated"]
+
+
+def test_backoff_doubles_between_attempts_and_status_follows(make_agent, receiver):
+    receiver.respond(503)
+    agent = make_agent([sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.5}, start=False)
+    agent.start(wait=False)
+    seen_backoff = set()
+
+    def five_attempts():
+        st = agent.status()["sinks"]
+        if st:
+            seen_backoff.add(st[0]["current_backoff"])
+        return len(receiver.requests) >= 5
+
+    wait_until(five_attempts, timeout=20, interval=0.05, what="5 attempts")
+    t = [r.t for r in receiver.requests[:5]]
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    for gap, want in zip(gaps, (0.5, 1.0, 2.0, 4.0)):
+        assert want * 0.9 <= gap <= want * 1.3 + 0.2, gaps
+    # the same (oldest) event is retried: eventsink_started, with one webhook-id
+    assert len({r.headers["webhook-id"] for r in receiver.requests[:5]}) == 1
+    assert {0.5, 1.0, 2.0} <= seen_backoff, seen_backoff
+    assert agent.metric("eventsink_post_attempts_total", sink="cdr", outcome="http_error") >= 5
+    assert agent.metric("eventsink_retry_backoff_seconds", sink="cdr") > 0
+    receiver.respond(200)
+    assert receiver.wait_events(1, timeout=15)
+    wait_until(lambda: agent.sink_status("cdr")["current_backoff"] == 0, what="backoff reset")
+
+
+def test_retry_after_is_honoured(make_agent, receiver):
+    calls = []
+
+    def script(i):
+        calls.append(i)
+        return (503, {"Retry-After": "3"}, 0.0) if i == 0 else (200, {}, 0.0)
+
+    receiver.script(script)
+    agent = make_agent([sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.2}, start=False)
+    agent.start(wait=False)
+    assert receiver.wait_events(1, timeout=15)
+    t = [r.t for r in receiver.requests]
+    assert t[1] - t[0] >= 3.0, t
+
+
+def test_backoff_alarm_stops_publisher_keeps_events_and_restart_delivers(make_agent, receiver):
+    receiver.respond(503)
+    agent = make_agent([sink("cdr", receiver.url)],
+                       tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 0.5}, start=False)
+    agent.start(wait=False)
+    wait_until(lambda: any(a["name"] == BACKOFF_ALARM for a in agent.alarms()), timeout=15, what="backoff alarm")
+    st = agent.sink_status("cdr")
+    assert st["state"] == "stopped" and BACKOFF_ALARM in st["alarms"]
+    alarm = next(a for a in agent.alarms() if a["name"] == BACKOFF_ALARM)
+    assert alarm["sink"] == "cdr" and alarm["raised_at"] and alarm["detail"]
+    assert agent.metric("eventsink_alarm_active", sink="cdr", alarm=BACKOFF_ALARM) == 1
+    assert agent.metric("eventsink_publisher_running", sink="cdr") == 0
+    assert "support.events" in agent.log() and BACKOFF_ALARM in agent.log()
+
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        for i in range(10):
+            pub.publish("conference_updated", {"name": f"c{i}"})
+        wait_until(lambda: agent.sink_status("cdr")["backlog"] >= 10, what="backlog counted while stopped")
+    quiet_from = len(receiver.requests)
+    time.sleep(2.0)  # the requirement itself: no POST arrives for 2 s while stopped
+    assert len(receiver.requests) == quiet_from
+
+    receiver.respond(200)
+    code, body = agent.post("/v1/sinks/cdr/restart")
+    assert code == 200, body
+    assert receiver.wait_for(lambda r: len(updates(r)) == 10, timeout=15)
+    assert receiver.events[0]["event"] == "eventsink_started" and receiver.events[0]["seq"] == 1
+    assert updates(receiver) == [f"c{i}" for i in range(10)]
+    assert [e["seq"] for e in receiver.events] == list(range(1, 12))
+    wait_until(lambda: agent.sink_status("cdr")["state"] == "running", what="running again")
+    st = agent.sink_status("cdr")
+    assert st["alarms"] == [] and st["last_attempted_restart"]
+    assert agent.alarms() == []
+    assert agent.metric("eventsink_alarm_active", sink="cdr", alarm=BACKOFF_ALARM) == 0
+
+
+def test_restart_of_unknown_sink_is_404(make_agent, receiver):
+    agent = make_agent([sink("cdr", receiver.url)])
+    code, body = agent.post("/v1/sinks/nope/restart")
+    assert code == 404 and "nope" in body["error"]
+
+
+def test_concurrency_alarm_then_restart_delivers_all(make_agent, receiver):
+    receiver.refuse()
+    agent = make_agent([sink("cdr", receiver.url)], tuning={"max_background_posts": 20}, start=False)
+    agent.start(wait=False)
+    wait_until(lambda: agent.status()["sinks"], what="status")
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        for i in range(30):
+            pub.publish("conference_updated", {"name": f"c{i}"})
+    wait_until(lambda: any(a["name"] == CONCURRENCY_ALARM for a in agent.alarms()), timeout=15, what="concurrency alarm")
+    assert agent.sink_status("cdr")["state"] == "stopped"
+    assert agent.sink_status("cdr")["backlog"] >= 30
+    receiver.accept()
+    code, _ = agent.post("/v1/sinks/cdr/restart")
+    assert code == 200
+    assert receiver.wait_for(lambda r: len(updates(r)) == 30, timeout=20), len(updates(receiver))
+    assert updates(receiver) == [f"c{i}" for i in range(30)]
+    wait_until(lambda: agent.alarms() == [], what="alarm cleared")
+
+
+def test_pipelined_sink_under_flapping_receiver_loses_nothing_and_probes_once(make_agent, receiver):
+    t0 = time.monotonic()
+
+    def flap(i):
+        phase = int((time.monotonic() - t0) / 1.0) % 2
+        return (503, {}, 0.0) if phase == 0 else (200, {}, 0.005)
+
+    receiver.script(flap)
+    initial = 0.2
+    agent = make_agent([sink("cdr", receiver.url, max_in_flight=8)],
+                       tuning={"initial_retry_backoff": initial, "max_retry_backoff": 60}, start=False)
+    agent.start(wait=False)
+    wait_until(lambda: agent.status()["sinks"], what="status")
+    n = 400
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        stop_at = time.monotonic() + 8
+        for i in range(n):
+            pub.publish("conference_updated", {"name": f"c{i}"})
+            if time.monotonic() < stop_at:
+                time.sleep(0.02)
+    assert receiver.wait_for(lambda r: len(set(updates(r))) == n, timeout=40), len(set(updates(receiver)))
+    # After each failure answered at t, no new attempt starts before the wait is over:
+    # requests arriving within 50 ms were already in flight; the next one is the single probe.
+    reqs = sorted(receiver.requests, key=lambda r: r.t)
+    for k, r in enumerate(reqs):
+        if r.status != 503:
+            continue
+        later = [x.t - r.t for x in reqs[k + 1:] if x.t - r.t > 0.05]
+        if later:
+            assert later[0] >= initial * 0.8, (k, later[0])
