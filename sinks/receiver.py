@@ -75,6 +75,17 @@ class _Server(ThreadingHTTPServer):
                 return
         super().finish_request(request, client_address)
 
+    def handle_error(self, request, client_address) -> None:
+        # A connection reset or dropped mid-request (refuse(), client gone) is nothing to report;
+        # anything else is a receiver bug (or a script() that raised): keep it visible.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        with self.receiver._cond:
+            self.receiver.problems.append(f"receiver error: {exc!r:.200}")
+            self.receiver._cond.notify_all()
+        super().handle_error(request, client_address)
+
     def drop_connections(self) -> None:
         with self.connections_lock:
             conns = list(self.connections)
