@@ -1,0 +1,202 @@
+"""`eventsink-agent`: the agent's command line (INTERFACE 2).
+
+Owns the subcommands `run`, `check`, `schema`, `demo` and `receive`: their
+arguments, help, and the rule that an operator mistake (bad path, bad config,
+socket in use) ends in one plain sentence on stderr and a non-zero exit, never
+a traceback. The work itself is done elsewhere and imported lazily, so
+`--help` and `check` stay fast: agent.supervisor, bus.schema, agent.demo,
+sinks.receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from agent import __version__
+
+PROG = "eventsink-agent"
+DEFAULT_CONFIG = "/etc/eventsink-agent/agent.toml"
+SCHEMA_FORMATS = ("openapi", "swagger")
+
+log = logging.getLogger("agent.cli")
+
+
+class OperatorError(Exception):
+    """A mistake the operator can fix: shown as one line, exit 1."""
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _optional_module(name: str, what: str) -> Any:
+    """Import NAME now; a build without it is one plain sentence, not a traceback."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise OperatorError(f"{what} is not available in this build ({name} is missing)") from None
+        raise
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent import config as agent_config
+    from agent import logs
+
+    result = agent_config.load(args.config)
+    if result.problems or result.config is None:
+        for p in result.problems:
+            _error_line(p.render(args.config))
+        _error(f"{args.config}: not starting: the config has {len(result.problems)} problem(s)")
+        return 1
+    config = result.config
+    logs.configure("supervisor", logs.config_secrets(config))
+    for w in result.warnings:
+        log.warning("config: %s", w.render(args.config))
+    supervisor_mod = _optional_module("agent.supervisor", "the supervisor")
+    from agent.control import ControlSocketError
+
+    try:
+        return int(supervisor_mod.Supervisor(args.config, config).run() or 0)
+    except ControlSocketError as exc:
+        _error(str(exc))
+        return 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent import config as agent_config
+
+    result = agent_config.load(args.config)
+    if result.problems or result.config is None:
+        for p in result.problems:
+            _error_line(p.render(args.config))
+        return 1
+    for w in result.warnings:
+        _error_line(f"warning: {w.render(args.config)}")
+    config = result.config
+    here = len(config.sinks_here())
+    print(f"{args.config}: OK ({_plural(len(config.sink), 'sink')}, {here} at this location)")
+    return 0
+
+
+def _error_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    schema = _optional_module("bus.schema", "the event schema")
+    text = schema.render(args.format)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    demo = _optional_module("agent.demo", "the demo")
+    return int(demo.main(args) or 0)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    receiver = _optional_module("sinks.receiver", "the test receiver")
+    return int(receiver.main(args) or 0)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _listen(value: str) -> str:
+    from agent.config import parse_listen
+
+    if parse_listen(value) is None:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, e.g. 127.0.0.1:8080 (got {value!r})")
+    return value
+
+
+def _positive(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {value!r})") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {value})")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pushes conference and participant events from a Conferencing Node to event sink servers.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description)
+        p.set_defaults(func=func)
+        return p
+
+    config_help = f"the agent's config file (default: {DEFAULT_CONFIG})"
+    p = add("run", cmd_run, "run the agent in the foreground",
+            "Run the agent in the foreground until SIGTERM or SIGINT (graceful stop). SIGHUP re-reads the config.")
+    p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG, help=config_help)
+
+    p = add("check", cmd_check, "validate a config file",
+            "Validate a config file: print each problem with its key and line; exit 0 if valid, 1 if not. "
+            "Warnings do not fail.")
+    p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG, help=config_help)
+
+    p = add("schema", cmd_schema, "print the event schema document",
+            "Print the event schema: every event's envelope and data, per protocol version.")
+    p.add_argument("--format", choices=SCHEMA_FORMATS, default="openapi",
+                   help="openapi (OpenAPI 3.x JSON, the default) or swagger (Swagger 2.0 JSON)")
+
+    p = add("demo", cmd_demo, "run a self-contained demo and show delivered events live",
+            "Start an agent with a built-in config, a simulated conference workload and a local receiver, "
+            "and show the delivered events live until Ctrl-C.")
+    p.add_argument("--duration", metavar="S", type=_positive, default=None,
+                   help="stop after S seconds (default: run until Ctrl-C)")
+
+    p = add("receive", cmd_receive, "run a stand-alone test receiver for event sinks",
+            "A test receiver: prints each event on one line, checks Basic auth and signatures, unpacks bulk "
+            "envelopes, and flags seq gaps, resets and duplicate webhook-ids.")
+    p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
+                   help="address to listen on (default: 127.0.0.1:8080)")
+    p.add_argument("--username", metavar="U", default="", help="require Basic auth with this user name")
+    p.add_argument("--password", metavar="P", default="", help="the Basic auth password (with --username)")
+    p.add_argument("--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.subcommand == "receive" and args.password and not args.username:
+        _error("--password needs --username")
+        return 2
+    try:
+        return args.func(args)
+    except OperatorError as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

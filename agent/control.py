@@ -1,0 +1,449 @@
+"""The control socket server: HTTP/1.1 with JSON bodies over an AF_UNIX stream
+socket (INTERFACE 6), so `curl --unix-socket SOCK http://agent/v1/status` works.
+
+Owns: binding the socket file (mode 0660, stale-socket replacement, refusal of
+a live one), the HTTP framing (bounded request heads and bodies, per-request
+read deadline, keep-alive), the fixed route table built from
+`agent.commands.COMMANDS`, and turning results and errors into answers
+(success bodies as INTERFACE 6; errors as `CommandError.body()`; never a
+traceback). The commands themselves live in agent/commands.py.
+
+Concurrency: one short-lived thread per connection, at most `max_connections`
+at a time, each with a read deadline; a client that connects and sends
+nothing, or sends garbage, only ever holds its own thread, so `status` for
+another client is answered at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from http import HTTPStatus
+from typing import Any
+
+from agent import __version__
+from agent.commands import COMMANDS, Command, RawJSON
+from agent.errors import CommandError
+
+log = logging.getLogger("agent.control")
+
+MAX_HEAD = 16 * 1024  # bytes of request line + headers
+MAX_BODY = 64 * 1024  # bytes of request body
+READ_TIMEOUT = 5.0  # s a client gets to deliver one whole request (head and body)
+IDLE_TIMEOUT = 5.0  # s a keep-alive connection may wait between requests
+MAX_CONNECTIONS = 64
+MAX_REQUESTS_PER_CONNECTION = 1000
+SOCKET_MODE = 0o660
+LOG_EVERY = 60.0  # s between two log lines for the same kind of bad request
+
+# The fixed route table: (command, path regex), built once from the registry.
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+ROUTES: tuple[tuple[Command, Any], ...] = tuple((c, c.path_pattern()) for c in COMMANDS)
+
+
+class ControlSocketError(Exception):
+    """The control socket cannot be set up (live agent on it, not a socket, no permission, ...)."""
+
+
+class BadRequest(Exception):
+    """A request that cannot be parsed; answered with `status`, then the connection is closed."""
+
+    def __init__(self, status: int, message: str, reason: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+class _ClientGone(Exception):
+    """The client closed the connection or missed its deadline: nothing to answer."""
+
+
+class ControlServer:
+    """Serves the control commands of `supervisor` on the unix socket at `path`."""
+
+    def __init__(
+        self,
+        path: str,
+        supervisor: Any,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout: float = READ_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_body: int = MAX_BODY,
+    ):
+        self.path = path
+        self.supervisor = supervisor
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.max_body = max_body
+        self.counts: Counter[str] = Counter()  # requests, answers by status, bad requests by reason
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._listener: socket.socket | None = None
+        self._inode: tuple[int, int] | None = None
+        self._stopping = threading.Event()
+        self._accept_thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._last_logged: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Bind the socket (replacing a stale one), make it 0660, serve in the background."""
+        if self._listener is not None:
+            raise ControlSocketError("the control server is already started")
+        _clear_stale_socket(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.path)
+            os.chmod(self.path, SOCKET_MODE)
+            st = os.stat(self.path)
+            sock.listen(64)
+        except OSError as exc:
+            sock.close()
+            raise ControlSocketError(f"cannot create the control socket {self.path}: {exc.strerror or exc}") from None
+        sock.settimeout(0.25)  # the accept loop checks for stop() this often
+        self._listener = sock
+        self._inode = (st.st_dev, st.st_ino)
+        self._stopping.clear()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="control-accept", daemon=True)
+        self._accept_thread.start()
+        log.info("control socket listening on %s", self.path)
+
+    def stop(self) -> None:
+        """Stop accepting, drop open connections, close and unlink the socket file."""
+        if self._listener is None:
+            return
+        self._stopping.set()
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout=5)
+        self._listener.close()
+        self._listener = None
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        self._inode = None
+
+    def __enter__(self) -> "ControlServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- connections
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                self._log_bad("accept", f"control socket accept failed: {exc.strerror or exc}")
+                self._stopping.wait(0.1)  # e.g. EMFILE: do not spin
+                continue
+            if not self._slots.acquire(blocking=False):
+                self.counts["refused_busy"] += 1
+                self._log_bad("busy", "control socket: too many connections, refusing one")
+                self._refuse_busy(conn)
+                continue
+            threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
+
+    def _refuse_busy(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(1.0)
+            err = CommandError(503, "the control socket is busy; try again")
+            conn.sendall(_response(503, _json_bytes(err.body()), close=True))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+        reader = _Reader(conn, self.read_timeout, self.idle_timeout)
+        try:
+            for _ in range(MAX_REQUESTS_PER_CONNECTION):
+                if self._stopping.is_set():
+                    return
+                try:
+                    method, target, version, headers = reader.read_head()
+                    close = version == "HTTP/1.0" or "close" in headers.get("connection", "").lower()
+                    body = self._read_body(reader, headers)
+                except BadRequest as exc:
+                    self.counts[f"bad_request:{exc.reason}"] += 1
+                    self._log_bad(exc.reason, f"control socket: bad request ({exc.message})")
+                    self.counts[f"status:{exc.status}"] += 1
+                    _send(conn, _response(exc.status, _json_bytes(CommandError(exc.status, exc.message).body()), close=True))
+                    return
+                self.counts["requests"] += 1
+                status, payload, extra = self.dispatch(method, target, body)
+                self.counts[f"status:{status}"] += 1
+                if not _send(conn, _response(status, payload, close=close, extra=extra)) or close:
+                    return
+        except _ClientGone:
+            return
+        except Exception:  # never let one connection take the server down
+            log.exception("control socket: unexpected error serving a connection")
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+            self._slots.release()
+
+    def _read_body(self, reader: "_Reader", headers: dict[str, str]) -> bytes:
+        if "transfer-encoding" in headers:
+            raise BadRequest(411, "chunked request bodies are not supported; send Content-Length", "chunked")
+        raw = headers.get("content-length")
+        if raw is None:
+            return b""
+        if not raw.strip().isdigit():
+            raise BadRequest(400, "the Content-Length header is not a number", "content_length")
+        length = int(raw)
+        if length > self.max_body:
+            raise BadRequest(413, f"the request body is larger than {self.max_body} bytes", "too_large")
+        if headers.get("expect", "").lower() == "100-continue":
+            _send(reader.conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+        return reader.read_exactly(length)
+
+    # ---------------------------------------------------------------- routing
+
+    def dispatch(self, method: str, target: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """One request -> (status, JSON body bytes, extra headers). Never raises."""
+        try:
+            command, params, allowed = _route(method, target)
+            if command is None:
+                if allowed:
+                    err = CommandError(405, f"{method} is not allowed here; use {', '.join(allowed)}")
+                    return 405, _json_bytes(err.body()), {"Allow": ", ".join(allowed)}
+                raise CommandError(404, f"no such resource: {urllib.parse.urlsplit(target).path[:200]}")
+            _check_body(body)
+            result = command.action(self.supervisor, params)
+            if isinstance(result, RawJSON):
+                return 200, result.encode(), {}
+            return 200, _json_bytes(result), {}
+        except CommandError as exc:
+            return exc.status, _json_bytes(exc.body()), {}
+        except Exception:
+            log.exception("control socket: %s %s failed", method, target[:200])
+            err = CommandError(500, "the agent could not carry out the command; see the agent's log")
+            return 500, _json_bytes(err.body()), {}
+
+    def _log_bad(self, reason: str, line: str) -> None:
+        now = time.monotonic()
+        last = self._last_logged.get(reason)
+        if last is None or now - last >= LOG_EVERY:
+            self._last_logged[reason] = now
+            log.warning("%s", line)
+
+
+def _route(method: str, target: str) -> tuple[Command | None, dict[str, str], list[str]]:
+    """Find the command for METHOD TARGET in the fixed table; else (None, {}, allowed methods)."""
+    if not target.startswith("/"):
+        target = urllib.parse.urlsplit(target).path or "/"  # absolute-form: http://agent/v1/status
+    parts = urllib.parse.urlsplit(target)
+    allowed: list[str] = []
+    for command, pattern in ROUTES:
+        m = pattern.match(parts.path)
+        if not m:
+            continue
+        if command.method != method:
+            allowed.append(command.method)
+            continue
+        params = {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        for name in command.query:
+            if name in query:
+                params[name] = query[name][-1]
+        return command, params, []
+    return None, {}, sorted(set(allowed))
+
+
+def _check_body(body: bytes) -> None:
+    """Commands take their fields from the path; a body, if any, must be a JSON object."""
+    if not body.strip():
+        return
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise CommandError(400, "the request body must be empty or a JSON object")
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _response(status: int, payload: bytes, *, close: bool, extra: dict[str, str] | None = None) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        f"Server: eventsink-agent/{__version__}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
+    head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    if close:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+
+
+def _send(conn: socket.socket, data: bytes) -> bool:
+    try:
+        conn.sendall(data)
+        return True
+    except OSError:
+        return False
+
+
+class _Reader:
+    """Reads one request at a time from a connection, within a deadline per request."""
+
+    def __init__(self, conn: socket.socket, read_timeout: float, idle_timeout: float):
+        self.conn = conn
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.buf = b""
+        self.deadline = 0.0
+
+    def _recv(self) -> bytes:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _ClientGone
+        self.conn.settimeout(remaining)
+        try:
+            data = self.conn.recv(65536)
+        except (TimeoutError, OSError):
+            raise _ClientGone from None
+        if not data:
+            raise _ClientGone
+        return data
+
+    def read_head(self) -> tuple[str, str, str, dict[str, str]]:
+        # Waiting for the first byte of a request may take idle_timeout; the rest read_timeout.
+        self.deadline = time.monotonic() + self.idle_timeout
+        while not self.buf.lstrip(b"\r\n"):
+            self.buf = self._recv()
+        self.buf = self.buf.lstrip(b"\r\n")
+        self.deadline = time.monotonic() + self.read_timeout
+        checked_line = False
+        while True:
+            end = _HEAD_END.search(self.buf)
+            if end is not None:
+                break
+            if not checked_line and b"\n" in self.buf:
+                _parse_request_line(self.buf.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1"))
+                checked_line = True  # garbage is answered at once, not after the deadline
+            if len(self.buf) > MAX_HEAD:
+                raise BadRequest(431, f"the request head is larger than {MAX_HEAD} bytes", "head_too_large")
+            try:
+                self.buf += self._recv()
+            except _ClientGone:
+                if self.buf and time.monotonic() >= self.deadline:
+                    raise BadRequest(408, "the request was not complete in time", "timeout") from None
+                raise
+        head, self.buf = self.buf[: end.start()], self.buf[end.end() :]
+        if len(head) > MAX_HEAD:
+            raise BadRequest(431, f"the request head is larger than {MAX_HEAD} bytes", "head_too_large")
+        return _parse_head(head)
+
+    def read_exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            try:
+                self.buf += self._recv()
+            except _ClientGone:
+                if time.monotonic() >= self.deadline:
+                    raise BadRequest(408, "the request body was not complete in time", "timeout") from None
+                raise
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return body
+
+
+def _parse_request_line(line: str) -> tuple[str, str, str]:
+    words = line.split(" ")
+    if len(words) != 3 or not words[0].isalpha() or not words[0].isupper() or not words[1]:
+        raise BadRequest(400, "malformed request line", "garbage")
+    method, target, version = words
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise BadRequest(505 if version.startswith("HTTP/") else 400, "only HTTP/1.0 and HTTP/1.1 are spoken here", "version")
+    if not (target.startswith("/") or target.startswith("http://")):
+        raise BadRequest(400, "malformed request target", "garbage")
+    return method, target, version
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    lines = [line.rstrip("\r") for line in head.decode("latin-1").split("\n")]
+    method, target, version = _parse_request_line(lines[0])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or " " in name:
+            raise BadRequest(400, "malformed header line", "garbage")
+        key = name.lower()
+        value = value.strip()
+        if key == "content-length" and key in headers and headers[key] != value:
+            raise BadRequest(400, "conflicting Content-Length headers", "content_length")
+        headers[key] = f"{headers[key]}, {value}" if key in headers and key != "content-length" else value
+    return method, target, version, headers
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Unlink PATH if it is a socket nobody answers on; refuse anything else that exists there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlSocketError(f"cannot check {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlSocketError(f"{path} exists and is not a socket; remove it or set another agent.control_socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ControlSocketError(f"cannot remove the stale control socket {path}: {exc.strerror or exc}") from None
+        log.info("removed stale control socket %s", path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlSocketError(f"cannot check the existing control socket {path}: {exc.strerror or exc}") from None
+    finally:
+        probe.close()
+    raise ControlSocketError(f"another agent is already answering on the control socket {path}")

@@ -1,0 +1,186 @@
+"""`eventsinkctl`: the operator's thin client of the control socket.
+
+Owns the command line (subcommands built from `agent.commands.COMMANDS`), the
+choice of socket (`--socket`, else the config's `agent.control_socket` with
+`--config`, else `$EVENTSINK_SOCKET`, else the default), and HTTP over the
+unix socket (`UnixHTTPConnection`). Answers are rendered by each command;
+exit codes come from `agent.commands.exit_code` (0 ok, 1 refused/failed,
+2 usage, 3 agent not running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import sys
+import tomllib
+from typing import Any
+
+from agent import __version__
+from agent.commands import COMMANDS, Command, Reply, Unreachable, UsageError, exit_code
+from agent.config import AgentConfig
+
+PROG = "eventsinkctl"
+DEFAULT_SOCKET = "/run/eventsink-agent/control.sock"
+SOCKET_ENV = "EVENTSINK_SOCKET"
+CLIENT_TIMEOUT = 20.0  # s; the agent itself gives up on its supervisor after 10 s
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX stream socket (Host: agent)."""
+
+    def __init__(self, socket_path: str, timeout: float = CLIENT_TIMEOUT):
+        super().__init__("agent", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class AgentFailed(Exception):
+    """The agent was reached but gave no usable answer (timeout, closed connection, not JSON)."""
+
+
+def call(socket_path: str, command: Command, params: dict[str, str], timeout: float = CLIENT_TIMEOUT) -> tuple[Reply, bytes]:
+    """Send one command to the agent; its Reply and the raw body. Raises Unreachable / AgentFailed."""
+    conn = UnixHTTPConnection(socket_path, timeout)
+    try:
+        try:
+            conn.connect()
+        except FileNotFoundError:
+            raise Unreachable(f"agent not running (no control socket at {socket_path})") from None
+        except ConnectionRefusedError:
+            raise Unreachable(f"agent not running (nobody answers on {socket_path})") from None
+        except PermissionError:
+            raise Unreachable(f"cannot connect to {socket_path}: permission denied (is this user in the agent's group?)") from None
+        except OSError as exc:
+            raise Unreachable(f"cannot connect to the agent at {socket_path}: {exc.strerror or exc}") from None
+        try:
+            conn.request(command.method, command.request_path(params), headers={"Accept": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        except TimeoutError:
+            raise AgentFailed(f"the agent did not answer within {timeout:g} s") from None
+        except (http.client.HTTPException, OSError):
+            raise AgentFailed("the agent closed the connection without an answer") from None
+    finally:
+        conn.close()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        if 200 <= resp.status < 300:
+            raise AgentFailed("the agent's answer is not JSON") from None
+        body = None
+    return Reply(resp.status, body), raw
+
+
+def socket_path(args: argparse.Namespace) -> str:
+    """--socket, else the config's control socket (--config), else $EVENTSINK_SOCKET, else the default."""
+    if args.socket:
+        return args.socket
+    if args.config:
+        return _socket_from_config(args.config)
+    return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+
+
+def _socket_from_config(path: str) -> str:
+    # Only the [agent] table matters here; the operator may not be able to read password files.
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    agent = doc.get("agent", {})
+    if not isinstance(agent, dict):
+        raise UsageError(f"{path}: [agent] must be a table")
+    sock = agent.get("control_socket") or ""
+    runtime_dir = agent.get("runtime_dir") or AgentConfig().runtime_dir
+    if not isinstance(sock, str) or not isinstance(runtime_dir, str):
+        raise UsageError(f"{path}: agent.control_socket and agent.runtime_dir must be strings")
+    return sock or os.path.join(runtime_dir, "control.sock")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--socket", metavar="PATH", default=argparse.SUPPRESS,
+        help=f"the agent's control socket (default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})",
+    )
+    where.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="read the control socket's path from this agent config")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        parents=[where],
+        description="Control a running eventsink-agent through its control socket.",
+        epilog="exit status: 0 ok, 1 the agent refused or failed, 2 usage error, 3 agent not running",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        if not command.in_ctl:
+            continue
+        p = sub.add_parser(command.name, parents=[where], help=command.help, description=command.help[:1].upper() + command.help[1:] + ".")
+        helps = dict(command.field_help)
+        for field in command.fields:
+            p.add_argument(field, metavar=field.upper(), help=helps.get(field))
+        if command.json_output:
+            p.add_argument("--json", action="store_true", help="print the agent's JSON answer as it is")
+        p.set_defaults(command=command)
+    return parser
+
+
+def _print(text: str, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:  # e.g. `eventsinkctl status | head -1`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+
+
+def fail(message: str, outcome: Reply | BaseException, problems: list[str] | tuple[str, ...] = ()) -> int:
+    _print(f"{PROG}: {message}", sys.stderr)
+    for p in problems:
+        _print(f"  {p}", sys.stderr)
+    return exit_code(outcome)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    args.socket = getattr(args, "socket", None)
+    args.config = getattr(args, "config", None)
+    command: Command = args.command
+    params = {f: getattr(args, f) for f in command.fields}
+    try:
+        path = socket_path(args)
+        reply, raw = call(path, command, params)
+    except (Unreachable, UsageError, AgentFailed) as exc:
+        return fail(str(exc), exc)
+    except KeyboardInterrupt:
+        return 130
+    if not reply.ok:
+        return fail(reply.error, reply, reply.problems)
+    if getattr(args, "json", False):
+        _print(raw.decode("utf-8", "replace").rstrip("\n"))
+    else:
+        _print(command.render(reply.body))
+    return exit_code(reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
