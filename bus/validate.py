@@ -1,0 +1,141 @@
+"""Validation of one bus message (INTERFACE 4): accept it, or name the reason it is rejected.
+
+A bus message is two frames: the event name in UTF-8 (the ZeroMQ topic) and a
+JSON object `{"event": NAME, "time": UNIX_FLOAT, "data": {...}}` whose fields
+and types are the types of bus/events.py. `Validator.check` answers
+`Accepted(topic, payload)` (payload: the original bytes, forwarded unchanged)
+or `Rejected(reason, detail)`, with `reason` one of docs/internals.md's labels
+and `detail` a short human sentence (never the whole payload).
+
+Fast path: a valid message costs one UTF-8 check and one typed msgspec decode
+with the topic's own decoder. Only a failure takes the slow path, which parses
+again to classify the reason in a fixed order: frame_count, too_large,
+invalid_utf8, invalid_json, not_object, reserved_event, unknown_event,
+topic_mismatch, missing_field, wrong_type.
+
+Accepted payloads are also valid for orjson (workers may parse them): lone
+UTF-16 surrogate escapes, which msgspec tolerates in fields it skips, are
+rejected as invalid_json.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+import orjson
+
+from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
+
+RESERVED_PREFIX = "eventsink_"
+DETAIL_MAX = 160  # characters of a detail string
+NAME_MAX = 60  # characters of a foreign name quoted in a detail
+
+REASONS = (
+    "frame_count",
+    "too_large",
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "unknown_event",
+    "reserved_event",
+    "topic_mismatch",
+    "missing_field",
+    "wrong_type",
+    "journal_full",
+)
+
+
+class Accepted(NamedTuple):
+    topic: str
+    payload: bytes
+
+
+class Rejected(NamedTuple):
+    reason: str
+    detail: str
+
+
+def _quote(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= NAME_MAX else text[: NAME_MAX - 3] + "..."
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 3] + "..."
+
+
+class Validator:
+    """Checks bus messages against INTERFACE 4 and EVENTS.md; reusable, not thread-safe."""
+
+    def __init__(self, max_message_bytes: int):
+        self.max_message_bytes = int(max_message_bytes)
+        self._decoders = {event: msgspec.json.Decoder(tp) for event, tp in EVENT_MESSAGE_TYPES.items()}
+
+    def check(self, frames: list[bytes]) -> Accepted | Rejected:
+        if len(frames) != 2:
+            return Rejected("frame_count", f"{len(frames)} frames (expected 2: event name, JSON payload)")
+        topic_bytes, payload = bytes(frames[0]), bytes(frames[1])
+        if len(payload) > self.max_message_bytes:
+            return Rejected("too_large", f"payload of {len(payload)} bytes exceeds {self.max_message_bytes}")
+        try:
+            topic = topic_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            return Rejected("invalid_utf8", "topic frame is not valid UTF-8")
+        decoder = self._decoders.get(topic)
+        if decoder is not None:
+            try:
+                payload.decode("utf-8")
+                decoder.decode(payload)
+                if b"\\u" in payload:
+                    orjson.loads(payload)  # lone surrogate escapes
+                return Accepted(topic, payload)
+            except Exception:
+                pass
+        return self._classify(topic, payload)
+
+    def _classify(self, topic: str, payload: bytes) -> Rejected:
+        """The slow path: why PAYLOAD under TOPIC is not a valid bus message."""
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected("invalid_utf8", f"payload is not valid UTF-8 (byte {exc.start})")
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            return Rejected("invalid_json", _short(f"payload is not JSON: {exc}"))
+        if not isinstance(doc, dict):
+            return Rejected("not_object", f"payload is a JSON {type(doc).__name__}, not an object")
+        event = doc.get("event")
+        if topic.startswith(RESERVED_PREFIX):
+            return Rejected("reserved_event", f"topic {_quote(topic)} is made by the agent, not taken from the bus")
+        if isinstance(event, str) and event.startswith(RESERVED_PREFIX):
+            return Rejected("reserved_event", f"event {_quote(event)} is made by the agent, not taken from the bus")
+        if topic not in EVENT_DATA_TYPES:
+            return Rejected("unknown_event", f"topic {_quote(topic)} is not a bus event")
+        if "event" not in doc:
+            return Rejected("missing_field", "payload has no 'event'")
+        if not isinstance(event, str):
+            return Rejected("wrong_type", f"'event' must be a string, not {type(event).__name__}")
+        if event != topic:
+            return Rejected("topic_mismatch", f"topic {_quote(topic)} but event {_quote(event)}")
+        for key in ("time", "data"):
+            if key not in doc:
+                return Rejected("missing_field", f"payload has no {key!r}")
+        data = doc["data"]
+        if isinstance(data, dict):
+            required = required_data_field(topic)
+            if required not in data:
+                return Rejected("missing_field", f"data has no {required!r} (required for {topic})")
+        try:
+            self._decoders[topic].decode(payload)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            reason = "missing_field" if message.startswith("Object missing required field") else "wrong_type"
+            return Rejected(reason, _short(message))
+        except RecursionError:
+            return Rejected("invalid_json", "payload is nested too deeply")
+        except Exception as exc:  # msgspec and orjson disagree: keep it out of the journal
+            return Rejected("invalid_json", _short(f"payload is not JSON: {exc}"))
+        return Rejected("invalid_json", "payload could not be decoded")  # defensive: fast path disagreed
