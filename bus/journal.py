@@ -180,6 +180,15 @@ class Journal:
                 raise
         return list(range(first, first + len(rows)))
 
+    def probe_write(self) -> bool:
+        """True when a tiny write transaction succeeds (the broker's test for leaving journal-full)."""
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('write_probe', ?)", (repr(time.time()),))
+                return True
+            except sqlite3.Error:
+                return False
+
     def head(self) -> int:
         """The highest offset ever assigned (0 if none); survives purge and reopen."""
         with self._lock:
