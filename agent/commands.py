@@ -159,6 +159,14 @@ def format_time(value: Any) -> str:
     return str(value)
 
 
+def _total(value: Any) -> str:
+    """A scalar as a cell; a {reason: count} map as its total."""
+    if isinstance(value, dict):
+        nums = [v for v in value.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return _cell(sum(nums)) if len(nums) == len(value) else "-"
+    return _cell(value)
+
+
 def _alarm_names(alarms: Any) -> str:
     if not alarms:
         return "-"
@@ -191,7 +199,7 @@ def render_status(body: Any) -> str:
         out.append(f"node: {label}")
     bus = body.get("bus")
     if isinstance(bus, dict) and bus:
-        label = ", ".join(f"{k} {_cell(v)}" for k, v in bus.items() if not isinstance(v, (dict, list)))
+        label = ", ".join(f"{k} {_total(v)}" for k, v in bus.items() if not isinstance(v, list))
         if label:
             out.append(f"bus: {label}")
     sinks = body.get("sinks") or []

@@ -112,7 +112,7 @@ class ControlServer:
         except OSError as exc:
             sock.close()
             raise ControlSocketError(f"cannot create the control socket {self.path}: {exc.strerror or exc}") from None
-        sock.settimeout(0.25)  # the accept loop checks for stop() this often
+        sock.settimeout(1.0)  # the accept loop checks for stop() at least this often
         self._listener = sock
         self._inode = (st.st_dev, st.st_ino)
         self._stopping.clear()
@@ -125,6 +125,7 @@ class ControlServer:
         if self._listener is None:
             return
         self._stopping.set()
+        _wake(self.path)
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=5)
         self._listener.close()
@@ -167,6 +168,9 @@ class ControlServer:
                 self._log_bad("accept", f"control socket accept failed: {exc.strerror or exc}")
                 self._stopping.wait(0.1)  # e.g. EMFILE: do not spin
                 continue
+            if self._stopping.is_set():
+                conn.close()
+                return
             if not self._slots.acquire(blocking=False):
                 self.counts["refused_busy"] += 1
                 self._log_bad("busy", "control socket: too many connections, refusing one")
@@ -261,6 +265,16 @@ class ControlServer:
         if last is None or now - last >= LOG_EVERY:
             self._last_logged[reason] = now
             log.warning("%s", line)
+
+
+def _wake(path: str) -> None:
+    """Connect once to our own socket so a blocked accept() returns now."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(path)
+    except OSError:
+        pass
 
 
 def _route(method: str, target: str) -> tuple[Command | None, dict[str, str], list[str]]:

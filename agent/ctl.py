@@ -3,7 +3,7 @@
 Owns the command line (subcommands built from `agent.commands.COMMANDS`), the
 choice of socket (`--socket`, else the config's `agent.control_socket` with
 `--config`, else `$EVENTSINK_SOCKET`, else the default), and HTTP over the
-unix socket (`UnixHTTPConnection`). Answers are rendered by each command;
+unix socket (`UnixHTTPConnection`, `ControlClient`). Answers are rendered by each command;
 exit codes come from `agent.commands.exit_code` (0 ok, 1 refused/failed,
 2 usage, 3 agent not running).
 """
@@ -51,37 +51,61 @@ class AgentFailed(Exception):
     """The agent was reached but gave no usable answer (timeout, closed connection, not JSON)."""
 
 
-def call(socket_path: str, command: Command, params: dict[str, str], timeout: float = CLIENT_TIMEOUT) -> tuple[Reply, bytes]:
-    """Send one command to the agent; its Reply and the raw body. Raises Unreachable / AgentFailed."""
-    conn = UnixHTTPConnection(socket_path, timeout)
-    try:
+class ControlClient:
+    """A client of the control socket, for eventsinkctl, programs and tests.
+
+    Raises Unreachable when no agent answers on the socket and AgentFailed when
+    the agent gives no usable answer; an answered error is a Reply, not an exception."""
+
+    def __init__(self, socket_path: str, timeout: float = CLIENT_TIMEOUT):
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """METHOD PATH (optional JSON body) -> (HTTP status, decoded JSON answer)."""
+        reply, _ = self.request(method, path, body)
+        return reply.status, reply.body
+
+    def run(self, command: Command, params: dict[str, str] | None = None) -> tuple[Reply, bytes]:
+        """One registered command -> its Reply and the raw answer."""
+        return self.request(command.method, command.request_path(params or {}))
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[Reply, bytes]:
+        where = self.socket_path
+        conn = UnixHTTPConnection(where, self.timeout)
         try:
-            conn.connect()
-        except FileNotFoundError:
-            raise Unreachable(f"agent not running (no control socket at {socket_path})") from None
-        except ConnectionRefusedError:
-            raise Unreachable(f"agent not running (nobody answers on {socket_path})") from None
-        except PermissionError:
-            raise Unreachable(f"cannot connect to {socket_path}: permission denied (is this user in the agent's group?)") from None
-        except OSError as exc:
-            raise Unreachable(f"cannot connect to the agent at {socket_path}: {exc.strerror or exc}") from None
+            try:
+                conn.connect()
+            except FileNotFoundError:
+                raise Unreachable(f"agent not running (no control socket at {where})") from None
+            except ConnectionRefusedError:
+                raise Unreachable(f"agent not running (nobody answers on {where})") from None
+            except PermissionError:
+                raise Unreachable(f"cannot connect to {where}: permission denied (is this user in the agent's group?)") from None
+            except OSError as exc:
+                raise Unreachable(f"cannot connect to the agent at {where}: {exc.strerror or exc}") from None
+            headers = {"Accept": "application/json"}
+            payload = None
+            if body is not None:
+                payload = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except TimeoutError:
+                raise AgentFailed(f"the agent did not answer within {self.timeout:g} s") from None
+            except (http.client.HTTPException, OSError):
+                raise AgentFailed("the agent closed the connection without an answer") from None
+        finally:
+            conn.close()
         try:
-            conn.request(command.method, command.request_path(params), headers={"Accept": "application/json"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        except TimeoutError:
-            raise AgentFailed(f"the agent did not answer within {timeout:g} s") from None
-        except (http.client.HTTPException, OSError):
-            raise AgentFailed("the agent closed the connection without an answer") from None
-    finally:
-        conn.close()
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        if 200 <= resp.status < 300:
-            raise AgentFailed("the agent's answer is not JSON") from None
-        body = None
-    return Reply(resp.status, body), raw
+            decoded = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            if 200 <= resp.status < 300:
+                raise AgentFailed("the agent's answer is not JSON") from None
+            decoded = None
+        return Reply(resp.status, decoded), raw
 
 
 def socket_path(args: argparse.Namespace) -> str:
@@ -168,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     params = {f: getattr(args, f) for f in command.fields}
     try:
         path = socket_path(args)
-        reply, raw = call(path, command, params)
+        reply, raw = ControlClient(path).run(command, params)
     except (Unreachable, UsageError, AgentFailed) as exc:
         return fail(str(exc), exc)
     except KeyboardInterrupt:

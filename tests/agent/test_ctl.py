@@ -1,0 +1,176 @@
+"""`eventsinkctl` as a real subprocess against a real control socket (fake supervisor)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from agent import ctl
+from tests.agent.test_control import ALARMS, STATUS, FakeSupervisor, server, supervisor, tmpdir_short  # noqa: F401
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_ctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "agent.ctl", *args], capture_output=True, text=True,
+                          timeout=30, cwd=REPO, env=full_env)
+
+
+def assert_one_plain_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    assert lines[0].startswith("eventsinkctl: ")
+    return lines[0]
+
+
+def test_status_table(server):
+    out = run_ctl("--socket", server.path, "status")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    header = next(line for line in out.stdout.splitlines() if line.startswith("SINK"))
+    assert header.split() == ["SINK", "STATE", "PID", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILURES", "BACKOFF",
+                              "ALARMS", "LAST", "RESTART"]
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[out.stdout.splitlines().index(header) + 1:]}
+    assert set(rows) == {"cdr", "siem-long-name"}
+    assert rows["cdr"].split()[:7] == ["cdr", "running", "4242", "3", "1", "1234", "2"]
+    assert "Eventsink Reached Maximum Backoff" in rows["siem-long-name"]
+
+
+def test_status_json_is_the_raw_answer(server):
+    out = run_ctl("status", "--json", "--socket", server.path)  # options after the subcommand work too
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == STATUS
+
+
+def test_alarms_table_and_empty(server, supervisor):
+    out = run_ctl("--socket", server.path, "alarms")
+    assert out.returncode == 0
+    assert out.stdout.splitlines()[0].split()[:2] == ["ALARM", "SINK"]
+    assert "siem-long-name" in out.stdout
+    supervisor.alarms = []
+    out = run_ctl("--socket", server.path, "alarms")
+    assert (out.returncode, out.stdout.strip()) == (0, "no active alarms")
+    out = run_ctl("--socket", server.path, "alarms", "--json")
+    assert json.loads(out.stdout) == []
+
+
+def test_restart_known_and_unknown(server, supervisor):
+    out = run_ctl("--socket", server.path, "restart", "cdr")
+    assert out.returncode == 0 and "cdr" in out.stdout
+    out = run_ctl("--socket", server.path, "restart", "nope")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    line = assert_one_plain_line(out.stderr)
+    assert "nope" in line
+    assert [p for c, p in supervisor.calls] == [{"sink": "cdr"}, {"sink": "nope"}]
+
+
+def test_reload_ok_and_with_problems(server, supervisor):
+    out = run_ctl("--socket", server.path, "reload")
+    assert out.returncode == 0 and "reloaded" in out.stdout
+    supervisor.reload_problems = ["agent.toml:7: sink[0] (cdr).url: must be an http:// or https:// URL"]
+    out = run_ctl("--socket", server.path, "reload")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert out.stderr.splitlines()[0] == "eventsinkctl: the config has problems; nothing changed"
+    assert "sink[0] (cdr).url" in out.stderr
+
+
+def test_agent_failure_is_exit_1(server, supervisor):
+    supervisor.explode = True
+    out = run_ctl("--socket", server.path, "status")
+    assert out.returncode == 1
+    assert_one_plain_line(out.stderr)
+
+
+def test_agent_not_running_no_socket(tmpdir_short):
+    path = os.path.join(tmpdir_short, "control.sock")
+    out = run_ctl("--socket", path, "status")
+    assert out.returncode == 3
+    line = assert_one_plain_line(out.stderr)
+    assert line == f"eventsinkctl: agent not running (no control socket at {path})"
+    assert out.stdout == ""
+
+
+def test_agent_not_running_stale_socket(tmpdir_short):
+    path = os.path.join(tmpdir_short, "control.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(path)  # bound, never listening: like a crashed agent's leftover
+    out = run_ctl("--socket", path, "alarms")
+    assert out.returncode == 3
+    assert "agent not running" in assert_one_plain_line(out.stderr)
+
+
+def test_socket_from_env_and_from_config(server, tmpdir_short):
+    out = run_ctl("status", "--json", env={ctl.SOCKET_ENV: server.path})
+    assert out.returncode == 0 and json.loads(out.stdout) == STATUS
+    cfg = os.path.join(tmpdir_short, "agent.toml")
+    with open(cfg, "w") as fh:
+        fh.write(f'[node]\naddress = "10.0.0.1"\nlocation = "Oslo"\n[agent]\ncontrol_socket = "{server.path}"\n'
+                 '[[sink]]\nname = "x"\nurl = "http://127.0.0.1:1/"\nlocations = ["Oslo"]\n'
+                 'password_file = "/nonexistent/unreadable-by-operators"\n')
+    # --config wins over the environment; only [agent] is read (password files need not be readable)
+    out = run_ctl("--config", cfg, "status", "--json", env={ctl.SOCKET_ENV: "/nonexistent/sock"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == STATUS
+
+
+def test_socket_from_config_runtime_dir(tmpdir_short):
+    cfg = os.path.join(tmpdir_short, "agent.toml")
+    with open(cfg, "w") as fh:
+        fh.write(f'[agent]\nruntime_dir = "{tmpdir_short}/run"\n')
+    out = run_ctl("--config", cfg, "status")
+    assert out.returncode == 3
+    assert f"{tmpdir_short}/run/control.sock" in assert_one_plain_line(out.stderr)
+
+
+def test_bad_config_is_usage_error(tmpdir_short):
+    missing = run_ctl("--config", os.path.join(tmpdir_short, "none.toml"), "status")
+    assert missing.returncode == 2
+    assert "cannot read" in assert_one_plain_line(missing.stderr)
+    broken = os.path.join(tmpdir_short, "broken.toml")
+    with open(broken, "w") as fh:
+        fh.write("[agent\n")
+    out = run_ctl("--config", broken, "status")
+    assert out.returncode == 2
+    assert "not valid TOML" in assert_one_plain_line(out.stderr)
+
+
+def test_default_socket(monkeypatch):
+    monkeypatch.delenv(ctl.SOCKET_ENV, raising=False)
+    args = ctl.build_parser().parse_args(["status"])
+    args.socket = getattr(args, "socket", None)
+    args.config = getattr(args, "config", None)
+    assert ctl.socket_path(args) == "/run/eventsink-agent/control.sock"
+
+
+def test_usage_errors_exit_2():
+    for argv in ([], ["bogus"], ["restart"], ["status", "--bogus"]):
+        out = run_ctl(*argv)
+        assert out.returncode == 2, argv
+        assert "Traceback" not in out.stderr
+        assert "usage:" in out.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["alarms", "--help"], ["restart", "--help"],
+                                  ["reload", "--help"]])
+def test_help_exits_0(argv):
+    out = run_ctl(*argv)
+    assert out.returncode == 0
+    assert out.stdout.startswith("usage: eventsinkctl")
+
+
+def test_console_script_installed():
+    script = os.path.join(REPO, ".venv", "bin", "eventsinkctl")
+    if not os.path.exists(script):
+        pytest.skip("not installed with pip install -e .")
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "status" in out.stdout
