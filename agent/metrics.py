@@ -1,0 +1,112 @@
+"""The Prometheus metrics of INTERFACE 7, built on each scrape from the
+supervisor's state (a custom collector: nothing is registered globally).
+
+Counters come from the children's reports, folded across child restarts by
+agent/sinkslot.py so that they never go backwards; histograms from the HIST
+snapshots workers report; gauges from the last report and the supervisor's
+own state. Labels carry only sink names, alarm names, reasons and outcomes:
+never a URL, user name or secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+from agent.internal import HISTOGRAM_BOUNDS
+from agent.sinkslot import HistFigures, WorkerCounters
+from alarms.registry import NODE_ALARMS, SINK_ALARMS
+
+# The label values known in advance (docs/internals.md), exported as 0 before they first happen.
+REJECT_REASONS = (
+    "frame_count", "too_large", "invalid_utf8", "invalid_json", "not_object", "unknown_event",
+    "reserved_event", "topic_mismatch", "missing_field", "wrong_type", "journal_full",
+)
+POST_OUTCOMES = ("success", "http_error", "timeout", "connection_error", "tls_error", "redirect")
+
+
+@dataclass
+class SinkView:
+    name: str
+    counters: WorkerCounters
+    backlog: int = 0
+    in_flight: int = 0
+    retry_backoff: float = 0.0
+    running: bool = False
+    restarts: int = 0
+
+
+@dataclass
+class MetricsView:
+    """What one scrape shows: a copy taken under the supervisor's lock."""
+
+    sinks: list[SinkView] = field(default_factory=list)
+    alarms: list[tuple[str, str | None]] = field(default_factory=list)  # (alarm name, sink or None)
+    received: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    journal_bytes: int = 0
+
+
+def _buckets(h: HistFigures) -> list[tuple[str, float]]:
+    out = [(floatToGoString(bound), float(n)) for bound, n in zip(HISTOGRAM_BOUNDS, h.buckets)]
+    out.append(("+Inf", float(max(h.count, h.buckets[-1] if h.buckets else 0))))
+    return out
+
+
+def families(view: MetricsView) -> list:
+    """Every metric family of INTERFACE 7 for VIEW."""
+    received = CounterMetricFamily("eventsink_bus_received", "Bus messages accepted and journaled.", value=view.received)
+    rejected = CounterMetricFamily("eventsink_bus_rejected", "Bus messages rejected, by reason.", labels=["reason"])
+    for reason in sorted(set(REJECT_REASONS) | set(view.rejected)):
+        rejected.add_metric([reason], view.rejected.get(reason, 0))
+
+    delivered = CounterMetricFamily("eventsink_events_delivered", "Events acknowledged by a 2xx answer (bulk: each inner event).", labels=["sink"])
+    attempts = CounterMetricFamily("eventsink_post_attempts", "POSTs by outcome.", labels=["sink", "outcome"])
+    duration = HistogramMetricFamily("eventsink_post_duration_seconds", "Time of one POST.", labels=["sink"])
+    age = HistogramMetricFamily("eventsink_event_age_seconds", "Time from publication to a 2xx answer.", labels=["sink"])
+    backlog = GaugeMetricFamily("eventsink_backlog_events", "Events accepted for the sink, not yet delivered.", labels=["sink"])
+    in_flight = GaugeMetricFamily("eventsink_in_flight_posts", "POSTs under way.", labels=["sink"])
+    backoff = GaugeMetricFamily("eventsink_retry_backoff_seconds", "The sink's current retry wait, 0 when healthy.", labels=["sink"])
+    running = GaugeMetricFamily("eventsink_publisher_running", "1 while the sink's publisher runs, 0 otherwise.", labels=["sink"])
+    alarm = GaugeMetricFamily("eventsink_alarm_active", "1 while that alarm is raised.", labels=["sink", "alarm"])
+    restarts = CounterMetricFamily("eventsink_worker_restarts", "Worker processes restarted by the supervisor after an unexpected exit.", labels=["sink"])
+    journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
+
+    active = set(view.alarms)
+    for s in view.sinks:
+        c = s.counters
+        delivered.add_metric([s.name], c.delivered)
+        for outcome in sorted(set(POST_OUTCOMES) | set(c.attempts)):
+            attempts.add_metric([s.name, outcome], c.attempts.get(outcome, 0))
+        duration.add_metric([s.name], _buckets(c.post_duration), c.post_duration.sum)
+        age.add_metric([s.name], _buckets(c.event_age), c.event_age.sum)
+        backlog.add_metric([s.name], s.backlog)
+        in_flight.add_metric([s.name], s.in_flight)
+        backoff.add_metric([s.name], s.retry_backoff)
+        running.add_metric([s.name], 1 if s.running else 0)
+        restarts.add_metric([s.name], s.restarts)
+        for name in SINK_ALARMS:
+            alarm.add_metric([s.name, name], 1 if (name, s.name) in active else 0)
+    for name in NODE_ALARMS:
+        alarm.add_metric(["", name], 1 if (name, None) in active else 0)
+    # An alarm of a kind this module does not know yet is still shown.
+    known = {(n, s.name) for s in view.sinks for n in SINK_ALARMS} | {(n, None) for n in NODE_ALARMS}
+    for name, sink in sorted(active - known, key=lambda a: (a[0], a[1] or "")):
+        alarm.add_metric([sink or "", name], 1)
+
+    return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts, journal]
+
+
+class AgentCollector:
+    """A prometheus_client collector: `collect()` reads a fresh MetricsView each scrape."""
+
+    def __init__(self, view_source):
+        self._view_source = view_source
+
+    def describe(self) -> list:
+        return []  # names are dynamic per scrape; registering must not take a snapshot
+
+    def collect(self):
+        yield from families(self._view_source())

@@ -1,0 +1,84 @@
+"""The publisher states of a sink, the transitions allowed between them, and
+the one function that moves a sink from one state to another (in the manner of
+supervisor's states.py).
+
+    STARTING --first report "running"--> RUNNING
+    STARTING/RUNNING --alarm--> STOPPED            (stop_publisher sent)
+    STARTING/RUNNING/STOPPED --worker died--> CRASHED  (restart backoff bumped)
+    CRASHED --backoff elapsed, or restart--> STARTING
+    STOPPED/RUNNING/STARTING --restart--> STARTING
+
+`change_state` is the only code that assigns a slot's `state`. A slot is any
+object with the attributes `name`, `state`, `state_since`, `state_reason`,
+`publisher_running`, `restart_backoff` (an `agent.backoff.Backoff`) and
+`restart_at` (agent/sinkslot.py's `SinkSlot`).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+log = logging.getLogger("agent.states")
+
+
+class PublisherState(str, enum.Enum):
+    """A sink's publisher as operators see it (`state` in INTERFACE 6)."""
+
+    STARTING = "starting"  # a worker process is being started, or has not yet said its publisher runs
+    RUNNING = "running"  # the worker reported its publisher running
+    STOPPED = "stopped"  # an alarm stopped the publisher; the worker keeps counting the backlog
+    CRASHED = "crashed"  # the worker died unexpectedly; it is restarted after its backoff
+
+    def __str__(self) -> str:
+        return self.value
+
+
+S = PublisherState
+
+# Publisher sending (or about to): what an alarm can stop.
+STOPPABLE_STATES = frozenset({S.STARTING, S.RUNNING})
+# Publisher sending as far as operators should care (gauge eventsink_publisher_running is RUNNING only).
+RUNNING_STATES = frozenset({S.RUNNING})
+# A worker process is meant to be alive in these states.
+PROCESS_STATES = frozenset({S.STARTING, S.RUNNING, S.STOPPED})
+# States that the operator's `restart` may leave.
+RESTARTABLE_STATES = frozenset(S)
+
+TRANSITIONS: dict[PublisherState, frozenset[PublisherState]] = {
+    S.STARTING: frozenset({S.RUNNING, S.STOPPED, S.CRASHED, S.STARTING}),
+    S.RUNNING: frozenset({S.STOPPED, S.CRASHED, S.STARTING}),
+    S.STOPPED: frozenset({S.STARTING, S.CRASHED}),
+    S.CRASHED: frozenset({S.STARTING}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the table forbids: a bug in the supervisor, never an operator mistake."""
+
+
+def allowed(old: PublisherState, new: PublisherState) -> bool:
+    return new in TRANSITIONS[old]
+
+
+def change_state(slot, new: PublisherState, reason: str, *, now: float) -> None:
+    """Move SLOT to NEW (logging REASON); the only place a publisher state changes.
+
+    Records when and why, keeps `publisher_running` in step, and on CRASHED
+    counts a failure in the restart backoff and schedules the restart.
+    """
+    old = slot.state
+    if not allowed(old, new):
+        log.error("BUG: sink %s: refused state change %s -> %s (%s)", slot.name, old, new, reason)
+        raise IllegalTransition(f"sink {slot.name}: {old} -> {new} is not allowed ({reason})")
+    slot.state = new
+    slot.state_since = now
+    slot.state_reason = reason
+    slot.publisher_running = new in RUNNING_STATES
+    if new is S.CRASHED:
+        slot.restart_backoff = slot.restart_backoff.failed()
+        slot.restart_at = now + slot.restart_backoff.capped()
+        log.warning("sink %s: %s -> %s (%s); restart in %.3g s", slot.name, old, new, reason, slot.restart_backoff.capped())
+    else:
+        slot.restart_at = None
+        log.info("sink %s: %s -> %s (%s)", slot.name, old, new, reason)
