@@ -190,11 +190,14 @@ class Demo:
 
     def drain(self) -> None:
         """Give the last published events a moment to arrive (bounded), so the summary adds up."""
-        published = self.sim.count if self.sim else 0
-        if published:
-            self.say("Stopping: letting the last events arrive ...")
-            self.rx.wait_for(lambda r: sum(1 for e in r.events if not str(e.get("event")).startswith("eventsink_")) >= published,
-                             timeout=DRAIN_TIMEOUT)
+        if not self.sim or not self.sim.count:
+            return
+        self.say("Stopping: letting the last events arrive ...")
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        v2_due = self.sim.count
+        v1_due = v2_due - sum(self.sim.by_event.get(ev, 0) for ev in V2_ONLY)
+        for rx, due in ((self.rx, v2_due), (self.rx_bulk, v1_due)):
+            rx.wait_for(lambda r, due=due: _bus_events(r) >= due, timeout=max(0.0, deadline - time.monotonic()))
 
     def shutdown(self, code: int, quiet: bool = False) -> int:
         agent_code = self.stop_agent()
@@ -255,6 +258,10 @@ class Demo:
         except OSError:
             return "(no log)"
         return text[-limit:] if text else "(empty log)"
+
+
+def _bus_events(rx: Receiver) -> int:
+    return sum(1 for e in rx.events if not str(e.get("event")).startswith("eventsink_"))
 
 
 def main(args) -> int:

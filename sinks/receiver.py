@@ -475,6 +475,8 @@ def describe(ev: dict) -> str:
     if not isinstance(data, dict):
         return ""
     name = ev.get("event", "")
+    if str(name).startswith("eventsink_"):
+        return ""
     if str(name).startswith("conference_"):
         text = str(data.get("name", "?"))
         if data.get("service_type"):

@@ -30,8 +30,11 @@ class Demo:
         )
         self.lines: list[str] = []
         self.queue: queue.Queue[str | None] = queue.Queue()
+        self.err: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        self.err_reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)
+        self.err_reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -56,11 +59,12 @@ class Demo:
 
     def finish(self, timeout: float) -> tuple[int, str, str]:
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"demo did not exit within {timeout}s:\n" + "\n".join(self.lines[-40:]))
         self.reader.join(5)
+        self.err_reader.join(5)
         while True:
             try:
                 line = self.queue.get_nowait()
@@ -68,7 +72,7 @@ class Demo:
                 break
             if line is not None:
                 self.lines.append(line)
-        return self.proc.returncode, "\n".join(self.lines), err
+        return self.proc.returncode, "\n".join(self.lines), "".join(self.err)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
