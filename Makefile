@@ -23,7 +23,7 @@ fuzz: $(STAMP)
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests -k fuzz
 
 deb: $(STAMP) apt
-	$(BIN)/python -m packaging.build_deb
+	$(BIN)/python packaging/build_deb.py
 
 venv: $(STAMP)
 
