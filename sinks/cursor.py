@@ -1,0 +1,68 @@
+"""A sink's cursor as a low-water mark over journal offsets.
+
+Owns `CursorTracker`, a pure class (no I/O, no clock): the worker registers
+every journal offset it takes into memory (`add`, ascending) and marks it done
+when it is delivered, filtered out, or merged into a delivered event (`done`).
+`cursor` is the highest offset at or below which every offset is done, so a
+held or in-flight event is never skipped after a crash. Offsets that were never
+added (gaps in the journal) count as done.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class CursorTracker:
+    """Low-water mark: O(1) amortised per offset, memory bounded by the offsets not yet passed."""
+
+    __slots__ = ("_cursor", "_high", "_order", "_pending")
+
+    def __init__(self, cursor: int):
+        self._cursor = cursor  # every offset <= this is done
+        self._high = cursor  # the highest offset added so far
+        self._order: deque[int] = deque()  # added offsets above the cursor, ascending
+        self._pending: set[int] = set()  # added offsets not yet done
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    @property
+    def high(self) -> int:
+        """The highest offset ever added (the cursor when none was)."""
+        return self._high
+
+    @property
+    def undone(self) -> int:
+        """Offsets added and not yet done: the events this sink holds in memory."""
+        return len(self._pending)
+
+    def add(self, offset: int) -> None:
+        """Take OFFSET into memory; offsets must be added in ascending order."""
+        if offset <= self._high:
+            raise ValueError(f"offset {offset} added after {self._high}")
+        self._high = offset
+        if not self._order:
+            # Everything below OFFSET is done: a gap in the journal was never ours.
+            self._cursor = offset - 1
+        self._order.append(offset)
+        self._pending.add(offset)
+
+    def done(self, offset: int) -> None:
+        """OFFSET is delivered, filtered out or merged; unknown or repeated offsets are ignored."""
+        pending = self._pending
+        if offset not in pending:
+            return
+        pending.discard(offset)
+        order = self._order
+        if offset != order[0]:
+            return
+        order.popleft()
+        while order and order[0] not in pending:
+            order.popleft()
+        self._cursor = order[0] - 1 if order else self._high
+
+    def done_many(self, offsets) -> None:
+        for offset in offsets:
+            self.done(offset)

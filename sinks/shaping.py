@@ -1,0 +1,295 @@
+"""Shaping: from journaled bus events to the POSTs one sink sends, in its send order.
+
+Owns the sink's `seq` counter (assigned when an event enters the send order;
+1 = eventsink_started), the filters (proxying role, the sink's `events` list,
+version 1 never sees the media events), the media-stream cache that pairs a
+`participant_disconnected` with its `participant_media_streams_destroyed`
+(version 2: the media message immediately before; version 1: merged into the
+disconnected's data), and the bulk batcher. Pure: the clock is passed in, and
+results leave through two callbacks, `emit(Post)` and `discard(offset)` (an
+offset that is done without a POST of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+import uuid as _uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from agent.config import Config, SinkConfig
+from sinks import envelope
+
+log = logging.getLogger("sinks.shaping")
+
+DISCONNECTED = "participant_disconnected"
+MEDIA_DESTROYED = "participant_media_streams_destroyed"
+MEDIA_WINDOW = "participant_media_stream_window"
+STARTED, UPDATED = "eventsink_started", "eventsink_updated"
+
+# What happens to an event of a given name.
+SEND, DROP, PAIR = "send", "drop", "pair"
+
+
+def stop_event(version: int) -> str:
+    """The stop event's name: Pexip's name for each protocol version."""
+    return "eventsink_stopped" if version == 1 else "eventsink_ended"
+
+
+@dataclass(slots=True)
+class Post:
+    """One POST: its body and what it stands for."""
+
+    seq: int  # the seq of its (first) envelope: retries go oldest first
+    event: str
+    body: bytes
+    webhook_id: str
+    offsets: tuple[int, ...]  # journal offsets done once it is delivered
+    times: tuple[float, ...]  # publish time of each event inside (event_age)
+    entered: float = 0.0  # monotonic time it entered the send order
+
+    @property
+    def count(self) -> int:
+        """Events inside (a bulk counts each inner envelope)."""
+        return len(self.times)
+
+
+@dataclass(frozen=True)
+class ShapeSettings:
+    """What shaping needs from the config, precomputed."""
+
+    node: bytes  # node.address as a JSON string
+    version: int
+    proxying: bool
+    events: frozenset[str]  # empty = all
+    media_streams_wait: float
+    cache_expiration: float
+    actions: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, config: Config, sink: SinkConfig) -> "ShapeSettings":
+        return cls(
+            node=envelope.json_string(config.node.address),
+            version=sink.version,
+            proxying=config.node.role == "proxying",
+            events=frozenset(sink.events),
+            media_streams_wait=config.tuning.media_streams_wait,
+            cache_expiration=config.tuning.cache_expiration,
+        )
+
+    def allowed(self, name: str) -> bool:
+        return not self.proxying and (not self.events or name in self.events)
+
+    def action(self, name: str) -> str:
+        """SEND, DROP or PAIR (wait in the media-stream cache) for events named NAME."""
+        found = self.actions.get(name)
+        if found is None:
+            found = self.actions[name] = self._decide(name)
+        return found
+
+    def _decide(self, name: str) -> str:
+        v1 = self.version == 1
+        pairing = self.allowed(DISCONNECTED) and (v1 or self.allowed(MEDIA_DESTROYED))
+        if name == MEDIA_WINDOW:
+            return DROP if v1 or not self.allowed(name) else SEND
+        if name == MEDIA_DESTROYED:
+            if pairing:
+                return PAIR
+            return SEND if self.allowed(name) and not v1 else DROP
+        if name == DISCONNECTED:
+            return PAIR if pairing else (SEND if self.allowed(name) else DROP)
+        return SEND if self.allowed(name) else DROP
+
+
+@dataclass(slots=True)
+class _Held:
+    offset: int
+    event: envelope.BusEvent
+    deadline: float
+
+
+class Shaper:
+    """Turns (offset, payload) into Posts in send order, holding disconnects for their media streams."""
+
+    def __init__(self, settings: ShapeSettings, epoch: str, sink: str,
+                 emit: Callable[[Post], None], discard: Callable[[int], None]):
+        self.settings = settings
+        self.epoch = epoch
+        self.sink = sink
+        self.seq = 0
+        self.bad_payloads = 0
+        self._emit_post = emit
+        self._discard = discard
+        self._disconnects: dict[str, _Held] = {}  # uuid -> held participant_disconnected
+        self._media: dict[str, _Held] = {}  # uuid -> held participant_media_streams_destroyed
+
+    @property
+    def held(self) -> int:
+        return len(self._disconnects) + len(self._media)
+
+    def configure(self, settings: ShapeSettings) -> None:
+        """New settings for the events that follow (held events keep their deadlines)."""
+        self.settings = settings
+
+    # ------------------------------------------------------------ input
+
+    def offer(self, offset: int, payload: bytes, now: float) -> None:
+        """One journaled bus event, taken at monotonic time NOW."""
+        try:
+            event = envelope.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            self.bad_payloads += 1
+            if self.bad_payloads == 1 or self.bad_payloads % 1000 == 0:
+                log.warning("sink %s: skipping journal offset %d: not a bus event (%s); %d skipped so far",
+                            self.sink, offset, exc, self.bad_payloads)
+            self._discard(offset)
+            return
+        action = self.settings.action(event.event)
+        if action == SEND:
+            self._emit(offset, event, now)
+        elif action == DROP:
+            self._discard(offset)
+        else:
+            self._pair(offset, event, now)
+
+    def lifecycle(self, name: str, now: float, wall: float | None = None) -> Post:
+        """An agent-made event (data `{}`) taking the next seq; returned, not emitted (the caller queues it)."""
+        wall = _time.time() if wall is None else wall
+        webhook_id = f"{self.epoch}-{self.sink}-{name.removeprefix('eventsink_')}-{_uuid.uuid4().hex}"
+        return self._post(name, (), envelope.json_time(wall), b"{}", webhook_id, wall, now)
+
+    # ------------------------------------------------------------ the media-stream cache
+
+    def _pair(self, offset: int, event: envelope.BusEvent, now: float) -> None:
+        uuid = envelope.participant_uuid(event.data)
+        if uuid is None:  # cannot be matched: send (or drop) it as it is
+            self._release_alone(_Held(offset, event, now))
+            return
+        if event.event == DISCONNECTED:
+            media = self._media.pop(uuid, None)
+            if media is not None:
+                self._release_pair(_Held(offset, event, now), media, now)
+                return
+            old = self._disconnects.pop(uuid, None)
+            if old is not None:
+                self._release_alone(old)
+            self._disconnects[uuid] = _Held(offset, event, now + self.settings.media_streams_wait)
+        else:
+            held = self._disconnects.pop(uuid, None)
+            if held is not None:
+                self._release_pair(held, _Held(offset, event, now), now)
+                return
+            old = self._media.pop(uuid, None)
+            if old is not None:
+                self._release_alone(old)
+            self._media[uuid] = _Held(offset, event, now + self.settings.cache_expiration)
+
+    def _release_pair(self, disconnected: _Held, media: _Held, now: float) -> None:
+        if self.settings.version == 1:
+            streams = envelope.media_streams(media.event.data)
+            data = disconnected.event.data
+            if streams is not None:
+                try:
+                    data = envelope.merge_media_streams(data, streams)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    pass
+            self._emit(disconnected.offset, disconnected.event, now, data=data, merged=(media.offset,))
+        else:
+            self._emit(media.offset, media.event, now)
+            self._emit(disconnected.offset, disconnected.event, now)
+
+    def _release_alone(self, held: _Held) -> None:
+        """A held event whose partner did not come: a disconnect goes alone, a v1 media message is done."""
+        if held.event.event == DISCONNECTED or self.settings.version != 1:
+            self._emit(held.offset, held.event, held.deadline)
+        else:
+            self._discard(held.offset)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [h.deadline for h in (next(iter(self._disconnects.values()), None),
+                                          next(iter(self._media.values()), None)) if h is not None]
+        return min(deadlines) if deadlines else None
+
+    def expire(self, now: float) -> None:
+        """Release every held event whose wait is over (oldest first)."""
+        for table in (self._disconnects, self._media):
+            while table:
+                uuid, held = next(iter(table.items()))
+                if held.deadline > now:
+                    break
+                del table[uuid]
+                self._release_alone(held)
+
+    def drop_held(self) -> list[int]:
+        """Forget every held event (the publisher stopped; they stay in the journal); their offsets."""
+        offsets = [h.offset for h in self._disconnects.values()] + [h.offset for h in self._media.values()]
+        self._disconnects.clear()
+        self._media.clear()
+        return offsets
+
+    # ------------------------------------------------------------ output
+
+    def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = ()) -> None:
+        try:
+            published = float(event.time)
+        except ValueError:
+            published = _time.time()
+        post = self._post(event.event, (offset,) + merged, bytes(event.time),
+                          event.data if data is None else data, f"{self.epoch}-{offset}", published, now)
+        self._emit_post(post)
+
+    def _post(self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str,
+              published: float, now: float) -> Post:
+        self.seq += 1
+        s = self.settings
+        body = envelope.envelope(s.node, self.seq, s.version, time_json, name, data)
+        return Post(self.seq, name, body, webhook_id, offsets, (published,), now)
+
+
+class Batcher:
+    """Bulk mode: gathers Posts into `eventsink_bulk` Posts, full or when the oldest waited the interval."""
+
+    def __init__(self, max_events: int, interval: float, version: int, emit: Callable[[Post], None]):
+        self.max_events = max_events
+        self.interval = interval
+        self.version = version
+        self._emit = emit
+        self._pending: list[Post] = []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def configure(self, max_events: int, interval: float, version: int) -> None:
+        self.max_events, self.interval, self.version = max_events, interval, version
+
+    def add(self, post: Post) -> None:
+        self._pending.append(post)
+        if len(self._pending) >= self.max_events:
+            self.flush()
+
+    def next_deadline(self) -> float | None:
+        return self._pending[0].entered + self.interval if self._pending else None
+
+    def tick(self, now: float) -> None:
+        if self._pending and now >= self._pending[0].entered + self.interval:
+            self.flush()
+
+    def flush(self, wall: float | None = None) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_events], self._pending[self.max_events:]
+            self._emit(wrap(batch, self.version, wall))
+
+    def drop(self) -> None:
+        self._pending = []
+
+
+def wrap(batch: list[Post], version: int, wall: float | None = None) -> Post:
+    """One eventsink_bulk Post of BATCH (complete envelopes, each with its own seq)."""
+    first = batch[0]
+    offsets = tuple(offset for p in batch for offset in p.offsets)
+    times = tuple(t for p in batch for t in p.times)
+    body = envelope.bulk(version, _time.time() if wall is None else wall, [p.body for p in batch])
+    return Post(first.seq, envelope.BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered)

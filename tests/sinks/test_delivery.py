@@ -1,0 +1,197 @@
+"""HttpClient against a real receiver on 127.0.0.1: headers, auth, signing, every outcome, TLS;
+FailureLog rate limiting."""
+
+import base64
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+import urllib3
+
+from agent.config import TuningConfig
+from sinks import signing
+from sinks.delivery import (CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR, FailureLog,
+                            HttpClient, Result)
+from sinks.receiver import Receiver
+from tests.sinks.harness import make_sink
+
+BODY = b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{}}'
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+@pytest.fixture
+def rx():
+    with Receiver() as r:
+        yield r
+
+
+def client(url, tuning=None, **extra):
+    return HttpClient(make_sink(url, **extra), tuning or TuningConfig())
+
+
+def test_post_headers_body_and_keep_alive(rx):
+    c = client(rx.url)
+    for i in range(3):
+        assert c.post(BODY, f"ep-{i}").outcome == SUCCESS
+    assert [r.headers["webhook-id"] for r in rx.requests] == ["ep-0", "ep-1", "ep-2"]
+    r = rx.requests[0]
+    assert r.method == "POST" and r.path == "/events" and r.body == BODY
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["user-agent"].startswith("eventsink-agent/")
+    assert "authorization" not in r.headers and "webhook-signature" not in r.headers
+    assert c._pool.num_connections == 1  # one persistent connection for all three
+    c.close()
+
+
+def test_basic_auth_from_the_sink_and_from_the_url():
+    with Receiver(username="cdr-user", password="pä:ss") as r:
+        expected = "Basic " + base64.b64encode("cdr-user:pä:ss".encode()).decode()
+        assert client(r.url, username="cdr-user", password="pä:ss").post(BODY, "a").outcome == SUCCESS
+        url = r.url.replace("http://", "http://cdr-user:p%C3%A4%3Ass@")
+        c = client(url)
+        assert c.post(BODY, "b").outcome == SUCCESS
+        assert "p%C3" not in c.url and "cdr-user" not in c.url and "cdr-user" not in repr(c)
+        assert [q.headers["authorization"] for q in r.requests] == [expected, expected]
+        bad = client(r.url, username="cdr-user", password="wrong").post(BODY, "c")
+        assert bad.outcome == HTTP_ERROR and bad.status == 401 and not r.events[2:]
+
+
+def test_signed_posts_verify_and_each_attempt_is_signed_afresh(monkeypatch):
+    clock = iter([1700000000.0, 1700000007.0])
+
+    class FakeTime:
+        @staticmethod
+        def time():
+            return next(clock)
+
+    monkeypatch.setattr(signing, "time", FakeTime)
+    with Receiver(secret=SECRET) as r:
+        c = client(r.url, secret=SECRET)
+        assert c.post(BODY, "id-1").outcome == SUCCESS
+        assert c.post(BODY, "id-1").outcome == SUCCESS  # a retry: same id, new timestamp
+        assert r.summary()["bad_signatures"] == 0 and [q.status for q in r.requests] == [200, 200]
+        key = base64.b64decode(SECRET.removeprefix("whsec_"))
+        stamps = []
+        for q in r.requests:
+            h = q.headers
+            assert signing.verify(key, h["webhook-id"], h["webhook-timestamp"], q.body, h["webhook-signature"])
+            stamps.append(h["webhook-timestamp"])
+        assert stamps == ["1700000000", "1700000007"]
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
+def test_any_2xx_is_success(rx, status):
+    rx.respond(status)
+    result = client(rx.url).post(BODY, "x")
+    assert result.outcome == SUCCESS and result.status == status and result.duration > 0
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 500, 502])
+def test_other_statuses_are_http_errors(rx, status):
+    rx.respond(status)
+    result = client(rx.url).post(BODY, "x")
+    assert (result.outcome, result.status, result.retry_after) == (HTTP_ERROR, status, None)
+    assert str(status) in result.detail
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_read_on_429_and_503(rx, status):
+    rx.respond(status, {"Retry-After": "7"})
+    result = client(rx.url).post(BODY, "x")
+    assert result.outcome == HTTP_ERROR and result.retry_after == 7.0
+    rx.respond(500, {"Retry-After": "7"})
+    assert client(rx.url).post(BODY, "x").retry_after is None
+
+
+def test_redirect_is_not_followed_and_its_location_is_redacted(rx):
+    rx.respond(302, {"Location": "http://user:hunter2@127.0.0.1:9/elsewhere"})
+    result = client(rx.url).post(BODY, "x")
+    assert result.outcome == REDIRECT and result.status == 302
+    assert "127.0.0.1:9/elsewhere" in result.detail and "hunter2" not in result.detail
+    assert len(rx.requests) == 1 and rx.events == []
+
+
+def test_timeout_and_connection_error(rx):
+    rx.respond(200, delay=2.0)
+    result = client(rx.url, TuningConfig(response_timeout=0.3)).post(BODY, "x")
+    assert result.outcome == TIMEOUT and result.duration < 2.0
+    rx.refuse()
+    result = client(rx.url).post(BODY, "x")
+    assert result.outcome == CONNECTION_ERROR and "refused" in result.detail.lower()
+    assert "0x" not in result.detail  # no object addresses: identical failures read the same
+
+
+def test_a_dropped_keep_alive_connection_is_retried_once_on_a_new_one(rx):
+    c = client(rx.url)
+    assert c.post(BODY, "a").outcome == SUCCESS
+    rx._server.drop_connections()  # the server closes the idle connection
+    assert c.post(BODY, "b").outcome == SUCCESS
+    assert [q.headers["webhook-id"] for q in rx.requests if q.status == 200] == ["a", "b"]
+
+
+# ------------------------------------------------------------------ TLS
+
+
+@pytest.fixture(scope="module")
+def certs():
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tempfile.mkdtemp(prefix="esa-tls-", dir="/tmp")
+    out = {}
+    for name, san in (("good", "IP:127.0.0.1"), ("wrong_host", "DNS:collector.invalid")):
+        cert, key = os.path.join(d, f"{name}.pem"), os.path.join(d, f"{name}.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=eventsink test",
+                        "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+        out[name] = (cert, key)
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_tls_verified_against_ca_file_and_system_store(certs):
+    cert, key = certs["good"]
+    with Receiver(tls_cert=cert, tls_key=key) as r:
+        assert r.url.startswith("https://")
+        assert client(r.url, ca_file=cert).post(BODY, "a").outcome == SUCCESS
+        untrusted = client(r.url).post(BODY, "b")  # the system store does not know this certificate
+        assert untrusted.outcome == TLS_ERROR and "certificate" in untrusted.detail.lower()
+        assert client(r.url, verify_tls=False).post(BODY, "c").outcome == SUCCESS
+        assert [q.headers["webhook-id"] for q in r.requests] == ["a", "c"]
+
+
+def test_tls_host_name_is_checked(certs):
+    cert, key = certs["wrong_host"]
+    with Receiver(tls_cert=cert, tls_key=key) as r:
+        result = client(r.url, ca_file=cert).post(BODY, "a")
+        assert result.outcome == TLS_ERROR
+        assert client(r.url, ca_file=cert, verify_tls=False).post(BODY, "b").outcome == SUCCESS
+
+
+# ------------------------------------------------------------------ failure log
+
+
+def test_failure_log_rate_limits_identical_failures(caplog):
+    now = [0.0]
+    flog = FailureLog("cdr", every=10.0, clock=lambda: now[0])
+    fail = Result(HTTP_ERROR, 503, detail="HTTP 503 Service Unavailable")
+    with caplog.at_level(logging.INFO, logger="support.events"):
+        for i in range(5):
+            now[0] = i
+            flog.failure("http://127.0.0.1/x", fail, "retrying")
+        flog.failure("http://127.0.0.1/x", Result(TIMEOUT, detail="Read timed out"), "retrying")
+        now[0] = 10.5
+        flog.failure("http://127.0.0.1/x", fail, "retrying")
+        flog.success("http://127.0.0.1/x")
+    lines = [r.getMessage() for r in caplog.records if r.name == "support.events"]
+    assert len(lines) == 4, lines
+    assert "503" in lines[0] and "timeout" in lines[1] and "4 more like it" in lines[2]
+    assert "succeeded after 7 failed attempts" in lines[3]
+
+
+def test_timeout_override_for_one_attempt(rx):
+    rx.respond(200, delay=1.0)
+    result = client(rx.url).post(BODY, "x", timeout=urllib3.Timeout(connect=0.5, read=0.2))
+    assert result.outcome == TIMEOUT

@@ -1,0 +1,139 @@
+"""Dispatcher: the sink-level backoff policy, probes, Retry-After, exceeded; fake clock, no threads."""
+
+import pytest
+
+from agent.backoff import Backoff
+from sinks.delivery import (BACKOFF_EXCEEDED, CONNECTION_ERROR, HTTP_ERROR, PAUSED, RUNNING, SUCCESS, Dispatcher,
+                            Result)
+from sinks.shaping import Post
+
+
+class FakeClient:
+    url = "http://127.0.0.1:1/events"
+    key = ()
+
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def post(seq):
+    return Post(seq, "conference_updated", b"{}", f"e-{seq}", (seq,), (0.0,))
+
+
+def rig(limit=1, initial=1.0, maximum=100.0, n=5):
+    changes = []
+    d = Dispatcher("cdr", FakeClient(), Backoff(initial=initial, maximum=maximum), limit,
+                   on_state_change=lambda: changes.append(d.state), clock=lambda: 0.0)
+    for s in range(1, n + 1):
+        d.put(post(s))
+    return d, changes
+
+
+OK = Result(SUCCESS, 200, 0.01)
+FAIL = Result(HTTP_ERROR, 500, 0.01, detail="HTTP 500")
+
+
+def test_in_order_one_at_a_time():
+    d, _ = rig(limit=1)
+    a = d.try_take(0.0)
+    assert a.post.seq == 1 and d.try_take(0.0) is None  # max_in_flight = 1
+    d.finish(a, OK, now=0.0)
+    assert d.try_take(0.0).post.seq == 2
+    assert [p.seq for p in d.completed] == [1]
+    assert d.delivered == 1 and d.attempts["success"] == 1
+
+
+def test_failure_waits_then_retries_the_oldest_and_doubles():
+    d, _ = rig(limit=1, initial=0.5)
+    a = d.try_take(0.0)
+    d.finish(a, FAIL, now=10.0)
+    assert d.snapshot()["current_backoff"] == 0.5 and d.snapshot()["next_backoff"] == 1.0
+    assert d.try_take(10.49) is None
+    b = d.try_take(10.5)
+    assert b.post.seq == 1 and b.probe
+    d.finish(b, FAIL, now=11.0)
+    assert d.try_take(11.99) is None
+    c = d.try_take(12.0)
+    assert c.post.seq == 1
+    d.finish(c, FAIL, now=12.0)
+    assert d.snapshot()["current_backoff"] == 2.0
+    e = d.try_take(14.0)
+    d.finish(e, OK, now=14.1)
+    snap = d.snapshot()
+    assert snap["current_backoff"] == 0.0 and snap["failures"] == 3 and snap["attempts"]["http_error"] == 3
+    assert d.try_take(14.1).post.seq == 2  # no wait after a success
+
+
+def test_pipelined_failures_already_in_flight_do_not_double_and_one_probe_per_wait():
+    d, _ = rig(limit=4, initial=1.0, n=8)
+    attempts = [d.try_take(0.0) for _ in range(4)]
+    assert [a.post.seq for a in attempts] == [1, 2, 3, 4] and d.try_take(0.0) is None
+    for a in attempts:
+        d.finish(a, FAIL, now=1.0)
+    assert d.backoff.failures == 1 and d.snapshot()["current_backoff"] == 1.0
+    assert d.try_take(1.99) is None
+    probe = d.try_take(2.0)
+    assert probe.probe and probe.post.seq == 1  # the oldest undelivered first
+    assert d.try_take(2.0) is None  # a single probe, although 4 may be in flight
+    d.finish(probe, OK, now=2.1)
+    resumed = [d.try_take(2.1) for _ in range(4)]
+    assert [a.post.seq for a in resumed] == [2, 3, 4, 5]  # full concurrency again, oldest first
+
+
+def test_a_failed_probe_doubles():
+    d, _ = rig(limit=4)
+    a, b = d.try_take(0.0), d.try_take(0.0)
+    d.finish(a, FAIL, now=0.0)
+    probe = d.try_take(1.0)
+    d.finish(probe, FAIL, now=1.0)
+    assert d.backoff.failures == 2 and d.snapshot()["current_backoff"] == 2.0
+    d.finish(b, FAIL, now=1.5)  # started before the first failure: no doubling
+    assert d.backoff.failures == 2
+
+
+def test_retry_after_sets_a_floor():
+    d, _ = rig(initial=0.2)
+    a = d.try_take(0.0)
+    d.finish(a, Result(HTTP_ERROR, 503, 0.0, retry_after=3.0), now=0.0)
+    assert d.snapshot()["current_backoff"] == 3.0
+    assert d.try_take(2.9) is None and d.try_take(3.0) is not None
+
+
+def test_exceeding_the_maximum_stops_sending_and_reports():
+    d, changes = rig(initial=0.1, maximum=0.5)
+    now = 0.0
+    for wait in (0.1, 0.2, 0.4):
+        a = d.try_take(now)
+        d.finish(a, FAIL, now=now)
+        assert d.state == RUNNING and d.snapshot()["current_backoff"] == pytest.approx(wait)
+        now += wait
+    a = d.try_take(now)
+    d.finish(a, Result(CONNECTION_ERROR, detail="refused"), now=now)
+    assert d.state == BACKOFF_EXCEEDED and changes == [BACKOFF_EXCEEDED]
+    assert d.try_take(now + 1e6) is None
+    assert d.pause() == 5 and d.state == PAUSED and changes == [BACKOFF_EXCEEDED, PAUSED]
+    assert d.queued == 0
+
+
+def test_pause_drops_queue_and_late_failures_are_not_requeued():
+    d, _ = rig(limit=2)
+    a = d.try_take(0.0)
+    d.pause()
+    d.finish(a, FAIL, now=0.0)
+    assert d.queued == 0 and d.try_take(100.0) is None
+    assert d.completed == type(d.completed)()
+
+
+def test_configure_changes_limit_and_bounds_and_swaps_the_client():
+    d, _ = rig(limit=1)
+    old = d.client
+    new = FakeClient()
+    d.configure(3, 0.25, 9.0, new)
+    try:
+        assert d.client is new and old.closed and d.backoff.initial == 0.25 and d.backoff.maximum == 9.0
+        assert len([d.try_take(0.0) for _ in range(3)]) == 3
+    finally:
+        d.close()
