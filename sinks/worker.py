@@ -1,0 +1,395 @@
+"""The sink worker process (`python -m sinks.worker`), one per sink.
+
+Owns the worker's main loop: reads its spec on stdin, takes the sink's events
+from the journal (catch-up from its durable cursor, gaps) and the live fan-out,
+holds at most WINDOW journal events in memory (beyond that only the highest
+offset seen, read later), shapes them (sinks/shaping.py), hands Posts to the
+sender threads (sinks/delivery.py), moves and commits the cursor
+(sinks/cursor.py), reports to the supervisor and obeys its commands
+(docs/internals.md). Signal handlers only set a flag and wake the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import ssl
+import sys
+import threading
+import time
+
+import msgspec
+import urllib3
+import zmq
+
+from agent import internal, logs
+from agent.backoff import Backoff
+from agent.config import Config, Paths, SinkConfig, decode_spec
+from bus.journal import JournalCorrupt, JournalReader
+from sinks.cursor import CursorTracker
+from sinks.delivery import RUNNING, Dispatcher, HttpClient
+from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
+
+log = logging.getLogger("sinks.worker")
+
+WINDOW = 4096  # journal events held in memory at most; the rest waits in the journal
+READ_BATCH = 512  # rows per journal read
+READS_PER_TURN = 8  # journal reads per loop turn (the loop stays responsive during a catch-up)
+FEED_PER_TURN = 4096  # live messages taken per loop turn
+RCVHWM = 10000  # live messages ZeroMQ may buffer; more are dropped and read from the journal
+JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
+COMMIT_INTERVAL = 0.1  # s between cursor commits (when it moved)
+BUSY_TICK = 0.05  # s the loop sleeps at most while events are in memory
+IN_FLIGHT_GRACE = 1.0  # s in-flight POSTs get at shutdown
+STOP_EVENT_TIMEOUT = (1.0, 1.5)  # s (connect, read) of the one stop-event attempt
+
+
+class Worker:
+    """One sink's publisher: journal and feed in, POSTs out."""
+
+    def __init__(self, config: Config, sink: SinkConfig):
+        self.config = config
+        self.sink = sink
+        self.name = sink.name
+        self.paths = Paths.of(config)
+        self.reader = JournalReader(self.paths.journal_path, sink.name)
+        cursor = self.reader.cursor()
+        self.tracker = CursorTracker(cursor)
+        self.committed = cursor
+        self.next_offset = cursor + 1  # the next journal offset to take into memory
+        self.head = max(cursor, self.reader.head())  # the highest offset known to exist
+        self.bad_frames = 0
+        self.journal_errors = 0
+        self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
+        self._stop = False
+        self._stop_event = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        tuning = config.tuning
+        self.dispatcher = Dispatcher(
+            sink.name, HttpClient(sink, tuning),
+            Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
+            sink.max_in_flight, on_state_change=self.wake,
+        )
+        self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
+                             emit=self._enqueue, discard=self.tracker.done)
+        self.batcher = self._new_batcher(sink)
+
+    # ------------------------------------------------------------ plumbing
+
+    def wake(self) -> None:
+        """Wake the main loop (from any thread or a signal handler)."""
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass  # the pipe is full: the loop is awake anyway
+
+    def request_stop(self, stop_event: bool = False) -> None:
+        self._stop = True
+        self._stop_event = self._stop_event or stop_event
+        self.wake()
+
+    def _new_batcher(self, sink: SinkConfig) -> Batcher | None:
+        if not sink.bulk:
+            return None
+        return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.dispatcher.put)
+
+    def _enqueue(self, post: Post) -> None:
+        if self.batcher is not None:
+            self.batcher.add(post)
+        else:
+            self.dispatcher.put(post)
+
+    @property
+    def accepting(self) -> bool:
+        return self.dispatcher.state == RUNNING and not self._stop
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        ctx = zmq.Context()
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, RCVHWM)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(self.paths.fanout_endpoint)
+        self.link = internal.connect_to_supervisor(ctx, self.paths.supervisor_endpoint,
+                                                   internal.worker_identity(self.name))
+        poller = zmq.Poller()
+        poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.link, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        now = time.monotonic()
+        self._enqueue(self.shaper.lifecycle(STARTED, now))
+        self.dispatcher.start()
+        log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
+                 self.tracker.cursor, self.head)
+        self._last_commit = self._last_report = self._last_head_check = now
+        self._reported_state = None
+        try:
+            while not self._stop:
+                ready = dict(poller.poll(self._poll_timeout(time.monotonic()) * 1000))
+                if self._wake_r in ready:
+                    self._drain_wake()
+                if self.sub in ready:
+                    self._drain_feed()
+                if self.link in ready:
+                    self._drain_link()
+                self._turn(time.monotonic())
+            self._shutdown()
+        finally:
+            self.sub.close(0)
+            self.link.close()
+            ctx.term()
+            self.reader.close()
+        return 0
+
+    def _can_read(self, now: float) -> bool:
+        return (self.accepting and self.next_offset <= self.head and self.tracker.undone < WINDOW
+                and now >= self._journal_retry_at)
+
+    def _poll_timeout(self, now: float) -> float:
+        if self._can_read(now):
+            return 0.0  # catching up
+        limit = BUSY_TICK if (self.tracker.undone or self.dispatcher.in_flight) else internal.REPORT_INTERVAL
+        due = [self._last_report + internal.REPORT_INTERVAL]
+        for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None):
+            if deadline is not None:
+                due.append(deadline)
+        return max(0.0, min(limit, min(due) - now))
+
+    def _turn(self, now: float) -> None:
+        self._collect()
+        if self.accepting:
+            self._catch_up(now)
+            stalled = (self.next_offset <= self.head and self.tracker.undone >= WINDOW
+                       and self.tracker.undone > self.shaper.held)
+            if not stalled:  # a held event's partner may still be unread: keep waiting
+                self.shaper.expire(now)
+            if self.batcher is not None:
+                self.batcher.tick(now)
+        if now - self._last_head_check >= internal.REPORT_INTERVAL:
+            self._last_head_check = now
+            self._journal_call(lambda: self._see_head(self.reader.head()))
+        if self.tracker.cursor > self.committed and now - self._last_commit >= COMMIT_INTERVAL:
+            self._last_commit = now
+            self._commit()
+        state = self.dispatcher.state
+        if state != self._reported_state or now - self._last_report >= internal.REPORT_INTERVAL:
+            self._report(now)
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _see_head(self, offset: int) -> None:
+        if offset > self.head:
+            self.head = offset
+
+    def _drain_feed(self) -> None:
+        now = time.monotonic()
+        sub = self.sub
+        for _ in range(FEED_PER_TURN):
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 3 or len(frames[1]) != 8:
+                self.bad_frames += 1
+                if self.bad_frames == 1 or self.bad_frames % 1000 == 0:
+                    log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
+                                self.name, len(frames), self.bad_frames)
+                continue
+            offset = int.from_bytes(frames[1], "big")
+            if offset > self.head:
+                self.head = offset
+            if offset == self.next_offset and self.tracker.undone < WINDOW and self.accepting:
+                self._accept(offset, frames[2], now)
+            # below next_offset: a duplicate; above it: a gap, read from the journal
+
+    def _accept(self, offset: int, payload: bytes, now: float) -> None:
+        self.tracker.add(offset)
+        self.next_offset = offset + 1
+        self.shaper.offer(offset, payload, now)
+
+    def _catch_up(self, now: float) -> None:
+        for _ in range(READS_PER_TURN):
+            if not self._can_read(now):
+                return
+            room = WINDOW - self.tracker.undone
+            rows = self._journal_call(lambda: self.reader.read(self.next_offset - 1, min(room, READ_BATCH)))
+            if rows is None:
+                return
+            if not rows:  # nothing above next_offset after all
+                self.head = self.next_offset - 1
+                return
+            for offset, _topic, payload in rows:
+                self._accept(offset, payload, now)
+            self._see_head(self.next_offset - 1)
+
+    def _journal_call(self, fn):
+        try:
+            return fn()
+        except sqlite3.Error as exc:
+            self.journal_errors += 1
+            self._journal_retry_at = time.monotonic() + JOURNAL_RETRY
+            if self.journal_errors == 1 or self.journal_errors % 100 == 0:
+                log.warning("sink %s: journal access failed (%s); %d failures so far, retrying",
+                            self.name, exc, self.journal_errors)
+            return None
+
+    def _collect(self) -> None:
+        completed = self.dispatcher.completed
+        while completed:
+            self.tracker.done_many(completed.popleft().offsets)
+
+    def _commit(self) -> None:
+        cursor = self.tracker.cursor
+        if self._journal_call(lambda: self.reader.commit_cursor(cursor) or True):
+            self.committed = cursor
+
+    # ------------------------------------------------------------ supervisor link
+
+    def _report(self, now: float) -> None:
+        self._last_report = now
+        self._reported_state = state = self.dispatcher.state
+        msg = {
+            "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(), "publisher": state,
+            "backlog": self.tracker.undone + max(0, self.head - self.next_offset + 1),
+            "cursor": self.tracker.cursor, "head": self.head,
+        }
+        msg.update(self.dispatcher.snapshot())
+        internal.send_nowait(self.link, msg)
+
+    def _drain_link(self) -> None:
+        for _ in range(100):
+            try:
+                frames = self.link.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = internal.decode(frames[-1])
+            except ValueError as exc:
+                log.warning("sink %s: ignoring a malformed supervisor message (%s)", self.name, exc)
+                continue
+            kind = msg.get("type")
+            if kind == "stop_publisher":
+                self.stop_publisher()
+            elif kind == "update":
+                self.update(msg.get("config"), bool(msg.get("announce")))
+            elif kind == "shutdown":
+                self.request_stop(bool(msg.get("stop_event")))
+            else:
+                log.warning("sink %s: ignoring an unknown supervisor message type %r", self.name, kind)
+
+    def stop_publisher(self) -> None:
+        """Stop sending; what was in memory stays in the journal, the feed is still counted."""
+        dropped = self.dispatcher.pause()
+        self.shaper.drop_held()
+        if self.batcher is not None:
+            self.batcher.drop()
+        log.info("sink %s: publisher stopped (%d queued POSTs left to the journal)", self.name, dropped)
+        self._report(time.monotonic())
+
+    def update(self, raw_config, announce: bool) -> None:
+        """Apply new node/sink/tuning settings live; announce with eventsink_updated if asked."""
+        try:
+            config = msgspec.convert(raw_config, Config)
+        except (msgspec.ValidationError, TypeError) as exc:
+            log.warning("sink %s: ignoring an update with an unusable config (%s)", self.name, exc)
+            return
+        sink = config.sink_named(self.name)
+        if sink is None:
+            log.warning("sink %s: ignoring an update whose config does not have this sink", self.name)
+            return
+        tuning = config.tuning
+        client = None
+        if HttpClient.settings_key(sink, tuning) != self.dispatcher.client.key:
+            try:
+                client = HttpClient(sink, tuning)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                log.error("sink %s: keeping the old connection settings: the new ones are unusable (%s)",
+                          self.name, exc)
+                return
+        logs.configure(f"sink:{self.name}", logs.config_secrets(config))
+        self.config, self.sink = config, sink
+        self.shaper.configure(ShapeSettings.of(config, sink))
+        if sink.bulk and self.batcher is not None:
+            self.batcher.configure(sink.bulk_max_events, sink.bulk_interval, sink.version)
+        elif self.batcher is not None or sink.bulk:
+            if self.batcher is not None:
+                self.batcher.flush()
+            self.batcher = self._new_batcher(sink)
+        self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client)
+        self.dispatcher.start()
+        log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
+        if announce and self.accepting:
+            self._enqueue(self.shaper.lifecycle(UPDATED, time.monotonic()))
+
+    # ------------------------------------------------------------ shutdown
+
+    def _shutdown(self) -> None:
+        watchdog = threading.Timer(internal.CHILD_GRACE - 0.5, self._force_exit)
+        watchdog.daemon = True
+        watchdog.start()
+        running = self.dispatcher.state == RUNNING
+        self.dispatcher.close()
+        if not self.dispatcher.wait_idle(IN_FLIGHT_GRACE):
+            log.info("sink %s: leaving %d POSTs in flight at shutdown (they stay in the journal)",
+                     self.name, self.dispatcher.in_flight)
+        self._collect()
+        if self._stop_event and running:
+            self._send_stop_event()
+        self._collect()
+        if self.tracker.cursor > self.committed:
+            self._commit()
+        self._report(time.monotonic())
+        log.info("sink %s: stopped (cursor %d)", self.name, self.committed)
+
+    def _send_stop_event(self) -> None:
+        tuning = self.config.tuning
+        post = self.shaper.lifecycle(stop_event(self.sink.version), time.monotonic())
+        if self.batcher is not None:
+            post = wrap([post], self.sink.version)
+        timeout = urllib3.Timeout(connect=min(tuning.connection_timeout, STOP_EVENT_TIMEOUT[0]),
+                                  read=min(tuning.response_timeout, STOP_EVENT_TIMEOUT[1]))
+        result = self.dispatcher.send_once(post, timeout)
+        if not result.ok:
+            logging.getLogger(logs.SUPPORT).warning("sink %s: stop event not delivered: %s: %s", self.name,
+                                                    result.outcome, result.detail)
+
+    def _force_exit(self) -> None:
+        log.warning("sink %s: shutdown took too long; exiting now (undelivered events stay in the journal)", self.name)
+        logging.shutdown()
+        os._exit(0)
+
+
+def main() -> int:
+    try:
+        config, name = decode_spec(sys.stdin.buffer.read())
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        print(f"sinks.worker: unusable spec on stdin: {exc}", file=sys.stderr)
+        return 2
+    sink = config.sink_named(name) if name else None
+    if sink is None:
+        print(f"sinks.worker: the spec names no configured sink ({name!r})", file=sys.stderr)
+        return 2
+    logs.configure(f"sink:{name}", logs.config_secrets(config))
+    try:
+        worker = Worker(config, sink)
+    except (OSError, sqlite3.Error, JournalCorrupt, ssl.SSLError, ValueError) as exc:
+        log.error("sink %s: cannot start: %s", name, exc)
+        return 1
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which shuts us down
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
