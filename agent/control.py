@@ -172,7 +172,7 @@ class ControlServer:
                 conn.close()
                 return
             if not self._slots.acquire(blocking=False):
-                self.counts["refused_busy"] += 1
+                self._count("refused_busy")
                 self._log_bad("busy", "control socket: too many connections, refusing one")
                 self._refuse_busy(conn)
                 continue
@@ -201,14 +201,15 @@ class ControlServer:
                     close = version == "HTTP/1.0" or "close" in headers.get("connection", "").lower()
                     body = self._read_body(reader, headers)
                 except BadRequest as exc:
-                    self.counts[f"bad_request:{exc.reason}"] += 1
+                    self._count(f"bad_request:{exc.reason}")
                     self._log_bad(exc.reason, f"control socket: bad request ({exc.message})")
-                    self.counts[f"status:{exc.status}"] += 1
+                    self._count(f"status:{exc.status}")
                     _send(conn, _response(exc.status, _json_bytes(CommandError(exc.status, exc.message).body()), close=True))
                     return
-                self.counts["requests"] += 1
+                self._count("requests")
                 status, payload, extra = self.dispatch(method, target, body)
-                self.counts[f"status:{status}"] += 1
+                self._count(f"status:{status}")
+                log.debug("control: %s %s -> %d", method, target[:200], status)
                 if not _send(conn, _response(status, payload, close=close, extra=extra)) or close:
                     return
         except _ClientGone:
@@ -259,6 +260,10 @@ class ControlServer:
             err = CommandError(500, "the agent could not carry out the command; see the agent's log")
             return 500, _json_bytes(err.body()), {}
 
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
     def _log_bad(self, reason: str, line: str) -> None:
         now = time.monotonic()
         last = self._last_logged.get(reason)
@@ -279,8 +284,9 @@ def _wake(path: str) -> None:
 
 def _route(method: str, target: str) -> tuple[Command | None, dict[str, str], list[str]]:
     """Find the command for METHOD TARGET in the fixed table; else (None, {}, allowed methods)."""
-    if not target.startswith("/"):
-        target = urllib.parse.urlsplit(target).path or "/"  # absolute-form: http://agent/v1/status
+    if not target.startswith("/"):  # absolute-form: http://agent/v1/status?x=y
+        absolute = urllib.parse.urlsplit(target)
+        target = (absolute.path or "/") + (f"?{absolute.query}" if absolute.query else "")
     parts = urllib.parse.urlsplit(target)
     allowed: list[str] = []
     for command, pattern in ROUTES:

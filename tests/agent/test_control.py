@@ -196,6 +196,12 @@ def test_query_string_does_not_change_routing(server):
     assert client(server).call("GET", "/v1/status?verbose=1")[0] == 200
 
 
+def test_absolute_form_target_keeps_its_query(server, monkeypatch):
+    monkeypatch.setattr(commands, "load_schema_module", lambda: types.SimpleNamespace(render=lambda fmt: json.dumps(fmt)))
+    raw = raw_exchange(server.path, b"GET http://agent/v1/schema?format=swagger HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status_line(raw) == 200 and json_body(raw) == "swagger"
+
+
 def test_schema_missing_module_is_501(server, monkeypatch):
     monkeypatch.setattr(commands, "load_schema_module", lambda: None)
     code, body = client(server).call("GET", "/v1/schema")

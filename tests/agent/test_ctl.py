@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from agent import ctl
-from tests.agent.test_control import ALARMS, STATUS, FakeSupervisor, server, supervisor, tmpdir_short  # noqa: F401
+from tests.agent.test_control import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
