@@ -16,13 +16,14 @@ from collections import deque
 class CursorTracker:
     """Low-water mark: O(1) amortised per offset, memory bounded by the offsets not yet passed."""
 
-    __slots__ = ("_cursor", "_high", "_order", "_pending")
+    __slots__ = ("_cursor", "_high", "_order", "_pending", "_bytes")
 
     def __init__(self, cursor: int):
         self._cursor = cursor  # every offset <= this is done
         self._high = cursor  # the highest offset added so far
         self._order: deque[int] = deque()  # added offsets above the cursor, ascending
-        self._pending: set[int] = set()  # added offsets not yet done
+        self._pending: dict[int, int] = {}  # added offsets not yet done -> their size in bytes
+        self._bytes = 0
 
     @property
     def cursor(self) -> int:
@@ -38,8 +39,13 @@ class CursorTracker:
         """Offsets added and not yet done: the events this sink holds in memory."""
         return len(self._pending)
 
-    def add(self, offset: int) -> None:
-        """Take OFFSET into memory; offsets must be added in ascending order."""
+    @property
+    def undone_bytes(self) -> int:
+        """The sizes given for the offsets not yet done (what they weigh in memory)."""
+        return self._bytes
+
+    def add(self, offset: int, size: int = 0) -> None:
+        """Take OFFSET (of SIZE bytes) into memory; offsets must be added in ascending order."""
         if offset <= self._high:
             raise ValueError(f"offset {offset} added after {self._high}")
         self._high = offset
@@ -47,14 +53,16 @@ class CursorTracker:
             # Everything below OFFSET is done: a gap in the journal was never ours.
             self._cursor = offset - 1
         self._order.append(offset)
-        self._pending.add(offset)
+        self._pending[offset] = size
+        self._bytes += size
 
     def done(self, offset: int) -> None:
         """OFFSET is delivered, filtered out or merged; unknown or repeated offsets are ignored."""
-        pending = self._pending
-        if offset not in pending:
+        size = self._pending.pop(offset, None)
+        if size is None:
             return
-        pending.discard(offset)
+        self._bytes -= size
+        pending = self._pending
         order = self._order
         if offset != order[0]:
             return

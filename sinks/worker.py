@@ -35,6 +35,7 @@ from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper
 log = logging.getLogger("sinks.worker")
 
 WINDOW = 4096  # journal events held in memory at most; the rest waits in the journal
+WINDOW_BYTES = 8 * 1024 * 1024  # ... and at most this many payload bytes of them
 READ_BATCH = 512  # rows per journal read
 READS_PER_TURN = 8  # journal reads per loop turn (the loop stays responsive during a catch-up)
 FEED_PER_TURN = 4096  # live messages taken per loop turn
@@ -63,6 +64,7 @@ class Worker:
         self.bad_frames = 0
         self.journal_errors = 0
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
+        self._row_size = 1024.0  # running mean payload size, to size journal reads
         self._stop = False
         self._stop_event = False
         self._wake_r, self._wake_w = os.pipe()
@@ -147,9 +149,14 @@ class Worker:
             self.reader.close()
         return 0
 
+    def _room(self) -> int:
+        """How many more journal events fit in memory now."""
+        by_bytes = (WINDOW_BYTES - self.tracker.undone_bytes) / self._row_size
+        return max(0, min(WINDOW - self.tracker.undone, int(by_bytes)))
+
     def _can_read(self, now: float) -> bool:
-        return (self.accepting and self.next_offset <= self.head and self.tracker.undone < WINDOW
-                and now >= self._journal_retry_at)
+        return (self.accepting and self.next_offset <= self.head and now >= self._journal_retry_at
+                and self._room() > 0)
 
     def _poll_timeout(self, now: float) -> float:
         if self._can_read(now):
@@ -165,7 +172,7 @@ class Worker:
         self._collect()
         if self.accepting:
             self._catch_up(now)
-            stalled = (self.next_offset <= self.head and self.tracker.undone >= WINDOW
+            stalled = (self.next_offset <= self.head and self._room() == 0
                        and self.tracker.undone > self.shaper.held)
             if not stalled:  # a held event's partner may still be unread: keep waiting
                 self.shaper.expire(now)
@@ -209,12 +216,12 @@ class Worker:
             offset = int.from_bytes(frames[1], "big")
             if offset > self.head:
                 self.head = offset
-            if offset == self.next_offset and self.tracker.undone < WINDOW and self.accepting:
+            if offset == self.next_offset and self.accepting and self._room() > 0:
                 self._accept(offset, frames[2], now)
             # below next_offset: a duplicate; above it: a gap, read from the journal
 
     def _accept(self, offset: int, payload: bytes, now: float) -> None:
-        self.tracker.add(offset)
+        self.tracker.add(offset, len(payload))
         self.next_offset = offset + 1
         self.shaper.offer(offset, payload, now)
 
@@ -222,15 +229,18 @@ class Worker:
         for _ in range(READS_PER_TURN):
             if not self._can_read(now):
                 return
-            room = WINDOW - self.tracker.undone
-            rows = self._journal_call(lambda: self.reader.read(self.next_offset - 1, min(room, READ_BATCH)))
+            limit = min(self._room(), READ_BATCH)
+            rows = self._journal_call(lambda: self.reader.read(self.next_offset - 1, limit))
             if rows is None:
                 return
             if not rows:  # nothing above next_offset after all
                 self.head = self.next_offset - 1
                 return
+            size = 0
             for offset, _topic, payload in rows:
+                size += len(payload)
                 self._accept(offset, payload, now)
+            self._row_size = max(64.0, 0.5 * self._row_size + 0.5 * size / len(rows))
             self._see_head(self.next_offset - 1)
 
     def _journal_call(self, fn):

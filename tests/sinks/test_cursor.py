@@ -82,3 +82,14 @@ def test_cursor_is_the_low_water_mark(steps, rnd):
         assert t.cursor == expected
         # never past an undone offset
         assert all(t.cursor < x for x in not_done)
+
+
+def test_undone_bytes_follow_the_sizes_given():
+    t = CursorTracker(0)
+    t.add(1, 100)
+    t.add(2, 50)
+    t.done(2)
+    assert t.undone_bytes == 100
+    t.done(1)
+    t.done(1)
+    assert t.undone_bytes == 0 and t.undone == 0
