@@ -55,15 +55,16 @@ class ChildLink:
             except zmq.Again:
                 break
             if len(frames) != 2:
-                self._bad(frames[0] if frames else b"?", f"{len(frames) - 1} frames instead of 1")
+                self.note_bad(frames[0] if frames else b"?", f"{len(frames) - 1} frames instead of 1")
                 continue
             try:
                 out.append((frames[0], decode(frames[1])))
             except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-                self._bad(frames[0], str(exc)[:120])
+                self.note_bad(frames[0], str(exc)[:120])
         return out
 
-    def _bad(self, identity: bytes, why: str) -> None:
+    def note_bad(self, identity: bytes, why: str) -> None:
+        """Count a message that is not a usable link message; log the first ten, then every thousandth."""
         self.bad_messages += 1
         if self.bad_messages <= 10 or self.bad_messages % 1000 == 0:
             log.warning("supervisor link: ignored a bad message from %r (%s); %d so far", identity[:40], why, self.bad_messages)

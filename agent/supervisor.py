@@ -104,6 +104,9 @@ class Supervisor(ChildProcesses):
             log.error("not starting: %s", exc)
             self.close()
             return 1
+        except BaseException:
+            self.close()  # never leave children behind
+            raise
         self._install_signals()
         try:
             while not self.step():
@@ -318,19 +321,19 @@ class Supervisor(ChildProcesses):
 
     def _on_message(self, identity: bytes, msg: dict) -> None:
         if msg.get("type") != "report":
-            log.warning("supervisor link: ignored a %r message from %r", str(msg.get("type"))[:40], identity[:40])
+            self.link.note_bad(identity, f"message type {str(msg.get('type'))[:40]!r}")
             return
         try:
             report = parse_report(msg)
         except ValueError as exc:
-            log.warning("supervisor link: ignored a report from %r: %s", identity[:40], str(exc)[:200])
+            self.link.note_bad(identity, str(exc)[:200])
             return
         if isinstance(report, BrokerReport):
             if identity == BROKER_IDENTITY:
                 self._on_broker_report(report)
             return
         if identity != worker_identity(report.sink):
-            log.warning("supervisor link: report for sink %r from identity %r ignored", report.sink[:64], identity[:40])
+            self.link.note_bad(identity, f"report for sink {report.sink[:64]!r} from another identity")
             return
         slot = self.slots.get(report.sink) or next((s for s in self.removed if s.name == report.sink), None)
         if slot is not None:

@@ -167,6 +167,7 @@ def test_malformed_link_messages_never_break_the_loop(rig):
                                                        "publisher": "running", "backlog": "lots"}):
         rig.link.inbox.append((worker_identity("cdr"), msg))
     rig.step()
+    assert rig.link.bad_messages == 4
     rig.report("cdr", "running")
     assert rig.sink_status("cdr")["state"] == "running"
 

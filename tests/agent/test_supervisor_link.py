@@ -1,0 +1,55 @@
+"""The supervisor's ROUTER with real DEALERs: reports in, commands out, bad
+frames counted, and sends to absent children reported instead of lost."""
+
+import shutil
+import tempfile
+import time
+
+import orjson
+import pytest
+import zmq
+
+from agent.childlink import ChildLink
+from agent.internal import connect_to_supervisor, send_nowait, worker_identity
+
+
+@pytest.fixture
+def link():
+    base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
+    ctx = zmq.Context()
+    router = ChildLink(ctx, f"ipc://{base}/supervisor.sock")
+    yield ctx, router
+    router.close()
+    ctx.term()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def receive_some(router, n, timeout=5.0):
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        if router.socket.poll(100):
+            got += router.receive()
+    return got
+
+
+def test_round_trip_and_bad_frames(link):
+    ctx, router = link
+    dealer = connect_to_supervisor(ctx, router.endpoint, worker_identity("cdr"))
+    try:
+        dealer.send(b"{not json")
+        dealer.send_multipart([b"{}", b"extra"])
+        dealer.send(b'{"no": "type"}')
+        assert send_nowait(dealer, {"type": "report", "role": "worker", "sink": "cdr"})
+        [(identity, msg)] = receive_some(router, 1)
+        assert identity == b"sink:cdr" and msg["role"] == "worker"
+        assert router.bad_messages == 3
+        assert router.send(b"sink:cdr", {"type": "stop_publisher"})
+        assert dealer.poll(5000)
+        assert orjson.loads(dealer.recv()) == {"type": "stop_publisher"}
+    finally:
+        dealer.close(linger=0)
+
+
+def test_send_to_an_absent_child_says_so(link):
+    _, router = link
+    assert router.send(b"sink:nobody", {"type": "shutdown", "stop_event": True}) is False

@@ -1,0 +1,80 @@
+"""One smoke test with real parts: the supervisor (in a thread of this test)
+starts the real broker and a real worker with the real launcher, sees the
+worker's reports over the real supervisor link, restarts it after `kill -9`,
+and stops everything gracefully."""
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+
+import pytest
+
+from agent import config as config_mod
+from agent.supervisor import Supervisor
+from sinks.receiver import Receiver
+
+
+def wait_for(pred, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def base():
+    path = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_real_children_restart_and_graceful_stop(base):
+    with Receiver() as rx:
+        text = f"""
+[node]
+address = "10.44.99.2"
+location = "Oslo"
+[agent]
+runtime_dir = "{base}/run"
+state_dir = "{base}/state"
+metrics_listen = ""
+[[sink]]
+name = "cdr"
+url = "{rx.url}"
+locations = ["Oslo"]
+"""
+        path = os.path.join(base, "agent.toml")
+        with open(path, "w") as fh:
+            fh.write(text)
+        sup = Supervisor(path, config_mod.load_or_raise(path), serve=False)
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("code", sup.run()))
+        t.start()
+        try:
+            def sink():
+                return sup.request("status").result(timeout=5)["sinks"][0]
+
+            first = wait_for(lambda: (s := sink())["state"] == "running" and s, what="worker running")
+            assert first["pid"] and rx.wait_events(1, timeout=10)
+            os.kill(first["pid"], signal.SIGKILL)
+            second = wait_for(lambda: (s := sink())["state"] == "running" and s["pid"] != first["pid"] and s,
+                              what="worker restarted")
+            assert second["restarts"] == 1
+            assert rx.wait_for(lambda r: sum(e["event"] == "eventsink_started" for e in r.events) == 2, timeout=10)
+            t0 = time.monotonic()
+            sup.request("shutdown").result(timeout=5)
+            t.join(timeout=15)
+            assert not t.is_alive() and result["code"] == 0
+            assert time.monotonic() - t0 < 10
+            assert rx.wait_for(lambda r: r.events[-1]["event"] == "eventsink_ended", timeout=5)
+            assert not os.path.exists(os.path.join(base, "run", "supervisor.sock"))
+        finally:
+            if t.is_alive():
+                sup.request("shutdown")
+                t.join(timeout=15)
