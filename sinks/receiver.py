@@ -539,27 +539,27 @@ def main(args) -> int:
     except ValueError as exc:
         print(f"eventsink-agent receive: {exc}", file=sys.stderr)
         return 2
-    try:
-        rx.start()
-    except OSError as exc:
-        print(f"eventsink-agent receive: cannot listen on {listen}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    checks = []
-    if username:
-        checks.append(f"Basic auth as {username!r}")
-    if secret:
-        checks.append("webhook signatures")
-    print(f"eventsink-agent receive: listening on {rx.url}"
-          + (f" (checking {', '.join(checks)})" if checks else "") + "; Ctrl-C to stop", flush=True)
+    # Ctrl-C and SIGTERM only set an event, from before the banner on: never a KeyboardInterrupt mid-print.
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        try:
+            rx.start()
+        except OSError as exc:
+            print(f"eventsink-agent receive: cannot listen on {listen}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        checks = []
+        if username:
+            checks.append(f"Basic auth as {username!r}")
+        if secret:
+            checks.append("webhook signatures")
+        print(f"eventsink-agent receive: listening on {rx.url}"
+              + (f" (checking {', '.join(checks)})" if checks else "") + "; Ctrl-C to stop", flush=True)
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         rx.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("\n" + format_summary(rx.summary()), flush=True)
     return 0
