@@ -52,7 +52,9 @@ def test_malformed_messages_rejected_counted_and_valid_ones_delivered(make_agent
         wait_until(counted, what=f"rejections {expected}")
         now = agent.status()["bus"]["rejected"]
         for reason, n in expected.items():
-            assert now.get(reason, 0) - base.get(reason, 0) == n, reason
+            got = now.get(reason, 0) - base.get(reason, 0)
+            # bus_ready's last probes may land after `base` was read: they count as unknown_event too
+            assert got == n or (reason == "unknown_event" and got >= n), (reason, got, n)
             assert agent.metric("eventsink_bus_rejected_total", reason=reason) >= n
 
     assert [e["event"] for e in receiver.events] == ["eventsink_started", "conference_started", "conference_ended"]
