@@ -7,15 +7,15 @@ and types are the types of bus/events.py. `Validator.check` answers
 or `Rejected(reason, detail)`, with `reason` one of docs/internals.md's labels
 and `detail` a short human sentence (never the whole payload).
 
-Fast path: a valid message costs one UTF-8 check and one typed msgspec decode
-with the topic's own decoder. Only a failure takes the slow path, which parses
-again to classify the reason in a fixed order: frame_count, too_large,
-invalid_utf8, invalid_json, not_object, reserved_event, unknown_event,
-topic_mismatch, missing_field, wrong_type.
-
-Accepted payloads are also valid for orjson (workers may parse them): lone
-UTF-16 surrogate escapes, which msgspec tolerates in fields it skips, are
-rejected as invalid_json.
+Fast path: a valid message costs one typed msgspec decode with the topic's
+own decoder plus one orjson parse. The second parse is the guarantee that an
+accepted payload is valid for orjson, which workers use: msgspec skips unknown
+fields without checking everything orjson checks (invalid UTF-8 or lone
+surrogate escapes in skipped strings, numbers beyond double range, nesting
+beyond orjson's depth limit). Only a failure takes the slow path, which
+classifies the reason in a fixed order: frame_count, too_large, invalid_utf8,
+invalid_json, not_object, reserved_event, unknown_event, topic_mismatch,
+missing_field, wrong_type.
 """
 
 from __future__ import annotations
@@ -86,10 +86,8 @@ class Validator:
         decoder = self._decoders.get(topic)
         if decoder is not None:
             try:
-                payload.decode("utf-8")
                 decoder.decode(payload)
-                if b"\\u" in payload:
-                    orjson.loads(payload)  # lone surrogate escapes
+                orjson.loads(payload)  # what workers parse: strict UTF-8, surrogates, depth, number range
                 return Accepted(topic, payload)
             except Exception:
                 pass

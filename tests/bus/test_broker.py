@@ -1,0 +1,302 @@
+"""The broker as a real subprocess: real ZeroMQ sockets in and out, a test-bound supervisor ROUTER, the real journal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import orjson
+import pytest
+import zmq
+
+from agent.config import Paths, encode_spec, parse
+from bus.journal import Journal, JournalReader
+from bus.publisher import Publisher
+from tests.bus.test_validate import REJECTS, VALID
+
+MAX_KB = 4
+WARMUP = "warmup"
+
+
+def make_config(root: str, *, max_journal_mb: float = 64):
+    toml = f"""
+[node]
+address = "127.0.0.1"
+location = "Oslo"
+[agent]
+runtime_dir = "{root}/run"
+state_dir = "{root}/state"
+max_message_kb = {MAX_KB}
+max_journal_mb = {max_journal_mb}
+"""
+    result = parse(toml)
+    assert result.config is not None, result.problems
+    return result.config
+
+
+class BrokerRun:
+    """A broker subprocess with the sockets a supervisor and a worker would have."""
+
+    def __init__(self, root: str, config, *, cursor: bool = True):
+        self.root = root
+        self.config = config
+        self.paths = Paths.of(config)
+        if cursor:  # as the supervisor does: a sink's cursor row keeps events from being purged
+            with Journal(self.paths.journal_path) as j:
+                j.ensure_cursor("test")
+        os.makedirs(self.paths.runtime_dir, mode=0o750, exist_ok=True)
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind(self.paths.supervisor_endpoint)
+        self.stderr_path = os.path.join(root, "broker.stderr")
+        self.proc = start_broker(encode_spec(config), self.stderr_path)
+        self.fanout = self.ctx.socket(zmq.SUB)
+        self.fanout.setsockopt(zmq.RCVHWM, 0)
+        self.fanout.setsockopt(zmq.LINGER, 0)
+        self.fanout.setsockopt(zmq.SUBSCRIBE, b"")
+        self.fanout.connect(self.paths.fanout_endpoint)
+        self.pub = Publisher(self.paths.publish_endpoint)
+        self.report: dict = {}
+
+    def warm_up(self, timeout: float = 10.0) -> list[list[bytes]]:
+        """Publish valid warm-up events until one comes out of the fan-out (both slow joiners done)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pub.publish("conference_started", {"name": WARMUP})
+            if self.fanout.poll(50):
+                return [self.fanout.recv_multipart()]
+        raise AssertionError("broker never forwarded a warm-up event")
+
+    def wait_report(self, predicate, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.router.poll(50):
+                identity, frame = self.router.recv_multipart()
+                assert identity == b"broker"
+                self.report = orjson.loads(frame)
+                if predicate(self.report):
+                    return self.report
+            assert self.proc.poll() is None, f"broker exited: {self.stderr()}"
+        raise AssertionError(f"no matching report; last: {self.report}")
+
+    def fanout_messages(self, predicate, timeout: float = 10.0) -> list[list[bytes]]:
+        """Receive fan-out messages until PREDICATE(all received so far) holds."""
+        got: list[list[bytes]] = []
+        deadline = time.monotonic() + timeout
+        while not predicate(got):
+            assert time.monotonic() < deadline, f"fan-out: {len(got)} messages only"
+            if self.fanout.poll(50):
+                got.append(self.fanout.recv_multipart())
+        return got
+
+    def stderr(self) -> str:
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(10)
+        finally:
+            self.pub.close()
+            self.ctx.destroy(linger=0)
+
+
+def start_broker(spec: bytes, stderr_path: str) -> subprocess.Popen:
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bus.broker"], stdin=subprocess.PIPE, stderr=err,
+                                cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    proc.stdin.write(spec)
+    proc.stdin.close()
+    return proc
+
+
+@pytest.fixture
+def root():
+    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(root):
+    run = BrokerRun(root, make_config(root))
+    yield run
+    if run.proc.poll() is None:
+        run.stop(signal.SIGKILL)
+
+
+def not_warmup(msg: list[bytes]) -> bool:
+    return orjson.loads(msg[2])["data"].get("name") != WARMUP
+
+
+def test_valid_forwarded_unchanged_malformed_counted_by_reason(broker):
+    warm = broker.warm_up()
+    sent_valid = []
+    for event, data in VALID:
+        payload = orjson.dumps({"event": event, "time": 1700000000.5, "data": data, "extra_top": 1})
+        broker.pub.send_frames([event.encode(), payload])
+        sent_valid.append((event, payload))
+    expected_rejects: dict[str, int] = {}
+    for reason, frames in REJECTS:
+        if not frames:
+            continue  # a zero-frame message cannot be sent
+        broker.pub.send_frames(frames)
+        expected_rejects[reason] = expected_rejects.get(reason, 0) + 1
+    # a last valid message after all the malformed ones: the broker survived them in order
+    tail = orjson.dumps({"event": "conference_ended", "time": 2.0, "data": {"name": "last"}})
+    broker.pub.send_frames([b"conference_ended", tail])
+    sent_valid.append(("conference_ended", tail))
+
+    got = warm + broker.fanout_messages(lambda got: sum(map(not_warmup, got)) >= len(sent_valid))
+    offsets = [int.from_bytes(m[1], "big") for m in got]
+    assert all(len(m) == 3 and len(m[1]) == 8 for m in got)
+    assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))  # nothing dropped, ascending
+    real = [m for m in got if not_warmup(m)]
+    assert [(m[0].decode(), m[2]) for m in real] == sent_valid  # payload bytes unchanged
+
+    report = broker.wait_report(lambda r: r["rejected"] == expected_rejects and r["head"] >= offsets[-1])
+    assert report["received"] == report["head"] == offsets[-1]
+    assert report["journal_full"] is False and report["journal_bytes"] > 0 and report["pid"] == broker.proc.pid
+    with JournalReader(broker.paths.journal_path, "test") as reader:
+        rows = reader.read(0, 10_000)
+    early = [row for row in rows if row[0] < offsets[0]]  # warm-ups sent before the fan-out SUB had joined
+    assert all(orjson.loads(p)["data"]["name"] == WARMUP for _, _, p in early)
+    assert [(o, t.encode(), p) for o, t, p in rows[len(early):]] == [(int.from_bytes(m[1], "big"), m[0], m[2]) for m in got]
+
+    assert broker.stop() == 0
+    err = broker.stderr()
+    for reason in expected_rejects:  # logged once per reason per minute, however many came
+        assert sum(1 for line in err.splitlines() if f"rejected bus message: {reason}:" in line) == 1, reason
+    assert "S3CRET" not in err and "Traceback" not in err
+
+
+def test_publish_socket_is_group_accessible(broker):
+    broker.wait_report(lambda r: True)
+    path = broker.paths.publish_endpoint.removeprefix("ipc://")
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    assert stat.S_IMODE(os.stat(broker.paths.runtime_dir).st_mode) == 0o750
+
+
+def test_burst_of_20000_is_fully_journaled(broker):
+    broker.warm_up()
+    n = 20_000
+    for i in range(n):
+        broker.pub.publish("participant_updated", {"uuid": f"u{i}", "rx_bandwidth": i})
+    report = broker.wait_report(lambda r: r["received"] >= n, timeout=30)
+    assert report["rejected"] == {}
+    with JournalReader(broker.paths.journal_path, "test") as reader:
+        rows = reader.read(0, 100_000)
+    burst = [orjson.loads(p)["data"]["uuid"] for _, t, p in rows if t == "participant_updated"]
+    assert burst == [f"u{i}" for i in range(n)]  # 0 lost, in order
+    assert broker.stop() == 0
+
+
+def test_sigterm_journals_and_exits_zero(broker):
+    broker.warm_up()
+    broker.pub.publish("conference_updated", {"name": "before-stop"})
+    broker.fanout_messages(lambda got: any(m[0] == b"conference_updated" for m in got))
+    assert broker.stop(signal.SIGTERM) == 0
+    assert "broker stopped" in broker.stderr()
+    with JournalReader(broker.paths.journal_path, "test") as reader:
+        assert any(t == "conference_updated" for _, t, _ in reader.read(0, 100))
+
+
+def test_supervisor_shutdown_message_stops_broker(broker):
+    broker.wait_report(lambda r: True)
+    broker.router.send_multipart([b"broker", orjson.dumps({"type": "shutdown", "stop_event": False})])
+    assert broker.proc.wait(10) == 0
+    broker.stop()
+
+
+def test_events_are_purged_below_the_cursor_offsets_never_reused(root):
+    run = BrokerRun(root, make_config(root))
+    try:
+        run.warm_up()
+        for i in range(10):
+            run.pub.publish("conference_updated", {"name": f"c{i}"})
+        report = run.wait_report(lambda r: r["received"] >= 11)
+        head = report["head"]
+        with JournalReader(run.paths.journal_path, "test") as reader:
+            reader.commit_cursor(head)
+            deadline = time.monotonic() + 10
+            while reader.read(0, 10) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert reader.read(0, 10) == []  # housekeeping purged everything at or below the cursor
+        assert run.stop() == 0
+    finally:
+        if run.proc.poll() is None:
+            run.stop(signal.SIGKILL)
+    run2 = BrokerRun(root, make_config(root), cursor=False)
+    try:
+        got = run2.warm_up()
+        assert int.from_bytes(got[0][1], "big") > head
+        assert run2.stop() == 0
+    finally:
+        if run2.proc.poll() is None:
+            run2.stop(signal.SIGKILL)
+
+
+def test_journal_full_rejects_then_recovers(root):
+    run = BrokerRun(root, make_config(root, max_journal_mb=0.125))  # 128 KiB
+    try:
+        run.warm_up()
+        blob = "x" * 3000
+        report = {}
+        for i in range(200):  # bounded: 600 KB is far beyond the bound
+            run.pub.publish("conference_updated", {"name": f"c{i}", "tag": blob})
+            if i % 10 == 9:
+                report = run.wait_report(lambda r: True)
+                if report["journal_full"]:
+                    break
+        report = run.wait_report(lambda r: r["journal_full"])
+        accepted = report["received"]
+        run.pub.publish("conference_updated", {"name": "while-full"})
+        report = run.wait_report(lambda r: r["rejected"].get("journal_full", 0) >= 1)
+        assert report["received"] == accepted  # nothing accepted while full...
+        with JournalReader(run.paths.journal_path, "test") as reader:
+            assert len(reader.read(0, 1000)) == report["head"]  # ...and nothing accepted was dropped
+            reader.commit_cursor(report["head"])  # the sink delivered everything: room again
+        report = run.wait_report(lambda r: not r["journal_full"])
+        run.pub.publish("conference_updated", {"name": "after"})
+        run.wait_report(lambda r: r["received"] == accepted + 1)
+        assert run.stop() == 0
+        err = run.stderr()
+        assert sum(1 for line in err.splitlines() if "support.events" in line and "journal full" in line) == 1
+        assert "has room again" in err
+    finally:
+        if run.proc.poll() is None:
+            run.stop(signal.SIGKILL)
+
+
+def test_bad_spec_exits_2_with_one_line(root):
+    err_path = os.path.join(root, "err")
+    proc = start_broker(b"{not a spec", err_path)
+    assert proc.wait(10) == 2
+    with open(err_path) as fh:
+        err = fh.read()
+    assert "spec" in err and "Traceback" not in err
+
+
+def test_corrupt_journal_exits_3_with_one_line(root):
+    config = make_config(root)
+    paths = Paths.of(config)
+    os.makedirs(paths.state_dir)
+    with open(paths.journal_path, "wb") as fh:
+        fh.write(b"this is not sqlite" * 500)
+    err_path = os.path.join(root, "err")
+    proc = start_broker(encode_spec(config), err_path)
+    assert proc.wait(10) == 3
+    with open(err_path) as fh:
+        lines = [line for line in fh.read().splitlines() if line.strip()]
+    assert len(lines) == 1 and "corrupt" in lines[0]
