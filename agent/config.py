@@ -32,6 +32,7 @@ BUS_EVENTS = (
     "participant_media_streams_destroyed",
 )
 LIFECYCLE_EVENTS = ("eventsink_started", "eventsink_updated", "eventsink_stopped", "eventsink_ended")
+SECRET_KEYS = frozenset({"password", "secret"})  # never echoed back in a problem
 SINK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_PATH = "/etc/eventsink-agent/agent.toml"
 
@@ -217,6 +218,8 @@ def parse(raw: bytes | str, base_dir: str = ".") -> LoadResult:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+)", str(exc))
         return LoadResult(None, [Problem("toml", f"not valid TOML: {exc}", int(m.group(1)) if m else None)])
+    except RecursionError:
+        return LoadResult(None, [Problem("toml", "not valid TOML: nested too deeply")])
     checker = _Checker(_KeyLines(text))
     config = checker.check(doc)
     return LoadResult(config if not checker.problems else None, checker.problems, checker.warnings)
@@ -285,7 +288,8 @@ class _Checker:
             try:
                 out[key] = msgspec.convert(v, f.type, strict=True)
             except msgspec.ValidationError:
-                self.problem(f"{label}.{key}", f"must be {_type_name(f.type)} (got {v!r:.60})", *path, key)
+                shown = f"a {type(v).__name__}" if key in SECRET_KEYS or key == "url" else f"{v!r:.60}"
+                self.problem(f"{label}.{key}", f"must be {_type_name(f.type)} (got {shown})", *path, key)
         for f in fields.values():
             if f.required and f.name not in value:
                 self.problem(f"{label}.{f.name}", "is required", *path)
