@@ -50,8 +50,11 @@ class BuildError(Exception):
     """A build step failed; the message says which and why."""
 
 
+_STARTED = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(f"build_deb: {msg}", file=sys.stderr, flush=True)
+    print(f"build_deb: [{time.monotonic() - _STARTED:5.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -134,25 +137,44 @@ def dev_constraints(path: str) -> str | None:
 # ---------------------------------------------------------------- the venv
 
 
-def build_venv(stage: str, work: str) -> tuple[str, str]:
-    """Creates and fills STAGE/opt/eventsink-agent; returns (venv dir, 'X.Y')."""
+def outer_pip_can_target() -> bool:
+    """True when the pip of the interpreter running this script has --python (pip >= 22.3)."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "--version"], check=True, capture_output=True,
+                             text=True, timeout=60).stdout
+        major, minor = (int(x) for x in out.split()[1].split(".")[:2])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return False
+    return (major, minor) >= (22, 3)
+
+
+def build_venv(stage: str, work: str, wheelhouse: str) -> tuple[str, str]:
+    """Creates and fills STAGE/opt/eventsink-agent; returns (venv dir, 'X.Y').
+
+    The venv never gets pip of its own when the pip running this script can
+    install into it (`pip --python`); otherwise it bootstraps pip with
+    ensurepip and uninstalls it afterwards. Either way the node gets no pip.
+    """
     python, xy = system_python()
     venv = os.path.join(stage, VENV_PATH.lstrip("/"))
-    log(f"venv with {python} at {venv}")
-    run([python, "-m", "venv", venv])
     vpython = os.path.join(venv, "bin", "python3")
+    env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if outer_pip_can_target():
+        log(f"venv with {python} at {venv}")
+        run([python, "-m", "venv", "--without-pip", venv])
+        pip = [sys.executable, "-m", "pip", "--python", vpython]
+    else:
+        log(f"venv with {python} at {venv} (with ensurepip: {sys.executable} has no pip >= 22.3)")
+        run([python, "-m", "venv", venv])
+        pip = [vpython, "-m", "pip"]
     src = source_copy(os.path.join(work, "src"))
-    cmd = [vpython, "-m", "pip", "install", "--quiet", "--no-compile", "--no-warn-script-location",
-           "--disable-pip-version-check", "--prefer-binary"]
     constraints = dev_constraints(os.path.join(work, "constraints.txt"))
-    if constraints:
-        cmd += ["--constraint", constraints]
     log("installing the project and its runtime dependencies")
-    env = dict(os.environ, PIP_NO_INPUT="1")
-    run(cmd + [src], env=env)
+    install_with_wheelhouse(pip, src, constraints, wheelhouse, env)
     # The node never installs into this venv: no pip, no setuptools, no activate
     # scripts, and no console scripts but ours (dependencies bring their own).
-    run([vpython, "-m", "pip", "uninstall", "--quiet", "--yes", "pip", "setuptools"], env=env)
+    if pip[0] == vpython:
+        run(pip + ["uninstall", "--quiet", "--yes", "pip", "setuptools"], env=env)
     for name in os.listdir(os.path.join(venv, "bin")):
         if name not in COMMANDS and not name.startswith("python"):
             os.remove(os.path.join(venv, "bin", name))
@@ -168,6 +190,29 @@ def build_venv(stage: str, work: str) -> tuple[str, str]:
         if not os.path.exists(os.path.join(venv, "bin", cmd_name)):
             raise BuildError(f"the venv has no bin/{cmd_name}: check setup.cfg's console_scripts")
     return venv, xy
+
+
+def install_with_wheelhouse(pip: list[str], src: str, constraints: str | None, wheelhouse: str, env: dict) -> None:
+    """pip-installs SRC and its dependencies from the wheel cache WHEELHOUSE only.
+
+    When the cache lacks something (first build, changed dependencies), it is
+    filled from the package index first: wheels of the dependencies and of
+    the build backend (setuptools, wheel), never of the project itself.
+    """
+    pinned = ["--constraint", constraints] if constraints else []
+    install = pip + ["install", "--quiet", "--no-compile", "--no-warn-script-location", "--prefer-binary",
+                     "--no-index", "--find-links", wheelhouse, *pinned, src]
+    if os.path.isdir(wheelhouse):
+        if subprocess.run(install, capture_output=True, text=True, env=env).returncode == 0:
+            return
+    log(f"filling the wheel cache {wheelhouse} from the package index")
+    os.makedirs(wheelhouse, exist_ok=True)
+    run(pip + ["wheel", "--quiet", "--prefer-binary", "--wheel-dir", wheelhouse, *pinned, src, "setuptools>=61", "wheel"],
+        env=env, capture_output=True)
+    for name in os.listdir(wheelhouse):
+        if name.startswith("eventsink_agent-"):
+            os.remove(os.path.join(wheelhouse, name))
+    run(install, env=env, capture_output=True)
 
 
 def relocate(venv: str, final: str) -> None:
@@ -378,7 +423,7 @@ def write_debian_dir(stage: str, version: str, arch: str, depends: str) -> None:
 # ---------------------------------------------------------------- main
 
 
-def build(out_dir: str) -> str:
+def build(out_dir: str, wheelhouse: str) -> str:
     started = time.monotonic()
     version, arch = project_version(), debian_arch()
     os.makedirs(out_dir, exist_ok=True)
@@ -386,7 +431,8 @@ def build(out_dir: str) -> str:
     try:
         stage = os.path.join(work, "root")
         os.makedirs(stage)
-        venv, xy = build_venv(stage, work)
+        venv, xy = build_venv(stage, work, wheelhouse)
+        log("installing the rest of the tree")
         install_tree(stage, venv, version)
         strip_objects(stage)
         normalize_modes(stage)
@@ -395,6 +441,7 @@ def build(out_dir: str) -> str:
         if libc:
             depends.append(libc)
         write_debian_dir(stage, version, arch, ", ".join(depends))
+        log("dpkg-deb --build")
         deb = os.path.join(out_dir, f"{PACKAGE}_{version}_{arch}.deb")
         if os.path.exists(deb):
             os.remove(deb)
@@ -408,9 +455,11 @@ def build(out_dir: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the eventsink-agent .deb from this work tree.")
     parser.add_argument("--out", default=os.path.join(HERE, "build"), help="output directory (default packaging/build)")
+    parser.add_argument("--wheelhouse", default=os.path.join(HERE, "build", "wheelhouse"),
+                        help="cache of dependency wheels (default packaging/build/wheelhouse)")
     args = parser.parse_args(argv)
     try:
-        print(build(os.path.abspath(args.out)))
+        print(build(os.path.abspath(args.out), os.path.abspath(args.wheelhouse)))
     except BuildError as exc:
         print(f"build_deb: {exc}", file=sys.stderr)
         return 1
