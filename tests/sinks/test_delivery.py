@@ -195,3 +195,33 @@ def test_timeout_override_for_one_attempt(rx):
     rx.respond(200, delay=1.0)
     result = client(rx.url).post(BODY, "x", timeout=urllib3.Timeout(connect=0.5, read=0.2))
     assert result.outcome == TIMEOUT
+
+
+def test_request_head_and_body_leave_in_one_write():
+    from sinks.delivery import _OneWriteHTTPConnection
+
+    class RecordingSocket:
+        def __init__(self):
+            self.writes = []
+
+        def sendall(self, data):
+            self.writes.append(bytes(data))
+
+        def settimeout(self, t):
+            pass
+
+        def close(self):
+            pass
+
+    conn = _OneWriteHTTPConnection("127.0.0.1", 9)
+    conn.sock = RecordingSocket()
+    conn.request("POST", "/events", body=BODY, headers={"webhook-id": "x"})
+    assert len(conn.sock.writes) == 1
+    head, _, body = conn.sock.writes[0].partition(b"\r\n\r\n")
+    assert body == BODY and f"Content-Length: {len(BODY)}".encode() in head
+    sock = conn.sock
+    conn.close()
+    conn.sock = sock
+    conn._body_with_head = b"stale"  # as if a request had failed before its head was sent
+    conn.request("POST", "/events", body=b"", headers={})
+    assert len(sock.writes) == 2 and sock.writes[1].endswith(b"\r\n\r\n")
