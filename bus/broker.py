@@ -16,7 +16,10 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
 - journal full (used bytes >= max_journal_mb, or the disk is full): rejects new
   messages with reason `journal_full`, logs once on `support.events`, retries
   every second and leaves the state when below 95 % of the bound and a write
-  succeeds. Nothing accepted is ever dropped.
+  succeeds. Nothing accepted is ever dropped. A small preallocated reserve
+  file (`{state_dir}/journal.reserve`) is released when the disk fills, so the
+  workers can still move their cursors and the purge can shrink the journal;
+  a disk-full state ends only once the reserve can be allocated again.
 
 Rejected messages are counted per reason and logged on `eventsink.bus` at most
 once per reason per minute. SIGTERM/SIGINT or a `shutdown` from the
@@ -36,7 +39,7 @@ import zmq
 
 from agent import internal, logs
 from agent.config import Config, Paths, decode_spec
-from bus.journal import Journal, JournalCorrupt, JournalFull
+from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
 from bus.validate import Accepted, Validator
 
 log = logging.getLogger("eventsink.bus")
@@ -54,6 +57,8 @@ PURGE_MAX_ROWS = 200_000  # events deleted per housekeeping round
 REJECT_LOG_INTERVAL = 60.0  # s between two log lines for one reason
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent journaling what is already queued at shutdown
 ROW_OVERHEAD = 40  # bytes a journal row costs beyond its payload (estimate)
+RESERVE_MAX_BYTES = 8 * 1024 * 1024  # disk space held back for draining a journal on a full disk
+RESERVE_MIN_BYTES = 64 * 1024
 
 
 class RejectLog:
@@ -89,6 +94,7 @@ class Broker:
         self.received = 0
         self.stopping = False
         self.journal_full = False
+        self.disk_full = False
         self.full_retry_at = 0.0
         self.full_logged_at = float("-inf")
         self.full_announced = False
@@ -102,6 +108,10 @@ class Broker:
         os.makedirs(self.paths.runtime_dir, mode=0o750, exist_ok=True)
         self.journal = Journal(self.paths.journal_path)
         self.used_estimate = self.journal.used_bytes()
+        reserve_bytes = min(RESERVE_MAX_BYTES, max(RESERVE_MIN_BYTES, self.bound_bytes // 8))
+        self.reserve = SpaceReserve(os.path.join(self.paths.state_dir, "journal.reserve"), reserve_bytes)
+        if not self.reserve.ensure():
+            support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
         self.ctx = zmq.Context()
         self.ingress = self.ctx.socket(zmq.SUB)
         self.ingress.setsockopt(zmq.RCVHWM, INGRESS_RCVHWM)
@@ -197,7 +207,9 @@ class Broker:
         try:
             offsets = self.journal.append(rows)
         except JournalFull as exc:
-            self.enter_full(f"the disk is full ({exc})")
+            self.disk_full = True
+            released = self.reserve.release()  # room for the workers' cursors and the purge to drain the journal
+            self.enter_full(f"the disk is full ({exc}){'; reserve space released' if released else ''}")
             self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
             return
         except Exception as exc:
@@ -243,7 +255,12 @@ class Broker:
         if not self.journal_full or time.monotonic() < self.full_retry_at:
             return
         self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
-        if self.used_estimate < FULL_RESUME_RATIO * self.bound_bytes and self.journal.probe_write():
+        if self.used_estimate >= FULL_RESUME_RATIO * self.bound_bytes:
+            return
+        if self.disk_full and not self.reserve.ensure():
+            return  # the disk has no room for the reserve, let alone new events
+        if self.journal.probe_write():
+            self.disk_full = False
             self.leave_full()
 
     # ------------------------------------------------------------ housekeeping and reports
@@ -262,6 +279,8 @@ class Broker:
         if not self.journal_full and self.used_estimate >= self.bound_bytes:
             self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
         self.retry_full()
+        if not self.journal_full and not self.reserve.present():
+            self.reserve.ensure()
 
     def report(self) -> None:
         assert self.journal is not None

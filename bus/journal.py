@@ -141,6 +141,9 @@ class Journal:
             raise sqlite3.OperationalError(f"cannot switch journal to WAL mode (got {mode})")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        # Debian's and Python's SQLite zero every freed page (SECURE_DELETE): a purge would then
+        # write as much WAL as it deletes, which a full disk cannot take. FAST zeroes in place only.
+        db.execute("PRAGMA secure_delete = FAST")
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
@@ -246,9 +249,10 @@ class Journal:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-            if deleted:
+            if deleted or db.execute("PRAGMA freelist_count").fetchone()[0]:
                 try:
-                    db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_PURGE})").fetchall()
+                    # executescript steps the pragma to completion; execute() would free one page only
+                    db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_PURGE});")
                 except sqlite3.OperationalError:
                     pass  # busy: the next purge hands the pages back
             return max(deleted, 0)
@@ -296,6 +300,55 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SpaceReserve:
+    """A preallocated file next to the journal, given back to the file system when the disk fills.
+
+    On a full disk SQLite cannot even delete rows or move a cursor (both write
+    the WAL), so a full journal could never drain. Releasing the reserve gives
+    the workers' cursor commits, the purge and the checkpoint room to work;
+    `ensure()` succeeding again means the disk has room for the reserve plus
+    new events."""
+
+    def __init__(self, path: str, size: int):
+        self.path = path
+        self.size = size
+
+    def present(self) -> bool:
+        try:
+            return os.path.getsize(self.path) >= self.size
+        except OSError:
+            return False
+
+    def ensure(self) -> bool:
+        """Create (allocate) the reserve if missing; False when the disk has no room for it."""
+        if self.present():
+            return True
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
+        except OSError:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, self.size)
+            os.fsync(fd)
+            return True
+        except OSError:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            return False
+        finally:
+            os.close(fd)
+
+    def release(self) -> bool:
+        """Delete the reserve; True when there was one to give back."""
+        try:
+            os.unlink(self.path)
+            return True
+        except FileNotFoundError:
+            return False
 
 
 class JournalReader:

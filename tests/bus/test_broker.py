@@ -43,7 +43,7 @@ max_journal_mb = {max_journal_mb}
 class BrokerRun:
     """A broker subprocess with the sockets a supervisor and a worker would have."""
 
-    def __init__(self, root: str, config, *, cursor: bool = True):
+    def __init__(self, root: str, config, *, cursor: bool = True, log_dir: str | None = None):
         self.root = root
         self.config = config
         self.paths = Paths.of(config)
@@ -56,7 +56,7 @@ class BrokerRun:
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.bind(self.paths.supervisor_endpoint)
-        self.stderr_path = os.path.join(root, "broker.stderr")
+        self.stderr_path = os.path.join(log_dir or root, "broker.stderr")
         self.proc = start_broker(encode_spec(config), self.stderr_path)
         self.fanout = self.ctx.socket(zmq.SUB)
         self.fanout.setsockopt(zmq.RCVHWM, 0)
@@ -255,7 +255,7 @@ def test_journal_full_rejects_then_recovers(root):
         report = {}
         for i in range(200):  # bounded: 600 KB is far beyond the bound
             run.pub.publish("conference_updated", {"name": f"c{i}", "tag": blob})
-            if i % 10 == 9:
+            if i % 50 == 49:
                 report = run.wait_report(lambda r: True)
                 if report["journal_full"]:
                     break
@@ -300,3 +300,37 @@ def test_corrupt_journal_exits_3_with_one_line(root):
     with open(err_path) as fh:
         lines = [line for line in fh.read().splitlines() if line.strip()]
     assert len(lines) == 1 and "corrupt" in lines[0]
+
+
+def test_disk_full_rejects_keeps_everything_and_recovers(tiny_fs, root):
+    """The state_dir on a 1 MiB file system, the journal bound far above it: the disk fills first."""
+    config = make_config(tiny_fs, max_journal_mb=1.5)  # reserve = bound / 8 = 192 KiB
+    run = BrokerRun(tiny_fs, config, log_dir=root)
+    try:
+        run.warm_up()
+        assert os.path.getsize(os.path.join(run.paths.state_dir, "journal.reserve")) == 192 * 1024
+        blob = "y" * 3000
+        report = run.wait_report(lambda r: True)
+        for i in range(1000):  # bounded: 3 MB is far beyond the file system
+            run.pub.publish("conference_updated", {"name": f"c{i}", "tag": blob})
+            if i % 100 == 99:
+                report = run.wait_report(lambda r: True)
+                if report["journal_full"]:
+                    break
+        report = run.wait_report(lambda r: r["journal_full"] and r["rejected"].get("journal_full", 0) >= 1)
+        head = report["head"]
+        assert report["received"] == head
+        assert not os.path.exists(os.path.join(run.paths.state_dir, "journal.reserve"))  # released for draining
+        with JournalReader(run.paths.journal_path, "test") as reader:
+            assert len(reader.read(0, 10_000)) == head  # nothing accepted was lost
+            reader.commit_cursor(head)  # possible on the full disk thanks to the released reserve
+        run.wait_report(lambda r: not r["journal_full"])
+        run.pub.publish("conference_updated", {"name": "after"})
+        report = run.wait_report(lambda r: r["received"] == head + 1)
+        assert os.path.exists(os.path.join(run.paths.state_dir, "journal.reserve"))
+        assert run.stop() == 0
+        err = run.stderr()
+        assert "disk is full" in err and "has room again" in err
+    finally:
+        if run.proc.poll() is None:
+            run.stop(signal.SIGKILL)
