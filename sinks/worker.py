@@ -29,7 +29,7 @@ from agent.backoff import Backoff
 from agent.config import Config, Paths, SinkConfig, decode_spec
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
-from sinks.delivery import RUNNING, Dispatcher, HttpClient
+from sinks.delivery import PAUSED, RUNNING, Dispatcher, HttpClient
 from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
 
 log = logging.getLogger("sinks.worker")
@@ -163,6 +163,8 @@ class Worker:
             return 0.0  # catching up
         limit = BUSY_TICK if (self.tracker.undone or self.dispatcher.in_flight) else internal.REPORT_INTERVAL
         due = [self._last_report + internal.REPORT_INTERVAL]
+        if self.tracker.cursor > self.committed:
+            due.append(self._last_commit + COMMIT_INTERVAL)
         for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None):
             if deadline is not None:
                 due.append(deadline)
@@ -300,6 +302,9 @@ class Worker:
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""
+        if self.dispatcher.state == PAUSED:  # a repeated command
+            self._report(time.monotonic())
+            return
         dropped = self.dispatcher.pause()
         self.shaper.drop_held()
         if self.batcher is not None:

@@ -210,6 +210,9 @@ def test_backoff_exceeded_reports_stops_sending_and_stop_publisher_keeps_countin
     assert attempts == 4  # waits 0.05, 0.1, 0.2; the 4th failure would wait 0.4 > 0.2
     w.send({"type": "stop_publisher"})
     w.wait_report(lambda r: r["publisher"] == "paused", what="paused")
+    w.send({"type": "stop_publisher"})  # the supervisor may repeat it
+    w.send({"type": "no_such_command"})
+    w.send({"type": "update", "config": {"not": "a config"}, "announce": True})
     last = 0
     for i in range(10):
         last = w.publish("conference_updated", {"name": f"c{i}"})
@@ -223,6 +226,9 @@ def test_backoff_exceeded_reports_stops_sending_and_stop_publisher_keeps_countin
     w.send({"type": "shutdown", "stop_event": True})  # a stopped publisher sends no stop event either
     assert w.wait_exit(10) == 0
     assert len(rx.requests) == attempts and w.journal.cursors()["cdr"] == 0
+    log = w.log()
+    assert log.count("publisher stopped") == 1
+    assert "unknown supervisor message type" in log and "unusable config" in log
 
 
 def test_restart_redelivers_from_the_journal_with_the_same_webhook_id(run, rx):
