@@ -456,7 +456,8 @@ class Dispatcher:
             self.delivered += post.count
             wall = time.time()
             for t in post.times:
-                self.event_age.observe(max(0.0, wall - t))
+                if t > 0:  # 0: the publisher's time was not a number
+                    self.event_age.observe(max(0.0, wall - t))
         else:
             self.failures += 1
 

@@ -108,7 +108,8 @@ class ShapeSettings:
 class _Held:
     offset: int
     event: envelope.BusEvent
-    deadline: float
+    deadline: float  # monotonic time its wait is over
+    horizon: float = 0.0  # publish time after which its partner can no longer be expected
 
 
 class Shaper:
@@ -121,6 +122,7 @@ class Shaper:
         self.sink = sink
         self.seq = 0
         self.bad_payloads = 0
+        self.latest_published = 0.0  # the latest publish time offered so far
         self._emit_post = emit
         self._discard = discard
         self._disconnects: dict[str, _Held] = {}  # uuid -> held participant_disconnected
@@ -147,6 +149,9 @@ class Shaper:
                             self.sink, offset, exc, self.bad_payloads)
             self._discard(offset)
             return
+        published = _published(event)
+        if published > self.latest_published:
+            self.latest_published = published
         action = self.settings.action(event.event)
         if action == SEND:
             self._emit(offset, event, now)
@@ -176,7 +181,8 @@ class Shaper:
             old = self._disconnects.pop(uuid, None)
             if old is not None:
                 self._release_alone(old)
-            self._disconnects[uuid] = _Held(offset, event, now + self.settings.media_streams_wait)
+            wait = self.settings.media_streams_wait
+            self._disconnects[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
         else:
             held = self._disconnects.pop(uuid, None)
             if held is not None:
@@ -185,7 +191,8 @@ class Shaper:
             old = self._media.pop(uuid, None)
             if old is not None:
                 self._release_alone(old)
-            self._media[uuid] = _Held(offset, event, now + self.settings.cache_expiration)
+            wait = self.settings.cache_expiration
+            self._media[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
 
     def _release_pair(self, disconnected: _Held, media: _Held, now: float) -> None:
         if self.settings.version == 1:
@@ -213,12 +220,14 @@ class Shaper:
                                           next(iter(self._media.values()), None)) if h is not None]
         return min(deadlines) if deadlines else None
 
-    def expire(self, now: float) -> None:
-        """Release every held event whose wait is over (oldest first)."""
+    def expire(self, now: float, read_all: bool = True) -> None:
+        """Release every held event whose wait is over (oldest first). When the journal holds
+        unread events (READ_ALL false), a wait is also over only once events published after
+        it have been read: its partner may be among the unread."""
         for table in (self._disconnects, self._media):
             while table:
                 uuid, held = next(iter(table.items()))
-                if held.deadline > now:
+                if held.deadline > now or (not read_all and held.horizon > self.latest_published):
                     break
                 del table[uuid]
                 self._release_alone(held)
@@ -233,12 +242,8 @@ class Shaper:
     # ------------------------------------------------------------ output
 
     def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = ()) -> None:
-        try:
-            published = float(event.time)
-        except ValueError:
-            published = _time.time()
         post = self._post(event.event, (offset,) + merged, bytes(event.time),
-                          event.data if data is None else data, f"{self.epoch}-{offset}", published, now)
+                          event.data if data is None else data, f"{self.epoch}-{offset}", _published(event), now)
         self._emit_post(post)
 
     def _post(self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str,
@@ -247,6 +252,14 @@ class Shaper:
         s = self.settings
         body = envelope.envelope(s.node, self.seq, s.version, time_json, name, data)
         return Post(self.seq, name, body, webhook_id, offsets, (published,), now)
+
+
+def _published(event: envelope.BusEvent) -> float:
+    """The publisher's time as a number (0.0 when it is not one)."""
+    try:
+        return float(event.time)
+    except ValueError:
+        return 0.0
 
 
 class Batcher:

@@ -174,10 +174,10 @@ class Worker:
         self._collect()
         if self.accepting:
             self._catch_up(now)
+            # With unread events behind a full window, a held event's partner may be among them.
             stalled = (self.next_offset <= self.head and self._room() == 0
                        and self.tracker.undone > self.shaper.held)
-            if not stalled:  # a held event's partner may still be unread: keep waiting
-                self.shaper.expire(now)
+            self.shaper.expire(now, read_all=not stalled)
             if self.batcher is not None:
                 self.batcher.tick(now)
         if now - self._last_head_check >= internal.REPORT_INTERVAL:

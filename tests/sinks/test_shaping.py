@@ -189,3 +189,17 @@ def test_wrap_keeps_inner_envelopes_byte_for_byte():
     rig.offer("conference_updated", {"name": "a", "n": 1.50}, 0.0)
     bulk = wrap(rig.posts, 2, wall=1700000000.0)
     assert rig.posts[0].body in bulk.body
+
+
+def test_with_unread_events_a_hold_lasts_until_later_published_events_are_read():
+    rig = Rig(wait=1.0)
+    rig.offer("participant_disconnected", {"uuid": "p"}, now=0.0, time_=100.0)
+    rig.offer("conference_updated", {"name": "c"}, now=0.1, time_=100.5)
+    rig.shaper.expire(5.0, read_all=False)  # the clock says over, but its partner may be unread
+    assert rig.names() == ["conference_updated"]
+    rig.offer("conference_updated", {"name": "c"}, now=5.1, time_=101.0)
+    rig.shaper.expire(5.1, read_all=False)  # events published a wait later are read: give up
+    assert rig.names() == ["conference_updated", "conference_updated", "participant_disconnected"]
+    rig.offer("participant_disconnected", {"uuid": "q"}, now=6.0, time_=102.0)
+    rig.shaper.expire(7.0, read_all=True)  # everything read: only the clock counts
+    assert rig.names()[-1] == "participant_disconnected" and rig.shaper.held == 0

@@ -355,3 +355,32 @@ def test_bounded_memory_with_a_large_backlog(run, rx):
         time.sleep(0.025)
     assert peak < BASE_RSS_KB + 30_000, peak
     assert w.last_report()["backlog"] >= 12000 and rx.requests == []
+
+
+def test_a_held_disconnect_waits_for_its_media_streams_beyond_a_full_window(run, rx):
+    """While the window is full and the journal holds more, a held disconnect does not expire:
+    its media streams may be the next unread event (here 300 events past the window)."""
+    from sinks.worker import WINDOW
+
+    rx.refuse()
+    w = run([make_sink(rx.url, bulk=True, bulk_max_events=2000, bulk_interval=0.05)],
+            tuning={"media_streams_wait": 0.2, "cache_expiration": 0.2, "initial_retry_backoff": 1.0},
+            start=False)
+    filler = [("conference_updated", json.dumps({"event": "conference_updated", "time": 1.0,
+                                                 "data": {"name": f"c{i}"}}).encode()) for i in range(WINDOW + 400)]
+
+    def row(event, data):
+        return (event, json.dumps({"event": event, "time": 1.0, "data": data}).encode())
+
+    rows = filler[:WINDOW - 100] + [row("participant_disconnected", participant("p"))] + filler[WINDOW - 100:]
+    rows.insert(WINDOW + 200, row("participant_media_streams_destroyed", media("p")))
+    w.journal.append(rows)
+    w.start()
+    w.wait_report(lambda r: r["attempts"]["connection_error"] >= 1, what="a refused attempt")
+    time.sleep(0.5)  # the requirement itself: longer than media_streams_wait passes while the window is full
+    rx.accept()
+    assert rx.wait_events(len(rows) + 1, timeout=20), len(rx.events)
+    evs = rx.events
+    i = next(i for i, e in enumerate(evs) if e["event"] == "participant_disconnected")
+    assert evs[i - 1]["event"] == "participant_media_streams_destroyed" and evs[i - 1]["seq"] + 1 == evs[i]["seq"]
+    assert [e["seq"] for e in evs] == list(range(1, len(rows) + 2))
