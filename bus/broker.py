@@ -106,6 +106,9 @@ class Broker:
 
     def open(self) -> None:
         os.makedirs(self.paths.runtime_dir, mode=0o750, exist_ok=True)
+        ipc_path = _ipc_path(self.paths.publish_endpoint)
+        if ipc_path:
+            os.makedirs(os.path.dirname(ipc_path) or ".", mode=0o750, exist_ok=True)
         self.journal = Journal(self.paths.journal_path)
         self.used_estimate = self.journal.used_bytes()
         reserve_bytes = min(RESERVE_MAX_BYTES, max(RESERVE_MIN_BYTES, self.bound_bytes // 8))
@@ -122,7 +125,7 @@ class Broker:
         self.ingress.bind(self.paths.publish_endpoint)
         ipc_path = _ipc_path(self.paths.publish_endpoint)
         if ipc_path:
-            os.chmod(ipc_path, 0o660)
+            os.chmod(ipc_path, 0o660)  # conference processes in the agent's group may connect
         self.fanout = self.ctx.socket(zmq.PUB)
         self.fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
         self.fanout.setsockopt(zmq.LINGER, 1000)
@@ -190,8 +193,7 @@ class Broker:
             try:
                 result = self.validator.check(frames)
             except Exception as exc:  # a bug in validation must never kill the broker
-                log.exception("validation failed unexpectedly; message rejected")
-                self.rejects.reject("invalid_json", f"could not be checked ({type(exc).__name__})")
+                self.rejects.reject("invalid_json", f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
                 continue
             if not isinstance(result, Accepted):
                 self.rejects.reject(result.reason, result.detail)
@@ -213,7 +215,8 @@ class Broker:
             self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
             return
         except Exception as exc:
-            log.exception("journal write failed")
+            if not self.journal_full:
+                log.error("journal write failed: %s: %s", type(exc).__name__, exc)
             self.enter_full(f"the journal cannot be written ({type(exc).__name__}: {exc})")
             self.rejects.reject("journal_full", "the journal cannot be written; event not accepted", len(rows))
             return

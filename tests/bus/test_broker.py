@@ -302,6 +302,7 @@ def test_corrupt_journal_exits_3_with_one_line(root):
     assert len(lines) == 1 and "corrupt" in lines[0]
 
 
+@pytest.mark.root
 def test_disk_full_rejects_keeps_everything_and_recovers(tiny_fs, root):
     """The state_dir on a 1 MiB file system, the journal bound far above it: the disk fills first."""
     config = make_config(tiny_fs, max_journal_mb=1.5)  # reserve = bound / 8 = 192 KiB
@@ -334,3 +335,17 @@ def test_disk_full_rejects_keeps_everything_and_recovers(tiny_fs, root):
     finally:
         if run.proc.poll() is None:
             run.stop(signal.SIGKILL)
+
+
+def test_a_crash_while_checking_one_message_is_counted_not_fatal(root):
+    from bus.broker import Broker
+
+    class ExplodingValidator:
+        def check(self, frames):
+            raise RuntimeError("boom")
+
+    b = Broker(make_config(root))
+    b.validator = ExplodingValidator()
+    b.process([[b"conference_started", b"{}"], [b"x"]])  # no journal needed: nothing is accepted
+    assert b.rejects.counts == {"invalid_json": 2}
+    assert b.received == 0

@@ -174,6 +174,7 @@ def test_space_reserve_ensure_and_release(journal_path):
     assert not reserve.release()
 
 
+@pytest.mark.root
 def test_real_disk_full_then_drained_with_the_reserve(tiny_fs):
     path = os.path.join(tiny_fs, "state", "journal.sqlite3")
     with Journal(path) as j:
