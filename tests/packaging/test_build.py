@@ -198,3 +198,23 @@ def test_lintian_reports_no_errors(deb_path):
     with open(os.path.join(PACKAGING, "debian", "lintian-overrides"), encoding="utf-8") as fh:
         overrides = [line for line in fh if line.strip() and not line.startswith("#")]
     assert len(overrides) <= 3, "keep lintian overrides few, each justified by a comment"
+
+
+@pytest.mark.parametrize("command, subcommands", [
+    ("eventsink-agent", ["run", "check", "schema", "demo", "receive"]),
+    ("eventsinkctl", ["status", "alarms", "restart", "reload"]),
+])
+def test_the_man_page_documents_every_command_and_option_of_the_help(command, subcommands):
+    with open(os.path.join(PACKAGING, "man", f"{command}.1"), encoding="utf-8") as fh:
+        page = fh.read().replace("\\-", "-")
+    helps = []
+    for sub in [None, *subcommands]:
+        argv = [os.path.join(REPO, ".venv", "bin", command)] + ([sub] if sub else []) + ["--help"]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        helps.append(proc.stdout)
+    options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", "\n".join(helps))) - {"--help"}
+    undocumented = sorted(o for o in options if o not in page)
+    assert not undocumented, f"{command}(1) does not mention {undocumented}"
+    for sub in subcommands:
+        assert re.search(rf"^\.BI? {sub}\b", page, re.M), f"{command}(1) has no section for {sub}"
