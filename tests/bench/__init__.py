@@ -1,0 +1,8 @@
+"""The benchmark (`make bench`, `python -m tests.bench`): the agent against nginx, wrk and baselines.
+
+Modules: suite (`run_all`: every row in one run), servers (nginx, wrk),
+receiver (the delayed / latency Python receiver), naive_peer, loadgen (corpus,
+publisher, raw proxy and counter processes), runs (one function per kind of
+row), report (table, goals, JSON, PNG). This package imports nothing itself, so
+its modules also run as processes (`python -m tests.bench.receiver`).
+"""

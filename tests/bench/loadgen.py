@@ -1,0 +1,163 @@
+"""Bench load: the event corpus, and the small processes of the bus burst.
+
+`corpus(n)` is N realistic bus messages (topic, payload) from the conference
+simulator (bus/simulator.py, fixed seed), encoded once. The processes, each
+`python -m tests.bench.loadgen KIND ...`, print one line when ready and one
+line of results when done:
+
+- `publish ENDPOINT CORPUS_FILE COUNT`: connects a Publisher, waits until the
+  peer has subscribed, prints `ready`, waits for a line on stdin ("go"),
+  sends COUNT messages of the corpus as fast as it can, prints `sent T0 T1`
+  (wall times) and closes (lingering until ZeroMQ has handed everything over);
+- `proxy IN OUT`: the raw ZeroMQ proxy (XSUB bound on IN, XPUB bound on OUT,
+  `zmq.proxy`), the broker's baseline; runs until killed;
+- `count ENDPOINT COUNT IDLE`: a SUB connected to ENDPOINT counting messages
+  until COUNT arrived or none came for IDLE s; prints `COUNT FIRST LAST`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import pickle
+import sys
+import time
+
+import orjson
+import zmq
+
+from bus.publisher import Publisher
+from bus.simulator import batches
+
+HWM = 2_000_000
+CORPUS_SEED = 7
+READY_TIMEOUT = 20.0
+
+
+class Corpus(list):
+    """Bus messages (topic, payload) of the simulated mix, and where its actions end.
+
+    `take(n)` never cuts an action in two: a `participant_disconnected` without its
+    media streams message would wait `media_streams_wait` and distort a rate."""
+
+    def __init__(self, messages: list[tuple[bytes, bytes]], ends: list[int]):
+        super().__init__(messages)
+        self.ends = ends  # ascending: indices just past the end of each action
+
+    def take(self, n: int) -> list[tuple[bytes, bytes]]:
+        """The first n messages, or a few more, up to the end of an action."""
+        at = bisect.bisect_left(self.ends, n)
+        return self[: self.ends[at] if at < len(self.ends) else len(self)]
+
+
+def corpus(n: int, seed: int = CORPUS_SEED) -> Corpus:
+    """At least N bus messages of the simulated mix (whole actions), `time` as the simulator made it."""
+    messages: list[tuple[bytes, bytes]] = []
+    ends: list[int] = []
+    for batch in batches(seed):
+        if len(messages) >= n:
+            break
+        for event, data in batch:
+            messages.append((event.encode(), orjson.dumps({"event": event, "time": _sim_time(data), "data": data})))
+        ends.append(len(messages))
+    return Corpus(messages, ends)
+
+
+def _sim_time(data: dict) -> float:
+    for key in ("end_time", "connect_time", "start_time"):
+        value = data.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 1_700_000_000.0
+
+
+def event_dicts(n: int, seed: int = CORPUS_SEED) -> list[tuple[str, dict]]:
+    """At least N (event, data) pairs of the mix (whole actions), for publishing with a fresh `time`."""
+    out: list[tuple[str, dict]] = []
+    for batch in batches(seed):
+        if len(out) >= n:
+            break
+        out += batch
+    return out
+
+
+def write_corpus(path: str, messages: list[tuple[bytes, bytes]]) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(messages, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _publish(endpoint: str, corpus_file: str, count: int) -> int:
+    with open(corpus_file, "rb") as fh:
+        messages = pickle.load(fh)  # the bench's own temp file
+    frames = [[topic, payload] for topic, payload in (messages[i % len(messages)] for i in range(count))]
+    pub = Publisher(endpoint, linger_ms=60_000)
+    try:
+        if not pub.wait_ready(READY_TIMEOUT):
+            print("not-ready", flush=True)
+            return 1
+        print("ready", flush=True)
+        sys.stdin.readline()
+        t0 = time.time()
+        for f in frames:
+            pub.send_frames(f)
+        t1 = time.time()
+        print(f"sent {t0!r} {t1!r}", flush=True)
+    finally:
+        pub.close()
+    return 0
+
+
+def _proxy(inbound: str, outbound: str) -> int:
+    ctx = zmq.Context()
+    xsub = ctx.socket(zmq.XSUB)
+    xsub.setsockopt(zmq.RCVHWM, HWM)
+    xsub.setsockopt(zmq.LINGER, 0)
+    xsub.bind(inbound)
+    xpub = ctx.socket(zmq.XPUB)
+    xpub.setsockopt(zmq.SNDHWM, HWM)
+    xpub.setsockopt(zmq.LINGER, 0)
+    xpub.bind(outbound)
+    print("ready", flush=True)
+    zmq.proxy(xsub, xpub)  # until killed
+    return 0
+
+
+def _count(endpoint: str, count: int, idle: float) -> int:
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    print("ready", flush=True)
+    seen, first, last = 0, 0.0, 0.0
+    deadline = time.monotonic() + 600
+    while seen < count and time.monotonic() < deadline and sub.poll(int(idle * 1000)):
+        for _ in range(10_000):
+            try:
+                sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            seen += 1
+            if seen == 1:
+                first = time.time()
+        last = time.time()
+    print(f"{seen} {first!r} {last!r}", flush=True)
+    sub.close()
+    ctx.term()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    kind, args = argv[0], argv[1:]
+    if kind == "publish":
+        return _publish(args[0], args[1], int(args[2]))
+    if kind == "proxy":
+        return _proxy(args[0], args[1])
+    if kind == "count":
+        return _count(args[0], int(args[1]), float(args[2]))
+    print(f"unknown kind {kind!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
