@@ -20,6 +20,7 @@ import heapq
 import itertools
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -74,14 +75,12 @@ class Result:
         return self.outcome == SUCCESS
 
 
+_ORIGIN_PREFIX = re.compile(r"^(?:<[^>]*>|\w+\([^)]*\)): ")  # "<...object at 0x..>: " or "HTTPConnectionPool(...): "
+
+
 def _reason(exc: BaseException) -> str:
-    """A short reason without object addresses or pool prefixes."""
-    text = str(exc) or type(exc).__name__
-    for sep in (">: ", "): "):
-        if text.startswith(("<", "HTTPConnectionPool(", "HTTPSConnectionPool(")) and sep in text:
-            text = text.split(sep, 1)[1]
-            break
-    return text[:300]
+    """A short reason without object addresses or connection/pool prefixes (the URL is logged beside it)."""
+    return _ORIGIN_PREFIX.sub("", str(exc) or type(exc).__name__, count=1)[:300]
 
 
 def tls_context(sink: SinkConfig) -> ssl.SSLContext:

@@ -129,8 +129,8 @@ class Worker:
         self.dispatcher.start()
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
-        self._last_commit = self._last_report = self._last_head_check = now
-        self._reported_state = None
+        self._last_commit = self._last_head_check = now
+        self._report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         try:
             while not self._stop:
                 ready = dict(poller.poll(self._poll_timeout(time.monotonic()) * 1000))
