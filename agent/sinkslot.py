@@ -282,6 +282,7 @@ class BrokerSlot(RestartTracker):
         self.report: BrokerReport | None = None
         self.journal_bytes = 0
         self.journal_full = False
+        self.last_head: int | None = None  # the journal head in the latest broker report
 
     @property
     def pid(self) -> int | None:
@@ -302,6 +303,13 @@ class BrokerSlot(RestartTracker):
     def take_report(self, r: BrokerReport) -> bool:
         if self.handle is None or r.pid != self.handle.pid:
             return False
+        if self.report is None and self.last_head is not None:
+            # A killed broker may have journaled events after its last report: the new broker
+            # started at head r.head - r.received, so count what lies between as received too.
+            unreported = r.head - r.received - self.last_head
+            if unreported > 0:
+                self.base_received += unreported
+        self.last_head = max(self.last_head or 0, r.head)
         self.report = r
         self.journal_bytes = r.journal_bytes
         self.journal_full = r.journal_full
