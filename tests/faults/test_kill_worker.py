@@ -1,0 +1,45 @@
+"""kill -9 of a sink worker, three times at random moments while 3,000 events
+flow: every journaled event still reaches the receiver (duplicates allowed),
+in order and under its own webhook-id."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from tests.e2e.harness import sink, wait_until
+from tests.faults.oracle import Ledger, Tally
+
+TOTAL = 3000
+RATE = 700  # events/s: the flow lasts about four seconds
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 8])
+def test_three_kill_9_of_the_worker_lose_nothing(make_agent, receiver, loadgen, report, max_in_flight):
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    agent = make_agent([sink("cdr", receiver.url, max_in_flight=max_in_flight)])
+    ledger = Ledger(agent.journal_path)
+    tally = Tally(receiver)
+    gen = loadgen(agent.publish_endpoint, "k", TOTAL, rate=RATE, mix=True)
+    killed: list[int] = []
+    for _ in range(3):
+        time.sleep(rng.uniform(0.3, 1.2))  # a random moment of the flow (fault timing, not synchronisation)
+        pid = wait_until(lambda: (p := agent.sink_status("cdr")["pid"]) not in (None, *killed) and p,
+                         what="a live worker to kill")
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+    ledger.add_published("k", gen.wait())
+    wait_until(lambda: ledger.journaled() == TOTAL, 15, what="every published event journaled")
+    wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered")
+    status = agent.status()
+    v = ledger.verdict(f"kill -9 worker x3, max_in_flight={max_in_flight} (seed {seed})", tally,
+                       received_counter=status["bus"]["received"], check_order=max_in_flight == 1,
+                       extra=f"worker_restarts={agent.sink_status('cdr')['restarts']} posts={tally.posts}")
+    report(v.line())
+    assert not v.problems, v.problems
+    assert agent.sink_status("cdr")["restarts"] >= 3
