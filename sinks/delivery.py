@@ -413,9 +413,10 @@ class Dispatcher:
                 self._probe_in_flight = False
             self._count(post, result)
             if result.ok:
+                # Reset, but a wait under way still runs out: a request already in flight when
+                # the failure came may succeed meanwhile; nothing new starts before the wait is over.
                 self.backoff = self.backoff.succeeded()
                 self._probing = False
-                self._resume_at = 0.0
                 self.completed.append(post)
                 self.failure_log.success(self._client.url)
             else:

@@ -137,3 +137,15 @@ def test_configure_changes_limit_and_bounds_and_swaps_the_client():
         assert len([d.try_take(0.0) for _ in range(3)]) == 3
     finally:
         d.close()
+
+
+def test_a_success_already_in_flight_resets_but_the_wait_runs_out():
+    d, _ = rig(limit=4, initial=1.0, n=8)
+    a, b = d.try_take(0.0), d.try_take(0.0)
+    d.finish(a, FAIL, now=1.0)
+    d.finish(b, OK, now=1.5)  # started before the failure
+    assert d.backoff.failures == 0
+    assert d.try_take(1.9) is None  # nothing new before the wait is over
+    resumed = [d.try_take(2.0) for _ in range(4)]
+    assert all(x is not None and not x.probe for x in resumed)  # the success ended probing
+    assert resumed[0].post.seq == 1
