@@ -275,6 +275,7 @@ class Dispatcher:
         self._clock = clock
         self._cond = threading.Condition()
         self._queue: deque[Post] = deque()
+        self.highest_sent_seq = 0  # the last seq put on the wire (a bulk Post carries len(times) seqs)
         self._retry: list[tuple[int, int, Post]] = []  # heap: oldest seq first
         self._tiebreak = itertools.count()
         self._in_flight = 0
@@ -399,6 +400,7 @@ class Dispatcher:
     def _grant(self) -> Attempt:
         post = heapq.heappop(self._retry)[2] if self._retry else self._queue.popleft()
         self._in_flight += 1
+        self.highest_sent_seq = max(self.highest_sent_seq, post.seq + len(post.times) - 1)
         if self._probing:
             self._probe_in_flight = True
         return Attempt(post, self._generation, self._probing)

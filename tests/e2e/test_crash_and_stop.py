@@ -78,3 +78,21 @@ def test_sigterm_with_backlog_then_backlog_delivered_after_restart(make_agent, r
     updates = [e["data"]["name"] for e in receiver.events if e["event"] == "conference_updated"]
     assert updates == [f"c{i}" for i in range(n)]
     assert receiver.events[0]["event"] == "eventsink_started" and receiver.events[0]["seq"] == 1
+
+
+def test_stop_event_follows_the_last_sent_seq_so_receivers_see_no_gap(make_agent, receiver):
+    """A bulk sink stopped while a partial envelope waits: those events stay in the journal,
+    and the stop event takes the seq after the last one sent, not after the unsent ones."""
+    agent = make_agent([sink("cdr", receiver.url, version=1, bulk=True, bulk_interval=5.0)])
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        assert receiver.wait_events(1)  # eventsink_started, alone in its envelope
+        for i in range(3):
+            pub.publish("conference_updated", {"name": f"c{i}"})
+        wait_until(lambda: agent.status()["bus"]["received"] >= 3, what="journaled")
+    assert agent.stop() == 0
+    assert [(e["event"], e["seq"]) for e in receiver.events] == [("eventsink_started", 1), ("eventsink_stopped", 2)]
+    assert receiver.problems == []
+    receiver.events.clear()
+    agent.start()
+    assert receiver.wait_for(lambda r: len(delivered_names(r)) == 3, timeout=15)
