@@ -3,11 +3,9 @@ process, talks to its control socket and metrics, and stops it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,40 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.ctl import ControlClient
+from agent.demo import free_port, render_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(v)
-
-
 def render_toml(node: dict, agent: dict, tuning: dict, sinks: list[dict]) -> str:
-    out = []
-    for name, table in (("node", node), ("agent", agent), ("tuning", tuning)):
-        if table:
-            out.append(f"[{name}]")
-            out += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-            out.append("")
-    for s in sinks:
-        out.append("[[sink]]")
-        out += [f"{k} = {toml_value(v)}" for k, v in s.items()]
-        out.append("")
-    return "\n".join(out)
+    tables = {name: t for name, t in (("node", node), ("agent", agent), ("tuning", tuning)) if t}
+    return render_config(tables, sinks)
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
