@@ -58,6 +58,15 @@ def journal_rows(path: str) -> int:
         db.close()
 
 
+def journal_cursors(path: str) -> dict[str, int]:
+    uri = "file:" + os.path.abspath(path) + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=5)
+    try:
+        return dict(db.execute('SELECT sink, "offset" FROM cursors'))
+    finally:
+        db.close()
+
+
 def journal_file_bytes(path: str) -> int:
     total = 0
     for suffix in ("", "-wal"):
@@ -77,7 +86,7 @@ class Tally:
     ids: dict = field(default_factory=dict)  # fid -> set of webhook-ids (non-bulk POSTs)
     offsets: set = field(default_factory=set)  # journal offsets seen in webhook-ids (non-bulk POSTs)
     lifecycle: Counter = field(default_factory=Counter)  # eventsink_* name -> count
-    order: list = field(default_factory=list)  # seq of each non-bulk POST in arrival order
+    order: list = field(default_factory=list)  # (arrival time, seq) of each non-bulk POST
     posts: int = 0
     _seen: int = 0
 
@@ -96,7 +105,7 @@ class Tally:
                 if name.startswith("eventsink_"):
                     self.lifecycle[name] += 1
                     if not bulk:
-                        self.order.append(ev.get("seq"))
+                        self.order.append((req.t, ev.get("seq")))
                     continue
                 fid = ev["data"]["fid"]
                 self.counts[fid] += 1
@@ -104,15 +113,16 @@ class Tally:
                     self.ids.setdefault(fid, set()).add(wid)
                     offset = int(wid.rsplit("-", 1)[1])
                     self.offsets.add(offset)
-                    self.order.append(ev.get("seq"))
+                    self.order.append((req.t, ev.get("seq")))
         self._seen = end
         return self
 
     def out_of_order(self) -> list[tuple[int, int]]:
         """(seq before, seq after) where one publisher run (from its eventsink_started at seq 1)
-        went back in seq; a repeat of the same seq (a retry) is not going back."""
+        went back in seq, by arrival time (a stalled request is recorded late but arrived in
+        order); a repeat of the same seq (a retry) is not going back."""
         found, last = [], 0
-        for seq in self.order:
+        for _, seq in sorted(self.order, key=lambda pair: pair[0]):
             if seq == 1:
                 last = 1
             elif seq < last:

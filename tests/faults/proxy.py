@@ -91,6 +91,8 @@ class FaultProxy:
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
                 upstream.settimeout(None)
+                for sock in (client, upstream):  # pass each write on at once (no Nagle + delayed ACK)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 _hard_close(client)
                 continue
