@@ -33,19 +33,25 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:,.2f} {unit}"
 
 
+def _runs(d: dict) -> str:
+    """ "; median of 12,000 / 13,000 / 14,000" when the row was run more than once."""
+    values = d.get("runs") or []
+    return "; median of " + " / ".join(f"{v:,.0f}" for v in values) if len(values) > 1 else ""
+
+
 def rows(r: dict) -> list[Row]:
     out: list[Row] = []
     c = r["ceiling"]
     out.append(Row("1", "ceiling: wrk, 1 connection -> nginx", c["wrk_1"]["rps"], "req/s", "wrk_1",
-                   f"{c['wrk_1']['body_bytes']}-byte POST", True))
+                   f"{c['wrk_1']['body_bytes']}-byte POST" + _runs(c["wrk_1"]), True))
     out.append(Row("1", "ceiling: wrk, 32 connections -> nginx", c["wrk_32"]["rps"], "req/s", "wrk_32",
-                   f"{c['wrk_32']['threads']} threads", True))
+                   f"{c['wrk_32']['threads']} threads" + _runs(c["wrk_32"]), True))
     nv = r["naive"]
     out.append(Row("2", "naive peer (zmq SUB + requests), in order -> nginx", nv["rate"], "ev/s", "naive",
-                   f"{nv['events']} events, lost {nv['lost']}", True))
+                   f"{nv['events']} events, lost {nv['lost']}" + _runs(nv), True))
     io = r["in_order"]
     out.append(Row("3", "agent, max_in_flight=1 (in order) -> nginx", io["rate"], "ev/s", "in_order",
-                   f"{io['events']} events, lost {io['lost']}", True))
+                   f"{io['events']} events, lost {io['lost']}" + _runs(io), True))
     lat = r["latency"]
     out.append(Row("3", f"  latency p50, paced {lat['rate']:.0f} ev/s", lat["p50_ms"], "ms", "latency_p50",
                    "receiver side: arrival - event time"))
@@ -59,13 +65,13 @@ def rows(r: dict) -> list[Row]:
                    f"{f['in_flight_8']['events']} events, {f['in_flight_8']['max_concurrent']} connections", True))
     b = r["bulk"]
     out.append(Row("5", "agent, bulk of 100 -> nginx", b["rate"], "ev/s", "bulk",
-                   f"{b['events']} events in {b['requests']} POSTs, lost {b['lost']}", True))
+                   f"{b['events']} events in {b['requests']} POSTs, lost {b['lost']}" + _runs(b), True))
     br = r["broker"]
     out.append(Row("6", f"broker alone, {br['publishers']} publishers (journaled/s)", br["rate"], "ev/s", "broker",
-                   f"lost {br['lost']} of {br['events']} (journal rows)", True))
+                   f"lost {br['lost']} of {br['events']} (journal rows)" + _runs(br), True))
     px = br["proxy"]
     out.append(Row("6", f"raw ZeroMQ proxy, {br['publishers']} publishers", px["rate"], "ev/s", "proxy",
-                   f"lost {px['lost']} of {px['events']}", True))
+                   f"lost {px['lost']} of {px['events']}" + _runs(px), True))
     for key, what in (("drain_one", "one by one"), ("drain_bulk", "bulk of 100")):
         d = r[key]
         out.append(Row("7", f"drain {d['events'] - 1:,} backlog, {what}", d["delivering_seconds"], "s", key,
@@ -110,7 +116,8 @@ def goals(r: dict) -> list[Goal]:
              f"{far_8:,.0f} / {far_1:,.0f} ev/s"),
         Goal("bulk of 100 >= 10x in order", _ratio(r["bulk"]["rate"], io), 10, _ratio(r["bulk"]["rate"], io) >= 10,
              f"{r['bulk']['rate']:,.0f} / {io:,.0f} ev/s"),
-        Goal("broker burst: 0 lost", float(br["lost"]), 0, br["lost"] == 0, f"{br['journaled']} of {br['events']} journaled"),
+        Goal("broker burst: 0 lost (worst run)", float(br.get("lost_worst", br["lost"])), 0,
+             br.get("lost_worst", br["lost"]) == 0, f"{br['journaled']} of {br['events']} journaled"),
         Goal("broker >= 0.4x raw ZeroMQ proxy", _ratio(br["rate"], px["rate"]), 0.4, _ratio(br["rate"], px["rate"]) >= 0.4,
              f"{br['rate']:,.0f} / {px['rate']:,.0f} ev/s"),
         Goal("drain one by one < 60 s", d1["delivering_seconds"], 60, d1["delivering_seconds"] < 60,

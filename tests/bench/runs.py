@@ -42,7 +42,7 @@ AGENT_TUNING = {
 class Sizes:
     """How much each row does (the full bench; `TINY` for the smoke test)."""
 
-    wrk_seconds: float = 4
+    wrk_seconds: float = 3
     naive_events: int = 4000
     inorder_events: int = 20_000
     latency_rate: float = 500
@@ -56,10 +56,11 @@ class Sizes:
     burst_publishers: int = 4
     drain_events: int = 100_000
     rss_small_backlog: int = 1000
+    repeat: int = 3  # runs of the rows that make the ratios (1, 2, 3, 5, 6); the median counts
 
 
 TINY = Sizes(wrk_seconds=1, naive_events=200, inorder_events=200, latency_seconds=0.4, far_inorder_events=10,
-             far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100)
+             far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100, repeat=1)
 
 
 def deadline_for(events: int, rate: float = MIN_RATE) -> float:
@@ -180,11 +181,11 @@ def ceiling(nginx: Nginx, sizes: Sizes, body: bytes, workdir: str) -> dict:
     return {"wrk_1": one, "wrk_32": many}
 
 
-def naive(nginx: Nginx, sizes: Sizes, corpus: loadgen.Corpus, workdir: str) -> dict:
+def naive(nginx: Nginx, sizes: Sizes, corpus: loadgen.Corpus, workdir: str, label: str = "naive") -> dict:
     """Row 2: the naive peer fed by its own Publisher, against nginx."""
     messages = corpus.take(sizes.naive_events)
     n = len(messages)
-    target = NginxTarget(nginx, "naive")
+    target = NginxTarget(nginx, label)
     endpoint = f"ipc://{workdir}/naive.sock"
     proc = subprocess.Popen([sys.executable, "-m", "tests.bench.naive_peer", endpoint, target.url, str(n)],
                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO, text=True)
