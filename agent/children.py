@@ -30,6 +30,7 @@ S = PublisherState
 WORKER_ARGV = [sys.executable, "-m", "sinks.worker"]
 BROKER_ARGV = [sys.executable, "-m", "bus.broker"]
 STOP_BUDGET = 9.0  # s the whole graceful stop may take (the contract allows 10)
+BROKER_JOURNAL_CORRUPT = 3  # the broker's exit code for a corrupt journal (bus/broker.py)
 
 
 class Stopping:
@@ -103,7 +104,14 @@ class ChildProcesses:
         if b.handle is not None and (code := b.handle.poll()) is not None:
             pid = b.handle.pid
             b.detach()
-            if self._stopping is None:
+            if self._stopping is None and code == BROKER_JOURNAL_CORRUPT:
+                # Restarting it would only fail again (a crash loop): stop the agent instead; its
+                # next start (systemd: Restart=on-failure) moves the journal aside and begins anew.
+                support.error("the broker (pid %d) found the journal corrupt: stopping the agent (exit code %d); "
+                              "its next start moves the file aside and starts a new journal", pid, code)
+                self.exit_code = BROKER_JOURNAL_CORRUPT
+                self._begin_stop("the journal is corrupt")
+            elif self._stopping is None:
                 self._broker_failed(f"(pid {pid}) exited unexpectedly: {exit_description(code)}", now)
             else:
                 log.info("broker (pid %d) exited: %s", pid, exit_description(code))

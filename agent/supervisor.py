@@ -50,8 +50,17 @@ STOP_RESEND_INTERVAL = 1.0  # s between two stop_publisher to a worker that stil
 
 
 def default_journal(path: str):
-    from bus.journal import Journal
+    """The journal, checked page by page; a corrupt one is moved aside and a new one started."""
+    from bus.journal import Journal, JournalCorrupt, quarantine
 
+    try:
+        return Journal(path, verify=True)
+    except JournalCorrupt as exc:
+        why = str(exc)
+    moved, lost = quarantine(path)
+    support.error("%s: moved it aside as %s and started a new journal; %s", why, moved,
+                  "events it held that not every sink had are lost: how many is unknown" if lost is None
+                  else f"up to {lost} events it held that not every sink had are lost")
     return Journal(path)
 
 
@@ -93,6 +102,7 @@ class Supervisor(ChildProcesses):
         self._old_wakeup_fd: int | None = None
         self._owns_sockets = False
         self._served_control = False
+        self.exit_code = 0  # of run() after a graceful stop; 3 when the broker found the journal corrupt
 
     # ================================================================ public API
 
@@ -115,7 +125,7 @@ class Supervisor(ChildProcesses):
             self._restore_signals()
             self.close()
         log.info("agent stopped")
-        return 0
+        return self.exit_code
 
     def request(self, command: str, **params: Any) -> Future:
         """Thread-safe: queue COMMAND for the main loop; the future gets its result or CommandError."""

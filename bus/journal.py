@@ -109,7 +109,9 @@ def _wal_bytes(path: str) -> int:
 class Journal:
     """The broker's writer and the supervisor's admin handle (one connection, serialised by a lock)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, verify: bool = False):
+        """VERIFY: also read every page of an existing journal (PRAGMA quick_check), so a
+        garbled page is found now rather than by a worker stuck on it later (agent start)."""
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, mode=0o750, exist_ok=True)
@@ -118,6 +120,11 @@ class Journal:
         self._db = _connect(path, must_exist=False)
         try:
             self.epoch = self._open_or_create(created)
+            if verify and not created:
+                found = self._db.execute("PRAGMA quick_check(1)").fetchone()
+                if found is None or found[0] != "ok":
+                    problem = " ".join(str(found and found[0]).split())[:200]  # one line
+                    raise JournalCorrupt(f"journal {path} failed its integrity check: {problem}")
         except sqlite3.Error as exc:
             self._db.close()
             if _is_corrupt(exc):
@@ -300,6 +307,46 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def quarantine(path: str, wall: float | None = None) -> tuple[str, int | None]:
+    """Move a corrupt journal (with its -wal and -shm) aside as `PATH.corrupt-<UTC time>`, so a
+    new one can start and the old one stays for inspection. Returns the new name and how many
+    events it may have held that not every sink had (None when it cannot be read at all)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if wall is None else wall))
+    target = f"{path}.corrupt-{stamp}"
+    for n in range(1, 100):
+        if not os.path.exists(target):
+            break
+        target = f"{path}.corrupt-{stamp}-{n}"
+    lost = _undelivered_estimate(path)
+    os.rename(path, target)
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.rename(path + suffix, target + suffix)
+        except FileNotFoundError:
+            pass
+    return target, lost
+
+
+def _undelivered_estimate(path: str) -> int | None:
+    """Offsets above the lowest cursor up to the head, read-only and best effort."""
+    try:
+        uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=1)
+    except sqlite3.Error:
+        return None
+    try:
+        head = db.execute(_HEAD_SQL).fetchone()[0]
+        low = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
+        return max(0, head - (low or 0))
+    except sqlite3.Error:
+        try:
+            return db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        except sqlite3.Error:
+            return None
+    finally:
+        db.close()
 
 
 class SpaceReserve:
