@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -182,6 +183,16 @@ class Ledger:
     def is_published(self, fid: str) -> bool:
         prefix, _, index = fid.rpartition("-")
         return index.isdigit() and int(index) < self.published.get(prefix, 0)
+
+    def received_counter(self, agent, timeout: float = 5.0) -> int:
+        """The agent's received counter once it has caught up with the journal (reports come
+        every 0.25 s); after TIMEOUT whatever it says, for the verdict to judge."""
+        deadline = time.monotonic() + timeout
+        while True:
+            received = agent.status()["bus"]["received"]
+            if received == self.journaled() or time.monotonic() >= deadline:
+                return received
+            time.sleep(0.05)
 
     def conserved(self, tally: Tally) -> bool:
         """True once every journaled event has been delivered (cheap enough to poll)."""

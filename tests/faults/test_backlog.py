@@ -75,7 +75,7 @@ def test_memory_flat_wal_bounded_journal_shrinks_after_100k_backlog(make_agent, 
     wait_until(lambda: journal_file_bytes(agent.journal_path) < file_peak // 4, 15, what="the journal file to shrink")
     file_after = journal_file_bytes(agent.journal_path)
 
-    v = ledger.verdict("100k backlog drained", tally, received_counter=agent.status()["bus"]["received"],
+    v = ledger.verdict("100k backlog drained", tally, received_counter=ledger.received_counter(agent),
                        check_offsets=False, extra=f"backlog_at_peak={backlog_large}")
     report(v.line())
     report(f"worker RSS: {rss_small / 2**20:.1f} MiB at a {SMALL}-event backlog, {rss_large / 2**20:.1f} MiB at "
