@@ -45,6 +45,7 @@ COMMIT_INTERVAL = 0.1  # s between cursor commits (when it moved)
 BUSY_TICK = 0.05  # s the loop sleeps at most while events are in memory
 IN_FLIGHT_GRACE = 1.0  # s in-flight POSTs get at shutdown
 STOP_EVENT_TIMEOUT = (1.0, 1.5)  # s (connect, read) of the one stop-event attempt
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
 
 
 class Worker:
@@ -203,12 +204,18 @@ class Worker:
 
     def _drain_feed(self) -> None:
         now = time.monotonic()
-        sub = self.sub
+        recv = self.sub.recv
         for _ in range(FEED_PER_TURN):
+            # recv_multipart, inlined: its RCVMORE getsockopt (and enum conversion) per frame costs
+            # more than reading Frame.more.
             try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
+                frame = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            frames = [frame.bytes]
+            while frame.more:
+                frame = recv(_NOBLOCK, copy=False)
+                frames.append(frame.bytes)
             if len(frames) != 3 or len(frames[1]) != 8:
                 self.bad_frames += 1
                 if self.bad_frames == 1 or self.bad_frames % 1000 == 0:
