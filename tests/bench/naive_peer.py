@@ -1,10 +1,13 @@
 """The naive peer: what a quick forwarder looks like (pyzmq SUB + requests, one POST per event, in order).
 
 `python -m tests.bench.naive_peer ENDPOINT URL COUNT` binds a SUB on ENDPOINT
-(publishers connect, as they do to the agent), prints "ready", then POSTs each
-message's payload to URL until COUNT were forwarded or nothing came for 10 s.
+(publishers connect, as they do to the agent), prints "ready", then for each
+message POSTs the same envelope the agent sends (node, seq, version, time,
+event, data) to URL, until COUNT were forwarded or nothing came for 10 s.
+No journal, no retries, no pairing: the same job, done the quick way.
 """
 
+import json
 import sys
 import time
 
@@ -23,7 +26,9 @@ print("ready", flush=True)
 forwarded, deadline = 0, time.monotonic() + 600
 while forwarded < count and time.monotonic() < deadline and sub.poll(10_000):
     topic, payload = sub.recv_multipart()
-    session.post(url, data=payload, headers={"Content-Type": "application/json"}, timeout=10).raise_for_status()
+    event = json.loads(payload)
+    envelope = {"node": "10.44.99.2", "seq": forwarded + 1, "version": 2, **event}
+    session.post(url, json=envelope, timeout=10).raise_for_status()
     forwarded += 1
 print(forwarded, flush=True)
 sub.close()

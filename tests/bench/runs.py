@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from agent.config import encode_spec, parse
 from bus.journal import Journal
-from bus.publisher import Publisher
 from tests.bench import loadgen
 from tests.bench.receiver import FarReceiver
 from tests.bench.servers import Nginx, PathTally, free_port, run_wrk
@@ -89,16 +88,16 @@ def proc_rss_kb(pid: int) -> int:
 
 
 class AgentUnderTest:
-    """A whole agent with one sink named "bench", and a Publisher connected to its bus."""
+    """A whole agent with one sink named "bench", and a FastPublisher connected to its bus."""
 
     def __init__(self, url: str, **sink_options):
         self.agent = Agent([sink("bench", url, **sink_options)], tuning=dict(AGENT_TUNING))
-        self.pub: Publisher | None = None
+        self.pub: loadgen.FastPublisher | None = None
 
     def __enter__(self) -> "AgentUnderTest":
         try:
             self.agent.start()
-            self.pub = self.agent.publisher()
+            self.pub = loadgen.FastPublisher(self.agent.publish_endpoint, linger_ms=5000)
             self.agent.bus_ready(self.pub)
         except BaseException:
             self.close()
@@ -130,9 +129,9 @@ class AgentUnderTest:
 
     def send(self, messages: list[tuple[bytes, bytes]]) -> None:
         assert self.pub is not None
-        send = self.pub.send_frames
+        send = self.pub.send
         for topic, payload in messages:
-            send([topic, payload])
+            send(topic, payload)
 
     def wait_backlog(self, count: int, journaled: int, timeout: float) -> dict:
         def ready():  # the backlog counts journal events (not the undelivered eventsink_started)
@@ -182,7 +181,7 @@ def ceiling(nginx: Nginx, sizes: Sizes, body: bytes, workdir: str) -> dict:
 
 
 def naive(nginx: Nginx, sizes: Sizes, corpus: loadgen.Corpus, workdir: str, label: str = "naive") -> dict:
-    """Row 2: the naive peer fed by its own Publisher, against nginx."""
+    """Row 2: the naive peer fed by its own FastPublisher, against nginx."""
     messages = corpus.take(sizes.naive_events)
     n = len(messages)
     target = NginxTarget(nginx, label)
@@ -194,12 +193,12 @@ def naive(nginx: Nginx, sizes: Sizes, corpus: loadgen.Corpus, workdir: str, labe
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the naive peer did not start")
-        pub = Publisher(endpoint, linger_ms=0)
+        pub = loadgen.FastPublisher(endpoint, linger_ms=0)
         if not pub.wait_ready(10):
             raise RuntimeError("the naive peer did not subscribe")
         t0 = time.time()
         for topic, payload in messages:
-            pub.send_frames([topic, payload])
+            pub.send(topic, payload)
         tally = target.wait(n, deadline_for(n))
         cpu = proc_cpu(proc.pid)
         proc.wait(TIMEOUT_SLACK)
