@@ -5,8 +5,10 @@ simulator (bus/simulator.py, fixed seed), encoded once. The processes, each
 `python -m tests.bench.loadgen KIND ...`, print one line when ready and one
 line of results when done:
 
-- `publish ENDPOINT CORPUS_FILE COUNT`: connects a FastPublisher, waits until the
-  peer has subscribed, prints `ready`, waits for a line on stdin ("go"),
+- `publish ENDPOINT CORPUS_FILE COUNT [KIND]`: connects a bus.publisher.Publisher
+  (KIND `publisher`, the default: the client conference processes use) or a
+  FastPublisher (KIND `lean`), waits until the peer has subscribed, prints
+  `ready`, waits for a line on stdin ("go"),
   sends COUNT messages of the corpus as fast as it can, prints `sent T0 T1`
   (wall times) and closes (lingering until ZeroMQ has handed everything over);
 - `proxy IN OUT`: the raw ZeroMQ proxy (XSUB bound on IN, XPUB bound on OUT,
@@ -24,6 +26,8 @@ import time
 
 import orjson
 import zmq
+
+from bus.publisher import Publisher
 
 from bus.simulator import batches
 
@@ -128,11 +132,11 @@ def write_corpus(path: str, messages: list[tuple[bytes, bytes]]) -> None:
         pickle.dump(messages, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _publish(endpoint: str, corpus_file: str, count: int) -> int:
+def _publish(endpoint: str, corpus_file: str, count: int, kind: str) -> int:
     with open(corpus_file, "rb") as fh:
         messages = pickle.load(fh)  # the bench's own temp file
     frames = [messages[i % len(messages)] for i in range(count)]
-    pub = FastPublisher(endpoint)
+    pub = Publisher(endpoint, linger_ms=60_000) if kind == "publisher" else FastPublisher(endpoint)
     try:
         if not pub.wait_ready(READY_TIMEOUT):
             print("not-ready", flush=True)
@@ -140,9 +144,14 @@ def _publish(endpoint: str, corpus_file: str, count: int) -> int:
         print("ready", flush=True)
         sys.stdin.readline()
         t0 = time.time()
-        send = pub.send
-        for topic, payload in frames:
-            send(topic, payload)
+        if isinstance(pub, Publisher):
+            send_frames = pub.send_frames  # the shipped client, as a conference process uses it
+            for topic, payload in frames:
+                send_frames([topic, payload])
+        else:
+            send = pub.send
+            for topic, payload in frames:
+                send(topic, payload)
         t1 = time.time()
         print(f"sent {t0!r} {t1!r}", flush=True)
     finally:
@@ -194,7 +203,7 @@ def _count(endpoint: str, count: int, idle: float) -> int:
 def main(argv: list[str]) -> int:
     kind, args = argv[0], argv[1:]
     if kind == "publish":
-        return _publish(args[0], args[1], int(args[2]))
+        return _publish(args[0], args[1], int(args[2]), args[3] if len(args) > 3 else "publisher")
     if kind == "proxy":
         return _proxy(args[0], args[1])
     if kind == "count":

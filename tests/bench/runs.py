@@ -317,14 +317,18 @@ def _kill(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-def _publishers(endpoint: str, corpus_file: str, total: int, count: int) -> list[subprocess.Popen]:
+def _publishers(endpoint: str, corpus_file: str, total: int, count: int, kind: str) -> list[subprocess.Popen]:
     share = [total // count + (1 if i < total % count else 0) for i in range(count)]
-    return [_start([sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(k)])
+    return [_start([sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(k), kind])
             for k in share]
 
 
-def broker_burst(sizes: Sizes, corpus_file: str) -> dict:
-    """Row 6: the broker alone (journal + fan-out) vs a raw ZeroMQ proxy, same publishers, same run."""
+def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dict:
+    """Row 6: the broker alone (journal + fan-out) vs a raw ZeroMQ proxy, same publishers, same run.
+
+    KIND `publisher`: the publishers use bus.publisher.Publisher, the client conference processes
+    use; `lean`: raw ZeroMQ sends with no Python overhead (loadgen.FastPublisher), so the proxy
+    is not held back by its publishers."""
     n, k = sizes.burst_events, sizes.burst_publishers
     base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
     procs: list[subprocess.Popen] = []
@@ -351,7 +355,7 @@ def broker_burst(sizes: Sizes, corpus_file: str) -> dict:
                           str(n), "5"])
         procs.append(counter)
         _ready([counter], "the fan-out counter")
-        pubs = _publishers(f"ipc://{runtime}/publish.sock", corpus_file, n, k)
+        pubs = _publishers(f"ipc://{runtime}/publish.sock", corpus_file, n, k, kind)
         procs += pubs
         _ready(pubs, "a publisher")
         db = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, isolation_level=None)
@@ -372,15 +376,15 @@ def broker_burst(sizes: Sizes, corpus_file: str) -> dict:
         broker.wait(TIMEOUT_SLACK)
         seconds = done_at - t0
         result = {"events": n, "journaled": rows, "lost": n - rows, "seconds": seconds, "rate": _rate(rows, seconds),
-                  "fanned_out": fanned, "publishers": k}
-        result["proxy"] = _raw_proxy(n, k, corpus_file, base)
+                  "fanned_out": fanned, "publishers": k, "kind": kind}
+        result["proxy"] = _raw_proxy(n, k, corpus_file, base, kind)
         return result
     finally:
         _kill(procs)
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _raw_proxy(n: int, k: int, corpus_file: str, base: str) -> dict:
+def _raw_proxy(n: int, k: int, corpus_file: str, base: str, kind: str) -> dict:
     inbound, outbound = f"ipc://{base}/proxy-in.sock", f"ipc://{base}/proxy-out.sock"
     procs: list[subprocess.Popen] = []
     try:
@@ -390,7 +394,7 @@ def _raw_proxy(n: int, k: int, corpus_file: str, base: str) -> dict:
         counter = _start([sys.executable, "-m", "tests.bench.loadgen", "count", outbound, str(n), "3"])
         procs.append(counter)
         _ready([counter], "the proxy's counter")
-        pubs = _publishers(inbound, corpus_file, n, k)
+        pubs = _publishers(inbound, corpus_file, n, k, kind)
         procs += pubs
         _ready(pubs, "a publisher")
         t0 = _go(pubs)

@@ -64,9 +64,10 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         step("far", lambda i: runs.far(sizes, corpus))
         step("bulk", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"bulk-{i}"), corpus, sizes.bulk_events,
                                                bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval), n)
-    bursts = step("broker", lambda i: runs.broker_burst(sizes, corpus_file), n)
-    r["broker"]["proxy"] = median_run([b["proxy"] for b in bursts], lambda x: x["rate"])
-    r["broker"]["lost_worst"] = max(b["lost"] for b in bursts)  # a loss in any run counts
+    for name, kind in (("broker", "publisher"), ("broker_lean", "lean")):
+        bursts = step(name, lambda i: runs.broker_burst(sizes, corpus_file, kind), n)
+        r[name]["proxy"] = median_run([b["proxy"] for b in bursts], lambda x: x["rate"])
+        r[name]["lost_worst"] = max(b["lost"] for b in bursts)  # a loss in any run counts
     step("drain_one", lambda i: runs.drain(sizes, corpus, "one"))
     step("drain_bulk", lambda i: runs.drain(sizes, corpus, "bulk", bulk=True, bulk_max_events=100,
                                             bulk_interval=sizes.bulk_interval))

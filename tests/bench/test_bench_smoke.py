@@ -25,8 +25,9 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     assert r["bulk"]["requests"] < r["bulk"]["events"]  # bulk envelopes really carried several events
     assert r["far"]["in_flight_8"]["max_concurrent"] > 1  # pipelining really used several connections
     assert r["latency"]["lost"] == 0 and 0 <= r["latency"]["p50_ms"] <= r["latency"]["p99_ms"]
-    assert r["broker"]["lost"] == 0 and r["broker"]["journaled"] == TINY.burst_events
-    assert r["broker"]["proxy"]["received"] > 0
+    for key in ("broker", "broker_lean"):
+        assert r[key]["lost_worst"] == 0 and r[key]["journaled"] == TINY.burst_events
+        assert r[key]["proxy"]["received"] > 0
     for key in ("drain_one", "drain_bulk"):
         assert r[key]["lost"] == 0 and r[key]["rss_small_kb"] > 0 and r[key]["rss_full_kb"] > 0, r[key]
     assert r["in_order"]["cpu_seconds"] > 0
@@ -36,7 +37,7 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     text = open(paths["txt"]).read()
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
-    assert len(saved["goals"]) == 10 and {g["met"] for g in saved["goals"]} <= {True, False}
+    assert len(saved["goals"]) == 11 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert [row["key"] for row in saved["table"]][:3] == ["wrk_1", "wrk_32", "naive"]
     if report.chart(r, str(tmp_path / "chart.png")):
         assert os.path.getsize(tmp_path / "chart.png") > 1000
