@@ -17,9 +17,12 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   messages with reason `journal_full`, logs once on `support.events`, retries
   every second and leaves the state when below 95 % of the bound and a write
   succeeds. Nothing accepted is ever dropped. A small preallocated reserve
-  file (`{state_dir}/journal.reserve`) is released when the disk fills, so the
-  workers can still move their cursors and the purge can shrink the journal;
-  a disk-full state ends only once the reserve can be allocated again.
+  file (`{state_dir}/journal.reserve`, at most a quarter of the free space) is
+  released when the disk fills (an append fails, or less than a quarter of it
+  is free), so the WAL can be checkpointed (it is kept below half the
+  reserve), the workers can still move their cursors and the purge can shrink
+  the journal; a disk-full state ends only once there is room for the reserve
+  and as much again.
 
 Rejected messages are counted per reason and logged on `eventsink.bus` at most
 once per reason per minute. SIGTERM/SIGINT or a `shutdown` from the
@@ -100,6 +103,7 @@ class Broker:
         self.full_retry_at = 0.0
         self.full_logged_at = float("-inf")
         self.full_announced = False
+        self.purge_logged_at = float("-inf")
         self.used_estimate = 0
         self.journal: Journal | None = None
         self.ctx: zmq.Context | None = None
@@ -113,8 +117,15 @@ class Broker:
             os.makedirs(os.path.dirname(ipc_path) or ".", mode=0o750, exist_ok=True)
         self.journal = Journal(self.paths.journal_path)
         self.used_estimate = self.journal.used_bytes()
-        reserve_bytes = min(RESERVE_MAX_BYTES, max(RESERVE_MIN_BYTES, self.bound_bytes // 8))
-        self.reserve = SpaceReserve(os.path.join(self.paths.state_dir, "journal.reserve"), reserve_bytes)
+        reserve_path = os.path.join(self.paths.state_dir, "journal.reserve")
+        # Never more than a quarter of the room there is: a reserve that cannot be made at all
+        # (a small or nearly full disk) would leave a full journal no way to drain.
+        reserve_bytes = max(RESERVE_MIN_BYTES, min(RESERVE_MAX_BYTES, self.bound_bytes // 8,
+                                                   _disk_room(reserve_path) // 4))
+        self.reserve = SpaceReserve(reserve_path, reserve_bytes)
+        # Un-checkpointed WAL must fit in the reserve: on a full disk, copying it into the
+        # database is the first step of draining.
+        self.journal.limit_wal(reserve_bytes // 2)
         if not self.reserve.ensure():
             support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
         self.ctx = zmq.Context()
@@ -276,21 +287,39 @@ class Broker:
         self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
         if self.used_estimate >= FULL_RESUME_RATIO * self.bound_bytes:
             return
-        if self.disk_full and not self.reserve.ensure():
-            return  # the disk has no room for the reserve, let alone new events
+        if self.disk_full and (_free_bytes(self.paths.state_dir) < self.reserve.size * 3 // 2
+                               or not self.reserve.ensure()):
+            return  # no room for the reserve and as much again: still full
         if self.journal.probe_write():
             self.disk_full = False
             self.leave_full()
 
     # ------------------------------------------------------------ housekeeping and reports
 
+    def check_disk(self) -> None:
+        """The disk may fill without an append failing (other files, the workers' cursor
+        commits): below a quarter of the reserve free, release it and count the disk as full."""
+        if self.disk_full:
+            return
+        room = _free_bytes(self.paths.state_dir)
+        if room < self.reserve.size // 4:
+            self.disk_full = True
+            released = self.reserve.release()
+            self.enter_full(f"the disk is full ({room} bytes free){'; reserve space released' if released else ''}")
+
     def housekeeping(self) -> None:
         assert self.journal is not None
+        self.check_disk()
         try:
             self.journal.purge(max_rows=PURGE_MAX_ROWS)
-            self.journal.checkpoint()
         except Exception as exc:
-            log.warning("journal housekeeping failed: %s: %s", type(exc).__name__, exc)
+            now = time.monotonic()
+            if now - self.purge_logged_at >= REJECT_LOG_INTERVAL:  # every second on a full disk: log rarely
+                self.purge_logged_at = now
+                log.warning("journal housekeeping failed: %s: %s", type(exc).__name__, exc)
+        # Even when the purge failed: on a full disk the WAL must be copied into the database
+        # (with the reserve's room) and truncated before anything can be deleted.
+        self.journal.checkpoint()
         try:
             self.used_estimate = self.journal.used_bytes()
         except Exception as exc:
@@ -343,6 +372,24 @@ class Broker:
             self.process(batch)
         self.report()
         log.info("broker stopped: %d events journaled, rejected %s", self.received, self.rejects.counts or "none")
+
+
+def _free_bytes(directory: str) -> int:
+    """Bytes free on DIRECTORY's file system (plenty when it cannot be told)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return RESERVE_MAX_BYTES * 4
+    return st.f_bavail * st.f_frsize
+
+
+def _disk_room(reserve_path: str) -> int:
+    """Bytes free for the journal's directory, counting a reserve file already there."""
+    try:
+        held = os.path.getsize(reserve_path)
+    except OSError:
+        held = 0
+    return _free_bytes(os.path.dirname(reserve_path)) + held
 
 
 def _ipc_path(endpoint: str) -> str | None:

@@ -279,6 +279,12 @@ class Journal:
                 except sqlite3.Error:
                     pass
 
+    def limit_wal(self, max_bytes: int) -> None:
+        """Checkpoint automatically once the WAL holds about MAX_BYTES of new pages."""
+        with self._lock:
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {max(8, max_bytes // page_size)}")
+
     def used_bytes(self) -> int:
         """Bytes the journal really holds: live pages plus the WAL file."""
         with self._lock:
