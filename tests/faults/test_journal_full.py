@@ -90,3 +90,31 @@ def test_a_full_disk_raises_the_alarm_rejects_and_recovers(make_agent, receiver,
                        agent={"max_journal_mb": 1024, "state_dir": os.path.join(small_fs, "state")},
                        tuning={"max_background_posts": 1_000_000})
     fill_then_drain(agent, receiver, loadgen, report, "disk full (2 MiB tmpfs)")
+
+
+@pytest.mark.root
+def test_a_disk_filled_by_another_file_raises_the_alarm_and_recovers(make_agent, receiver, loadgen, report, small_fs):
+    agent = make_agent([sink("cdr", receiver.url)], agent={"state_dir": os.path.join(small_fs, "state")})
+    ledger = Ledger(agent.journal_path)
+    tally = Tally(receiver)
+    filler = os.path.join(small_fs, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)  # someone else fills the disk: no append of ours fails
+    try:
+        for _ in range(4096):
+            try:
+                os.write(fd, b"\0" * 4096)
+            except OSError:
+                break
+    finally:
+        os.close(fd)
+    wait_until(lambda: [a["name"] for a in agent.alarms()] == [JOURNAL_FULL], 10, what="the journal-full alarm")
+    ledger.add_published("x", loadgen(agent.publish_endpoint, "x", 100).wait())
+    wait_until(lambda: agent.bus_rejected("journal_full") == 100, 10, what="events rejected while the disk is full")
+    os.unlink(filler)
+    wait_until(lambda: not agent.alarms(), 10, what="the alarm to clear once there is room")
+    ledger.add_published("y", loadgen(agent.publish_endpoint, "y", 100).wait())
+    wait_until(lambda: ledger.journaled() == 100 and ledger.conserved(tally), 20, what="delivery after the disk has room")
+    v = ledger.verdict("disk filled by another file", tally, received_counter=ledger.received_counter(agent),
+                       extra=f"rejected_journal_full={agent.bus_rejected('journal_full')}")
+    report(v.line())
+    assert not v.problems, v.problems
