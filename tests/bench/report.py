@@ -47,7 +47,7 @@ def rows(r: dict) -> list[Row]:
     out.append(Row("1", "ceiling: wrk, 32 connections -> nginx", c["wrk_32"]["rps"], "req/s", "wrk_32",
                    f"{c['wrk_32']['threads']} threads" + _runs(c["wrk_32"]), True))
     nv = r["naive"]
-    out.append(Row("2", "naive peer (zmq SUB + requests), in order -> nginx", nv["rate"], "ev/s", "naive",
+    out.append(Row("2", "naive peer (zmq SUB + requests), same envelope -> nginx", nv["rate"], "ev/s", "naive",
                    f"{nv['events']} events, lost {nv['lost']}" + _runs(nv), True))
     io = r["in_order"]
     out.append(Row("3", "agent, max_in_flight=1 (in order) -> nginx", io["rate"], "ev/s", "in_order",
@@ -66,13 +66,13 @@ def rows(r: dict) -> list[Row]:
     b = r["bulk"]
     out.append(Row("5", "agent, bulk of 100 -> nginx", b["rate"], "ev/s", "bulk",
                    f"{b['events']} events in {b['requests']} POSTs, lost {b['lost']}" + _runs(b), True))
-    for key, how in (("broker", "bus.publisher.Publisher"), ("broker_lean", "lean raw-ZeroMQ")):
+    for key, how in (("broker", "Publisher"), ("broker_lean", "lean")):
         br = r[key]
         px = br["proxy"]
-        out.append(Row("6", f"broker alone, {br['publishers']} {how} publishers (journaled/s)", br["rate"], "ev/s",
+        out.append(Row("6", f"broker alone, journaled/s, {br['publishers']} {how} publishers", br["rate"], "ev/s",
                        key, f"lost {br.get('lost_worst', br['lost'])} of {br['events']} (journal rows)" + _runs(br),
                        True))
-        out.append(Row("6", f"raw ZeroMQ proxy, same {how} publishers", px["rate"], "ev/s", key + "_proxy",
+        out.append(Row("6", f"raw ZeroMQ proxy, the same {how} publishers", px["rate"], "ev/s", key + "_proxy",
                        f"lost {px['lost']} of {px['events']}" + _runs(px), True))
     for key, what in (("drain_one", "one by one"), ("drain_bulk", "bulk of 100")):
         d = r[key]
@@ -139,6 +139,7 @@ def render(r: dict, last: dict | None = None) -> str:
     previous = {row["key"]: row["value"] for row in (last or {}).get("table", [])}
     table = rows(r)
     lines = [f"eventsink-agent bench, {r['when']} ({r['cpus']} CPUs, load {r['load']}); sizes: {r['sizes_name']}",
+             "Publisher = bus.publisher.Publisher (the shipped client); lean = raw ZeroMQ sends (tests/bench/loadgen.py)",
              ""]
     head = f"{'row':<4}{'measurement':<58}{'value':>16}{'vs last':>9}  notes"
     lines += [head, "-" * len(head)]
