@@ -111,10 +111,9 @@ class AgentUnderTest:
         if self.pub is not None:
             self.pub.close()
             self.pub = None
-        try:
-            self.agent.stop(timeout=20)
-        finally:
-            self.agent.cleanup()
+        # SIGKILL, not a graceful stop: nothing is measured after this and the e2e tests cover the
+        # graceful stop; it saves ~1 s per agent (the smoke test runs seven).
+        self.agent.cleanup()
 
     def pids(self) -> list[int]:
         assert self.agent.proc is not None
