@@ -41,7 +41,9 @@ def alarm_metric(agent) -> float:
     return agent.metric("eventsink_alarm_active", alarm=JOURNAL_FULL, sink="")
 
 
-def fill_then_drain(agent, receiver, loadgen, report, label: str) -> None:
+def fill_then_drain(agent, receiver, loadgen, report, label: str, steady: bool) -> None:
+    """STEADY: the journal stays full until the receiver drains it (the max_journal_mb bound);
+    a full disk may have room again as soon as the WAL is checkpointed, and fill up again."""
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     ledger.add_published("j", loadgen(agent.publish_endpoint, "j", FLOOD).wait(timeout=60))
@@ -51,11 +53,14 @@ def fill_then_drain(agent, receiver, loadgen, report, label: str) -> None:
         return bus["received"] + bus["rejected"].get("journal_full", 0) == FLOOD and bus
 
     bus = wait_until(all_counted, 20, what="every offered event journaled or rejected as journal_full")
-    assert bus["journal_full"] and bus["rejected"]["journal_full"] > 0
+    assert bus["rejected"]["journal_full"] > 0
     assert bus["received"] == ledger.journaled()
-    alarms = agent.alarms()
-    assert [a["name"] for a in alarms] == [JOURNAL_FULL] and alarms[0]["sink"] in (None, "")
-    assert alarm_metric(agent) == 1
+    assert f"alarm raised: {JOURNAL_FULL}" in agent.log()
+    if steady:
+        assert bus["journal_full"]
+        alarms = agent.alarms()
+        assert [a["name"] for a in alarms] == [JOURNAL_FULL] and alarms[0]["sink"] in (None, "")
+        assert alarm_metric(agent) == 1
     assert agent.metric("eventsink_bus_rejected_total", reason="journal_full") == bus["rejected"]["journal_full"]
     rejected = bus["rejected"]["journal_full"]
 
@@ -80,7 +85,7 @@ def test_max_journal_mb_raises_the_alarm_rejects_and_recovers(make_agent, receiv
     agent = make_agent([sink("cdr", receiver.url, max_in_flight=1)],
                        agent={"max_journal_mb": 1},
                        tuning={"max_background_posts": 1_000_000})
-    fill_then_drain(agent, receiver, loadgen, report, "journal bound (max_journal_mb = 1)")
+    fill_then_drain(agent, receiver, loadgen, report, "journal bound (max_journal_mb = 1)", steady=True)
 
 
 @pytest.mark.root
@@ -89,7 +94,7 @@ def test_a_full_disk_raises_the_alarm_rejects_and_recovers(make_agent, receiver,
     agent = make_agent([sink("cdr", receiver.url, max_in_flight=1)],
                        agent={"max_journal_mb": 1024, "state_dir": os.path.join(small_fs, "state")},
                        tuning={"max_background_posts": 1_000_000})
-    fill_then_drain(agent, receiver, loadgen, report, "disk full (2 MiB tmpfs)")
+    fill_then_drain(agent, receiver, loadgen, report, "disk full (2 MiB tmpfs)", steady=False)
 
 
 @pytest.mark.root
