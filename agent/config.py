@@ -235,7 +235,7 @@ class _KeyLines:
         self.lines: dict[tuple, int] = {}
         table: tuple = ()
         counts: dict[str, int] = {}
-        for no, line in enumerate(text.splitlines(), start=1):
+        for no, line in enumerate(text.split("\n"), start=1):  # TOML breaks lines on \n only
             h = self.HEADER.match(line)
             if h:
                 name = h.group(2).strip('"')
