@@ -54,6 +54,8 @@ BATCH_MAX = 2000  # messages per journal transaction
 BATCH_BYTES = 8 * 1024 * 1024  # payload bytes per journal transaction
 BATCH_SECONDS = 0.005  # longest a batch keeps draining
 HOUSEKEEPING_INTERVAL = 1.0  # s between purge + checkpoint
+PURGE_MAX_DEFER = 5.0  # s the purge may wait while a burst is being journaled ...
+PURGE_DEFER_MAX_RATIO = 0.5  # ... and only while the journal holds less than this share of its bound
 FULL_RETRY_INTERVAL = 1.0  # s between attempts to leave journal_full
 FULL_RESUME_RATIO = 0.95  # leave journal_full only below this share of the bound
 PURGE_MAX_ROWS = 200_000  # events deleted per housekeeping round
@@ -105,6 +107,8 @@ class Broker:
         self.full_announced = False
         self.purge_logged_at = float("-inf")
         self.used_estimate = 0
+        self.backlogged = False  # the last drain left messages queued: a burst is coming in
+        self.purged_at = time.monotonic()
         self.journal: Journal | None = None
         self.ctx: zmq.Context | None = None
 
@@ -183,6 +187,7 @@ class Broker:
 
     def drain(self, timeout: float, max_seconds: float = BATCH_SECONDS) -> list[list[bytes]]:
         """Wait up to TIMEOUT for a message, then take what is queued (bounded by count, bytes, time)."""
+        self.backlogged = False
         if not self.ingress.poll(int(timeout * 1000), zmq.POLLIN):
             return []
         batch: list[list[bytes]] = []
@@ -190,11 +195,13 @@ class Broker:
         recv = self.ingress.recv
         monotonic = time.monotonic
         deadline = monotonic() + max_seconds
+        self.backlogged = True  # unless the queue runs dry below
         while len(batch) < BATCH_MAX and size < BATCH_BYTES:
             # recv_multipart, inlined: its RCVMORE getsockopt per frame costs more than Frame.more.
             try:
                 frame = recv(_NOBLOCK, copy=False)
             except zmq.Again:
+                self.backlogged = False
                 break
             frames = [frame.bytes]
             while frame.more:
@@ -307,11 +314,20 @@ class Broker:
             released = self.reserve.release()
             self.enter_full(f"the disk is full ({room} bytes free){'; reserve space released' if released else ''}")
 
+    def defer_purge(self) -> bool:
+        """True while a burst is coming in: deleting delivered rows (and handing their pages back) would
+        compete with journaling it, and the pages are about to be reused anyway. Never longer than
+        PURGE_MAX_DEFER, never on a journal that is full or holds half its bound."""
+        return (self.backlogged and time.monotonic() - self.purged_at < PURGE_MAX_DEFER and not self.journal_full
+                and not self.disk_full and self.used_estimate < PURGE_DEFER_MAX_RATIO * self.bound_bytes)
+
     def housekeeping(self) -> None:
         assert self.journal is not None
         self.check_disk()
         try:
-            self.journal.purge(max_rows=PURGE_MAX_ROWS)
+            if not self.defer_purge():
+                self.purged_at = time.monotonic()
+                self.journal.purge(max_rows=PURGE_MAX_ROWS)
         except Exception as exc:
             now = time.monotonic()
             if now - self.purge_logged_at >= REJECT_LOG_INTERVAL:  # every second on a full disk: log rarely
