@@ -217,18 +217,19 @@ class Broker:
     def process(self, batch: list[list[bytes]]) -> None:
         """Validate BATCH, journal the accepted messages in one transaction, then fan them out."""
         rows: list[tuple[str, bytes]] = []
+        append, check, reject, full = rows.append, self.validator.check, self.rejects.reject, self.journal_full
         for frames in batch:
             try:
-                result = self.validator.check(frames)
+                result = check(frames)
             except Exception as exc:  # a bug in validation must never kill the broker
-                self.rejects.reject("invalid_json", f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
+                reject("invalid_json", f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
                 continue
-            if not isinstance(result, Accepted):
-                self.rejects.reject(result.reason, result.detail)
-            elif self.journal_full:
-                self.rejects.reject("journal_full", "the journal is full; event not accepted")
+            if type(result) is not Accepted:
+                reject(result.reason, result.detail)
+            elif full:
+                reject("journal_full", "the journal is full; event not accepted")
             else:
-                rows.append((result.topic, result.payload))
+                append(result)  # an Accepted is the (topic, payload) row
         if rows:
             self.commit(rows)
 
@@ -255,7 +256,7 @@ class Broker:
         for (topic, payload), offset in zip(rows, offsets):
             used += len(topic) + len(payload)
             try:
-                send(topic.encode("utf-8"), _MORE_NOBLOCK)
+                send(_topic_bytes(topic), _MORE_NOBLOCK)
                 send(offset.to_bytes(8, "big"), _MORE_NOBLOCK)
                 send(payload, _NOBLOCK)
             except zmq.Again:
@@ -406,6 +407,19 @@ def _disk_room(reserve_path: str) -> int:
     except OSError:
         held = 0
     return _free_bytes(os.path.dirname(reserve_path)) + held
+
+
+_TOPICS: dict[str, bytes] = {}
+
+
+def _topic_bytes(topic: str) -> bytes:
+    """TOPIC in UTF-8 (cached: the bus has a handful of event names)."""
+    encoded = _TOPICS.get(topic)
+    if encoded is None:
+        encoded = topic.encode("utf-8")
+        if len(_TOPICS) < 64:
+            _TOPICS[topic] = encoded
+    return encoded
 
 
 def _ipc_path(endpoint: str) -> str | None:

@@ -87,6 +87,8 @@ def rows(r: dict) -> list[Row]:
                    "supervisor + broker + worker, utime + stime"))
     out.append(Row("8", "agent CPU per 10,000 events, bulk", b["cpu_per_10k"], "s", "cpu_bulk"))
     out.append(Row("8", "naive peer CPU per 10,000 events", nv["cpu_per_10k"], "s", "cpu_naive"))
+    out.append(Row("8", "broker CPU per event in the burst", r["broker"]["cpu_us_per_event"], "us", "cpu_broker",
+                   "validate + journal + fan-out"))
     return out
 
 

@@ -358,6 +358,7 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
         procs += pubs
         _ready(pubs, "a publisher")
         db = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, isolation_level=None)
+        cpu0 = proc_cpu(broker.pid)
         t0 = _go(pubs)
         head, done_at, seen_at = 0, time.time(), time.monotonic()
         deadline = time.monotonic() + deadline_for(n, 1000)
@@ -367,6 +368,7 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
             if now > head:
                 head, done_at, seen_at = now, time.time(), time.monotonic()
             time.sleep(0.002)
+        cpu = proc_cpu(broker.pid) - cpu0
         rows = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         db.close()
         _finish(pubs, TIMEOUT_SLACK)
@@ -375,7 +377,8 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
         broker.wait(TIMEOUT_SLACK)
         seconds = done_at - t0
         result = {"events": n, "journaled": rows, "lost": n - rows, "seconds": seconds, "rate": _rate(rows, seconds),
-                  "fanned_out": fanned, "publishers": k, "kind": kind}
+                  "fanned_out": fanned, "publishers": k, "kind": kind,
+                  "cpu_us_per_event": cpu / max(1, rows) * 1e6}
         result["proxy"] = _raw_proxy(n, k, corpus_file, base, kind)
         return result
     finally:
