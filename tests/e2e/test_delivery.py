@@ -156,3 +156,31 @@ def test_proxying_node_sends_only_lifecycle_events(make_agent, receiver):
         wait_until(lambda: agent.sink_status("cdr")["backlog"] == 0, what="backlog 0")
     assert agent.stop() == 0
     assert names(receiver.events) == ["eventsink_started", "eventsink_stopped"]
+
+
+def test_any_zeromq_pub_socket_sending_the_two_frames_works(make_agent, receiver):
+    """The frames are the contract, not the Publisher class: a bare pyzmq PUB socket works."""
+    import orjson
+    import zmq
+
+    agent = make_agent([sink("cdr", receiver.url)])
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 2000)
+    pub.connect(agent.publish_endpoint)
+    try:
+        before = agent.bus_rejected("unknown_event")
+
+        def subscribed():  # the slow joiner: probe until the broker counts one
+            pub.send_multipart([b"probe", b"{}"])
+            return agent.bus_rejected("unknown_event") > before
+
+        wait_until(subscribed, interval=0.1, what="the broker to see the bare PUB socket")
+        body = {"event": "conference_started", "time": 1700000000, "data": {"name": "Bare", "tag": "zmq"}}
+        pub.send_multipart([b"conference_started", orjson.dumps(body)])
+        assert receiver.wait_events(2)
+    finally:
+        pub.close()
+        ctx.term()
+    ev = receiver.events[1]
+    assert (ev["event"], ev["time"], ev["data"]) == ("conference_started", 1700000000, {"name": "Bare", "tag": "zmq"})
