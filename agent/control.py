@@ -102,7 +102,7 @@ class ControlServer:
         """Bind the socket (replacing a stale one), make it 0660, serve in the background."""
         if self._listener is not None:
             raise ControlSocketError("the control server is already started")
-        _clear_stale_socket(self.path)
+        clear_stale_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(self.path)
@@ -437,8 +437,8 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     return method, target, version, headers
 
 
-def _clear_stale_socket(path: str) -> None:
-    """Unlink PATH if it is a socket nobody answers on; refuse anything else that exists there."""
+def clear_stale_socket(path: str) -> None:
+    """Unlink PATH if it is a stale socket of ours (nobody answers, same owner); refuse anything else there."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -452,6 +452,8 @@ def _clear_stale_socket(path: str) -> None:
     try:
         probe.connect(path)
     except ConnectionRefusedError:
+        if st.st_uid != os.getuid():
+            raise ControlSocketError(f"control socket {path} is left over from another user; remove it") from None
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -466,4 +468,4 @@ def _clear_stale_socket(path: str) -> None:
         raise ControlSocketError(f"cannot check the existing control socket {path}: {exc.strerror or exc}") from None
     finally:
         probe.close()
-    raise ControlSocketError(f"another agent is already answering on the control socket {path}")
+    raise ControlSocketError(f"another agent is already answering on the control socket {path} (in use by another process)")

@@ -9,7 +9,6 @@ import errno
 import fcntl
 import logging
 import os
-import socket
 import stat
 
 from agent.config import Paths
@@ -89,30 +88,12 @@ class RuntimeFiles:
     @staticmethod
     def check_control_socket(path: str) -> None:
         """Refuse a path that is not a socket or that some process still serves; unlink a stale one of ours."""
+        from agent.control import ControlSocketError, clear_stale_socket
+
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(st.st_mode):
-            raise StartupError(f"control socket path {path} exists and is not a socket; remove it or set agent.control_socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            if st.st_uid != os.getuid():
-                raise StartupError(f"control socket {path} is left over from another user; remove it") from None
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            log.info("removed stale control socket %s", path)
-            return
-        except OSError as exc:
-            raise StartupError(f"cannot check control socket {path}: {exc.strerror or exc}") from None
-        finally:
-            probe.close()
-        raise StartupError(f"control socket {path} is in use by another process")
+            clear_stale_socket(path)
+        except ControlSocketError as exc:
+            raise StartupError(str(exc)) from None
 
     def remove_sockets(self, *, control: bool) -> None:
         """Unlink the ipc socket files of this agent, and the control socket when CONTROL (best effort)."""
