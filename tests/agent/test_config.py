@@ -115,3 +115,12 @@ def test_redact_url_and_spec_round_trip():
 
 def test_secret_key_decodes_standard_webhooks_secret():
     assert cfg.secret_key("whsec_" + "aGVsbG8gd29ybGQ=") == b"hello world"
+
+
+def test_the_readme_config_example_is_valid():
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    text = open(readme).read()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    r = cfg.parse(example)
+    assert r.problems == [], r.problems
+    assert [s.name for s in r.config.sinks_here()] == ["cdr"]
