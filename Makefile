@@ -28,8 +28,16 @@ deb: $(STAMP) apt
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml requirements-test.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
-	  echo "python3 -m venv failed: run as root so 'make' can apt-get install python3-venv, or install it"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (Debian) to create $(VENV)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv python3-dev >/dev/null && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "python3 -m venv failed: install Debian's python3-venv (or run make as root)"; exit 1; \
+	  fi; }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-test.txt -e .
 	@touch $@
