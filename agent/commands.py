@@ -64,8 +64,13 @@ class Command:
         return re.compile(f"^{rx}$")
 
     def request_path(self, params: dict[str, str]) -> str:
-        """The path for a request, each field percent-encoded as one segment."""
-        return re.sub(r"\{(\w+)\}", lambda m: urllib.parse.quote(params[m.group(1)], safe=""), self.path)
+        """The path for a request, each field percent-encoded as one segment.
+
+        A field from a command line that is not UTF-8 (surrogate escapes) goes as its raw bytes:
+        the agent then answers it (e.g. 404 unknown sink) instead of the client raising."""
+        return re.sub(
+            r"\{(\w+)\}", lambda m: urllib.parse.quote(params[m.group(1)], safe="", errors="surrogateescape"), self.path
+        )
 
 
 def ask(supervisor: Any, command: str, **params: Any) -> Any:

@@ -174,3 +174,15 @@ def test_console_script_installed():
         pytest.skip("not installed with pip install -e .")
     out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "status" in out.stdout
+
+
+def test_sink_name_not_utf8_is_one_plain_line(server, supervisor):
+    # A shell may hand over a name that is not UTF-8 (Python sees a surrogate escape).
+    out = subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
+                         capture_output=True, timeout=30, cwd=REPO,
+                         env={k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV})
+    stderr = out.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in stderr
+    assert out.returncode == 1, stderr
+    assert_one_plain_line(stderr)
+    assert len(supervisor.calls) == 1  # it reached the agent, which refused it
