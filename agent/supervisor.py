@@ -108,16 +108,21 @@ class Supervisor(ChildProcesses):
 
     def run(self) -> int:
         """Start everything, run until a graceful stop, return the exit code."""
+        # Handlers first: a SIGTERM/SIGHUP during start() (default action: die, leaving the
+        # children running) is queued and handled by the loop once start() is done.
+        self._install_signals()
         try:
             self.start()
         except StartupError as exc:
             log.error("not starting: %s", exc)
+            self._restore_signals()
             self.close()
             return 1
         except BaseException:
+            self._restore_signals()
             self.close()  # never leave children behind
             raise
-        self._install_signals()
+        self._arm_wakeup_fd()
         try:
             while not self.step():
                 pass
@@ -262,9 +267,15 @@ class Supervisor(ChildProcesses):
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self._old_signals[sig] = signal.signal(sig, self._on_signal)
+        self._arm_wakeup_fd()
+
+    def _arm_wakeup_fd(self) -> None:
+        """Let signals wake the loop through the self-pipe (once start() has made it)."""
+        if self._wake_w < 0 or self._old_wakeup_fd is not None or threading.current_thread() is not threading.main_thread():
+            return
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     def _restore_signals(self) -> None:
         for sig, handler in self._old_signals.items():

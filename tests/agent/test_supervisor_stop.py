@@ -150,3 +150,57 @@ def test_run_serves_requests_and_returns_0_after_shutdown():
             r.sup.request("shutdown")
             t.join(timeout=10)
         r.close()
+
+
+SIGNAL_DURING_START = r"""
+import json, os, signal, sys
+from agent import config as config_mod
+from tests.agent.supervisor_fakes import FakeJournal, FakeLauncher, RecordingLink, TestSupervisor, config_text
+
+base = sys.argv[1]
+path = os.path.join(base, "agent.toml")
+with open(path, "w") as fh:
+    fh.write(config_text(base))
+
+class Launcher(FakeLauncher):
+    def spawn(self, argv, stdin_bytes, name):
+        child = super().spawn(argv, stdin_bytes, name)
+        if name.startswith("worker"):  # still inside start(): systemctl reload, then stop
+            os.kill(os.getpid(), signal.SIGHUP)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return child
+
+class Link(RecordingLink):
+    def send(self, identity, msg):
+        return False  # no child connected yet: the supervisor falls back to SIGTERM
+
+class Sup(TestSupervisor):
+    def _make_link(self):
+        return Link(self._ctx, self.paths.supervisor_endpoint)
+
+launcher = Launcher()
+code = Sup(path, config_mod.load_or_raise(path), launcher=launcher, journal_factory=FakeJournal, serve=False).run()
+print(json.dumps({"code": code, "children": [[c.name, c.signals, c.code] for c in launcher.children]}))
+"""
+
+
+def test_signals_during_startup_are_handled_after_it():
+    """SIGHUP or SIGTERM while start() runs must not kill the supervisor (leaving its children behind)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        out = subprocess.run([sys.executable, "-c", SIGNAL_DURING_START, base], capture_output=True, text=True,
+                             timeout=60, cwd=repo)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0
+    assert {name: signals for name, signals, _ in result["children"]} == {"broker": ["TERM"], "worker cdr": ["TERM"]}
+    assert all(code is not None for _, _, code in result["children"])
