@@ -106,6 +106,15 @@ def test_retry_after_is_read_on_429_and_503(rx, status):
     assert client(rx.url).post(BODY, "x").retry_after is None
 
 
+@pytest.mark.parametrize("value", ["\xb2", "1\xb9", "abc", "-3", "1.5"])
+def test_an_unusable_retry_after_is_ignored(rx, value):
+    """Headers arrive as latin-1: superscript digits pass str.isdigit() but not float(); the answer
+    is still the 503 it was (not an unexpected error), only without a Retry-After."""
+    rx.respond(503, {"Retry-After": value})
+    result = client(rx.url).post(BODY, "x")
+    assert (result.outcome, result.status, result.retry_after) == (HTTP_ERROR, 503, None), result
+
+
 def test_redirect_is_not_followed_and_its_location_is_redacted(rx):
     rx.respond(302, {"Location": "http://user:hunter2@127.0.0.1:9/elsewhere"})
     result = client(rx.url).post(BODY, "x")

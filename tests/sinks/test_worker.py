@@ -342,6 +342,20 @@ def test_shutdown_with_a_hung_receiver_exits_within_the_grace(run, rx):
     assert w.journal.cursors()["cdr"] == 0  # the hung event was not delivered: it stays
 
 
+def test_a_stop_event_answered_with_an_unusable_retry_after_still_stops_cleanly(run, rx):
+    """The stop event's one attempt is outside the sender threads: an answer that once raised
+    (a latin-1 superscript digit in Retry-After) must not escape the shutdown."""
+    w = run([make_sink(rx.url)])
+    last = w.publish("conference_updated", {"name": "c0"})
+    assert rx.wait_events(2)
+    rx.respond(503, {"Retry-After": "\xb2"})
+    w.send({"type": "shutdown", "stop_event": True})
+    assert w.wait_exit(10) == 0, w.log()[-2000:]
+    assert "Traceback" not in w.log()
+    assert w.journal.cursors()["cdr"] == last
+    assert rx.requests[-1].status == 503 and json.loads(rx.requests[-1].body)["event"] == "eventsink_ended"
+
+
 def test_bounded_memory_with_a_large_backlog(run, rx):
     rx.refuse()
     w = run([make_sink(rx.url)], tuning={"initial_retry_backoff": 5}, start=False)
