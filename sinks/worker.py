@@ -168,7 +168,9 @@ class Worker:
             due.append(self._last_commit + COMMIT_INTERVAL)
         for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None):
             if deadline is not None:
-                due.append(deadline)
+                # One still past after a turn cannot be acted on yet (a held event in a stalled
+                # window, a stopped publisher): look again after a tick, do not spin.
+                due.append(deadline if deadline > now else now + BUSY_TICK)
         return max(0.0, min(limit, min(due) - now))
 
     def _turn(self, now: float) -> None:

@@ -403,3 +403,39 @@ def test_a_held_disconnect_waits_for_its_media_streams_beyond_a_full_window(run,
     i = next(i for i, e in enumerate(evs) if e["event"] == "participant_disconnected")
     assert evs[i - 1]["event"] == "participant_media_streams_destroyed" and evs[i - 1]["seq"] + 1 == evs[i]["seq"]
     assert [e["seq"] for e in evs] == list(range(1, len(rows) + 2))
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_held_disconnect_past_its_wait_in_a_full_window_does_not_spin_the_loop(run, rx):
+    """Window full, sink in backoff, a held disconnect past its wait whose partner may be unread:
+    the loop must wait for something to change, not poll with a zero timeout (a core at 100 %
+    for as long as the backoff lasts, up to max_retry_backoff)."""
+    from sinks.worker import WINDOW
+
+    rx.refuse()
+    w = run([make_sink(rx.url)], tuning={"media_streams_wait": 0.1, "initial_retry_backoff": 30.0}, start=False)
+
+    def row(event, data):
+        return (event, json.dumps({"event": event, "time": 1.0, "data": data}).encode())
+
+    rows = [row("conference_updated", {"name": f"c{i}"}) for i in range(WINDOW - 100)]
+    rows += [row("participant_disconnected", participant("p"))]
+    rows += [row("conference_updated", {"name": f"d{i}"}) for i in range(500)]
+    w.journal.append(rows)
+    w.start()
+    w.wait_report(lambda r: r["attempts"]["connection_error"] >= 1 and r["backlog"] == len(rows),
+                  what="a refused attempt with the window full")
+    time.sleep(0.3)  # the held disconnect's wait (0.1 s) is over
+    before, t0 = _cpu_seconds(w.proc.pid), time.monotonic()
+    time.sleep(1.0)
+    used = _cpu_seconds(w.proc.pid) - before
+    elapsed = time.monotonic() - t0
+    assert w.last_report()["failures"] == 1  # still in the first wait: the state measured was the stalled one
+    assert used < 0.5 * elapsed, f"{used:.2f} s of CPU in {elapsed:.2f} s"
