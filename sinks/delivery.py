@@ -276,6 +276,7 @@ class Dispatcher:
         self._cond = threading.Condition()
         self._queue: deque[Post] = deque()
         self.highest_sent_seq = 0  # the last seq put on the wire (a bulk Post carries len(times) seqs)
+        self.highest_acked_seq = 0  # the last seq a 2xx acknowledged
         self._retry: list[tuple[int, int, Post]] = []  # heap: oldest seq first
         self._tiebreak = itertools.count()
         self._in_flight = 0
@@ -344,6 +345,12 @@ class Dispatcher:
     def wait_idle(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def last_seq_out(self) -> int:
+        """The seq a receiver may have seen last: the last acknowledged one, or, while a POST
+        is still under way (it may yet arrive), the last one sent."""
+        with self._cond:
+            return self.highest_sent_seq if self._in_flight else self.highest_acked_seq
 
     def send_once(self, post: Post, timeout: urllib3.Timeout) -> Result:
         """One attempt outside the queue and the backoff (the stop event at shutdown)."""
@@ -419,6 +426,7 @@ class Dispatcher:
                 # the failure came may succeed meanwhile; nothing new starts before the wait is over.
                 self.backoff = self.backoff.succeeded()
                 self._probing = False
+                self.highest_acked_seq = max(self.highest_acked_seq, post.seq + len(post.times) - 1)
                 self.completed.append(post)
                 self.failure_log.success(self._client.url)
             else:

@@ -378,9 +378,9 @@ class Worker:
 
     def _send_stop_event(self) -> None:
         tuning = self.config.tuning
-        # Events queued but never sent go back to the journal and get new seqs after the next
-        # start; the stop event follows the last seq that went out, so a receiver sees no gap.
-        self.shaper.seq = self.dispatcher.highest_sent_seq
+        # Events queued, unsent or failed go back to the journal and get new seqs after the next
+        # start; the stop event follows the last seq a receiver may have seen, so it sees no gap.
+        self.shaper.seq = self.dispatcher.last_seq_out()
         post = self.shaper.lifecycle(stop_event(self.sink.version), time.monotonic())
         if self.batcher is not None:
             post = wrap([post], self.sink.version)

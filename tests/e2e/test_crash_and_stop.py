@@ -96,3 +96,19 @@ def test_stop_event_follows_the_last_sent_seq_so_receivers_see_no_gap(make_agent
     receiver.events.clear()
     agent.start()
     assert receiver.wait_for(lambda r: len(delivered_names(r)) == 3, timeout=15)
+
+
+def test_stop_event_after_a_failed_post_reuses_its_seq(make_agent, receiver):
+    """In backoff at shutdown: the failed event goes back to the journal, and the stop event
+    takes the seq after the last acknowledged one, so the receiver sees no gap."""
+    agent = make_agent([sink("cdr", receiver.url, version=2)], tuning={"initial_retry_backoff": 30})
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        assert receiver.wait_events(1)
+        receiver.respond(503)
+        pub.publish("conference_updated", {"name": "c0"})
+        wait_until(lambda: agent.sink_status("cdr")["current_backoff"] > 0, what="in backoff")
+    receiver.respond(200)
+    assert agent.stop() == 0
+    assert [(e["event"], e["seq"]) for e in receiver.events] == [("eventsink_started", 1), ("eventsink_ended", 2)]
+    assert receiver.problems == []
