@@ -20,7 +20,7 @@ from agent.config import ConfigError
 from agent.internal import CHILD_GRACE, worker_identity
 from agent.logs import SUPPORT
 from agent.processes import exit_description
-from agent.sinkslot import SinkSlot
+from agent.sinkslot import SinkSlot, password_digest
 from agent.states import PublisherState, change_state
 
 log = logging.getLogger("agent.supervisor")
@@ -76,13 +76,15 @@ class ChildProcesses:
                 slot.name, slot.restarts_in_window(now), slot.restart_backoff.maximum,
             )
         try:
-            spec = config_mod.encode_spec(config_mod.resolve_secrets(self.config), slot.name)
+            resolved = config_mod.resolve_secrets(self.config)
+            spec = config_mod.encode_spec(resolved, slot.name)
             handle = self.launcher.spawn(list(WORKER_ARGV), spec, f"worker {slot.name}")
         except (ConfigError, OSError) as exc:
             change_state(slot, S.CRASHED, f"cannot start the worker: {exc}", now=now)
             return
         slot.attach(handle, now)
         slot.worker_view = self._worker_view(slot.name)
+        slot.password_digest = password_digest(resolved.sink_named(slot.name))
         log.info("sink %s: worker started (pid %d)%s", slot.name, handle.pid, f", restart #{slot.restarts}" if automatic else "")
 
     def _retire(self, slot: SinkSlot, *, stop_event: bool, now: float) -> None:

@@ -36,7 +36,7 @@ from agent.processes import PopenLauncher, SystemClock
 from agent.children import ChildProcesses, Stopping
 from agent.reload import plan_reload
 from agent.runtime import RuntimeFiles, StartupError
-from agent.sinkslot import BrokerReport, BrokerSlot, SinkSlot, WorkerReport, parse_report
+from agent.sinkslot import BrokerReport, BrokerSlot, SinkSlot, WorkerReport, parse_report, password_digest
 from agent.states import STOPPABLE_STATES, PublisherState, change_state
 from alarms import rules
 from alarms.registry import JOURNAL_FULL, AlarmRegistry, iso_utc
@@ -437,6 +437,7 @@ class Supervisor(ChildProcesses):
         msg = {"type": "update", "config": msgspec.to_builtins(resolved), "announce": announce}
         if self.link.send(worker_identity(slot.name), msg):
             slot.worker_view = self._worker_view(slot.name)
+            slot.password_digest = password_digest(resolved.sink_named(slot.name))
 
     # ================================================================ commands
 
@@ -553,13 +554,22 @@ class Supervisor(ChildProcesses):
             raise CommandError(400, f"config not reloaded: {len(lines)} problem(s)", lines)
         plan = plan_reload(self.config, result.config)
         try:
-            config_mod.resolve_secrets(plan.config)
+            resolved = config_mod.resolve_secrets(plan.config)
             for name in plan.added:
                 self.journal.ensure_cursor(name)
         except ConfigError as exc:
             raise CommandError(400, f"config not reloaded: {len(exc.problems)} problem(s)", [p.render(self.config_path) for p in exc.problems]) from None
         except sqlite3.Error as exc:
             raise CommandError(500, f"config not reloaded: the journal refused a new cursor: {exc}") from None
+        for name, slot in self.slots.items():
+            # Same settings, but the password read from its password_file was rotated: an update.
+            if name in plan.removed or name in plan.changed or slot.password_digest is None:
+                continue
+            if password_digest(resolved.sink_named(name)) != slot.password_digest:
+                plan.changed.append(name)
+                slot.worker_view = (None, None, None)  # resent on its next report if it is still connecting
+                if name in plan.quiet_updates:
+                    plan.quiet_updates.remove(name)
         for w in result.warnings:
             log.warning("reload: %s", w.render(self.config_path))
         for key in plan.needs_restart:

@@ -155,3 +155,55 @@ def test_plan_reload_is_pure():
     moved = cfg(sinks=BASE_SINKS, agent_extra="max_journal_mb = 5")
     plan = plan_reload(old, moved)
     assert plan.needs_restart == ["agent.max_journal_mb"] and plan.config.agent == old.agent
+
+
+def test_reload_picks_up_a_rotated_password_file():
+    """An operator rotates the password in password_file and reloads: the worker must get it."""
+    r = Rig()
+    try:
+        pw = os.path.join(r.base, "cdr.secret")
+        with open(pw, "w") as fh:
+            fh.write("old-pass\n")
+        os.chmod(pw, 0o600)
+        r.write(config_text(r.base).replace(
+            'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
+            f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
+        ))
+        r.sup.config = config_mod.load_or_raise(r.path)
+        r.start()
+        r.report("cdr", "running")
+        assert r.ask("reload")["changed"] == []  # same file, same password: nothing to do
+        assert r.link.to("cdr", "update") == []
+        with open(pw, "w") as fh:
+            fh.write("new-pass\n")
+        assert r.ask("reload")["changed"] == ["cdr"]
+        [update] = r.link.to("cdr", "update")
+        assert next(s for s in update["config"]["sink"] if s["name"] == "cdr")["password"] == "new-pass"
+        assert r.ask("reload")["changed"] == []  # applied once, not on every reload
+    finally:
+        r.close()
+
+
+def test_rotated_password_reaches_a_worker_still_connecting():
+    r = Rig()
+    try:
+        pw = os.path.join(r.base, "cdr.secret")
+        with open(pw, "w") as fh:
+            fh.write("old-pass\n")
+        r.write(config_text(r.base).replace(
+            'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
+            f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
+        ))
+        r.sup.config = config_mod.load_or_raise(r.path)
+        r.start()
+        r.link.unreachable.add(b"sink:cdr")  # not connected yet: the update cannot go now
+        with open(pw, "w") as fh:
+            fh.write("new-pass\n")
+        assert r.ask("reload")["changed"] == ["cdr"]
+        assert r.link.to("cdr", "update") == []
+        r.link.unreachable.clear()
+        r.report("cdr", "running")
+        [update] = r.link.to("cdr", "update")
+        assert next(s for s in update["config"]["sink"] if s["name"] == "cdr")["password"] == "new-pass"
+    finally:
+        r.close()
