@@ -65,3 +65,24 @@ def test_sighup_reloads_like_the_control_socket(make_agent, make_receiver):
     assert agent.proc.poll() is None
     assert agent.stop() == 0
     assert names(rx_b)[-1] == "eventsink_stopped"  # version 1's stop event at shutdown
+
+
+def test_reload_applies_a_rotated_password_file(make_agent, make_receiver):
+    """The receiver's password was rotated; the operator writes it to password_file and reloads."""
+    rx = make_receiver(username="cdr", password="new-pass")
+    agent = make_agent([sink("cdr", rx.url, version=2)], start=False, tuning={"initial_retry_backoff": 0.2})
+    pw = f"{agent.base}/cdr.secret"
+    with open(pw, "w") as fh:
+        fh.write("old-pass\n")
+    agent.sinks = [sink("cdr", rx.url, version=2, username="cdr", password_file=pw)]
+    agent.write_config()
+    agent.start()
+    assert rx.wait_for(lambda r: r.summary()["auth_failures"] >= 1)
+    assert rx.events == []
+    with open(pw, "w") as fh:
+        fh.write("new-pass\n")
+    code, body = agent.post("/v1/reload")
+    assert code == 200 and body["changed"] == ["cdr"], body
+    assert rx.wait_for(lambda r: "eventsink_updated" in names(r)), rx.summary()
+    assert names(rx)[0] == "eventsink_started"  # the event that failed before, now delivered
+    assert "new-pass" not in agent.log() and "old-pass" not in agent.log()
