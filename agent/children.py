@@ -77,7 +77,9 @@ class ChildProcesses:
             )
         try:
             resolved = config_mod.resolve_secrets(self.config)
-            spec = config_mod.encode_spec(resolved, slot.name)
+            # A sink with an active alarm stays stopped across a worker crash: its new worker
+            # must not send (not even eventsink_started) before the supervisor could stop it.
+            spec = config_mod.encode_spec(resolved, slot.name, paused=bool(self.alarms.for_sink(slot.name)))
             handle = self.launcher.spawn(list(WORKER_ARGV), spec, f"worker {slot.name}")
         except (ConfigError, OSError) as exc:
             change_state(slot, S.CRASHED, f"cannot start the worker: {exc}", now=now)

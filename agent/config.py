@@ -480,18 +480,28 @@ def resolve_secrets(config: Config) -> Config:
     return msgspec.structs.replace(config, sink=sinks)
 
 
-def encode_spec(config: Config, sink: str | None = None) -> bytes:
+def encode_spec(config: Config, sink: str | None = None, *, paused: bool = False) -> bytes:
+    """A child's spec; `paused`: a worker starts with its publisher stopped (its sink has an alarm)."""
     spec: dict[str, Any] = {"config": config}
     if sink is not None:
         spec["sink"] = sink
+    if paused:
+        spec["paused"] = True
     return msgspec.json.encode(spec)
 
 
 class _Spec(msgspec.Struct):
     config: Config
     sink: str | None = None
+    paused: bool = False
 
 
 def decode_spec(raw: bytes) -> tuple[Config, str | None]:
     spec = msgspec.json.decode(raw, type=_Spec)
     return spec.config, spec.sink
+
+
+def decode_worker_spec(raw: bytes) -> tuple[Config, str | None, bool]:
+    """(config, sink name, paused) of a worker's spec."""
+    spec = msgspec.json.decode(raw, type=_Spec)
+    return spec.config, spec.sink, spec.paused

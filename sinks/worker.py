@@ -26,7 +26,7 @@ import zmq
 
 from agent import internal, logs
 from agent.backoff import Backoff
-from agent.config import Config, Paths, SinkConfig, decode_spec
+from agent.config import Config, Paths, SinkConfig, decode_worker_spec
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
 from sinks.delivery import PAUSED, RUNNING, Dispatcher, HttpClient
@@ -51,7 +51,8 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level
 class Worker:
     """One sink's publisher: journal and feed in, POSTs out."""
 
-    def __init__(self, config: Config, sink: SinkConfig):
+    def __init__(self, config: Config, sink: SinkConfig, *, start_paused: bool = False):
+        self.start_paused = start_paused
         self.config = config
         self.sink = sink
         self.name = sink.name
@@ -126,7 +127,10 @@ class Worker:
         poller.register(self.link, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         now = time.monotonic()
-        self._enqueue(self.shaper.lifecycle(STARTED, now))
+        if self.start_paused:  # its sink has an alarm: count the backlog, send nothing
+            self.dispatcher.pause()
+        else:
+            self._enqueue(self.shaper.lifecycle(STARTED, now))
         self.dispatcher.start()
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
@@ -399,7 +403,7 @@ class Worker:
 
 def main() -> int:
     try:
-        config, name = decode_spec(sys.stdin.buffer.read())
+        config, name, paused = decode_worker_spec(sys.stdin.buffer.read())
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         print(f"sinks.worker: unusable spec on stdin: {exc}", file=sys.stderr)
         return 2
@@ -409,7 +413,7 @@ def main() -> int:
         return 2
     logs.configure(f"sink:{name}", logs.config_secrets(config))
     try:
-        worker = Worker(config, sink)
+        worker = Worker(config, sink, start_paused=paused)
     except (OSError, sqlite3.Error, JournalCorrupt, ssl.SSLError, ValueError) as exc:
         log.error("sink %s: cannot start: %s", name, exc)
         return 1

@@ -166,3 +166,27 @@ def test_pipelined_sink_under_flapping_receiver_loses_nothing_and_probes_once(ma
             total += initial * 2 ** waits
             waits += 1
         assert len(run) <= 8 + waits + 1, (len(run), round(duration, 3), waits)
+
+
+def test_worker_crash_while_alarmed_comes_back_stopped_and_sends_nothing(make_agent, receiver):
+    import os
+    import signal
+
+    receiver.respond(503)
+    agent = make_agent([sink("cdr", receiver.url)],
+                       tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 0.5}, start=False)
+    agent.start(wait=False)
+    wait_until(lambda: agent.alarms(), timeout=15, what="backoff alarm")
+    wait_until(lambda: agent.sink_status("cdr")["state"] == "stopped", what="stopped")
+    receiver.respond(200)
+    old_pid = agent.sink_status("cdr")["pid"]
+    seen = len(receiver.requests)
+    os.kill(old_pid, signal.SIGKILL)
+    wait_until(lambda: agent.sink_status("cdr")["pid"] not in (None, old_pid), timeout=15, what="worker restarted")
+    wait_until(lambda: agent.sink_status("cdr")["state"] == "stopped", what="stopped again")
+    time.sleep(1.5)  # the requirement itself: a stopped publisher sends nothing, not even eventsink_started
+    assert len(receiver.requests) == seen
+    assert agent.sink_status("cdr")["alarms"] == [BACKOFF_ALARM]
+    code, _ = agent.post("/v1/sinks/cdr/restart")
+    assert code == 200
+    assert receiver.wait_events(1) and receiver.events[0]["event"] == "eventsink_started"
