@@ -17,8 +17,14 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = (), label: str = "agent"):
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self.secrets: list[str] = []
         self.label = label
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these too (old ones stay masked: a line may still name a removed sink's)."""
+        merged = set(self.secrets) | {s for s in secrets if s and len(s) >= 3}
+        self.secrets = sorted(merged, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for s in self.secrets:
@@ -49,13 +55,28 @@ def configure(label: str, secrets: Iterable[str] = (), level: int = logging.INFO
     root.setLevel(level)
 
 
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Extend the masking of this process's log handlers (after a reload brought new secrets)."""
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, RedactSecrets):
+                f.add(secrets)
+
+
 def config_secrets(config) -> list[str]:
-    """Every secret string a config holds: passwords, signing secrets, URL credentials."""
+    """Every secret string a config holds: passwords (also those in password files), signing
+    secrets and their keys' base64, URL credentials."""
     from agent.config import url_credentials
 
     out: list[str] = []
     for s in config.sink:
-        out += [s.password, s.secret]
+        out += [s.password, s.secret, s.secret.removeprefix("whsec_")]
         user, pw = url_credentials(s.url)
         out.append(pw)
+        if s.password_file and not s.password:
+            try:
+                with open(s.password_file, encoding="utf-8") as fh:
+                    out.append(fh.read().strip())
+            except OSError:
+                pass
     return [x for x in out if x]

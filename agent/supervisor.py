@@ -28,6 +28,7 @@ import msgspec
 import zmq
 
 from agent import config as config_mod
+from agent import logs
 from agent.config import Config, ConfigError, Paths, parse_listen, redact_url
 from agent.errors import CommandError
 from agent.internal import BROKER_IDENTITY, worker_identity
@@ -575,6 +576,7 @@ class Supervisor(ChildProcesses):
         for key in plan.needs_restart:
             log.warning("reload: %s changed; it applies only after the agent is restarted (keeping the running value)", key)
         self.config = plan.config
+        logs.add_secrets(logs.config_secrets(plan.config))
         now = self.clock.monotonic()
         for name in plan.removed:
             slot = self.slots.pop(name)

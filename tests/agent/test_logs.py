@@ -1,0 +1,55 @@
+"""Log redaction: configured secrets never reach a log line."""
+
+import io
+import logging
+
+from agent import config as cfg
+import pytest
+
+from agent import logs
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger():
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = saved
+    root.setLevel(level)
+
+
+def capture(label, secrets):
+    logs.configure(label, secrets)
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].stream = stream
+    return stream
+
+
+def test_secrets_from_config_and_password_files_are_masked(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("file-pass-123\n")
+    text = f"""
+[node]
+address = "10.0.0.1"
+location = "Oslo"
+[[sink]]
+name = "a"
+url = "http://user:url-pass-456@127.0.0.1:1/x"
+locations = ["Oslo"]
+password_file = "{pw}"
+secret = "whsec_c2VjcmV0LWtleS03ODk="
+"""
+    config = cfg.parse(text).config
+    stream = capture("t", logs.config_secrets(config))
+    logging.getLogger("support.events").warning("a=%s b=%s c=%s d=%s", "file-pass-123", "url-pass-456",
+                                                "whsec_c2VjcmV0LWtleS03ODk=", "c2VjcmV0LWtleS03ODk=")
+    out = stream.getvalue()
+    assert "file-pass-123" not in out and "url-pass-456" not in out and "c2VjcmV0LWtleS03ODk" not in out
+    assert out.count("***") == 4
+
+
+def test_add_secrets_extends_the_running_filter_and_keeps_the_old_ones():
+    stream = capture("t", ["old-secret"])
+    logs.add_secrets(["new-secret"])
+    logging.getLogger("x").error("old-secret new-secret")
+    assert stream.getvalue().rstrip().endswith("*** ***")
