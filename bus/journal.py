@@ -20,6 +20,7 @@ open between calls: a long-lived reader must not pin the WAL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -106,7 +107,27 @@ def _wal_bytes(path: str) -> int:
         return 0
 
 
-class Journal:
+class _Connection:
+    """One SQLite connection to the journal: closed once, also as a context manager."""
+
+    _db: sqlite3.Connection
+    _lock: contextlib.AbstractContextManager = contextlib.nullcontext()  # Journal: a real lock
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Journal(_Connection):
     """The broker's writer and the supervisor's admin handle (one connection, serialised by a lock)."""
 
     def __init__(self, path: str, *, verify: bool = False):
@@ -301,18 +322,6 @@ class Journal:
             size = 0
         return size + _wal_bytes(self.path)
 
-    def close(self) -> None:
-        with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
-
-    def __enter__(self) -> "Journal":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def quarantine(path: str, wall: float | None = None) -> tuple[str, int | None]:
@@ -404,7 +413,7 @@ class SpaceReserve:
             return False
 
 
-class JournalReader:
+class JournalReader(_Connection):
     """One worker's connection: reads events, moves its own cursor, never holds a read transaction."""
 
     def __init__(self, path: str, sink: str):
@@ -455,15 +464,3 @@ class JournalReader:
                 if not busy or attempt >= COMMIT_RETRIES:
                     raise
                 time.sleep(min(0.01 * attempt, 0.1))
-
-    def close(self) -> None:
-        try:
-            self._db.close()
-        except sqlite3.Error:
-            pass
-
-    def __enter__(self) -> "JournalReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

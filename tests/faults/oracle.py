@@ -31,41 +31,30 @@ from dataclasses import dataclass, field
 HEAD_SQL = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 
 
-def journal_head(path: str) -> int:
-    """The highest offset ever journaled (0 for a journal without events), read-only."""
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=5)
+def _read_only(path: str, sql: str) -> list[tuple]:
+    """Run one query on the journal through its own read-only connection."""
+    db = sqlite3.connect("file:" + os.path.abspath(path) + "?mode=ro", uri=True, timeout=5)
     try:
-        return db.execute(HEAD_SQL).fetchone()[0]
+        return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def journal_head(path: str) -> int:
+    """The highest offset ever journaled (0 for a journal without events), read-only."""
+    return _read_only(path, HEAD_SQL)[0][0]
 
 
 def journal_epoch(path: str) -> str:
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=5)
-    try:
-        return db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
-    finally:
-        db.close()
+    return _read_only(path, "SELECT value FROM meta WHERE key = 'epoch'")[0][0]
 
 
 def journal_rows(path: str) -> int:
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=5)
-    try:
-        return db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    finally:
-        db.close()
+    return _read_only(path, "SELECT COUNT(*) FROM events")[0][0]
 
 
 def journal_cursors(path: str) -> dict[str, int]:
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=5)
-    try:
-        return dict(db.execute('SELECT sink, "offset" FROM cursors'))
-    finally:
-        db.close()
+    return dict(_read_only(path, 'SELECT sink, "offset" FROM cursors'))
 
 
 def journal_file_bytes(path: str) -> int:
