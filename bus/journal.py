@@ -107,6 +107,21 @@ def _wal_bytes(path: str) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def _closed_if_unusable(db: sqlite3.Connection, path: str):
+    """While opening: on failure close DB; a corrupt file surfaces as one-line JournalCorrupt."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        db.close()
+        if _is_corrupt(exc):
+            raise JournalCorrupt(f"journal {path} is corrupt: {exc}") from None
+        raise
+    except JournalCorrupt:
+        db.close()
+        raise
+
+
 class _Connection:
     """One SQLite connection to the journal: closed once, also as a context manager."""
 
@@ -139,21 +154,13 @@ class Journal(_Connection):
         created = not os.path.exists(path)
         self._lock = threading.Lock()
         self._db = _connect(path, must_exist=False)
-        try:
+        with _closed_if_unusable(self._db, path):
             self.epoch = self._open_or_create(created)
             if verify and not created:
                 found = self._db.execute("PRAGMA quick_check(1)").fetchone()
                 if found is None or found[0] != "ok":
                     problem = " ".join(str(found and found[0]).split())[:200]  # one line
                     raise JournalCorrupt(f"journal {path} failed its integrity check: {problem}")
-        except sqlite3.Error as exc:
-            self._db.close()
-            if _is_corrupt(exc):
-                raise JournalCorrupt(f"journal {path} is corrupt: {exc}") from None
-            raise
-        except JournalCorrupt:
-            self._db.close()
-            raise
         if created:
             try:
                 os.chmod(path, 0o640)
@@ -420,17 +427,9 @@ class JournalReader(_Connection):
         self.path = path
         self.sink = sink
         self._db = _connect(path, must_exist=True)
-        try:
+        with _closed_if_unusable(self._db, path):
             _check_schema(self._db, path)
             self.epoch = _read_epoch(self._db, path)
-        except sqlite3.Error as exc:
-            self._db.close()
-            if _is_corrupt(exc):
-                raise JournalCorrupt(f"journal {path} is corrupt: {exc}") from None
-            raise
-        except JournalCorrupt:
-            self._db.close()
-            raise
 
     def read(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         """Up to LIMIT events with offset > AFTER, ascending: (offset, topic, payload)."""
