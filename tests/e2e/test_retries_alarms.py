@@ -1,6 +1,5 @@
 """End to end: sink-level backoff, Retry-After, the two alarms, restart, pipelining."""
 
-import threading
 import time
 
 import pytest

@@ -36,7 +36,6 @@ def test_three_kill_9_of_the_worker_lose_nothing(make_agent, receiver, loadgen, 
     ledger.add_published("k", gen.wait())
     wait_until(lambda: ledger.journaled() == TOTAL, 15, what="every published event journaled")
     wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered")
-    status = agent.status()
     v = ledger.verdict(f"kill -9 worker x3, max_in_flight={max_in_flight} (seed {seed})", tally,
                        received_counter=ledger.received_counter(agent), check_order=max_in_flight == 1,
                        extra=f"worker_restarts={agent.sink_status('cdr')['restarts']} posts={tally.posts}")

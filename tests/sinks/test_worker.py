@@ -12,7 +12,7 @@ import pytest
 
 from sinks import signing
 from sinks.receiver import Receiver
-from tests.sinks.harness import NODE, WorkerRun, make_sink, wait_until
+from tests.sinks.harness import NODE, WorkerRun, make_sink
 
 BASE_RSS_KB = 40_000  # an idle worker: about 34 MB
 SECRET = "whsec_" + base64.b64encode(b"worker-test-key-0123456789abcdef").decode()
