@@ -11,7 +11,8 @@ import zmq
 
 # Upper bounds (seconds) of the two histograms workers report; +Inf is implied.
 HISTOGRAM_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-REPORT_INTERVAL = 0.25  # s between a child's reports
+REPORT_INTERVAL = 0.25  # s at least between a child's reports while its figures change
+HEARTBEAT_INTERVAL = 5.0  # s at most between a child's reports when nothing changes
 CHILD_GRACE = 5.0  # s a child gets to exit after shutdown/SIGTERM before SIGKILL
 BROKER_IDENTITY = b"broker"
 

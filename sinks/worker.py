@@ -3,25 +3,29 @@
 Owns the worker's main loop: reads its spec on stdin, takes the sink's events
 from the journal (catch-up from its durable cursor, gaps) and the live fan-out,
 holds at most WINDOW journal events in memory (beyond that only the highest
-offset seen, read later), shapes them (sinks/shaping.py), hands Posts to the
-sender threads (sinks/delivery.py), moves and commits the cursor
+offset seen, read later), shapes them (sinks/shaping.py), starts their POSTs
+on libcurl (sinks/delivery.py, sinks/http.py), moves and commits the cursor
 (sinks/cursor.py), reports to the supervisor and obeys its commands
 (docs/internals.md). Signal handlers only set a flag and wake the loop.
+
+One thread: a single zmq.Poller waits on the live feed, the supervisor link,
+the wake pipe and libcurl's sockets together, with a timeout that is the
+nearest real deadline (libcurl's timer, a held event, a bulk envelope, the end
+of a backoff wait, a due report or cursor commit). Nothing wakes the worker
+periodically: while nothing happens it sleeps until its heartbeat report.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sqlite3
-import ssl
 import sys
-import threading
 import time
 
 import msgspec
-import urllib3
 import zmq
 
 from agent import internal, logs
@@ -29,7 +33,8 @@ from agent.backoff import Backoff
 from agent.config import Config, Paths, SinkConfig, decode_worker_spec
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
-from sinks.delivery import PAUSED, RUNNING, Dispatcher, HttpClient
+from sinks.delivery import PAUSED, RUNNING, Dispatcher
+from sinks.http import HttpClient, Timeouts
 from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
 
 log = logging.getLogger("sinks.worker")
@@ -42,7 +47,8 @@ FEED_PER_TURN = 4096  # live messages taken per loop turn
 RCVHWM = 10000  # live messages ZeroMQ may buffer; more are dropped and read from the journal
 JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
 COMMIT_INTERVAL = 0.1  # s between cursor commits (when it moved)
-BUSY_TICK = 0.05  # s the loop sleeps at most while events are in memory
+STALL_TICK = 0.05  # s before a deadline that could not be acted on is looked at again
+HEAD_CHECK_BUSY = internal.REPORT_INTERVAL  # s: the journal head is read this soon after live traffic
 IN_FLIGHT_GRACE = 1.0  # s in-flight POSTs get at shutdown
 STOP_EVENT_TIMEOUT = (1.0, 1.5)  # s (connect, read) of the one stop-event attempt
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
@@ -72,11 +78,13 @@ class Worker:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self.poller = zmq.Poller()  # the feed, the link, the wake pipe and libcurl's sockets
+        self.poller.register(self._wake_r, zmq.POLLIN)
         tuning = config.tuning
         self.dispatcher = Dispatcher(
-            sink.name, HttpClient(sink, tuning),
+            sink.name, HttpClient(sink, tuning, watch=self._watch),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
-            sink.max_in_flight, on_state_change=self.wake,
+            sink.max_in_flight,
         )
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
                              emit=self._enqueue, discard=self.tracker.done)
@@ -85,11 +93,21 @@ class Worker:
     # ------------------------------------------------------------ plumbing
 
     def wake(self) -> None:
-        """Wake the main loop (from any thread or a signal handler)."""
+        """Wake the main loop (from a signal handler)."""
         try:
             os.write(self._wake_w, b"!")
         except OSError:
             pass  # the pipe is full: the loop is awake anyway
+
+    def _watch(self, fd: int, bits: int) -> None:
+        """libcurl's socket callback: keep FD in the poller with the bits it waits for (0: none)."""
+        if bits:
+            self.poller.register(fd, bits)  # curl's POLL_IN/POLL_OUT are zmq's POLLIN/POLLOUT
+        else:
+            try:
+                self.poller.unregister(fd)
+            except KeyError:
+                pass
 
     def request_stop(self, stop_event: bool = False) -> None:
         self._stop = True
@@ -122,32 +140,35 @@ class Worker:
         self.sub.connect(self.paths.fanout_endpoint)
         self.link = internal.connect_to_supervisor(ctx, self.paths.supervisor_endpoint,
                                                    internal.worker_identity(self.name))
-        poller = zmq.Poller()
+        poller = self.poller
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.link, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
         now = time.monotonic()
         if self.start_paused:  # its sink has an alarm: count the backlog, send nothing
             self.dispatcher.pause()
         else:
             self._enqueue(self.shaper.lifecycle(STARTED, now))
-        self.dispatcher.start()
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
-        self._last_commit = self._last_head_check = now
+        self._last_commit = now
+        self._next_head_check = now + HEAD_CHECK_BUSY  # events journaled before the feed connected
         self._report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         try:
             while not self._stop:
-                ready = dict(poller.poll(self._poll_timeout(time.monotonic()) * 1000))
-                if self._wake_r in ready:
-                    self._drain_wake()
-                if self.sub in ready:
-                    self._drain_feed()
-                if self.link in ready:
-                    self._drain_link()
+                # Rounded up to whole ms: zmq truncates, and a deadline 0.4 ms away would spin.
+                for item, events in poller.poll(math.ceil(self._poll_timeout(time.monotonic()) * 1000)):
+                    if item is self.sub:
+                        self._drain_feed()
+                    elif item is self.link:
+                        self._drain_link()
+                    elif item == self._wake_r:
+                        self._drain_wake()
+                    else:
+                        self.dispatcher.socket_ready(item, events)
                 self._turn(time.monotonic())
             self._shutdown()
         finally:
+            self.dispatcher.release()
             self.sub.close(0)
             self.link.close()
             ctx.term()
@@ -166,18 +187,25 @@ class Worker:
     def _poll_timeout(self, now: float) -> float:
         if self._can_read(now):
             return 0.0  # catching up
-        limit = BUSY_TICK if (self.tracker.undone or self.dispatcher.in_flight) else internal.REPORT_INTERVAL
-        due = [self._last_report + internal.REPORT_INTERVAL]
+        due = [self._last_report + internal.HEARTBEAT_INTERVAL, self._next_head_check]
+        if self._figures() != self._reported:
+            due.append(self._last_report + internal.REPORT_INTERVAL)
         if self.tracker.cursor > self.committed:
             due.append(self._last_commit + COMMIT_INTERVAL)
         for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None):
             if deadline is not None:
                 # One still past after a turn cannot be acted on yet (a held event in a stalled
                 # window, a stopped publisher): look again after a tick, do not spin.
-                due.append(deadline if deadline > now else now + BUSY_TICK)
-        return max(0.0, min(limit, min(due) - now))
+                due.append(deadline if deadline > now else now + STALL_TICK)
+        deadline = self.dispatcher.next_deadline(now)  # libcurl's timers, the end of a backoff wait
+        if deadline is not None:
+            due.append(deadline)
+        return max(0.0, min(due) - now)
 
     def _turn(self, now: float) -> None:
+        dispatcher = self.dispatcher
+        dispatcher.timer_due(now)
+        dispatcher.collect(now)
         self._collect()
         if self.accepting:
             self._catch_up(now)
@@ -187,15 +215,28 @@ class Worker:
             self.shaper.expire(now, read_all=not stalled)
             if self.batcher is not None:
                 self.batcher.tick(now)
-        if now - self._last_head_check >= internal.REPORT_INTERVAL:
-            self._last_head_check = now
+            dispatcher.pump(now)
+        if now >= self._next_head_check:
+            self._next_head_check = now + internal.HEARTBEAT_INTERVAL
             self._journal_call(lambda: self._see_head(self.reader.head()))
         if self.tracker.cursor > self.committed and now - self._last_commit >= COMMIT_INTERVAL:
             self._last_commit = now
             self._commit()
-        state = self.dispatcher.state
-        if state != self._reported_state or now - self._last_report >= internal.REPORT_INTERVAL:
+        figures = self._figures()
+        if figures != self._reported:
+            if figures[0] != self._reported[0] or now - self._last_report >= internal.REPORT_INTERVAL:
+                self._report(now)  # a change of state at once, other changes at most every REPORT_INTERVAL
+        elif now - self._last_report >= internal.HEARTBEAT_INTERVAL:
             self._report(now)
+
+    def _figures(self) -> tuple:
+        """What a report tells, in short: a new report is due when this changes."""
+        d = self.dispatcher
+        return (d.state, self._backlog(), d.in_flight, d.delivered, d.failures, d.backoff.failures,
+                self.committed, self.head)
+
+    def _backlog(self) -> int:
+        return self.tracker.undone + max(0, self.head - self.next_offset + 1)
 
     def _drain_wake(self) -> None:
         try:
@@ -231,6 +272,9 @@ class Worker:
             offset = int.from_bytes(frames[1], "big")
             if offset > self.head:
                 self.head = offset
+                # The fan-out may drop (a full queue): read the head soon after traffic, in case
+                # the last messages of a burst were the ones dropped.
+                self._next_head_check = min(self._next_head_check, now + HEAD_CHECK_BUSY)
             if offset == self.next_offset and self.accepting and self._room() > 0:
                 self._accept(offset, frames[2], now)
             # below next_offset: a duplicate; above it: a gap, read from the journal
@@ -283,11 +327,11 @@ class Worker:
 
     def _report(self, now: float) -> None:
         self._last_report = now
-        self._reported_state = state = self.dispatcher.state
+        self._reported = self._figures()
         msg = {
-            "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(), "publisher": state,
-            "backlog": self.tracker.undone + max(0, self.head - self.next_offset + 1),
-            "cursor": self.tracker.cursor, "head": self.head,
+            "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(),
+            "publisher": self.dispatcher.state, "backlog": self._backlog(),
+            "cursor": self.committed, "head": self.head,  # the durable cursor
         }
         msg.update(self.dispatcher.snapshot())
         internal.send_nowait(self.link, msg)
@@ -340,8 +384,8 @@ class Worker:
         client = None
         if HttpClient.settings_key(sink, tuning) != self.dispatcher.client.key:
             try:
-                client = HttpClient(sink, tuning)
-            except (OSError, ssl.SSLError, ValueError) as exc:
+                client = HttpClient(sink, tuning, watch=self._watch)
+            except (OSError, ValueError) as exc:
                 log.error("sink %s: keeping the old connection settings: the new ones are unusable (%s)",
                           self.name, exc)
                 return
@@ -355,7 +399,6 @@ class Worker:
                 self.batcher.flush()
             self.batcher = self._new_batcher(sink)
         self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client)
-        self.dispatcher.start()
         log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
         if announce and self.accepting:
             self._enqueue(self.shaper.lifecycle(UPDATED, time.monotonic()))
@@ -363,9 +406,8 @@ class Worker:
     # ------------------------------------------------------------ shutdown
 
     def _shutdown(self) -> None:
-        watchdog = threading.Timer(internal.CHILD_GRACE - 0.5, self._force_exit)
-        watchdog.daemon = True
-        watchdog.start()
+        signal.signal(signal.SIGALRM, lambda *_: self._force_exit())
+        signal.setitimer(signal.ITIMER_REAL, internal.CHILD_GRACE - 0.5)
         running = self.dispatcher.state == RUNNING
         self.dispatcher.close()
         if not self.dispatcher.wait_idle(IN_FLIGHT_GRACE):
@@ -388,8 +430,8 @@ class Worker:
         post = self.shaper.lifecycle(stop_event(self.sink.version), time.monotonic())
         if self.batcher is not None:
             post = wrap([post], self.sink.version)
-        timeout = urllib3.Timeout(connect=min(tuning.connection_timeout, STOP_EVENT_TIMEOUT[0]),
-                                  read=min(tuning.response_timeout, STOP_EVENT_TIMEOUT[1]))
+        timeout = Timeouts(connect=min(tuning.connection_timeout, STOP_EVENT_TIMEOUT[0]),
+                           response=min(tuning.response_timeout, STOP_EVENT_TIMEOUT[1]))
         result = self.dispatcher.send_once(post, timeout)
         if not result.ok:
             logging.getLogger(logs.SUPPORT).warning("sink %s: stop event not delivered: %s: %s", self.name,
@@ -414,7 +456,7 @@ def main() -> int:
     logs.configure(f"sink:{name}", logs.config_secrets(config))
     try:
         worker = Worker(config, sink, start_paused=paused)
-    except (OSError, sqlite3.Error, JournalCorrupt, ssl.SSLError, ValueError) as exc:
+    except (OSError, sqlite3.Error, JournalCorrupt, ValueError) as exc:
         log.error("sink %s: cannot start: %s", name, exc)
         return 1
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which shuts us down

@@ -143,7 +143,8 @@ def test_no_byte_code_pip_or_foreign_console_scripts_ship(extracted):
     site = [d for d, dirs, _ in os.walk(os.path.join(venv, "lib")) if d.endswith("site-packages")]
     assert len(site) == 1
     dists = {n.split("-")[0].lower() for n in os.listdir(site[0]) if n.endswith(".dist-info")}
-    assert {"pyzmq", "orjson", "msgspec", "requests", "urllib3", "prometheus_client", "eventsink_agent"} <= dists
+    assert {"pyzmq", "orjson", "msgspec", "pycurl", "prometheus_client", "eventsink_agent"} <= dists
+    assert not dists & {"requests", "urllib3"}  # the worker speaks HTTP through libcurl only
     assert "pip" not in dists and "setuptools" not in dists
 
 
@@ -179,6 +180,10 @@ def test_copyright_names_every_bundled_distribution(extracted):
         if entry.endswith(".dist-info"):
             name, version = entry[: -len(".dist-info")].rsplit("-", 1)
             assert (canonical(name), version) in listed, f"{name} {version} is not listed in the copyright file"
+    # The native libraries inside the pycurl wheel (libcurl, OpenSSL, nghttp2, ...) have a stanza of their own.
+    libs = os.path.join(site, "pycurl.libs")
+    assert os.path.isdir(libs) and any(n.startswith("libcurl") for n in os.listdir(libs))
+    assert "pycurl.libs/*" in text and "libcurl (the curl license" in text and "OpenSSL" in text
 
 
 def test_the_shipped_example_config_passes_check(extracted):

@@ -9,12 +9,13 @@ import subprocess
 import tempfile
 
 import pytest
-import urllib3
+
 
 from agent.config import TuningConfig
 from sinks import signing
-from sinks.delivery import (CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR, FailureLog,
-                            HttpClient, Result)
+from sinks.delivery import FailureLog
+from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR, HttpClient, Result,
+                        Timeouts)
 from sinks.receiver import Receiver
 from tests.sinks.harness import make_sink
 
@@ -42,7 +43,7 @@ def test_post_headers_body_and_keep_alive(rx):
     assert r.headers["content-type"] == "application/json"
     assert r.headers["user-agent"].startswith("eventsink-agent/")
     assert "authorization" not in r.headers and "webhook-signature" not in r.headers
-    assert c._pool.num_connections == 1  # one persistent connection for all three
+    assert c.connects == 1  # one persistent connection for all three
     c.close()
 
 
@@ -202,35 +203,27 @@ def test_failure_log_rate_limits_identical_failures(caplog):
 
 def test_timeout_override_for_one_attempt(rx):
     rx.respond(200, delay=1.0)
-    result = client(rx.url).post(BODY, "x", timeout=urllib3.Timeout(connect=0.5, read=0.2))
+    result = client(rx.url).post(BODY, "x", Timeouts(connect=0.5, response=0.2))
     assert result.outcome == TIMEOUT
 
 
-def test_request_head_and_body_leave_in_one_write():
-    from sinks.delivery import _OneWriteHTTPConnection
+def test_a_large_body_is_sent_without_waiting_for_100_continue(rx):
+    """libcurl asks for `Expect: 100-continue` on bodies over 1 KiB and waits for it; the agent sends an
+    empty Expect, so the body goes at once and the receiver never sees the header."""
+    big = BODY[:-1] + b',"pad":"' + b"x" * 4096 + b'"}'
+    assert client(rx.url).post(big, "big").outcome == SUCCESS
+    assert rx.requests[0].body == big and "expect" not in rx.requests[0].headers
 
-    class RecordingSocket:
-        def __init__(self):
-            self.writes = []
 
-        def sendall(self, data):
-            self.writes.append(bytes(data))
+def test_only_http_and_https_are_spoken(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read me")
+    for url in (f"file://{secret}", "gopher://127.0.0.1:1/x", "ftp://127.0.0.1:1/x"):
+        result = client(url).post(BODY, "x")
+        assert result.outcome == CONNECTION_ERROR and "do not read me" not in result.detail, (url, result)
 
-        def settimeout(self, t):
-            pass
 
-        def close(self):
-            pass
-
-    conn = _OneWriteHTTPConnection("127.0.0.1", 9)
-    conn.sock = RecordingSocket()
-    conn.request("POST", "/events", body=BODY, headers={"webhook-id": "x"})
-    assert len(conn.sock.writes) == 1
-    head, _, body = conn.sock.writes[0].partition(b"\r\n\r\n")
-    assert body == BODY and f"Content-Length: {len(BODY)}".encode() in head
-    sock = conn.sock
-    conn.close()
-    conn.sock = sock
-    conn._body_with_head = b"stale"  # as if a request had failed before its head was sent
-    conn.request("POST", "/events", body=b"", headers={})
-    assert len(sock.writes) == 2 and sock.writes[1].endswith(b"\r\n\r\n")
+def test_environment_proxies_are_ignored(rx, monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:1")  # nothing listens there
+    assert client(rx.url).post(BODY, "x").outcome == SUCCESS

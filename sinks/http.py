@@ -1,0 +1,379 @@
+"""One sink's HTTP side on libcurl (pycurl): `HttpClient`.
+
+Owns the sink's libcurl settings (set once per easy handle: http and https
+only, redirects never followed, an empty `Expect:`, TLS against the system
+trust store or the sink's `ca_file`, no proxy from the environment), a
+`CurlMulti` with up to `max_in_flight` easy handles kept alive and reused, the
+per-attempt request (headers, Basic auth, `webhook-id`, Standard Webhooks
+signature), and the mapping of every answer or libcurl error to exactly one
+outcome (`Result`).
+
+No threads: the multi is driven by its owner's poll loop through the socket
+and timer callbacks (`watch`, `next_deadline`, `socket_ready`, `timer_due`),
+and finished transfers are collected with `finished()`. `post()` drives the
+same machinery with a private poll for a one-off attempt (the stop event at
+shutdown, tests), so both paths run the same code.
+
+libcurl has one limit for connecting (`CONNECTTIMEOUT`) but none for "the
+answer once connected", so `response_timeout` is kept here: each transfer has
+a watchdog deadline, checked only when it comes due (a normal POST finishes
+long before and costs nothing), and a transfer with no answer within
+`response_timeout` of being sent is aborted as a `timeout`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pycurl
+
+import agent
+from agent.backoff import RETRY_AFTER_STATUSES, parse_retry_after
+from agent.config import SinkConfig, TuningConfig, redact_url, url_credentials
+from sinks.signing import Signer
+
+SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
+    "success", "http_error", "redirect", "timeout", "connection_error", "tls_error",
+)
+OUTCOMES = (SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR)
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+USER_AGENT = f"eventsink-agent/{agent.__version__}"
+ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)
+
+# libcurl errors that are TLS problems; every other error is a connection_error (timeouts aside).
+_TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
+_HTTP_ONLY = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
+# The poll bits of curl's socket callback and of socket_action happen to be zmq's and poll(2)'s
+# IN/OUT (1, 2), so a watch callback can hand them to a zmq.Poller unchanged.
+WATCH_IN, WATCH_OUT = pycurl.POLL_IN, pycurl.POLL_OUT
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How one POST ended."""
+
+    outcome: str
+    status: int | None = None
+    duration: float = 0.0
+    retry_after: float | None = None
+    detail: str = ""  # the reason, for the log (never credentials)
+    answer: bytes = b""  # the first ANSWER_KEPT bytes of a failed answer's body
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == SUCCESS
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    response: float
+
+
+class Transfer:
+    """One easy handle, kept alive across POSTs, and what its current POST gathered."""
+
+    __slots__ = ("handle", "token", "started", "deadline", "timeouts", "lines", "answer", "aborted")
+
+    def __init__(self, handle: pycurl.Curl):
+        self.handle = handle
+        self.token: object = None
+        self.started = 0.0
+        self.deadline = 0.0  # the watchdog's next look at this transfer
+        self.timeouts: Timeouts | None = None
+        self.lines: list[bytes] = []
+        self.answer = bytearray()
+        self.aborted = ""
+        handle.setopt(pycurl.HEADERFUNCTION, self._header)
+        handle.setopt(pycurl.WRITEFUNCTION, self._body)
+
+    def _header(self, line: bytes) -> None:
+        if line.startswith(b"HTTP/"):  # a new answer (after a 100 Continue or a proxy's CONNECT)
+            self.lines.clear()
+        self.lines.append(line)
+
+    def _body(self, chunk: bytes) -> None:
+        room = ANSWER_KEPT - len(self.answer)
+        if room > 0:
+            self.answer += chunk[:room]
+
+    def reset(self) -> None:
+        self.token = None
+        self.lines.clear()
+        self.answer.clear()
+        self.aborted = ""
+
+
+class HttpClient:
+    """One sink's HTTP side: a CurlMulti, `max_in_flight` kept-alive handles, one POST per start()."""
+
+    def __init__(self, sink: SinkConfig, tuning: TuningConfig, watch: Callable[[int, int], None] | None = None):
+        self.key = self.settings_key(sink, tuning)
+        self.url = redact_url(sink.url)  # credentials go in the Authorization header, never to libcurl
+        self.timeouts = Timeouts(tuning.connection_timeout, tuning.response_timeout)
+        self.limit = max(1, sink.max_in_flight)
+        self._static_headers = self._headers_of(sink)
+        self._signer = Signer(sink.secret) if sink.secret else None
+        self._sink = sink
+        self._watch = watch
+        self.watched: dict[int, int] = {}  # fd -> WATCH_* bits libcurl waits for
+        self._timer_at: float | None = None  # libcurl's own timer, monotonic
+        self._idle: list[Transfer] = []
+        self._busy: dict[pycurl.Curl, Transfer] = {}
+        self._done: list[tuple[object, Result]] = []
+        self.connects = 0  # new connections opened (keep-alive reuse shows as few)
+        self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self._multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, self.limit)
+        self._multi.setopt(pycurl.M_MAXCONNECTS, self.limit)
+
+    @staticmethod
+    def settings_key(sink: SinkConfig, tuning: TuningConfig) -> tuple:
+        """Everything that needs a new client when it changes."""
+        return (sink.url, sink.username, sink.password, sink.verify_tls, sink.ca_file, sink.secret,
+                sink.max_in_flight, tuning.connection_timeout, tuning.response_timeout)
+
+    def __repr__(self) -> str:
+        return f"HttpClient({self.url})"
+
+    @staticmethod
+    def _headers_of(sink: SinkConfig) -> list[str]:
+        headers = ["Content-Type: application/json", f"User-Agent: {USER_AGENT}",
+                   "Expect:"]  # no 100-continue wait for bodies over 1 KiB
+        user, password = (sink.username, sink.password) if sink.username else url_credentials(sink.url)
+        if user:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers.append(f"Authorization: Basic {token}")
+        return headers
+
+    def _new_handle(self) -> Transfer:
+        c = pycurl.Curl()
+        sink = self._sink
+        c.setopt(pycurl.URL, self.url)
+        c.setopt(pycurl.PROTOCOLS, _HTTP_ONLY)
+        c.setopt(pycurl.REDIR_PROTOCOLS, _HTTP_ONLY)
+        c.setopt(pycurl.FOLLOWLOCATION, 0)
+        c.setopt(pycurl.NOSIGNAL, 1)
+        c.setopt(pycurl.TCP_NODELAY, 1)
+        c.setopt(pycurl.PROXY, "")  # never a proxy from http_proxy / HTTPS_PROXY in the environment
+        c.setopt(pycurl.POST, 1)
+        if sink.url.lower().startswith("https:"):
+            if sink.verify_tls:
+                c.setopt(pycurl.SSL_VERIFYPEER, 1)
+                c.setopt(pycurl.SSL_VERIFYHOST, 2)
+                c.setopt(pycurl.CAINFO, sink.ca_file or SYSTEM_CA_BUNDLE)
+            else:
+                c.setopt(pycurl.SSL_VERIFYPEER, 0)
+                c.setopt(pycurl.SSL_VERIFYHOST, 0)
+        return Transfer(c)
+
+    # ------------------------------------------------------------ starting and finishing
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._busy)
+
+    def start(self, body: bytes, webhook_id: str, token: object, now: float | None = None,
+              timeouts: Timeouts | None = None) -> None:
+        """Begin one POST of BODY; its Result comes back from finished() with TOKEN."""
+        t = self._idle.pop() if self._idle else self._new_handle()
+        t.reset()
+        t.token = token
+        t.timeouts = timeouts or self.timeouts
+        headers = self._static_headers + [f"webhook-id: {webhook_id}"]
+        if self._signer is not None:
+            headers += [f"{k}: {v}" for k, v in self._signer.headers(webhook_id, body).items()]
+        c = t.handle
+        c.setopt(pycurl.HTTPHEADER, headers)
+        c.setopt(pycurl.POSTFIELDSIZE, len(body))
+        c.setopt(pycurl.POSTFIELDS, body)
+        c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeouts.connect * 1000)))
+        c.setopt(pycurl.TIMEOUT_MS, max(1, int((t.timeouts.connect + t.timeouts.response) * 1000)))
+        t.started = time.monotonic() if now is None else now
+        t.deadline = t.started + t.timeouts.response
+        self._busy[c] = t
+        self._multi.add_handle(c)
+
+    def finished(self) -> list[tuple[object, Result]]:
+        """The (token, Result) of every POST that ended since the last call."""
+        done, self._done = self._done, []
+        return done
+
+    def _collect(self) -> None:
+        while True:
+            queued, ok, failed = self._multi.info_read()
+            for c in ok:
+                self._end(c, 0, "")
+            for c, errno, message in failed:
+                self._end(c, errno, message)
+            if not queued:
+                return
+
+    def _end(self, c: pycurl.Curl, errno: int, message: str) -> None:
+        t = self._busy.pop(c)
+        self._multi.remove_handle(c)
+        self.connects += c.getinfo(pycurl.NUM_CONNECTS)
+        self._done.append((t.token, self._result(t, errno, message)))
+        t.reset()
+        self._idle.append(t)
+
+    def _result(self, t: Transfer, errno: int, message: str) -> Result:
+        c = t.handle
+        duration = max(1e-6, time.monotonic() - t.started)
+        if t.aborted:
+            return Result(TIMEOUT, None, duration, detail=t.aborted)
+        if errno:
+            return Result(_outcome_of(errno), None, duration, detail=_reason(c, errno, message))
+        status = c.getinfo(pycurl.RESPONSE_CODE)
+        if 200 <= status < 300:
+            return Result(SUCCESS, status, duration)
+        headers = _parse_headers(t.lines)
+        if 300 <= status < 400:
+            location = headers.get("location")
+            where = redact_url(location) if location else "no Location"
+            return Result(REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
+                          answer=bytes(t.answer))
+        retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
+        detail = f"HTTP {status} {_reason_phrase(t.lines)}".rstrip()
+        if retry_after is not None:
+            detail += f" (Retry-After {retry_after:g} s)"
+        return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer))
+
+    # ------------------------------------------------------------ the poll loop's side
+
+    def _on_socket(self, what: int, fd: int, multi, data) -> None:
+        if what == pycurl.POLL_REMOVE:
+            self.watched.pop(fd, None)
+            what = 0
+        else:
+            self.watched[fd] = what
+        if self._watch is not None:
+            self._watch(fd, what)
+
+    def _on_timer(self, timeout_ms: int) -> None:
+        self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
+
+    def next_deadline(self) -> float | None:
+        """When the loop must call timer_due() at the latest (libcurl's timer or a watchdog)."""
+        due = self._timer_at
+        for t in self._busy.values():
+            if due is None or t.deadline < due:
+                due = t.deadline
+        return due
+
+    def socket_ready(self, fd: int, events: int) -> None:
+        """FD polled ready with EVENTS (poll bits: 1 in, 2 out, 4 error)."""
+        self._multi.socket_action(fd, events & 7)
+        self._collect()
+
+    def timer_due(self, now: float) -> None:
+        """Run libcurl's timer if it is due, and the response-timeout watchdog."""
+        if self._timer_at is not None and now >= self._timer_at:
+            self._timer_at = None
+            self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+        for t in [t for t in self._busy.values() if now >= t.deadline]:
+            self._watchdog(t, now)
+        self._collect()
+
+    def _watchdog(self, t: Transfer, now: float) -> None:
+        sent = t.handle.getinfo(pycurl.PRETRANSFER_TIME)  # 0.0 while still connecting
+        if not sent:  # libcurl's CONNECTTIMEOUT covers this phase; look again once it would have fired
+            t.deadline = t.started + t.timeouts.connect + t.timeouts.response
+            if now < t.deadline:
+                return
+        else:
+            t.deadline = t.started + sent + t.timeouts.response
+            if now < t.deadline:
+                return
+        t.aborted = f"no answer within response_timeout ({t.timeouts.response:g} s)"
+        self._busy.pop(t.handle)
+        self._multi.remove_handle(t.handle)
+        self._done.append((t.token, self._result(t, 0, "")))
+        t.reset()
+        # An aborted handle's connection is closed by libcurl; the handle itself is reusable.
+        self._idle.append(t)
+
+    # ------------------------------------------------------------ one-off POSTs
+
+    def post(self, body: bytes, webhook_id: str, timeouts: Timeouts | None = None) -> Result:
+        """POST BODY once and wait for its end (driving the multi with a private poll)."""
+        token = object()
+        self.start(body, webhook_id, token, timeouts=timeouts)
+        while True:
+            for i, (done_token, result) in enumerate(self._done):
+                if done_token is token:  # other POSTs' results stay for finished()
+                    del self._done[i]
+                    return result
+            self.drive(self.next_deadline())
+
+    def drive(self, until: float | None) -> None:
+        """Wait for libcurl's sockets until UNTIL (monotonic) at most, and act on what is ready."""
+        poller = select.poll()
+        for fd, bits in self.watched.items():
+            poller.register(fd, (select.POLLIN if bits & WATCH_IN else 0) | (select.POLLOUT if bits & WATCH_OUT else 0))
+        wait = 1.0 if until is None else max(0.0, until - time.monotonic())
+        for fd, ev in poller.poll(wait * 1000):
+            bits = (1 if ev & (select.POLLIN | select.POLLHUP) else 0) | (2 if ev & select.POLLOUT else 0) \
+                | (4 if ev & select.POLLERR else 0)
+            self.socket_ready(fd, bits)
+        self.timer_due(time.monotonic())
+
+    def abort_all(self) -> int:
+        """End every POST under way without a result (they stay undelivered); returns how many."""
+        n = len(self._busy)
+        for c in list(self._busy):
+            self._busy.pop(c).reset()
+            self._multi.remove_handle(c)
+        return n
+
+    def close(self) -> None:
+        self.abort_all()
+        if self._watch is not None:
+            for fd in list(self.watched):
+                self._watch(fd, 0)
+        self.watched.clear()
+        for t in self._idle:
+            t.handle.close()
+        self._idle.clear()
+        self._multi.close()
+
+
+def _outcome_of(errno: int) -> str:
+    if errno == pycurl.E_OPERATION_TIMEDOUT:
+        return TIMEOUT
+    if errno in _TLS_ERRORS:
+        return TLS_ERROR
+    return CONNECTION_ERROR
+
+
+def _reason(c: pycurl.Curl, errno: int, message: str) -> str:
+    """libcurl's message, with the system's word for the socket error when there is one."""
+    text = message or f"libcurl error {errno}"
+    os_errno = c.getinfo(pycurl.OS_ERRNO)
+    if os_errno:
+        word = os.strerror(os_errno)
+        if word.lower() not in text.lower():
+            text = f"{text} ({word})"
+    return text[:300]
+
+
+def _parse_headers(lines: list[bytes]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        name, sep, value = raw.decode("latin-1").partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _reason_phrase(lines: list[bytes]) -> str:
+    if not lines:
+        return ""
+    parts = lines[0].decode("latin-1").strip().split(" ", 2)
+    return parts[2] if len(parts) == 3 else ""
