@@ -69,8 +69,8 @@ class Sizes:
 
 TINY = Sizes(wrk_seconds=1, naive_events=200, inorder_events=200, latency_seconds=0.4, far_inorder_events=10,
              far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100,
-             curl_posts=300, curl_paced_seconds=0.5, paced_warmup=0.2, paced_seconds=0.4, paced_tail=0.1, idle_warmup=0.2,
-             idle_seconds=2, repeat=1)
+             curl_posts=300, curl_paced_seconds=0.5, paced_warmup=0.15, paced_seconds=0.3, paced_tail=0.05,
+             idle_warmup=0.2, idle_seconds=2, repeat=1)
 
 
 def deadline_for(events: int, rate: float = MIN_RATE) -> float:
