@@ -55,11 +55,22 @@ class Sizes:
     burst_publishers: int = 4
     drain_events: int = 100_000
     rss_small_backlog: int = 1000
+    curl_posts: int = 50_000  # the bare pycurl loop, flat out
+    curl_paced_rate: float = 200
+    curl_paced_seconds: float = 10
+    paced_rates: tuple[float, ...] = (50, 200, 1000)
+    paced_warmup: float = 3  # s of each paced run before its measured window opens
+    paced_seconds: float = 10  # the measured window
+    paced_tail: float = 1  # s of events published after the window, so it closes while the load is still on
+    idle_warmup: float = 3
+    idle_seconds: float = 30
     repeat: int = 3  # runs of the rows that make the ratios (1, 2, 3, 5, 6); the median counts
 
 
 TINY = Sizes(wrk_seconds=1, naive_events=200, inorder_events=200, latency_seconds=0.4, far_inorder_events=10,
-             far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100, repeat=1)
+             far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100,
+             curl_posts=300, curl_paced_seconds=0.5, paced_warmup=0.15, paced_seconds=0.3, paced_tail=0.05,
+             idle_warmup=0.2, idle_seconds=2, repeat=1)
 
 
 def deadline_for(events: int, rate: float = MIN_RATE) -> float:
@@ -88,10 +99,13 @@ def proc_rss_kb(pid: int) -> int:
 
 
 class AgentUnderTest:
-    """A whole agent with one sink named "bench", and a FastPublisher connected to its bus."""
+    """A whole agent with one sink named "bench" (and "bench-2", ... at MORE_URLS, same options), and a
+    FastPublisher connected to its bus."""
 
-    def __init__(self, url: str, **sink_options):
-        self.agent = Agent([sink("bench", url, **sink_options)], tuning=dict(AGENT_TUNING))
+    def __init__(self, url: str, more_urls: tuple[str, ...] = (), **sink_options):
+        sinks = [sink("bench", url, **sink_options)]
+        sinks += [sink(f"bench-{i}", more, **sink_options) for i, more in enumerate(more_urls, 2)]
+        self.agent = Agent(sinks, tuning=dict(AGENT_TUNING))
         self.pub: loadgen.FastPublisher | None = None
 
     def __enter__(self) -> "AgentUnderTest":
@@ -120,7 +134,7 @@ class AgentUnderTest:
         return [self.agent.proc.pid, *self.agent.child_pids()]
 
     def cpu(self) -> float:
-        """CPU seconds used so far by the supervisor, the broker and the worker."""
+        """CPU seconds used so far by the supervisor, the broker and the workers."""
         return sum(proc_cpu(pid) for pid in self.pids())
 
     def status(self) -> dict:
@@ -152,6 +166,10 @@ class NginxTarget:
 
     def wait(self, count: int, timeout: float) -> PathTally:
         return self.nginx.log.wait_events(self.path, count, timeout)
+
+    def delivered(self) -> int:
+        """Events answered 2xx on this path so far."""
+        return self.nginx.log.tally(self.path).events
 
 
 class FarTarget:
@@ -276,11 +294,11 @@ def far(sizes: Sizes, corpus: loadgen.Corpus) -> dict:
     return out
 
 
-def _start(cmd: list[str]) -> subprocess.Popen:
+def start_tool(cmd: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, text=True)
 
 
-def _ready(procs: list[subprocess.Popen], what: str) -> None:
+def await_ready(procs: list[subprocess.Popen], what: str) -> None:
     for p in procs:
         assert p.stdout is not None
         line = p.stdout.readline().strip()
@@ -288,7 +306,7 @@ def _ready(procs: list[subprocess.Popen], what: str) -> None:
             raise RuntimeError(f"{what} did not get ready ({line or 'exited'})")
 
 
-def _go(publishers: list[subprocess.Popen]) -> float:
+def send_go(publishers: list[subprocess.Popen]) -> float:
     t0 = time.time()
     for p in publishers:
         assert p.stdin is not None
@@ -297,7 +315,7 @@ def _go(publishers: list[subprocess.Popen]) -> float:
     return t0
 
 
-def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+def finish_tools(procs: list[subprocess.Popen], timeout: float) -> list[str]:
     out = []
     for p in procs:
         try:
@@ -309,17 +327,19 @@ def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
     return out
 
 
-def _kill(procs: list[subprocess.Popen]) -> None:
+def kill_tools(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
             p.kill()
             p.wait()
 
 
-def _publishers(endpoint: str, corpus_file: str, total: int, count: int, kind: str) -> list[subprocess.Popen]:
+def publishers(endpoint: str, corpus_file: str, total: int, count: int, kind: str,
+               rate: float = 0.0) -> list[subprocess.Popen]:
+    """COUNT loadgen publisher processes sharing TOTAL messages (flat out, or each paced at RATE)."""
     share = [total // count + (1 if i < total % count else 0) for i in range(count)]
-    return [_start([sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(k), kind])
-            for k in share]
+    return [start_tool([sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(k), kind,
+                        repr(rate)]) for k in share]
 
 
 def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dict:
@@ -350,16 +370,16 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
         runtime = f"{base}/run"
         wait_until(lambda: os.path.exists(f"{runtime}/publish.sock") and os.path.exists(f"{runtime}/fanout.sock"),
                    15, what="the broker's sockets")
-        counter = _start([sys.executable, "-m", "tests.bench.loadgen", "count", f"ipc://{runtime}/fanout.sock",
+        counter = start_tool([sys.executable, "-m", "tests.bench.loadgen", "count", f"ipc://{runtime}/fanout.sock",
                           str(n), "5"])
         procs.append(counter)
-        _ready([counter], "the fan-out counter")
-        pubs = _publishers(f"ipc://{runtime}/publish.sock", corpus_file, n, k, kind)
+        await_ready([counter], "the fan-out counter")
+        pubs = publishers(f"ipc://{runtime}/publish.sock", corpus_file, n, k, kind)
         procs += pubs
-        _ready(pubs, "a publisher")
+        await_ready(pubs, "a publisher")
         db = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, isolation_level=None)
         cpu0 = proc_cpu(broker.pid)
-        t0 = _go(pubs)
+        t0 = send_go(pubs)
         head, done_at, seen_at = 0, time.time(), time.monotonic()
         deadline = time.monotonic() + deadline_for(n, 1000)
         while head < n and time.monotonic() < deadline and time.monotonic() - seen_at < 5:
@@ -371,8 +391,8 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
         cpu = proc_cpu(broker.pid) - cpu0
         rows = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         db.close()
-        _finish(pubs, TIMEOUT_SLACK)
-        fanned = int(_finish([counter], TIMEOUT_SLACK)[0].split()[0] or 0)
+        finish_tools(pubs, TIMEOUT_SLACK)
+        fanned = int(finish_tools([counter], TIMEOUT_SLACK)[0].split()[0] or 0)
         broker.terminate()
         broker.wait(TIMEOUT_SLACK)
         seconds = done_at - t0
@@ -382,7 +402,7 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
         result["proxy"] = _raw_proxy(n, k, corpus_file, base, kind)
         return result
     finally:
-        _kill(procs)
+        kill_tools(procs)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -390,23 +410,23 @@ def _raw_proxy(n: int, k: int, corpus_file: str, base: str, kind: str) -> dict:
     inbound, outbound = f"ipc://{base}/proxy-in.sock", f"ipc://{base}/proxy-out.sock"
     procs: list[subprocess.Popen] = []
     try:
-        proxy = _start([sys.executable, "-m", "tests.bench.loadgen", "proxy", inbound, outbound])
+        proxy = start_tool([sys.executable, "-m", "tests.bench.loadgen", "proxy", inbound, outbound])
         procs.append(proxy)
-        _ready([proxy], "the raw proxy")
-        counter = _start([sys.executable, "-m", "tests.bench.loadgen", "count", outbound, str(n), "3"])
+        await_ready([proxy], "the raw proxy")
+        counter = start_tool([sys.executable, "-m", "tests.bench.loadgen", "count", outbound, str(n), "3"])
         procs.append(counter)
-        _ready([counter], "the proxy's counter")
-        pubs = _publishers(inbound, corpus_file, n, k, kind)
+        await_ready([counter], "the proxy's counter")
+        pubs = publishers(inbound, corpus_file, n, k, kind)
         procs += pubs
-        _ready(pubs, "a publisher")
-        t0 = _go(pubs)
-        _finish(pubs, deadline_for(n, 1000))
-        count, _first, last = _finish([counter], deadline_for(n, 1000))[0].split()
+        await_ready(pubs, "a publisher")
+        t0 = send_go(pubs)
+        finish_tools(pubs, deadline_for(n, 1000))
+        count, _first, last = finish_tools([counter], deadline_for(n, 1000))[0].split()
         seconds = float(last) - t0
         return {"events": n, "received": int(count), "lost": n - int(count), "seconds": seconds,
                 "rate": _rate(int(count), seconds)}
     finally:
-        _kill(procs)
+        kill_tools(procs)
 
 
 def drain(sizes: Sizes, corpus: loadgen.Corpus, label: str, **sink_options) -> dict:

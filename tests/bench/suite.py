@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from tests.bench import loadgen, runs
+from tests.bench import loadgen, paced, runs
 from tests.bench.runs import TINY, Sizes  # noqa: F401 - the public sizes
 from tests.bench.servers import Nginx, envelope_body
 
@@ -32,12 +32,14 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
     """Every row, measured in this one run; returns the measurements (report.render prints them)."""
     workdir = tempfile.mkdtemp(prefix="esa-bench-", dir="/tmp")
     biggest = max(sizes.naive_events, sizes.inorder_events, sizes.bulk_events, sizes.drain_events,
-                  sizes.far_pipelined_events, sizes.burst_events)
+                  sizes.far_pipelined_events, sizes.burst_events, paced.paced_messages(sizes))
     say(f"bench: preparing {biggest:,} events of the simulated mix")
     corpus = loadgen.corpus(biggest)
     dicts = loadgen.event_dicts(min(len(corpus), 5000))
     corpus_file = os.path.join(workdir, "corpus.pickle")
     loadgen.write_corpus(corpus_file, corpus[: max(1, -(-sizes.burst_events // sizes.burst_publishers))])
+    paced_file = os.path.join(workdir, "paced.pickle")
+    paced_counts = paced.prepare(corpus, sizes, paced_file)
     r: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
                "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "sizes": sizes.__dict__,
                "sizes_name": sizes_name,
@@ -57,6 +59,7 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         body = envelope_body()
         ceilings = step("ceiling", lambda i: runs.ceiling(nginx, sizes, body, workdir), n)
         r["ceiling"] = {key: median_run([c[key] for c in ceilings], lambda x: x["rps"]) for key in ("wrk_1", "wrk_32")}
+        step("curl", lambda i: paced.curl_ceiling(nginx, sizes, body, workdir, f"curl-{i}"), n)
         step("naive", lambda i: runs.naive(nginx, sizes, corpus, workdir, f"naive-{i}"), n)
         step("in_order", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"in-order-{i}"), corpus,
                                                    sizes.inorder_events, max_in_flight=1), n)
@@ -64,6 +67,10 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         step("far", lambda i: runs.far(sizes, corpus))
         step("bulk", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"bulk-{i}"), corpus, sizes.bulk_events,
                                                bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval), n)
+        step("paced_naive", lambda i: paced.naive_paced(nginx, sizes, paced_file, paced_counts, workdir, "paced-naive"))
+        step("paced_1", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 1, "paced-1"))
+        step("paced_3", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 3, "paced-3"))
+        step("idle", lambda i: paced.idle(nginx, sizes, sinks=3))
     for name, kind in (("broker", "publisher"), ("broker_lean", "lean")):
         bursts = step(name, lambda i: runs.broker_burst(sizes, corpus_file, kind), n)
         r[name]["proxy"] = median_run([b["proxy"] for b in bursts], lambda x: x["rate"])

@@ -31,13 +31,29 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     for key in ("drain_one", "drain_bulk"):
         assert r[key]["lost"] == 0 and r[key]["rss_small_kb"] > 0 and r[key]["rss_full_kb"] > 0, r[key]
     assert r["in_order"]["cpu_seconds"] > 0
+    for key in ("flat", "paced"):  # the bare pycurl loop
+        assert r["curl"][key]["requests"] > 0 and r["curl"][key]["ok"] == r["curl"][key]["requests"], r["curl"]
+        assert r["curl"][key]["cpu_seconds"] > 0
+    for key, processes in (("paced_naive", 1), ("paced_1", 3), ("paced_3", 5)):  # every process of the agent
+        assert r[key]["processes"] == processes
+        assert [run["paced_at"] for run in r[key]["by_rate"]] == sorted(TINY.paced_rates)
+        for run in r[key]["by_rate"]:
+            assert run["lost"] == 0 and run["published"] == run["events"], run
+            assert run["delivered_in_window"] > 0 and run["cpu_seconds"] > 0 and run["cpu_ticks_seconds"] >= 0, run
+    assert r["idle"]["processes"] == 5 and r["idle"]["delivered_in_window"] == 0
+    assert r["idle"]["cpu_seconds"] > 0 and r["idle"]["seconds"] >= TINY.idle_seconds
 
     last = {"table": [{"key": "in_order", "value": 1.0}]}
     paths = report.write(r, str(tmp_path), last)
     text = open(paths["txt"]).read()
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
+    # issue 10's Done-when lines; the retired goals are rows only
     assert len(saved["goals"]) == 11 and {g["met"] for g in saved["goals"]} <= {True, False}
-    assert [row["key"] for row in saved["table"]][:3] == ["wrk_1", "wrk_32", "naive"]
+    assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
+    retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
+    assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio"]
+    assert [row["key"] for row in saved["table"]][:4] == ["wrk_1", "wrk_32", "curl_1", "curl_paced_cpu"]
+    assert {"paced_200_1", "paced_200_naive", "paced_200_3_core", "idle_3"} <= {row["key"] for row in saved["table"]}
     if report.chart(r, str(tmp_path / "chart.png")):
         assert os.path.getsize(tmp_path / "chart.png") > 1000
