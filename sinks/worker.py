@@ -33,6 +33,7 @@ from agent.backoff import Backoff
 from agent.config import Config, Paths, SinkConfig, decode_worker_spec
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
+from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
 from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
@@ -64,9 +65,13 @@ class Worker:
         self.name = sink.name
         self.paths = Paths.of(config)
         self.reader = JournalReader(self.paths.journal_path, sink.name)
-        cursor = self.reader.cursor()
+        self.committed = self.reader.cursor()  # what SQLite holds
+        # The shadow may know acknowledgements made after the last SQLite commit (a kill -9).
+        self.shadow = CursorShadow(shadow_path(self.paths.state_dir, sink.name), self.reader.epoch)
+        cursor, acked = self.shadow.resume(self.committed)
+        self._acked_before = set(acked)  # acknowledged above the mark before a crash: not sent again
         self.tracker = CursorTracker(cursor)
-        self.committed = cursor
+        self._shadowed = cursor
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
         self.bad_frames = 0
@@ -173,6 +178,7 @@ class Worker:
             self.link.close()
             ctx.term()
             self.reader.close()
+            self.shadow.close()
         return 0
 
     def _room(self) -> int:
@@ -207,6 +213,7 @@ class Worker:
         dispatcher.timer_due(now)
         dispatcher.collect(now)
         self._collect()
+        self._acknowledge()
         if self.accepting:
             self._catch_up(now)
             # With unread events behind a full window, a held event's partner may be among them.
@@ -215,6 +222,7 @@ class Worker:
             self.shaper.expire(now, read_all=not stalled)
             if self.batcher is not None:
                 self.batcher.tick(now)
+            self._acknowledge()  # events filtered out or merged are done too
             dispatcher.pump(now)
         if now >= self._next_head_check:
             self._next_head_check = now + internal.HEARTBEAT_INTERVAL
@@ -282,6 +290,11 @@ class Worker:
     def _accept(self, offset: int, payload: bytes, now: float) -> None:
         self.tracker.add(offset, len(payload))
         self.next_offset = offset + 1
+        if self._acked_before and offset in self._acked_before:
+            # Acknowledged by the receiver before this worker's predecessor died (cursor shadow).
+            self._acked_before.discard(offset)
+            self.tracker.done(offset)
+            return
         self.shaper.offer(offset, payload, now)
 
     def _catch_up(self, now: float) -> None:
@@ -316,12 +329,22 @@ class Worker:
     def _collect(self) -> None:
         completed = self.dispatcher.completed
         while completed:
-            self.tracker.done_many(completed.popleft().offsets)
+            offsets = completed.popleft().offsets
+            self.shadow.acknowledged(offsets)
+            self.tracker.done_many(offsets)
+
+    def _acknowledge(self) -> None:
+        """Write the low-water mark to the shadow whenever it moved (8 bytes into a shared mapping)."""
+        cursor = self.tracker.cursor
+        if cursor != self._shadowed:
+            self._shadowed = cursor
+            self.shadow.moved(cursor)
 
     def _commit(self) -> None:
         cursor = self.tracker.cursor
         if self._journal_call(lambda: self.reader.commit_cursor(cursor) or True):
             self.committed = cursor
+            self.shadow.committed(cursor)
 
     # ------------------------------------------------------------ supervisor link
 
