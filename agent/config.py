@@ -275,16 +275,11 @@ def resolve_secrets(config: Config) -> Config:
     sinks = []
     for s in config.sink:
         if s.password_file and not s.password:
-            s = msgspec.structs.replace(s, password=_read_secret_file(s, "password_file", _read_whole_stripped))
+            s = msgspec.structs.replace(s, password=_read_secret_file(s, "password_file", http_options.read_password_file))
         if s.bearer_token_file:
             s = msgspec.structs.replace(s, bearer_token=_read_secret_file(s, "bearer_token_file", http_options.read_bearer_token))
         sinks.append(s)
     return msgspec.structs.replace(config, sink=sinks)
-
-
-def _read_whole_stripped(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read().strip()
 
 
 def _read_secret_file(sink: SinkConfig, key: str, read: Callable[[str], str]) -> str:

@@ -108,6 +108,13 @@ def _basic_auth(s: dict[str, Any]) -> bool:
     return bool(s.get("username")) or in_url
 
 
+def read_password_file(path: str) -> str:
+    """A password file's secret: the whole file, stripped (the receiver's --password-file and
+    --secret-file read the same way, so one file serves both ends)."""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip()
+
+
 def read_bearer_token(path: str) -> str:
     """The token: the file's first line, stripped (later lines, e.g. a comment from a rotation tool, are ignored)."""
     with open(path, encoding="utf-8") as fh:
