@@ -230,3 +230,34 @@ def test_check_process_prints_one_line_per_problem_without_traceback(files, tmp_
 def test_a_config_round_trips_through_the_spec_with_every_option(files):
     c = cfg.parse(files["full"]).config
     assert msgspec.json.decode(cfg.encode_spec(c), type=cfg._Spec).config == c
+
+
+NEW_SINK_KEYS = ("headers", "bearer_token_file", "client_cert", "client_key", "proxy", "compression", "http_version",
+                 "max_rate", "dead_letter_after", "dead_letter_statuses")
+
+
+def test_the_shipped_agent_toml_shows_each_option_commented_out_with_its_default():
+    with open(os.path.join(REPO, "packaging", "etc", "agent.toml"), encoding="utf-8") as fh:
+        text = fh.read()
+    defaults = cfg.SinkConfig(name="x", url="http://h/", locations=["Oslo"])
+    for key in NEW_SINK_KEYS:
+        [line] = [x for x in text.splitlines() if x.startswith(f"#{key} = ")]
+        value = cfg.tomllib.loads(line[1:].split("#", 1)[0])[key]
+        assert value == getattr(defaults, key), line
+    assert "#retention_hours = 24" in text
+
+
+def test_the_readme_documents_each_option_with_a_valid_example(files):
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as fh:
+        section = fh.read().split("### HTTP options of a sink", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    for key in NEW_SINK_KEYS:
+        assert f"\n{key} = " in "\n" + example, key
+    # the example, with its files made real, passes check
+    p = files["pki"]
+    example = (example.replace("/etc/eventsink-agent/cdr.token", files["token_file"])
+               .replace("/etc/eventsink-agent/cdr.crt", p.client_cert).replace("/etc/eventsink-agent/cdr.key", p.client_key))
+    text = ('[node]\naddress = "10.44.99.2"\nlocation = "Oslo"\n[[sink]]\nname = "cdr"\n'
+            'url = "https://collector.example.com/pexip"\nlocations = ["Oslo"]\n' + example)
+    r = cfg.parse(text)
+    assert r.problems == [] and r.warnings == [], r.problems
