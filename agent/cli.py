@@ -133,6 +133,22 @@ def _positive(value: str) -> float:
     return v
 
 
+def _add_receive_checks(p: argparse.ArgumentParser) -> None:
+    """`receive`'s checks: what it requires of a request, and its TLS."""
+    p.add_argument("--username", metavar="U", default="", help="require Basic auth with this user name")
+    p.add_argument("--password", metavar="P", default="", help="the Basic auth password (with --username)")
+    p.add_argument("--password-file", metavar="FILE", default="",
+                   help="read the Basic auth password from FILE (as the agent reads password_file)")
+    p.add_argument("--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret")
+    p.add_argument("--secret-file", metavar="FILE", default="", help="read the whsec_ secret from FILE")
+    p.add_argument("--bearer-token-file", metavar="FILE", default="",
+                   help="require Authorization: Bearer with the first line of FILE (not with --username)")
+    p.add_argument("--tls-cert", metavar="FILE", default="", help="serve https with this PEM certificate (chain)")
+    p.add_argument("--tls-key", metavar="FILE", default="", help="its PEM private key (default: in the --tls-cert file)")
+    p.add_argument("--client-ca", metavar="FILE", default="",
+                   help="require a client certificate signed by a CA in this PEM file (with --tls-cert)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -174,18 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
             "prefer the -file options.")
     p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
                    help="address to listen on (default: 127.0.0.1:8080)")
-    p.add_argument("--username", metavar="U", default="", help="require Basic auth with this user name")
-    p.add_argument("--password", metavar="P", default="", help="the Basic auth password (with --username)")
-    p.add_argument("--password-file", metavar="FILE", default="",
-                   help="read the Basic auth password from FILE (as the agent reads password_file)")
-    p.add_argument("--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret")
-    p.add_argument("--secret-file", metavar="FILE", default="", help="read the whsec_ secret from FILE")
-    p.add_argument("--bearer-token-file", metavar="FILE", default="",
-                   help="require Authorization: Bearer with the first line of FILE (not with --username)")
-    p.add_argument("--tls-cert", metavar="FILE", default="", help="serve https with this PEM certificate (chain)")
-    p.add_argument("--tls-key", metavar="FILE", default="", help="its PEM private key (default: in the --tls-cert file)")
-    p.add_argument("--client-ca", metavar="FILE", default="",
-                   help="require a client certificate signed by a CA in this PEM file (with --tls-cert)")
+    _add_receive_checks(p)
     return parser
 
 

@@ -192,6 +192,21 @@ class Checker:
         if isinstance(init, (int, float)) and isinstance(mx, (int, float)) and 0 < mx < init:
             self.problem("tuning.max_retry_backoff", "must not be less than initial_retry_backoff", "tuning", "max_retry_backoff")
 
+    def check_sink_url(self, s: dict, label: str, at: tuple) -> None:
+        url = s.get("url")
+        if not isinstance(url, str):
+            return
+        try:
+            parts = urllib.parse.urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            _ = parts.port
+        except ValueError:
+            ok = False
+        if not ok:
+            self.problem(f"{label}.url", f"must be an http:// or https:// URL with a host (got {redact_url(url)!r:.80})", *at, "url")
+        elif parts.scheme == "https" and s.get("verify_tls") is False:
+            self.warn(f"{label}.verify_tls", "false: the sink's TLS certificate is not checked", *at, "verify_tls")
+
     def check_sink(self, i: int, s: dict, names: dict[str, int]) -> None:
         name = s.get("name")
         label = f"sink[{i}]" + (f" ({name})" if isinstance(name, str) else "")
@@ -205,18 +220,7 @@ class Checker:
         version = s.get("version")
         if isinstance(version, int) and version not in (1, 2):
             self.problem(f"{label}.version", f"must be 1 or 2 (got {version})", *at, "version")
-        url = s.get("url")
-        if isinstance(url, str):
-            try:
-                parts = urllib.parse.urlsplit(url)
-                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-                _ = parts.port
-            except ValueError:
-                ok = False
-            if not ok:
-                self.problem(f"{label}.url", f"must be an http:// or https:// URL with a host (got {redact_url(url)!r:.80})", *at, "url")
-            elif parts.scheme == "https" and s.get("verify_tls") is False:
-                self.warn(f"{label}.verify_tls", "false: the sink's TLS certificate is not checked", *at, "verify_tls")
+        self.check_sink_url(s, label, at)
         locs = s.get("locations")
         if isinstance(locs, list) and not locs:
             self.problem(f"{label}.locations", "must list at least one location", *at, "locations")
