@@ -20,7 +20,8 @@ from agent.config import ConfigError
 from agent.internal import CHILD_GRACE, worker_identity
 from agent.logs import SUPPORT
 from agent.processes import exit_description
-from agent.sinkslot import SinkSlot, password_digest
+from agent.http_options import credentials_digest
+from agent.sinkslot import SinkSlot
 from agent.states import PublisherState, change_state
 
 log = logging.getLogger("agent.supervisor")
@@ -86,7 +87,7 @@ class ChildProcesses:
             return
         slot.attach(handle, now)
         slot.worker_view = self._worker_view(slot.name)
-        slot.password_digest = password_digest(resolved.sink_named(slot.name))
+        slot.credentials_digest = credentials_digest(resolved.sink_named(slot.name))
         log.info("sink %s: worker started (pid %d)%s", slot.name, handle.pid, f", restart #{slot.restarts}" if automatic else "")
 
     def _retire(self, slot: SinkSlot, *, stop_event: bool, now: float) -> None:

@@ -5,7 +5,7 @@ arguments, help, and the rule that an operator mistake (bad path, bad config,
 socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
 `--help` and `check` stay fast: agent.supervisor, bus.schema, agent.demo,
-sinks.receiver.
+sinks.receive_command.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    receiver = _optional_module("sinks.receiver", "the test receiver")
+    receiver = _optional_module("sinks.receive_command", "the test receiver")
     return int(receiver.main(args) or 0)
 
 
@@ -131,6 +131,22 @@ def _positive(value: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0 (got {value})")
     return v
+
+
+def _add_receive_checks(p: argparse.ArgumentParser) -> None:
+    """`receive`'s checks: what it requires of a request, and its TLS."""
+    p.add_argument("--username", metavar="U", default="", help="require Basic auth with this user name")
+    p.add_argument("--password", metavar="P", default="", help="the Basic auth password (with --username)")
+    p.add_argument("--password-file", metavar="FILE", default="",
+                   help="read the Basic auth password from FILE (as the agent reads password_file)")
+    p.add_argument("--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret")
+    p.add_argument("--secret-file", metavar="FILE", default="", help="read the whsec_ secret from FILE")
+    p.add_argument("--bearer-token-file", metavar="FILE", default="",
+                   help="require Authorization: Bearer with the first line of FILE (not with --username)")
+    p.add_argument("--tls-cert", metavar="FILE", default="", help="serve https with this PEM certificate (chain)")
+    p.add_argument("--tls-key", metavar="FILE", default="", help="its PEM private key (default: in the --tls-cert file)")
+    p.add_argument("--client-ca", metavar="FILE", default="",
+                   help="require a client certificate signed by a CA in this PEM file (with --tls-cert)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,13 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after S seconds (default: run until Ctrl-C)")
 
     p = add("receive", cmd_receive, "run a stand-alone test receiver for event sinks",
-            "A test receiver: prints each event on one line, checks Basic auth and signatures, unpacks bulk "
-            "envelopes, and flags seq gaps, resets and duplicate webhook-ids.")
+            "A test receiver: prints each event on one line, checks Basic auth or a bearer token and signatures, "
+            "decompresses gzip bodies, unpacks bulk envelopes, and flags seq gaps, resets and duplicate webhook-ids. "
+            "Over TLS it can require a client certificate. Secrets given on the command line show in ps: "
+            "prefer the -file options.")
     p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
                    help="address to listen on (default: 127.0.0.1:8080)")
-    p.add_argument("--username", metavar="U", default="", help="require Basic auth with this user name")
-    p.add_argument("--password", metavar="P", default="", help="the Basic auth password (with --username)")
-    p.add_argument("--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret")
+    _add_receive_checks(p)
     return parser
 
 
@@ -184,9 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    if args.subcommand == "receive" and args.password and not args.username:
-        _error("--password needs --username")
-        return 2
     try:
         return args.func(args)
     except OperatorError as exc:

@@ -65,14 +65,17 @@ def add_secrets(secrets: Iterable[str]) -> None:
 
 def config_secrets(config) -> list[str]:
     """Every secret string a config holds: passwords (also those in password files), signing
-    secrets and their keys' base64, URL credentials."""
+    secrets and their keys' base64, URL credentials, and the HTTP options' secrets (header
+    values, bearer tokens, proxy credentials, client key paths)."""
     from agent.config import url_credentials
+    from agent.http_options import sink_http_secrets
 
     out: list[str] = []
     for s in config.sink:
         out += [s.password, s.secret, s.secret.removeprefix("whsec_")]
         user, pw = url_credentials(s.url)
         out.append(pw)
+        out += sink_http_secrets(s)
         if s.password_file and not s.password:
             try:
                 with open(s.password_file, encoding="utf-8") as fh:

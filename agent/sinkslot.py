@@ -12,7 +12,6 @@ shown in status and metrics are their sum, so they never go backwards.
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -135,12 +134,6 @@ class WorkerCounters:
 # ------------------------------------------------------------ slots
 
 
-def password_digest(sink: SinkConfig | None) -> str | None:
-    """A digest of the password a worker was given (resolved from password_file): a reload
-    compares it to see a rotated password file without keeping the password itself."""
-    return hashlib.sha256(sink.password.encode()).hexdigest() if sink is not None else None
-
-
 @dataclass
 class Retiring:
     """A child being shut down on purpose (restart, removal, agent stop): SIGKILL at kill_at."""
@@ -209,7 +202,8 @@ class SinkSlot(RestartTracker):
         self.backlog_armed = True
         self.stop_sent_at: float | None = None
         self.worker_view: tuple = (None, None, None)  # (node, tuning, sink config) the current worker runs with
-        self.password_digest: str | None = None  # of the password the current worker was given
+        # Of the credentials the current worker was given (http_options.credentials_digest).
+        self.credentials_digest: str | None = None
 
     @property
     def pid(self) -> int | None:

@@ -37,7 +37,8 @@ from agent.processes import PopenLauncher, SystemClock
 from agent.children import ChildProcesses, Stopping
 from agent.reload import plan_reload
 from agent.runtime import RuntimeFiles, StartupError
-from agent.sinkslot import BrokerReport, BrokerSlot, SinkSlot, WorkerReport, parse_report, password_digest
+from agent.http_options import credentials_digest
+from agent.sinkslot import BrokerReport, BrokerSlot, SinkSlot, WorkerReport, parse_report
 from agent.states import STOPPABLE_STATES, PublisherState, change_state
 from alarms import rules
 from alarms.registry import JOURNAL_FULL, AlarmRegistry, iso_utc
@@ -438,7 +439,7 @@ class Supervisor(ChildProcesses):
         msg = {"type": "update", "config": msgspec.to_builtins(resolved), "announce": announce}
         if self.link.send(worker_identity(slot.name), msg):
             slot.worker_view = self._worker_view(slot.name)
-            slot.password_digest = password_digest(resolved.sink_named(slot.name))
+            slot.credentials_digest = credentials_digest(resolved.sink_named(slot.name))
 
     # ================================================================ commands
 
@@ -563,10 +564,11 @@ class Supervisor(ChildProcesses):
         except sqlite3.Error as exc:
             raise CommandError(500, f"config not reloaded: the journal refused a new cursor: {exc}") from None
         for name, slot in self.slots.items():
-            # Same settings, but the password read from its password_file was rotated: an update.
-            if name in plan.removed or name in plan.changed or slot.password_digest is None:
+            # Same settings, but a secret file was rotated or a certificate file renewed behind
+            # the same path (password_file, bearer_token_file, client_cert/key, ca_file): an update.
+            if name in plan.removed or name in plan.changed or slot.credentials_digest is None:
                 continue
-            if password_digest(resolved.sink_named(name)) != slot.password_digest:
+            if credentials_digest(resolved.sink_named(name)) != slot.credentials_digest:
                 plan.changed.append(name)
                 slot.worker_view = (None, None, None)  # resent on its next report if it is still connecting
                 if name in plan.quiet_updates:

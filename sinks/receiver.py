@@ -1,19 +1,16 @@
 """The test receiver: a real HTTP server that takes event sink POSTs.
 
 Owns `Receiver` (used by the tests, the demo and `eventsink-agent receive`):
-it checks Basic auth and Standard Webhooks signatures, unpacks bulk
-envelopes, tracks each node's `seq` (gaps, resets, out-of-order) and repeated
+it checks Basic auth or a bearer token and Standard Webhooks signatures (over
+the bytes received), decompresses gzip bodies, can speak TLS and require a
+client certificate signed by a given CA, unpacks bulk envelopes, tracks each node's `seq` (gaps, resets, out-of-order) and repeated
 `webhook-id`s, records every request, and can be told how to answer
 (status, headers, delay, or refuse connections on its port altogether).
+What it prints is sinks/receiver_text.py; the command is sinks/receive_command.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime
-import hashlib
-import hmac
 import json
 import signal
 import socket
@@ -27,6 +24,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
+from sinks.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
+from sinks.receiver_text import clock, event_line
+
 MAX_BODY = 64 * 1024 * 1024  # a larger body is answered 413
 IDLE_TIMEOUT = 60.0  # s an idle keep-alive connection stays open
 
@@ -39,13 +39,14 @@ class ReceivedRequest:
     method: str
     path: str
     headers: dict[str, str]  # lowercase keys
-    body: bytes
+    body: bytes  # as received (a signature covers these bytes)
     status: int = 0  # the status answered
     problem: str | None = None  # why it was refused, when it was
     kind: str = ""  # "" for a good one, else "auth", "signature" or "bad_request"
+    content: bytes | None = None  # the body decompressed, when it came with Content-Encoding: gzip
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return json.loads(self.body if self.content is None else self.content)
 
 
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
@@ -70,8 +71,9 @@ class _Server(ThreadingHTTPServer):
             try:
                 request.settimeout(10)
                 request = self.tls.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError):
+            except (OSError, ssl.SSLError) as exc:
                 request.close()
+                self.receiver._handshake_refused(exc)
                 return
         super().finish_request(request, client_address)
 
@@ -207,17 +209,27 @@ class Receiver:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str | None = None,
                  password: str | None = None, secret: str | None = None, out: TextIO | None = None,
-                 tls_cert: str | None = None, tls_key: str | None = None):
+                 tls_cert: str | None = None, tls_key: str | None = None, client_ca: str | None = None,
+                 bearer_token: str | None = None):
+        """CLIENT_CA: require a client certificate signed by it (TLS only); BEARER_TOKEN: require
+        `Authorization: Bearer BEARER_TOKEN` (instead of Basic auth)."""
         self.host = host
         self.port = port
         self.username = username or None
         self.password = password or ""
-        self._key = _secret_key(secret) if secret else None
+        self.bearer_token = bearer_token or None
+        self._key = secret_key(secret) if secret else None
         self.out = out
         self._tls: ssl.SSLContext | None = None
+        if client_ca and not tls_cert:
+            raise ValueError("a client certificate can only be required over TLS: give a certificate and key")
         if tls_cert:
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._tls.load_cert_chain(tls_cert, tls_key)
+            if client_ca:
+                self._tls.verify_mode = ssl.CERT_REQUIRED  # no certificate, or another CA's: refused at the handshake
+                self._tls.load_verify_locations(cafile=client_ca)
+        self.client_ca = client_ca or None
         self.requests: list[ReceivedRequest] = []
         self.events: list[dict] = []
         self.problems: list[str] = []
@@ -239,6 +251,10 @@ class Receiver:
         scheme = "https" if self._tls else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}/events"
+
+    @property
+    def verifies_signatures(self) -> bool:
+        return self._key is not None
 
     def start(self) -> "Receiver":
         self._stopped = False
@@ -321,6 +337,7 @@ class Receiver:
                 "auth_failures": self._counts["auth_failures"],
                 "bad_signatures": self._counts["bad_signatures"],
                 "bad_requests": self._counts["bad_requests"],
+                "tls_refused": self._counts["tls_refused"],
                 "problems": len(self.problems),
             }
 
@@ -347,8 +364,17 @@ class Receiver:
             if problem:
                 req.problem, req.kind = problem, kind
                 return 401, {"WWW-Authenticate": 'Basic realm="events"'} if kind == "auth" else {}, delay, None
+        encoding = req.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            req.problem, req.kind = f"Content-Encoding {encoding!r:.40} not supported (gzip is)", "bad_request"
+            return 415, {"Accept-Encoding": "gzip"}, delay, None
+        if encoding == "gzip":
+            req.content = gunzip(req.body, MAX_BODY)
+            if req.content is None:
+                req.problem, req.kind = "Content-Encoding gzip, but the body is not gzip (or too large unpacked)", "bad_request"
+                return 400, {}, delay, None
         try:
-            envelope = json.loads(req.body)
+            envelope = req.json()
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), str):
@@ -362,35 +388,25 @@ class Receiver:
         return status, headers, delay, envelope
 
     def _check_auth(self, req: ReceivedRequest) -> str | None:
+        if self.bearer_token is not None:
+            return bearer_problem(req.headers, self.bearer_token)
         if self.username is None:
             return None
-        given = req.headers.get("authorization", "")
-        if not given.lower().startswith("basic "):
-            return "missing Basic authorization"
-        try:
-            user, _, pw = base64.b64decode(given[6:].strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            return "malformed Basic authorization"
-        ok_user = hmac.compare_digest(user.encode(), self.username.encode())
-        ok_pw = hmac.compare_digest(pw.encode(), self.password.encode())
-        if not (ok_user and ok_pw):
-            return f"wrong Basic credentials (user {user!r:.40})"
-        return None
+        return basic_problem(req.headers, self.username, self.password)
+
+    def _handshake_refused(self, exc: BaseException) -> None:
+        """A TLS handshake failed; with a client CA that is usually a client without a (good) certificate."""
+        if self.client_ca is None:
+            return  # e.g. a client that does not trust our certificate: its side reports it
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        with self._cond:
+            self._counts["tls_refused"] += 1
+            self.problems.append(f"TLS handshake refused: {reason}")
+            self._print(f"{clock()} ! TLS handshake refused: {reason}")
+            self._cond.notify_all()
 
     def _check_signature(self, req: ReceivedRequest) -> str | None:
-        if self._key is None:
-            return None
-        wid, ts, sig = (req.headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
-        if not (wid and ts and sig):
-            return "missing webhook-id/webhook-timestamp/webhook-signature"
-        if not ts.strip().isdigit():
-            return "webhook-timestamp is not an integer"
-        expected = base64.b64encode(hmac.new(self._key, f"{wid}.{ts}.".encode() + req.body, hashlib.sha256).digest())
-        for candidate in sig.split():
-            version, _, value = candidate.partition(",")
-            if version == "v1" and hmac.compare_digest(value.encode(), expected):
-                return None
-        return "bad webhook-signature"
+        return None if self._key is None else signature_problem(req.headers, req.body, self._key)
 
     # recording -------------------------------------------------------------
     def _record(self, req: ReceivedRequest, envelope: dict | None) -> None:
@@ -399,7 +415,7 @@ class Receiver:
             if req.problem is not None:
                 self._counts[{"auth": "auth_failures", "signature": "bad_signatures"}.get(req.kind, "bad_requests")] += 1
                 self.problems.append(f"{req.method} {req.path}: {req.status} {req.problem}")
-                self._print(f"{_clock()} ! {req.status} {req.problem}")
+                self._print(f"{clock()} ! {req.status} {req.problem}")
             elif envelope is not None and 200 <= req.status < 300:
                 flags: list[str] = []
                 wid = req.headers.get("webhook-id")
@@ -417,7 +433,7 @@ class Receiver:
                         ev_flags.append(f"bulk {i + 1}/{len(inner)}")
                     self.events.append(ev)
                     self._by_event[str(ev.get("event"))] += 1
-                    self._print(_line(len(self.events), ev, ev_flags))
+                    self._print(event_line(len(self.events), ev, ev_flags))
             self._cond.notify_all()
 
     def _track_seq(self, path: str, ev: dict, duplicate: bool = False) -> list[str]:
@@ -459,110 +475,3 @@ class Receiver:
             self.out.flush()
         except (OSError, ValueError):
             pass
-
-
-def _secret_key(secret: str) -> bytes:
-    try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except (ValueError, binascii.Error):
-        raise ValueError("secret must be 'whsec_' followed by a base64 key") from None
-
-
-def _clock() -> str:
-    return datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
-
-
-def describe(ev: dict) -> str:
-    """The readable part of an event line: which conference or participant it is about."""
-    data = ev.get("data")
-    if not isinstance(data, dict):
-        return ""
-    name = ev.get("event", "")
-    if str(name).startswith("eventsink_"):
-        return ""
-    if str(name).startswith("conference_"):
-        text = str(data.get("name", "?"))
-        if data.get("service_type"):
-            text += f" [{data['service_type']}]"
-        return text
-    uuid = data.get("uuid", "?")
-    if name == "participant_media_stream_window":
-        return f"({uuid}) quality {data.get('call_quality_was', '?')} -> {data.get('call_quality_now', '?')}"
-    if name == "participant_media_streams_destroyed":
-        streams = data.get("media_streams")
-        return f"({uuid}) {len(streams) if isinstance(streams, list) else 0} media streams"
-    text = f"{data['conference']} " if data.get("conference") else ""
-    text += f"({data.get('display_name') or '?'} / {uuid})"
-    if name == "participant_disconnected" and data.get("disconnect_reason"):
-        text += f" {data['disconnect_reason']}"
-    if isinstance(data.get("media_streams"), list):
-        text += f" +{len(data['media_streams'])} media streams"
-    return text
-
-
-def _line(count: int, ev: dict, flags: list[str]) -> str:
-    parts = [_clock(), f"#{count}", f"seq={ev.get('seq')}", str(ev.get("event")), describe(ev)]
-    line = " ".join(p for p in parts if p)
-    if flags:
-        line += " " + " ".join(f"[{f}]" for f in flags)
-    return line
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = [f"received {summary['events']} events in {summary['requests']} requests"]
-    for name, n in sorted(summary["by_event"].items()):
-        lines.append(f"  {name:<38} {n}")
-    lines.append(
-        f"gaps {summary['gaps']} (missing {summary['missing']}), resets {summary['resets']}, "
-        f"out of order {summary['out_of_order']}, duplicates {summary['duplicates']}, "
-        f"auth failures {summary['auth_failures']}, bad signatures {summary['bad_signatures']}, "
-        f"bad requests {summary['bad_requests']}"
-    )
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------ eventsink-agent receive
-
-
-def main(args) -> int:
-    """`eventsink-agent receive`: print each event received until Ctrl-C, then a summary."""
-    from agent.config import parse_listen
-
-    listen = getattr(args, "listen", None) or "127.0.0.1:8080"
-    addr = parse_listen(listen)
-    if addr is None:
-        print(f"eventsink-agent receive: --listen must be HOST:PORT (got {listen!r})", file=sys.stderr)
-        return 2
-    username, password, secret = getattr(args, "username", None), getattr(args, "password", None), getattr(args, "secret", None)
-    if password and not username:
-        print("eventsink-agent receive: --password needs --username", file=sys.stderr)
-        return 2
-    try:
-        rx = Receiver(addr[0], addr[1], username=username, password=password, secret=secret, out=sys.stdout)
-    except ValueError as exc:
-        print(f"eventsink-agent receive: {exc}", file=sys.stderr)
-        return 2
-    # Ctrl-C and SIGTERM only set an event, from before the banner on: never a KeyboardInterrupt mid-print.
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        try:
-            rx.start()
-        except OSError as exc:
-            print(f"eventsink-agent receive: cannot listen on {listen}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        checks = []
-        if username:
-            checks.append(f"Basic auth as {username!r}")
-        if secret:
-            checks.append("webhook signatures")
-        print(f"eventsink-agent receive: listening on {rx.url}"
-              + (f" (checking {', '.join(checks)})" if checks else "") + "; Ctrl-C to stop", flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        rx.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print("\n" + format_summary(rx.summary()), flush=True)
-    return 0

@@ -191,7 +191,7 @@ def test_schema_prints_rendered_document(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv, module", [(["schema"], "bus.schema"), (["demo"], "agent.demo"),
-                                          (["receive"], "sinks.receiver")])
+                                          (["receive"], "sinks.receive_command")])
 def test_missing_module_is_one_line_exit_1(argv, module, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail like a build without it
     assert cli.main(argv) == 1
@@ -211,7 +211,7 @@ def test_demo_and_receive_get_the_namespace(monkeypatch):
         return 5
 
     monkeypatch.setitem(sys.modules, "agent.demo", types.SimpleNamespace(main=demo_main))
-    monkeypatch.setitem(sys.modules, "sinks.receiver", types.SimpleNamespace(main=receiver_main))
+    monkeypatch.setitem(sys.modules, "sinks.receive_command", types.SimpleNamespace(main=receiver_main))
     assert cli.main(["demo", "--duration", "2.5"]) == 0
     assert cli.main(["demo"]) == 0
     assert [a.duration for a in got["demo"]] == [2.5, None]
@@ -220,3 +220,9 @@ def test_demo_and_receive_get_the_namespace(monkeypatch):
     first, default = got["rx"]
     assert (first.listen, first.username, first.password, first.secret) == ("127.0.0.1:9999", "u", "p", "whsec_eA==")
     assert (default.listen, default.username, default.password, default.secret) == ("127.0.0.1:8080", "", "", "")
+    argv = ["receive", "--password-file", "/p", "--secret-file", "/s", "--bearer-token-file", "/t",
+            "--tls-cert", "/c", "--tls-key", "/k", "--client-ca", "/ca"]
+    assert cli.main(argv) == 5
+    files = got["rx"][-1]
+    assert (files.password_file, files.secret_file, files.bearer_token_file) == ("/p", "/s", "/t")
+    assert (files.tls_cert, files.tls_key, files.client_ca) == ("/c", "/k", "/ca")

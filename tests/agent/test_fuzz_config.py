@@ -4,7 +4,8 @@ Random text, TOML-ish text built from real keys and broken values, and random
 valid TOML documents (checked to round-trip through tomllib first) all come
 back as problems or as a config, never as an exception; a config round-trips
 through the child spec; and no password, signing secret or URL password ever
-appears in a problem or a warning. `make test` runs a few examples per test;
+appears in a problem, a warning or a config's repr, nor does a header value or
+a proxy's password. `make test` runs a few examples per test;
 `FUZZ_EXAMPLES=20000` (make fuzz) runs many.
 """
 
@@ -55,8 +56,11 @@ def check_result(text: str | bytes, secrets: list[str] = ()) -> cfg.LoadResult:
         paths = cfg.Paths.of(config)
         assert paths.control_socket and paths.publish_endpoint
         assert all(config.node.location in s.locations for s in config.sinks_here())
+        shown = repr(config)
         for s in config.sink:
             assert s.version in (1, 2) and s.name and cfg.redact_url(s.url)
+            for secret in secrets:
+                assert secret not in shown, f"a secret leaked into a repr: {shown!r}"
             for secret in secrets:
                 assert secret not in str(s.public_view())
     return result
@@ -178,6 +182,15 @@ plausible = {  # values of the right type (often), to get past the structural ch
     "events": st.lists(st.sampled_from(["conference_started", "eventsink_started", "nope"]), max_size=2),
     "password_file": st.sampled_from(["", "/nonexistent/esa-fuzz.secret"]),
     "ca_file": st.sampled_from(["", "/nonexistent/esa-fuzz.pem"]),
+    "bearer_token_file": st.sampled_from(["", "/nonexistent/esa-fuzz.token"]),
+    "client_cert": st.sampled_from(["", "/nonexistent/esa-fuzz.pem"]),
+    "client_key": st.sampled_from(["", "/nonexistent/esa-fuzz.key"]),
+    "compression": st.sampled_from(["none", "gzip", "br"]),
+    "http_version": st.sampled_from(["1.1", "2", "3"]),
+    "max_rate": st.sampled_from([0, 10, 0.5, -1]),
+    "dead_letter_after": st.sampled_from([0, 3, -1]),
+    "dead_letter_statuses": st.lists(st.sampled_from([400, 408, 413, 429, 500, 99]), max_size=3),
+    "retention_hours": st.sampled_from([0, 24, -1]),
 }
 
 
@@ -185,6 +198,23 @@ def section(keys: list[str]) -> st.SearchStrategy:
     """Some of KEYS (and maybe an unknown key), each with a plausible or a random value."""
     values = {k: (plausible[k] | toml_values) if k in plausible else toml_values for k in keys}
     return st.fixed_dictionaries({}, optional={**values, "zz_unknown": toml_values})
+
+
+@st.composite
+def http_secrets(draw, secrets: list[str]) -> dict:
+    """Header values and proxy credentials (secrets, appended to SECRETS), well formed or not."""
+    out: dict = {}
+    if draw(st.booleans()):
+        value = draw(secret_tokens)
+        name = draw(st.sampled_from(["X-Api-Key", "Host", "bad name", "webhook-id", "Authorization"]))
+        out["headers"] = draw(st.sampled_from([{name: value}, {name: [value]}, {name: value + "\n"}]))
+        secrets.append(value)
+    if draw(st.booleans()):
+        password = draw(secret_tokens)
+        scheme, port = draw(st.sampled_from(["http", "https", "socks5", "ftp"])), draw(st.sampled_from([":3128", "", ":x"]))
+        out["proxy"] = f"{scheme}://proxyuser:{password}@proxy.example.com{port}"
+        secrets.append(password)
+    return out
 
 
 @st.composite
@@ -212,6 +242,7 @@ def documents(draw) -> tuple[dict, list[str]]:
         if draw(st.booleans()):
             s["url"] = f"http://user:{urlpw}@127.0.0.1:9/e"
             secrets.append(urlpw)
+        s.update(draw(http_secrets(secrets)))
         if shape != "absent":
             secrets += [pw, sec]
         sinks.append(s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import hashlib
 import hmac
 import http.client
@@ -23,6 +24,7 @@ import time
 import pytest
 
 from sinks.receiver import Receiver
+from tests.tls_files import make_pki
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -297,7 +299,7 @@ def test_receive_command_prints_banner_events_and_summary_without_secrets():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = (
-        "import argparse, sys; from sinks.receiver import main; "
+        "import argparse, sys; from sinks.receive_command import main; "
         f"sys.exit(main(argparse.Namespace(listen='127.0.0.1:{port}', username='ops', password='Pw-Top-Secret', secret={SECRET!r})))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -329,7 +331,148 @@ def test_receive_command_reports_a_busy_port_in_one_line():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        from sinks.receiver import main
+        from sinks.receive_command import main
 
         code = main(argparse.Namespace(listen=f"127.0.0.1:{port}", username=None, password=None, secret=None))
     assert code == 1
+
+
+# ------------------------------------------------------------ HTTP options: gzip, bearer token, client certificates
+
+
+def test_gzip_body_is_decompressed_and_its_signature_checked_over_the_bytes_received():
+    with Receiver(secret=SECRET) as rx:
+        packed = gzip.compress(json.dumps(envelope(1)).encode())
+        assert post(rx, packed, {"Content-Encoding": "gzip", **signed(packed, "ep-1")})[0] == 200
+        assert rx.events == [envelope(1)] and rx.requests[0].body == packed and rx.requests[0].json() == envelope(1)
+        # a signature over the uncompressed JSON is not one over what was sent
+        plain = json.dumps(envelope(2)).encode()
+        assert post(rx, gzip.compress(plain), {"Content-Encoding": "gzip", **signed(plain, "ep-2")})[0] == 401
+        assert rx.summary()["bad_signatures"] == 1
+
+
+def test_bad_gzip_is_400_and_an_unknown_encoding_415(rx):
+    assert post(rx, b"not gzip at all", {"Content-Encoding": "gzip"})[0] == 400
+    status, headers, _ = post(rx, b"xx", {"Content-Encoding": "br"})
+    assert status == 415 and headers["accept-encoding"] == "gzip"
+    assert rx.events == [] and rx.summary()["bad_requests"] == 2
+
+
+def test_gzip_that_unpacks_past_the_body_limit_is_refused(rx, monkeypatch):
+    monkeypatch.setattr("sinks.receiver.MAX_BODY", 1000)
+    assert post(rx, gzip.compress(b" " * 5000), {"Content-Encoding": "gzip"})[0] == 400
+
+
+def test_bearer_token_is_required_when_given():
+    with Receiver(bearer_token="tok-123") as rx:
+        assert post(rx, envelope(1), {"Authorization": "Bearer tok-123"})[0] == 200
+        assert post(rx, envelope(2), {"Authorization": "Bearer tok-999"})[0] == 401
+        assert post(rx, envelope(3), basic("u", "tok-123"))[0] == 401
+        assert post(rx, envelope(4))[0] == 401
+        assert [e["seq"] for e in rx.events] == [1] and rx.summary()["auth_failures"] == 3
+        assert not any("tok-123" in p for p in rx.problems)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(str(tmp_path_factory.mktemp("pki")))
+
+
+def tls_post(rx: Receiver, pki, seq: int, client_cert: bool) -> int:
+    ctx = ssl.create_default_context(cafile=pki.ca_cert)
+    if client_cert:
+        ctx.load_cert_chain(pki.client_cert, pki.client_key)
+    conn = http.client.HTTPSConnection("127.0.0.1", rx.port, context=ctx, timeout=5)
+    try:
+        return post(rx, envelope(seq), conn=conn)[0]
+    finally:
+        conn.close()
+
+
+def test_client_ca_requires_a_client_certificate_at_the_handshake(pki):
+    with Receiver(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_cert) as rx:
+        assert tls_post(rx, pki, 1, client_cert=True) == 200
+        with pytest.raises((ssl.SSLError, ConnectionError)):  # TLS 1.3: the refusal may come with the first read
+            tls_post(rx, pki, 2, client_cert=False)
+        assert rx.wait_for(lambda r: r.summary()["tls_refused"] == 1, 5), rx.problems
+        assert [e["seq"] for e in rx.events] == [1] and len(rx.requests) == 1
+
+
+def test_client_ca_without_tls_is_refused():
+    with pytest.raises(ValueError, match="TLS"):
+        Receiver(client_ca="/etc/ssl/certs/ca-certificates.crt")
+
+
+def start_receive(*args: str) -> tuple[subprocess.Popen, int, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "receive", "--listen", f"127.0.0.1:{port}", *args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, port, proc.stdout.readline()
+
+
+def stop_receive(proc: subprocess.Popen) -> tuple[str, str]:
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    return out, err
+
+
+def test_receive_reads_password_and_secret_from_files_kept_out_of_ps(tmp_path):
+    (tmp_path / "pw").write_text("Pw-From-File\n")
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    proc, port, banner = start_receive("--username", "ops", "--password-file", str(tmp_path / "pw"),
+                                       "--secret-file", str(tmp_path / "secret"))
+    try:
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().decode()
+        assert "Pw-From-File" not in cmdline and SECRET[6:] not in cmdline
+        assert "Basic auth as 'ops'" in banner and "webhook signatures" in banner, banner
+        body = json.dumps(envelope(1)).encode()
+        target = Receiver(port=port)  # only for post()'s port
+        assert post(target, body, {**basic("ops", "Pw-From-File"), **signed(body)})[0] == 200
+        assert post(target, body, {**basic("ops", "Pw-From-File"), **signed(body, secret=SECRET[:-4] + "AAA=")})[0] == 401
+    finally:
+        out, err = stop_receive(proc)
+    assert "received 1 events in 2 requests" in out and "bad signatures 1" in out
+    assert "Pw-From-File" not in out + err and SECRET[6:] not in out + err
+
+
+def test_receive_over_tls_with_client_ca_and_bearer_token_file(tmp_path, pki):
+    (tmp_path / "token").write_text("tok-from-file\n# next line ignored\n")
+    proc, port, banner = start_receive("--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
+                                       "--client-ca", pki.ca_cert, "--bearer-token-file", str(tmp_path / "token"))
+    try:
+        assert f"https://127.0.0.1:{port}/events" in banner and "client certificates" in banner and "bearer" in banner
+        ctx = ssl.create_default_context(cafile=pki.ca_cert)
+        ctx.load_cert_chain(pki.client_cert, pki.client_key)
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+        try:
+            target = Receiver(port=port)
+            assert post(target, envelope(1), {"Authorization": "Bearer tok-from-file"}, conn=conn)[0] == 200
+        finally:
+            conn.close()
+    finally:
+        out, _ = stop_receive(proc)
+    assert "received 1 events in 1 requests" in out and "tok-from-file" not in out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--client-ca", "/x.pem"], "need --tls-cert"),
+    (["--username", "u", "--bearer-token-file", "/x"], "not both"),
+    (["--password", "p", "--password-file", "/x", "--username", "u"], "not both"),
+    (["--secret-file", "/nonexistent/secret"], "cannot read"),
+    (["--tls-cert", "/nonexistent/cert.pem"], "TLS files"),
+])
+def test_receive_option_mistakes_are_one_line_exit_2(args, words):
+    out = subprocess.run([sys.executable, "-m", "agent", "receive", "--listen", "127.0.0.1:0", *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], out.stderr
