@@ -43,6 +43,8 @@ class Backoff:
         return replace(self, failures=self.failures + 1, floor=max(0.0, retry_after or 0.0))
 
     def succeeded(self) -> "Backoff":
+        if not self.failures and not self.floor:
+            return self  # the common case, once per delivered POST: no new object
         return replace(self, failures=0, floor=0.0)
 
     def capped(self) -> float:

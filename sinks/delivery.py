@@ -198,6 +198,8 @@ class Dispatcher:
         while (attempt := self.try_take(now)) is not None:
             self._client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
             started += 1
+        if started:
+            self._client.kick()  # the requests leave now, not one poll later
         return started
 
     def collect(self, now: float) -> int:

@@ -78,7 +78,7 @@ class Timeouts:
 class Transfer:
     """One easy handle, kept alive across POSTs, and what its current POST gathered."""
 
-    __slots__ = ("handle", "token", "started", "deadline", "timeouts", "lines", "answer", "aborted")
+    __slots__ = ("handle", "token", "started", "deadline", "timeouts", "lines", "answer", "aborted", "limits")
 
     def __init__(self, handle: pycurl.Curl):
         self.handle = handle
@@ -89,13 +89,10 @@ class Transfer:
         self.lines: list[bytes] = []
         self.answer = bytearray()
         self.aborted = ""
-        handle.setopt(pycurl.HEADERFUNCTION, self._header)
+        self.limits: Timeouts | None = None  # the timeouts set on the handle now
+        # A C-level bound method: no Python frame per header line (a 2xx never looks at them).
+        handle.setopt(pycurl.HEADERFUNCTION, self.lines.append)
         handle.setopt(pycurl.WRITEFUNCTION, self._body)
-
-    def _header(self, line: bytes) -> None:
-        if line.startswith(b"HTTP/"):  # a new answer (after a 100 Continue or a proxy's CONNECT)
-            self.lines.clear()
-        self.lines.append(line)
 
     def _body(self, chunk: bytes) -> None:
         room = ANSWER_KEPT - len(self.answer)
@@ -193,8 +190,10 @@ class HttpClient:
         c.setopt(pycurl.HTTPHEADER, headers)
         c.setopt(pycurl.POSTFIELDSIZE, len(body))
         c.setopt(pycurl.POSTFIELDS, body)
-        c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeouts.connect * 1000)))
-        c.setopt(pycurl.TIMEOUT_MS, max(1, int((t.timeouts.connect + t.timeouts.response) * 1000)))
+        if t.limits != t.timeouts:  # set once per handle, again only for an attempt with its own
+            t.limits = t.timeouts
+            c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeouts.connect * 1000)))
+            c.setopt(pycurl.TIMEOUT_MS, max(1, int((t.timeouts.connect + t.timeouts.response) * 1000)))
         t.started = time.monotonic() if now is None else now
         t.deadline = t.started + t.timeouts.response
         self._busy[c] = t
@@ -233,14 +232,15 @@ class HttpClient:
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
             return Result(SUCCESS, status, duration)
-        headers = _parse_headers(t.lines)
+        answer = _last_answer(t.lines)
+        headers = _parse_headers(answer)
         if 300 <= status < 400:
             location = headers.get("location")
             where = redact_url(location) if location else "no Location"
             return Result(REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
                           answer=bytes(t.answer))
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
-        detail = f"HTTP {status} {_reason_phrase(t.lines)}".rstrip()
+        detail = f"HTTP {status} {_reason_phrase(answer)}".rstrip()
         if retry_after is not None:
             detail += f" (Retry-After {retry_after:g} s)"
         return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer))
@@ -260,7 +260,10 @@ class HttpClient:
         self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
 
     def next_deadline(self) -> float | None:
-        """When the loop must call timer_due() at the latest (libcurl's timer or a watchdog)."""
+        """When the loop must act at the latest: now while finished POSTs wait for finished() (one
+        can end inside kick(), after the loop collected), else libcurl's timer or a watchdog."""
+        if self._done:
+            return time.monotonic()
         due = self._timer_at
         for t in self._busy.values():
             if due is None or t.deadline < due:
@@ -271,6 +274,13 @@ class HttpClient:
         """FD polled ready with EVENTS (poll bits: 1 in, 2 out, 4 error)."""
         self._multi.socket_action(fd, events & 7)
         self._collect()
+
+    def kick(self) -> None:
+        """Let libcurl act on the transfers just added (it asks for that with a 0 ms timer)."""
+        if self._timer_at is not None and self._timer_at <= time.monotonic():
+            self._timer_at = None
+            self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+            self._collect()
 
     def timer_due(self, now: float) -> None:
         """Run libcurl's timer if it is due, and the response-timeout watchdog."""
@@ -361,6 +371,14 @@ def _reason(c: pycurl.Curl, errno: int, message: str) -> str:
         if word.lower() not in text.lower():
             text = f"{text} ({word})"
     return text[:300]
+
+
+def _last_answer(lines: list[bytes]) -> list[bytes]:
+    """The header lines of the final answer (after a 100 Continue or a proxy's CONNECT answer)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(b"HTTP/"):
+            return lines[i:]
+    return lines
 
 
 def _parse_headers(lines: list[bytes]) -> dict[str, str]:

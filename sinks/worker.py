@@ -47,9 +47,11 @@ READS_PER_TURN = 8  # journal reads per loop turn (the loop stays responsive dur
 FEED_PER_TURN = 4096  # live messages taken per loop turn
 RCVHWM = 10000  # live messages ZeroMQ may buffer; more are dropped and read from the journal
 JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
-COMMIT_INTERVAL = 0.1  # s between cursor commits (when it moved)
+# s between cursor commits to SQLite (when it moved): every acknowledgement is in the cursor
+# shadow at once (sinks/shadow.py), so this only bounds what a power loss may deliver twice.
+COMMIT_INTERVAL = 1.0
 STALL_TICK = 0.05  # s before a deadline that could not be acted on is looked at again
-HEAD_CHECK_BUSY = internal.REPORT_INTERVAL  # s: the journal head is read this soon after live traffic
+HEAD_CHECK_BUSY = 1.0  # s: the journal head is read this soon after live traffic
 IN_FLIGHT_GRACE = 1.0  # s in-flight POSTs get at shutdown
 STOP_EVENT_TIMEOUT = (1.0, 1.5)  # s (connect, read) of the one stop-event attempt
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
@@ -194,7 +196,7 @@ class Worker:
         if self._can_read(now):
             return 0.0  # catching up
         due = [self._last_report + internal.HEARTBEAT_INTERVAL, self._next_head_check]
-        if self._figures() != self._reported:
+        if self._unreported:  # as the last turn left it
             due.append(self._last_report + internal.REPORT_INTERVAL)
         if self.tracker.cursor > self.committed:
             due.append(self._last_commit + COMMIT_INTERVAL)
@@ -236,6 +238,7 @@ class Worker:
                 self._report(now)  # a change of state at once, other changes at most every REPORT_INTERVAL
         elif now - self._last_report >= internal.HEARTBEAT_INTERVAL:
             self._report(now)
+        self._unreported = self._reported != figures
 
     def _figures(self) -> tuple:
         """What a report tells, in short: a new report is due when this changes."""
@@ -351,6 +354,7 @@ class Worker:
     def _report(self, now: float) -> None:
         self._last_report = now
         self._reported = self._figures()
+        self._unreported = False
         msg = {
             "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(),
             "publisher": self.dispatcher.state, "backlog": self._backlog(),

@@ -149,3 +149,25 @@ def test_a_success_already_in_flight_resets_but_the_wait_runs_out():
     resumed = [d.try_take(2.0) for _ in range(4)]
     assert all(x is not None and not x.probe for x in resumed)  # the success ended probing
     assert resumed[0].post.seq == 1
+
+
+def test_a_post_that_ends_while_it_starts_is_collected_at_once():
+    """A POST can end inside pump()'s kick, after the loop collected (here: a scheme libcurl is not
+    allowed to speak fails at once): the worker must not sleep on it (it once slept forever with
+    one POST counted in flight)."""
+    import time as real_time
+
+    from agent.config import TuningConfig
+    from sinks.http import HttpClient
+    from tests.sinks.harness import make_sink
+
+    client = HttpClient(make_sink("gopher://127.0.0.1:1/x"), TuningConfig())
+    d = Dispatcher("cdr", client, Backoff(initial=1.0, maximum=100.0), 1)
+    d.put(post(1))
+    now = real_time.monotonic()
+    assert d.pump(now) == 1 and d.in_flight == 1
+    deadline = d.next_deadline(now)
+    assert deadline is not None and deadline <= real_time.monotonic()  # act now, do not sleep
+    d.collect(real_time.monotonic())
+    assert d.in_flight == 0 and d.failures == 1 and d.attempts["connection_error"] == 1
+    client.close()
