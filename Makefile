@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_STAMP := /var/tmp/eventsink-agent-apt.stamp
-# Debian packages the tests use: the .deb build and checks, real Prometheus, nginx for benchmarks.
+# Debian packages the tests use: the .deb build and checks, real Prometheus, nginx for benchmarks
+# and HTTP/2, tinyproxy as a real forward proxy.
 APT_PACKAGES := python3 python3-venv python3-dev build-essential dpkg-dev fakeroot lintian \
-                prometheus nginx-light wrk iproute2 curl procps
+                prometheus nginx-light tinyproxy wrk iproute2 curl procps
+# Named after the list: a machine installed from an older list installs again when the list grows.
+APT_STAMP := /var/tmp/eventsink-agent-apt-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8).stamp
 
 .PHONY: demo test bench fuzz deb apt venv clean
 

@@ -13,6 +13,11 @@ wait, then the oldest undelivered Post goes alone as a probe; each failure of a
 request started since the last failure doubles the wait (failures of requests
 already in flight do not), a 429/503 `Retry-After` sets a floor, a success
 resets it, and a wait above the maximum stops sending (`backoff_exceeded`).
+
+Pacing (`max_rate` events/s, 0 = none): no POST starts before the previous
+start plus its events / max_rate (a bulk envelope counts its inner events,
+a retry counts like any POST: it is what the receiver sees). The end of that
+spacing is a deadline of `next_deadline`, so the worker sleeps until then.
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ class Dispatcher:
     """
 
     def __init__(self, sink: str, client: HttpClient, backoff: Backoff, limit: int,
-                 on_state_change: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic):
+                 on_state_change: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 max_rate: float = 0.0):
         self.sink = sink
         self._client = client
         self._next_client: HttpClient | None = None  # swapped in once nothing is in flight on the old one
@@ -115,6 +121,8 @@ class Dispatcher:
         self._resume_at = 0.0
         self._generation = 0
         self._closed = False
+        self.max_rate = max_rate
+        self._paced_until = 0.0  # max_rate: no POST starts before this
 
     # ------------------------------------------------------------ the worker's side
 
@@ -133,10 +141,12 @@ class Dispatcher:
     def client(self) -> HttpClient:
         return self._next_client or self._client
 
-    def configure(self, limit: int, initial: float, maximum: float, client: HttpClient | None = None) -> None:
-        """New settings, live: concurrency, backoff bounds (failures so far kept), maybe a new client
-        (it takes over once the POSTs under way on the old one have ended)."""
+    def configure(self, limit: int, initial: float, maximum: float, client: HttpClient | None = None,
+                  max_rate: float = 0.0) -> None:
+        """New settings, live: concurrency, backoff bounds (failures so far kept), pacing, maybe a new
+        client (it takes over once the POSTs under way on the old one have ended)."""
         self.limit = max(1, limit)
+        self.max_rate = max_rate
         self.backoff = replace(self.backoff, initial=initial, maximum=maximum)
         if client is not None:
             if self._next_client is not None:
@@ -249,7 +259,7 @@ class Dispatcher:
 
     def try_take(self, now: float) -> Attempt | None:
         """The next attempt allowed at NOW, or None."""
-        return self._grant() if self._wait_needed(now) == 0.0 else None
+        return self._grant(now) if self._wait_needed(now) == 0.0 else None
 
     def _wait_needed(self, now: float) -> float | None:
         """0.0 when an attempt may start now, else seconds to wait (None: until something changes)."""
@@ -261,10 +271,14 @@ class Dispatcher:
             return self._resume_at - now
         if self._probing and self._probe_in_flight:
             return None
+        if now < self._paced_until and self.max_rate > 0:  # a max_rate removed by a reload applies at once
+            return self._paced_until - now
         return 0.0
 
-    def _grant(self) -> Attempt:
+    def _grant(self, now: float) -> Attempt:
         post = heapq.heappop(self._retry)[2] if self._retry else self._queue.popleft()
+        if self.max_rate > 0:
+            self._paced_until = now + post.count / self.max_rate
         self._in_flight += 1
         self.highest_sent_seq = max(self.highest_sent_seq, post.seq + len(post.times) - 1)
         if self._probing:

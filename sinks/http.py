@@ -2,7 +2,8 @@
 
 Owns the sink's libcurl settings (set once per easy handle: http and https
 only, redirects never followed, an empty `Expect:`, TLS against the system
-trust store or the sink's `ca_file`, no proxy from the environment), a
+trust store or the sink's `ca_file`, no proxy from the environment; the HTTP
+options of INTERFACE 5 come from sinks/curl_options.py), a
 `CurlMulti` with up to `max_in_flight` easy handles kept alive and reused, the
 per-attempt request (headers, Basic auth, `webhook-id`, Standard Webhooks
 signature), and the mapping of every answer or libcurl error to exactly one
@@ -35,6 +36,8 @@ import pycurl
 import agent
 from agent.backoff import RETRY_AFTER_STATUSES, parse_retry_after
 from agent.config import SinkConfig, TuningConfig, redact_url, url_credentials
+from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
+                                  set_handle_options, set_multi_options)
 from sinks.signing import Signer
 
 SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
@@ -47,6 +50,7 @@ ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)
 
 # libcurl errors that are TLS problems; every other error is a connection_error (timeouts aside).
 _TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
+_AFTER_HANDSHAKE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR})
 _HTTP_ONLY = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # The poll bits of curl's socket callback and of socket_action happen to be zmq's and poll(2)'s
 # IN/OUT (1, 2), so a watch callback can hand them to a zmq.Poller unchanged.
@@ -117,6 +121,9 @@ class HttpClient:
         self._static_headers = self._headers_of(sink)
         self._signer = Signer(sink.secret) if sink.secret else None
         self._sink = sink
+        self._gzip = sink.compression == "gzip"
+        self._client_certificate = ClientCertificate.of(sink)  # read now: renewed files make a new client
+        self._proxy = Proxy.of(sink.proxy)
         self._watch = watch
         self.watched: dict[int, int] = {}  # fd -> WATCH_* bits libcurl waits for
         self._timer_at: float | None = None  # libcurl's own timer, monotonic
@@ -129,12 +136,13 @@ class HttpClient:
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
         self._multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, self.limit)
         self._multi.setopt(pycurl.M_MAXCONNECTS, self.limit)
+        set_multi_options(self._multi, sink)
 
     @staticmethod
     def settings_key(sink: SinkConfig, tuning: TuningConfig) -> tuple:
         """Everything that needs a new client when it changes."""
         return (sink.url, sink.username, sink.password, sink.verify_tls, sink.ca_file, sink.secret,
-                sink.max_in_flight, tuning.connection_timeout, tuning.response_timeout)
+                sink.max_in_flight, tuning.connection_timeout, tuning.response_timeout, *options_key(sink))
 
     def __repr__(self) -> str:
         return f"HttpClient({self.url})"
@@ -147,7 +155,7 @@ class HttpClient:
         if user:
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers.append(f"Authorization: Basic {token}")
-        return headers
+        return headers + option_headers(sink)
 
     def _new_handle(self) -> Transfer:
         c = pycurl.Curl()
@@ -158,7 +166,6 @@ class HttpClient:
         c.setopt(pycurl.FOLLOWLOCATION, 0)
         c.setopt(pycurl.NOSIGNAL, 1)
         c.setopt(pycurl.TCP_NODELAY, 1)
-        c.setopt(pycurl.PROXY, "")  # never a proxy from http_proxy / HTTPS_PROXY in the environment
         c.setopt(pycurl.POST, 1)
         if sink.url.lower().startswith("https:"):
             if sink.verify_tls:
@@ -168,6 +175,7 @@ class HttpClient:
             else:
                 c.setopt(pycurl.SSL_VERIFYPEER, 0)
                 c.setopt(pycurl.SSL_VERIFYHOST, 0)
+        set_handle_options(c, sink, self._client_certificate, self._proxy, sink.ca_file or SYSTEM_CA_BUNDLE)
         return Transfer(c)
 
     # ------------------------------------------------------------ starting and finishing
@@ -179,6 +187,8 @@ class HttpClient:
     def start(self, body: bytes, webhook_id: str, token: object, now: float | None = None,
               timeouts: Timeouts | None = None) -> None:
         """Begin one POST of BODY; its Result comes back from finished() with TOKEN."""
+        if self._gzip:  # compressed before signing: the signature covers the bytes as sent
+            body = gzip_body(body)
         t = self._idle.pop() if self._idle else self._new_handle()
         t.reset()
         t.token = token
@@ -228,7 +238,7 @@ class HttpClient:
         if t.aborted:
             return Result(TIMEOUT, None, duration, detail=t.aborted)
         if errno:
-            return Result(_outcome_of(errno), None, duration, detail=_reason(c, errno, message))
+            return Result(_outcome_of(errno, message), None, duration, detail=_reason(c, errno, message))
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
             return Result(SUCCESS, status, duration)
@@ -354,10 +364,15 @@ class HttpClient:
         self._multi.close()
 
 
-def _outcome_of(errno: int) -> str:
+def _outcome_of(errno: int, message: str) -> str:
     if errno == pycurl.E_OPERATION_TIMEDOUT:
         return TIMEOUT
     if errno in _TLS_ERRORS:
+        return TLS_ERROR
+    if errno in _AFTER_HANDSHAKE and " alert " in message:
+        # TLS 1.3: a server that wants a client certificate (or dislikes the one given) says so with
+        # an alert after the handshake, so it surfaces on the first read ("tlsv13 alert certificate
+        # required"), not as a handshake error.
         return TLS_ERROR
     return CONNECTION_ERROR
 

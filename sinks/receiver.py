@@ -52,6 +52,23 @@ class ReceivedRequest:
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
 
 
+def _lingering_close(conn: socket.socket) -> None:
+    """Close a refused TLS connection so that the client reads the alert. TLS 1.3 refuses a missing
+    client certificate after the client's side of the handshake, when the client may already have
+    sent its request: closing with that request unread would reset the connection, and the reset
+    would discard the alert before the client reads it."""
+    try:
+        conn.shutdown(socket.SHUT_WR)  # the alert is already out; then FIN
+        conn.settimeout(1.0)
+        for _ in range(64):  # read (and drop) what the client sent, until it closes
+            if not socket.socket.recv(conn, 65536):
+                break
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -68,11 +85,12 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         # Runs in the connection's own thread: the TLS handshake never blocks the accept loop.
         if self.tls is not None:
+            request.settimeout(10)
+            request = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
             try:
-                request.settimeout(10)
-                request = self.tls.wrap_socket(request, server_side=True)
+                request.do_handshake()
             except (OSError, ssl.SSLError) as exc:
-                request.close()
+                _lingering_close(request)
                 self.receiver._handshake_refused(exc)
                 return
         super().finish_request(request, client_address)

@@ -91,7 +91,7 @@ class Worker:
         self.dispatcher = Dispatcher(
             sink.name, HttpClient(sink, tuning, watch=self._watch),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
-            sink.max_in_flight,
+            sink.max_in_flight, max_rate=sink.max_rate,
         )
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
                              emit=self._enqueue, discard=self.tracker.done)
@@ -425,7 +425,8 @@ class Worker:
             if self.batcher is not None:
                 self.batcher.flush()
             self.batcher = self._new_batcher(sink)
-        self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client)
+        self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client,
+                                  max_rate=sink.max_rate)
         log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
         if announce and self.accepting:
             self._enqueue(self.shaper.lifecycle(UPDATED, time.monotonic()))

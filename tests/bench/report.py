@@ -140,6 +140,14 @@ def rows(r: dict) -> list[Row]:
     out.append(Row("8", "agent CPU per 10,000 events, in order", io["cpu_per_10k"], "s", "cpu_in_order",
                    "supervisor + broker + worker, utime + stime"))
     out.append(Row("8", "agent CPU per 10,000 events, bulk", b["cpu_per_10k"], "s", "cpu_bulk"))
+    for shape, plain in (("in_order", io), ("bulk", b)):
+        for option, what in (("gzip", 'compression = "gzip"'), ("h2", 'http_version = "2"')):
+            row = r.get(f"{shape}_{option}")
+            if row:  # results saved before these rows existed have none
+                out.append(Row("8", f"agent CPU per 10,000 events, {shape.replace('_', ' ')}, {what}",
+                               row["cpu_per_10k"], "s", f"cpu_{shape}_{option}",
+                               f"{_ratio(row['cpu_per_10k'], plain['cpu_per_10k']):.2f}x HTTP/1.1 plain; "
+                               f"{row['rate']:,.0f} ev/s"))
     out.append(Row("8", "naive peer CPU per 10,000 events", nv["cpu_per_10k"], "s", "cpu_naive"))
     out.append(Row("8", "broker CPU per event in the burst", r["broker"]["cpu_us_per_event"], "us", "cpu_broker",
                    "validate + journal + fan-out"))

@@ -159,9 +159,9 @@ class AgentUnderTest:
 
 
 class NginxTarget:
-    def __init__(self, nginx: Nginx, label: str):
+    def __init__(self, nginx: Nginx, label: str, http2: bool = False):
         self.path = f"/log/{label}"
-        self.url = nginx.url + self.path
+        self.url = (nginx.h2_url if http2 else nginx.url) + self.path
         self.nginx = nginx
 
     def wait(self, count: int, timeout: float) -> PathTally:

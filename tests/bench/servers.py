@@ -56,6 +56,17 @@ http {{
             return 204;
         }}
     }}
+    server {{
+        # Cleartext HTTP/2 (prior knowledge only) for the http_version = "2" rows; same paths, same log.
+        listen 127.0.0.1:{h2_port} http2 reuseport backlog=4096;
+        location /log/ {{
+            access_log {dir}/access.log bench buffer=256k flush=20ms;
+            return 204;
+        }}
+        location / {{
+            return 204;
+        }}
+    }}
 }}
 """
 
@@ -84,6 +95,7 @@ class Nginx:
 
     def __init__(self, port: int | None = None, workers: str = "auto"):
         self.port = port or free_port()
+        self.h2_port = free_port()
         self.workers = workers
         self.dir = tempfile.mkdtemp(prefix="esa-nginx-", dir="/tmp")
         os.chmod(self.dir, 0o755)  # nginx workers (another user when root) may need to enter it
@@ -95,12 +107,17 @@ class Nginx:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def h2_url(self) -> str:
+        """The cleartext HTTP/2 port (a client must speak HTTP/2 with prior knowledge)."""
+        return f"http://127.0.0.1:{self.h2_port}"
+
     def start(self) -> "Nginx":
         if not os.access(NGINX, os.X_OK):
             raise RuntimeError(f"nginx is not installed ({NGINX}); run 'make apt' as root")
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as fh:
-            fh.write(_CONFIG.format(dir=self.dir, port=self.port, workers=self.workers))
+            fh.write(_CONFIG.format(dir=self.dir, port=self.port, h2_port=self.h2_port, workers=self.workers))
         self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf, "-g", "daemon off;"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "stderr.log"), "wb"))

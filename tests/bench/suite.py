@@ -25,6 +25,17 @@ def median_run(done: list[dict], value: Callable[[dict], float]) -> dict:
     return chosen
 
 
+def options_rows(step: Callable, nginx: Nginx, corpus, sizes: Sizes) -> None:
+    """CPU per event with compression = "gzip" and with http_version = "2", in order and in bulk
+    (plain HTTP/1.1 is the in_order and bulk rows): one run each."""
+    bulk = dict(bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval)
+    for shape, n, options in (("in_order", sizes.inorder_events, dict(max_in_flight=1)), ("bulk", sizes.bulk_events, bulk)):
+        step(f"{shape}_gzip", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"{shape}-gzip"), corpus, n,
+                                                         compression="gzip", **options))
+        step(f"{shape}_h2", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"{shape}-h2", http2=True), corpus, n,
+                                                       http_version="2", **options))
+
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -67,6 +78,7 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         step("far", lambda i: runs.far(sizes, corpus))
         step("bulk", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"bulk-{i}"), corpus, sizes.bulk_events,
                                                bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval), n)
+        options_rows(step, nginx, corpus, sizes)
         step("paced_naive", lambda i: paced.naive_paced(nginx, sizes, paced_file, paced_counts, workdir, "paced-naive"))
         step("paced_1", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 1, "paced-1"))
         step("paced_3", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 3, "paced-3"))

@@ -18,6 +18,9 @@ class FakeClient:
     def close(self):
         self.closed = True
 
+    def next_deadline(self):
+        return None
+
 
 def post(seq):
     return Post(seq, "conference_updated", b"{}", f"e-{seq}", (seq,), (0.0,))
@@ -171,3 +174,44 @@ def test_a_post_that_ends_while_it_starts_is_collected_at_once():
     d.collect(real_time.monotonic())
     assert d.in_flight == 0 and d.failures == 1 and d.attempts["connection_error"] == 1
     client.close()
+
+
+# ------------------------------------------------------------------ max_rate pacing
+
+def bulk_post(seq, events):
+    return Post(seq, "eventsink_bulk", b"{}", f"b-{seq}", tuple(range(seq, seq + events)), (0.0,) * events)
+
+
+def test_max_rate_spaces_starts_and_the_deadline_is_the_end_of_the_spacing():
+    d, _ = rig(limit=4, n=4)
+    d.configure(4, 1.0, 100.0, max_rate=20.0)  # 0.05 s per event
+    first = d.try_take(0.0)
+    assert first.post.seq == 1 and d.try_take(0.049) is None  # in_flight would allow 3 more
+    assert d.next_deadline(0.01) == pytest.approx(0.05)  # the worker sleeps until then, no busy loop
+    assert d.try_take(0.05).post.seq == 2
+    d.finish(first, OK, now=0.06)  # an answer does not shorten the spacing
+    assert d.try_take(0.07) is None and d.try_take(0.1).post.seq == 3
+
+
+def test_max_rate_counts_the_inner_events_of_a_bulk_envelope_and_retries():
+    d = Dispatcher("cdr", FakeClient(), Backoff(initial=0.01, maximum=100.0), 1, clock=lambda: 0.0, max_rate=10.0)
+    d.put(bulk_post(1, 25))
+    d.put(post(26))
+    a = d.try_take(0.0)
+    d.finish(a, FAIL, now=0.1)  # the backoff (0.01 s) ends long before the spacing of 25 events
+    assert d.try_take(2.49) is None and d.next_deadline(2.0) == pytest.approx(2.5)
+    retry = d.try_take(2.5)
+    assert retry.post.seq == 1 and retry.probe
+    d.finish(retry, OK, now=2.6)
+    assert d.try_take(4.99) is None and d.try_take(5.0).post.seq == 26
+
+
+def test_no_max_rate_no_spacing_and_removing_it_applies_at_once():
+    d, _ = rig(limit=3, n=3)
+    assert [d.try_take(0.0).post.seq for _ in range(3)] == [1, 2, 3]
+    d, _ = rig(limit=3, n=3)
+    d.configure(3, 1.0, 100.0, max_rate=0.5)
+    d.try_take(0.0)
+    assert d.try_take(1.0) is None
+    d.configure(3, 1.0, 100.0, max_rate=0.0)
+    assert d.try_take(1.0).post.seq == 2
