@@ -7,6 +7,9 @@ stop (workers first, then the broker, all within STOP_BUDGET).
 `ChildProcesses` is a base class of `agent.supervisor.Supervisor`, which owns
 the attributes used here (config, launcher, clock, link, journal, slots,
 removed, broker, _stopping) and the main loop that calls `_reap` and `_tick`.
+That loop runs when woken (a child's exit fd, a report, a command) or at one
+of the deadlines set here (restart_at, kill_at, the broker's stop deadline),
+never on a clock tick, so nothing here may rely on being called periodically.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class ChildProcesses:
         b = self.broker
         if b.handle is not None and (code := b.handle.poll()) is not None:
             pid = b.handle.pid
+            # Here, not on a tick: a child that ran long enough is forgiven before its crash counts.
+            b.forget_failures_if_stable(b.started_at, now)
             b.detach()
             if self._stopping is None and code == BROKER_JOURNAL_CORRUPT:
                 # Restarting it would only fail again (a crash loop): stop the agent instead; its
@@ -129,6 +134,7 @@ class ChildProcesses:
                     self._drop_stale_cursors()
             if slot.handle is not None and (code := slot.handle.poll()) is not None:
                 pid = slot.handle.pid
+                slot.forget_failures_if_stable(slot.started_at, now)
                 slot.detach()
                 if slot.removed or self._stopping is not None:
                     continue

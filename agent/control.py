@@ -112,7 +112,7 @@ class ControlServer:
         except OSError as exc:
             sock.close()
             raise ControlSocketError(f"cannot create the control socket {self.path}: {exc.strerror or exc}") from None
-        sock.settimeout(1.0)  # the accept loop checks for stop() at least this often
+        # accept() blocks without a timeout (an idle agent must not wake): stop() wakes it.
         self._listener = sock
         self._inode = (st.st_dev, st.st_ino)
         self._stopping.clear()
@@ -126,6 +126,11 @@ class ControlServer:
             return
         self._stopping.set()
         _wake(self.path)
+        try:
+            # Should the wake-up connection fail (socket file gone): on Linux this ends a blocked accept().
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=5)
         self._listener.close()

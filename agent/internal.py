@@ -11,8 +11,13 @@ import zmq
 
 # Upper bounds (seconds) of the two histograms workers report; +Inf is implied.
 HISTOGRAM_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-REPORT_INTERVAL = 0.25  # s at least between a child's reports while its figures change
-HEARTBEAT_INTERVAL = 5.0  # s at most between a child's reports when nothing changes
+# Reports come on change, not on a clock (a Conferencing Node's CPU is its media capacity;
+# every wake-up costs a cold cache): a child reports when a figure it reports has changed, at
+# most once per REPORT_INTERVAL (a state change that raises or clears an alarm at once), and
+# at least once per HEARTBEAT_INTERVAL even when nothing changed (so the supervisor can tell
+# a quiet child from a wedged one, and a message it missed is repeated).
+REPORT_INTERVAL = 0.25  # s: the least spacing between two change-driven reports
+HEARTBEAT_INTERVAL = 5.0  # s: the longest a child stays silent when nothing changes
 CHILD_GRACE = 5.0  # s a child gets to exit after shutdown/SIGTERM before SIGKILL
 BROKER_IDENTITY = b"broker"
 

@@ -6,11 +6,20 @@ agent/sinkslot.py so that they never go backwards; histograms from the HIST
 snapshots workers report; gauges from the last report and the supervisor's
 own state. Labels carry only sink names, alarm names, reasons and outcomes:
 never a URL, user name or secret.
+
+`MetricsServer` serves them over HTTP from one thread that sleeps until a
+scrape or stop() (prometheus_client's own server wakes twice a second to look
+for a shutdown request, and an idle agent must not wake).
 """
 
 from __future__ import annotations
 
+import os
+import selectors
+import socket
+import threading
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
@@ -110,3 +119,41 @@ class AgentCollector:
 
     def collect(self):
         yield from families(self._view_source())
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+        pass  # a scrape every few seconds is not worth a log line
+
+
+class MetricsServer:
+    """/metrics on HOST:PORT, one thread per scrape; `stop()` ends it at once."""
+
+    def __init__(self, host: str, port: int, registry) -> None:
+        from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        server_class = type("MetricsHTTPServer", (ThreadingWSGIServer,), {"address_family": family})
+        self.httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+        # A connection that goes away between poll and accept must not block the thread in accept().
+        self.httpd.socket.setblocking(False)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._serve, name="metrics", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.httpd.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = selector.select()
+                if any(key.fd == self._wake_r for key, _ in ready):
+                    return
+                self.httpd._handle_request_noblock()  # accept one scrape, handled in its own thread
+
+    def stop(self) -> None:
+        os.write(self._wake_w, b"\0")
+        self._thread.join(timeout=5)
+        self.httpd.server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

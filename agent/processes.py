@@ -3,13 +3,18 @@ reading the time.
 
 `Launcher.spawn(argv, stdin_bytes, name) -> ChildHandle` starts a child with
 fork+exec, hands it its spec on stdin (never argv: no secrets in `ps`) and
-closes stdin. `Clock` gives `monotonic()` for every duration and `wall()` for
+closes stdin. A handle's `exit_fd()` is a file descriptor that becomes
+readable when the child exits (a Linux pidfd), so the supervisor sleeps in
+poll() until something happens instead of looking at its children on a tick;
+None when there is none (the supervisor then polls that child on a short
+interval). `Clock` gives `monotonic()` for every duration and `wall()` for
 timestamps shown to operators. Unit tests replace both with fakes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -23,6 +28,8 @@ class ChildHandle(Protocol):
     name: str
 
     def poll(self) -> int | None: ...
+
+    def exit_fd(self) -> int | None: ...
 
     def terminate(self) -> None: ...
 
@@ -56,9 +63,23 @@ class PopenChild:
         self.proc = proc
         self.pid = proc.pid
         self.name = name
+        try:
+            # Opened before the child can have been reaped (only poll() reaps it), so the pid is ours.
+            self._pidfd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3: the supervisor polls this child instead
+            self._pidfd = None
 
     def poll(self) -> int | None:
-        return self.proc.poll()
+        code = self.proc.poll()
+        if code is not None and self._pidfd is not None:
+            # The supervisor drops an exited child's fd from its poller before it polls again.
+            os.close(self._pidfd)
+            self._pidfd = None
+        return code
+
+    def exit_fd(self) -> int | None:
+        """Readable once the child has exited; None after poll() has seen the exit."""
+        return self._pidfd
 
     def _signal(self, sig: int) -> None:
         if self.proc.poll() is not None:

@@ -68,6 +68,7 @@ class BrokerReport(msgspec.Struct, kw_only=True):
     journal_bytes: int = 0
     journal_full: bool = False
     head: int = 0
+    transactions: int = 0
 
 
 def parse_report(msg: dict) -> WorkerReport | BrokerReport:

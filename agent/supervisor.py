@@ -6,7 +6,15 @@ and serves the control socket and /metrics.
 Arbiter style (gunicorn): signal handlers and the control server only put a
 command on a queue and wake the main loop (a self-pipe polled together with
 the supervisor link's ROUTER); the main loop alone changes state. Every
-duration comes from the injected clock. Other modules: agent/states.py (the
+duration comes from the injected clock.
+
+The loop sleeps until something happens: a signal or a command (the
+self-pipe), a child's report (the ROUTER), a child's exit (its pidfd, see
+agent/processes.py) or a real deadline (a restart after its backoff, a
+SIGKILL after CHILD_GRACE, the broker's stop deadline, a stop_publisher to
+resend). There is no tick: children report on change plus a slow heartbeat
+(agent/internal.py), so an idle agent wakes the supervisor every
+HEARTBEAT_INTERVAL per child at most. Other modules: agent/states.py (the
 state machine), agent/sinkslot.py (per-child bookkeeping), agent/reload.py
 (what a reload changes), agent/runtime.py (dirs, locks, socket files),
 agent/childlink.py (the ROUTER), alarms/ (rules and registry),
@@ -16,6 +24,7 @@ agent/metrics.py (the Prometheus collector).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -47,7 +56,7 @@ log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
 
 S = PublisherState
-LOOP_INTERVAL = 0.1  # s: the longest the loop sleeps before it looks at its children again
+CHILD_POLL_INTERVAL = 0.1  # s between two looks at a child whose exit cannot be watched (no pidfd)
 STOP_RESEND_INTERVAL = 1.0  # s between two stop_publisher to a worker that still says "running"
 
 
@@ -93,6 +102,7 @@ class Supervisor(ChildProcesses):
         self.link = None
         self._ctx: zmq.Context | None = None
         self._poller: zmq.Poller | None = None
+        self._watched_fds: set[int] = set()  # child exit fds registered in the poller
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.RLock()  # held by the loop while it works; by metrics while it reads
         self._wake_r = self._wake_w = -1
@@ -126,8 +136,11 @@ class Supervisor(ChildProcesses):
             raise
         self._arm_wakeup_fd()
         try:
-            while not self.step():
-                pass
+            # The first turn does not block: a signal or a child exit during start() came
+            # before the self-pipe was armed for signals.
+            done = self.step(block=False)
+            while not done:
+                done = self.step()
         finally:
             self._restore_signals()
             self.close()
@@ -206,13 +219,15 @@ class Supervisor(ChildProcesses):
             raise StartupError(f"cannot serve the control socket {self.paths.control_socket}: {exc}") from None
         listen = self.config.agent.metrics_listen
         if listen:
-            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client import CollectorRegistry
+
+            from agent.metrics import MetricsServer
 
             host, port = parse_listen(listen) or ("127.0.0.1", 9712)
             registry = CollectorRegistry(auto_describe=False)
             registry.register(self.collector())
             try:
-                self._metrics_server, _ = start_http_server(port, addr=host, registry=registry)
+                self._metrics_server = MetricsServer(host, port, registry)
             except OSError as exc:
                 raise StartupError(f"cannot serve metrics on {listen}: {exc.strerror or exc}") from None
 
@@ -228,8 +243,7 @@ class Supervisor(ChildProcesses):
             self._control.stop()
             self._control = None
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+            self._metrics_server.stop()
             self._metrics_server = None
         if self.link is not None:
             self.link.close()
@@ -310,8 +324,10 @@ class Supervisor(ChildProcesses):
 
     def step(self, block: bool = True) -> bool:
         """One turn of the main loop; True once a graceful stop has finished."""
-        timeout_ms = int(self._poll_timeout() * 1000) if block else 0
-        self._poller.poll(timeout_ms)
+        self._watch_child_exits()
+        timeout = self._poll_timeout() if block else 0.0
+        # Rounded up: a deadline 0.4 ms away must not turn into a busy loop of zero-timeout polls.
+        self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
         with self._lock:
             self._drain_wake()
             for identity, msg in self.link.receive():
@@ -319,20 +335,54 @@ class Supervisor(ChildProcesses):
             self._drain_requests()
             self._guard(self._reap)
             self._guard(self._tick)
+            self._guard(self._resend_stops)
             return self._stopping is not None and self._stopping.phase == "done"
 
-    def _poll_timeout(self) -> float:
+    def _poll_timeout(self) -> float | None:
+        """Seconds until the soonest deadline; None (sleep until woken) when there is none."""
         now = self.clock.monotonic()
         deadlines = [d for d in self._deadlines() if d is not None]
-        soonest = min(deadlines, default=now + LOOP_INTERVAL)
-        return max(0.0, min(LOOP_INTERVAL, soonest - now))
+        if any(fd is None for fd in self._child_exit_fds()):
+            deadlines.append(now + CHILD_POLL_INTERVAL)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
 
     def _deadlines(self):
         yield self.broker.restart_at
+        if self._stopping is not None and not self._stopping.broker_killed:
+            yield self._stopping.broker_deadline
         for slot in list(self.slots.values()) + self.removed:
             yield slot.restart_at
             if slot.old is not None and not slot.old.killed:
                 yield slot.old.kill_at
+            yield self._stop_resend_at(slot)
+
+    def _child_exit_fds(self) -> list[int | None]:
+        return [getattr(handle, "exit_fd", lambda: None)() for handle in self._all_handles() if handle.poll() is None]
+
+    def _stop_resend_at(self, slot: SinkSlot) -> float | None:
+        """When a stop_publisher is due again: the worker's last report still says its publisher runs."""
+        if (slot.state is S.STOPPED and slot.handle is not None and slot.stop_sent_at is not None
+                and slot.report is not None and slot.report.publisher == "running"):
+            return slot.stop_sent_at + STOP_RESEND_INTERVAL
+        return None
+
+    def _resend_stops(self) -> None:
+        now = self.clock.monotonic()
+        for slot in self.slots.values():
+            due = self._stop_resend_at(slot)
+            if due is not None and now >= due:
+                self._send_stop_publisher(slot, now)
+
+    def _watch_child_exits(self) -> None:
+        """Poll every live child's exit fd: a child's death wakes the loop (no tick needed)."""
+        wanted = {fd for fd in self._child_exit_fds() if fd is not None}
+        for fd in self._watched_fds - wanted:
+            self._poller.unregister(fd)
+        for fd in wanted - self._watched_fds:
+            self._poller.register(fd, zmq.POLLIN)
+        self._watched_fds = wanted
 
     def _guard(self, fn: Callable, *args) -> None:
         try:

@@ -232,6 +232,11 @@ class Journal(_Connection):
         with self._lock:
             return self._db.execute(_HEAD_SQL).fetchone()[0]
 
+    def holds_events(self) -> bool:
+        """True while any event row is left (the broker's test for more housekeeping)."""
+        with self._lock:
+            return self._db.execute('SELECT 1 FROM events LIMIT 1').fetchone() is not None
+
     # ------------------------------------------------------------ cursors
 
     def ensure_cursor(self, sink: str) -> int:

@@ -33,17 +33,40 @@ class FakeClock:
 
 
 class FakeChild:
+    """A child that exits when told; like a pidfd, its exit fd becomes readable when it does."""
+
     def __init__(self, pid: int, argv: list[str], stdin: bytes, name: str, exit_on_term: bool):
         self.pid = pid
         self.argv = argv
         self.stdin = stdin
         self.name = name
-        self.code: int | None = None
+        self._code: int | None = None
         self.signals: list[str] = []
         self.exit_on_term = exit_on_term
+        self._exit_r, self._exit_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    @property
+    def code(self) -> int | None:
+        return self._code
+
+    @code.setter
+    def code(self, value: int | None) -> None:
+        self._code = value
+        if value is not None and self._exit_w >= 0:
+            os.close(self._exit_w)  # end of file: readable from now on, as a pidfd of a dead process
+            self._exit_w = -1
 
     def poll(self) -> int | None:
         return self.code
+
+    def exit_fd(self) -> int | None:
+        return self._exit_r if self._exit_r >= 0 else None
+
+    def close_fds(self) -> None:
+        for fd in (self._exit_r, self._exit_w):
+            if fd >= 0:
+                os.close(fd)
+        self._exit_r = self._exit_w = -1
 
     def terminate(self) -> None:
         self.signals.append("TERM")
@@ -251,6 +274,11 @@ class Rig:
         self.link.inbox.append((worker_identity(sink), worker_report(sink, pid, publisher, **fields)))
         self.step()
 
+    def report_all(self, publisher: str = "running", **fields) -> None:
+        """A report from every local sink's current worker."""
+        for name in list(self.sup.slots):
+            self.report(name, publisher, **fields)
+
     def broker_report(self, **fields) -> None:
         self.link.inbox.append((b"broker", broker_report(self.launcher.current("broker").pid, **fields)))
         self.step()
@@ -268,4 +296,6 @@ class Rig:
 
     def close(self) -> None:
         self.sup.close()
+        for child in self.launcher.children:
+            child.close_fds()
         shutil.rmtree(self.base, ignore_errors=True)
