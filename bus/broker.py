@@ -23,7 +23,9 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   HOUSEKEEPING_INTERVAL after a commit, again while rows remain (backing off
   to HOUSEKEEPING_MAX_INTERVAL while no round deletes anything, e.g. a sink
   whose publisher is stopped), never when the journal is empty and nothing
-  arrives; every HOUSEKEEPING_INTERVAL while the journal is full;
+  arrives; every HOUSEKEEPING_INTERVAL while the journal is full; the free
+  space on the disk is also looked at with each heartbeat (a disk another file
+  fills while nothing arrives still raises the alarm within HEARTBEAT_INTERVAL);
 - journal full (used bytes >= max_journal_mb, or the disk is full): rejects new
   messages with reason `journal_full`, logs once on `support.events`, retries
   every second while full and leaves the state when below 95 % of the bound and a write
@@ -229,7 +231,12 @@ class Broker(JournalKeeping):
         if self.housekeeping_at is not None and now >= self.housekeeping_at:
             self.housekeeping()
         if now >= self.report_due():
-            self.report()
+            if self.figures() == self.reported:
+                # The disk may fill while nothing arrives (another file): looked at with each
+                # heartbeat, at no cost of a wake-up of its own (housekeeping looks while busy).
+                self.check_disk()
+            if now >= self.report_due():  # unless entering journal_full has just reported
+                self.report()
 
     def drain(self, window: float | None = None, max_seconds: float = BATCH_SECONDS) -> list[list[bytes]]:
         """Take what is queued (bounded by count, bytes, time); when that ran the queue dry, wait
