@@ -1,3 +1,3 @@
-"""eventsink-agent: the supervisor side (config, process supervision, control socket, metrics, CLI)."""
+"""eventsink-agent: the supervisor side (process supervision, control socket, commands, metrics, CLI)."""
 
-__version__ = "0.1.0"
+from common import __version__  # noqa: F401 - the agent's version, defined once in common/

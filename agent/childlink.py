@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from agent.internal import decode, encode
+from common.internal import decode, encode
 
 log = logging.getLogger("agent.supervisor")
 

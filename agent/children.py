@@ -18,12 +18,12 @@ import logging
 import sqlite3
 import sys
 
-from agent import config as config_mod
-from agent.config import ConfigError
-from agent.internal import CHILD_GRACE, worker_identity
-from agent.logs import SUPPORT
+from common import config as config_mod
+from common.config import ConfigError
+from common.internal import CHILD_GRACE, worker_identity
+from common.logs import SUPPORT
 from agent.processes import exit_description
-from agent.http_options import credentials_digest
+from common.http_options import credentials_digest
 from agent.sinkslot import SinkSlot
 from agent.states import PublisherState, change_state
 

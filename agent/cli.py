@@ -48,8 +48,8 @@ def _optional_module(name: str, what: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent import config as agent_config
-    from agent import logs
+    from common import config as agent_config
+    from common import logs
 
     result = agent_config.load(args.config)
     if result.problems or result.config is None:
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from agent import config as agent_config
+    from common import config as agent_config
 
     result = agent_config.load(args.config)
     if result.problems or result.config is None:
@@ -116,7 +116,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def _listen(value: str) -> str:
-    from agent.config import parse_listen
+    from common.config import parse_listen
 
     if parse_listen(value) is None:
         raise argparse.ArgumentTypeError(f"must be HOST:PORT, e.g. 127.0.0.1:8080 (got {value!r})")

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import __version__
 from agent.commands import COMMANDS, Command, Reply, Unreachable, UsageError, exit_code
-from agent.config import AgentConfig
+from common.config import AgentConfig
 
 PROG = "eventsinkctl"
 DEFAULT_SOCKET = "/run/eventsink-agent/control.sock"

@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from agent.internal import HISTOGRAM_BOUNDS
+from common.internal import HISTOGRAM_BOUNDS
 from agent.sinkslot import HistFigures, WorkerCounters
 from alarms.registry import NODE_ALARMS, SINK_ALARMS
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from agent.config import Config
+from common.config import Config
 
 
 @dataclass

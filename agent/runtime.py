@@ -11,7 +11,7 @@ import logging
 import os
 import stat
 
-from agent.config import Paths
+from common.config import Paths
 
 log = logging.getLogger("agent.supervisor")
 

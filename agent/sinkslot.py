@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from agent.backoff import Backoff
-from agent.config import SinkConfig
-from agent.internal import HISTOGRAM_BOUNDS
+from common.backoff import Backoff
+from common.config import SinkConfig
+from common.internal import HISTOGRAM_BOUNDS
 from agent.states import PublisherState
 
 log = logging.getLogger("agent.supervisor")

@@ -10,7 +10,7 @@ supervisor's states.py).
 
 `change_state` is the only code that assigns a slot's `state`. A slot is any
 object with the attributes `name`, `state`, `state_since`, `state_reason`,
-`publisher_running`, `restart_backoff` (an `agent.backoff.Backoff`) and
+`publisher_running`, `restart_backoff` (an `common.backoff.Backoff`) and
 `restart_at` (agent/sinkslot.py's `SinkSlot`).
 """
 

@@ -13,7 +13,7 @@ self-pipe), a child's report (the ROUTER), a child's exit (its pidfd, see
 agent/processes.py) or a real deadline (a restart after its backoff, a
 SIGKILL after CHILD_GRACE, the broker's stop deadline, a stop_publisher to
 resend). There is no tick: children report on change plus a slow heartbeat
-(agent/internal.py), so an idle agent wakes the supervisor every
+(common/internal.py), so an idle agent wakes the supervisor every
 HEARTBEAT_INTERVAL per child at most. Other modules: agent/states.py (the
 state machine), agent/sinkslot.py (per-child bookkeeping), agent/reload.py
 (what a reload changes), agent/runtime.py (dirs, locks, socket files),
@@ -36,17 +36,17 @@ from typing import Any, Callable
 import msgspec
 import zmq
 
-from agent import config as config_mod
-from agent import logs
-from agent.config import Config, ConfigError, Paths, parse_listen, redact_url
+from common import config as config_mod
+from common import logs
+from common.config import Config, ConfigError, Paths, parse_listen, redact_url
 from agent.errors import CommandError
-from agent.internal import BROKER_IDENTITY, worker_identity
-from agent.logs import SUPPORT
+from common.internal import BROKER_IDENTITY, worker_identity
+from common.logs import SUPPORT
 from agent.processes import PopenLauncher, SystemClock
 from agent.children import ChildProcesses, Stopping
 from agent.reload import plan_reload
 from agent.runtime import RuntimeFiles, StartupError
-from agent.http_options import credentials_digest
+from common.http_options import credentials_digest
 from agent.sinkslot import BrokerReport, BrokerSlot, SinkSlot, WorkerReport, parse_report
 from agent.states import STOPPABLE_STATES, PublisherState, change_state
 from alarms import rules

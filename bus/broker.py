@@ -56,8 +56,8 @@ import time
 
 import zmq
 
-from agent import internal, logs
-from agent.config import Config, Paths, decode_spec
+from common import internal, logs
+from common.config import Config, Paths, decode_spec
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )

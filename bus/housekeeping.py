@@ -23,7 +23,7 @@ import logging
 import os
 import time
 
-from agent import logs
+from common import logs
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)

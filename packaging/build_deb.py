@@ -71,13 +71,13 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def project_version() -> str:
-    """agent.__version__, read without importing the project."""
-    with open(os.path.join(ROOT, "agent", "__init__.py"), encoding="utf-8") as fh:
+    """common.__version__ (the agent's version), read without importing the project."""
+    with open(os.path.join(ROOT, "common", "__init__.py"), encoding="utf-8") as fh:
         tree = ast.parse(fh.read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets):
             return ast.literal_eval(node.value)
-    raise BuildError("agent/__init__.py has no __version__")
+    raise BuildError("common/__init__.py has no __version__")
 
 
 def debian_arch() -> str:
@@ -285,7 +285,7 @@ def changelog_checked(version: str) -> str:
     top = first.split("(", 1)[1].split(")", 1)[0] if "(" in first else ""
     if top != version:
         raise BuildError(
-            f"packaging/debian/changelog starts with version {top!r} but agent.__version__ is {version!r}: "
+            f"packaging/debian/changelog starts with version {top!r} but common.__version__ is {version!r}: "
             "add a changelog entry for the new version"
         )
     return path

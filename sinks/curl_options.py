@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import pycurl
 
-from agent.config import SinkConfig
-from agent.http_options import credentials_digest
+from common.config import SinkConfig
+from common.http_options import credentials_digest
 
 # zlib level 3: on the bench's mix a bulk envelope of 100 events shrinks to 13 % for ~4.2 us per
 # event, level 6 to 11 % for twice the CPU, level 1 to 15 % for about the same CPU as 3; a

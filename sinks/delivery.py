@@ -30,9 +30,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from agent.backoff import Backoff
-from agent.internal import Histogram
-from agent.logs import SUPPORT
+from common.backoff import Backoff
+from common.internal import Histogram
+from common.logs import SUPPORT
 from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, OUTCOMES, REDIRECT, SUCCESS, TIMEOUT,  # noqa: F401
                         TLS_ERROR, HttpClient, Result, Timeouts)
 from sinks.shaping import Post

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import pycurl
 
-import agent
-from agent.backoff import RETRY_AFTER_STATUSES, parse_retry_after
-from agent.config import SinkConfig, TuningConfig, redact_url, url_credentials
+import common
+from common.backoff import RETRY_AFTER_STATUSES, parse_retry_after
+from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
 from sinks.signing import Signer
@@ -45,7 +45,7 @@ SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
 )
 OUTCOMES = (SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR)
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-USER_AGENT = f"eventsink-agent/{agent.__version__}"
+USER_AGENT = f"eventsink-agent/{common.__version__}"
 ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)
 
 # libcurl errors that are TLS problems; every other error is a connection_error (timeouts aside).

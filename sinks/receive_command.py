@@ -13,8 +13,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from agent.config import parse_listen
-from agent.http_options import read_bearer_token, read_password_file
+from common.config import parse_listen
+from common.http_options import read_bearer_token, read_password_file
 from sinks.receiver import Receiver
 from sinks.receiver_text import format_summary
 

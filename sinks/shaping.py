@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from agent.config import Config, SinkConfig
+from common.config import Config, SinkConfig
 from sinks import envelope
 
 log = logging.getLogger("sinks.shaping")

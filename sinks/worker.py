@@ -28,9 +28,9 @@ import time
 import msgspec
 import zmq
 
-from agent import internal, logs
-from agent.backoff import Backoff
-from agent.config import Config, Paths, SinkConfig, decode_worker_spec
+from common import internal, logs
+from common.backoff import Backoff
+from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path

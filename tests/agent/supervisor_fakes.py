@@ -10,9 +10,9 @@ import shutil
 import tempfile
 import textwrap
 
-from agent import config as config_mod
+from common import config as config_mod
 from agent.childlink import ChildLink
-from agent.internal import HISTOGRAM_BOUNDS, worker_identity
+from common.internal import HISTOGRAM_BOUNDS, worker_identity
 from agent.supervisor import Supervisor
 
 

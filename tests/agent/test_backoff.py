@@ -4,7 +4,7 @@ import email.utils
 
 import pytest
 
-from agent.backoff import Backoff, parse_retry_after
+from common.backoff import Backoff, parse_retry_after
 
 
 def test_healthy_policy_owes_no_wait():

@@ -155,7 +155,7 @@ def test_run_starts_supervisor_with_path_and_config(tmp, monkeypatch):
             return 0
 
     monkeypatch.setitem(sys.modules, "agent.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
-    monkeypatch.setattr("agent.logs.configure", lambda label, secrets=(): seen.setdefault("logs", (label, list(secrets))))
+    monkeypatch.setattr("common.logs.configure", lambda label, secrets=(): seen.setdefault("logs", (label, list(secrets))))
     assert cli.main(["run", "--config", path]) == 0
     config_path, config = seen["args"]
     assert config_path == path and [s.name for s in config.sink] == ["cdr", "siem"]
@@ -173,7 +173,7 @@ def test_run_control_socket_in_use_is_one_line(tmp, monkeypatch, capsys):
             raise ControlSocketError("another agent is already answering on the control socket /run/x.sock")
 
     monkeypatch.setitem(sys.modules, "agent.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
-    monkeypatch.setattr("agent.logs.configure", lambda *a, **k: None)
+    monkeypatch.setattr("common.logs.configure", lambda *a, **k: None)
     assert cli.main(["run", "--config", write(tmp, VALID)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["eventsink-agent: another agent is already answering on the control socket /run/x.sock"]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from agent import config as cfg
+from common import config as cfg
 
 MINIMAL = """
 [node]

@@ -1,4 +1,4 @@
-"""Fuzzing the config loader (hypothesis): `agent.config.parse` never raises.
+"""Fuzzing the config loader (hypothesis): `common.config.parse` never raises.
 
 Random text, TOML-ish text built from real keys and broken values, and random
 valid TOML documents (checked to round-trip through tomllib first) all come
@@ -21,7 +21,7 @@ import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent import config as cfg
+from common import config as cfg
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 150
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

@@ -12,8 +12,9 @@ import sys
 import msgspec
 import pytest
 
-from agent import cli, logs
-from agent import config as cfg
+from agent import cli
+from common import logs
+from common import config as cfg
 from tests.tls_files import make_pki
 
 HEADER_SECRET = "hdr-value-secret-1"

@@ -3,10 +3,10 @@
 import io
 import logging
 
-from agent import config as cfg
+from common import config as cfg
 import pytest
 
-from agent import logs
+from common import logs
 
 
 @pytest.fixture(autouse=True)

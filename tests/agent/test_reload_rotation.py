@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from agent import config as config_mod
+from common import config as config_mod
 from tests.agent.supervisor_fakes import Rig, config_text
 from tests.tls_files import make_pki, new_key_and_cert
 

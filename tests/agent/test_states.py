@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from agent.backoff import Backoff
+from common.backoff import Backoff
 from agent.states import (
     PROCESS_STATES,
     RUNNING_STATES,

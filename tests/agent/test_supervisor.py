@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from agent import config as config_mod
+from common import config as config_mod
 from agent.errors import CommandError
-from agent.internal import worker_identity
+from common.internal import worker_identity
 from agent.supervisor import Supervisor
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from agent.childlink import ChildLink
-from agent.internal import connect_to_supervisor, send_nowait, worker_identity
+from common.internal import connect_to_supervisor, send_nowait, worker_identity
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from agent import config as config_mod
+from common import config as config_mod
 from agent.supervisor import Supervisor
 from sinks.receiver import Receiver
 

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from agent import config as config_mod
+from common import config as config_mod
 from agent.errors import CommandError
 from agent.reload import plan_reload
 from tests.agent.supervisor_fakes import Rig, config_text

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from agent.children import STOP_BUDGET
-from agent.internal import CHILD_GRACE
+from common.internal import CHILD_GRACE
 from agent.processes import SystemClock
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 
@@ -154,7 +154,7 @@ def test_run_serves_requests_and_returns_0_after_shutdown():
 
 SIGNAL_DURING_START = r"""
 import json, os, signal, sys
-from agent import config as config_mod
+from common import config as config_mod
 from tests.agent.supervisor_fakes import FakeJournal, FakeLauncher, RecordingLink, TestSupervisor, config_text
 
 base = sys.argv[1]

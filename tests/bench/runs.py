@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from agent.config import encode_spec, parse
+from common.config import encode_spec, parse
 from bus.journal import Journal
 from tests.bench import loadgen
 from tests.bench.receiver import FarReceiver

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from agent.config import parse
+from common.config import parse
 from bus import broker as broker_module
 from bus.broker import Broker
 from tests.e2e.harness import render_toml

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import zmq
 
-from agent.config import Paths, encode_spec, parse
+from common.config import Paths, encode_spec, parse
 from bus.journal import Journal, JournalReader
 from bus.publisher import Publisher
 from tests.bus.test_validate import REJECTS, VALID

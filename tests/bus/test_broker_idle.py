@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from agent.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
+from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
 from bus.journal import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
 

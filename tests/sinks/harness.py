@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import zmq
 
-from agent import internal
-from agent.config import AgentConfig, Config, NodeConfig, Paths, SinkConfig, TuningConfig, encode_spec
+from common import internal
+from common.config import AgentConfig, Config, NodeConfig, Paths, SinkConfig, TuningConfig, encode_spec
 from bus.journal import Journal
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 
-from agent.config import TuningConfig
+from common.config import TuningConfig
 from sinks import signing
 from sinks.delivery import FailureLog
 from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR, HttpClient, Result,

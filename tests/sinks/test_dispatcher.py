@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.backoff import Backoff
+from common.backoff import Backoff
 from sinks.delivery import (BACKOFF_EXCEEDED, CONNECTION_ERROR, HTTP_ERROR, PAUSED, RUNNING, SUCCESS, Dispatcher,
                             Result)
 from sinks.shaping import Post
@@ -160,7 +160,7 @@ def test_a_post_that_ends_while_it_starts_is_collected_at_once():
     one POST counted in flight)."""
     import time as real_time
 
-    from agent.config import TuningConfig
+    from common.config import TuningConfig
     from sinks.http import HttpClient
     from tests.sinks.harness import make_sink
 

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from agent.config import TuningConfig
+from common.config import TuningConfig
 from sinks.http import HTTP_ERROR, SUCCESS, TLS_ERROR, HttpClient
 from sinks.receiver import Receiver
 from tests.sinks.harness import make_sink

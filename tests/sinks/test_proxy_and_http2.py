@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agent.config import TuningConfig
+from common.config import TuningConfig
 from sinks.http import HTTP_ERROR, SUCCESS, CONNECTION_ERROR, HttpClient
 from sinks.receiver import Receiver
 from tests.bench.servers import free_port

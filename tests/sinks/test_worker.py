@@ -327,7 +327,7 @@ def test_update_moves_to_a_new_url_and_announces(run, rx):
 
 
 def test_shutdown_with_a_hung_receiver_exits_within_the_grace(run, rx):
-    from agent.internal import CHILD_GRACE
+    from common.internal import CHILD_GRACE
 
     w = run([make_sink(rx.url)])
     assert rx.wait_events(1)

@@ -3,8 +3,8 @@
 Owns the config types (INTERFACE 3) and their defaults, loading (the problems
 and warnings reported by `eventsink-agent check`), the derived paths of a node
 (`Paths`), URL redaction, resolving secret files, and the spec handed to child
-processes. The validation rules are in agent/config_check.py, those on a sink's
-HTTP options and the files it names in agent/http_options.py.
+processes. The validation rules are in common/config_check.py, those on a sink's
+HTTP options and the files it names in common/http_options.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from agent import http_options
+from common import http_options
 
 ROLES = ("transcoding", "proxying")
 BUS_EVENTS = (
@@ -90,7 +90,7 @@ class SinkConfig(_Section):
     max_in_flight: int = 1
     secret: str = ""
     events: list[str] = msgspec.field(default_factory=list)
-    # HTTP options (INTERFACE 3 and 5; checked in agent/http_options.py)
+    # HTTP options (INTERFACE 3 and 5; checked in common/http_options.py)
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # values are secrets
     bearer_token_file: str = ""
     client_cert: str = ""
@@ -254,7 +254,7 @@ def parse(raw: bytes | str, base_dir: str = ".") -> LoadResult:
         return LoadResult(None, [Problem("toml", f"not valid TOML: {exc}", int(m.group(1)) if m else None)])
     except RecursionError:
         return LoadResult(None, [Problem("toml", "not valid TOML: nested too deeply")])
-    from agent.config_check import Checker, KeyLines  # it imports the types defined here
+    from common.config_check import Checker, KeyLines  # it imports the types defined here
 
     checker = Checker(KeyLines(text))
     config = checker.check(doc)

@@ -67,8 +67,8 @@ def config_secrets(config) -> list[str]:
     """Every secret string a config holds: passwords (also those in password files), signing
     secrets and their keys' base64, URL credentials, and the HTTP options' secrets (header
     values, bearer tokens, proxy credentials, client key paths)."""
-    from agent.config import url_credentials
-    from agent.http_options import sink_http_secrets
+    from common.config import url_credentials
+    from common.http_options import sink_http_secrets
 
     out: list[str] = []
     for s in config.sink:

@@ -3,7 +3,7 @@
 Owns the structural checks (tables, unknown keys, types, required keys), the
 rules on each section's values, and finding the line of a key in the TOML text,
 so that each problem is reported as one line with its key and line. A sink's
-HTTP options and the files it names are checked by agent/http_options.py.
+HTTP options and the files it names are checked by common/http_options.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from agent import http_options
-from agent.config import (
+from common import http_options
+from common.config import (
     BUS_EVENTS, LIFECYCLE_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, NodeConfig,
     Problem, SinkConfig, TuningConfig, parse_listen, redact_url, secret_key,
 )
