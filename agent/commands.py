@@ -1,11 +1,14 @@
-"""The control commands, one small unit each (circus style), and the two places
+"""The control commands, one unit each (circus style), and the two places
 where both ends of the control socket agree.
 
 A `Command` says everything about one operator command: its name and help, the
-fields it needs, its HTTP method and path, what the server does
-(`action(supervisor, params) -> result`, via `supervisor.request`) and how
-`eventsinkctl` renders the answer. The server's route table (agent/control.py)
-and `eventsinkctl`'s subcommands (agent/ctl.py) are both built from `COMMANDS`.
+fields it needs, its HTTP method and path, the work it does on the
+supervisor's main loop (`execute(supervisor, params) -> result`; the control
+server's thread only hands it over with `action`, via `supervisor.request`)
+and how `eventsinkctl` renders the answer. The server's route table
+(agent/control.py) and `eventsinkctl`'s subcommands (agent/ctl.py) are both
+built from `COMMANDS`; `LOOP_COMMANDS` adds the ones only signals and the
+agent itself give (shutdown).
 
 Client side: every answer becomes one `Reply` envelope, and `exit_code` is the
 one mapping from outcomes to exit codes (0 ok, 1 the agent refused or failed,
@@ -14,16 +17,30 @@ one mapping from outcomes to exit codes (0 ok, 1 the agent refused or failed,
 
 from __future__ import annotations
 
-import datetime
 import importlib
+import logging
 import re
+import sqlite3
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from common import config as config_mod
+from common import logs
+from common.config import ConfigError, redact_url
+from common.logs import SUPPORT
 from agent.errors import CommandError
+from agent.reload import ReloadPlan, plan_reload
+from agent.render import alarm_names as _alarm_names
+from agent.render import cell as _cell
+from agent.render import format_seconds, format_time, table
+from agent.render import total as _total
+from alarms.registry import iso_utc
+
+log = logging.getLogger("agent.supervisor")
+support = logging.getLogger(SUPPORT)
 
 SUPERVISOR_TIMEOUT = 10.0  # s the server waits for the supervisor's answer before 503
 SCHEMA_FORMATS = ("openapi", "swagger")
@@ -33,24 +50,40 @@ EXIT_FAILED = 1  # the agent answered: it refused (4xx) or failed (5xx)
 EXIT_USAGE = 2  # the operator's command line (argparse uses 2 as well)
 EXIT_UNREACHABLE = 3  # no agent to talk to
 
+__all__ = ["format_seconds", "format_time", "table"]  # re-exported for eventsinkctl and tests
 
-# ------------------------------------------------------------ the registry
+
+# ------------------------------------------------------------ the unit
 
 
 @dataclass(frozen=True)
 class Command:
-    """One control command: both its server action and its client rendering."""
+    """One control command: its route, its work on the main loop, its client rendering."""
 
     name: str
     help: str
-    method: str
+    method: str  # "" with path "": not on the control socket (signals, the agent itself)
     path: str  # template; "{field}" segments are required fields taken from the path
-    action: Callable[[Any, dict[str, str]], Any]
+    execute: Callable[[Any, dict[str, Any]], Any] | None  # on the supervisor's main loop
     render: Callable[[Any], str]
     json_output: bool = False  # eventsinkctl offers --json
     in_ctl: bool = True  # eventsinkctl offers this command
     query: tuple[str, ...] = ()  # optional fields taken from the query string
     field_help: tuple[tuple[str, str], ...] = ()
+    serve: Callable[[Any, dict[str, str]], Any] | None = None  # answered on the server thread instead
+    refused_while_stopping: bool = False  # 503 once a graceful stop has begun
+
+    def action(self, supervisor: Any, params: dict[str, str]) -> Any:
+        """The server side of a request: hand it to the main loop and wait (or answer it here)."""
+        if self.serve is not None:
+            return self.serve(supervisor, params)
+        return ask(supervisor, self.name, **params)
+
+    def run(self, supervisor: Any, params: dict[str, Any]) -> Any:
+        """Carry the command out on the main loop."""
+        if self.refused_while_stopping and supervisor.stopping:
+            raise CommandError(503, "the agent is stopping")
+        return self.execute(supervisor, params)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -83,112 +116,43 @@ def ask(supervisor: Any, command: str, **params: Any) -> Any:
         raise CommandError(503, f"the agent did not answer within {SUPERVISOR_TIMEOUT:g} s; try again") from None
 
 
-def _status(supervisor: Any, params: dict[str, str]) -> Any:
-    return ask(supervisor, "status")
+# ------------------------------------------------------------ status
 
 
-def _alarms(supervisor: Any, params: dict[str, str]) -> Any:
-    return ask(supervisor, "alarms")
+def status(supervisor: Any, params: dict[str, Any]) -> dict:
+    node, broker = supervisor.config.node, supervisor.fleet.broker
+    return {
+        "node": {"address": node.address, "location": node.location, "role": node.role},
+        "sinks": [sink_status(supervisor, child) for child in supervisor.fleet.sinks.values()],
+        "bus": {
+            "received": broker.received,
+            "rejected": broker.rejected,
+            "journal_bytes": broker.journal_bytes,
+            "journal_full": broker.journal_full,
+            "broker_pid": broker.pid,
+            "broker_restarts": broker.restarts,
+            "state": broker.state.value,
+        },
+    }
 
 
-def _restart(supervisor: Any, params: dict[str, str]) -> Any:
-    return ask(supervisor, "restart", sink=params["sink"])
-
-
-def _reload(supervisor: Any, params: dict[str, str]) -> Any:
-    return ask(supervisor, "reload")
-
-
-class RawJSON(str):
-    """An action result that already is a JSON document: sent as it is."""
-
-
-def _schema(supervisor: Any, params: dict[str, str]) -> RawJSON:
-    fmt = params.get("format") or "openapi"
-    if fmt not in SCHEMA_FORMATS:
-        raise CommandError(400, f"unknown schema format {fmt[:40]!r}: use {' or '.join(SCHEMA_FORMATS)}")
-    schema = load_schema_module()
-    if schema is None:
-        raise CommandError(501, "this build of the agent has no event schema")
-    return RawJSON(schema.render(fmt))
-
-
-def load_schema_module() -> Any:
-    """bus.schema, imported on first use; None when this build does not have it."""
-    try:
-        return importlib.import_module("bus.schema")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("bus.schema", "bus"):
-            raise
-        return None
-
-
-# ------------------------------------------------------------ rendering (eventsinkctl)
-
-
-def _cell(value: Any) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def format_seconds(value: Any) -> str:
-    """A backoff or duration: '-' when zero or absent, else '45s', '2m30s', '1h5m'."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        return "-"
-    if value < 10:
-        return f"{value:.3g}s"
-    secs = int(round(value))
-    h, rest = divmod(secs, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m}m" if m else f"{h}h"
-    if m:
-        return f"{m}m{s}s" if s else f"{m}m"
-    return f"{s}s"
-
-
-def format_time(value: Any) -> str:
-    """A point in time: unix seconds shown in local time; strings (ISO 8601) as given."""
-    if value is None or value == "" or value == 0:
-        return "-"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
-        except (OverflowError, OSError, ValueError):
-            return str(value)
-    return str(value)
-
-
-def _total(value: Any) -> str:
-    """A scalar as a cell; a {reason: count} map as its total."""
-    if isinstance(value, dict):
-        nums = [v for v in value.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return _cell(sum(nums)) if len(nums) == len(value) else "-"
-    return _cell(value)
-
-
-def _alarm_names(alarms: Any) -> str:
-    if not alarms:
-        return "-"
-    if not isinstance(alarms, list):
-        return _cell(alarms)
-    names = [a.get("name", "?") if isinstance(a, dict) else str(a) for a in alarms]
-    return ", ".join(names)
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns, two spaces apart; the last column is not padded."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = []
-    for r in [headers, *rows]:
-        cells = [c.ljust(w) for c, w in zip(r[:-1], widths[:-1])] + [r[-1]]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+def sink_status(supervisor: Any, child: Any) -> dict:
+    totals = child.totals()
+    return {
+        "name": child.name,
+        "url": redact_url(child.config.url),
+        "version": child.config.version,
+        "state": child.state.value,
+        "pid": child.pid,
+        "backlog": child.backlog,
+        "in_flight": child.in_flight,
+        "delivered": totals.delivered,
+        "failures": totals.failures,
+        "current_backoff": child.current_backoff,
+        "last_attempted_restart": child.last_attempted_restart,
+        "alarms": [a.name for a in supervisor.alarms.for_sink(child.name)],
+        "restarts": child.restarts,
+    }
 
 
 STATUS_COLUMNS = ["SINK", "STATE", "PID", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILURES", "BACKOFF", "ALARMS", "LAST RESTART"]
@@ -235,6 +199,19 @@ def render_status(body: Any) -> str:
     return "\n".join(out)
 
 
+STATUS = Command(
+    "status", "show each sink's state, backlog, deliveries, failures, backoff and alarms",
+    "GET", "/v1/status", status, render_status, json_output=True,
+)
+
+
+# ------------------------------------------------------------ alarms
+
+
+def alarms(supervisor: Any, params: dict[str, Any]) -> list:
+    return [a.as_dict() for a in supervisor.alarms.active()]
+
+
 def render_alarms(body: Any) -> str:
     if not body:
         return "no active alarms"
@@ -248,9 +225,86 @@ def render_alarms(body: Any) -> str:
     return table(["ALARM", "SINK", "RAISED AT", "DETAIL"], rows)
 
 
+ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", alarms, render_alarms, json_output=True)
+
+
+# ------------------------------------------------------------ restart
+
+
+def restart(supervisor: Any, params: dict[str, Any]) -> dict:
+    """Clear the sink's alarms and give it a fresh worker (eventsink_started at seq 1)."""
+    sink = str(params.get("sink", ""))
+    child = supervisor.fleet.sinks.get(sink)
+    if child is None:
+        raise CommandError(404, f"no sink named {sink[:64]!r} runs on this node")
+    for alarm in supervisor.alarms.clear_sink(sink):
+        support.warning("alarm cleared: %s for sink %s (restart requested)", alarm.name, sink)
+    child.last_attempted_restart = iso_utc(supervisor.clock.wall())
+    supervisor.fleet.restart(child, supervisor.clock.monotonic())
+    return {"restarted": sink}
+
+
 def render_restart(body: Any) -> str:
     name = body.get("restarted") if isinstance(body, dict) else None
     return f"restarted sink {name}" if name else "restarted"
+
+
+RESTART = Command(
+    "restart", "clear a sink's alarms and start its publisher again (its backlog is delivered)",
+    "POST", "/v1/sinks/{sink}/restart", restart, render_restart,
+    field_help=(("sink", "the sink's name, as in the config"),), refused_while_stopping=True,
+)
+
+
+# ------------------------------------------------------------ reload
+
+
+def reload(supervisor: Any, params: dict[str, Any]) -> dict:
+    """Re-read the config file and apply the difference; a bad file changes nothing."""
+    plan = _plan(supervisor)
+    fleet, now = supervisor.fleet, supervisor.clock.monotonic()
+    supervisor.config = plan.config
+    logs.add_secrets(logs.config_secrets(plan.config))
+    for name in plan.removed:
+        supervisor.alarms.clear_sink(name)
+        fleet.remove(name, now)
+    for name in plan.added:
+        fleet.add(plan.config.sink_named(name), now)
+    for name, digest in plan.digests.items():
+        fleet.sinks[name].wanted_digest = digest
+    for name in plan.changed:
+        child = fleet.sinks[name]
+        child.config = plan.config.sink_named(name)
+        supervisor.publishers.send_update(child, announce=True)
+    for name in plan.quiet_updates:
+        supervisor.publishers.send_update(fleet.sinks[name], announce=False)
+    fleet.drop_stale_cursors()
+    log.info("config reloaded: added %s, changed %s, removed %s", plan.added or "-", plan.changed or "-", plan.removed or "-")
+    return plan.reply()
+
+
+def _plan(supervisor: Any) -> ReloadPlan:
+    """The complete plan (rotated credentials included), or CommandError with nothing changed."""
+    path = supervisor.config_path
+    result = config_mod.load(path)
+    if result.problems or result.config is None:
+        lines = [p.render(path) for p in result.problems]
+        raise CommandError(400, f"config not reloaded: {len(lines)} problem(s)", lines)
+    given = {name: child.given_digest for name, child in supervisor.fleet.sinks.items()}
+    try:
+        plan = plan_reload(supervisor.config, result.config, given)
+        for name in plan.added:
+            supervisor.fleet.journal.ensure_cursor(name)
+    except ConfigError as exc:
+        lines = [p.render(path) for p in exc.problems]
+        raise CommandError(400, f"config not reloaded: {len(lines)} problem(s)", lines) from None
+    except sqlite3.Error as exc:
+        raise CommandError(500, f"config not reloaded: the journal refused a new cursor: {exc}") from None
+    for w in result.warnings:
+        log.warning("reload: %s", w.render(path))
+    for key in plan.needs_restart:
+        log.warning("reload: %s changed; it applies only after the agent is restarted (keeping the running value)", key)
+    return plan
 
 
 def render_reload(body: Any) -> str:
@@ -265,31 +319,69 @@ def render_reload(body: Any) -> str:
     return "config reloaded" + (f" ({'; '.join(parts)})" if parts else "")
 
 
+RELOAD = Command(
+    "reload", "re-read the config file (a bad file changes nothing)", "POST", "/v1/reload", reload, render_reload,
+    refused_while_stopping=True,
+)
+
+
+# ------------------------------------------------------------ schema (answered on the server thread)
+
+
+class RawJSON(str):
+    """An action result that already is a JSON document: sent as it is."""
+
+
+def schema(supervisor: Any, params: dict[str, str]) -> RawJSON:
+    fmt = params.get("format") or "openapi"
+    if fmt not in SCHEMA_FORMATS:
+        raise CommandError(400, f"unknown schema format {fmt[:40]!r}: use {' or '.join(SCHEMA_FORMATS)}")
+    module = load_schema_module()
+    if module is None:
+        raise CommandError(501, "this build of the agent has no event schema")
+    return RawJSON(module.render(fmt))
+
+
+def load_schema_module() -> Any:
+    """bus.schema, imported on first use; None when this build does not have it."""
+    try:
+        return importlib.import_module("bus.schema")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bus.schema", "bus"):
+            raise
+        return None
+
+
 def render_raw(body: Any) -> str:
     return body if isinstance(body, str) else str(body)
 
 
-COMMANDS: tuple[Command, ...] = (
-    Command(
-        "status", "show each sink's state, backlog, deliveries, failures, backoff and alarms",
-        "GET", "/v1/status", _status, render_status, json_output=True,
-    ),
-    Command("alarms", "show the active alarms", "GET", "/v1/alarms", _alarms, render_alarms, json_output=True),
-    Command(
-        "restart", "clear a sink's alarms and start its publisher again (its backlog is delivered)",
-        "POST", "/v1/sinks/{sink}/restart", _restart, render_restart,
-        field_help=(("sink", "the sink's name, as in the config"),),
-    ),
-    Command("reload", "re-read the config file (a bad file changes nothing)", "POST", "/v1/reload", _reload, render_reload),
-    Command(
-        "schema", "the event schema document (?format=openapi|swagger)",
-        "GET", "/v1/schema", _schema, render_raw, in_ctl=False, query=("format",),
-    ),
+SCHEMA = Command(
+    "schema", "the event schema document (?format=openapi|swagger)",
+    "GET", "/v1/schema", None, render_raw, in_ctl=False, query=("format",),
+    serve=schema,
 )
 
 
+# ------------------------------------------------------------ shutdown (SIGTERM, SIGINT, the agent itself)
+
+
+def shutdown(supervisor: Any, params: dict[str, Any]) -> dict:
+    supervisor.begin_stop(str(params.get("why") or "shutdown requested"))
+    return {"stopping": True}
+
+
+SHUTDOWN = Command("shutdown", "stop gracefully: workers first, then the broker", "", "", shutdown, render_raw, in_ctl=False)
+
+
+# ------------------------------------------------------------ the registry
+
+COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, SCHEMA)  # on the control socket
+LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
+
+
 def command_named(name: str) -> Command | None:
-    return next((c for c in COMMANDS if c.name == name), None)
+    return next((c for c in LOOP_COMMANDS if c.name == name), None)
 
 
 # ------------------------------------------------------------ client envelope and exit codes

@@ -5,6 +5,9 @@ loaded one, as a plan the supervisor carries out.
   `changed` (its own [[sink]] table differs: the worker gets an update and
   announces it with eventsink_updated), the rest unchanged (they still get a
   quiet update when [tuning] or [node] changed, since tuning is global);
+- credentials are compared too (when the running workers' credential digests
+  are given): a sink whose secret file was rotated, or whose certificate was
+  renewed behind the same path, is `changed` although its table is not;
 - the [agent] section (paths, endpoints, limits) cannot change live: the plan
   keeps the running values and names each key that needs an agent restart.
 """
@@ -15,7 +18,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from common import config as config_mod
 from common.config import Config
+from common.http_options import credentials_digest
 
 
 @dataclass
@@ -26,6 +31,7 @@ class ReloadPlan:
     removed: list[str] = field(default_factory=list)
     quiet_updates: list[str] = field(default_factory=list)  # unchanged sinks told about new tuning/node
     needs_restart: list[str] = field(default_factory=list)  # "agent.KEY" that only a restart applies
+    digests: dict[str, str] = field(default_factory=dict)  # sink -> credentials its worker should have
 
     def reply(self) -> dict:
         out: dict = {"reloaded": True, "added": self.added, "changed": self.changed, "removed": self.removed}
@@ -34,7 +40,10 @@ class ReloadPlan:
         return out
 
 
-def plan_reload(old: Config, new: Config) -> ReloadPlan:
+def plan_reload(old: Config, new: Config, given_digests: dict[str, str | None] | None = None) -> ReloadPlan:
+    """The plan from OLD to NEW. With GIVEN_DIGESTS (sink -> the credentials digest its
+    worker runs with, None if unknown) secrets are resolved (ConfigError if one cannot be)
+    and rotated credentials count as a change."""
     needs_restart = [
         f"agent.{key}"
         for key in old.agent.__struct_fields__
@@ -54,4 +63,11 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             plan.changed.append(name)
         elif globals_changed:
             plan.quiet_updates.append(name)
+    if given_digests is not None:
+        resolved = config_mod.resolve_secrets(effective)
+        plan.digests = {name: credentials_digest(resolved.sink_named(name)) for name in after}
+        rotated = [n for n in after if n in before and n not in plan.changed
+                   and given_digests.get(n) not in (None, plan.digests[n])]
+        plan.changed += rotated
+        plan.quiet_updates = [n for n in plan.quiet_updates if n not in rotated]
     return plan

@@ -1,7 +1,8 @@
 """The agent's footprint on the file system: its directories, the two lock
 files that keep a second agent off the same runtime_dir/state_dir (a second
 agent binding the same ipc paths would silently steal them), the control
-socket path check before binding, and the socket files removed at exit."""
+socket path check before binding, the socket files removed at exit, and
+opening the journal (moving a corrupt one aside)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import stat
 
 from common.config import Paths
+from common.logs import SUPPORT
 
 log = logging.getLogger("agent.supervisor")
 
@@ -118,3 +120,19 @@ class RuntimeFiles:
             except OSError:
                 pass
         self._lock_fds.clear()
+
+
+def open_journal(path: str):
+    """The journal, checked page by page; a corrupt one is moved aside and a new one started."""
+    from bus.journal import Journal, JournalCorrupt, quarantine
+
+    try:
+        return Journal(path, verify=True)
+    except JournalCorrupt as exc:
+        why = str(exc)
+    moved, lost = quarantine(path)
+    logging.getLogger(SUPPORT).error(
+        "%s: moved it aside as %s and started a new journal; %s", why, moved,
+        "events it held that not every sink had are lost: how many is unknown" if lost is None
+        else f"up to {lost} events it held that not every sink had are lost")
+    return Journal(path)

@@ -1,6 +1,6 @@
-"""The publisher states of a sink, the transitions allowed between them, and
-the one function that moves a sink from one state to another (in the manner of
-supervisor's states.py).
+"""The states of a child (a sink's worker and its publisher, or the broker),
+the transitions allowed between them, and the one function that moves a child
+from one state to another (in the manner of supervisor's states.py).
 
     STARTING --first report "running"--> RUNNING
     STARTING/RUNNING --alarm--> STOPPED            (stop_publisher sent)
@@ -8,10 +8,14 @@ supervisor's states.py).
     CRASHED --backoff elapsed, or restart--> STARTING
     STOPPED/RUNNING/STARTING --restart--> STARTING
 
-`change_state` is the only code that assigns a slot's `state`. A slot is any
+The broker goes through the same states: STARTING until its first report,
+RUNNING, CRASHED when it dies unexpectedly (it is never STOPPED: no alarm
+stops it).
+
+`change_state` is the only code that assigns a child's `state`. A child is any
 object with the attributes `name`, `state`, `state_since`, `state_reason`,
-`publisher_running`, `restart_backoff` (an `common.backoff.Backoff`) and
-`restart_at` (agent/sinkslot.py's `SinkSlot`).
+`publisher_running`, `restart_backoff` (a `common.backoff.Backoff`) and
+`restart_at`, and optionally `label` for the log (agent/child.py's `Child`).
 """
 
 from __future__ import annotations
@@ -42,8 +46,6 @@ STOPPABLE_STATES = frozenset({S.STARTING, S.RUNNING})
 RUNNING_STATES = frozenset({S.RUNNING})
 # A worker process is meant to be alive in these states.
 PROCESS_STATES = frozenset({S.STARTING, S.RUNNING, S.STOPPED})
-# States that the operator's `restart` may leave.
-RESTARTABLE_STATES = frozenset(S)
 
 TRANSITIONS: dict[PublisherState, frozenset[PublisherState]] = {
     S.STARTING: frozenset({S.RUNNING, S.STOPPED, S.CRASHED, S.STARTING}),
@@ -68,9 +70,10 @@ def change_state(slot, new: PublisherState, reason: str, *, now: float) -> None:
     counts a failure in the restart backoff and schedules the restart.
     """
     old = slot.state
+    label = getattr(slot, "label", f"sink {slot.name}")
     if not allowed(old, new):
-        log.error("BUG: sink %s: refused state change %s -> %s (%s)", slot.name, old, new, reason)
-        raise IllegalTransition(f"sink {slot.name}: {old} -> {new} is not allowed ({reason})")
+        log.error("BUG: %s: refused state change %s -> %s (%s)", label, old, new, reason)
+        raise IllegalTransition(f"{label}: {old} -> {new} is not allowed ({reason})")
     slot.state = new
     slot.state_since = now
     slot.state_reason = reason
@@ -78,7 +81,7 @@ def change_state(slot, new: PublisherState, reason: str, *, now: float) -> None:
     if new is S.CRASHED:
         slot.restart_backoff = slot.restart_backoff.failed()
         slot.restart_at = now + slot.restart_backoff.capped()
-        log.warning("sink %s: %s -> %s (%s); restart in %.3g s", slot.name, old, new, reason, slot.restart_backoff.capped())
+        log.warning("%s: %s -> %s (%s); restart in %.3g s", label, old, new, reason, slot.restart_backoff.capped())
     else:
         slot.restart_at = None
-        log.info("sink %s: %s -> %s (%s)", slot.name, old, new, reason)
+        log.info("%s: %s -> %s (%s)", label, old, new, reason)

@@ -276,7 +276,7 @@ class Rig:
 
     def report_all(self, publisher: str = "running", **fields) -> None:
         """A report from every local sink's current worker."""
-        for name in list(self.sup.slots):
+        for name in list(self.sup.fleet.sinks):
             self.report(name, publisher, **fields)
 
     def broker_report(self, **fields) -> None:
@@ -289,7 +289,7 @@ class Rig:
         return future.result(timeout=0)
 
     def slot(self, name: str):
-        return self.sup.slots[name]
+        return self.sup.fleet.sinks[name]
 
     def sink_status(self, name: str) -> dict:
         return next(s for s in self.ask("status")["sinks"] if s["name"] == name)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.children import STOP_BUDGET
+from agent.fleet import STOP_BUDGET
 from common.internal import CHILD_GRACE
 from agent.processes import SystemClock
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
@@ -100,7 +100,7 @@ def test_real_signals_only_enqueue_and_wake_the_loop(rig):
         assert [s["name"] for s in rig.ask("status")["sinks"]] == ["cdr"]
         os.kill(os.getpid(), signal.SIGTERM)
         rig.step()
-        assert rig.sup._stopping is not None
+        assert rig.sup.stopping
     finally:
         rig.sup._restore_signals()
     assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -1,0 +1,194 @@
+"""Every child process of the agent: the broker and one worker per local sink
+(plus sinks a reload removed whose worker is still shutting down), and what
+happens to them as a group: starting one with its spec, shutting one down on
+purpose (a `shutdown` message, SIGKILL after CHILD_GRACE), reaping exits,
+restarting crashed ones after their backoff, and the two-phase graceful stop
+(workers first, then the broker, all within STOP_BUDGET).
+
+The supervisor's loop calls `reap` and `tick` when woken (a child's exit fd,
+a report, a command) or at one of `deadlines()`, never on a clock tick, so
+nothing here may rely on being called periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Callable, Iterator
+
+from common.config import ConfigError, SinkConfig
+from common.internal import CHILD_GRACE, worker_identity
+from agent.child import BrokerChild, Child, SinkChild
+from agent.processes import exit_description
+from agent.states import PublisherState
+
+log = logging.getLogger("agent.supervisor")
+
+S = PublisherState
+STOP_BUDGET = 9.0  # s the whole graceful stop may take (the contract allows 10)
+BROKER_JOURNAL_CORRUPT = 3  # the broker's exit code for a corrupt journal (bus/broker.py)
+
+
+class GracefulStop:
+    """Progress of a graceful stop: workers first, then the broker."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.phase = "workers"
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+
+class Fleet:
+    """The broker and the sink workers. `spec_for(child)` gives the bytes a child starts with."""
+
+    def __init__(self, launcher, spec_for: Callable[[Child], bytes]):
+        self.launcher = launcher
+        self.spec_for = spec_for
+        self.link = None  # the supervisor link, once bound
+        self.journal = None
+        self.broker = BrokerChild()
+        self.sinks: dict[str, SinkChild] = {}
+        self.removed: list[SinkChild] = []  # dropped by reload, still shutting down
+        self.stopping: GracefulStop | None = None
+
+    def all(self) -> list[Child]:
+        return [self.broker, *self.sinks.values(), *self.removed]
+
+    def sink_or_removed(self, name: str) -> SinkChild | None:
+        return self.sinks.get(name) or next((s for s in self.removed if s.name == name), None)
+
+    def handles(self) -> list:
+        return [h for child in self.all() for h in child.handles()]
+
+    def deadlines(self) -> Iterator[float | None]:
+        for child in self.all():
+            yield from child.deadlines()
+
+    # ---------------------------------------------------------------- starting
+
+    def spawn(self, child: Child, now: float, *, automatic: bool = False) -> None:
+        try:
+            child.spawn(self.launcher, self.spec_for(child), now, automatic=automatic)
+        except (ConfigError, OSError) as exc:
+            if child.state is not S.STARTING:
+                child.change_state(S.STARTING, "starting", now)
+            child.change_state(S.CRASHED, f"cannot start: {exc}", now)
+
+    def add(self, sink: SinkConfig, now: float) -> SinkChild:
+        """A sink newly at this node: its worker starts once no removed namesake is shutting down."""
+        child = SinkChild(sink)
+        self.sinks[sink.name] = child
+        child.pending_spawn = True
+        if not self._name_busy(sink.name):
+            self.spawn(child, now)
+        return child
+
+    def restart(self, child: SinkChild, now: float) -> None:
+        """A fresh worker for CHILD (an operator's restart): the current one is shut down first."""
+        child.restart_backoff = child.restart_backoff.succeeded()
+        self.retire(child, stop_event=False, now=now)
+        child.change_state(S.STARTING, "restart requested", now)
+        child.pending_spawn = True
+        if child.retiring is None and not self._name_busy(child.name):
+            self.spawn(child, now)
+
+    def _name_busy(self, name: str) -> bool:
+        """A removed sink of this name still has a worker shutting down."""
+        return any(s.name == name and s.busy for s in self.removed)
+
+    # ---------------------------------------------------------------- shutting down
+
+    def retire(self, child: SinkChild, *, stop_event: bool, now: float) -> None:
+        """Ask the current worker to shut down (SIGKILL after CHILD_GRACE)."""
+        handle = child.retire(kill_at=now + CHILD_GRACE)
+        if handle is not None and not self.link.send(worker_identity(child.name), {"type": "shutdown", "stop_event": stop_event}):
+            handle.terminate()  # not connected: SIGTERM is a shutdown without stop event
+
+    def remove(self, name: str, now: float) -> None:
+        """A sink no longer at this node: its worker sends its stop event and exits; then its cursor goes."""
+        child = self.sinks.pop(name)
+        child.removed = True
+        child.pending_spawn = False
+        child.restart_at = None
+        self.retire(child, stop_event=True, now=now)
+        if child.busy:
+            self.removed.append(child)
+
+    def drop_stale_cursors(self) -> None:
+        keep = set(self.sinks) | {s.name for s in self.removed}
+        try:
+            self.journal.drop_cursors_except(sorted(keep))
+        except sqlite3.Error as exc:
+            log.warning("could not drop the cursors of removed sinks (retried on the next removal): %s", exc)
+
+    # ---------------------------------------------------------------- reaping and deadlines
+
+    def reap(self, now: float) -> bool:
+        """Reap every exited child; True when the broker found the journal corrupt."""
+        corrupt = self._reap_broker(now)
+        for child in [*self.sinks.values(), *self.removed]:
+            exit_ = child.reap(now)
+            if child.removed and not child.busy:
+                self.removed.remove(child)
+                self.drop_stale_cursors()
+            if exit_ is not None and not child.removed and self.stopping is None:
+                pid, code = exit_
+                child.change_state(S.CRASHED, f"worker (pid {pid}) exited unexpectedly: {exit_description(code)}", now)
+        return corrupt
+
+    def _reap_broker(self, now: float) -> bool:
+        exit_ = self.broker.reap(now)
+        if exit_ is None:
+            return False
+        pid, code = exit_
+        if self.stopping is not None:
+            log.info("broker (pid %d) exited: %s", pid, exit_description(code))
+            return False
+        self.broker.change_state(S.CRASHED, f"(pid {pid}) exited unexpectedly: {exit_description(code)}", now)
+        if code == BROKER_JOURNAL_CORRUPT:
+            return True
+        log.error("broker down: events published meanwhile may be lost; journaled ones are not")
+        return False
+
+    def tick(self, now: float) -> None:
+        """Act on whichever deadline has come: a SIGKILL, a restart, the next phase of a stop."""
+        for child in self.all():
+            child.kill_if_overdue(now)
+        if self.stopping is not None:
+            self._stop_tick(now)
+            return
+        for child in self.all():
+            if child.removed:
+                continue
+            child.forget_failures_if_stable(now)
+            if child.restart_due(now) and not self._name_busy(child.name):
+                self.spawn(child, now, automatic=child.state is S.CRASHED)
+
+    # ---------------------------------------------------------------- graceful stop
+
+    def begin_stop(self, why: str, now: float) -> None:
+        if self.stopping is not None:
+            log.info("already stopping (%s)", why)
+            return
+        log.info("stopping (%s): workers first, then the broker", why)
+        self.stopping = GracefulStop(now)
+        for child in [*self.sinks.values(), *self.removed]:
+            child.pending_spawn = False
+            child.restart_at = None
+            self.retire(child, stop_event=True, now=now)
+        self.broker.restart_at = None
+
+    def _stop_tick(self, now: float) -> None:
+        st = self.stopping
+        if st.phase == "workers":
+            if any(s.busy for s in [*self.sinks.values(), *self.removed]):
+                return
+            st.phase = "broker"
+            handle = self.broker.retire(kill_at=min(now + CHILD_GRACE, st.started + STOP_BUDGET))
+            if handle is not None:
+                handle.terminate()
+        if st.phase == "broker" and not self.broker.busy:
+            st.phase = "done"

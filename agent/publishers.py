@@ -1,0 +1,177 @@
+"""What the supervisor does with the children's reports: turning a worker's
+report into its publisher state and sink alarms (stopping the publisher of a
+sink in alarm, with stop_publisher resent while the worker still says it
+runs), a broker report into the journal alarm, and keeping each worker's
+config up to date (an `update` it missed is sent on its next report).
+
+The one place a link message becomes a typed report is `agent.reports.parse_report`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from common import config as config_mod
+from common.config import Config, ConfigError
+from common.http_options import credentials_digest
+from common.internal import BROKER_IDENTITY, worker_identity
+from common.logs import SUPPORT
+from agent.child import SinkChild
+from agent.reports import BrokerReport, WorkerReport, parse_report
+from agent.states import STOPPABLE_STATES, PublisherState
+from alarms import rules
+from alarms.registry import JOURNAL_FULL
+
+log = logging.getLogger("agent.supervisor")
+support = logging.getLogger(SUPPORT)
+
+S = PublisherState
+STOP_RESEND_INTERVAL = 1.0  # s between two stop_publisher to a worker that still says "running"
+
+
+def worker_view(config: Config, name: str) -> tuple:
+    """The parts of the config a sink's worker runs with."""
+    return (config.node, config.tuning, config.sink_named(name))
+
+
+class Publishers:
+    """Reports in, publisher states, alarms and config updates out (for the supervisor's loop)."""
+
+    def __init__(self, supervisor) -> None:
+        self.sup = supervisor  # for config, fleet, alarms, link and clock: read on every use
+
+    # ---------------------------------------------------------------- reports
+
+    def on_message(self, identity: bytes, msg: dict) -> None:
+        link = self.sup.link
+        if msg.get("type") != "report":
+            link.note_bad(identity, f"message type {str(msg.get('type'))[:40]!r}")
+            return
+        try:
+            report = parse_report(msg)
+        except ValueError as exc:
+            link.note_bad(identity, str(exc)[:200])
+            return
+        if isinstance(report, BrokerReport):
+            if identity == BROKER_IDENTITY:
+                self.on_broker_report(report)
+            return
+        if identity != worker_identity(report.sink):
+            link.note_bad(identity, f"report for sink {report.sink[:64]!r} from another identity")
+            return
+        child = self.sup.fleet.sink_or_removed(report.sink)
+        if child is not None:
+            self.on_worker_report(child, report)
+
+    def on_worker_report(self, child: SinkChild, r: WorkerReport) -> None:
+        if child.take_report(r) != "current" or child.removed or self.sup.fleet.stopping is not None:
+            return
+        now = self.sup.clock.monotonic()
+        self.bring_config_up_to_date(child)
+        tuning = self.sup.config.tuning
+        if not child.backlog_armed and rules.backlog_arms(r.backlog, tuning.max_background_posts):
+            child.backlog_armed = True
+        for decision in rules.sink_alarms(
+            publisher=r.publisher, backlog=r.backlog, next_backoff=r.next_backoff,
+            max_retry_backoff=tuning.max_retry_backoff, max_background_posts=tuning.max_background_posts,
+            backlog_armed=child.backlog_armed,
+        ):
+            self.raise_sink_alarm(child, decision, now)
+        if child.state is S.STARTING:
+            active = self.sup.alarms.for_sink(child.name)
+            if active:
+                self.stop_publisher(child, f"alarm {active[0].name} is still active", now)
+            elif r.publisher == "running":
+                child.change_state(S.RUNNING, "the worker reports its publisher running", now)
+        elif child.state is S.STOPPED and r.publisher == "running":
+            if child.stop_sent_at is None or now - child.stop_sent_at >= STOP_RESEND_INTERVAL:
+                self.send_stop_publisher(child, now)
+
+    def on_broker_report(self, r: BrokerReport) -> None:
+        broker = self.sup.fleet.broker
+        if not broker.take_report(r):
+            return
+        if broker.state is S.STARTING:
+            broker.change_state(S.RUNNING, "the broker reports", self.sup.clock.monotonic())
+        decision = rules.journal_alarm(
+            journal_full=r.journal_full, journal_bytes=r.journal_bytes, max_journal_mb=self.sup.config.agent.max_journal_mb
+        )
+        alarms = self.sup.alarms
+        if decision is not None:
+            if alarms.raise_alarm(decision.name, None, decision.detail, wall=self.sup.clock.wall()):
+                support.error("alarm raised: %s: %s", decision.name, decision.detail)
+        elif alarms.clear(JOURNAL_FULL, None):
+            support.warning("alarm cleared: %s: the journal accepts events again", JOURNAL_FULL)
+
+    # ---------------------------------------------------------------- alarms and publishers
+
+    def raise_sink_alarm(self, child: SinkChild, decision: rules.Decision, now: float) -> None:
+        if self.sup.alarms.raise_alarm(decision.name, child.name, decision.detail, wall=self.sup.clock.wall()) is None:
+            return
+        stopping = child.state in STOPPABLE_STATES
+        support.error(
+            "alarm raised: %s for sink %s: %s; %s", decision.name, child.name, decision.detail,
+            "stopping its publisher" if stopping else f"publisher already {child.state}",
+        )
+        if stopping:
+            self.stop_publisher(child, f"alarm {decision.name}", now)
+
+    def stop_publisher(self, child: SinkChild, reason: str, now: float) -> None:
+        child.change_state(S.STOPPED, reason, now)
+        self.send_stop_publisher(child, now)
+
+    def send_stop_publisher(self, child: SinkChild, now: float) -> None:
+        child.stop_sent_at = now
+        if not self.sup.link.send(worker_identity(child.name), {"type": "stop_publisher"}):
+            log.warning("sink %s: stop_publisher could not be sent (worker not connected); retrying on its next report", child.name)
+
+    @staticmethod
+    def stop_resend_at(child: SinkChild) -> float | None:
+        """When a stop_publisher is due again: the worker's last report still says its publisher runs."""
+        if (child.state is S.STOPPED and child.handle is not None and child.stop_sent_at is not None
+                and child.report is not None and child.report.publisher == "running"):
+            return child.stop_sent_at + STOP_RESEND_INTERVAL
+        return None
+
+    def resend_stops(self) -> None:
+        now = self.sup.clock.monotonic()
+        for child in self.sup.fleet.sinks.values():
+            due = self.stop_resend_at(child)
+            if due is not None and now >= due:
+                self.send_stop_publisher(child, now)
+
+    # ---------------------------------------------------------------- config updates
+
+    def worker_spec(self, child: SinkChild) -> bytes:
+        """What a new worker of CHILD starts with; records it as what the worker was given."""
+        config = self.sup.config
+        resolved = config_mod.resolve_secrets(config)
+        # A sink with an active alarm stays stopped across a worker crash: its new worker
+        # must not send (not even eventsink_started) before the supervisor could stop it.
+        spec = config_mod.encode_spec(resolved, child.name, paused=bool(self.sup.alarms.for_sink(child.name)))
+        child.given_view = worker_view(config, child.name)
+        child.given_digest = child.wanted_digest = credentials_digest(resolved.sink_named(child.name))
+        return spec
+
+    def bring_config_up_to_date(self, child: SinkChild) -> None:
+        """Send an update a worker missed (e.g. a reload while it was still connecting)."""
+        view = worker_view(self.sup.config, child.name)
+        if child.given_view != view or child.given_digest != child.wanted_digest:
+            announce = child.given_view is None or child.given_view[2] != child.config
+            self.send_update(child, announce=announce or child.given_digest != child.wanted_digest)
+
+    def send_update(self, child: SinkChild, *, announce: bool) -> None:
+        if child.handle is None:
+            return  # the next worker starts from the new config
+        config = self.sup.config
+        try:
+            resolved = config_mod.resolve_secrets(config)
+        except ConfigError as exc:
+            log.error("sink %s: update not sent: %s", child.name, exc)
+            return
+        msg = {"type": "update", "config": msgspec.to_builtins(resolved), "announce": announce}
+        if self.sup.link.send(worker_identity(child.name), msg):
+            child.given_view = worker_view(config, child.name)
+            child.given_digest = child.wanted_digest = credentials_digest(resolved.sink_named(child.name))
