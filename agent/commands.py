@@ -85,6 +85,26 @@ class Command:
             raise CommandError(503, "the agent is stopping")
         return self.execute(supervisor, params)
 
+    def carry_out(self, supervisor: Any, params: dict[str, Any], future: Any) -> None:
+        """Run on the main loop and deliver the outcome: to FUTURE, or (from a signal, no future) to the log."""
+        try:
+            outcome, failed = self.run(supervisor, params), False
+        except CommandError as exc:
+            outcome, failed = exc, True
+        except Exception as exc:
+            log.exception("BUG: command %s failed", self.name)
+            outcome, failed = CommandError(500, f"internal error in {self.name}: {type(exc).__name__}"), True
+        if future is not None:
+            (future.set_exception if failed else future.set_result)(outcome)
+            return
+        origin = params.get("why", self.name)
+        if not failed:
+            log.info("%s: %s", origin, outcome)
+            return
+        for line in outcome.problems:
+            log.error("%s: %s", origin, line)
+        log.error("%s: %s", origin, outcome.message)
+
     @property
     def fields(self) -> tuple[str, ...]:
         """The required fields, in path order."""

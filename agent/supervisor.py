@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import signal
 import threading
@@ -38,6 +37,7 @@ from agent.processes import PopenLauncher, SystemClock
 from agent.publishers import Publishers
 from agent.runtime import RuntimeFiles, StartupError, open_journal
 from agent.servers import start_control, start_metrics
+from agent.wakeup import Wakeup
 from alarms.registry import AlarmRegistry
 
 log = logging.getLogger("agent.supervisor")
@@ -65,11 +65,9 @@ class Supervisor:
         self._watched_fds: set[int] = set()  # child exit fds registered in the poller
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (Command, params, Future or None)
         self._lock = threading.RLock()  # held by the loop while it works; by metrics while it reads
-        self._wake_r = self._wake_w = -1
+        self.wakeup = Wakeup(self._enqueue_signal)
         self._accepting = True
         self._control = self._metrics_server = None
-        self._old_signals: dict[int, Any] = {}
-        self._old_wakeup_fd: int | None = None
         self._owns_sockets = False
         self.exit_code = 0  # of run() after a graceful stop; 3 when the broker found the journal corrupt
 
@@ -81,17 +79,17 @@ class Supervisor:
         """Start everything, run until a graceful stop, return the exit code."""
         # Handlers first: a SIGTERM/SIGHUP during start() (default action: die, leaving the
         # children running) is queued and handled by the loop once start() is done.
-        self._install_signals()
+        self.wakeup.install_signals()
         try:
             self.start()
         except BaseException as exc:
-            self._restore_signals()
+            self.wakeup.restore_signals()
             self.close()  # never leave children behind
             if not isinstance(exc, StartupError):
                 raise
             log.error("not starting: %s", exc)
             return 1
-        self._arm_wakeup_fd()
+        self.wakeup.arm()
         try:
             # The first turn does not block: a signal or a child exit during start() came
             # before the self-pipe was armed for signals.
@@ -99,7 +97,7 @@ class Supervisor:
             while not done:
                 done = self.step()
         finally:
-            self._restore_signals()
+            self.wakeup.restore_signals()
             self.close()
         log.info("agent stopped")
         return self.exit_code
@@ -114,7 +112,7 @@ class Supervisor:
             future.set_exception(CommandError(503, "the agent is not running"))
         else:
             self._queue.put((found, params, future))
-            self._wake()
+            self.wakeup.wake()
         return future
 
     def begin_stop(self, why: str) -> None:
@@ -133,7 +131,7 @@ class Supervisor:
             self.fleet.journal.drop_cursors_except(here)
         except Exception as exc:  # OSError, sqlite3.Error, JournalCorrupt: one line, exit 1
             raise StartupError(f"cannot open the journal {self.paths.journal_path}: {exc}") from None
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup.open()
         self._ctx = zmq.Context()
         try:
             self.link = self.fleet.link = self._make_link()
@@ -142,7 +140,7 @@ class Supervisor:
         self._owns_sockets = True  # locks held and our ROUTER bound: the ipc files are ours to remove
         self._poller = zmq.Poller()
         self._poller.register(self.link.socket, zmq.POLLIN)
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._poller.register(self.wakeup.read_fd, zmq.POLLIN)
         if self.serve:
             self._control = start_control(self.paths.control_socket, self)
             if self.config.agent.metrics_listen:
@@ -187,10 +185,7 @@ class Supervisor:
         if self.fleet.journal is not None:
             self.fleet.journal.close()
         self.link = self.fleet.link = self._ctx = self.fleet.journal = None
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self.wakeup.close()
         if self._owns_sockets:
             self.files.remove_sockets(control=served_control)
             self._owns_sockets = False
@@ -205,48 +200,10 @@ class Supervisor:
             if future is not None and future.set_running_or_notify_cancel():
                 future.set_exception(CommandError(503, "the agent is stopping"))
 
-    # ================================================================ signals and wake-ups
-
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            self._old_signals[sig] = signal.signal(sig, self._on_signal)
-        self._arm_wakeup_fd()
-
-    def _arm_wakeup_fd(self) -> None:
-        """Let signals wake the loop through the self-pipe (once start() has made it)."""
-        if self._wake_w < 0 or self._old_wakeup_fd is not None or threading.current_thread() is not threading.main_thread():
-            return
-        self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-
-    def _restore_signals(self) -> None:
-        for sig, handler in self._old_signals.items():
-            signal.signal(sig, handler)
-        self._old_signals.clear()
-        if self._old_wakeup_fd is not None:
-            signal.set_wakeup_fd(self._old_wakeup_fd)
-            self._old_wakeup_fd = None
-
-    def _on_signal(self, signum: int, frame) -> None:
-        # Only enqueue: the main loop acts (SimpleQueue.put is safe in a signal handler).
+    def _enqueue_signal(self, signum: int) -> None:
+        # Called in the signal handler: only enqueue, the main loop acts.
         command = RELOAD if signum == signal.SIGHUP else SHUTDOWN
         self._queue.put((command, {"why": signal.Signals(signum).name}, None))
-
-    def _wake(self) -> None:
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"\0")
-            except (BlockingIOError, OSError):
-                pass  # already awake, or closing
-
-    def _drain_wake(self) -> None:
-        while True:
-            try:
-                if not os.read(self._wake_r, 512):
-                    return
-            except (BlockingIOError, OSError):
-                return
 
     # ================================================================ the main loop
 
@@ -257,7 +214,7 @@ class Supervisor:
         # Rounded up: a deadline 0.4 ms away must not turn into a busy loop of zero-timeout polls.
         self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
         with self._lock:
-            self._drain_wake()
+            self.wakeup.drain()
             for identity, msg in self.link.receive():
                 self._guard(self.publishers.on_message, identity, msg)
             self._run_queued()
@@ -303,7 +260,7 @@ class Supervisor:
             self.begin_stop("the journal is corrupt")
 
     def _run_queued(self) -> None:
-        """Carry out every queued command; one from a signal (no future) has its outcome logged."""
+        """Carry out every queued command, in order."""
         while True:
             try:
                 command, params, future = self._queue.get_nowait()
@@ -311,21 +268,7 @@ class Supervisor:
                 return
             if future is not None and not future.set_running_or_notify_cancel():
                 continue  # the asker gave up
-            try:
-                result = command.run(self, params)
-            except CommandError as exc:
-                outcome, failed = exc, True
-            except Exception as exc:
-                log.exception("BUG: command %s failed", command.name)
-                outcome, failed = CommandError(500, f"internal error in {command.name}: {type(exc).__name__}"), True
-            else:
-                outcome, failed = result, False
-            if future is None:
-                _log_outcome(params.get("why", command.name), outcome, failed)
-            elif failed:
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            command.carry_out(self, params, future)
 
     # ================================================================ metrics
 
@@ -348,12 +291,3 @@ class Supervisor:
             b = self.fleet.broker
             return MetricsView(sinks=sinks, alarms=[(a.name, a.sink) for a in self.alarms.active()],
                                received=b.received, rejected=b.rejected, journal_bytes=b.journal_bytes)
-
-
-def _log_outcome(origin: str, outcome: Any, failed: bool) -> None:
-    if not failed:
-        log.info("%s: %s", origin, outcome)
-        return
-    for line in outcome.problems:
-        log.error("%s: %s", origin, line)
-    log.error("%s: %s", origin, outcome.message)
