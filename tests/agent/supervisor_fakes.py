@@ -294,6 +294,12 @@ class Rig:
     def sink_status(self, name: str) -> dict:
         return next(s for s in self.ask("status")["sinks"] if s["name"] == name)
 
+    def __enter__(self) -> "Rig":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         self.sup.close()
         for child in self.launcher.children:
