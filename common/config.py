@@ -123,10 +123,6 @@ class SinkConfig(_Section):
         """The sink's settings with every secret removed (for status and logs)."""
         return {"name": self.name, "url": redact_url(self.url), "version": self.version}
 
-    def settings_key(self) -> tuple:
-        """Everything that makes a sink 'changed' on reload."""
-        return tuple(getattr(self, f) for f in self.__struct_fields__)
-
 
 class Config(_Section):
     node: NodeConfig
