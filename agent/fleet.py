@@ -82,7 +82,7 @@ class Fleet:
         child = SinkChild(sink)
         self.sinks[sink.name] = child
         child.pending_spawn = True
-        if not self._name_busy(sink.name):
+        if not self._name_busy(child):
             self.spawn(child, now)
         return child
 
@@ -92,12 +92,13 @@ class Fleet:
         self.retire(child, stop_event=False, now=now)
         child.change_state(S.STARTING, "restart requested", now)
         child.pending_spawn = True
-        if child.retiring is None and not self._name_busy(child.name):
+        if child.retiring is None and not self._name_busy(child):
             self.spawn(child, now)
 
-    def _name_busy(self, name: str) -> bool:
-        """A removed sink of this name still has a worker shutting down."""
-        return any(s.name == name and s.busy for s in self.removed)
+    def _name_busy(self, child: Child) -> bool:
+        """A removed sink of CHILD's name still has a worker shutting down (never so for the broker,
+        even when a sink is named "broker")."""
+        return child is not self.broker and any(s.name == child.name and s.busy for s in self.removed)
 
     # ---------------------------------------------------------------- shutting down
 
@@ -160,11 +161,9 @@ class Fleet:
         if self.stopping is not None:
             self._stop_tick(now)
             return
-        for child in self.all():
-            if child.removed:
-                continue
+        for child in [self.broker, *self.sinks.values()]:
             child.forget_failures_if_stable(now)
-            if child.restart_due(now) and not self._name_busy(child.name):
+            if child.restart_due(now) and not self._name_busy(child):
                 self.spawn(child, now, automatic=child.state is S.CRASHED)
 
     # ---------------------------------------------------------------- graceful stop

@@ -155,3 +155,16 @@ def test_every_bad_request_gets_the_one_error_envelope(method, target, body, sta
     doc = json.loads(payload)
     assert got == status
     assert set(doc) <= {"error", "problems"} and isinstance(doc["error"], str) and doc["error"]
+
+
+def test_a_removed_sink_named_broker_does_not_hold_back_the_broker_restart():
+    with Rig(sinks=(("broker", "Oslo", 2), ("cdr", "Oslo", 2))) as r:
+        r.start()
+        r.write(sinks=(("cdr", "Oslo", 2),))
+        RELOAD.run(r.sup, {})  # the worker of sink "broker" is still shutting down
+        assert r.sup.fleet.removed
+        r.launcher.current("broker").exit(1)
+        r.step()
+        r.clock.advance(r.sup.fleet.broker.restart_at - r.clock.monotonic())
+        r.step()
+        assert STATUS.run(r.sup, {})["bus"]["broker_restarts"] == 1
