@@ -69,6 +69,14 @@ def test_events_published_before_the_agent_starts_are_delivered_once_in_order(ma
     assert delivered_fids(receiver) == [f"s-{i}" for i in range(BEFORE_START)]  # once each, in order
 
 
+def start_flow(make_agent, receiver, loadgen, prefix: str):
+    """An agent, its ledger and tally, and one publisher process sending FLOW events at RATE through Publisher."""
+    agent = make_agent([sink("cdr", receiver.url, max_in_flight=4)])
+    ledger = Ledger(agent.journal_path)
+    tally = Tally(receiver)
+    return agent, ledger, tally, loadgen(agent.publish_endpoint, prefix, FLOW, rate=RATE, mix=True)
+
+
 def run_faults(agent, ledger: Ledger, gen, fault, times: int = 3) -> None:
     """Inject FAULT TIMES times into the flow of GEN, each once BETWEEN_FAULTS more events are journaled."""
     for _ in range(times):
@@ -82,10 +90,7 @@ def run_faults(agent, ledger: Ledger, gen, fault, times: int = 3) -> None:
 # some none, so the mark cannot be strict until the broker's drain (issue 15, broker half) is merged.
 @pytest.mark.xfail(strict=False, reason="needs the broker's graceful drain")
 def test_three_graceful_restarts_under_500_per_s_lose_and_duplicate_nothing(make_agent, receiver, loadgen, report):
-    agent = make_agent([sink("cdr", receiver.url, max_in_flight=4)])
-    ledger = Ledger(agent.journal_path)
-    tally = Tally(receiver)
-    gen = loadgen(agent.publish_endpoint, "g", FLOW, rate=RATE, mix=True)
+    agent, ledger, tally, gen = start_flow(make_agent, receiver, loadgen, "g")
 
     def restart():
         assert agent.stop(signal.SIGTERM) == 0
@@ -104,10 +109,7 @@ def test_three_graceful_restarts_under_500_per_s_lose_and_duplicate_nothing(make
 
 
 def test_three_broker_kills_under_500_per_s_lose_only_what_the_dead_broker_held(make_agent, receiver, loadgen, report):
-    agent = make_agent([sink("cdr", receiver.url, max_in_flight=4)])
-    ledger = Ledger(agent.journal_path)
-    tally = Tally(receiver)
-    gen = loadgen(agent.publish_endpoint, "k", FLOW, rate=RATE, mix=True)
+    agent, ledger, tally, gen = start_flow(make_agent, receiver, loadgen, "k")
 
     def kill_broker():
         old = agent.status()["bus"]["broker_pid"]
