@@ -61,6 +61,7 @@ from common.config import Config, Paths, decode_spec
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
+from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
 from bus.validate import Accepted, Validator
 
@@ -169,6 +170,7 @@ class Broker(JournalKeeping):
         # A frame far beyond the limit drops that publisher's connection instead of filling memory.
         self.ingress.setsockopt(zmq.MAXMSGSIZE, max(64 * 1024 * 1024, 4 * self.validator.max_message_bytes))
         self.ingress.setsockopt(zmq.SUBSCRIBE, b"")
+        self.ingress.setsockopt(zmq.SUBSCRIBE, READY_TOPIC)  # withdrawn first at a graceful stop
         self.ingress.bind(self.paths.publish_endpoint)
         ipc_path = _ipc_path(self.paths.publish_endpoint)
         if ipc_path:
@@ -393,13 +395,16 @@ class Broker(JournalKeeping):
         for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_DRAIN_SECONDS), then close it at once and
         send a last report.
 
-        The subscription is kept to the end on purpose (no XSUB unsubscribe): a publisher's PUB
-        then keeps queueing for this connection while the agent is away (up to its SNDHWM) and
-        sends it to the next broker, so a graceful restart loses and duplicates nothing it queued.
-        An unsubscribe would make every PUB drop what it publishes until the next broker
-        subscribes: measured with a bare PUB at 500/s, ~125 events lost per restart, against none.
-        What no broker can take in: the bytes in transit at the instant the ingress closes (what
-        a publisher's ZeroMQ thread has already written to the socket and this one has not read)."""
+        First the READY_TOPIC subscription is withdrawn: a `Publisher` reads that as "the agent is
+        stopping" and keeps what it is given in memory from then on, so the drain ends quiet with
+        none of its events in transit, and sends them to the next broker (bus/publisher.py).
+        The subscription to everything (b"") is kept to the end on purpose: a bare PUB then
+        keeps queueing for this connection while the agent is away (up to its SNDHWM) and sends
+        it to the next broker; unsubscribing it would make every PUB drop what it publishes until
+        the next broker subscribes (measured with a bare PUB at 500/s: ~125 events lost per
+        restart, against none). What no broker can take in from a bare PUB that keeps sending:
+        the bytes in transit at the instant the ingress closes."""
+        self.ingress.setsockopt(zmq.UNSUBSCRIBE, READY_TOPIC)
         deadline = time.monotonic() + SHUTDOWN_DRAIN_SECONDS
         while (left := deadline - time.monotonic()) > 0:
             if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):

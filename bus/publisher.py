@@ -32,8 +32,8 @@ killed. A bare PUB cannot tell any of this happened.
 `Publisher` closes the first two holes. Its XPUB socket (a PUB that also
 receives the subscriber's subscribe and unsubscribe frames) tells it whether
 the agent is subscribed; while it is not (not started yet, or stopping: on
-SIGTERM the broker unsubscribes first, then journals what is already on its
-way), `publish` keeps the events in memory, in order, up to `buffer_max`
+SIGTERM the broker withdraws its READY_TOPIC subscription first, then journals
+what is already on its way), `publish` keeps the events in memory, in order, up to `buffer_max`
 (then the oldest go, counted in `dropped`), and sends them first once the
 agent subscribes again. ZeroMQ's own queue to a connected agent is kept across
 the agent's restarts, so what was handed to it while the agent was away goes
@@ -56,7 +56,14 @@ events kept should call `flush(0)` from its own loop now and then, and
 
 The agent is the only subscriber on its publish endpoint (it holds a lock
 before binding), so "subscribed" is one set of topics: a subscribe frame adds
-its topic, an unsubscribe removes it. The socket is in XPUB_MANUAL mode: the
+its topic, an unsubscribe removes it. The broker subscribes to everything
+(b"") and to READY_TOPIC, a topic no event has; a graceful stop unsubscribes
+only READY_TOPIC. Bare PUB sockets still match b"" and keep queueing for the
+next broker (an unsubscribe of everything would make them drop), while a
+Publisher reads the withdrawal as "the agent is stopping" and keeps its events
+until READY_TOPIC comes back; so the broker's drain ends quiet, with nothing of
+ours in transit. A subscriber that never announces READY_TOPIC (a plain SUB on
+b"") counts as subscribed as long as it is. The socket is in XPUB_MANUAL mode: the
 subscriptions ZeroMQ filters on change only when this class applies a frame,
 never in the middle of a send, so an event is either sent (into ZeroMQ's queue
 for the agent) or kept here, never silently filtered out.
@@ -71,6 +78,9 @@ from typing import Any
 import orjson
 import zmq
 
+# The broker subscribes to this topic beside b"" and withdraws it first when it stops gracefully
+# (no event's name starts with a NUL byte, so nothing is ever sent on it).
+READY_TOPIC = b"\x00eventsink-agent ready"
 SUBSCRIPTION_CHECK_SECONDS = 0.001  # publish reads subscription frames at most this often (a recv costs a syscall)
 FLUSH_POLL_SECONDS = 0.01  # flush/wait_ready wait this long at most between two checks
 _SEND_FLAGS = zmq.NOBLOCK
@@ -88,6 +98,8 @@ class Publisher:
         self.dropped = 0  # events dropped because more than buffer_max were kept (the oldest first)
         self._kept: deque[tuple[bytes, bytes]] = deque()  # (topic, payload), oldest first
         self._topics: set[bytes] = set()  # what the agent is subscribed to; empty = not subscribed
+        self._stopping = False  # the agent withdrew READY_TOPIC: it is stopping, keep everything
+        self._open = False  # events may go to ZeroMQ: subscribed, and the agent is not stopping
         self._next_check = 0.0
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.XPUB)
@@ -103,8 +115,8 @@ class Publisher:
 
     @property
     def subscribed(self) -> bool:
-        """Whether the agent was subscribed when the subscription frames were last read."""
-        return bool(self._topics)
+        """Whether the agent was subscribed (and not stopping) when the frames were last read."""
+        return self._open
 
     @property
     def pending(self) -> int:
@@ -125,7 +137,7 @@ class Publisher:
             self._check_subscriptions()
             if self._kept:
                 self._send_kept()
-        if self._topics and not self._kept:
+        if self._open and not self._kept:
             try:
                 self._sock.send(topic, _MORE_FLAGS)
                 self._sock.send(payload, _SEND_FLAGS)
@@ -145,7 +157,7 @@ class Publisher:
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait up to TIMEOUT seconds until the agent has subscribed; True when it has."""
-        return self._wait(timeout, lambda: bool(self._topics))
+        return self._wait(timeout, lambda: self._open)
 
     def flush(self, timeout: float) -> bool:
         """Wait up to TIMEOUT seconds for the agent to take every kept event; True once nothing is pending."""
@@ -190,14 +202,19 @@ class Publisher:
             if kind == b"\x01":
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
                 self._topics.add(topic)
+                if topic == READY_TOPIC:
+                    self._stopping = False
             elif kind == b"\x00":
                 sock.setsockopt(zmq.UNSUBSCRIBE, topic)
                 self._topics.discard(topic)
+                if topic == READY_TOPIC:
+                    self._stopping = True
+            self._open = bool(self._topics) and not self._stopping
 
     def _send_kept(self) -> None:
         """Hand the kept events to ZeroMQ, oldest first, while subscribed and ZeroMQ takes them."""
         kept, sock = self._kept, self._sock
-        while kept and self._topics:
+        while kept and self._open:
             topic, payload = kept[0]
             try:
                 sock.send(topic, _MORE_FLAGS)
