@@ -113,6 +113,13 @@ def _schema(supervisor: Any, params: dict[str, str]) -> RawJSON:
     return RawJSON(schema.render(fmt))
 
 
+def _openapi(supervisor: Any, params: dict[str, str]) -> Any:
+    # Imported here: the document is built from COMMANDS, so agent.openapi imports this module.
+    from agent.openapi import openapi_document
+
+    return openapi_document()
+
+
 def load_schema_module() -> Any:
     """bus.schema, imported on first use; None when this build does not have it."""
     try:
@@ -284,6 +291,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "schema", "the event schema document (?format=openapi|swagger)",
         "GET", "/v1/schema", _schema, render_raw, in_ctl=False, query=("format",),
+    ),
+    Command(
+        "openapi", "this control API as an OpenAPI 3 document (docs/control-api.md)",
+        "GET", "/v1/openapi.json", _openapi, render_raw, in_ctl=False,
     ),
 )
 
