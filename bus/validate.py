@@ -25,25 +25,13 @@ from typing import NamedTuple
 import msgspec
 import orjson
 
+from common.vocabulary import REJECT_REASONS, RESERVED_PREFIX
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 
-RESERVED_PREFIX = "eventsink_"
 DETAIL_MAX = 160  # characters of a detail string
 NAME_MAX = 60  # characters of a foreign name quoted in a detail
 
-REASONS = (
-    "frame_count",
-    "too_large",
-    "invalid_utf8",
-    "invalid_json",
-    "not_object",
-    "unknown_event",
-    "reserved_event",
-    "topic_mismatch",
-    "missing_field",
-    "wrong_type",
-    "journal_full",
-)
+REASONS = REJECT_REASONS  # the label values, in docs/internals.md order
 
 
 class Accepted(NamedTuple):

@@ -33,7 +33,6 @@ BUS_EVENTS = (
     "participant_media_stream_window",
     "participant_media_streams_destroyed",
 )
-LIFECYCLE_EVENTS = ("eventsink_started", "eventsink_updated", "eventsink_stopped", "eventsink_ended")
 # Never echoed back in a problem (a mistyped value may still be the secret).
 SECRET_KEYS = frozenset({"password", "secret", "headers", "client_key", "proxy", "bearer_token"})
 # SinkConfig fields that only resolve_secrets() fills (from a file): not keys of the TOML file.

@@ -19,9 +19,10 @@ import msgspec
 
 from common import http_options
 from common.config import (
-    BUS_EVENTS, LIFECYCLE_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, NodeConfig,
+    BUS_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, NodeConfig,
     Problem, SinkConfig, TuningConfig, parse_listen, redact_url, secret_key,
 )
+from common.vocabulary import LIFECYCLE_EVENTS
 
 
 class KeyLines:

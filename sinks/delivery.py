@@ -33,11 +33,13 @@ from dataclasses import dataclass, replace
 from common.backoff import Backoff
 from common.internal import Histogram
 from common.logs import SUPPORT
-from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, OUTCOMES, REDIRECT, SUCCESS, TIMEOUT,  # noqa: F401
-                        TLS_ERROR, HttpClient, Result, Timeouts)
+from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
+                               PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
+from sinks.http import HttpClient, Result, Timeouts
 from sinks.shaping import Post
 
-RUNNING, PAUSED, BACKOFF_EXCEEDED = "running", "paused", "backoff_exceeded"
+# The publisher states this module sets (re-exported under their short names).
+RUNNING, PAUSED, BACKOFF_EXCEEDED = PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED
 
 support_log = logging.getLogger(SUPPORT)
 
@@ -102,7 +104,7 @@ class Dispatcher:
         self.limit = max(1, limit)
         self.state = RUNNING
         self.completed: deque[Post] = deque()  # delivered, for the worker
-        self.attempts = dict.fromkeys(OUTCOMES, 0)
+        self.attempts = dict.fromkeys(POST_OUTCOMES, 0)
         self.delivered = 0
         self.failures = 0
         self.post_duration = Histogram()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-BULK_EVENT = "eventsink_bulk"
+from common.vocabulary import BULK_EVENT
+
 BULK_NODE = b'"127.0.0.1"'
 
 

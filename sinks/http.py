@@ -35,15 +35,14 @@ import pycurl
 
 import common
 from common.backoff import RETRY_AFTER_STATUSES, parse_retry_after
+from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, REDIRECT, SUCCESS,  # noqa: F401
+                               TIMEOUT, TLS_ERROR)
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
 from sinks.signing import Signer
 
-SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
-    "success", "http_error", "redirect", "timeout", "connection_error", "tls_error",
-)
-OUTCOMES = (SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR)
+OUTCOMES = POST_OUTCOMES
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER_AGENT = f"eventsink-agent/{common.__version__}"
 ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from common.config import Config, SinkConfig
+from common.vocabulary import BULK_EVENT, stop_event  # noqa: F401 (stop_event: its old home)
 from sinks import envelope
 
 log = logging.getLogger("sinks.shaping")
@@ -28,15 +29,9 @@ log = logging.getLogger("sinks.shaping")
 DISCONNECTED = "participant_disconnected"
 MEDIA_DESTROYED = "participant_media_streams_destroyed"
 MEDIA_WINDOW = "participant_media_stream_window"
-STARTED, UPDATED = "eventsink_started", "eventsink_updated"
 
 # What happens to an event of a given name.
 SEND, DROP, PAIR = "send", "drop", "pair"
-
-
-def stop_event(version: int) -> str:
-    """The stop event's name: Pexip's name for each protocol version."""
-    return "eventsink_stopped" if version == 1 else "eventsink_ended"
 
 
 @dataclass(slots=True)
@@ -305,4 +300,4 @@ def wrap(batch: list[Post], version: int, wall: float | None = None) -> Post:
     offsets = tuple(offset for p in batch for offset in p.offsets)
     times = tuple(t for p in batch for t in p.times)
     body = envelope.bulk(version, _time.time() if wall is None else wall, [p.body for p in batch])
-    return Post(first.seq, envelope.BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered)
+    return Post(first.seq, BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered)

@@ -36,7 +36,8 @@ from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
-from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
+from common.vocabulary import STARTED, UPDATED, stop_event
+from sinks.shaping import Batcher, Post, ShapeSettings, Shaper, wrap
 
 log = logging.getLogger("sinks.worker")
 
