@@ -58,6 +58,7 @@ import zmq
 
 from common import internal, logs
 from common.config import Config, Paths, decode_spec
+from common.link import BrokerReport, Shutdown
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
@@ -361,30 +362,15 @@ class Broker(JournalKeeping):
     def report(self) -> None:
         self.reported = self.figures()
         self.reported_at = time.monotonic()
-        internal.send_nowait(self.supervisor, {
-            "type": "report",
-            "role": "broker",
-            "pid": os.getpid(),
-            "received": self.received,
-            "rejected": dict(self.rejects.counts),
-            "journal_bytes": self.used_estimate,
-            "journal_full": self.journal_full,
-            "head": self.head,
-            "transactions": self.transactions,
-        })
+        internal.send_nowait(self.supervisor, BrokerReport(
+            pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
+            journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
+            transactions=self.transactions,
+        ))
 
     def poll_supervisor(self) -> None:
-        for _ in range(100):
-            try:
-                frame = self.supervisor.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = internal.decode(frame)
-            except ValueError as exc:
-                log.warning("ignoring a malformed message from the supervisor: %s", exc)
-                continue
-            if msg["type"] == "shutdown":
+        for command in internal.commands(self.supervisor, "broker"):
+            if isinstance(command, Shutdown):
                 log.info("shutdown requested by the supervisor")
                 self.stopping = True
 

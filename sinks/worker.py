@@ -31,6 +31,7 @@ import zmq
 from common import internal, logs
 from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
+from common.link import StopPublisher, Update, WorkerReport
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path
@@ -356,34 +357,20 @@ class Worker:
         self._last_report = now
         self._reported = self._figures()
         self._unreported = False
-        msg = {
-            "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(),
-            "publisher": self.dispatcher.state, "backlog": self._backlog(),
-            "cursor": self.committed, "head": self.head,  # the durable cursor
-        }
-        msg.update(self.dispatcher.snapshot())
-        internal.send_nowait(self.link, msg)
+        internal.send_nowait(self.link, WorkerReport(
+            sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
+            cursor=self.committed, head=self.head,  # the durable cursor
+            **self.dispatcher.snapshot(),
+        ))
 
     def _drain_link(self) -> None:
-        for _ in range(100):
-            try:
-                frames = self.link.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = internal.decode(frames[-1])
-            except ValueError as exc:
-                log.warning("sink %s: ignoring a malformed supervisor message (%s)", self.name, exc)
-                continue
-            kind = msg.get("type")
-            if kind == "stop_publisher":
+        for command in internal.commands(self.link, f"sink {self.name}"):
+            if isinstance(command, StopPublisher):
                 self.stop_publisher()
-            elif kind == "update":
-                self.update(msg.get("config"), bool(msg.get("announce")))
-            elif kind == "shutdown":
-                self.request_stop(bool(msg.get("stop_event")))
+            elif isinstance(command, Update):
+                self.update(command.config, command.announce)
             else:
-                log.warning("sink %s: ignoring an unknown supervisor message type %r", self.name, kind)
+                self.request_stop(command.stop_event)
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""
