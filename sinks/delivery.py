@@ -103,6 +103,7 @@ class Dispatcher:
         self.backoff = backoff
         self.limit = max(1, limit)
         self.state = RUNNING
+        self._exceeded_wait: float | None = None  # the wait that stopped sending (BACKOFF_EXCEEDED)
         self.completed: deque[Post] = deque()  # delivered, for the worker
         self.attempts = dict.fromkeys(POST_OUTCOMES, 0)
         self.delivered = 0
@@ -191,6 +192,13 @@ class Dispatcher:
             self.completed.append(post)
         return result
 
+    @property
+    def next_backoff(self) -> float:
+        """The next retry wait: the one the next failure would impose, or, once sending stopped
+        because a wait exceeded max_retry_backoff, that wait (the figure the stop was logged
+        with, and the one the supervisor's Maximum Backoff alarm quotes)."""
+        return self._exceeded_wait if self._exceeded_wait is not None else self.backoff.next
+
     def snapshot(self) -> dict:
         waiting = self.backoff.current if self.backoff.failures else 0.0
         return {
@@ -198,7 +206,7 @@ class Dispatcher:
             "delivered": self.delivered,
             "failures": self.failures,
             "current_backoff": waiting,
-            "next_backoff": self.backoff.next,
+            "next_backoff": self.next_backoff,
             "attempts": dict(self.attempts),
             "post_duration": self.post_duration.snapshot(),
             "event_age": self.event_age.snapshot(),
@@ -323,9 +331,10 @@ class Dispatcher:
             self._resume_at = float("inf")
             self.failure_log.failure(self._client.url, result, "stopped")
             if self.state == RUNNING:
+                self._exceeded_wait = self.backoff.current
                 support_log.error("sink %s: the next retry wait (%g s) exceeds max_retry_backoff (%g s); "
                                   "sending stopped until the publisher is restarted",
-                                  self.sink, self.backoff.current, self.backoff.maximum)
+                                  self.sink, self._exceeded_wait, self.backoff.maximum)
                 self._set_state(BACKOFF_EXCEEDED)
             return
         wait = self.backoff.current
