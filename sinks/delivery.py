@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 from common.backoff import Backoff
 from common.internal import Histogram
-from common.logs import SUPPORT
+from common.logs import SUPPORT, RateLimited, suppressed_note
 from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
                                PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
 from sinks.http import HttpClient, Result, Timeouts
@@ -47,35 +47,23 @@ support_log = logging.getLogger(SUPPORT)
 class FailureLog:
     """Logs failures on support.events: the first of a kind, then at most one line per kind every EVERY s."""
 
-    MAX_KINDS = 64
-
     def __init__(self, sink: str, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.sink = sink
-        self.every = every
-        self.clock = clock
-        self._kinds: dict[tuple, list] = {}  # (outcome, status) -> [logged_at, suppressed]
+        self._rate = RateLimited(every, clock)  # one kind per (outcome, status)
         self.failing = 0  # consecutive failures
 
     def failure(self, url: str, result: Result, then: str) -> None:
         self.failing += 1
-        key = (result.outcome, result.status)
-        now = self.clock()
-        entry = self._kinds.get(key)
-        if entry is not None and now - entry[0] < self.every:
-            entry[1] += 1
-            return
-        more = f" ({entry[1]} more like it since)" if entry and entry[1] else ""
-        support_log.warning("sink %s: POST to %s failed: %s: %s; %s%s",
-                            self.sink, url, result.outcome, result.detail or "no detail", then, more)
-        if len(self._kinds) >= self.MAX_KINDS:
-            self._kinds.clear()
-        self._kinds[key] = [now, 0]
+        suppressed = self._rate.allow((result.outcome, result.status))
+        if suppressed is not None:
+            support_log.warning("sink %s: POST to %s failed: %s: %s; %s%s", self.sink, url, result.outcome,
+                                result.detail or "no detail", then, suppressed_note(suppressed))
 
     def success(self, url: str) -> None:
         if self.failing:
             support_log.info("sink %s: POST to %s succeeded after %d failed attempts", self.sink, url, self.failing)
             self.failing = 0
-            self._kinds.clear()
+            self._rate.forget()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from common.config import Config, SinkConfig
+from common.logs import RateLimited
 from common.vocabulary import BULK_EVENT, RESERVED_PREFIX, stop_event  # noqa: F401 (stop_event: its old home)
 from sinks import envelope
 
@@ -31,6 +32,8 @@ log = logging.getLogger("sinks.shaping")
 DISCONNECTED = "participant_disconnected"
 MEDIA_DESTROYED = "participant_media_streams_destroyed"
 MEDIA_WINDOW = "participant_media_stream_window"
+
+BAD_INPUT_LOG_INTERVAL = 60.0  # s between two lines about payloads that are not bus events
 
 # What happens to an event of a given name.
 SEND, DROP, PAIR = "send", "drop", "pair"
@@ -126,6 +129,7 @@ class Shaper:
         self.sink = sink
         self.seq = 0
         self.bad_payloads = 0
+        self._bad_payload_log = RateLimited(BAD_INPUT_LOG_INTERVAL)  # fed the `now` of each offer
         self.latest_published = 0.0  # the latest publish time offered so far
         self._emit_post = emit
         self._discard = discard
@@ -148,7 +152,7 @@ class Shaper:
             event = envelope.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             self.bad_payloads += 1
-            if self.bad_payloads == 1 or self.bad_payloads % 1000 == 0:
+            if self._bad_payload_log.allow(now=now) is not None:
                 log.warning("sink %s: skipping journal offset %d: not a bus event (%s); %d skipped so far",
                             self.sink, offset, exc, self.bad_payloads)
             self._discard(offset)

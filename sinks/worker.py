@@ -32,13 +32,14 @@ from common import internal, logs
 from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from common.link import StopPublisher, Update, WorkerReport
+from common.logs import RateLimited
+from common.vocabulary import STARTED, UPDATED, stop_event
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
-from common.vocabulary import STARTED, UPDATED, stop_event
-from sinks.shaping import Batcher, Post, ShapeSettings, Shaper, wrap
+from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
 
 log = logging.getLogger("sinks.worker")
 
@@ -79,6 +80,7 @@ class Worker:
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
         self.bad_frames = 0
+        self._bad_frame_log = RateLimited(BAD_INPUT_LOG_INTERVAL)
         self.journal_errors = 0
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
         self._row_size = 1024.0  # running mean payload size, to size journal reads
@@ -278,7 +280,7 @@ class Worker:
                 frames.append(frame.bytes)
             if len(frames) != 3 or len(frames[1]) != 8:
                 self.bad_frames += 1
-                if self.bad_frames == 1 or self.bad_frames % 1000 == 0:
+                if self._bad_frame_log.allow(now=now) is not None:
                     log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
                                 self.name, len(frames), self.bad_frames)
                 continue
