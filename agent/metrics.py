@@ -1,4 +1,4 @@
-"""The Prometheus metrics of INTERFACE 7, built on each scrape from the
+"""The Prometheus metrics (README, "Commands": /metrics), built on each scrape from the
 supervisor's state (a custom collector: nothing is registered globally).
 
 Counters come from the children's reports, folded across child restarts by
@@ -61,7 +61,7 @@ def _buckets(h: HistFigures) -> list[tuple[str, float]]:
 
 
 def families(view: MetricsView) -> list:
-    """Every metric family of INTERFACE 7 for VIEW."""
+    """Every metric family for VIEW."""
     received = CounterMetricFamily("eventsink_bus_received", "Bus messages accepted and journaled.", value=view.received)
     rejected = CounterMetricFamily("eventsink_bus_rejected", "Bus messages rejected, by reason.", labels=["reason"])
     for reason in sorted(set(REJECT_REASONS) | set(view.rejected)):

@@ -1,4 +1,4 @@
-"""Validation of one bus message (INTERFACE 4): accept it, or name the reason it is rejected.
+"""Validation of one bus message (two frames: topic, JSON object): accept it, or name the reason it is rejected.
 
 A bus message is two frames: the event name in UTF-8 (the ZeroMQ topic) and a
 JSON object `{"event": NAME, "time": UNIX_FLOAT, "data": {...}}` whose fields
@@ -55,7 +55,7 @@ def _short(text: str) -> str:
 
 
 class Validator:
-    """Checks bus messages against INTERFACE 4 and EVENTS.md; reusable, not thread-safe."""
+    """Checks bus messages against the frame rules above and the types of bus/events.py; reusable, not thread-safe."""
 
     def __init__(self, max_message_bytes: int):
         self.max_message_bytes = int(max_message_bytes)

@@ -1,4 +1,4 @@
-"""The rules `eventsink-agent check` applies to a config (INTERFACE 3).
+"""The rules `eventsink-agent check` applies to a config (README, "Configuration").
 
 Owns the structural checks (tables, unknown keys, types, required keys), the
 rules on each section's values, and finding the line of a key in the TOML text,
@@ -61,7 +61,7 @@ def _type_name(tp: Any) -> str:
 
 
 class Checker:
-    """Every rule of INTERFACE 3 on a parsed TOML document: problems and warnings with key and line."""
+    """Every configuration rule (README, "Configuration") on a parsed TOML document: problems and warnings with key and line."""
 
     def __init__(self, lines: KeyLines):
         self.lines = lines

@@ -1,4 +1,5 @@
-"""Envelope bytes: what one POST body looks like (INTERFACE 5, EVENTS.md).
+"""Envelope bytes: what one POST body looks like (`{"node", "seq",
+"version", "time", "event", "data"}`; `eventsink-agent schema` documents it).
 
 Owns the decoding of a bus payload into its parts and the byte-level assembly of
 envelopes, without re-parsing `data`: the publisher's `time` and `data` bytes are

@@ -3,7 +3,7 @@
 Owns the sink's libcurl settings (set once per easy handle: http and https
 only, redirects never followed, an empty `Expect:`, TLS against the system
 trust store or the sink's `ca_file`, no proxy from the environment; the HTTP
-options of INTERFACE 5 come from sinks/curl_options.py), a
+options of README's "HTTP options of a sink" come from sinks/curl_options.py), a
 `CurlMulti` with up to `max_in_flight` easy handles kept alive and reused, the
 per-attempt request (headers, Basic auth, `webhook-id`, Standard Webhooks
 signature), and the mapping of every answer or libcurl error to exactly one
