@@ -25,15 +25,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from common.internal import HISTOGRAM_BOUNDS
+from common.vocabulary import POST_OUTCOMES, REJECT_REASONS
 from agent.sinkslot import HistFigures, WorkerCounters
 from alarms.registry import NODE_ALARMS, SINK_ALARMS
 
-# The label values known in advance (docs/internals.md), exported as 0 before they first happen.
-REJECT_REASONS = (
-    "frame_count", "too_large", "invalid_utf8", "invalid_json", "not_object", "unknown_event",
-    "reserved_event", "topic_mismatch", "missing_field", "wrong_type", "journal_full",
-)
-POST_OUTCOMES = ("success", "http_error", "timeout", "connection_error", "tls_error", "redirect")
+# The label values known in advance (common/vocabulary.py), exported as 0 before they first happen.
 
 
 @dataclass

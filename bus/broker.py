@@ -58,6 +58,8 @@ import zmq
 
 from common import internal, logs
 from common.config import Config, Paths, decode_spec
+from common.link import BrokerReport, Shutdown
+from common.logs import RateLimited, suppressed_note
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
@@ -92,21 +94,15 @@ class RejectLog:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.total = 0
-        self._last_logged: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._rate = RateLimited(REJECT_LOG_INTERVAL)  # one kind per reason
 
     def reject(self, reason: str, detail: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
         self.total += n
-        now = time.monotonic()
-        last = self._last_logged.get(reason)
-        if last is not None and now - last < REJECT_LOG_INTERVAL:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + n
-            return
-        suppressed = self._suppressed.pop(reason, 0)
-        self._last_logged[reason] = now
-        more = f" ({suppressed} more rejected for this reason since the last line)" if suppressed else ""
-        log.warning("rejected bus message: %s: %s%s", reason, detail, more)
+        suppressed = self._rate.allow(reason, n)
+        if suppressed is not None:
+            more = suppressed_note(suppressed, "more rejected for this reason")
+            log.warning("rejected bus message: %s: %s%s", reason, detail, more)
 
 
 class Broker(JournalKeeping):
@@ -127,9 +123,9 @@ class Broker(JournalKeeping):
         self.journal_full = False
         self.disk_full = False
         self.full_retry_at = 0.0
-        self.full_logged_at = float("-inf")
+        self.full_log = RateLimited(REJECT_LOG_INTERVAL)  # "journal full" on support.events
         self.full_announced = False
-        self.purge_logged_at = float("-inf")
+        self.purge_log = RateLimited(REJECT_LOG_INTERVAL)  # a failing purge: every second on a full disk
         self.used_estimate = 0
         self.backlogged = False  # the last drain left messages queued: a burst is coming in
         self.purged_at = time.monotonic()
@@ -363,30 +359,15 @@ class Broker(JournalKeeping):
     def report(self) -> None:
         self.reported = self.figures()
         self.reported_at = time.monotonic()
-        internal.send_nowait(self.supervisor, {
-            "type": "report",
-            "role": "broker",
-            "pid": os.getpid(),
-            "received": self.received,
-            "rejected": dict(self.rejects.counts),
-            "journal_bytes": self.used_estimate,
-            "journal_full": self.journal_full,
-            "head": self.head,
-            "transactions": self.transactions,
-        })
+        internal.send_nowait(self.supervisor, BrokerReport(
+            pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
+            journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
+            transactions=self.transactions,
+        ))
 
     def poll_supervisor(self) -> None:
-        for _ in range(100):
-            try:
-                frame = self.supervisor.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = internal.decode(frame)
-            except ValueError as exc:
-                log.warning("ignoring a malformed message from the supervisor: %s", exc)
-                continue
-            if msg["type"] == "shutdown":
+        for command in internal.commands(self.supervisor, "broker"):
+            if isinstance(command, Shutdown):
                 log.info("shutdown requested by the supervisor")
                 self.stopping = True
 

@@ -1,6 +1,6 @@
 """The agent's configuration: TOML into typed, validated objects.
 
-Owns the config types (INTERFACE 3) and their defaults, loading (the problems
+Owns the config types (README, "Configuration") and their defaults, loading (the problems
 and warnings reported by `eventsink-agent check`), the derived paths of a node
 (`Paths`), URL redaction, resolving secret files, and the spec handed to child
 processes. The validation rules are in common/config_check.py, those on a sink's
@@ -33,7 +33,6 @@ BUS_EVENTS = (
     "participant_media_stream_window",
     "participant_media_streams_destroyed",
 )
-LIFECYCLE_EVENTS = ("eventsink_started", "eventsink_updated", "eventsink_stopped", "eventsink_ended")
 # Never echoed back in a problem (a mistyped value may still be the secret).
 SECRET_KEYS = frozenset({"password", "secret", "headers", "client_key", "proxy", "bearer_token"})
 # SinkConfig fields that only resolve_secrets() fills (from a file): not keys of the TOML file.
@@ -118,7 +117,7 @@ class SinkConfig(_Section):
     max_in_flight: int = 1
     secret: str = ""
     events: list[str] = msgspec.field(default_factory=list)
-    # HTTP options (INTERFACE 3 and 5; checked in common/http_options.py)
+    # HTTP options (README, "HTTP options of a sink"; checked in common/http_options.py)
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # values are secrets
     bearer_token_file: str = ""
     client_cert: str = ""
@@ -127,7 +126,7 @@ class SinkConfig(_Section):
     compression: str = "none"  # or "gzip"
     http_version: str = "1.1"  # or "2"
     max_rate: float = 0  # events per second (bulk: inner events); 0 = no limit
-    # Poison events (INTERFACE 5)
+    # Poison events: an event a sink keeps refusing (README, "Configuration")
     dead_letter_after: int = 0  # 0 = never set an event aside
     dead_letter_statuses: list[int] = msgspec.field(default_factory=lambda: [400, 413, 415, 422])
     # Filled by resolve_secrets() from bearer_token_file, for the worker's spec only.

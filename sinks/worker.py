@@ -31,12 +31,15 @@ import zmq
 from common import internal, logs
 from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
+from common.link import StopPublisher, Update, WorkerReport
+from common.logs import RateLimited
+from common.vocabulary import STARTED, UPDATED, stop_event
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
-from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
+from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
 
 log = logging.getLogger("sinks.worker")
 
@@ -77,6 +80,7 @@ class Worker:
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
         self.bad_frames = 0
+        self._bad_frame_log = RateLimited(BAD_INPUT_LOG_INTERVAL)
         self.journal_errors = 0
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
         self._row_size = 1024.0  # running mean payload size, to size journal reads
@@ -296,7 +300,7 @@ class Worker:
                 frames.append(frame.bytes)
             if len(frames) != 3 or len(frames[1]) != 8:
                 self.bad_frames += 1
-                if self.bad_frames == 1 or self.bad_frames % 1000 == 0:
+                if self._bad_frame_log.allow(now=now) is not None:
                     log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
                                 self.name, len(frames), self.bad_frames)
                 continue
@@ -375,34 +379,20 @@ class Worker:
         self._last_report = now
         self._reported = self._figures()
         self._unreported = False
-        msg = {
-            "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(),
-            "publisher": self.dispatcher.state, "backlog": self._backlog(),
-            "cursor": self.committed, "head": self.head,  # the durable cursor
-        }
-        msg.update(self.dispatcher.snapshot())
-        internal.send_nowait(self.link, msg)
+        internal.send_nowait(self.link, WorkerReport(
+            sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
+            cursor=self.committed, head=self.head,  # the durable cursor
+            **self.dispatcher.snapshot(),
+        ))
 
     def _drain_link(self) -> None:
-        for _ in range(100):
-            try:
-                frames = self.link.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = internal.decode(frames[-1])
-            except ValueError as exc:
-                log.warning("sink %s: ignoring a malformed supervisor message (%s)", self.name, exc)
-                continue
-            kind = msg.get("type")
-            if kind == "stop_publisher":
+        for command in internal.commands(self.link, f"sink {self.name}"):
+            if isinstance(command, StopPublisher):
                 self.stop_publisher()
-            elif kind == "update":
-                self.update(msg.get("config"), bool(msg.get("announce")))
-            elif kind == "shutdown":
-                self.request_stop(bool(msg.get("stop_event")))
+            elif isinstance(command, Update):
+                self.update(command.config, command.announce)
             else:
-                log.warning("sink %s: ignoring an unknown supervisor message type %r", self.name, kind)
+                self.request_stop(command.stop_event)
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""
