@@ -10,7 +10,7 @@ APT_PACKAGES := python3 python3-venv python3-dev build-essential dpkg-dev fakero
 # Named after the list: a machine installed from an older list installs again when the list grows.
 APT_STAMP := /var/tmp/eventsink-agent-apt-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8).stamp
 
-.PHONY: demo test bench fuzz deb apt venv clean
+.PHONY: demo test bench fuzz deb docs apt venv clean
 
 demo: $(STAMP)
 	$(BIN)/eventsink-agent demo
@@ -23,6 +23,10 @@ bench: $(STAMP) apt
 
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests -k fuzz
+
+# The generated references in docs/ (config keys, metrics, control API); a test fails when they drift.
+docs: $(STAMP)
+	$(BIN)/python -m agent.reference --write
 
 deb: $(STAMP) apt
 	$(BIN)/python packaging/build_deb.py

@@ -383,6 +383,22 @@ SCHEMA = Command(
 )
 
 
+# ------------------------------------------------------------ openapi (answered on the server thread)
+
+
+def openapi(supervisor: Any, params: dict[str, str]) -> Any:
+    # Imported here: the document is built from COMMANDS, so agent.openapi imports this module.
+    from agent.openapi import openapi_document
+
+    return openapi_document()
+
+
+OPENAPI = Command(
+    "openapi", "this control API as an OpenAPI 3 document (docs/control-api.md)",
+    "GET", "/v1/openapi.json", None, render_raw, in_ctl=False, serve=openapi,
+)
+
+
 # ------------------------------------------------------------ shutdown (SIGTERM, SIGINT, the agent itself)
 
 
@@ -396,7 +412,7 @@ SHUTDOWN = Command("shutdown", "stop gracefully: workers first, then the broker"
 
 # ------------------------------------------------------------ the registry
 
-COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, SCHEMA)  # on the control socket
+COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, SCHEMA, OPENAPI)  # on the control socket
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
 
 

@@ -1,4 +1,4 @@
-"""The Prometheus metrics of INTERFACE 7, built on each scrape from the
+"""The Prometheus metrics (docs/metrics.md is generated from `families`), built on each scrape from the
 supervisor's state (a custom collector: nothing is registered globally).
 
 Counters come from the children's reports, folded across child restarts by
@@ -25,15 +25,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from common.internal import HISTOGRAM_BOUNDS
+from common.vocabulary import POST_OUTCOMES, REJECT_REASONS
 from agent.sinkslot import HistFigures, WorkerCounters
 from alarms.registry import NODE_ALARMS, SINK_ALARMS
 
-# The label values known in advance (docs/internals.md), exported as 0 before they first happen.
-REJECT_REASONS = (
-    "frame_count", "too_large", "invalid_utf8", "invalid_json", "not_object", "unknown_event",
-    "reserved_event", "topic_mismatch", "missing_field", "wrong_type", "journal_full",
-)
-POST_OUTCOMES = ("success", "http_error", "timeout", "connection_error", "tls_error", "redirect")
+# The label values known in advance (common/vocabulary.py), exported as 0 before they first happen.
 
 
 @dataclass
@@ -65,7 +61,7 @@ def _buckets(h: HistFigures) -> list[tuple[str, float]]:
 
 
 def families(view: MetricsView) -> list:
-    """Every metric family of INTERFACE 7 for VIEW."""
+    """Every metric family for VIEW (documented in docs/metrics.md: regenerate it after a change)."""
     received = CounterMetricFamily("eventsink_bus_received", "Bus messages accepted and journaled.", value=view.received)
     rejected = CounterMetricFamily("eventsink_bus_rejected", "Bus messages rejected, by reason.", labels=["reason"])
     for reason in sorted(set(REJECT_REASONS) | set(view.rejected)):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.vocabulary import PUBLISHER_BACKOFF_EXCEEDED
 from alarms.registry import JOURNAL_FULL, MAX_BACKOFF, MAX_CONCURRENT_POSTS
 
 
@@ -41,7 +42,7 @@ def sink_alarms(
 ) -> list[Decision]:
     """The sink alarms a worker report calls for (already-active ones are the registry's business)."""
     out: list[Decision] = []
-    if publisher == "backoff_exceeded":
+    if publisher == PUBLISHER_BACKOFF_EXCEEDED:
         out.append(Decision(
             MAX_BACKOFF,
             f"the next retry wait ({next_backoff:g} s) would exceed max_retry_backoff ({max_retry_backoff:g} s)",

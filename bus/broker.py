@@ -58,9 +58,12 @@ import zmq
 
 from common import internal, logs
 from common.config import Config, Paths, decode_spec
+from common.link import BrokerReport, Shutdown
+from common.logs import RateLimited, suppressed_note
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
+from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
 from bus.validate import Accepted, Validator
 
@@ -91,21 +94,15 @@ class RejectLog:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.total = 0
-        self._last_logged: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._rate = RateLimited(REJECT_LOG_INTERVAL)  # one kind per reason
 
     def reject(self, reason: str, detail: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
         self.total += n
-        now = time.monotonic()
-        last = self._last_logged.get(reason)
-        if last is not None and now - last < REJECT_LOG_INTERVAL:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + n
-            return
-        suppressed = self._suppressed.pop(reason, 0)
-        self._last_logged[reason] = now
-        more = f" ({suppressed} more rejected for this reason since the last line)" if suppressed else ""
-        log.warning("rejected bus message: %s: %s%s", reason, detail, more)
+        suppressed = self._rate.allow(reason, n)
+        if suppressed is not None:
+            more = suppressed_note(suppressed, "more rejected for this reason")
+            log.warning("rejected bus message: %s: %s%s", reason, detail, more)
 
 
 class Broker(JournalKeeping):
@@ -126,9 +123,9 @@ class Broker(JournalKeeping):
         self.journal_full = False
         self.disk_full = False
         self.full_retry_at = 0.0
-        self.full_logged_at = float("-inf")
+        self.full_log = RateLimited(REJECT_LOG_INTERVAL)  # "journal full" on support.events
         self.full_announced = False
-        self.purge_logged_at = float("-inf")
+        self.purge_log = RateLimited(REJECT_LOG_INTERVAL)  # a failing purge: every second on a full disk
         self.used_estimate = 0
         self.backlogged = False  # the last drain left messages queued: a burst is coming in
         self.purged_at = time.monotonic()
@@ -169,6 +166,7 @@ class Broker(JournalKeeping):
         # A frame far beyond the limit drops that publisher's connection instead of filling memory.
         self.ingress.setsockopt(zmq.MAXMSGSIZE, max(64 * 1024 * 1024, 4 * self.validator.max_message_bytes))
         self.ingress.setsockopt(zmq.SUBSCRIBE, b"")
+        self.ingress.setsockopt(zmq.SUBSCRIBE, READY_TOPIC)  # withdrawn first at a graceful stop
         self.ingress.bind(self.paths.publish_endpoint)
         ipc_path = _ipc_path(self.paths.publish_endpoint)
         if ipc_path:
@@ -361,30 +359,15 @@ class Broker(JournalKeeping):
     def report(self) -> None:
         self.reported = self.figures()
         self.reported_at = time.monotonic()
-        internal.send_nowait(self.supervisor, {
-            "type": "report",
-            "role": "broker",
-            "pid": os.getpid(),
-            "received": self.received,
-            "rejected": dict(self.rejects.counts),
-            "journal_bytes": self.used_estimate,
-            "journal_full": self.journal_full,
-            "head": self.head,
-            "transactions": self.transactions,
-        })
+        internal.send_nowait(self.supervisor, BrokerReport(
+            pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
+            journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
+            transactions=self.transactions,
+        ))
 
     def poll_supervisor(self) -> None:
-        for _ in range(100):
-            try:
-                frame = self.supervisor.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = internal.decode(frame)
-            except ValueError as exc:
-                log.warning("ignoring a malformed message from the supervisor: %s", exc)
-                continue
-            if msg["type"] == "shutdown":
+        for command in internal.commands(self.supervisor, "broker"):
+            if isinstance(command, Shutdown):
                 log.info("shutdown requested by the supervisor")
                 self.stopping = True
 
@@ -393,13 +376,16 @@ class Broker(JournalKeeping):
         for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_DRAIN_SECONDS), then close it at once and
         send a last report.
 
-        The subscription is kept to the end on purpose (no XSUB unsubscribe): a publisher's PUB
-        then keeps queueing for this connection while the agent is away (up to its SNDHWM) and
-        sends it to the next broker, so a graceful restart loses and duplicates nothing it queued.
-        An unsubscribe would make every PUB drop what it publishes until the next broker
-        subscribes: measured with a bare PUB at 500/s, ~125 events lost per restart, against none.
-        What no broker can take in: the bytes in transit at the instant the ingress closes (what
-        a publisher's ZeroMQ thread has already written to the socket and this one has not read)."""
+        First the READY_TOPIC subscription is withdrawn: a `Publisher` reads that as "the agent is
+        stopping" and keeps what it is given in memory from then on, so the drain ends quiet with
+        none of its events in transit, and sends them to the next broker (bus/publisher.py).
+        The subscription to everything (b"") is kept to the end on purpose: a bare PUB then
+        keeps queueing for this connection while the agent is away (up to its SNDHWM) and sends
+        it to the next broker; unsubscribing it would make every PUB drop what it publishes until
+        the next broker subscribes (measured with a bare PUB at 500/s: ~125 events lost per
+        restart, against none). What no broker can take in from a bare PUB that keeps sending:
+        the bytes in transit at the instant the ingress closes."""
+        self.ingress.setsockopt(zmq.UNSUBSCRIBE, READY_TOPIC)
         deadline = time.monotonic() + SHUTDOWN_DRAIN_SECONDS
         while (left := deadline - time.monotonic()) > 0:
             if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):

@@ -1,13 +1,14 @@
 """The bus events as types: one msgspec Struct per event's `data`, and one per bus message.
 
-These types are the single description of EVENTS.md in code. The broker's
-validation decodes with them (bus/validate.py) and the OpenAPI/Swagger schema is
-generated from them, so the schema and the validation cannot disagree.
+These types are the one description of the bus events in code. The broker's
+validation decodes with them (bus/validate.py) and the OpenAPI/Swagger schema
+(`eventsink-agent schema`) is generated from them, so the schema and the
+validation cannot disagree.
 
-Rules carried over from EVENTS.md:
+The rules of the event catalogue:
 - a required ("req") field has no default; every other field is optional
   (default `UNSET`, omitted when encoding) but must have its type when present;
-  `None` is allowed only where EVENTS.md allows `null`;
+  `None` is allowed only where the catalogue allows `null`;
 - unknown extra fields are accepted (never forbidden); the broker forwards the
   original bytes anyway, so nothing is lost or reordered.
 

@@ -24,6 +24,7 @@ import os
 import time
 
 from common import logs
+from common.logs import suppressed_note
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -49,9 +50,7 @@ class JournalKeeping:
         self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
         if not self.journal_full:
             self.journal_full = True
-            now = time.monotonic()
-            if now - self.full_logged_at >= REJECT_LOG_INTERVAL:
-                self.full_logged_at = now
+            if self.full_log.allow() is not None:
                 self.full_announced = True
                 support.error("Eventsink journal full: %s; new events are rejected until there is room again", why)
             self.report()
@@ -107,10 +106,9 @@ class JournalKeeping:
                 self.purged_at = time.monotonic()
                 deleted = self.journal.purge(max_rows=PURGE_MAX_ROWS)
         except Exception as exc:
-            now = time.monotonic()
-            if now - self.purge_logged_at >= REJECT_LOG_INTERVAL:  # every second on a full disk: log rarely
-                self.purge_logged_at = now
-                log.warning("journal housekeeping failed: %s: %s", type(exc).__name__, exc)
+            suppressed = self.purge_log.allow()
+            if suppressed is not None:
+                log.warning("journal housekeeping failed: %s: %s%s", type(exc).__name__, exc, suppressed_note(suppressed))
         # Even when the purge failed: on a full disk the WAL must be copied into the database
         # (with the reserve's room) and truncated before anything can be deleted.
         self.journal.checkpoint()

@@ -11,7 +11,7 @@ Owns the SQLite file `{state_dir}/journal.sqlite3` (schema in docs/internals.md)
 admin handle (cursor rows). `JournalReader` is one worker's own connection: it
 reads events and moves only its own cursor.
 
-SQLite habits (DESIGN.md): WAL, synchronous=NORMAL (survives kill -9), one
+SQLite habits (README, "Design"): WAL, synchronous=NORMAL (survives kill -9), one
 writer with BEGIN IMMEDIATE and a busy_timeout, auto_vacuum=INCREMENTAL set
 before the tables exist, a journal_size_limit, and connections in autocommit
 mode (isolation_level=None) so that no connection ever keeps a read transaction

@@ -27,6 +27,7 @@ import msgspec
 from msgspec import Meta
 
 from common import __version__
+from common.vocabulary import BULK_EVENT, LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FORMATS
 from bus.events import CONFERENCE_EVENTS, EVENT_DATA_TYPES, PARTICIPANT_EVENTS, VERSION_2_ONLY_EVENTS
 
 __all__ = [
@@ -41,13 +42,8 @@ __all__ = [
     "data_name",
 ]
 
-FORMATS = ("openapi", "swagger")
+FORMATS = SCHEMA_FORMATS
 PROTOCOL_VERSIONS = (1, 2)
-BULK_EVENT = "eventsink_bulk"
-LIFECYCLE_EVENTS = {
-    1: ("eventsink_started", "eventsink_updated", "eventsink_stopped"),
-    2: ("eventsink_started", "eventsink_updated", "eventsink_ended"),
-}
 _OAS_REF = "#/components/schemas/{name}"
 _SWAGGER_REF = "#/definitions/"
 
@@ -166,7 +162,7 @@ def _camel(name: str) -> str:
 def events_of(version: int) -> tuple[str, ...]:
     """Every event name a sink of VERSION can receive, lifecycle and bulk included."""
     bus = CONFERENCE_EVENTS + PARTICIPANT_EVENTS + (VERSION_2_ONLY_EVENTS if version == 2 else ())
-    return bus + LIFECYCLE_EVENTS[version] + (BULK_EVENT,)
+    return bus + LIFECYCLE_EVENTS_OF_VERSION[version] + (BULK_EVENT,)
 
 
 def envelope_name(version: int, event: str) -> str:

@@ -1,7 +1,7 @@
 """A simulated conference workload for the demo, the tests and the benchmarks.
 
 Owns the realistic event mix of one Conferencing Node: conferences starting
-and ending, participants joining (with the fields and types of EVENTS.md),
+and ending, participants joining (with the fields and types of bus/events.py),
 being updated, reporting call-quality windows, and leaving (a
 `participant_disconnected` plus its end-of-call
 `participant_media_streams_destroyed`, sometimes before and sometimes after

@@ -1,4 +1,4 @@
-"""Validation of one bus message (INTERFACE 4): accept it, or name the reason it is rejected.
+"""Validation of one bus message (two frames: topic, JSON object): accept it, or name the reason it is rejected.
 
 A bus message is two frames: the event name in UTF-8 (the ZeroMQ topic) and a
 JSON object `{"event": NAME, "time": UNIX_FLOAT, "data": {...}}` whose fields
@@ -25,25 +25,13 @@ from typing import NamedTuple
 import msgspec
 import orjson
 
+from common.vocabulary import REJECT_REASONS, RESERVED_PREFIX
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 
-RESERVED_PREFIX = "eventsink_"
 DETAIL_MAX = 160  # characters of a detail string
 NAME_MAX = 60  # characters of a foreign name quoted in a detail
 
-REASONS = (
-    "frame_count",
-    "too_large",
-    "invalid_utf8",
-    "invalid_json",
-    "not_object",
-    "unknown_event",
-    "reserved_event",
-    "topic_mismatch",
-    "missing_field",
-    "wrong_type",
-    "journal_full",
-)
+REASONS = REJECT_REASONS  # the label values, in docs/internals.md order
 
 
 class Accepted(NamedTuple):
@@ -67,7 +55,7 @@ def _short(text: str) -> str:
 
 
 class Validator:
-    """Checks bus messages against INTERFACE 4 and EVENTS.md; reusable, not thread-safe."""
+    """Checks bus messages against the frame rules above and the types of bus/events.py; reusable, not thread-safe."""
 
     def __init__(self, max_message_bytes: int):
         self.max_message_bytes = int(max_message_bytes)

@@ -1,6 +1,6 @@
 """The agent's configuration: TOML into typed, validated objects.
 
-Owns the config types (INTERFACE 3) and their defaults, loading (the problems
+Owns the config types (README, "Configuration") and their defaults, loading (the problems
 and warnings reported by `eventsink-agent check`), the derived paths of a node
 (`Paths`), URL redaction, resolving secret files, and the spec handed to child
 processes. The validation rules are in common/config_check.py, those on a sink's
@@ -16,7 +16,7 @@ import tomllib
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -33,7 +33,6 @@ BUS_EVENTS = (
     "participant_media_stream_window",
     "participant_media_streams_destroyed",
 )
-LIFECYCLE_EVENTS = ("eventsink_started", "eventsink_updated", "eventsink_stopped", "eventsink_ended")
 # Never echoed back in a problem (a mistyped value may still be the secret).
 SECRET_KEYS = frozenset({"password", "secret", "headers", "client_key", "proxy", "bearer_token"})
 # SinkConfig fields that only resolve_secrets() fills (from a file): not keys of the TOML file.
@@ -43,13 +42,20 @@ DEFAULT_PATH = "/etc/eventsink-agent/agent.toml"
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+    # One line per key, for docs/config.md (agent/reference_config.py); a ClassVar is not a key.
+    KEY_HELP: ClassVar[dict[str, str]] = {}
 
 
 class NodeConfig(_Section):
     address: str
     location: str
     role: str = "transcoding"
+
+    KEY_HELP = {
+        "address": "this node's primary IP address: the `node` field of every event",
+        "location": "this node's system location: the sinks that list it run here",
+        "role": '`"transcoding"` or `"proxying"` (a Proxying Edge Node sends only the sinks\' lifecycle events)',
+    }
 
 
 class AgentConfig(_Section):
@@ -62,6 +68,17 @@ class AgentConfig(_Section):
     max_message_kb: float = 256
     retention_hours: float = 24  # delivered events stay this long, for replay (0 = not kept)
 
+    KEY_HELP = {
+        "runtime_dir": "directory of the sockets and the runtime lock file",
+        "state_dir": "directory of the journal (the durable backlog), the cursor shadows and the state lock file",
+        "publish_endpoint": "ZeroMQ endpoint conference processes connect to; empty means `ipc://{runtime_dir}/publish.sock`",
+        "control_socket": "path of the control socket (`eventsinkctl`); empty means `{runtime_dir}/control.sock`",
+        "metrics_listen": "`HOST:PORT` the Prometheus metrics are served on (`[::1]:9712` for IPv6)",
+        "max_journal_mb": "bound of the journal on disk, in MiB; above it bus messages are rejected (`journal_full`)",
+        "max_message_kb": "a bus message larger than this many KiB is rejected (`too_large`)",
+        "retention_hours": "hours delivered events stay in the journal, for replay (0 = not kept)",
+    }
+
 
 class TuningConfig(_Section):
     connection_timeout: float = 7
@@ -71,6 +88,16 @@ class TuningConfig(_Section):
     cache_expiration: float = 2
     media_streams_wait: float = 1
     max_background_posts: int = 1000
+
+    KEY_HELP = {
+        "connection_timeout": "seconds to connect to a sink",
+        "response_timeout": "seconds to receive the answer once connected",
+        "initial_retry_backoff": "seconds of the first retry wait; each further failure doubles it",
+        "max_retry_backoff": "seconds; a retry wait above this raises the backoff alarm and stops the sink's publisher",
+        "cache_expiration": "seconds the media-stream cache holds an entry",
+        "media_streams_wait": "seconds `participant_disconnected` waits for its media streams (version 1 sinks)",
+        "max_background_posts": "undelivered events per sink above which the concurrency alarm is raised",
+    }
 
 
 class SinkConfig(_Section):
@@ -90,7 +117,7 @@ class SinkConfig(_Section):
     max_in_flight: int = 1
     secret: str = ""
     events: list[str] = msgspec.field(default_factory=list)
-    # HTTP options (INTERFACE 3 and 5; checked in common/http_options.py)
+    # HTTP options (README, "HTTP options of a sink"; checked in common/http_options.py)
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # values are secrets
     bearer_token_file: str = ""
     client_cert: str = ""
@@ -99,11 +126,41 @@ class SinkConfig(_Section):
     compression: str = "none"  # or "gzip"
     http_version: str = "1.1"  # or "2"
     max_rate: float = 0  # events per second (bulk: inner events); 0 = no limit
-    # Poison events (INTERFACE 5)
+    # Poison events: an event a sink keeps refusing (README, "Configuration")
     dead_letter_after: int = 0  # 0 = never set an event aside
     dead_letter_statuses: list[int] = msgspec.field(default_factory=lambda: [400, 413, 415, 422])
     # Filled by resolve_secrets() from bearer_token_file, for the worker's spec only.
     bearer_token: str = ""
+
+    KEY_HELP = {
+        "name": "the sink's unique name: 1-64 of `[A-Za-z0-9_.-]` (it appears in URLs, metric labels and identities)",
+        "url": "where events are POSTed (`http://` or `https://`); credentials in it are secrets",
+        "locations": "the system locations whose nodes run this sink",
+        "description": "free text for the operator",
+        "version": "1: media streams merged into `participant_disconnected`; 2: separate media events",
+        "username": "Basic authentication user (case-sensitive); empty means no authentication",
+        "password": "Basic authentication password (a secret)",
+        "password_file": "file whose first line is the password (instead of `password`)",
+        "verify_tls": "verify the sink's certificate (https URLs only)",
+        "ca_file": "PEM bundle to trust instead of the system store",
+        "bulk": "send `eventsink_bulk` envelopes of several events",
+        "bulk_max_events": "most events in one bulk envelope (1-10000)",
+        "bulk_interval": "seconds an event waits at most to fill a bulk envelope",
+        "max_in_flight": "POSTs under way at once (1-64); 1 keeps events in order, more pipelines them",
+        "secret": "`whsec_` + base64: POSTs are signed (Standard Webhooks); empty means unsigned",
+        "events": "when not empty, only these bus events are sent (`eventsink_*` always are)",
+        "headers": "extra request headers; values are secrets, the agent's own headers cannot be set",
+        "bearer_token_file": "file whose first line is sent as `Authorization: Bearer ...`; not with `username`",
+        "client_cert": "PEM certificate for mutual TLS (https only); needs `client_key`",
+        "client_key": "its unencrypted PEM private key, not readable by other users; the path is a secret",
+        "proxy": "`http://[user:pass@]host:port` (or https) every POST of this sink goes through",
+        "compression": '`"none"` or `"gzip"` (bodies sent with `Content-Encoding: gzip`)',
+        "http_version": '`"1.1"` or `"2"` (HTTP/2: ALPN over TLS, prior knowledge for http://)',
+        "max_rate": "at most this many events per second (bulk: inner events); 0 means no limit",
+        "dead_letter_after": "answers in `dead_letter_statuses` after which an event is set aside; 0 means never",
+        "dead_letter_statuses": "4xx statuses (never 408 or 429) that count towards `dead_letter_after`",
+        "bearer_token": "not a key of the file: read from `bearer_token_file` into the worker's spec",
+    }
 
     def __repr__(self) -> str:
         """Every setting, with each secret masked (a repr ends up in logs and tracebacks)."""
@@ -129,6 +186,13 @@ class Config(_Section):
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     tuning: TuningConfig = msgspec.field(default_factory=TuningConfig)
     sink: list[SinkConfig] = msgspec.field(default_factory=list)
+
+    KEY_HELP = {
+        "node": "this node",
+        "agent": "the agent's files, endpoints and bounds (read at start; a reload does not change them)",
+        "tuning": "global delivery tuning, for all sinks",
+        "sink": "one table per event sink",
+    }
 
     def sinks_here(self) -> list[SinkConfig]:
         """The sinks that run on this node: those listing the node's location."""

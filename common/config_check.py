@@ -1,4 +1,4 @@
-"""The rules `eventsink-agent check` applies to a config (INTERFACE 3).
+"""The rules `eventsink-agent check` applies to a config (README, "Configuration").
 
 Owns the structural checks (tables, unknown keys, types, required keys), the
 rules on each section's values, and finding the line of a key in the TOML text,
@@ -19,9 +19,10 @@ import msgspec
 
 from common import http_options
 from common.config import (
-    BUS_EVENTS, LIFECYCLE_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, NodeConfig,
+    BUS_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, NodeConfig,
     Problem, SinkConfig, TuningConfig, parse_listen, redact_url, secret_key,
 )
+from common.vocabulary import LIFECYCLE_EVENTS
 
 
 class KeyLines:
@@ -60,7 +61,7 @@ def _type_name(tp: Any) -> str:
 
 
 class Checker:
-    """Every rule of INTERFACE 3 on a parsed TOML document: problems and warnings with key and line."""
+    """Every configuration rule (README, "Configuration") on a parsed TOML document: problems and warnings with key and line."""
 
     def __init__(self, lines: KeyLines):
         self.lines = lines

@@ -1,4 +1,4 @@
-"""A sink's HTTP options (INTERFACE 3 and 5) and the files a sink names.
+"""A sink's HTTP options (README, "HTTP options of a sink") and the files a sink names.
 
 Owns the rules `check` applies to `headers`, `bearer_token_file`,
 `client_cert`/`client_key`, `proxy`, `compression`, `http_version`,

@@ -1,13 +1,21 @@
-"""The supervisor link: constants and helpers for the messages between the
-supervisor and its children (broker, workers). The formats themselves are
-documented once, in docs/internals.md."""
+"""The supervisor link's sockets and cadence: the identities, a child's DEALER,
+sending without blocking, the reporting intervals, and the histograms workers
+report. The messages themselves are common/link.py's types; their wire format
+is written down once, in docs/internals.md ("Supervisor link")."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import msgspec
 import orjson
 import zmq
+
+from common import link
+from common.link import Hist
+
+log = logging.getLogger("common.internal")
 
 # Upper bounds (seconds) of the two histograms workers report; +Inf is implied.
 HISTOGRAM_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -26,11 +34,13 @@ def worker_identity(sink: str) -> bytes:
     return b"sink:" + sink.encode()
 
 
-def encode(msg: dict[str, Any]) -> bytes:
-    return orjson.dumps(msg)
+def encode(msg: msgspec.Struct | dict[str, Any]) -> bytes:
+    """One link frame: a common.link message (or its dict form) as JSON."""
+    return msgspec.json.encode(msg)
 
 
 def decode(frame: bytes) -> dict[str, Any]:
+    """A link frame as a dict with a `type` (common.link.parse_report / parse_command type it)."""
     msg = orjson.loads(frame)
     if not isinstance(msg, dict) or "type" not in msg:
         raise ValueError("supervisor link message without a type")
@@ -47,13 +57,31 @@ def connect_to_supervisor(ctx: zmq.Context, endpoint: str, identity: bytes) -> z
     return sock
 
 
-def send_nowait(sock: zmq.Socket, msg: dict[str, Any]) -> bool:
+def send_nowait(sock: zmq.Socket, msg: msgspec.Struct | dict[str, Any]) -> bool:
     """Send a report; drop it (the next one follows soon) rather than block."""
     try:
         sock.send(encode(msg), zmq.NOBLOCK)
         return True
     except zmq.Again:
         return False
+
+
+def commands(sock: zmq.Socket, where: str, limit: int = 100):
+    """The commands waiting on a child's DEALER (up to LIMIT), without blocking.
+
+    A frame that is not a command is logged (naming WHERE) and skipped: a bad
+    message from the supervisor must not take a child down."""
+    for _ in range(limit):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            yield link.parse_command(decode(frames[-1]))
+        except link.UnknownCommand as exc:
+            log.warning("%s: ignoring an %s", where, exc)
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            log.warning("%s: ignoring a malformed supervisor message (%s)", where, exc)
 
 
 class Histogram:
@@ -74,9 +102,9 @@ class Histogram:
                 self.counts[i] += 1
                 break
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Hist:
         cumulative, running = [], 0
         for c in self.counts:
             running += c
             cumulative.append(running)
-        return {"buckets": cumulative, "sum": self.sum, "count": self.count}
+        return Hist(cumulative, self.sum, self.count)

@@ -1,15 +1,55 @@
 """Logging for every process of the agent: one line per record on stderr, the
-`support.events` logger for delivery and alarm reasons, and a filter that
-masks every configured secret before a record is written."""
+`support.events` logger for delivery and alarm reasons, a filter that masks
+every configured secret before a record is written, and `RateLimited`, the one
+way to log something that can repeat many times a second."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 
 SUPPORT = "support.events"
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process_label)s]: %(message)s"
+
+
+class RateLimited:
+    """Log the first of a kind at once, then at most one line per kind every EVERY seconds,
+    that line saying how many of the kind were suppressed since the one before.
+
+    Only decides: `allow(kind)` answers None (stay quiet; counted) or the number suppressed
+    since the kind's last line, and the caller writes the line it wants. KIND is any hashable
+    (a reject reason, an (outcome, status) pair); at most MAX_KINDS are remembered.
+    """
+
+    MAX_KINDS = 64
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic):
+        self.every = every
+        self.clock = clock
+        self._kinds: dict[Hashable, list] = {}  # kind -> [logged_at, suppressed since]
+
+    def allow(self, kind: Hashable = None, n: int = 1, now: float | None = None) -> int | None:
+        """None when N more of KIND stay unlogged, else how many were suppressed before them."""
+        now = self.clock() if now is None else now
+        entry = self._kinds.get(kind)
+        if entry is not None and now - entry[0] < self.every:
+            entry[1] += n
+            return None
+        if entry is None and len(self._kinds) >= self.MAX_KINDS:
+            self._kinds.clear()
+        self._kinds[kind] = [now, 0]
+        return entry[1] if entry is not None else 0
+
+    def forget(self) -> None:
+        """Log the next of every kind at once (the trouble is over)."""
+        self._kinds.clear()
+
+
+def suppressed_note(suppressed: int, what: str = "more like it") -> str:
+    """The tail of a rate-limited line: " (N more like it since the last line)", or nothing."""
+    return f" ({suppressed} {what} since the last line)" if suppressed else ""
 
 
 class RedactSecrets(logging.Filter):

@@ -16,7 +16,7 @@ on every node with the same Debian release). No .pyc ships (Debian policy);
 postinst byte-compiles on the node and prerm removes the byte-code. This needs
 no root and never touches /opt on the build machine.
 
-Run it with any Python 3.11+: `python3 packaging/build_deb.py [--out DIR]`.
+Run it with any Python 3.11+: `python3 packaging/build_deb.py [--out DIR] [--version VERSION]`.
 The last line printed is the path of the .deb.
 """
 
@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -291,7 +292,23 @@ def changelog_checked(version: str) -> str:
     return path
 
 
-def install_tree(stage: str, venv: str, version: str) -> None:
+def changelog_with_entry(version: str, work: str) -> str:
+    """A copy of the committed changelog (in WORK, never the committed file) with an entry for
+    VERSION on top: what a build with --version ships, so the package's changelog names its version."""
+    with open(changelog_checked(project_version()), encoding="utf-8") as fh:
+        committed = fh.read()
+    # The top entry's own trailer (maintainer and date), so the same tree builds the same package.
+    trailer = next(line for line in committed.splitlines() if line.startswith(" -- "))
+    entry = (f"{PACKAGE} ({version}) unstable; urgency=medium\n\n"
+             f"  * Built with build_deb.py --version {version} (agent {project_version()}); not a release.\n\n"
+             f"{trailer}\n\n")
+    path = os.path.join(work, "changelog")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(entry + committed)
+    return path
+
+
+def install_tree(stage: str, venv: str, changelog: str) -> None:
     P = lambda *p: os.path.join(stage, *p)  # noqa: E731
     for name in COMMANDS:
         os.makedirs(P("usr", "bin"), exist_ok=True)
@@ -302,7 +319,7 @@ def install_tree(stage: str, venv: str, version: str) -> None:
         section = page.rsplit(".", 1)[1]
         gzip_file(os.path.join(HERE, "man", page), P("usr", "share", "man", f"man{section}", page + ".gz"))
     doc = P(DOC_DIR)
-    gzip_file(changelog_checked(version), os.path.join(doc, "changelog.Debian.gz"))
+    gzip_file(changelog, os.path.join(doc, "changelog.Debian.gz"))
     install_file(os.path.join(HERE, "README.md"), os.path.join(doc, "README.Debian"))
     if os.path.exists(os.path.join(ROOT, "README.md")):
         install_file(os.path.join(ROOT, "README.md"), os.path.join(doc, "README.md"))
@@ -423,17 +440,32 @@ def write_debian_dir(stage: str, version: str, arch: str, depends: str) -> None:
 # ---------------------------------------------------------------- main
 
 
-def build(out_dir: str, wheelhouse: str) -> str:
+def valid_version(version: str) -> bool:
+    """A native Debian version as dpkg accepts it (no epoch, no revision: the package is native)."""
+    return bool(re.fullmatch(r"[0-9][A-Za-z0-9.+~]*", version))
+
+
+def build(out_dir: str, wheelhouse: str, version: str | None = None) -> str:
+    """Builds the .deb into OUT_DIR; VERSION overrides agent.__version__ as the package's version
+    (for tests that need a higher version to upgrade to) and gets a changelog entry in the build
+    directory only."""
     started = time.monotonic()
-    version, arch = project_version(), debian_arch()
+    arch = debian_arch()
+    if version is not None and not valid_version(version):
+        raise BuildError(f"--version {version!r} is not a native Debian version (digits, letters, . + ~)")
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="stage-", dir=out_dir)
     try:
+        if version is None or version == project_version():
+            version = project_version()
+            changelog = changelog_checked(version)
+        else:
+            changelog = changelog_with_entry(version, work)
         stage = os.path.join(work, "root")
         os.makedirs(stage)
         venv, xy = build_venv(stage, work, wheelhouse)
         log("installing the rest of the tree")
-        install_tree(stage, venv, version)
+        install_tree(stage, venv, changelog)
         strip_objects(stage)
         normalize_modes(stage)
         depends = [f"python{xy}", "python3 (>= 3.11)", "passwd"]
@@ -457,9 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "build"), help="output directory (default packaging/build)")
     parser.add_argument("--wheelhouse", default=os.path.join(HERE, "build", "wheelhouse"),
                         help="cache of dependency wheels (default packaging/build/wheelhouse)")
+    parser.add_argument("--version", dest="package_version", metavar="VERSION",
+                        help="package version instead of agent.__version__ (e.g. a higher one to test an upgrade "
+                             "with); its changelog entry is written into the build directory, never into "
+                             "packaging/debian/changelog")
     args = parser.parse_args(argv)
     try:
-        print(build(os.path.abspath(args.out), os.path.abspath(args.wheelhouse)))
+        print(build(os.path.abspath(args.out), os.path.abspath(args.wheelhouse), args.package_version))
     except BuildError as exc:
         print(f"build_deb: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""A sink's HTTP options (INTERFACE 3 and 5) as libcurl settings, for sinks/http.py.
+"""A sink's HTTP options (README, "HTTP options of a sink") as libcurl settings, for sinks/http.py.
 
 Owns what `headers`, `bearer_token`, `client_cert`/`client_key`, `proxy`,
 `compression` and `http_version` become on a sink's easy handles and multi:

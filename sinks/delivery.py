@@ -32,12 +32,14 @@ from dataclasses import dataclass, replace
 
 from common.backoff import Backoff
 from common.internal import Histogram
-from common.logs import SUPPORT
-from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, OUTCOMES, REDIRECT, SUCCESS, TIMEOUT,  # noqa: F401
-                        TLS_ERROR, HttpClient, Result, Timeouts)
+from common.logs import SUPPORT, RateLimited, suppressed_note
+from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
+                               PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
+from sinks.http import HttpClient, Result, Timeouts
 from sinks.shaping import Post
 
-RUNNING, PAUSED, BACKOFF_EXCEEDED = "running", "paused", "backoff_exceeded"
+# The publisher states this module sets (re-exported under their short names).
+RUNNING, PAUSED, BACKOFF_EXCEEDED = PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED
 
 support_log = logging.getLogger(SUPPORT)
 
@@ -45,35 +47,23 @@ support_log = logging.getLogger(SUPPORT)
 class FailureLog:
     """Logs failures on support.events: the first of a kind, then at most one line per kind every EVERY s."""
 
-    MAX_KINDS = 64
-
     def __init__(self, sink: str, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.sink = sink
-        self.every = every
-        self.clock = clock
-        self._kinds: dict[tuple, list] = {}  # (outcome, status) -> [logged_at, suppressed]
+        self._rate = RateLimited(every, clock)  # one kind per (outcome, status)
         self.failing = 0  # consecutive failures
 
     def failure(self, url: str, result: Result, then: str) -> None:
         self.failing += 1
-        key = (result.outcome, result.status)
-        now = self.clock()
-        entry = self._kinds.get(key)
-        if entry is not None and now - entry[0] < self.every:
-            entry[1] += 1
-            return
-        more = f" ({entry[1]} more like it since)" if entry and entry[1] else ""
-        support_log.warning("sink %s: POST to %s failed: %s: %s; %s%s",
-                            self.sink, url, result.outcome, result.detail or "no detail", then, more)
-        if len(self._kinds) >= self.MAX_KINDS:
-            self._kinds.clear()
-        self._kinds[key] = [now, 0]
+        suppressed = self._rate.allow((result.outcome, result.status))
+        if suppressed is not None:
+            support_log.warning("sink %s: POST to %s failed: %s: %s; %s%s", self.sink, url, result.outcome,
+                                result.detail or "no detail", then, suppressed_note(suppressed))
 
     def success(self, url: str) -> None:
         if self.failing:
             support_log.info("sink %s: POST to %s succeeded after %d failed attempts", self.sink, url, self.failing)
             self.failing = 0
-            self._kinds.clear()
+            self._rate.forget()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +91,9 @@ class Dispatcher:
         self.backoff = backoff
         self.limit = max(1, limit)
         self.state = RUNNING
+        self._exceeded_wait: float | None = None  # the wait that stopped sending (BACKOFF_EXCEEDED)
         self.completed: deque[Post] = deque()  # delivered, for the worker
-        self.attempts = dict.fromkeys(OUTCOMES, 0)
+        self.attempts = dict.fromkeys(POST_OUTCOMES, 0)
         self.delivered = 0
         self.failures = 0
         self.post_duration = Histogram()
@@ -189,6 +180,13 @@ class Dispatcher:
             self.completed.append(post)
         return result
 
+    @property
+    def next_backoff(self) -> float:
+        """The next retry wait: the one the next failure would impose, or, once sending stopped
+        because a wait exceeded max_retry_backoff, that wait (the figure the stop was logged
+        with, and the one the supervisor's Maximum Backoff alarm quotes)."""
+        return self._exceeded_wait if self._exceeded_wait is not None else self.backoff.next
+
     def snapshot(self) -> dict:
         waiting = self.backoff.current if self.backoff.failures else 0.0
         return {
@@ -196,7 +194,7 @@ class Dispatcher:
             "delivered": self.delivered,
             "failures": self.failures,
             "current_backoff": waiting,
-            "next_backoff": self.backoff.next,
+            "next_backoff": self.next_backoff,
             "attempts": dict(self.attempts),
             "post_duration": self.post_duration.snapshot(),
             "event_age": self.event_age.snapshot(),
@@ -321,9 +319,10 @@ class Dispatcher:
             self._resume_at = float("inf")
             self.failure_log.failure(self._client.url, result, "stopped")
             if self.state == RUNNING:
+                self._exceeded_wait = self.backoff.current
                 support_log.error("sink %s: the next retry wait (%g s) exceeds max_retry_backoff (%g s); "
                                   "sending stopped until the publisher is restarted",
-                                  self.sink, self.backoff.current, self.backoff.maximum)
+                                  self.sink, self._exceeded_wait, self.backoff.maximum)
                 self._set_state(BACKOFF_EXCEEDED)
             return
         wait = self.backoff.current

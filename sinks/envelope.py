@@ -1,4 +1,5 @@
-"""Envelope bytes: what one POST body looks like (INTERFACE 5, EVENTS.md).
+"""Envelope bytes: what one POST body looks like (`{"node", "seq",
+"version", "time", "event", "data"}`; `eventsink-agent schema` documents it).
 
 Owns the decoding of a bus payload into its parts and the byte-level assembly of
 envelopes, without re-parsing `data`: the publisher's `time` and `data` bytes are
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-BULK_EVENT = "eventsink_bulk"
+from common.vocabulary import BULK_EVENT
+
 BULK_NODE = b'"127.0.0.1"'
 
 

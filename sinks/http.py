@@ -3,7 +3,7 @@
 Owns the sink's libcurl settings (set once per easy handle: http and https
 only, redirects never followed, an empty `Expect:`, TLS against the system
 trust store or the sink's `ca_file`, no proxy from the environment; the HTTP
-options of INTERFACE 5 come from sinks/curl_options.py), a
+options of README's "HTTP options of a sink" come from sinks/curl_options.py), a
 `CurlMulti` with up to `max_in_flight` easy handles kept alive and reused, the
 per-attempt request (headers, Basic auth, `webhook-id`, Standard Webhooks
 signature), and the mapping of every answer or libcurl error to exactly one
@@ -35,15 +35,14 @@ import pycurl
 
 import common
 from common.backoff import RETRY_AFTER_STATUSES, parse_retry_after
+from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, REDIRECT, SUCCESS,  # noqa: F401
+                               TIMEOUT, TLS_ERROR)
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
 from sinks.signing import Signer
 
-SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
-    "success", "http_error", "redirect", "timeout", "connection_error", "tls_error",
-)
-OUTCOMES = (SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR)
+OUTCOMES = POST_OUTCOMES
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER_AGENT = f"eventsink-agent/{common.__version__}"
 ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)

@@ -5,9 +5,11 @@ Owns the sink's `seq` counter (assigned when an event enters the send order;
 version 1 never sees the media events), the media-stream cache that pairs a
 `participant_disconnected` with its `participant_media_streams_destroyed`
 (version 2: the media message immediately before; version 1: merged into the
-disconnected's data), and the bulk batcher. Pure: the clock is passed in, and
-results leave through two callbacks, `emit(Post)` and `discard(offset)` (an
-offset that is done without a POST of its own).
+disconnected's data), and the bulk batcher. Pure: the monotonic time is passed
+to each call, the wall clock and the id source of lifecycle events are handed
+in (`wall_clock`, `new_id`), and results leave through two callbacks,
+`emit(Post)` and `discard(offset)` (an offset that is done without a POST of
+its own).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 import msgspec
 
 from common.config import Config, SinkConfig
+from common.logs import RateLimited
+from common.vocabulary import BULK_EVENT, RESERVED_PREFIX, stop_event  # noqa: F401 (stop_event: its old home)
 from sinks import envelope
 
 log = logging.getLogger("sinks.shaping")
@@ -28,15 +32,15 @@ log = logging.getLogger("sinks.shaping")
 DISCONNECTED = "participant_disconnected"
 MEDIA_DESTROYED = "participant_media_streams_destroyed"
 MEDIA_WINDOW = "participant_media_stream_window"
-STARTED, UPDATED = "eventsink_started", "eventsink_updated"
+
+BAD_INPUT_LOG_INTERVAL = 60.0  # s between two lines about payloads that are not bus events
 
 # What happens to an event of a given name.
 SEND, DROP, PAIR = "send", "drop", "pair"
 
 
-def stop_event(version: int) -> str:
-    """The stop event's name: Pexip's name for each protocol version."""
-    return "eventsink_stopped" if version == 1 else "eventsink_ended"
+def _random_id() -> str:
+    return _uuid.uuid4().hex
 
 
 @dataclass(slots=True)
@@ -116,12 +120,16 @@ class Shaper:
     """Turns (offset, payload) into Posts in send order, holding disconnects for their media streams."""
 
     def __init__(self, settings: ShapeSettings, epoch: str, sink: str,
-                 emit: Callable[[Post], None], discard: Callable[[int], None]):
+                 emit: Callable[[Post], None], discard: Callable[[int], None], *,
+                 wall_clock: Callable[[], float] = _time.time, new_id: Callable[[], str] = _random_id):
         self.settings = settings
+        self.wall_clock = wall_clock  # the `time` of a lifecycle envelope
+        self.new_id = new_id  # makes each lifecycle event's webhook-id unique
         self.epoch = epoch
         self.sink = sink
         self.seq = 0
         self.bad_payloads = 0
+        self._bad_payload_log = RateLimited(BAD_INPUT_LOG_INTERVAL)  # fed the `now` of each offer
         self.latest_published = 0.0  # the latest publish time offered so far
         self._emit_post = emit
         self._discard = discard
@@ -144,7 +152,7 @@ class Shaper:
             event = envelope.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             self.bad_payloads += 1
-            if self.bad_payloads == 1 or self.bad_payloads % 1000 == 0:
+            if self._bad_payload_log.allow(now=now) is not None:
                 log.warning("sink %s: skipping journal offset %d: not a bus event (%s); %d skipped so far",
                             self.sink, offset, exc, self.bad_payloads)
             self._discard(offset)
@@ -162,8 +170,8 @@ class Shaper:
 
     def lifecycle(self, name: str, now: float, wall: float | None = None) -> Post:
         """An agent-made event (data `{}`) taking the next seq; returned, not emitted (the caller queues it)."""
-        wall = _time.time() if wall is None else wall
-        webhook_id = f"{self.epoch}-{self.sink}-{name.removeprefix('eventsink_')}-{_uuid.uuid4().hex}"
+        wall = self.wall_clock() if wall is None else wall
+        webhook_id = f"{self.epoch}-{self.sink}-{name.removeprefix(RESERVED_PREFIX)}-{self.new_id()}"
         return self._post(name, (), envelope.json_time(wall), b"{}", webhook_id, wall, now)
 
     # ------------------------------------------------------------ the media-stream cache
@@ -232,12 +240,10 @@ class Shaper:
                 del table[uuid]
                 self._release_alone(held)
 
-    def drop_held(self) -> list[int]:
-        """Forget every held event (the publisher stopped; they stay in the journal); their offsets."""
-        offsets = [h.offset for h in self._disconnects.values()] + [h.offset for h in self._media.values()]
+    def drop_held(self) -> None:
+        """Forget every held event (the publisher stopped; they stay in the journal)."""
         self._disconnects.clear()
         self._media.clear()
-        return offsets
 
     # ------------------------------------------------------------ output
 
@@ -265,7 +271,9 @@ def _published(event: envelope.BusEvent) -> float:
 class Batcher:
     """Bulk mode: gathers Posts into `eventsink_bulk` Posts, full or when the oldest waited the interval."""
 
-    def __init__(self, max_events: int, interval: float, version: int, emit: Callable[[Post], None]):
+    def __init__(self, max_events: int, interval: float, version: int, emit: Callable[[Post], None], *,
+                 wall_clock: Callable[[], float] = _time.time):
+        self.wall_clock = wall_clock  # the `time` of a bulk envelope
         self.max_events = max_events
         self.interval = interval
         self.version = version
@@ -293,7 +301,7 @@ class Batcher:
     def flush(self, wall: float | None = None) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self.max_events], self._pending[self.max_events:]
-            self._emit(wrap(batch, self.version, wall))
+            self._emit(wrap(batch, self.version, self.wall_clock() if wall is None else wall))
 
     def drop(self) -> None:
         self._pending = []
@@ -305,4 +313,4 @@ def wrap(batch: list[Post], version: int, wall: float | None = None) -> Post:
     offsets = tuple(offset for p in batch for offset in p.offsets)
     times = tuple(t for p in batch for t in p.times)
     body = envelope.bulk(version, _time.time() if wall is None else wall, [p.body for p in batch])
-    return Post(first.seq, envelope.BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered)
+    return Post(first.seq, BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered)

@@ -31,12 +31,15 @@ import zmq
 from common import internal, logs
 from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
+from common.link import StopPublisher, Update, WorkerReport
+from common.logs import RateLimited
+from common.vocabulary import STARTED, UPDATED, stop_event
 from bus.journal import JournalCorrupt, JournalReader
 from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
-from sinks.shaping import STARTED, UPDATED, Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
+from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
 
 log = logging.getLogger("sinks.worker")
 
@@ -77,6 +80,7 @@ class Worker:
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
         self.bad_frames = 0
+        self._bad_frame_log = RateLimited(BAD_INPUT_LOG_INTERVAL)
         self.journal_errors = 0
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
         self._row_size = 1024.0  # running mean payload size, to size journal reads
@@ -86,6 +90,8 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.poller = zmq.Poller()  # the feed, the link, the wake pipe and libcurl's sockets
+        self._watched: dict[int, int] = {}  # libcurl's sockets in the poller, and their bits
+        self._watch_changes: dict[int, int] = {}  # what libcurl asked for since the last poll
         self.poller.register(self._wake_r, zmq.POLLIN)
         tuning = config.tuning
         self.dispatcher = Dispatcher(
@@ -107,14 +113,22 @@ class Worker:
             pass  # the pipe is full: the loop is awake anyway
 
     def _watch(self, fd: int, bits: int) -> None:
-        """libcurl's socket callback: keep FD in the poller with the bits it waits for (0: none)."""
-        if bits:
-            self.poller.register(fd, bits)  # curl's POLL_IN/POLL_OUT are zmq's POLLIN/POLLOUT
-        else:
-            try:
+        """libcurl's socket callback: FD is to be polled for BITS (0: not at all). Applied before the
+        next poll, so a kept-alive socket that libcurl drops after one POST and takes up again for
+        the next, within one turn, costs no poller change."""
+        self._watch_changes[fd] = bits
+
+    def _sync_watches(self) -> None:
+        for fd, bits in self._watch_changes.items():
+            if self._watched.get(fd, 0) == bits:
+                continue
+            if bits:
+                self.poller.register(fd, bits)  # curl's POLL_IN/POLL_OUT are zmq's POLLIN/POLLOUT
+                self._watched[fd] = bits
+            else:
                 self.poller.unregister(fd)
-            except KeyError:
-                pass
+                del self._watched[fd]
+        self._watch_changes.clear()
 
     def request_stop(self, stop_event: bool = False) -> None:
         self._stop = True
@@ -162,6 +176,7 @@ class Worker:
         self._report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         try:
             while not self._stop:
+                self._sync_watches()
                 # Rounded up to whole ms: zmq truncates, and a deadline 0.4 ms away would spin.
                 for item, events in poller.poll(math.ceil(self._poll_timeout(time.monotonic()) * 1000)):
                     if item is self.sub:
@@ -188,9 +203,18 @@ class Worker:
         by_bytes = (WINDOW_BYTES - self.tracker.undone_bytes) / self._row_size
         return max(0, min(WINDOW - self.tracker.undone, int(by_bytes)))
 
+    def _read_room(self) -> int:
+        """How many journal events to read now: 0 until a good share of the window is free.
+
+        Without this a full window drained one POST at a time was refilled one row at a time,
+        a journal query per event; the window is still refilled long before it runs dry."""
+        room = self._room()
+        whole = min(WINDOW, int(WINDOW_BYTES / self._row_size))
+        return room if room >= min(READ_BATCH // 2, max(1, whole // 4)) or room == whole else 0
+
     def _can_read(self, now: float) -> bool:
         return (self.accepting and self.next_offset <= self.head and now >= self._journal_retry_at
-                and self._room() > 0)
+                and self._read_room() > 0)
 
     def _poll_timeout(self, now: float) -> float:
         if self._can_read(now):
@@ -219,7 +243,7 @@ class Worker:
         if self.accepting:
             self._catch_up(now)
             # With unread events behind a full window, a held event's partner may be among them.
-            stalled = (self.next_offset <= self.head and self._room() == 0
+            stalled = (self.next_offset <= self.head and self._read_room() == 0
                        and self.tracker.undone > self.shaper.held)
             self.shaper.expire(now, read_all=not stalled)
             if self.batcher is not None:
@@ -276,7 +300,7 @@ class Worker:
                 frames.append(frame.bytes)
             if len(frames) != 3 or len(frames[1]) != 8:
                 self.bad_frames += 1
-                if self.bad_frames == 1 or self.bad_frames % 1000 == 0:
+                if self._bad_frame_log.allow(now=now) is not None:
                     log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
                                 self.name, len(frames), self.bad_frames)
                 continue
@@ -304,7 +328,7 @@ class Worker:
         for _ in range(READS_PER_TURN):
             if not self._can_read(now):
                 return
-            limit = min(self._room(), READ_BATCH)
+            limit = min(self._read_room(), READ_BATCH)
             rows = self._journal_call(lambda: self.reader.read(self.next_offset - 1, limit))
             if rows is None:
                 return
@@ -355,34 +379,20 @@ class Worker:
         self._last_report = now
         self._reported = self._figures()
         self._unreported = False
-        msg = {
-            "type": "report", "role": "worker", "sink": self.name, "pid": os.getpid(),
-            "publisher": self.dispatcher.state, "backlog": self._backlog(),
-            "cursor": self.committed, "head": self.head,  # the durable cursor
-        }
-        msg.update(self.dispatcher.snapshot())
-        internal.send_nowait(self.link, msg)
+        internal.send_nowait(self.link, WorkerReport(
+            sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
+            cursor=self.committed, head=self.head,  # the durable cursor
+            **self.dispatcher.snapshot(),
+        ))
 
     def _drain_link(self) -> None:
-        for _ in range(100):
-            try:
-                frames = self.link.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = internal.decode(frames[-1])
-            except ValueError as exc:
-                log.warning("sink %s: ignoring a malformed supervisor message (%s)", self.name, exc)
-                continue
-            kind = msg.get("type")
-            if kind == "stop_publisher":
+        for command in internal.commands(self.link, f"sink {self.name}"):
+            if isinstance(command, StopPublisher):
                 self.stop_publisher()
-            elif kind == "update":
-                self.update(msg.get("config"), bool(msg.get("announce")))
-            elif kind == "shutdown":
-                self.request_stop(bool(msg.get("stop_event")))
+            elif isinstance(command, Update):
+                self.update(command.config, command.announce)
             else:
-                log.warning("sink %s: ignoring an unknown supervisor message type %r", self.name, kind)
+                self.request_stop(command.stop_event)
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""

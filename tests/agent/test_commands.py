@@ -28,7 +28,7 @@ def test_registry_names_and_routes_are_unique():
 def test_contract_routes():
     assert {(c.method, c.path) for c in COMMANDS} == {
         ("GET", "/v1/status"), ("GET", "/v1/alarms"), ("POST", "/v1/sinks/{sink}/restart"),
-        ("POST", "/v1/reload"), ("GET", "/v1/schema"),
+        ("POST", "/v1/reload"), ("GET", "/v1/schema"), ("GET", "/v1/openapi.json"),
     }
 
 

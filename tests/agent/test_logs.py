@@ -53,3 +53,16 @@ def test_add_secrets_extends_the_running_filter_and_keeps_the_old_ones():
     logs.add_secrets(["new-secret"])
     logging.getLogger("x").error("old-secret new-secret")
     assert stream.getvalue().rstrip().endswith("*** ***")
+
+
+def test_rate_limited_logs_the_first_then_one_per_interval_with_the_count_suppressed():
+    from common.logs import RateLimited, suppressed_note
+
+    rate = RateLimited(every=10.0, clock=lambda: 0.0)
+    assert rate.allow("a") == 0  # the first of a kind: at once
+    assert rate.allow("a", n=3) is None and rate.allow("b") == 0  # kinds are apart
+    assert rate.allow("a", now=9.9) is None
+    assert rate.allow("a", now=10.0) == 4  # the interval is over: how many stayed quiet
+    rate.forget()
+    assert rate.allow("a", now=10.1) == 0
+    assert suppressed_note(0) == "" and suppressed_note(4) == " (4 more like it since the last line)"

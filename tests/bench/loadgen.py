@@ -140,7 +140,7 @@ def _publish(endpoint: str, corpus_file: str, count: int, kind: str, rate: float
     with open(corpus_file, "rb") as fh:
         messages = pickle.load(fh)  # the bench's own temp file
     frames = [messages[i % len(messages)] for i in range(count)]
-    pub = Publisher(endpoint, linger_ms=60_000) if kind == "publisher" else FastPublisher(endpoint)
+    pub = Publisher(endpoint) if kind == "publisher" else FastPublisher(endpoint)
     try:
         if not pub.wait_ready(READY_TIMEOUT):
             print("not-ready", flush=True)
@@ -152,7 +152,10 @@ def _publish(endpoint: str, corpus_file: str, count: int, kind: str, rate: float
         t1 = time.time()
         print(f"sent {t0!r} {t1!r} {sent}", flush=True)
     finally:
-        pub.close()
+        if isinstance(pub, Publisher):
+            pub.close(timeout=60.0)  # time for ZeroMQ to hand the burst over
+        else:
+            pub.close()
     return 0
 
 

@@ -2,7 +2,7 @@
 
 `rows(results)` turns the measurements (tests/bench/runs.py, tests/bench/paced.py)
 into table rows (with a "vs last" column when a previous run's JSON is given),
-`goals(results)` checks issue 10's Done-when goals, each a figure or a ratio of
+`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost), each a figure or a ratio of
 figures from the same run against its bound. The goals of the earlier bench issue
 that issue 10 retired stay in the table as ratio rows noted "(retired goal)".
 `write` saves `bench-STAMP.{txt,json,png}` and `latest.*` under the results folder.
@@ -151,6 +151,10 @@ def rows(r: dict) -> list[Row]:
     out.append(Row("8", "naive peer CPU per 10,000 events", nv["cpu_per_10k"], "s", "cpu_naive"))
     out.append(Row("8", "broker CPU per event in the burst", r["broker"]["cpu_us_per_event"], "us", "cpu_broker",
                    "validate + journal + fan-out"))
+    pc = r["publisher_cost"]
+    out.append(Row("9", "Publisher cost per event: new vs old", pc["ratio"], "x", "publisher_cost_ratio",
+                   f"new {pc['new']['cpu_us_per_event']:.2f} us, old {pc['old']['cpu_us_per_event']:.2f} us "
+                   f"(publishing process CPU, median of {len(pc['new']['runs'])} runs of {pc['events']:,} events)"))
     return out + _paced_rows(r)
 
 
@@ -201,6 +205,9 @@ def goals(r: dict) -> list[Goal]:
               f"p50 {r['latency']['p50_ms']:.2f} ms"),
         _goal(f"worker RSS growth, backlog {d1['rss_small_backlog']:,} -> {d1['rss_full_backlog']:,}, MB", rss, "<",
               10, f"{d1['rss_small_kb'] / 1024:.1f} -> {d1['rss_full_kb'] / 1024:.1f} MB"),
+        _goal("Publisher cost within 20% of today's (new / old)", r["publisher_cost"]["ratio"], "<=",
+              1.2, f"{r['publisher_cost']['new']['cpu_us_per_event']:.2f} / "
+                   f"{r['publisher_cost']['old']['cpu_us_per_event']:.2f} us per event"),
         _goal("lost events (broker bursts worst run + drains)", float(lost), "<=", 0,
               f"of {r['broker']['events']:,} per burst and {d1['events'] - 1:,} per drain"),
     ]
@@ -218,7 +225,7 @@ def render(r: dict, last: dict | None = None) -> str:
         before = previous.get(row.key)
         vs = f"{row.value / before:.2f}x" if before else "-"
         lines.append(f"{row.row:<4}{row.what:<58}{_fmt(row.value, row.unit):>16}{vs:>9}  {row.note}")
-    lines += ["", "goals (issue 10, Done when):", f"{'goal':<62}{'measured':>10}{'bound':>9}  result"]
+    lines += ["", "goals (issues 10 and 15, Done when):", f"{'goal':<62}{'measured':>10}{'bound':>9}  result"]
     for goal in goals(r):
         lines.append(f"{goal.what:<62}{goal.figure:>10.2f}{goal.op + ' ' + format(goal.bound, 'g'):>9}  "
                      f"{'MET' if goal.met else 'MISSED'}  ({goal.detail})")

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from tests.bench import loadgen, paced, runs
+from tests.bench import loadgen, paced, publisher_cost, runs
 from tests.bench.runs import TINY, Sizes  # noqa: F401 - the public sizes
 from tests.bench.servers import Nginx, envelope_body
 
@@ -87,6 +87,8 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         bursts = step(name, lambda i: runs.broker_burst(sizes, corpus_file, kind), n)
         r[name]["proxy"] = median_run([b["proxy"] for b in bursts], lambda x: x["rate"])
         r[name]["lost_worst"] = max(b["lost"] for b in bursts)  # a loss in any run counts
+    cost_events = loadgen.event_dicts(sizes.publisher_cost_events)[: sizes.publisher_cost_events]
+    step("publisher_cost", lambda i: publisher_cost.publisher_cost(cost_events, max(3, n)))
     step("drain_one", lambda i: runs.drain(sizes, corpus, "one"))
     step("drain_bulk", lambda i: runs.drain(sizes, corpus, "bulk", bulk=True, bulk_max_events=100,
                                             bulk_interval=sizes.bulk_interval))

@@ -40,6 +40,8 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
         for run in r[key]["by_rate"]:
             assert run["lost"] == 0 and run["published"] == run["events"], run
             assert run["delivered_in_window"] > 0 and run["cpu_seconds"] > 0 and run["cpu_ticks_seconds"] >= 0, run
+    pc = r["publisher_cost"]  # both publish paths measured, every event arrived
+    assert pc["old"]["lost"] == 0 and pc["new"]["lost"] == 0 and pc["ratio"] > 0, pc
     assert r["idle"]["processes"] == 5 and r["idle"]["delivered_in_window"] == 0
     assert r["idle"]["cpu_seconds"] > 0 and r["idle"]["seconds"] >= TINY.idle_seconds
 
@@ -48,8 +50,8 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     text = open(paths["txt"]).read()
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
-    # issue 10's Done-when lines; the retired goals are rows only
-    assert len(saved["goals"]) == 11 and {g["met"] for g in saved["goals"]} <= {True, False}
+    # issue 10's Done-when lines and issue 15's Publisher cost; the retired goals are rows only
+    assert len(saved["goals"]) == 12 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
     assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio"]

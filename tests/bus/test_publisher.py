@@ -1,4 +1,7 @@
-"""The Publisher client: the exact frames it sends, readiness, raw frames, closing."""
+"""The Publisher client: the exact frames it sends, readiness, and what it keeps
+while the agent is not subscribed (before it starts, after it unsubscribes, when
+ZeroMQ's queue is full): kept in order, bounded by buffer_max, sent once the
+agent subscribes; flush, close and the context manager."""
 
 from __future__ import annotations
 
@@ -21,29 +24,60 @@ def endpoint():
 
 
 @pytest.fixture
-def sub(endpoint):
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+def bind_sub(ctx, endpoint, kind=zmq.SUB, rcvhwm: int = 1000):
+    """The agent's side: a SUB subscribed to everything, or an XSUB that subscribes by sending frames."""
+    sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    if kind == zmq.SUB:
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.bind(endpoint)
-    yield sock
-    ctx.destroy(linger=0)
+    if kind == zmq.XSUB:
+        sock.send(b"\x01")
+    return sock
 
 
-def ready(pub: Publisher, sub, timeout: float = 5.0) -> bool:
-    """wait_ready, while the SUB is touched: a ZeroMQ socket only sends its subscription when its owner uses it."""
+@pytest.fixture
+def sub(ctx, endpoint):
+    return bind_sub(ctx, endpoint)
+
+
+def while_touching(sub, step, timeout: float = 5.0) -> bool:
+    """STEP() until True, while the SUB is touched: a ZeroMQ socket only sends its subscription when its
+    owner uses it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sub.poll(0)
-        if pub.wait_ready(0.05):
+        if step():
             return True
     return False
+
+
+def ready(pub: Publisher, sub) -> bool:
+    return while_touching(sub, lambda: pub.wait_ready(0.05))
+
+
+def flushed(pub: Publisher, sub) -> bool:
+    return while_touching(sub, lambda: pub.flush(0.05))
 
 
 def recv(sock, timeout_ms: int = 5000) -> list[bytes]:
     assert sock.poll(timeout_ms), "nothing received"
     return sock.recv_multipart()
+
+
+def names(sock, n: int) -> list[str]:
+    return [orjson.loads(recv(sock)[1])["data"]["name"] for _ in range(n)]
+
+
+def nothing_more(sock, ms: int = 100) -> bool:
+    return not sock.poll(ms)
 
 
 def test_publish_sends_topic_and_json_envelope(endpoint, sub):
@@ -59,6 +93,7 @@ def test_publish_sends_topic_and_json_envelope(endpoint, sub):
         assert doc["event"] == "participant_connected" and doc["data"] == {"uuid": "u1", "display_name": "Zoë"}
         assert before - 1 <= doc["time"] <= time.time() + 1
         assert recv(sub) == [b"conference_started", b'{"event":"conference_started","time":1700000000.25,"data":{"name":"m"}}']
+        assert pub.pending == 0 and pub.dropped == 0
 
 
 def test_send_frames_passes_raw_frames(endpoint, sub):
@@ -69,9 +104,103 @@ def test_send_frames_passes_raw_frames(endpoint, sub):
 
 
 def test_wait_ready_is_false_without_a_listener(endpoint):
-    pub = Publisher(endpoint, linger_ms=0)
+    pub = Publisher(endpoint)
     assert pub.wait_ready(0.2) is False
     pub.publish("conference_started", {"name": "nobody listens"})  # never blocks, never raises
+    assert pub.close(0) is False
+
+
+def test_events_published_before_the_agent_exists_are_kept_and_sent_in_order(ctx, endpoint):
+    pub = Publisher(endpoint)
+    for i in range(500):
+        pub.publish("conference_updated", {"name": f"c{i}"})
+    assert pub.pending == 500 and pub.dropped == 0 and not pub.subscribed
+    sub = bind_sub(ctx, endpoint)
+    assert flushed(pub, sub)
+    assert names(sub, 500) == [f"c{i}" for i in range(500)]
+    assert nothing_more(sub)
+    pub.close()
+
+
+def test_more_than_buffer_max_drops_the_oldest_and_counts_them(ctx, endpoint):
+    pub = Publisher(endpoint, buffer_max=10)
+    for i in range(25):
+        pub.publish("conference_updated", {"name": f"c{i}"})
+    assert (pub.pending, pub.dropped) == (10, 15)
+    sub = bind_sub(ctx, endpoint)
+    assert flushed(pub, sub)
+    assert names(sub, 10) == [f"c{i}" for i in range(15, 25)]
+    assert nothing_more(sub)
+    pub.close()
+
+
+def test_after_the_agent_unsubscribes_events_are_kept_until_it_subscribes_again(ctx, endpoint):
+    """The broker's graceful stop: it unsubscribes (an XSUB sends b"\\x00"), keeps reading, goes."""
+    xsub = bind_sub(ctx, endpoint, zmq.XSUB)
+    pub = Publisher(endpoint)
+    assert ready(pub, xsub)
+    pub.publish("conference_updated", {"name": "before"})
+    assert names(xsub, 1) == ["before"]
+    xsub.send(b"\x00")
+    deadline = time.monotonic() + 5
+    while pub.subscribed and time.monotonic() < deadline:
+        pub.pending  # reads the unsubscribe
+    assert not pub.subscribed
+    for i in range(100):
+        pub.publish("conference_updated", {"name": f"c{i}"})
+    assert pub.pending == 100
+    assert nothing_more(xsub), "sent to an agent that had unsubscribed"
+    xsub.send(b"\x01")
+    assert flushed(pub, xsub)
+    assert names(xsub, 100) == [f"c{i}" for i in range(100)]
+    pub.close()
+
+
+def test_events_queued_while_the_agent_restarts_go_to_the_next_one(ctx, endpoint):
+    """An agent that goes without unsubscribing (today's broker, or kill -9): ZeroMQ's queue of the
+    connection is kept across the reconnection, and the new agent's subscription does not repeat them."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    sub = bind_sub(ctx, endpoint)
+    pub = Publisher(endpoint)
+    assert ready(pub, sub)
+    # What is written before ZeroMQ notices the close goes down the dead connection (lost, as for a
+    # bare PUB): publish once it has noticed, so the test is about the kept queue only.
+    monitor = pub._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    sub.close()
+    noticed = monitor.poll(5000) and recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+    pub._sock.disable_monitor()
+    monitor.close(linger=0)  # before pub.close(): its context waits for every socket of it
+    assert noticed
+    for i in range(50):
+        pub.publish("conference_updated", {"name": f"c{i}"})
+    sub = bind_sub(ctx, endpoint)
+    assert names(sub, 50) == [f"c{i}" for i in range(50)]
+    pub.publish("conference_updated", {"name": "after"})
+    assert names(sub, 1) == ["after"] and nothing_more(sub)
+    pub.close()
+
+
+def test_a_full_zeromq_queue_keeps_events_instead_of_dropping_them(ctx, endpoint):
+    """XPUB_NODROP: past the high-water marks the Publisher keeps (and counts) instead of ZeroMQ dropping."""
+    sub = bind_sub(ctx, endpoint, rcvhwm=10)
+    pub = Publisher(endpoint, sndhwm=10)
+    assert ready(pub, sub)
+    sent = 0
+    while pub.pending == 0 and sent < 200_000:  # the kernel's socket buffer fills first
+        pub.publish("conference_updated", {"name": f"c{sent}", "pad": "x" * 1000})
+        sent += 1
+    assert pub.pending > 0, "ZeroMQ never pushed back"
+    for i in range(sent, sent + 10):
+        pub.publish("conference_updated", {"name": f"c{i}", "pad": "x" * 1000})
+    sent += 10
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < sent and time.monotonic() < deadline:
+        pub.flush(0)
+        if sub.poll(10):
+            got.append(orjson.loads(sub.recv_multipart()[1])["data"]["name"])
+    assert got == [f"c{i}" for i in range(sent)] and pub.dropped == 0
     pub.close()
 
 
@@ -80,6 +209,25 @@ def test_close_delivers_queued_messages(endpoint, sub):
     assert ready(pub, sub)
     for i in range(1000):
         pub.publish("conference_updated", {"name": f"c{i}"})
-    pub.close()  # lingers until queued messages are out
-    names = [orjson.loads(recv(sub)[1])["data"]["name"] for _ in range(1000)]
-    assert names == [f"c{i}" for i in range(1000)]
+    assert pub.close() is True  # gives ZeroMQ the rest of its timeout to hand the queue over
+    assert names(sub, 1000) == [f"c{i}" for i in range(1000)]
+
+
+def test_close_without_an_agent_returns_within_its_timeout_and_says_what_was_kept(endpoint):
+    pub = Publisher(endpoint)
+    for i in range(3):
+        pub.publish("conference_updated", {"name": f"c{i}"})
+    started = time.monotonic()
+    assert pub.close(0.3) is False
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert pub.pending == 3 and pub.dropped == 0
+    assert pub.close() is False  # a second close is harmless
+
+
+def test_context_manager_flushes_kept_events_on_exit(ctx, endpoint):
+    with Publisher(endpoint) as pub:
+        pub.publish("conference_updated", {"name": "early"})
+        assert pub.pending == 1
+        sub = bind_sub(ctx, endpoint)
+        assert ready(pub, sub)  # wait_ready also sends what was kept
+    assert names(sub, 1) == ["early"] and pub.pending == 0

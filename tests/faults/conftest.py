@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -51,20 +53,42 @@ def report():
 class LoadGen:
     """One publisher process (tests/faults/loadgen.py)."""
 
-    def __init__(self, endpoint: str, prefix: str, count: int, rate: float = 0.0, mix: bool = False):
+    def __init__(self, endpoint: str, prefix: str, count: int, rate: float = 0.0, mix: bool = False,
+                 client: str = "publisher", wait: bool = True):
         self.prefix = prefix
         self.count = count
-        args = [sys.executable, "-m", "tests.faults.loadgen", endpoint, prefix, str(count), "--rate", str(rate)]
+        args = [sys.executable, "-m", "tests.faults.loadgen", endpoint, prefix, str(count), "--rate", str(rate),
+                "--client", client]
         if mix:
             args.append("--mix")
+        if not wait:
+            args.append("--no-wait")
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._early = ""  # stdout read by wait_published, before wait() reads the rest
+        self.result: dict = {}
+
+    def wait_published(self, timeout: float = 30.0) -> int:
+        """Wait until the process has published everything (it may still be closing); how many."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while '"published"' not in self._early:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"loadgen {self.prefix} did not finish publishing within {timeout}s"
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if readable:
+                chunk = os.read(fd, 65536).decode()
+                assert chunk, f"loadgen {self.prefix} exited early ({self.proc.wait()}): {self.proc.stderr.read()[-2000:]}"
+                self._early += chunk
+        line = next(x for x in self._early.splitlines() if '"published"' in x)
+        return int(json.loads(line)["published"])
 
     def wait(self, timeout: float = 60.0) -> int:
-        """Wait for the process; the number of events it sent."""
+        """Wait for the process; the number of events it sent (its last line is kept in `result`)."""
         out, err = self.proc.communicate(timeout=timeout)
-        lines = out.strip().splitlines()
+        lines = (self._early + out).strip().splitlines()
         assert self.proc.returncode == 0 and lines, f"loadgen {self.prefix} failed ({self.proc.returncode}): {err[-2000:]}"
-        return int(json.loads(lines[-1])["sent"])
+        self.result = json.loads(lines[-1])
+        return int(self.result["sent"])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -76,8 +100,9 @@ class LoadGen:
 def loadgen():
     started: list[LoadGen] = []
 
-    def start(endpoint: str, prefix: str, count: int, rate: float = 0.0, mix: bool = False) -> LoadGen:
-        g = LoadGen(endpoint, prefix, count, rate, mix)
+    def start(endpoint: str, prefix: str, count: int, rate: float = 0.0, mix: bool = False,
+              client: str = "publisher", wait: bool = True) -> LoadGen:
+        g = LoadGen(endpoint, prefix, count, rate, mix, client, wait)
         started.append(g)
         return g
 

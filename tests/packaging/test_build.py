@@ -16,11 +16,11 @@ VENV = "opt/eventsink-agent"
 
 
 def project_version() -> str:
-    with open(os.path.join(REPO, "agent", "__init__.py"), encoding="utf-8") as fh:
+    with open(os.path.join(REPO, "common", "__init__.py"), encoding="utf-8") as fh:
         for node in ast.parse(fh.read()).body:
             if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__version__":
                 return ast.literal_eval(node.value)
-    raise AssertionError("agent/__init__.py has no __version__")
+    raise AssertionError("common/__init__.py has no __version__")
 
 
 @pytest.fixture(scope="module")

@@ -99,14 +99,10 @@ class RunningAgent:
         return True
 
 
-@pytest.fixture(scope="module")
-def agent(installed):
-    """`/usr/bin/eventsink-agent run` of the installed package, as user eventsink-agent
-    with umask 027 (like the unit), its runtime and state dirs in a temp dir."""
-    need_tool("setpriv", "util-linux")
+def agent_base_dir(receiver_url: str, metrics_port: int) -> tuple[str, str]:
+    """(base, config path): a temp dir owned by the agent's user with a config whose runtime and
+    state dirs are inside it, one sink "cdr" posting to RECEIVER_URL."""
     base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    receiver = Receiver(port=0).start()
-    metrics_port = free_port()
     config = f"""
 [node]
 address = "127.0.0.1"
@@ -119,7 +115,7 @@ metrics_listen = "127.0.0.1:{metrics_port}"
 
 [[sink]]
 name = "cdr"
-url = "{receiver.url}"
+url = "{receiver_url}"
 locations = ["Oslo"]
 """
     config_path = os.path.join(base, "agent.toml")
@@ -129,14 +125,31 @@ locations = ["Oslo"]
     os.chmod(base, 0o750)
     shutil.chown(config_path, "root", USER)
     os.chmod(config_path, 0o640)
-    log_path = os.path.join(base, "agent.log")
+    return base, config_path
+
+
+def launch_installed_agent(config_path: str, log_path: str) -> subprocess.Popen:
+    """`/usr/bin/eventsink-agent run` as the unit's ExecStart runs it: as user eventsink-agent
+    with umask 027, its output appended to LOG_PATH."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
             ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--",
              "/bin/sh", "-c", 'umask 027 && exec /usr/bin/eventsink-agent run --config "$0"', config_path],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base, env=env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=os.path.dirname(config_path), env=env,
         )
+
+
+@pytest.fixture(scope="module")
+def agent(installed):
+    """`/usr/bin/eventsink-agent run` of the installed package, as user eventsink-agent
+    with umask 027 (like the unit), its runtime and state dirs in a temp dir."""
+    need_tool("setpriv", "util-linux")
+    receiver = Receiver(port=0).start()
+    metrics_port = free_port()
+    base, config_path = agent_base_dir(receiver.url, metrics_port)
+    log_path = os.path.join(base, "agent.log")
+    proc = launch_installed_agent(config_path, log_path)
     running = RunningAgent(base, proc, receiver, metrics_port, log_path)
     try:
         wait_until(lambda: running.alive() and "eventsink_publisher_running" in http_get(running.metrics_url),

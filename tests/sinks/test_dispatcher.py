@@ -121,6 +121,20 @@ def test_exceeding_the_maximum_stops_sending_and_reports():
     assert d.queued == 0
 
 
+def test_the_stop_is_logged_and_reported_with_one_figure(caplog):
+    """The worker's log line and the report the Maximum Backoff alarm quotes name the same wait."""
+    d, _ = rig(initial=0.1, maximum=0.5)
+    now = 0.0
+    with caplog.at_level("ERROR", logger="support.events"):
+        for _ in range(4):
+            a = d.try_take(now)
+            d.finish(a, FAIL, now=now)
+            now += 1.0
+    assert d.state == BACKOFF_EXCEEDED
+    [line] = [r.getMessage() for r in caplog.records if "exceeds max_retry_backoff" in r.getMessage()]
+    assert d.snapshot()["next_backoff"] == pytest.approx(0.8) and "(0.8 s)" in line
+
+
 def test_pause_drops_queue_and_late_failures_are_not_requeued():
     d, _ = rig(limit=2)
     a = d.try_take(0.0)

@@ -154,8 +154,10 @@ def test_bad_payload_is_counted_and_done():
 
 def test_drop_held_forgets_held_events():
     rig = Rig()
-    d = rig.offer("participant_disconnected", {"uuid": "p"}, 0.0)
-    assert rig.shaper.drop_held() == [d]
+    rig.offer("participant_disconnected", {"uuid": "p"}, 0.0)
+    assert rig.shaper.held == 1
+    rig.shaper.drop_held()
+    assert rig.shaper.held == 0
     rig.shaper.expire(100.0)
     assert rig.posts == [] and rig.discarded == []
 
@@ -203,3 +205,13 @@ def test_with_unread_events_a_hold_lasts_until_later_published_events_are_read()
     rig.offer("participant_disconnected", {"uuid": "q"}, now=6.0, time_=102.0)
     rig.shaper.expire(7.0, read_all=True)  # everything read: only the clock counts
     assert rig.names()[-1] == "participant_disconnected" and rig.shaper.held == 0
+
+
+def test_lifecycle_takes_its_time_and_id_from_what_was_handed_in():
+    """The shaper is pure: the wall clock and the id source of lifecycle events are injected."""
+    posts = []
+    shaper = Shaper(settings(), EPOCH, "cdr", posts.append, lambda offset: None,
+                    wall_clock=lambda: 1700000000.0, new_id=lambda: "fixed")
+    started = shaper.lifecycle("eventsink_started", now=0.0)
+    assert started.webhook_id == f"{EPOCH}-cdr-started-fixed"
+    assert b"1700000000" in started.body

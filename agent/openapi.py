@@ -1,0 +1,191 @@
+"""The control API as an OpenAPI 3.1 document, built from `agent.commands.COMMANDS`.
+
+Owns the document served at `GET /v1/openapi.json` and committed as
+docs/openapi.json: one operation per command (its path and query parameters
+from the command), the answers the control server can give it, and the schemas
+of the success bodies as far as the code knows them (`RESPONSE_SCHEMAS`, one
+per command: a command without one is an error here, so a new command cannot
+be served undocumented). docs/control-api.md is rendered from the same
+document by agent/reference_api.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from agent.commands import COMMANDS, SCHEMA_FORMATS, Command
+from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
+from agent.states import PublisherState
+
+API_VERSION = "1"  # the /v1 of the paths; bumped only with an incompatible change
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+# Answers any request can get, whatever its route: framing, overload and the server's own failure.
+COMMON_ERRORS: dict[int, str] = {
+    400: "Malformed request (request line, headers, Content-Length), a body that is not a JSON object, "
+    "or a parameter the command refuses",
+    408: f"The request was not complete within {READ_TIMEOUT:g} s",
+    411: "A chunked request body: send Content-Length",
+    413: f"The request body is larger than {MAX_BODY} bytes",
+    431: f"The request head is larger than {MAX_HEAD} bytes",
+    500: "The agent could not carry out the command (details only in the agent's log)",
+    503: "The agent did not answer in time, or the control socket is busy: try again",
+    505: "An HTTP version other than 1.0 and 1.1",
+}
+# Answers particular to a command (beyond 404 for a path naming something unknown).
+COMMAND_ERRORS: dict[str, dict[int, str]] = {
+    "reload": {400: "The config file has problems: nothing changed (`problems` lists them)"},
+    "schema": {400: "An unknown `format`", 501: "This build of the agent has no event schema"},
+}
+NOT_FOUND = "No such {fields} on this node"
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_COUNT = {"type": "integer", "minimum": 0}
+
+SINK_STATUS = {
+    "type": "object",
+    "required": [
+        "name", "url", "version", "state", "pid", "backlog", "in_flight", "delivered", "failures",
+        "current_backoff", "last_attempted_restart", "alarms",
+    ],
+    "properties": {
+        "name": {"type": "string"},
+        "url": {"type": "string", "description": "the sink's URL without credentials"},
+        "version": {"type": "integer", "enum": [1, 2]},
+        "state": {"type": "string", "enum": [s.value for s in PublisherState]},
+        "pid": {"type": ["integer", "null"], "description": "the worker's process id; null when none runs"},
+        "backlog": _COUNT,
+        "in_flight": _COUNT,
+        "delivered": _COUNT,
+        "failures": _COUNT,
+        "current_backoff": {"type": "number", "minimum": 0, "description": "seconds; 0 when healthy"},
+        "last_attempted_restart": {"type": ["string", "null"], "description": "ISO 8601 UTC; null before any restart"},
+        "alarms": {**_STRINGS, "description": "names of the sink's active alarms"},
+        "restarts": _COUNT,
+    },
+}
+ALARM = {
+    "type": "object",
+    "required": ["name", "sink", "raised_at", "detail"],
+    "properties": {
+        "name": {"type": "string"},
+        "sink": {"type": ["string", "null"], "description": "null for a node's own alarm"},
+        "raised_at": {"type": "string", "description": "ISO 8601 UTC"},
+        "detail": {"type": "string"},
+    },
+}
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "status": {
+        "type": "object",
+        "required": ["node", "sinks"],
+        "properties": {
+            "node": {
+                "type": "object",
+                "properties": {"address": {"type": "string"}, "location": {"type": "string"}, "role": {"type": "string"}},
+            },
+            "sinks": {"type": "array", "items": {"$ref": "#/components/schemas/SinkStatus"}},
+            "bus": {
+                "type": "object",
+                "properties": {
+                    "received": _COUNT,
+                    "rejected": {"type": "object", "additionalProperties": _COUNT, "description": "count by reason"},
+                    "journal_bytes": _COUNT,
+                    "journal_full": {"type": "boolean"},
+                    "broker_pid": {"type": ["integer", "null"]},
+                    "broker_restarts": _COUNT,
+                },
+            },
+        },
+    },
+    "alarms": {"type": "array", "items": {"$ref": "#/components/schemas/Alarm"}},
+    "restart": {"type": "object", "required": ["restarted"], "properties": {"restarted": {"type": "string"}}},
+    "reload": {
+        "type": "object",
+        "required": ["added", "changed", "removed"],
+        "properties": {
+            "reloaded": {"const": True},
+            "added": _STRINGS,
+            "changed": _STRINGS,
+            "removed": _STRINGS,
+            "needs_restart": {**_STRINGS, "description": "`agent.KEY`s that apply only after a restart of the agent"},
+        },
+    },
+    "schema": {"type": "object", "description": "the event schema as an OpenAPI 3 or Swagger 2 document"},
+    "openapi": {"type": "object", "required": ["openapi", "paths"], "description": "this document"},
+}
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "format": {"type": "string", "enum": list(SCHEMA_FORMATS), "default": SCHEMA_FORMATS[0]},
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The one error envelope of every 4xx and 5xx answer: one plain sentence, never a traceback",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {"type": "string"},
+        "problems": {**_STRINGS, "description": "each problem, when there are several (reload)"},
+    },
+}
+
+DESCRIPTION = f"""\
+The control API of eventsink-agent: HTTP/1.1 with JSON bodies over the Unix socket \
+`[agent] control_socket` (default `/run/eventsink-agent/control.sock`, mode 0660), never TCP. \
+`eventsinkctl` is its client; `curl --unix-socket SOCK http://agent/v1/status` works too.
+
+Commands take their fields from the path and query string. A request body is optional and, \
+when sent, must be a JSON object (at most {MAX_BODY} bytes); no command reads one yet. \
+A connection may carry several requests (keep-alive, idle for at most {IDLE_TIMEOUT:g} s). \
+An unknown path is answered 404 and a known path with another method 405 (with `Allow`), \
+both with the error envelope."""
+
+
+def parameters(command: Command) -> list[dict[str, Any]]:
+    helps = dict(command.field_help)
+    out: list[dict[str, Any]] = []
+    for name in command.fields:
+        out.append({"name": name, "in": "path", "required": True, "description": helps.get(name, name),
+                    "schema": {"type": "string", "minLength": 1}})
+    for name in command.query:
+        out.append({"name": name, "in": "query", "required": False, "description": helps.get(name, name),
+                    "schema": QUERY_SCHEMAS.get(name, {"type": "string"})})
+    return out
+
+
+def error_responses(command: Command) -> dict[int, str]:
+    errors = dict(COMMON_ERRORS)
+    if command.fields:
+        errors[404] = NOT_FOUND.format(fields=" or ".join(command.fields))
+    for status, text in COMMAND_ERRORS.get(command.name, {}).items():
+        errors[status] = f"{errors[status]}; or: {text}" if status in errors else text
+    return dict(sorted(errors.items()))
+
+
+def operation(command: Command) -> dict[str, Any]:
+    if command.name not in RESPONSE_SCHEMAS:
+        raise KeyError(f"agent/openapi.py: no response schema for the command {command.name!r}")
+    responses: dict[str, Any] = {
+        "200": {"description": "Done", "content": {"application/json": {"schema": RESPONSE_SCHEMAS[command.name]}}}
+    }
+    for status, text in error_responses(command).items():
+        responses[str(status)] = {"description": text, "content": {"application/json": {"schema": ERROR_REF}}}
+    op: dict[str, Any] = {"operationId": command.name, "summary": command.help, "responses": responses}
+    if params := parameters(command):
+        op["parameters"] = params
+    op["x-eventsinkctl"] = command.in_ctl
+    return op
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every command in COMMANDS."""
+    paths: dict[str, dict[str, Any]] = {}
+    for command in COMMANDS:
+        paths.setdefault(command.path, {})[command.method.lower()] = operation(command)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "eventsink-agent control API", "version": API_VERSION, "description": DESCRIPTION},
+        "servers": [{"url": "http://agent", "description": "any host name: the connection goes to the Unix socket"}],
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM}},
+    }

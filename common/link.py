@@ -1,0 +1,128 @@
+"""The messages of the supervisor link, as the types both ends use.
+
+Owns the reports a child sends (`BrokerReport`, `WorkerReport`, with `Hist`
+for a histogram snapshot), the commands the supervisor sends
+(`StopPublisher`, `Update`, `Shutdown`), and turning a decoded frame into one
+of them (`parse_report`, `parse_command`). What is on the socket is one frame
+of JSON per message, written down in docs/internals.md ("Supervisor link");
+the socket helpers and the reporting cadence are common/internal.py's.
+
+A report is told from a command by its `type`, a broker's report from a
+worker's by its `role`; a command's `type` is its tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from common.vocabulary import PUBLISHER_RUNNING
+
+REPORT = "report"
+ROLE_BROKER, ROLE_WORKER = "broker", "worker"
+
+
+class Hist(msgspec.Struct):
+    """A histogram snapshot: cumulative counts per bound of common.internal.HISTOGRAM_BOUNDS."""
+
+    buckets: list[int]
+    sum: float
+    count: int
+
+
+# ------------------------------------------------------------ child -> supervisor
+
+
+class WorkerReport(msgspec.Struct, kw_only=True):
+    """What a worker tells: its publisher's state, its queue and its cumulative counters."""
+
+    type: str = REPORT
+    role: str = ROLE_WORKER
+    sink: str
+    pid: int
+    publisher: str = PUBLISHER_RUNNING  # one of common.vocabulary.PUBLISHER_STATES
+    backlog: int = 0
+    in_flight: int = 0
+    delivered: int = 0
+    failures: int = 0
+    current_backoff: float = 0.0
+    next_backoff: float = 0.0
+    cursor: int = 0  # the durable cursor
+    head: int = 0
+    attempts: dict[str, int] = msgspec.field(default_factory=dict)  # POST outcome -> count
+    post_duration: Hist | None = None
+    event_age: Hist | None = None
+
+
+class BrokerReport(msgspec.Struct, kw_only=True):
+    """What the broker tells: events taken in and rejected, and the journal's state."""
+
+    type: str = REPORT
+    role: str = ROLE_BROKER
+    pid: int
+    received: int = 0
+    rejected: dict[str, int] = msgspec.field(default_factory=dict)  # reject reason -> count
+    journal_bytes: int = 0
+    journal_full: bool = False
+    head: int = 0
+    transactions: int = 0  # journal transactions that committed events
+
+
+def parse_report(msg: dict) -> WorkerReport | BrokerReport:
+    """A decoded link message as a typed report; raises ValueError when it is not one."""
+    role = msg.get("role")
+    try:
+        if role == ROLE_WORKER:
+            return msgspec.convert(msg, WorkerReport)
+        if role == ROLE_BROKER:
+            return msgspec.convert(msg, BrokerReport)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"bad {role} report: {exc}") from None
+    raise ValueError(f"report with unknown role {str(role)[:40]!r}")
+
+
+# ------------------------------------------------------------ supervisor -> child
+
+
+class StopPublisher(msgspec.Struct, tag_field="type", tag="stop_publisher"):
+    """Worker: stop sending; keep reading the feed only to count the backlog."""
+
+
+class Update(msgspec.Struct, tag_field="type", tag="update"):
+    """Worker: apply new sink/tuning settings; `announce`: send eventsink_updated.
+
+    `config` stays as decoded JSON: the worker checks it itself, so that an
+    unusable config is told apart from a malformed message."""
+
+    config: Any = None
+    announce: bool = False
+
+
+class Shutdown(msgspec.Struct, tag_field="type", tag="shutdown"):
+    """Exit gracefully; `stop_event`: send eventsink_stopped / eventsink_ended first (best effort)."""
+
+    stop_event: bool = False
+
+
+Command = StopPublisher | Update | Shutdown
+COMMANDS: dict[str, type] = {"stop_publisher": StopPublisher, "update": Update, "shutdown": Shutdown}
+
+
+class UnknownCommand(ValueError):
+    """A supervisor message whose `type` names no command (a newer supervisor, or a bug)."""
+
+    def __init__(self, kind: object):
+        super().__init__(f"unknown supervisor message type {str(kind)[:40]!r}")
+        self.kind = kind
+
+
+def parse_command(msg: dict) -> Command:
+    """A decoded link message as a command; UnknownCommand or ValueError when it is not one."""
+    cls = COMMANDS.get(msg.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise UnknownCommand(msg.get("type"))
+    try:
+        return msgspec.convert(msg, cls)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"bad {msg['type']} command: {exc}") from None

@@ -1,0 +1,69 @@
+"""The words the processes share: the values one process writes and another
+reads, or that two processes must spell alike (docs/internals.md lists them).
+
+Owns the publisher states a worker reports, the reject reasons of the broker
+(label `reason`), the POST outcomes of a worker (label `outcome`), the names of
+the events the agent makes itself, and the formats of the schema document.
+Each is a tuple in the documented order, plus one constant per value so code
+names a value instead of spelling it.
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------ a worker's publisher (report field `publisher`)
+
+PUBLISHER_RUNNING = "running"  # sending
+PUBLISHER_PAUSED = "paused"  # stopped by the supervisor (or started stopped): sends nothing, counts the backlog
+# After a failure the next wait would exceed max_retry_backoff: the worker stopped sending by
+# itself and waits for the supervisor to raise the alarm and answer stop_publisher.
+PUBLISHER_BACKOFF_EXCEEDED = "backoff_exceeded"
+PUBLISHER_STATES = (PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED)
+
+# ------------------------------------------------------------ reject reasons (eventsink_bus_rejected_total)
+
+REJECT_REASONS = (
+    "frame_count",
+    "too_large",
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "unknown_event",
+    "reserved_event",  # an eventsink_* name: those are the agent's own
+    "topic_mismatch",
+    "missing_field",
+    "wrong_type",
+    "journal_full",
+)
+JOURNAL_FULL = "journal_full"
+
+# ------------------------------------------------------------ POST outcomes (label `outcome`)
+
+SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
+    "success", "http_error", "redirect", "timeout", "connection_error", "tls_error",
+)
+POST_OUTCOMES = (SUCCESS, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR, TLS_ERROR, REDIRECT)
+
+# ------------------------------------------------------------ the agent's own events
+
+RESERVED_PREFIX = "eventsink_"  # no conference process may publish a name starting with this
+STARTED = "eventsink_started"  # a publisher started: always seq 1
+UPDATED = "eventsink_updated"  # a reload changed the sink's settings
+STOPPED = "eventsink_stopped"  # version 1: the sink was removed or the agent stops
+ENDED = "eventsink_ended"  # version 2: the same
+BULK_EVENT = "eventsink_bulk"  # the envelope around a batch in bulk mode
+LIFECYCLE_EVENTS = (STARTED, UPDATED, STOPPED, ENDED)
+LIFECYCLE_EVENTS_OF_VERSION = {
+    1: (STARTED, UPDATED, STOPPED),
+    2: (STARTED, UPDATED, ENDED),
+}
+
+
+def stop_event(version: int) -> str:
+    """The stop event's name: Pexip's name for each protocol version."""
+    return STOPPED if version == 1 else ENDED
+
+
+# ------------------------------------------------------------ the schema document
+
+SCHEMA_FORMATS = ("openapi", "swagger")  # OpenAPI 3.x JSON (the default), Swagger 2.0 JSON
+DEFAULT_SCHEMA_FORMAT = SCHEMA_FORMATS[0]

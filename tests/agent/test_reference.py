@@ -1,0 +1,54 @@
+"""The generated references in docs/ match the code, and the OpenAPI document is valid and complete."""
+
+from __future__ import annotations
+
+import msgspec
+from openapi_spec_validator import validate
+
+from agent import reference
+from agent.commands import COMMANDS
+from agent.metrics import MetricsView, families
+from agent.openapi import openapi_document
+from agent.reference_config import SECTIONS, described_fields
+from agent.reference_metrics import exposed_name, metrics_markdown
+from common.config import RESOLVED_FIELDS, Config, SinkConfig
+
+
+def test_committed_references_are_what_the_code_generates():
+    stale = reference.stale_documents()
+    assert not stale, f"out of date: {', '.join(stale)}; regenerate with {reference.REGENERATE} and commit them"
+
+
+def test_a_drifted_file_is_named(tmp_path):
+    (tmp_path / "docs").mkdir()
+    reference.write_documents(str(tmp_path))
+    (tmp_path / "docs" / "metrics.md").write_text("edited by hand\n")
+    assert reference.stale_documents(str(tmp_path)) == ["docs/metrics.md"]
+
+
+def test_openapi_document_validates_as_openapi_3():
+    validate(openapi_document())
+
+
+def test_openapi_document_names_every_route_of_the_registry():
+    doc = openapi_document()
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == {(c.method, c.path) for c in COMMANDS}
+    assert {op["operationId"] for ops in doc["paths"].values() for op in ops.values()} == {c.name for c in COMMANDS}
+
+
+def test_every_config_key_has_a_description_and_is_documented():
+    text = reference.GENERATED["docs/config.md"]()
+    for heading, struct in SECTIONS:
+        assert f"## `{heading}`" in text
+        for field, _ in described_fields(struct):
+            assert f"| `{field.name}` |" in text
+    file_keys = {f.name for f in msgspec.structs.fields(SinkConfig)} - RESOLVED_FIELDS
+    assert {f.name for f, _ in described_fields(SinkConfig)} == file_keys
+    assert [h.strip("[]") for h, _ in SECTIONS] == list(Config.__struct_fields__)
+
+
+def test_every_metric_family_is_documented():
+    text = metrics_markdown()
+    for family in families(MetricsView()):
+        assert f"| `{exposed_name(family)}` | {family.type} |" in text
