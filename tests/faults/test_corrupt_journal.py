@@ -94,7 +94,7 @@ def test_a_journal_corrupted_under_a_running_agent_stops_it_once_then_it_recover
     assert agent.proc.wait(20) == 3
     lines = support_lines(agent)
     assert any("found the journal corrupt: stopping the agent" in line for line in lines), lines
-    assert agent.log().count("broker started") == 2  # the first, and one attempt after the kill: no loop
+    assert agent.log().count("broker: started") == 2  # the first, and one attempt after the kill: no loop
 
     agent.start()  # what systemd's Restart=on-failure does
     assert glob.glob(agent.journal_path + ".corrupt-*")
