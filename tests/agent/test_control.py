@@ -9,7 +9,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import types
@@ -20,6 +19,7 @@ from agent import commands
 from agent.control import ControlServer, ControlSocketError
 from agent.ctl import ControlClient
 from agent.errors import CommandError
+from tests.helpers import short_tmpdir
 
 STATUS = {
     "node": {"address": "10.44.99.2", "location": "Oslo", "role": "transcoding"},
@@ -83,9 +83,8 @@ class FakeSupervisor:
 
 @pytest.fixture
 def tmpdir_short():
-    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir() as d:
+        yield d
 
 
 @pytest.fixture
