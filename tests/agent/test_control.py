@@ -243,16 +243,7 @@ def test_supervisor_not_answering_is_503(server, supervisor, monkeypatch):
 
 def test_keep_alive_serves_several_requests_on_one_connection(server):
     req = b"GET /v1/alarms HTTP/1.1\r\nHost: agent\r\n\r\n"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(server.path)
-        s.sendall(req + req.replace(b"Host: agent", b"Host: agent\r\nConnection: close"))
-        out = b""
-        for _ in range(1000):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+    out = raw_exchange(server.path, req + req.replace(b"Host: agent", b"Host: agent\r\nConnection: close"))
     assert out.count(b"HTTP/1.1 200 OK") == 2
 
 
