@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -25,3 +26,20 @@ def read_log(path: str) -> str:
             return fh.read()
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def stopped_after(make: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A factory for a fixture: what MAKE(*args, **kw) starts is kept and stopped (.stop()) when the block ends."""
+    started = []
+
+    def start(*args: Any, **kw: Any) -> Any:
+        thing = make(*args, **kw)
+        started.append(thing)
+        return thing
+
+    try:
+        yield start
+    finally:
+        for thing in started:
+            thing.stop()
