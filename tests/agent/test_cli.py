@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import types
 
 import pytest
 
 from agent import cli
+from tests.helpers import short_tmpdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,9 +39,8 @@ locations = ["London"]
 
 @pytest.fixture
 def tmp():
-    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir() as d:
+        yield d
 
 
 def write(tmp: str, text: str, name: str = "agent.toml") -> str:

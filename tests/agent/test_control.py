@@ -9,7 +9,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import types
@@ -20,6 +19,7 @@ from agent import commands
 from agent.control import ControlServer, ControlSocketError
 from agent.ctl import ControlClient
 from agent.errors import CommandError
+from tests.helpers import short_tmpdir
 
 STATUS = {
     "node": {"address": "10.44.99.2", "location": "Oslo", "role": "transcoding"},
@@ -83,9 +83,8 @@ class FakeSupervisor:
 
 @pytest.fixture
 def tmpdir_short():
-    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir() as d:
+        yield d
 
 
 @pytest.fixture
@@ -244,16 +243,7 @@ def test_supervisor_not_answering_is_503(server, supervisor, monkeypatch):
 
 def test_keep_alive_serves_several_requests_on_one_connection(server):
     req = b"GET /v1/alarms HTTP/1.1\r\nHost: agent\r\n\r\n"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(server.path)
-        s.sendall(req + req.replace(b"Host: agent", b"Host: agent\r\nConnection: close"))
-        out = b""
-        for _ in range(1000):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+    out = raw_exchange(server.path, req + req.replace(b"Host: agent", b"Host: agent\r\nConnection: close"))
     assert out.count(b"HTTP/1.1 200 OK") == 2
 
 

@@ -157,19 +157,25 @@ def test_plan_reload_is_pure():
     assert plan.needs_restart == ["agent.max_journal_mb"] and plan.config.agent == old.agent
 
 
+def use_password_file(r: Rig) -> str:
+    """Give sink cdr of R's config a username and a password_file (holding "old-pass"), load it; the file's path."""
+    pw = os.path.join(r.base, "cdr.secret")
+    with open(pw, "w") as fh:
+        fh.write("old-pass\n")
+    os.chmod(pw, 0o600)
+    r.write(config_text(r.base).replace(
+        'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
+        f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
+    ))
+    r.sup.config = config_mod.load_or_raise(r.path)
+    return pw
+
+
 def test_reload_picks_up_a_rotated_password_file():
     """An operator rotates the password in password_file and reloads: the worker must get it."""
     r = Rig()
     try:
-        pw = os.path.join(r.base, "cdr.secret")
-        with open(pw, "w") as fh:
-            fh.write("old-pass\n")
-        os.chmod(pw, 0o600)
-        r.write(config_text(r.base).replace(
-            'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
-            f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
-        ))
-        r.sup.config = config_mod.load_or_raise(r.path)
+        pw = use_password_file(r)
         r.start()
         r.report("cdr", "running")
         assert r.ask("reload")["changed"] == []  # same file, same password: nothing to do
@@ -187,14 +193,7 @@ def test_reload_picks_up_a_rotated_password_file():
 def test_rotated_password_reaches_a_worker_still_connecting():
     r = Rig()
     try:
-        pw = os.path.join(r.base, "cdr.secret")
-        with open(pw, "w") as fh:
-            fh.write("old-pass\n")
-        r.write(config_text(r.base).replace(
-            'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
-            f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
-        ))
-        r.sup.config = config_mod.load_or_raise(r.path)
+        pw = use_password_file(r)
         r.start()
         r.link.unreachable.add(b"sink:cdr")  # not connected yet: the update cannot go now
         with open(pw, "w") as fh:

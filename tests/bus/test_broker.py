@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 import orjson
@@ -19,6 +17,7 @@ from common.config import Paths, encode_spec, parse
 from bus.journal import Journal, JournalReader
 from bus.publisher import Publisher
 from tests.bus.test_validate import REJECTS, VALID
+from tests.helpers import short_tmpdir
 
 MAX_KB = 4
 WARMUP = "warmup"
@@ -122,9 +121,8 @@ def start_broker(spec: bytes, stderr_path: str) -> subprocess.Popen:
 
 @pytest.fixture
 def root():
-    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir() as d:
+        yield d
 
 
 @pytest.fixture

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
-import tempfile
 
 import pytest
 
 from bus.journal import Journal, JournalCorrupt, JournalFull, JournalReader, SpaceReserve
+from tests.helpers import short_tmpdir
 
 
 @pytest.fixture
 def journal_path():
-    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    yield os.path.join(d, "state", "journal.sqlite3")
-    shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir() as d:
+        yield os.path.join(d, "state", "journal.sqlite3")
 
 
 def test_create_sets_up_dir_schema_and_pragmas(journal_path):

@@ -5,8 +5,6 @@ agent subscribes; flush, close and the context manager."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 
 import orjson
@@ -14,13 +12,13 @@ import pytest
 import zmq
 
 from bus.publisher import Publisher
+from tests.helpers import short_tmpdir
 
 
 @pytest.fixture
 def endpoint():
-    d = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    yield f"ipc://{d}/publish.sock"
-    shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir() as d:
+        yield f"ipc://{d}/publish.sock"
 
 
 @pytest.fixture

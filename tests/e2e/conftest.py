@@ -4,6 +4,7 @@ import pytest
 
 from sinks.receiver import Receiver
 from tests.e2e.harness import Agent
+from tests.helpers import stopped_after
 
 
 @pytest.fixture
@@ -14,16 +15,8 @@ def receiver():
 
 @pytest.fixture
 def make_receiver():
-    started = []
-
-    def make(**kw):
-        r = Receiver(**kw).start()
-        started.append(r)
-        return r
-
-    yield make
-    for r in started:
-        r.stop()
+    with stopped_after(lambda **kw: Receiver(**kw).start()) as make:
+        yield make
 
 
 @pytest.fixture

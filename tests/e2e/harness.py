@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.ctl import ControlClient
 from agent.demo import free_port, render_config
+from tests.helpers import read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -134,11 +135,7 @@ class Agent:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as fh:
-                return fh.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     # control socket and metrics -------------------------------------------
     def client(self) -> ControlClient:

@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.conftest import make_agent, make_receiver, pytest_runtest_makereport, receiver  # noqa: F401
 from tests.e2e.harness import REPO
 from tests.faults.proxy import FaultProxy
+from tests.helpers import stopped_after
 
 REPORT: list[str] = []
 
@@ -98,17 +99,8 @@ class LoadGen:
 
 @pytest.fixture
 def loadgen():
-    started: list[LoadGen] = []
-
-    def start(endpoint: str, prefix: str, count: int, rate: float = 0.0, mix: bool = False,
-              client: str = "publisher", wait: bool = True) -> LoadGen:
-        g = LoadGen(endpoint, prefix, count, rate, mix, client, wait)
-        started.append(g)
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
+    with stopped_after(LoadGen) as start:
+        yield start
 
 
 @pytest.fixture

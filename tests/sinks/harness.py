@@ -18,6 +18,7 @@ import zmq
 from common import internal
 from common.config import AgentConfig, Config, NodeConfig, Paths, SinkConfig, TuningConfig, encode_spec
 from bus.journal import Journal
+from tests.helpers import read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE = "10.44.99.2"
@@ -113,11 +114,7 @@ class WorkerRun:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as fh:
-                return fh.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     # bus ------------------------------------------------------------------------
     def journal_only(self, event: str, data: dict, time_: float | None = None) -> int:
