@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from common.backoff import Backoff
 from common.config import SinkConfig
+from common.link import BrokerReport, WorkerReport
 from common.logs import SUPPORT
 from agent.processes import exit_description
-from agent.reports import BrokerReport, WorkerCounters, WorkerReport
+from agent.reports import WorkerCounters
 from agent.states import PublisherState, change_state
 
 log = logging.getLogger("agent.supervisor")

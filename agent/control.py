@@ -32,6 +32,7 @@ from typing import Any
 from agent import __version__
 from agent.commands import COMMANDS, Command, RawJSON
 from agent.errors import CommandError
+from common.sockets import drop_connections
 
 log = logging.getLogger("agent.control")
 
@@ -135,13 +136,7 @@ class ControlServer:
             self._accept_thread.join(timeout=5)
         self._listener.close()
         self._listener = None
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        drop_connections(self._conns, self._lock)
         try:
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:

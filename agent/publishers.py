@@ -4,7 +4,7 @@ sink in alarm, with stop_publisher resent while the worker still says it
 runs), a broker report into the journal alarm, and keeping each worker's
 config up to date (an `update` it missed is sent on its next report).
 
-The one place a link message becomes a typed report is `agent.reports.parse_report`.
+The one place a link message becomes a typed report is `common.link.parse_report`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from common import config as config_mod
 from common.config import Config, ConfigError
 from common.http_options import credentials_digest
 from common.internal import BROKER_IDENTITY, worker_identity
+from common.link import BrokerReport, WorkerReport, parse_report
 from common.logs import SUPPORT
 from agent.child import SinkChild
-from agent.reports import BrokerReport, WorkerReport, parse_report
 from agent.states import STOPPABLE_STATES, PublisherState
 from alarms import rules
 from alarms.registry import JOURNAL_FULL

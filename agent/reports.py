@@ -1,6 +1,9 @@
-"""The reports children send on the supervisor link (docs/internals.md,
-"Supervisor link"), decoded in one place (`parse_report`), and the counters
-they carry, addable so that a child's figures can be folded across restarts.
+"""The counters the children's reports carry (`HistFigures`, `WorkerCounters`),
+addable so that a child's figures can be folded across restarts.
+
+The reports themselves (`WorkerReport`, `BrokerReport`, `Hist`) and their
+decoding (`parse_report`) are common/link.py's (docs/internals.md,
+"Supervisor link").
 
 Counters in a report are cumulative for the life of one child process.
 """
@@ -9,62 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgspec
-
 from common.internal import HISTOGRAM_BOUNDS
+from common.link import BrokerReport, Hist, WorkerReport
 
-
-# ------------------------------------------------------------ reports
-
-
-class Hist(msgspec.Struct):
-    buckets: list[int]
-    sum: float
-    count: int
-
-
-class WorkerReport(msgspec.Struct, kw_only=True):
-    type: str
-    role: str
-    sink: str
-    pid: int
-    publisher: str
-    backlog: int = 0
-    in_flight: int = 0
-    delivered: int = 0
-    failures: int = 0
-    current_backoff: float = 0.0
-    next_backoff: float = 0.0
-    cursor: int = 0
-    head: int = 0
-    attempts: dict[str, int] = msgspec.field(default_factory=dict)
-    post_duration: Hist | None = None
-    event_age: Hist | None = None
-
-
-class BrokerReport(msgspec.Struct, kw_only=True):
-    type: str
-    role: str
-    pid: int
-    received: int = 0
-    rejected: dict[str, int] = msgspec.field(default_factory=dict)
-    journal_bytes: int = 0
-    journal_full: bool = False
-    head: int = 0
-    transactions: int = 0
-
-
-def parse_report(msg: dict) -> WorkerReport | BrokerReport:
-    """A decoded link message as a typed report; raises ValueError when it is not one."""
-    role = msg.get("role")
-    try:
-        if role == "worker":
-            return msgspec.convert(msg, WorkerReport)
-        if role == "broker":
-            return msgspec.convert(msg, BrokerReport)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"bad {role} report: {exc}") from None
-    raise ValueError(f"report with unknown role {str(role)[:40]!r}")
+# BrokerReport is re-exported only for tests that still import it from here.
+__all__ = ["BrokerReport", "HistFigures", "WorkerCounters"]
 
 
 # ------------------------------------------------------------ counters

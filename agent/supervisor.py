@@ -22,7 +22,7 @@ import queue
 import signal
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import zmq
 
@@ -191,12 +191,17 @@ class Supervisor:
             self._owns_sockets = False
         self.files.release()
 
-    def _fail_queued(self) -> None:
+    def _take_queued(self) -> Iterator[tuple]:
+        """Each queued (command, params, future), taken off the queue in order, until it is empty."""
         while True:
             try:
-                _, _, future = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 return
+            yield item
+
+    def _fail_queued(self) -> None:
+        for _, _, future in self._take_queued():
             if future is not None and future.set_running_or_notify_cancel():
                 future.set_exception(CommandError(503, "the agent is stopping"))
 
@@ -261,11 +266,7 @@ class Supervisor:
 
     def _run_queued(self) -> None:
         """Carry out every queued command, in order."""
-        while True:
-            try:
-                command, params, future = self._queue.get_nowait()
-            except queue.Empty:
-                return
+        for command, params, future in self._take_queued():
             if future is not None and not future.set_running_or_notify_cancel():
                 continue  # the asker gave up
             command.carry_out(self, params, future)

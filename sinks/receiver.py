@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
+from common.sockets import drop_connections
 from sinks.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
 from sinks.receiver_text import clock, event_line
 
@@ -107,13 +108,7 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
-        with self.connections_lock:
-            conns = list(self.connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        drop_connections(self.connections, self.connections_lock)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -186,21 +186,20 @@ class Shaper:
             if media is not None:
                 self._release_pair(_Held(offset, event, now), media, now)
                 return
-            old = self._disconnects.pop(uuid, None)
-            if old is not None:
-                self._release_alone(old)
-            wait = self.settings.media_streams_wait
-            self._disconnects[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
+            self._hold(self._disconnects, uuid, offset, event, now, self.settings.media_streams_wait)
         else:
             held = self._disconnects.pop(uuid, None)
             if held is not None:
                 self._release_pair(held, _Held(offset, event, now), now)
                 return
-            old = self._media.pop(uuid, None)
-            if old is not None:
-                self._release_alone(old)
-            wait = self.settings.cache_expiration
-            self._media[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
+            self._hold(self._media, uuid, offset, event, now, self.settings.cache_expiration)
+
+    def _hold(self, cache: dict[str, _Held], uuid: str, offset: int, event: envelope.BusEvent, now: float, wait: float) -> None:
+        """Hold EVENT in CACHE under UUID for WAIT seconds; an earlier one it replaces is released alone."""
+        old = cache.pop(uuid, None)
+        if old is not None:
+            self._release_alone(old)
+        cache[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
 
     def _release_pair(self, disconnected: _Held, media: _Held, now: float) -> None:
         if self.settings.version == 1:

@@ -6,7 +6,8 @@ holds at most WINDOW journal events in memory (beyond that only the highest
 offset seen, read later), shapes them (sinks/shaping.py), starts their POSTs
 on libcurl (sinks/delivery.py, sinks/http.py), moves and commits the cursor
 (sinks/cursor.py), reports to the supervisor and obeys its commands
-(docs/internals.md). Signal handlers only set a flag and wake the loop.
+(docs/internals.md; an update's config is checked in sinks/worker_update.py).
+Signal handlers only set a flag and wake the loop.
 
 One thread: a single zmq.Poller waits on the live feed, the supervisor link,
 the wake pipe and libcurl's sockets together, with a timeout that is the
@@ -40,6 +41,7 @@ from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
 from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
+from sinks.worker_update import check_update
 
 log = logging.getLogger("sinks.worker")
 
@@ -408,24 +410,11 @@ class Worker:
 
     def update(self, raw_config, announce: bool) -> None:
         """Apply new node/sink/tuning settings live; announce with eventsink_updated if asked."""
-        try:
-            config = msgspec.convert(raw_config, Config)
-        except (msgspec.ValidationError, TypeError) as exc:
-            log.warning("sink %s: ignoring an update with an unusable config (%s)", self.name, exc)
+        usable = check_update(raw_config, self.name, self.dispatcher.client.key, self._watch)
+        if usable is None:
             return
-        sink = config.sink_named(self.name)
-        if sink is None:
-            log.warning("sink %s: ignoring an update whose config does not have this sink", self.name)
-            return
+        config, sink, client = usable.config, usable.sink, usable.client
         tuning = config.tuning
-        client = None
-        if HttpClient.settings_key(sink, tuning) != self.dispatcher.client.key:
-            try:
-                client = HttpClient(sink, tuning, watch=self._watch)
-            except (OSError, ValueError) as exc:
-                log.error("sink %s: keeping the old connection settings: the new ones are unusable (%s)",
-                          self.name, exc)
-                return
         logs.configure(f"sink:{self.name}", logs.config_secrets(config))
         self.config, self.sink = config, sink
         self.shaper.configure(ShapeSettings.of(config, sink))
