@@ -272,7 +272,7 @@ class HttpClient:
         """When the loop must act at the latest: now while finished POSTs wait for finished() (one
         can end inside kick(), after the loop collected), else libcurl's timer or a watchdog."""
         if self._done:
-            return time.monotonic()
+            return 0.0  # long past: the loop must not sleep (a fresh monotonic() would round up to 1 ms)
         due = self._timer_at
         for t in self._busy.values():
             if due is None or t.deadline < due:

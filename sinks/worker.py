@@ -92,8 +92,6 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.poller = zmq.Poller()  # the feed, the link, the wake pipe and libcurl's sockets
-        self._watched: dict[int, int] = {}  # libcurl's sockets in the poller, and their bits
-        self._watch_changes: dict[int, int] = {}  # what libcurl asked for since the last poll
         self.poller.register(self._wake_r, zmq.POLLIN)
         tuning = config.tuning
         self.dispatcher = Dispatcher(
@@ -115,22 +113,14 @@ class Worker:
             pass  # the pipe is full: the loop is awake anyway
 
     def _watch(self, fd: int, bits: int) -> None:
-        """libcurl's socket callback: FD is to be polled for BITS (0: not at all). Applied before the
-        next poll, so a kept-alive socket that libcurl drops after one POST and takes up again for
-        the next, within one turn, costs no poller change."""
-        self._watch_changes[fd] = bits
-
-    def _sync_watches(self) -> None:
-        for fd, bits in self._watch_changes.items():
-            if self._watched.get(fd, 0) == bits:
-                continue
-            if bits:
-                self.poller.register(fd, bits)  # curl's POLL_IN/POLL_OUT are zmq's POLLIN/POLLOUT
-                self._watched[fd] = bits
-            else:
+        """libcurl's socket callback: keep FD in the poller with the bits it waits for (0: none)."""
+        if bits:
+            self.poller.register(fd, bits)  # curl's POLL_IN/POLL_OUT are zmq's POLLIN/POLLOUT
+        else:
+            try:
                 self.poller.unregister(fd)
-                del self._watched[fd]
-        self._watch_changes.clear()
+            except KeyError:
+                pass
 
     def request_stop(self, stop_event: bool = False) -> None:
         self._stop = True
@@ -178,7 +168,6 @@ class Worker:
         self._report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         try:
             while not self._stop:
-                self._sync_watches()
                 # Rounded up to whole ms: zmq truncates, and a deadline 0.4 ms away would spin.
                 for item, events in poller.poll(math.ceil(self._poll_timeout(time.monotonic()) * 1000)):
                     if item is self.sub:
