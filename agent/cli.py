@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import __version__
+from common.vocabulary import DEFAULT_SCHEMA_FORMAT, SCHEMA_FORMATS
 
 PROG = "eventsink-agent"
 DEFAULT_CONFIG = "/etc/eventsink-agent/agent.toml"
-SCHEMA_FORMATS = ("openapi", "swagger")
 
 log = logging.getLogger("agent.cli")
 
@@ -32,16 +32,6 @@ class OperatorError(Exception):
 
 def _error(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def _optional_module(name: str, what: str) -> Any:
-    """Import NAME now; a build without it is one plain sentence, not a traceback."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            raise OperatorError(f"{what} is not available in this build ({name} is missing)") from None
-        raise
 
 
 # ---------------------------------------------------------------- subcommands
@@ -61,11 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure("supervisor", logs.config_secrets(config))
     for w in result.warnings:
         log.warning("config: %s", w.render(args.config))
-    supervisor_mod = _optional_module("agent.supervisor", "the supervisor")
     from agent.control import ControlSocketError
 
+    supervisor = importlib.import_module("agent.supervisor")
     try:
-        return int(supervisor_mod.Supervisor(args.config, config).run() or 0)
+        return int(supervisor.Supervisor(args.config, config).run() or 0)
     except ControlSocketError as exc:
         _error(str(exc))
         return 1
@@ -96,20 +86,17 @@ def _plural(n: int, word: str) -> str:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    schema = _optional_module("bus.schema", "the event schema")
-    text = schema.render(args.format)
+    text = importlib.import_module("bus.schema").render(args.format)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    demo = _optional_module("agent.demo", "the demo")
-    return int(demo.main(args) or 0)
+    return int(importlib.import_module("agent.demo").main(args) or 0)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    receiver = _optional_module("sinks.receive_command", "the test receiver")
-    return int(receiver.main(args) or 0)
+    return int(importlib.import_module("sinks.receive_command").main(args) or 0)
 
 
 # ---------------------------------------------------------------- parser
@@ -174,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("schema", cmd_schema, "print the event schema document",
             "Print the event schema: every event's envelope and data, per protocol version.")
-    p.add_argument("--format", choices=SCHEMA_FORMATS, default="openapi",
+    p.add_argument("--format", choices=SCHEMA_FORMATS, default=DEFAULT_SCHEMA_FORMAT,
                    help="openapi (OpenAPI 3.x JSON, the default) or swagger (Swagger 2.0 JSON)")
 
     p = add("demo", cmd_demo, "run a self-contained demo and show delivered events live",

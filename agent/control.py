@@ -6,7 +6,7 @@ a live one), the HTTP framing (bounded request heads and bodies, per-request
 read deadline, keep-alive), the fixed route table built from
 `agent.commands.COMMANDS`, and turning results and errors into answers
 (success bodies as INTERFACE 6; errors as `CommandError.body()`; never a
-traceback). The commands themselves live in agent/commands.py.
+traceback). The commands themselves live in agent/commands/, one module each.
 
 Concurrency: one short-lived thread per connection, at most `max_connections`
 at a time, each with a read deadline; a client that connects and sends
@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import stat
+import struct
 import threading
 import time
 import urllib.parse
@@ -29,8 +30,10 @@ from collections import Counter
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
+
 from agent import __version__
-from agent.commands import COMMANDS, Command, RawJSON
+from agent.commands import BODY, CALLER_UID, COMMANDS, Command, RawJSON
 from agent.errors import CommandError
 from common.sockets import drop_connections
 
@@ -192,6 +195,7 @@ class ControlServer:
         with self._lock:
             self._conns.add(conn)
         reader = _Reader(conn, self.read_timeout, self.idle_timeout)
+        caller = peer_uid(conn)
         try:
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
                 if self._stopping.is_set():
@@ -207,7 +211,7 @@ class ControlServer:
                     _send(conn, _response(exc.status, _json_bytes(CommandError(exc.status, exc.message).body()), close=True))
                     return
                 self._count("requests")
-                status, payload, extra = self.dispatch(method, target, body)
+                status, payload, extra = self.dispatch(method, target, body, caller)
                 self._count(f"status:{status}")
                 log.debug("control: %s %s -> %d", method, target[:200], status)
                 if not _send(conn, _response(status, payload, close=close, extra=extra)) or close:
@@ -239,8 +243,8 @@ class ControlServer:
 
     # ---------------------------------------------------------------- routing
 
-    def dispatch(self, method: str, target: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        """One request -> (status, JSON body bytes, extra headers). Never raises."""
+    def dispatch(self, method: str, target: str, body: bytes, caller: int | None = None) -> tuple[int, bytes, dict[str, str]]:
+        """One request (from the client with uid CALLER) -> (status, JSON body bytes, extra headers). Never raises."""
         try:
             command, params, allowed = _route(method, target)
             if command is None:
@@ -248,7 +252,12 @@ class ControlServer:
                     err = CommandError(405, f"{method} is not allowed here; use {', '.join(allowed)}")
                     return 405, _json_bytes(err.body()), {"Allow": ", ".join(allowed)}
                 raise CommandError(404, f"no such resource: {urllib.parse.urlsplit(target).path[:200]}")
-            _check_body(body)
+            if command.body is not None:
+                params[BODY] = _decode_body(body, command.body)
+            else:
+                _check_body(body)
+            if command.wants_caller:
+                params[CALLER_UID] = caller
             result = command.action(self.supervisor, params)
             if isinstance(result, RawJSON):
                 return 200, result.encode(), {}
@@ -315,6 +324,25 @@ def _check_body(body: bytes) -> None:
         doc = None
     if not isinstance(doc, dict):
         raise CommandError(400, "the request body must be empty or a JSON object")
+
+
+def _decode_body(body: bytes, body_type: type) -> Any:
+    """BODY as the command's Struct (an empty body: every field's default); 400 with one plain line otherwise."""
+    try:
+        return msgspec.json.decode(body if body.strip() else b"{}", type=body_type)
+    except msgspec.ValidationError as exc:
+        raise CommandError(400, f"bad request body: {exc}") from None
+    except msgspec.DecodeError:
+        raise CommandError(400, "the request body must be empty or a JSON object") from None
+
+
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED), None when not told."""
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    return struct.unpack("3i", creds)[1]
 
 
 def _json_bytes(value: Any) -> bytes:

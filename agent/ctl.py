@@ -20,7 +20,7 @@ import tomllib
 from typing import Any
 
 from agent import __version__
-from agent.commands import COMMANDS, Command, Reply, Unreachable, UsageError, exit_code
+from agent.commands import COMMANDS, BadValue, Command, Reply, Unreachable, UsageError, exit_code
 from common.config import AgentConfig
 
 PROG = "eventsinkctl"
@@ -66,9 +66,10 @@ class ControlClient:
         reply, _ = self.request(method, path, body)
         return reply.status, reply.body
 
-    def run(self, command: Command, params: dict[str, str] | None = None) -> tuple[Reply, bytes]:
-        """One registered command -> its Reply and the raw answer."""
-        return self.request(command.method, command.request_path(params or {}))
+    def run(self, command: Command, params: dict[str, str] | None = None, query: dict[str, Any] | None = None,
+            body: dict[str, Any] | None = None) -> tuple[Reply, bytes]:
+        """One registered command (path fields, query fields, JSON body) -> its Reply and the raw answer."""
+        return self.request(command.method, command.request_path(params or {}, query), body)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[Reply, bytes]:
         where = self.socket_path
@@ -158,10 +159,29 @@ def build_parser() -> argparse.ArgumentParser:
         helps = dict(command.field_help)
         for field in command.fields:
             p.add_argument(field, metavar=field.upper(), help=helps.get(field))
-        if command.json_output:
-            p.add_argument("--json", action="store_true", help="print the agent's JSON answer as it is")
+        for arg in command.cli:
+            p.add_argument(*arg.flags, **({"dest": arg.field} if arg.flags[0].startswith("-") else {}), **arg.kwargs)
+        p.add_argument("--json", action="store_true", help="print the agent's JSON answer as it is")
         p.set_defaults(command=command)
     return parser
+
+
+def request_parts(command: Command, args: argparse.Namespace) -> tuple[dict, dict, dict | None]:
+    """The path fields, query fields and JSON body (None: none) of COMMAND's request; BadValue on a bad value."""
+    params = {f: getattr(args, f) for f in command.fields}
+    query: dict[str, Any] = {}
+    body: dict[str, Any] = {}
+    for arg in command.cli:
+        value = getattr(args, arg.field, None)
+        if arg.omit_default and value is None:
+            continue
+        if arg.convert is not None:
+            try:
+                value = arg.convert(value)
+            except ValueError as exc:
+                raise BadValue(str(exc)) from None
+        (query if arg.to == "query" else body)[arg.field] = value
+    return params, query, (body if command.body is not None else None)
 
 
 def _print(text: str, stream: Any = None) -> None:
@@ -189,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     args.socket = getattr(args, "socket", None)
     args.config = getattr(args, "config", None)
     command: Command = args.command
-    params = {f: getattr(args, f) for f in command.fields}
     try:
+        params, query, body = request_parts(command, args)
         path = socket_path(args)
-        reply, raw = ControlClient(path).run(command, params)
-    except (Unreachable, UsageError, AgentFailed) as exc:
+        reply, raw = ControlClient(path).run(command, params, query, body)
+    except (Unreachable, UsageError, AgentFailed, BadValue) as exc:
         return fail(str(exc), exc)
     except KeyboardInterrupt:
         return 130

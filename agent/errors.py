@@ -1,5 +1,5 @@
 """The one error type of the control surface, mapped to HTTP statuses (server side)
-and to exit codes (eventsinkctl) in agent/commands.py."""
+and to exit codes (eventsinkctl) in agent/commands/client.py."""
 
 from __future__ import annotations
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from agent.commands import COMMANDS, SCHEMA_FORMATS, Command
+import msgspec
+
+from agent.commands import COMMANDS, Command
+from common.vocabulary import SCHEMA_FORMATS
 from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
 from agent.states import PublisherState
 
@@ -36,7 +39,7 @@ COMMON_ERRORS: dict[int, str] = {
 # Answers particular to a command (beyond 404 for a path naming something unknown).
 COMMAND_ERRORS: dict[str, dict[int, str]] = {
     "reload": {400: "The config file has problems: nothing changed (`problems` lists them)"},
-    "schema": {400: "An unknown `format`", 501: "This build of the agent has no event schema"},
+    "schema": {400: "An unknown `format`"},
 }
 NOT_FOUND = "No such {fields} on this node"
 
@@ -133,8 +136,9 @@ The control API of eventsink-agent: HTTP/1.1 with JSON bodies over the Unix sock
 `[agent] control_socket` (default `/run/eventsink-agent/control.sock`, mode 0660), never TCP. \
 `eventsinkctl` is its client; `curl --unix-socket SOCK http://agent/v1/status` works too.
 
-Commands take their fields from the path and query string. A request body is optional and, \
-when sent, must be a JSON object (at most {MAX_BODY} bytes); no command reads one yet. \
+Commands take their fields from the path and query string, and some from a JSON body (its schema \
+is given with the command); any other request body is optional and, when sent, must be a JSON \
+object. A body is at most {MAX_BODY} bytes. \
 A connection may carry several requests (keep-alive, idle for at most {IDLE_TIMEOUT:g} s). \
 An unknown path is answered 404 and a known path with another method 405 (with `Allow`), \
 both with the error envelope."""
@@ -172,6 +176,10 @@ def operation(command: Command) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": command.name, "summary": command.help, "responses": responses}
     if params := parameters(command):
         op["parameters"] = params
+    if command.body is not None:
+        ref = {"$ref": f"#/components/schemas/{command.body.__name__}"}
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": ref}},
+                             "description": "an empty body takes every field's default"}
     op["x-eventsinkctl"] = command.in_ctl
     return op
 
@@ -182,10 +190,12 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for command in COMMANDS:
         paths.setdefault(command.path, {})[command.method.lower()] = operation(command)
+    bodies = [c.body for c in COMMANDS if c.body is not None]
+    _, body_schemas = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
     return {
         "openapi": "3.1.0",
         "info": {"title": "eventsink-agent control API", "version": API_VERSION, "description": DESCRIPTION},
         "servers": [{"url": "http://agent", "description": "any host name: the connection goes to the Unix socket"}],
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM}},
+        "components": {"schemas": {"Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, **body_schemas}},
     }

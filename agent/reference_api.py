@@ -15,7 +15,7 @@ from agent.openapi import openapi_document
 INTRO = """\
 # Control API
 
-Generated from the command registry (`agent/commands.py`) by `python -m agent.reference --write`:
+Generated from the command registry (`agent/commands/`) by `python -m agent.reference --write`:
 do not edit by hand. The same document, as OpenAPI 3.1, is [openapi.json](openapi.json) and is
 served by the agent at `GET /v1/openapi.json`.
 """

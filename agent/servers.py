@@ -10,10 +10,8 @@ from agent.runtime import StartupError
 
 def start_control(path: str, supervisor):
     """A running ControlServer for SUPERVISOR on the unix socket PATH."""
-    try:
-        from agent.control import ControlServer
-    except ImportError as exc:
-        raise StartupError(f"the control socket is not available in this build ({exc})") from None
+    from agent.control import ControlServer
+
     try:
         server = ControlServer(path, supervisor)
         server.start()

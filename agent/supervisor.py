@@ -1,7 +1,7 @@
 """The supervisor process's main loop (gunicorn arbiter style): it starts the
 broker and one worker per sink (agent/fleet.py, agent/child.py), and then,
 until a graceful stop has finished, sleeps until something happens and acts
-on it: a child's report (agent/publishers.py), a command (agent/commands.py),
+on it: a child's report (agent/publishers.py), a command (agent/commands/),
 a child's exit, or a deadline.
 
 Signal handlers and the control server only put a command on the queue and

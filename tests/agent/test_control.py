@@ -11,11 +11,11 @@ import stat
 import subprocess
 import threading
 import time
-import types
 
 import pytest
 
-from agent import commands
+from agent.commands import unit as command_unit
+from bus import schema as bus_schema
 from agent.control import ControlServer, ControlSocketError
 from agent.ctl import ControlClient
 from agent.errors import CommandError
@@ -196,15 +196,9 @@ def test_query_string_does_not_change_routing(server):
 
 
 def test_absolute_form_target_keeps_its_query(server, monkeypatch):
-    monkeypatch.setattr(commands, "load_schema_module", lambda: types.SimpleNamespace(render=lambda fmt: json.dumps(fmt)))
+    monkeypatch.setattr(bus_schema, "render", lambda fmt: json.dumps(fmt))
     raw = raw_exchange(server.path, b"GET http://agent/v1/schema?format=swagger HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert status_line(raw) == 200 and json_body(raw) == "swagger"
-
-
-def test_schema_missing_module_is_501(server, monkeypatch):
-    monkeypatch.setattr(commands, "load_schema_module", lambda: None)
-    code, body = client(server).call("GET", "/v1/schema")
-    assert code == 501 and "schema" in body["error"]
 
 
 def test_schema_renders_requested_format(server, monkeypatch):
@@ -214,7 +208,7 @@ def test_schema_renders_requested_format(server, monkeypatch):
         asked.append(fmt)
         return json.dumps({"openapi": "3.1.0"} if fmt == "openapi" else {"swagger": "2.0"})
 
-    monkeypatch.setattr(commands, "load_schema_module", lambda: types.SimpleNamespace(render=render))
+    monkeypatch.setattr(bus_schema, "render", render)
     assert client(server).call("GET", "/v1/schema") == (200, {"openapi": "3.1.0"})
     assert client(server).call("GET", "/v1/schema?format=swagger") == (200, {"swagger": "2.0"})
     code, body = client(server).call("GET", "/v1/schema?format=yaml")
@@ -235,7 +229,7 @@ def test_supervisor_exception_is_plain_500(server, supervisor, caplog):
 
 
 def test_supervisor_not_answering_is_503(server, supervisor, monkeypatch):
-    monkeypatch.setattr(commands, "SUPERVISOR_TIMEOUT", 0.2)
+    monkeypatch.setattr(command_unit, "SUPERVISOR_TIMEOUT", 0.2)
     supervisor.hang = True
     code, body = client(server).call("GET", "/v1/status")
     assert code == 503 and "did not answer" in body["error"]

@@ -1,0 +1,31 @@
+"""`alarms`: the active alarms (INTERFACE 6, `GET /v1/alarms`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.commands.unit import Command
+from agent.render import cell as _cell
+from agent.render import format_time, table
+
+
+def alarms(supervisor: Any, params: dict[str, Any]) -> list:
+    return [a.as_dict() for a in supervisor.alarms.active()]
+
+
+def render_alarms(body: Any) -> str:
+    if not body:
+        return "no active alarms"
+    if not isinstance(body, list):
+        return _cell(body)
+    rows = [
+        [_cell(a.get("name")), _cell(a.get("sink")), format_time(a.get("raised_at")), _cell(a.get("detail"))]
+        for a in body
+        if isinstance(a, dict)
+    ]
+    return table(["ALARM", "SINK", "RAISED AT", "DETAIL"], rows)
+
+
+ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", alarms, render_alarms)
+
+
