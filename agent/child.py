@@ -192,6 +192,15 @@ class Child:
         """Figures of a process that is gone join the base."""
 
 
+@dataclass(frozen=True)
+class ReplayStart:
+    """Where a replay begins: the first journal offset to send again, and the sink's cursor shadow,
+    which must go with the old cursor (it vouches for acknowledgements above it)."""
+
+    offset: int
+    shadow_file: str
+
+
 class SinkChild(Child):
     """One sink at this node: its config, its worker process, its publisher state, its figures.
 
@@ -216,6 +225,8 @@ class SinkChild(Child):
         self.given_view: tuple | None = None
         self.given_digest: str | None = None
         self.wanted_digest: str | None = None
+        # A replay's start (agent/commands/replay.py): placed on the cursor when the next worker spawns.
+        self.replay_start: ReplayStart | None = None
 
     @property
     def process_name(self) -> str:

@@ -20,6 +20,7 @@ from common.config import ConfigError, SinkConfig
 from common.internal import CHILD_GRACE, worker_identity
 from agent.child import BrokerChild, Child, SinkChild
 from agent.processes import exit_description
+from sinks import shadow
 from agent.states import PublisherState
 
 log = logging.getLogger("agent.supervisor")
@@ -70,6 +71,8 @@ class Fleet:
     # ---------------------------------------------------------------- starting
 
     def spawn(self, child: Child, now: float, *, automatic: bool = False) -> None:
+        if isinstance(child, SinkChild) and child.replay_start is not None:
+            self._place_replay(child)
         try:
             child.spawn(self.launcher, self.spec_for(child), now, automatic=automatic)
         except (ConfigError, OSError) as exc:
@@ -94,6 +97,18 @@ class Fleet:
         child.pending_spawn = True
         if child.retiring is None and not self._name_busy(child):
             self.spawn(child, now)
+
+    def _place_replay(self, child: SinkChild) -> None:
+        """Move a replaying sink's cursor back to just below its window. Only here: no worker of the
+        sink runs, so none can commit its old cursor over the new one."""
+        start, child.replay_start = child.replay_start, None
+        try:
+            self.journal.set_cursor(child.name, start.offset - 1)
+        except sqlite3.Error as exc:
+            log.error("sink %s: replay not started: its cursor cannot be moved: %s", child.name, exc)
+            return
+        shadow.discard(start.shadow_file)
+        log.info("sink %s: replaying from journal offset %d", child.name, start.offset)
 
     def _name_busy(self, child: Child) -> bool:
         """A removed sink of CHILD's name still has a worker shutting down (never so for the broker,

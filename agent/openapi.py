@@ -40,6 +40,7 @@ COMMON_ERRORS: dict[int, str] = {
 COMMAND_ERRORS: dict[str, dict[int, str]] = {
     "reload": {400: "The config file has problems: nothing changed (`problems` lists them)"},
     "schema": {400: "An unknown `format`"},
+    "replay": {400: "A `since` that is not a usable TIME"},
 }
 NOT_FOUND = "No such {fields} on this node"
 
@@ -114,6 +115,17 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "needs_restart": {**_STRINGS, "description": "`agent.KEY`s that apply only after a restart of the agent"},
         },
     },
+    "replay": {
+        "type": "object",
+        "required": ["events", "since", "oldest_retained"],
+        "properties": {
+            "events": {**_COUNT, "description": "retained events accepted at or after `since`: what is sent again"},
+            "since": {"type": "string", "description": "ISO 8601 UTC"},
+            "oldest_retained": {"type": ["string", "null"],
+                                "description": "ISO 8601 UTC: how far back a replay can reach; null when nothing is retained"},
+            "dry_run": {"type": "boolean"},
+        },
+    },
     "schema": {"type": "object", "description": "the event schema as an OpenAPI 3 or Swagger 2 document"},
     "openapi": {"type": "object", "required": ["openapi", "paths"], "description": "this document"},
 }
@@ -178,8 +190,9 @@ def operation(command: Command) -> dict[str, Any]:
         op["parameters"] = params
     if command.body is not None:
         ref = {"$ref": f"#/components/schemas/{command.body.__name__}"}
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": ref}},
-                             "description": "an empty body takes every field's default"}
+        required = any(f.required for f in msgspec.structs.fields(command.body))
+        op["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref}},
+                             "description": "a JSON object; a field left out takes its default"}
     op["x-eventsinkctl"] = command.in_ctl
     return op
 

@@ -4,8 +4,9 @@ the time it was raised (ISO 8601 UTC) and a detail line for operators."""
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
+
+from common.timespec import iso_utc  # noqa: F401 - alarms are stamped with it; callers import it here
 
 MAX_BACKOFF = "Eventsink Reached Maximum Backoff"
 MAX_CONCURRENT_POSTS = "Eventsink Reached Maximum Concurrent POSTs"
@@ -13,12 +14,6 @@ JOURNAL_FULL = "Eventsink Journal Full"
 
 SINK_ALARMS = (MAX_BACKOFF, MAX_CONCURRENT_POSTS)
 NODE_ALARMS = (JOURNAL_FULL,)
-
-
-def iso_utc(wall: float) -> str:
-    """Unix time as ISO 8601 UTC, e.g. '2024-05-01T12:00:00.250Z'."""
-    stamp = datetime.datetime.fromtimestamp(wall, tz=datetime.timezone.utc)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

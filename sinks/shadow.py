@@ -95,3 +95,26 @@ class CursorShadow:
         if not self._map.closed:
             self._slots.release()
             self._map.close()
+
+
+def peek_mark(path: str, epoch: str, committed: int) -> int:
+    """Read-only, for the supervisor: the low-water mark the shadow at PATH vouches for, given the
+    SQLite cursor COMMITTED (COMMITTED itself when there is no valid shadow)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER.size)
+    except OSError:
+        return committed
+    if len(head) != _HEADER.size:
+        return committed
+    magic, fmt, found_epoch, base, mark = _HEADER.unpack(head)
+    valid = magic == MAGIC and fmt == FORMAT and found_epoch == epoch.encode("ascii")[:16].ljust(16, b"0")
+    return max(committed, mark) if valid and base == committed else committed
+
+
+def discard(path: str) -> None:
+    """Delete the shadow at PATH (its sink's cursor is being moved back while no worker runs)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

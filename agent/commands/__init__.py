@@ -16,6 +16,7 @@ from agent.commands.client import (
 )
 from agent.commands.openapi_doc import OPENAPI
 from agent.commands.reload import RELOAD
+from agent.commands.replay import REPLAY
 from agent.commands.restart import RESTART
 from agent.commands.schema import SCHEMA
 from agent.commands.shutdown import SHUTDOWN
@@ -24,7 +25,7 @@ from agent.commands.unit import BODY, CALLER_UID, CliArg, Command, RawJSON, ask
 from agent.render import format_seconds, format_time, table
 from common.vocabulary import SCHEMA_FORMATS
 
-COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, SCHEMA, OPENAPI)  # on the control socket
+COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, REPLAY, SCHEMA, OPENAPI)  # on the control socket
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
 
 
@@ -34,7 +35,7 @@ def command_named(name: str) -> Command | None:
 
 __all__ = [
     "ALARMS", "BODY", "CALLER_UID", "COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE",
-    "LOOP_COMMANDS", "OPENAPI", "RELOAD", "RESTART", "SCHEMA", "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
+    "LOOP_COMMANDS", "OPENAPI", "RELOAD", "REPLAY", "RESTART", "SCHEMA", "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
     "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "RawJSON", "Reply", "Unreachable", "UsageError", "ask",
     "command_named", "exit_code", "format_seconds", "format_time", "render_status", "table",
 ]
