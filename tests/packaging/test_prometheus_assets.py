@@ -29,6 +29,9 @@ CONTRACT_METRICS = {
     "eventsink_alarm_active": "gauge",
     "eventsink_worker_restarts_total": "counter",
     "eventsink_journal_bytes": "gauge",
+    "eventsink_journal_retained_events": "gauge",
+    "eventsink_dead_letters_total": "counter",
+    "eventsink_dead_letter_events": "gauge",
 }
 ALARMS = ("Eventsink Reached Maximum Backoff", "Eventsink Reached Maximum Concurrent POSTs", "Eventsink Journal Full")
 
@@ -72,6 +75,7 @@ def test_rules_cover_every_alarm_and_use_only_contract_metrics():
     assert "eventsink_publisher_running == 0" in text
     assert "deriv(eventsink_backlog_events[10m]) > 0 and eventsink_backlog_events > 0" in text
     assert 'rate(eventsink_post_attempts_total{outcome!="success"}[5m])' in text
+    assert "eventsink_dead_letter_events > 0" in text and "increase(eventsink_dead_letters_total[15m])" in text
 
 
 def test_the_dashboard_shows_delivery_backlog_failures_latency_and_alarms():
@@ -84,6 +88,8 @@ def test_the_dashboard_shows_delivery_backlog_failures_latency_and_alarms():
     for q in ("0.5", "0.99"):
         assert any(f"histogram_quantile({q}," in e and "eventsink_event_age_seconds_bucket" in e for e in exprs), q
     assert any("eventsink_alarm_active" in e and "sink" in e and "alarm" in e for e in exprs)
+    assert any("eventsink_dead_letter_events" in e for e in exprs)
+    assert any("eventsink_journal_retained_events" in e for e in exprs)
     with open(DASHBOARD, encoding="utf-8") as fh:
         dash = json.load(fh)
     ids = [p["id"] for p in dash["panels"]]
