@@ -227,6 +227,7 @@ class SinkChild(Child):
         self.wanted_digest: str | None = None
         # A replay's start (agent/commands/replay.py): placed on the cursor when the next worker spawns.
         self.replay_start: ReplayStart | None = None
+        self.dead_letters = 0  # held in the journal (agent/publishers.py refreshes it)
 
     @property
     def process_name(self) -> str:

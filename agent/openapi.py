@@ -41,6 +41,8 @@ COMMAND_ERRORS: dict[str, dict[int, str]] = {
     "reload": {400: "The config file has problems: nothing changed (`problems` lists them)"},
     "schema": {400: "An unknown `format`"},
     "replay": {400: "A `since` that is not a usable TIME"},
+    "redrive": {404: "An id that names none of the sink's dead letters (nothing is redriven)"},
+    "discard": {404: "No such dead letter"},
 }
 NOT_FOUND = "No such {fields} on this node"
 
@@ -67,6 +69,7 @@ SINK_STATUS = {
         "last_attempted_restart": {"type": ["string", "null"], "description": "ISO 8601 UTC; null before any restart"},
         "alarms": {**_STRINGS, "description": "names of the sink's active alarms"},
         "restarts": _COUNT,
+        "dead_letters": {**_COUNT, "description": "dead letters the sink holds"},
     },
 }
 ALARM = {
@@ -77,6 +80,19 @@ ALARM = {
         "sink": {"type": ["string", "null"], "description": "null for a node's own alarm"},
         "raised_at": {"type": "string", "description": "ISO 8601 UTC"},
         "detail": {"type": "string"},
+    },
+}
+DEAD_LETTER = {
+    "type": "object",
+    "required": ["id", "event", "accepted_at", "attempts", "status", "detail"],
+    "properties": {
+        "id": {"type": "string", "description": "the event's webhook-id"},
+        "event": {"type": "string"},
+        "accepted_at": {"type": "string", "description": "ISO 8601 UTC: when the bus accepted it"},
+        "attempts": {**_COUNT, "description": "POSTs it was refused in a row"},
+        "status": {"type": ["integer", "null"], "description": "the last refusal's HTTP status"},
+        "detail": {"type": "string", "description": "the last refusal's reason and up to 200 characters of the answer"},
+        "redrive": {"type": "boolean", "description": "marked to be sent again by the next worker"},
     },
 }
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -126,6 +142,9 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "dry_run": {"type": "boolean"},
         },
     },
+    "dead-letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}},
+    "redrive": {"type": "object", "required": ["redriven"], "properties": {"redriven": _COUNT}},
+    "discard": {"type": "object", "required": ["discarded"], "properties": {"discarded": {"type": "string"}}},
     "schema": {"type": "object", "description": "the event schema as an OpenAPI 3 or Swagger 2 document"},
     "openapi": {"type": "object", "required": ["openapi", "paths"], "description": "this document"},
 }
@@ -210,5 +229,5 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "eventsink-agent control API", "version": API_VERSION, "description": DESCRIPTION},
         "servers": [{"url": "http://agent", "description": "any host name: the connection goes to the Unix socket"}],
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, **body_schemas}},
+        "components": {"schemas": {"Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, "DeadLetter": DEAD_LETTER, **body_schemas}},
     }

@@ -46,6 +46,7 @@ def sink_status(supervisor: Any, child: Any) -> dict:
         "last_attempted_restart": child.last_attempted_restart,
         "alarms": [a.name for a in supervisor.alarms.for_sink(child.name)],
         "restarts": child.restarts,
+        "dead_letters": child.dead_letters,
     }
 
 
