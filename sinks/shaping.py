@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
+import orjson
 
 from common.config import Config, SinkConfig
 from common.logs import RateLimited
@@ -54,6 +55,9 @@ class Post:
     offsets: tuple[int, ...]  # journal offsets done once it is delivered
     times: tuple[float, ...]  # publish time of each event inside (event_age)
     entered: float = 0.0  # monotonic time it entered the send order
+    strikes: int = 0  # answers in a row with a dead-letter status (sinks/dead_letters.py)
+    dead_letter: int = 0  # a redriven dead letter: its journal offset (0: not one)
+    parts: tuple["Post", ...] = ()  # a bulk envelope: the Posts inside (to split it)
 
     @property
     def count(self) -> int:
@@ -173,6 +177,15 @@ class Shaper:
         wall = self.wall_clock() if wall is None else wall
         webhook_id = f"{self.epoch}-{self.sink}-{name.removeprefix(RESERVED_PREFIX)}-{self.new_id()}"
         return self._post(name, (), envelope.json_time(wall), b"{}", webhook_id, wall, now)
+
+    def redriven(self, offset: int, sent_body: bytes, webhook_id: str, now: float) -> Post:
+        """A dead letter sent again: the envelope it was set aside with (SENT_BODY), under the next seq,
+        with its original webhook-id; returned, not emitted. Its journal offset is done already."""
+        self.seq += 1
+        doc = orjson.loads(sent_body)
+        doc["seq"] = self.seq
+        return Post(self.seq, str(doc.get("event", "")), orjson.dumps(doc), webhook_id, (), (0.0,), now,
+                    dead_letter=offset)
 
     # ------------------------------------------------------------ the media-stream cache
 
@@ -312,4 +325,5 @@ def wrap(batch: list[Post], version: int, wall: float | None = None) -> Post:
     offsets = tuple(offset for p in batch for offset in p.offsets)
     times = tuple(t for p in batch for t in p.times)
     body = envelope.bulk(version, _time.time() if wall is None else wall, [p.body for p in batch])
-    return Post(first.seq, BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered)
+    return Post(first.seq, BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered,
+                parts=tuple(batch))

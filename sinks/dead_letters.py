@@ -1,0 +1,122 @@
+"""One worker's dead letters (INTERFACE 5, `dead_letter_after`): the strikes
+an event collects, setting it aside, and sending redriven ones again.
+
+`DeadLetters.judge` is the dispatcher's word on a failed POST (sinks/delivery.py
+asks it before queueing the retry):
+- an answer whose status is not in `dead_letter_statuses` (a 500, a timeout, a
+  401) resets the event's strikes: the sink retries it with backoff, as always;
+- a bulk envelope of several events answered with such a status is split in
+  halves (each re-wrapped with the inner events' own seqs) and both are retried,
+  recursively, so the one event the receiver refuses ends alone in an envelope
+  before anything gets a strike. 413 (too large) is the case the contract
+  names; any other poison status is hunted down the same way, since the
+  receiver's answer does not say which inner event it refused;
+- a single event answered so for the `dead_letter_after`-th time in a row is
+  set aside: written to the journal's dead-letter table (bus/journal.py) with
+  the envelope as sent, the status and up to 200 characters of the answer,
+  logged on support.events, counted, and released: its journal offsets are done
+  (the cursor moves on; its seq stays used). Only once the row is written: a
+  journal that refuses it leaves the event to be retried.
+Setting an event aside does not touch the backoff (only a success resets it),
+so a receiver that refuses everything still ends in the Maximum Backoff alarm.
+
+Redriven dead letters (marked by the supervisor, agent/commands/dead_letters.py)
+are read when the worker starts and sent first; a delivered one is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Callable
+
+from common.config import SinkConfig
+from common.logs import SUPPORT
+from sinks.http import Result
+from sinks.shaping import Post, Shaper, wrap
+
+log = logging.getLogger("sinks.worker")
+support = logging.getLogger(SUPPORT)
+
+ANSWER_SHOWN = 200  # characters of the receiver's answer kept with a dead letter
+
+
+class DeadLetters:
+    """The dead letters of one sink's worker (its own journal connection does the writing)."""
+
+    def __init__(self, sink: SinkConfig, reader, version: int, accepted_at: Callable[[int], float | None]):
+        self.name = sink.name
+        self.reader = reader
+        self.version = version
+        self._accepted_at = accepted_at
+        self.configure(sink)
+        self.released: deque[Post] = deque()  # set aside: their offsets are done, not delivered
+        self.set_aside = 0  # events set aside by this worker (eventsink_dead_letters_total)
+        self.redriven = 0  # redriven dead letters delivered by this worker
+
+    def configure(self, sink: SinkConfig) -> None:
+        self.after = sink.dead_letter_after
+        self.statuses = frozenset(sink.dead_letter_statuses)
+        self.version = sink.version
+
+    # ------------------------------------------------------------ judging a failure
+
+    def judge(self, post: Post, result: Result) -> tuple[Post, ...]:
+        """What to retry after POST failed with RESULT: itself, its two halves, or nothing (set aside)."""
+        if self.after <= 0 or result.status not in self.statuses:
+            post.strikes = 0
+            return (post,)
+        if len(post.parts) > 1:
+            half = len(post.parts) // 2
+            return (wrap(list(post.parts[:half]), self.version), wrap(list(post.parts[half:]), self.version))
+        post.strikes += 1
+        if post.strikes < self.after or not self._set_aside(post, result):
+            return (post,)
+        self.released.append(post)
+        return ()
+
+    def _set_aside(self, post: Post, result: Result) -> bool:
+        single = post.parts[0] if post.parts else post
+        offset = single.dead_letter or (single.offsets[0] if single.offsets else 0)
+        if not offset:
+            return False  # an agent-made lifecycle event is never set aside
+        answer = result.answer.decode("utf-8", "replace")
+        answer = " ".join(answer.split())[:ANSWER_SHOWN]
+        detail = f"{result.detail}: {answer}" if answer else result.detail
+        accepted = self._accepted_at(offset)
+        try:
+            self.reader.set_aside(offset, single.event, single.body, accepted if accepted is not None else 0.0,
+                                  single.webhook_id, single.event, post.strikes, result.status, detail)
+        except sqlite3.Error as exc:
+            log.warning("sink %s: cannot set event %s aside (retrying it): %s", self.name, single.webhook_id, exc)
+            return False
+        self.set_aside += 1
+        support.warning("sink %s: event %s (%s, webhook-id %s) set aside as a dead letter after %d answers "
+                        "of HTTP %s: %s", self.name, offset, single.event, single.webhook_id, post.strikes,
+                        result.status, answer or "no answer body")
+        return True
+
+    # ------------------------------------------------------------ redrive
+
+    def redriven_posts(self, shaper: Shaper, now: float) -> list[Post]:
+        """The dead letters marked for redrive, in their original order, as Posts under new seqs."""
+        try:
+            rows = self.reader.redrive_rows()
+        except sqlite3.Error as exc:
+            log.warning("sink %s: cannot read the dead letters to redrive (they stay marked): %s", self.name, exc)
+            return []
+        posts = [shaper.redriven(offset, body, webhook_id, now) for offset, _topic, body, webhook_id in rows]
+        if posts:
+            log.info("sink %s: sending %d redriven dead letters first", self.name, len(posts))
+        return posts
+
+    def delivered(self, post: Post) -> None:
+        """POST was acknowledged: a redriven dead letter inside it is no longer held."""
+        for single in post.parts or (post,):
+            if single.dead_letter:
+                try:
+                    self.reader.forget_dead_letter(single.dead_letter)
+                    self.redriven += 1
+                except sqlite3.Error as exc:
+                    log.warning("sink %s: a redriven dead letter was delivered but stays listed: %s", self.name, exc)
