@@ -249,6 +249,7 @@ class Receiver:
         self._cond = threading.Condition(threading.RLock())
         self._status, self._headers, self._delay = 200, {}, 0.0
         self._script: Script | None = None
+        self._refuse: Callable[[dict], int | None] | None = None
         self._index = 0
         self._seq: dict[tuple[str, str], _SeqTrack] = {}
         self._seen_ids: set[str] = set()
@@ -328,6 +329,12 @@ class Receiver:
         with self._cond:
             self._script = fn
 
+    def refuse(self, fn: Callable[[dict], int | None] | None) -> None:
+        """fn(envelope) -> a status to refuse that POST with (a bulk envelope: look inside), or None to answer
+        as usual: a receiver whose schema does not know some event (tests of dead letters)."""
+        with self._cond:
+            self._refuse = fn
+
     # waiting -------------------------------------------------------------
     def wait_for(self, pred: Callable[["Receiver"], Any], timeout: float = 10.0) -> bool:
         with self._cond:
@@ -398,6 +405,10 @@ class Receiver:
         ):
             req.problem, req.kind = "eventsink_bulk without a list of envelopes in data", "bad_request"
             return 400, {}, delay, None
+        refuse = self._refuse
+        if refuse is not None and (refused := refuse(envelope)):
+            req.problem, req.kind = f"refused by this receiver's rule (HTTP {refused})", "refused"
+            return refused, {}, delay, None
         return status, headers, delay, envelope
 
     def _check_auth(self, req: ReceivedRequest) -> str | None:
