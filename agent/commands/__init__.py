@@ -11,6 +11,7 @@ signals and the agent itself give (shutdown).
 from __future__ import annotations
 
 from agent.commands.alarms import ALARMS
+from agent.commands.attempts import ATTEMPTS
 from agent.commands.client import (
     EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BadValue, Reply, Unreachable, UsageError, exit_code,
 )
@@ -24,7 +25,7 @@ from agent.commands.unit import BODY, CALLER_UID, CliArg, Command, RawJSON, ask
 from agent.render import format_seconds, format_time, table
 from common.vocabulary import SCHEMA_FORMATS
 
-COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, SCHEMA, OPENAPI)  # on the control socket
+COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, ATTEMPTS, SCHEMA, OPENAPI)  # on the control socket
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
 
 
@@ -33,7 +34,7 @@ def command_named(name: str) -> Command | None:
 
 
 __all__ = [
-    "ALARMS", "BODY", "CALLER_UID", "COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE",
+    "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE",
     "LOOP_COMMANDS", "OPENAPI", "RELOAD", "RESTART", "SCHEMA", "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
     "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "RawJSON", "Reply", "Unreachable", "UsageError", "ask",
     "command_named", "exit_code", "format_seconds", "format_time", "render_status", "table",

@@ -32,14 +32,15 @@ def test_registry_names_and_routes_are_unique():
 def test_contract_routes():
     assert {(c.method, c.path) for c in COMMANDS} == {
         ("GET", "/v1/status"), ("GET", "/v1/alarms"), ("POST", "/v1/sinks/{sink}/restart"),
-        ("POST", "/v1/reload"), ("GET", "/v1/schema"), ("GET", "/v1/openapi.json"),
+        ("POST", "/v1/reload"), ("GET", "/v1/sinks/{sink}/attempts"), ("GET", "/v1/schema"),
+        ("GET", "/v1/openapi.json"),
     }
 
 
 def test_server_routes_and_ctl_subcommands_come_from_the_registry():
     assert [c for c, _ in ROUTES] == list(COMMANDS)
     sub = next(a for a in build_parser()._actions if a.dest == "command_name")
-    assert set(sub.choices) == {c.name for c in COMMANDS if c.in_ctl} == {"status", "alarms", "restart", "reload"}
+    assert set(sub.choices) == {c.name for c in COMMANDS if c.in_ctl} == {"status", "alarms", "restart", "reload", "attempts"}
 
 
 def test_fields_come_from_the_path():
