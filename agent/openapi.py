@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 from agent.commands import COMMANDS, Command
-from common.vocabulary import SCHEMA_FORMATS
+from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
+from agent.commands.attempts import ANSWER_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT
 from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
 from agent.states import PublisherState
 
@@ -43,6 +44,10 @@ COMMAND_ERRORS: dict[str, dict[int, str]] = {
     "replay": {400: "A `since` that is not a usable TIME"},
     "redrive": {404: "An id that names none of the sink's dead letters (nothing is redriven)"},
     "discard": {404: "No such dead letter"},
+    "attempts": {
+        400: "A `limit` that is not a whole number of at least 1",
+        503: f"The sink's worker exited, is not connected yet, or did not answer within {ANSWER_TIMEOUT:g} s",
+    },
 }
 NOT_FOUND = "No such {fields} on this node"
 
@@ -95,6 +100,22 @@ DEAD_LETTER = {
         "redrive": {"type": "boolean", "description": "marked to be sent again by the next worker"},
     },
 }
+ATTEMPT = {
+    "type": "object",
+    "required": ["at", "seq", "events", "webhook_id", "outcome", "status", "duration", "detail"],
+    "additionalProperties": False,
+    "properties": {
+        "at": {"type": "string", "description": "the end of the attempt, ISO 8601 UTC with milliseconds"},
+        "seq": {"type": "integer", "description": "the POST's seq; a bulk envelope: that of its first inner event"},
+        "events": {"type": "integer", "minimum": 1, "description": "events inside the POST"},
+        "webhook_id": {"type": "string"},
+        "outcome": {"type": "string", "enum": list(POST_OUTCOMES)},
+        "status": {"type": ["integer", "null"], "description": "the HTTP status; null without an answer"},
+        "duration": {"type": "number", "minimum": 0, "description": "seconds"},
+        "detail": {"type": "string", "description": "a failure's reason, as support.events gives it (never "
+                   "credentials); for a success `HTTP` and its status, e.g. `HTTP 200`"},
+    },
+}
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "status": {
         "type": "object",
@@ -145,11 +166,17 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "dead-letters": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}},
     "redrive": {"type": "object", "required": ["redriven"], "properties": {"redriven": _COUNT}},
     "discard": {"type": "object", "required": ["discarded"], "properties": {"discarded": {"type": "string"}}},
+    "attempts": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Attempt"}, "maxItems": MAX_LIMIT,
+        "description": "the sink's most recent POST attempts since its worker started, newest first",
+    },
     "schema": {"type": "object", "description": "the event schema as an OpenAPI 3 or Swagger 2 document"},
     "openapi": {"type": "object", "required": ["openapi", "paths"], "description": "this document"},
 }
 QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "format": {"type": "string", "enum": list(SCHEMA_FORMATS), "default": SCHEMA_FORMATS[0]},
+    "limit": {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT,
+              "description": f"a larger value than {MAX_LIMIT} is taken as {MAX_LIMIT}"},
 }
 ERROR_SCHEMA = {
     "type": "object",
@@ -229,5 +256,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "eventsink-agent control API", "version": API_VERSION, "description": DESCRIPTION},
         "servers": [{"url": "http://agent", "description": "any host name: the connection goes to the Unix socket"}],
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, "DeadLetter": DEAD_LETTER, **body_schemas}},
+        "components": {"schemas": {
+            "Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, "Attempt": ATTEMPT,
+            "DeadLetter": DEAD_LETTER, **body_schemas,
+        }},
     }

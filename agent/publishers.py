@@ -2,9 +2,12 @@
 report into its publisher state and sink alarms (stopping the publisher of a
 sink in alarm, with stop_publisher resent while the worker still says it
 runs), a broker report into the journal alarm, and keeping each worker's
-config up to date (an `update` it missed is sent on its next report).
+config up to date (an `update` it missed is sent on its next report); a
+worker's answer to `attempts` goes to the request waiting for it
+(agent/commands/attempts.py).
 
-The one place a link message becomes a typed report is `common.link.parse_report`.
+The one place a link message becomes a typed report or answer is
+`common.link.parse_message`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from common import config as config_mod
 from common.config import Config, ConfigError
 from common.http_options import credentials_digest
 from common.internal import BROKER_IDENTITY, worker_identity
-from common.link import BrokerReport, WorkerReport, parse_report
+from common.link import AttemptsAnswer, BrokerReport, WorkerReport, parse_message
 from common.logs import SUPPORT
 from agent.child import SinkChild
+from agent.commands.attempts import AttemptAsks
 from agent.states import STOPPABLE_STATES, PublisherState
 from alarms import rules
 from alarms.registry import JOURNAL_FULL
@@ -41,18 +45,19 @@ class Publishers:
 
     def __init__(self, supervisor) -> None:
         self.sup = supervisor  # for config, fleet, alarms, link and clock: read on every use
+        self.attempts = AttemptAsks(supervisor)  # `attempts` requests waiting for a worker's answer
 
     # ---------------------------------------------------------------- reports
 
     def on_message(self, identity: bytes, msg: dict) -> None:
         link = self.sup.link
-        if msg.get("type") != "report":
-            link.note_bad(identity, f"message type {str(msg.get('type'))[:40]!r}")
-            return
         try:
-            report = parse_report(msg)
+            report = parse_message(msg)
         except ValueError as exc:
             link.note_bad(identity, str(exc)[:200])
+            return
+        if isinstance(report, AttemptsAnswer):
+            self.attempts.answered(identity, report)
             return
         if isinstance(report, BrokerReport):
             if identity == BROKER_IDENTITY:
@@ -134,6 +139,17 @@ class Publishers:
                 and child.report is not None and child.report.publisher == "running"):
             return child.stop_sent_at + STOP_RESEND_INTERVAL
         return None
+
+    def deadlines(self) -> list[float]:
+        """The loop's deadlines of this side: stop_publisher resends, attempts requests' answers."""
+        due = [d for d in map(self.stop_resend_at, self.sup.fleet.sinks.values()) if d is not None]
+        asked = self.attempts.deadline()
+        return due if asked is None else [*due, asked]
+
+    def on_deadlines(self) -> None:
+        """Each turn: resend what is due, and fail the attempts requests whose worker went or was too slow."""
+        self.resend_stops()
+        self.attempts.expire(self.sup.clock.monotonic())
 
     def resend_stops(self) -> None:
         now = self.sup.clock.monotonic()

@@ -10,8 +10,8 @@ ROUTER); the loop alone changes state. SIGTERM/SIGINT queue `shutdown`,
 SIGHUP queues `reload`. There is no tick: children report on change plus a
 slow heartbeat (common/internal.py), child exits wake the loop through their
 pidfd (agent/processes.py), and the poll timeout is the soonest real deadline
-(a restart after its backoff, a SIGKILL, a stop_publisher to resend). Every
-duration comes from the injected clock.
+(a restart after its backoff, a SIGKILL, a stop_publisher to resend, a
+worker's answer to `attempts`). Every duration comes from the injected clock.
 """
 
 from __future__ import annotations
@@ -225,14 +225,14 @@ class Supervisor:
             self._run_queued()
             self._guard(self._reap)
             self._guard(self.fleet.tick, self.clock.monotonic())
-            self._guard(self.publishers.resend_stops)
+            self._guard(self.publishers.on_deadlines)
             return self.fleet.stopping is not None and self.fleet.stopping.done
 
     def _poll_timeout(self) -> float | None:
         """Seconds until the soonest deadline; None (sleep until woken) when there is none."""
         now = self.clock.monotonic()
         deadlines = [d for d in self.fleet.deadlines() if d is not None]
-        deadlines += [d for d in map(self.publishers.stop_resend_at, self.fleet.sinks.values()) if d is not None]
+        deadlines += self.publishers.deadlines()  # stop_publisher resends, workers' answers due
         if any(fd is None for fd in self._child_exit_fds()):
             deadlines.append(now + CHILD_POLL_INTERVAL)
         return max(0.0, min(deadlines) - now) if deadlines else None

@@ -1,14 +1,16 @@
 """The messages of the supervisor link, as the types both ends use.
 
 Owns the reports a child sends (`BrokerReport`, `WorkerReport`, with `Hist`
-for a histogram snapshot), the commands the supervisor sends
-(`StopPublisher`, `Update`, `Shutdown`), and turning a decoded frame into one
-of them (`parse_report`, `parse_command`). What is on the socket is one frame
+for a histogram snapshot), the answer a worker gives when asked
+(`AttemptsAnswer`, of `AttemptEntry`s), the commands the supervisor sends
+(`StopPublisher`, `Update`, `Shutdown`, `Attempts`), and turning a decoded
+frame into one of them (`parse_message`, `parse_report`, `parse_command`). What is on the socket is one frame
 of JSON per message, written down in docs/internals.md ("Supervisor link");
 the socket helpers and the reporting cadence are common/internal.py's.
 
-A report is told from a command by its `type`, a broker's report from a
-worker's by its `role`; a command's `type` is its tag.
+A report is told from an answer and from a command by its `type`, a broker's
+report from a worker's by its `role`; an answer's and a command's `type` is
+its tag.
 """
 
 from __future__ import annotations
@@ -82,6 +84,45 @@ def parse_report(msg: dict) -> WorkerReport | BrokerReport:
     raise ValueError(f"report with unknown role {str(role)[:40]!r}")
 
 
+# ------------------------------------------------------------ child -> supervisor, when asked
+
+ATTEMPTS_ANSWER = "attempts_answer"
+
+
+class AttemptEntry(msgspec.Struct):
+    """One POST attempt as `GET /v1/sinks/NAME/attempts` shows it (sinks/attempts.py makes it)."""
+
+    at: str  # the end of the attempt, ISO 8601 UTC with milliseconds and Z
+    seq: int  # the POST's seq (a bulk envelope: its first inner event's)
+    events: int  # events inside
+    webhook_id: str
+    outcome: str  # one of common.vocabulary.POST_OUTCOMES
+    status: int | None  # the HTTP status; None without an answer
+    duration: float  # seconds
+    detail: str  # a failure's reason, as support.events gives it; "HTTP 200" for a success
+
+
+class AttemptsAnswer(msgspec.Struct, tag_field="type", tag=ATTEMPTS_ANSWER, kw_only=True):
+    """A worker's answer to `Attempts`, with its token: its most recent POST attempts, newest first."""
+
+    token: int
+    sink: str
+    attempts: list[AttemptEntry] = msgspec.field(default_factory=list)
+
+
+def parse_message(msg: dict) -> WorkerReport | BrokerReport | AttemptsAnswer:
+    """A decoded message from a child, typed by its `type`; raises ValueError when it is none of them."""
+    kind = msg.get("type")
+    if kind == REPORT:
+        return parse_report(msg)
+    if kind == ATTEMPTS_ANSWER:
+        try:
+            return msgspec.convert(msg, AttemptsAnswer)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"bad {ATTEMPTS_ANSWER}: {exc}") from None
+    raise ValueError(f"message type {str(kind)[:40]!r}")
+
+
 # ------------------------------------------------------------ supervisor -> child
 
 
@@ -105,8 +146,16 @@ class Shutdown(msgspec.Struct, tag_field="type", tag="shutdown"):
     stop_event: bool = False
 
 
-Command = StopPublisher | Update | Shutdown
-COMMANDS: dict[str, type] = {"stop_publisher": StopPublisher, "update": Update, "shutdown": Shutdown}
+class Attempts(msgspec.Struct, tag_field="type", tag="attempts"):
+    """Worker: answer with an `AttemptsAnswer` of the same token: its LIMIT most recent POST attempts."""
+
+    token: int
+    limit: int = 50
+
+
+Command = StopPublisher | Update | Shutdown | Attempts
+COMMANDS: dict[str, type] = {"stop_publisher": StopPublisher, "update": Update, "shutdown": Shutdown,
+                             "attempts": Attempts}
 
 
 class UnknownCommand(ValueError):

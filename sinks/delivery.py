@@ -2,8 +2,8 @@
 
 Owns `Dispatcher` (the send queue, at most `max_in_flight` POSTs under way on
 the sink's `HttpClient` (sinks/http.py), the sink's backoff with one probe per
-wait, counters and histograms) and `FailureLog` (failures on
-`support.events`, rate-limited). Everything runs on the worker's one thread:
+wait, counters, histograms and the ring of recent attempts, `recent`:
+sinks/attempts.py) and `FailureLog` (failures on `support.events`, rate-limited). Everything runs on the worker's one thread:
 `pump` starts what the policy allows, `collect` accounts for what libcurl
 finished; `try_take`/`finish` take an explicit clock value so the policy is
 tested without sockets or a real clock.
@@ -35,6 +35,7 @@ from common.internal import Histogram
 from common.logs import SUPPORT, RateLimited, suppressed_note
 from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
                                PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
+from sinks.attempts import AttemptRing
 from sinks.http import HttpClient, Result, Timeouts
 from sinks.shaping import Post
 
@@ -98,6 +99,7 @@ class Dispatcher:
         self.failures = 0
         self.post_duration = Histogram()
         self.event_age = Histogram()
+        self.recent = AttemptRing()  # the last POST attempts, for `eventsinkctl attempts`
         self.failure_log = FailureLog(sink)
         self._on_state_change = on_state_change
         self._clock = clock
@@ -332,9 +334,10 @@ class Dispatcher:
     def _count(self, post: Post, result: Result) -> None:
         self.attempts[result.outcome] += 1
         self.post_duration.observe(result.duration)
+        wall = time.time()  # one clock read for the ring and event_age
+        self.recent.record(wall, post, result)
         if result.ok:
             self.delivered += post.count
-            wall = time.time()
             for t in post.times:
                 if t > 0:  # 0: the publisher's time was not a number
                     self.event_age.observe(max(0.0, wall - t))

@@ -329,7 +329,7 @@ class Receiver:
         with self._cond:
             self._script = fn
 
-    def refuse(self, fn: Callable[[dict], int | None] | None) -> None:
+    def reject_events(self, fn: Callable[[dict], int | None] | None) -> None:
         """fn(envelope) -> a status to refuse that POST with (a bulk envelope: look inside), or None to answer
         as usual: a receiver whose schema does not know some event (tests of dead letters)."""
         with self._cond:

@@ -32,10 +32,11 @@ import zmq
 from common import internal, logs
 from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
-from common.link import StopPublisher, Update, WorkerReport
+from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
 from common.vocabulary import STARTED, UPDATED, stop_event
 from bus.journal import JournalCorrupt, JournalReader
+from sinks import attempts
 from sinks.cursor import CursorTracker
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
@@ -382,6 +383,8 @@ class Worker:
                 self.stop_publisher()
             elif isinstance(command, Update):
                 self.update(command.config, command.announce)
+            elif isinstance(command, Attempts):  # formatted only now, never per attempt
+                internal.send_nowait(self.link, attempts.answer(self.dispatcher.recent, command, self.name, self.config))
             else:
                 self.request_stop(command.stop_event)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from agent.commands.alarms import ALARMS
 from agent.commands.dead_letters import DEAD_LETTERS, DISCARD, REDRIVE
+from agent.commands.attempts import ATTEMPTS
 from agent.commands.client import (
     EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BadValue, Reply, Unreachable, UsageError, exit_code,
 )
@@ -26,7 +27,9 @@ from agent.commands.unit import BODY, CALLER_UID, CliArg, Command, RawJSON, ask
 from agent.render import format_seconds, format_time, table
 from common.vocabulary import SCHEMA_FORMATS
 
-COMMANDS: tuple[Command, ...] = (STATUS, ALARMS, RESTART, RELOAD, REPLAY, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA, OPENAPI)  # on the control socket
+COMMANDS: tuple[Command, ...] = (
+    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA, OPENAPI,
+)  # on the control socket
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
 
 
@@ -35,8 +38,9 @@ def command_named(name: str) -> Command | None:
 
 
 __all__ = [
-    "ALARMS", "BODY", "DEAD_LETTERS", "DISCARD", "REDRIVE", "CALLER_UID", "COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE",
-    "LOOP_COMMANDS", "OPENAPI", "RELOAD", "REPLAY", "RESTART", "SCHEMA", "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
+    "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "COMMANDS", "DEAD_LETTERS", "DISCARD", "EXIT_FAILED", "EXIT_OK",
+    "EXIT_UNREACHABLE", "EXIT_USAGE", "LOOP_COMMANDS", "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA",
+    "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
     "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "RawJSON", "Reply", "Unreachable", "UsageError", "ask",
     "command_named", "exit_code", "format_seconds", "format_time", "render_status", "table",
 ]

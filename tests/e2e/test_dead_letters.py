@@ -63,7 +63,7 @@ def delivered_tags(rx) -> list[str]:
     {"bulk": True, "bulk_max_events": 64, "bulk_interval": 0.05},
 ], ids=["in-order", "8-in-flight", "bulk"])
 def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agent, receiver, shape):
-    receiver.refuse(refuse_poison)
+    receiver.reject_events(refuse_poison)
     agent = make_agent([sink("cdr", receiver.url, dead_letter_after=3, **shape)], tuning=FAST_RETRIES)
     publish_tags(agent, 1000)
     wait_until(lambda: len(delivered_tags(receiver)) == 999, timeout=60, what="999 events")
@@ -87,7 +87,7 @@ def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agen
     assert f"set aside as a dead letter after 3 answers of HTTP 400" in agent.log()
 
     # The receiver learns the event: redrive sends it first, under a new seq, with its webhook-id.
-    receiver.refuse(None)
+    receiver.reject_events(None)
     before = len(receiver.requests)
     done = ctl(agent, "redrive", "cdr")
     assert done.returncode == 0 and "1 dead letters redriven" in done.stdout, done.stdout + done.stderr
@@ -103,7 +103,7 @@ def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agen
 
 
 def test_dead_letters_survive_kill_9_and_an_agent_restart_and_discard_logs_the_uid(make_agent, receiver):
-    receiver.refuse(refuse_poison)
+    receiver.reject_events(refuse_poison)
     agent = make_agent([sink("cdr", receiver.url, dead_letter_after=2)], tuning=FAST_RETRIES)
     publish_tags(agent, 600)
     wait_until(lambda: len(delivered_tags(receiver)) == 599, timeout=60, what="599 events")
@@ -149,7 +149,7 @@ def test_401_for_every_event_never_makes_dead_letters(make_agent, make_receiver)
 
 
 def test_by_default_a_poison_event_blocks_the_sink_as_before(make_agent, receiver):
-    receiver.refuse(refuse_poison)
+    receiver.reject_events(refuse_poison)
     agent = make_agent([sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 60})
     publish_tags(agent, 600)
     wait_until(lambda: len([r for r in receiver.requests if r.status == 400]) >= 6, timeout=30, what="retries")
