@@ -41,6 +41,7 @@ class SinkView:
     retry_backoff: float = 0.0
     running: bool = False
     restarts: int = 0
+    dead_letters: int = 0  # held now
 
 
 @dataclass
@@ -78,6 +79,8 @@ def families(view: MetricsView) -> list:
     alarm = GaugeMetricFamily("eventsink_alarm_active", "1 while that alarm is raised.", labels=["sink", "alarm"])
     restarts = CounterMetricFamily("eventsink_worker_restarts", "Worker processes restarted by the supervisor after an unexpected exit.", labels=["sink"])
     journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
+    dead_lettered = CounterMetricFamily("eventsink_dead_letters", "Events set aside as dead letters.", labels=["sink"])
+    dead_held = GaugeMetricFamily("eventsink_dead_letter_events", "Dead letters the sink holds now.", labels=["sink"])
 
     active = set(view.alarms)
     for s in view.sinks:
@@ -92,6 +95,8 @@ def families(view: MetricsView) -> list:
         backoff.add_metric([s.name], s.retry_backoff)
         running.add_metric([s.name], 1 if s.running else 0)
         restarts.add_metric([s.name], s.restarts)
+        dead_lettered.add_metric([s.name], c.dead_lettered)
+        dead_held.add_metric([s.name], s.dead_letters)
         for name in SINK_ALARMS:
             alarm.add_metric([s.name, name], 1 if (name, s.name) in active else 0)
     for name in NODE_ALARMS:
@@ -101,7 +106,8 @@ def families(view: MetricsView) -> list:
     for name, sink in sorted(active - known, key=lambda a: (a[0], a[1] or "")):
         alarm.add_metric([sink or "", name], 1)
 
-    return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts, journal]
+    return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts,
+            journal, dead_lettered, dead_held]
 
 
 class AgentCollector:

@@ -73,6 +73,10 @@ class Publishers:
     def on_worker_report(self, child: SinkChild, r: WorkerReport) -> None:
         if child.take_report(r) != "current" or child.removed or self.sup.fleet.stopping is not None:
             return
+        if (r.pid, r.dead_lettered, r.redriven) != child.dead_letters_seen:
+            child.dead_letters_seen = (r.pid, r.dead_lettered, r.redriven)
+            if r.dead_lettered or r.redriven:
+                self.refresh_dead_letters()
         now = self.sup.clock.monotonic()
         self.bring_config_up_to_date(child)
         tuning = self.sup.config.tuning
@@ -93,6 +97,17 @@ class Publishers:
         elif child.state is S.STOPPED and r.publisher == "running":
             if child.stop_sent_at is None or now - child.stop_sent_at >= STOP_RESEND_INTERVAL:
                 self.send_stop_publisher(child, now)
+
+    def refresh_dead_letters(self) -> None:
+        """Each sink's count of held dead letters, read from the journal: at start, when a worker
+        reports one set aside or a redriven one delivered, after a redrive or a discard."""
+        try:
+            counts = self.sup.fleet.journal.dead_letter_counts()
+        except Exception as exc:  # sqlite3.Error: the figure stays as it was until the next change
+            log.warning("cannot count the dead letters: %s", exc)
+            return
+        for name, child in self.sup.fleet.sinks.items():
+            child.dead_letters = counts.get(name, 0)
 
     def on_broker_report(self, r: BrokerReport) -> None:
         broker = self.sup.fleet.broker

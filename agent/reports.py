@@ -49,10 +49,12 @@ class WorkerCounters:
     attempts: dict[str, int] = field(default_factory=dict)
     post_duration: HistFigures = field(default_factory=HistFigures)
     event_age: HistFigures = field(default_factory=HistFigures)
+    dead_lettered: int = 0  # events set aside as dead letters
 
     @classmethod
     def of(cls, r: WorkerReport) -> "WorkerCounters":
-        return cls(r.delivered, r.failures, dict(r.attempts), HistFigures.of(r.post_duration), HistFigures.of(r.event_age))
+        return cls(r.delivered, r.failures, dict(r.attempts), HistFigures.of(r.post_duration), HistFigures.of(r.event_age),
+                   r.dead_lettered)
 
     def plus(self, other: "WorkerCounters") -> "WorkerCounters":
         attempts = dict(self.attempts)
@@ -64,4 +66,5 @@ class WorkerCounters:
             attempts,
             self.post_duration.plus(other.post_duration),
             self.event_age.plus(other.event_age),
+            self.dead_lettered + other.dead_lettered,
         )

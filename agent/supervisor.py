@@ -149,6 +149,7 @@ class Supervisor:
         self.fleet.spawn(self.fleet.broker, now)
         for sink in self.config.sinks_here():
             self.fleet.add(sink, now)
+        self.publishers.refresh_dead_letters()  # held across restarts of the agent
         log.info(
             "agent started: %d sink(s) at location %s, %d configured elsewhere; broker pid %s; control socket %s; metrics %s",
             len(self.fleet.sinks), self.config.node.location, len(self.config.sink) - len(self.fleet.sinks),
@@ -286,7 +287,8 @@ class Supervisor:
         with self._lock:
             sinks = [
                 SinkView(name=c.name, counters=c.totals(), backlog=c.backlog, in_flight=c.in_flight,
-                         retry_backoff=c.current_backoff, running=c.publisher_running, restarts=c.restarts)
+                         retry_backoff=c.current_backoff, running=c.publisher_running, restarts=c.restarts,
+                         dead_letters=c.dead_letters)
                 for c in self.fleet.sinks.values()
             ]
             b = self.fleet.broker

@@ -52,6 +52,8 @@ class WorkerReport(msgspec.Struct, kw_only=True):
     next_backoff: float = 0.0
     cursor: int = 0  # the durable cursor
     head: int = 0
+    dead_lettered: int = 0  # events this worker set aside as dead letters
+    redriven: int = 0  # redriven dead letters this worker delivered
     attempts: dict[str, int] = msgspec.field(default_factory=dict)  # POST outcome -> count
     post_duration: Hist | None = None
     event_age: Hist | None = None

@@ -45,15 +45,15 @@ ANSWER_SHOWN = 200  # characters of the receiver's answer kept with a dead lette
 class DeadLetters:
     """The dead letters of one sink's worker (its own journal connection does the writing)."""
 
-    def __init__(self, sink: SinkConfig, reader, version: int, accepted_at: Callable[[int], float | None]):
+    def __init__(self, sink: SinkConfig, reader, accepted_at: Callable[[int], float | None]):
         self.name = sink.name
         self.reader = reader
-        self.version = version
         self._accepted_at = accepted_at
         self.configure(sink)
         self.released: deque[Post] = deque()  # set aside: their offsets are done, not delivered
         self.set_aside = 0  # events set aside by this worker (eventsink_dead_letters_total)
         self.redriven = 0  # redriven dead letters delivered by this worker
+        self.redriving = 0  # redriven ones not delivered yet (0: delivered Posts need no look)
 
     def configure(self, sink: SinkConfig) -> None:
         self.after = sink.dead_letter_after
@@ -92,6 +92,8 @@ class DeadLetters:
             log.warning("sink %s: cannot set event %s aside (retrying it): %s", self.name, single.webhook_id, exc)
             return False
         self.set_aside += 1
+        if single.dead_letter:  # a redriven one, set aside again: its row is back (the journal replaced it)
+            self.redriving -= 1
         support.warning("sink %s: event %s (%s, webhook-id %s) set aside as a dead letter after %d answers "
                         "of HTTP %s: %s", self.name, offset, single.event, single.webhook_id, post.strikes,
                         result.status, answer or "no answer body")
@@ -107,6 +109,7 @@ class DeadLetters:
             log.warning("sink %s: cannot read the dead letters to redrive (they stay marked): %s", self.name, exc)
             return []
         posts = [shaper.redriven(offset, body, webhook_id, now) for offset, _topic, body, webhook_id in rows]
+        self.redriving += len(posts)
         if posts:
             log.info("sink %s: sending %d redriven dead letters first", self.name, len(posts))
         return posts
@@ -115,6 +118,7 @@ class DeadLetters:
         """POST was acknowledged: a redriven dead letter inside it is no longer held."""
         for single in post.parts or (post,):
             if single.dead_letter:
+                self.redriving -= 1
                 try:
                     self.reader.forget_dead_letter(single.dead_letter)
                     self.redriven += 1

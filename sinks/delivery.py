@@ -85,8 +85,10 @@ class Dispatcher:
 
     def __init__(self, sink: str, client: HttpClient, backoff: Backoff, limit: int,
                  on_state_change: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 max_rate: float = 0.0):
+                 max_rate: float = 0.0, judge: Callable[[Post, Result], tuple[Post, ...]] | None = None):
         self.sink = sink
+        # A failed Post -> what to retry (sinks/dead_letters.py: itself, its halves, or nothing).
+        self.judge = judge or (lambda post, result: (post,))
         self._client = client
         self._next_client: HttpClient | None = None  # swapped in once nothing is in flight on the old one
         self.backoff = backoff
@@ -303,7 +305,8 @@ class Dispatcher:
             self.failure_log.success(self._client.url)
         else:
             if self.state != PAUSED and not self._closed:
-                heapq.heappush(self._retry, (post.seq, next(self._tiebreak), post))
+                for again in self.judge(post, result):
+                    heapq.heappush(self._retry, (again.seq, next(self._tiebreak), again))
             self._failed(attempt, result, now)
 
     def _failed(self, attempt: Attempt, result: Result, now: float) -> None:

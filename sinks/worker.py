@@ -38,6 +38,7 @@ from common.vocabulary import STARTED, UPDATED, stop_event
 from bus.journal import JournalCorrupt, JournalReader
 from sinks import attempts
 from sinks.cursor import CursorTracker
+from sinks.dead_letters import DeadLetters
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient, Timeouts
@@ -95,10 +96,11 @@ class Worker:
         self.poller = zmq.Poller()  # the feed, the link, the wake pipe and libcurl's sockets
         self.poller.register(self._wake_r, zmq.POLLIN)
         tuning = config.tuning
+        self.dead_letters = DeadLetters(sink, self.reader, self.reader.accepted_at)
         self.dispatcher = Dispatcher(
             sink.name, HttpClient(sink, tuning, watch=self._watch),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
-            sink.max_in_flight, max_rate=sink.max_rate,
+            sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge,
         )
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
                              emit=self._enqueue, discard=self.tracker.done)
@@ -162,6 +164,8 @@ class Worker:
             self.dispatcher.pause()
         else:
             self._enqueue(self.shaper.lifecycle(STARTED, now))
+            for post in self.dead_letters.redriven_posts(self.shaper, now):  # before the backlog
+                self._enqueue(post)
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
         self._last_commit = now
@@ -260,7 +264,7 @@ class Worker:
         """What a report tells, in short: a new report is due when this changes."""
         d = self.dispatcher
         return (d.state, self._backlog(), d.in_flight, d.delivered, d.failures, d.backoff.failures,
-                self.committed, self.head)
+                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven)
 
     def _backlog(self) -> int:
         return self.tracker.undone + max(0, self.head - self.next_offset + 1)
@@ -346,9 +350,15 @@ class Worker:
             return None
 
     def _collect(self) -> None:
-        completed = self.dispatcher.completed
+        completed, dead_letters = self.dispatcher.completed, self.dead_letters
         while completed:
-            offsets = completed.popleft().offsets
+            post = completed.popleft()
+            self.shadow.acknowledged(post.offsets)
+            self.tracker.done_many(post.offsets)
+            if dead_letters.redriving:
+                dead_letters.delivered(post)
+        while dead_letters.released:  # set aside: done, not delivered
+            offsets = dead_letters.released.popleft().offsets
             self.shadow.acknowledged(offsets)
             self.tracker.done_many(offsets)
 
@@ -374,6 +384,7 @@ class Worker:
         internal.send_nowait(self.link, WorkerReport(
             sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
             cursor=self.committed, head=self.head,  # the durable cursor
+            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven,
             **self.dispatcher.snapshot(),
         ))
 
@@ -410,6 +421,7 @@ class Worker:
         logs.configure(f"sink:{self.name}", logs.config_secrets(config))
         self.config, self.sink = config, sink
         self.shaper.configure(ShapeSettings.of(config, sink))
+        self.dead_letters.configure(sink)
         if sink.bulk and self.batcher is not None:
             self.batcher.configure(sink.bulk_max_events, sink.bulk_interval, sink.version)
         elif self.batcher is not None or sink.bulk:

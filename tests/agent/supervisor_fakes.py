@@ -132,6 +132,12 @@ class FakeJournal:
     def cursors(self) -> dict[str, int]:
         return dict(self.cursor_rows)
 
+    def set_cursor(self, sink: str, offset: int) -> None:
+        self.cursor_rows[sink] = offset
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return {}
+
     def close(self) -> None:
         self.closed = True
 

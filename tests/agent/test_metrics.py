@@ -26,6 +26,8 @@ CONTRACT = {  # name (as the parser reports it) -> (type, labels)
     "eventsink_alarm_active": ("gauge", {"sink", "alarm"}),
     "eventsink_worker_restarts": ("counter", {"sink"}),
     "eventsink_journal_bytes": ("gauge", set()),
+    "eventsink_dead_letters": ("counter", {"sink"}),
+    "eventsink_dead_letter_events": ("gauge", {"sink"}),
 }
 
 
