@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from common.backoff import Backoff
 from common.config import SinkConfig
 from common.link import BrokerReport, WorkerReport
-from common.logs import SUPPORT
+from common.logs import SUPPORT, RateLimited
 from agent.processes import exit_description
 from agent.reports import WorkerCounters
 from agent.states import PublisherState, change_state
@@ -75,7 +75,7 @@ class Child:
         self.restart_at: float | None = None
         self.restarts = 0  # automatic restarts after an unexpected exit
         self._recent: collections.deque[float] = collections.deque(maxlen=STORM_RESTARTS * 4)
-        self._storm_logged_at: float | None = None
+        self._storm_log = RateLimited(STORM_WINDOW)
 
     @property
     def process_name(self) -> str:
@@ -106,11 +106,8 @@ class Child:
         self.restarts += 1
         self._recent.append(now)
         in_window = sum(1 for t in self._recent if now - t <= STORM_WINDOW)
-        if in_window < STORM_RESTARTS:
+        if in_window < STORM_RESTARTS or self._storm_log.allow(now=now) is None:
             return
-        if self._storm_logged_at is not None and now - self._storm_logged_at < STORM_WINDOW:
-            return
-        self._storm_logged_at = now
         support.warning("%s: restart storm: restarted %d times in the last minute; next waits back off up to %g s",
                         self.label, in_window, self.restart_backoff.maximum)
 

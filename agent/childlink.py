@@ -15,11 +15,13 @@ from typing import Any
 import zmq
 
 from common.internal import decode, encode
+from common.logs import RateLimited
 
 log = logging.getLogger("agent.supervisor")
 
 RECEIVE_HWM = 10000  # reports of many children must never be dropped by the supervisor's socket
 LINGER_MS = 200
+BAD_MESSAGE_LOG_INTERVAL = 60.0  # s between two lines about messages that are not link messages
 
 
 class ChildLink:
@@ -33,6 +35,7 @@ class ChildLink:
         self.socket = sock
         self.endpoint = endpoint
         self.bad_messages = 0
+        self._bad_log = RateLimited(BAD_MESSAGE_LOG_INTERVAL)
 
     def send(self, identity: bytes, msg: dict[str, Any]) -> bool:
         """Send MSG to the child IDENTITY; False when it is not connected or its queue is full."""
@@ -64,9 +67,9 @@ class ChildLink:
         return out
 
     def note_bad(self, identity: bytes, why: str) -> None:
-        """Count a message that is not a usable link message; log the first ten, then every thousandth."""
+        """Count a message that is not a usable link message; log the first, then one a minute."""
         self.bad_messages += 1
-        if self.bad_messages <= 10 or self.bad_messages % 1000 == 0:
+        if self._bad_log.allow() is not None:
             log.warning("supervisor link: ignored a bad message from %r (%s); %d so far", identity[:40], why, self.bad_messages)
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ import msgspec
 from agent import __version__
 from agent.commands import BODY, CALLER_UID, COMMANDS, Command, RawJSON
 from agent.errors import CommandError
+from common.logs import RateLimited, suppressed_note
 from common.sockets import drop_connections
 
 log = logging.getLogger("agent.control")
@@ -98,7 +99,7 @@ class ControlServer:
         self._accept_thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._last_logged: dict[str, float] = {}
+        self._bad_log = RateLimited(LOG_EVERY)  # one kind per reason; used under _lock (several threads)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -274,11 +275,10 @@ class ControlServer:
             self.counts[key] += 1
 
     def _log_bad(self, reason: str, line: str) -> None:
-        now = time.monotonic()
-        last = self._last_logged.get(reason)
-        if last is None or now - last >= LOG_EVERY:
-            self._last_logged[reason] = now
-            log.warning("%s", line)
+        with self._lock:
+            suppressed = self._bad_log.allow(reason)
+        if suppressed is not None:
+            log.warning("%s%s", line, suppressed_note(suppressed))
 
 
 def _wake(path: str) -> None:

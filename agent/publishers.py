@@ -13,6 +13,7 @@ The one place a link message becomes a typed report or answer is
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import msgspec
 
@@ -24,9 +25,10 @@ from common.link import AttemptsAnswer, BrokerReport, WorkerReport, parse_messag
 from common.logs import SUPPORT
 from agent.child import SinkChild
 from agent.commands.attempts import AttemptAsks
+from agent.fleet import Fleet
 from agent.states import STOPPABLE_STATES, PublisherState
 from alarms import rules
-from alarms.registry import JOURNAL_FULL
+from alarms.registry import JOURNAL_FULL, AlarmRegistry
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
@@ -41,16 +43,26 @@ def worker_view(config: Config, name: str) -> tuple:
 
 
 class Publishers:
-    """Reports in, publisher states, alarms and config updates out (for the supervisor's loop)."""
+    """Reports in, publisher states, alarms and config updates out (for the supervisor's loop).
 
-    def __init__(self, supervisor) -> None:
-        self.sup = supervisor  # for config, fleet, alarms, link and clock: read on every use
-        self.attempts = AttemptAsks(supervisor)  # `attempts` requests waiting for a worker's answer
+    FLEET holds the children and, once bound, the supervisor link (`fleet.link`); CONFIG
+    answers the current config (a reload replaces it); CLOCK has monotonic() and wall()."""
+
+    def __init__(self, fleet: Fleet, alarms: AlarmRegistry, clock, config: Callable[[], Config]) -> None:
+        self.fleet = fleet
+        self.alarms = alarms
+        self.clock = clock
+        self._config = config
+        self.attempts = AttemptAsks(fleet, clock)  # `attempts` requests waiting for a worker's answer
+
+    @property
+    def config(self) -> Config:
+        return self._config()
 
     # ---------------------------------------------------------------- reports
 
     def on_message(self, identity: bytes, msg: dict) -> None:
-        link = self.sup.link
+        link = self.fleet.link
         try:
             report = parse_message(msg)
         except ValueError as exc:
@@ -66,20 +78,20 @@ class Publishers:
         if identity != worker_identity(report.sink):
             link.note_bad(identity, f"report for sink {report.sink[:64]!r} from another identity")
             return
-        child = self.sup.fleet.sink_or_removed(report.sink)
+        child = self.fleet.sink_or_removed(report.sink)
         if child is not None:
             self.on_worker_report(child, report)
 
     def on_worker_report(self, child: SinkChild, r: WorkerReport) -> None:
-        if child.take_report(r) != "current" or child.removed or self.sup.fleet.stopping is not None:
+        if child.take_report(r) != "current" or child.removed or self.fleet.stopping is not None:
             return
         if (r.pid, r.dead_lettered, r.redriven) != child.dead_letters_seen:
             child.dead_letters_seen = (r.pid, r.dead_lettered, r.redriven)
             if r.dead_lettered or r.redriven:
                 self.refresh_dead_letters()
-        now = self.sup.clock.monotonic()
+        now = self.clock.monotonic()
         self.bring_config_up_to_date(child)
-        tuning = self.sup.config.tuning
+        tuning = self.config.tuning
         if not child.backlog_armed and rules.backlog_arms(r.backlog, tuning.max_background_posts):
             child.backlog_armed = True
         for decision in rules.sink_alarms(
@@ -89,7 +101,7 @@ class Publishers:
         ):
             self.raise_sink_alarm(child, decision, now)
         if child.state is S.STARTING:
-            active = self.sup.alarms.for_sink(child.name)
+            active = self.alarms.for_sink(child.name)
             if active:
                 self.stop_publisher(child, f"alarm {active[0].name} is still active", now)
             elif r.publisher == "running":
@@ -102,25 +114,25 @@ class Publishers:
         """Each sink's count of held dead letters, read from the journal: at start, when a worker
         reports one set aside or a redriven one delivered, after a redrive or a discard."""
         try:
-            counts = self.sup.fleet.journal.dead_letter_counts()
+            counts = self.fleet.journal.dead_letter_counts()
         except Exception as exc:  # sqlite3.Error: the figure stays as it was until the next change
             log.warning("cannot count the dead letters: %s", exc)
             return
-        for name, child in self.sup.fleet.sinks.items():
+        for name, child in self.fleet.sinks.items():
             child.dead_letters = counts.get(name, 0)
 
     def on_broker_report(self, r: BrokerReport) -> None:
-        broker = self.sup.fleet.broker
+        broker = self.fleet.broker
         if not broker.take_report(r):
             return
         if broker.state is S.STARTING:
-            broker.change_state(S.RUNNING, "the broker reports", self.sup.clock.monotonic())
+            broker.change_state(S.RUNNING, "the broker reports", self.clock.monotonic())
         decision = rules.journal_alarm(
-            journal_full=r.journal_full, journal_bytes=r.journal_bytes, max_journal_mb=self.sup.config.agent.max_journal_mb
+            journal_full=r.journal_full, journal_bytes=r.journal_bytes, max_journal_mb=self.config.agent.max_journal_mb
         )
-        alarms = self.sup.alarms
+        alarms = self.alarms
         if decision is not None:
-            if alarms.raise_alarm(decision.name, None, decision.detail, wall=self.sup.clock.wall()):
+            if alarms.raise_alarm(decision.name, None, decision.detail, wall=self.clock.wall()):
                 support.error("alarm raised: %s: %s", decision.name, decision.detail)
         elif alarms.clear(JOURNAL_FULL, None):
             support.warning("alarm cleared: %s: the journal accepts events again", JOURNAL_FULL)
@@ -128,7 +140,7 @@ class Publishers:
     # ---------------------------------------------------------------- alarms and publishers
 
     def raise_sink_alarm(self, child: SinkChild, decision: rules.Decision, now: float) -> None:
-        if self.sup.alarms.raise_alarm(decision.name, child.name, decision.detail, wall=self.sup.clock.wall()) is None:
+        if self.alarms.raise_alarm(decision.name, child.name, decision.detail, wall=self.clock.wall()) is None:
             return
         stopping = child.state in STOPPABLE_STATES
         support.error(
@@ -144,7 +156,7 @@ class Publishers:
 
     def send_stop_publisher(self, child: SinkChild, now: float) -> None:
         child.stop_sent_at = now
-        if not self.sup.link.send(worker_identity(child.name), {"type": "stop_publisher"}):
+        if not self.fleet.link.send(worker_identity(child.name), {"type": "stop_publisher"}):
             log.warning("sink %s: stop_publisher could not be sent (worker not connected); retrying on its next report", child.name)
 
     @staticmethod
@@ -157,18 +169,18 @@ class Publishers:
 
     def deadlines(self) -> list[float]:
         """The loop's deadlines of this side: stop_publisher resends, attempts requests' answers."""
-        due = [d for d in map(self.stop_resend_at, self.sup.fleet.sinks.values()) if d is not None]
+        due = [d for d in map(self.stop_resend_at, self.fleet.sinks.values()) if d is not None]
         asked = self.attempts.deadline()
         return due if asked is None else [*due, asked]
 
     def on_deadlines(self) -> None:
         """Each turn: resend what is due, and fail the attempts requests whose worker went or was too slow."""
         self.resend_stops()
-        self.attempts.expire(self.sup.clock.monotonic())
+        self.attempts.expire(self.clock.monotonic())
 
     def resend_stops(self) -> None:
-        now = self.sup.clock.monotonic()
-        for child in self.sup.fleet.sinks.values():
+        now = self.clock.monotonic()
+        for child in self.fleet.sinks.values():
             due = self.stop_resend_at(child)
             if due is not None and now >= due:
                 self.send_stop_publisher(child, now)
@@ -177,18 +189,18 @@ class Publishers:
 
     def worker_spec(self, child: SinkChild) -> bytes:
         """What a new worker of CHILD starts with; records it as what the worker was given."""
-        config = self.sup.config
+        config = self.config
         resolved = config_mod.resolve_secrets(config)
         # A sink with an active alarm stays stopped across a worker crash: its new worker
         # must not send (not even eventsink_started) before the supervisor could stop it.
-        spec = config_mod.encode_spec(resolved, child.name, paused=bool(self.sup.alarms.for_sink(child.name)))
+        spec = config_mod.encode_spec(resolved, child.name, paused=bool(self.alarms.for_sink(child.name)))
         child.given_view = worker_view(config, child.name)
         child.given_digest = child.wanted_digest = credentials_digest(resolved.sink_named(child.name))
         return spec
 
     def bring_config_up_to_date(self, child: SinkChild) -> None:
         """Send an update a worker missed (e.g. a reload while it was still connecting)."""
-        view = worker_view(self.sup.config, child.name)
+        view = worker_view(self.config, child.name)
         if child.given_view != view or child.given_digest != child.wanted_digest:
             announce = child.given_view is None or child.given_view[2] != child.config
             self.send_update(child, announce=announce or child.given_digest != child.wanted_digest)
@@ -196,13 +208,13 @@ class Publishers:
     def send_update(self, child: SinkChild, *, announce: bool) -> None:
         if child.handle is None:
             return  # the next worker starts from the new config
-        config = self.sup.config
+        config = self.config
         try:
             resolved = config_mod.resolve_secrets(config)
         except ConfigError as exc:
             log.error("sink %s: update not sent: %s", child.name, exc)
             return
         msg = {"type": "update", "config": msgspec.to_builtins(resolved), "announce": announce}
-        if self.sup.link.send(worker_identity(child.name), msg):
+        if self.fleet.link.send(worker_identity(child.name), msg):
             child.given_view = worker_view(config, child.name)
             child.given_digest = child.wanted_digest = credentials_digest(resolved.sink_named(child.name))

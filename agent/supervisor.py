@@ -57,8 +57,8 @@ class Supervisor:
         self.serve = serve  # False in unit tests: no control socket, no metrics listener
         self.alarms = AlarmRegistry()
         self.files = RuntimeFiles(self.paths)
-        self.publishers = Publishers(self)
         self.fleet = Fleet(launcher or PopenLauncher(), self._spec_for)
+        self.publishers = Publishers(self.fleet, self.alarms, self.clock, lambda: self.config)
         self.link = None
         self._ctx: zmq.Context | None = None
         self._poller: zmq.Poller | None = None

@@ -176,10 +176,6 @@ class SinkConfig(_Section):
             shown.append(f"{name}={value!r}")
         return f"SinkConfig({', '.join(shown)})"
 
-    def public_view(self) -> dict[str, Any]:
-        """The sink's settings with every secret removed (for status and logs)."""
-        return {"name": self.name, "url": redact_url(self.url), "version": self.version}
-
 
 class Config(_Section):
     node: NodeConfig

@@ -19,8 +19,6 @@ from typing import Any
 
 import msgspec
 
-from common.vocabulary import PUBLISHER_RUNNING
-
 REPORT = "report"
 ROLE_BROKER, ROLE_WORKER = "broker", "worker"
 
@@ -43,7 +41,9 @@ class WorkerReport(msgspec.Struct, kw_only=True):
     role: str = ROLE_WORKER
     sink: str
     pid: int
-    publisher: str = PUBLISHER_RUNNING  # one of common.vocabulary.PUBLISHER_STATES
+    # One of common.vocabulary.PUBLISHER_STATES; required: a report without it is malformed
+    # (a default would make a broken report move a starting sink to running).
+    publisher: str
     backlog: int = 0
     in_flight: int = 0
     delivered: int = 0

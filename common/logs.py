@@ -108,7 +108,7 @@ def config_secrets(config) -> list[str]:
     secrets and their keys' base64, URL credentials, and the HTTP options' secrets (header
     values, bearer tokens, proxy credentials, client key paths)."""
     from common.config import url_credentials
-    from common.http_options import sink_http_secrets
+    from common.http_options import read_password_file, sink_http_secrets
 
     out: list[str] = []
     for s in config.sink:
@@ -118,8 +118,7 @@ def config_secrets(config) -> list[str]:
         out += sink_http_secrets(s)
         if s.password_file and not s.password:
             try:
-                with open(s.password_file, encoding="utf-8") as fh:
-                    out.append(fh.read().strip())
-            except OSError:
+                out.append(read_password_file(s.password_file))  # as the worker will read it
+            except (OSError, ValueError):  # unreadable (the config check says so), or not UTF-8
                 pass
     return [x for x in out if x]

@@ -5,7 +5,9 @@ Owns the staging tree and everything in the package: a Python virtual
 environment under /opt/eventsink-agent made with Debian's own python3 (the
 project and its runtime dependencies installed as wheels), the /usr/bin
 commands, the conffile, the systemd unit, docs, man pages, Prometheus assets,
-and DEBIAN/ (control, conffiles, md5sums, maintainer scripts).
+and DEBIAN/ (control, conffiles, md5sums, maintainer scripts). The documentation
+(changelog, copyright, man pages, lintian overrides) is packaging/deb_docs.py's, what
+the steps share (names, BuildError, run, log) packaging/deb_common.py's.
 
 How the venv is made relocatable: it is created *inside the staging tree*
 (`python3.X -m venv STAGE/opt/eventsink-agent`), then every text file that names
@@ -23,11 +25,8 @@ The last line printed is the path of the .deb.
 from __future__ import annotations
 
 import argparse
-import ast
 import configparser
-import gzip
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -37,48 +36,14 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-PACKAGE = "eventsink-agent"
-VENV_PATH = "/opt/eventsink-agent"
-DOC_DIR = f"usr/share/doc/{PACKAGE}"
-CONFFILE = "/etc/eventsink-agent/agent.toml"
-COMMANDS = ("eventsink-agent", "eventsinkctl")
+from deb_common import (COMMANDS, CONFFILE, HERE, PACKAGE, ROOT, VENV_PATH, BuildError, install_file, log,
+                        project_version, run)
+from deb_docs import changelog_checked, changelog_with_entry, install_docs
+
 SYSTEM_PYTHON = os.environ.get("EVENTSINK_DEB_PYTHON", "/usr/bin/python3")
 
 
-class BuildError(Exception):
-    """A build step failed; the message says which and why."""
-
-
-_STARTED = time.monotonic()
-
-
-def log(msg: str) -> None:
-    print(f"build_deb: [{time.monotonic() - _STARTED:5.1f} s] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(cmd, check=True, text=True, **kw)
-    except subprocess.CalledProcessError as exc:
-        out = (exc.stderr or "") + (exc.stdout or "") if kw.get("capture_output") else ""
-        raise BuildError(f"{' '.join(cmd[:4])} ... failed with exit status {exc.returncode}\n{out}") from None
-    except FileNotFoundError:
-        raise BuildError(f"{cmd[0]} not found: install the Debian packages of `make apt`") from None
-
-
 # ---------------------------------------------------------------- inputs
-
-
-def project_version() -> str:
-    """common.__version__ (the agent's version), read without importing the project."""
-    with open(os.path.join(ROOT, "common", "__init__.py"), encoding="utf-8") as fh:
-        tree = ast.parse(fh.read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise BuildError("common/__init__.py has no __version__")
 
 
 def debian_arch() -> str:
@@ -238,74 +203,7 @@ def relocate(venv: str, final: str) -> None:
             os.chmod(path, stat.S_IMODE(mode))
 
 
-def bundled_distributions(venv: str) -> list[tuple[str, str, str]]:
-    """(name, version, license) of every distribution in the venv."""
-    script = r"""
-import importlib.metadata as md, json, sys
-out = []
-for d in md.distributions():
-    m = d.metadata
-    lic = m.get("License-Expression") or ""
-    if not lic:
-        raw = (m.get("License") or "").strip()
-        if raw and "\n" not in raw and len(raw) <= 60:
-            lic = raw
-    if not lic:
-        cls = [c.split("::")[-1].strip() for c in (m.get_all("Classifier") or []) if c.startswith("License ::")]
-        lic = ", ".join(cls) or "see its .dist-info directory"
-    out.append((m["Name"], d.version, lic))
-json.dump(sorted(out, key=lambda t: t[0].lower()), sys.stdout)
-"""
-    out = run([os.path.join(venv, "bin", "python3"), "-I", "-c", script], capture_output=True).stdout
-    return [tuple(x) for x in json.loads(out)]
-
-
 # ---------------------------------------------------------------- the rest of the tree
-
-
-def install_file(src: str, dest: str, mode: int = 0o644) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    shutil.copyfile(src, dest)
-    os.chmod(dest, mode)
-
-
-def gzip_file(src: str, dest: str) -> None:
-    """gzip -9n: no name, no timestamp, so builds are reproducible."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    with open(src, "rb") as fh:
-        data = fh.read()
-    with open(dest, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
-        gz.write(data)
-    os.chmod(dest, 0o644)
-
-
-def changelog_checked(version: str) -> str:
-    path = os.path.join(HERE, "debian", "changelog")
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
-    top = first.split("(", 1)[1].split(")", 1)[0] if "(" in first else ""
-    if top != version:
-        raise BuildError(
-            f"packaging/debian/changelog starts with version {top!r} but common.__version__ is {version!r}: "
-            "add a changelog entry for the new version"
-        )
-    return path
-
-
-def changelog_with_entry(version: str, work: str) -> str:
-    """A copy of the committed changelog (in WORK, never the committed file) with an entry for
-    VERSION on top: what a build with --version ships, so the package's changelog names its version."""
-    with open(changelog_checked(project_version()), encoding="utf-8") as fh:
-        committed = fh.read()
-    # The top entry's own trailer (maintainer and date), so the same tree builds the same package.
-    trailer = next(line for line in committed.splitlines() if line.startswith(" -- "))
-    entry = (f"{PACKAGE} ({version}) unstable; urgency=medium\n\n"
-             f"  * Built with build_deb.py --version {version} (agent {project_version()}); not a release.\n\n"
-             f"{trailer}\n\n")
-    path = os.path.join(work, "changelog")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(entry + committed)
-    return path
 
 
 def install_tree(stage: str, venv: str, changelog: str) -> None:
@@ -315,22 +213,7 @@ def install_tree(stage: str, venv: str, changelog: str) -> None:
         os.symlink(f"{VENV_PATH}/bin/{name}", P("usr", "bin", name))
     install_file(os.path.join(HERE, "etc", "agent.toml"), P(CONFFILE.lstrip("/")))
     install_file(os.path.join(HERE, "systemd", f"{PACKAGE}.service"), P("lib", "systemd", "system", f"{PACKAGE}.service"))
-    for page in sorted(os.listdir(os.path.join(HERE, "man"))):
-        section = page.rsplit(".", 1)[1]
-        gzip_file(os.path.join(HERE, "man", page), P("usr", "share", "man", f"man{section}", page + ".gz"))
-    doc = P(DOC_DIR)
-    gzip_file(changelog, os.path.join(doc, "changelog.Debian.gz"))
-    install_file(os.path.join(HERE, "README.md"), os.path.join(doc, "README.Debian"))
-    if os.path.exists(os.path.join(ROOT, "README.md")):
-        install_file(os.path.join(ROOT, "README.md"), os.path.join(doc, "README.md"))
-    for name in sorted(os.listdir(os.path.join(HERE, "prometheus"))):
-        install_file(os.path.join(HERE, "prometheus", name), os.path.join(doc, "examples", "prometheus", name))
-    with open(os.path.join(HERE, "debian", "copyright.in"), encoding="utf-8") as fh:
-        template = fh.read()
-    bundled = "\n".join(f"  {n} {v}: {lic}" for n, v, lic in bundled_distributions(venv))
-    with open(os.path.join(doc, "copyright"), "w", encoding="utf-8") as fh:
-        fh.write(template.replace("@BUNDLED@", bundled))
-    install_file(os.path.join(HERE, "debian", "lintian-overrides"), P("usr", "share", "lintian", "overrides", PACKAGE))
+    install_docs(stage, venv, changelog)
 
 
 def elf_objects(stage: str) -> list[str]:

@@ -57,8 +57,9 @@ class _Pending:
 class AttemptAsks:
     """The `attempts` requests waiting for a worker's answer (token -> _Pending), on the main loop."""
 
-    def __init__(self, supervisor: Any) -> None:
-        self.sup = supervisor  # for link, fleet and clock: read on every use
+    def __init__(self, fleet: Any, clock: Any) -> None:
+        self.fleet = fleet  # its link, once bound, and its sinks
+        self.clock = clock
         self._pending: dict[int, _Pending] = {}
         self._tokens = itertools.count(1)
 
@@ -70,10 +71,10 @@ class AttemptAsks:
         if child.handle is None:
             return []
         token = next(self._tokens)
-        if not self.sup.link.send(worker_identity(child.name), msgspec.to_builtins(Attempts(token, limit))):
+        if not self.fleet.link.send(worker_identity(child.name), msgspec.to_builtins(Attempts(token, limit))):
             raise CommandError(503, f"the worker of sink {child.name} is not connected yet; try again")
         future: Future = Future()
-        self._pending[token] = _Pending(future, child.name, child.handle, self.sup.clock.monotonic() + ANSWER_TIMEOUT)
+        self._pending[token] = _Pending(future, child.name, child.handle, self.clock.monotonic() + ANSWER_TIMEOUT)
         return future
 
     def answered(self, identity: bytes, answer: AttemptsAnswer) -> None:
@@ -81,7 +82,7 @@ class AttemptAsks:
         if pending is None:
             return  # too late (it was failed at its deadline): nobody waits for it any more
         if identity != worker_identity(pending.sink) or answer.sink != pending.sink:
-            self.sup.link.note_bad(identity, f"attempts answer for token {answer.token} from another sink")
+            self.fleet.link.note_bad(identity, f"attempts answer for token {answer.token} from another sink")
             return
         del self._pending[answer.token]
         pending.future.set_result([msgspec.to_builtins(a) for a in answer.attempts])
@@ -92,7 +93,7 @@ class AttemptAsks:
     def expire(self, now: float) -> None:
         """Fail the requests whose worker has gone, or whose deadline has passed (503)."""
         for token, p in list(self._pending.items()):
-            child = self.sup.fleet.sinks.get(p.sink)
+            child = self.fleet.sinks.get(p.sink)
             if child is None or child.handle is not p.handle or p.handle.poll() is not None:
                 why = f"the worker of sink {p.sink} exited before it answered; try again"
             elif now >= p.deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import os
 import shutil
 import socket
@@ -280,6 +281,22 @@ def test_garbage_is_400_and_server_still_serves(server, supervisor, garbage):
     assert supervisor.calls == []
     assert client(server).call("GET", "/v1/status")[0] == 200
     assert server.counts["requests"] == 1
+
+
+def test_bad_requests_of_one_kind_are_logged_once_a_minute_with_the_count_left_out(server, caplog):
+    now = [1000.0]
+    server._bad_log.clock = lambda: now[0]
+    garbage = b"GET /v1/status HTTP/1.1\r\nContent-Length: abc\r\n\r\n"
+    with caplog.at_level(logging.WARNING, logger="agent.control"):
+        for _ in range(3):
+            assert status_line(raw_exchange(server.path, garbage)) == 400
+        now[0] += 60
+        assert status_line(raw_exchange(server.path, garbage)) == 400
+        time.sleep(0.2)  # the connection thread logs after answering
+    lines = [r.getMessage() for r in caplog.records if "bad request" in r.getMessage()]
+    assert lines == ["control socket: bad request (the Content-Length header is not a number)",
+                     "control socket: bad request (the Content-Length header is not a number)"
+                     " (2 more like it since the last line)"], lines
 
 
 def test_garbage_line_answered_without_waiting_for_end_of_head(server):

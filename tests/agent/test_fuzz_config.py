@@ -61,8 +61,9 @@ def check_result(text: str | bytes, secrets: list[str] = ()) -> cfg.LoadResult:
             assert s.version in (1, 2) and s.name and cfg.redact_url(s.url)
             for secret in secrets:
                 assert secret not in shown, f"a secret leaked into a repr: {shown!r}"
+            shown_elsewhere = str((s.name, cfg.redact_url(s.url), s.version))  # what status shows of its config
             for secret in secrets:
-                assert secret not in str(s.public_view())
+                assert secret not in shown_elsewhere, f"a secret leaked into a sink's name or redacted URL: {shown_elsewhere!r}"
     return result
 
 

@@ -25,10 +25,9 @@ def capture(label, secrets):
     return stream
 
 
-def test_secrets_from_config_and_password_files_are_masked(tmp_path):
-    pw = tmp_path / "pw"
-    pw.write_text("file-pass-123\n")
-    text = f"""
+def config_with_password_file(pw, more: str = "") -> cfg.Config:
+    """One sink with a URL password, its Basic password in the file PW, and MORE keys."""
+    return cfg.parse(f"""
 [node]
 address = "10.0.0.1"
 location = "Oslo"
@@ -37,15 +36,28 @@ name = "a"
 url = "http://user:url-pass-456@127.0.0.1:1/x"
 locations = ["Oslo"]
 password_file = "{pw}"
-secret = "whsec_c2VjcmV0LWtleS03ODk="
-"""
-    config = cfg.parse(text).config
+{more}
+""").config
+
+
+def test_secrets_from_config_and_password_files_are_masked(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("file-pass-123\n")
+    config = config_with_password_file(pw, 'secret = "whsec_c2VjcmV0LWtleS03ODk="')
     stream = capture("t", logs.config_secrets(config))
     logging.getLogger("support.events").warning("a=%s b=%s c=%s d=%s", "file-pass-123", "url-pass-456",
                                                 "whsec_c2VjcmV0LWtleS03ODk=", "c2VjcmV0LWtleS03ODk=")
     out = stream.getvalue()
     assert "file-pass-123" not in out and "url-pass-456" not in out and "c2VjcmV0LWtleS03ODk" not in out
     assert out.count("***") == 4
+
+
+def test_a_password_file_that_is_not_utf8_does_not_break_masking(tmp_path):
+    """The file is read as the worker reads it (common.http_options.read_password_file); one it
+    cannot read leaves the other secrets masked instead of raising."""
+    pw = tmp_path / "pw"
+    pw.write_bytes(b"\xff\xfe not text\n")
+    assert logs.config_secrets(config_with_password_file(pw)) == ["url-pass-456"]
 
 
 def test_add_secrets_extends_the_running_filter_and_keeps_the_old_ones():

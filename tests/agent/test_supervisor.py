@@ -13,7 +13,7 @@ from common import config as config_mod
 from agent.errors import CommandError
 from common.internal import worker_identity
 from agent.supervisor import Supervisor
-from tests.agent.supervisor_fakes import Rig, TestSupervisor
+from tests.agent.supervisor_fakes import Rig, TestSupervisor, worker_report
 
 
 @pytest.fixture
@@ -170,6 +170,16 @@ def test_malformed_link_messages_never_break_the_loop(rig):
     assert rig.link.bad_messages == 4
     rig.report("cdr", "running")
     assert rig.sink_status("cdr")["state"] == "running"
+
+
+def test_a_worker_report_without_publisher_is_a_bad_message(rig):
+    started(rig)
+    msg = worker_report("cdr", rig.launcher.current("cdr").pid)
+    del msg["publisher"]
+    rig.link.inbox.append((worker_identity("cdr"), msg))
+    rig.step()
+    assert rig.link.bad_messages == 1
+    assert rig.sink_status("cdr")["state"] == "starting"
 
 
 def test_unknown_command_is_a_400(rig):

@@ -1,6 +1,7 @@
 """The supervisor's ROUTER with real DEALERs: reports in, commands out, bad
 frames counted, and sends to absent children reported instead of lost."""
 
+import logging
 import shutil
 import tempfile
 import time
@@ -48,6 +49,16 @@ def test_round_trip_and_bad_frames(link):
         assert orjson.loads(dealer.recv()) == {"type": "stop_publisher"}
     finally:
         dealer.close(linger=0)
+
+
+def test_bad_messages_are_all_counted_and_logged_once_a_minute(link, caplog):
+    _, router = link
+    with caplog.at_level(logging.WARNING, logger="agent.supervisor"):
+        for _ in range(5):
+            router.note_bad(b"sink:cdr", "bad sink report")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["supervisor link: ignored a bad message from b'sink:cdr' (bad sink report); 1 so far"]
+    assert router.bad_messages == 5
 
 
 def test_send_to_an_absent_child_says_so(link):
