@@ -297,13 +297,14 @@ def _route(method: str, target: str) -> tuple[Command | None, dict[str, str], li
         absolute = urllib.parse.urlsplit(target)
         target = (absolute.path or "/") + (f"?{absolute.query}" if absolute.query else "")
     parts = urllib.parse.urlsplit(target)
-    allowed: list[str] = []
-    for command, pattern in ROUTES:
-        m = pattern.match(parts.path)
-        if not m:
-            continue
+    matches = [(command, m) for command, pattern in ROUTES if (m := pattern.match(parts.path))]
+    if matches:
+        # A concrete path wins over a template that also matches it (OpenAPI's rule):
+        # DELETE /v1/sinks/S/dead-letters/redrive is a wrong method, not a dead letter named "redrive".
+        fewest = min(len(command.fields) for command, _ in matches)
+        matches = [(command, m) for command, m in matches if len(command.fields) == fewest]
+    for command, m in matches:
         if command.method != method:
-            allowed.append(command.method)
             continue
         params = {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
@@ -311,7 +312,7 @@ def _route(method: str, target: str) -> tuple[Command | None, dict[str, str], li
             if name in query:
                 params[name] = query[name][-1]
         return command, params, []
-    return None, {}, sorted(set(allowed))
+    return None, {}, sorted({command.method for command, _ in matches})
 
 
 def _check_body(body: bytes) -> None:

@@ -171,3 +171,15 @@ def test_restart_and_reload_rendering():
     assert render_restart({"restarted": "cdr"}) == "restarted sink cdr"
     assert render_reload({}) == "config reloaded"
     assert render_reload({"added": ["a"], "removed": []}) == "config reloaded (added: a; removed: -)"
+
+
+def test_a_concrete_path_wins_over_a_template_that_matches_it():
+    from agent.control import _route
+
+    command, params, allowed = _route("DELETE", "/v1/sinks/cdr/dead-letters/redrive")
+    assert command is None and allowed == ["POST"]  # a wrong method, not a dead letter named "redrive"
+    command, params, _ = _route("POST", "/v1/sinks/cdr/dead-letters/redrive")
+    assert command.name == "redrive" and params == {"sink": "cdr"}
+    command, params, _ = _route("DELETE", "/v1/sinks/cdr/dead-letters/abc-12")
+    assert command.name == "discard" and params == {"sink": "cdr", "id": "abc-12"}
+    assert _route("GET", "/v1/sinks/cdr/dead-letters/abc-12")[2] == ["DELETE"]
