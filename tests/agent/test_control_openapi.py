@@ -76,9 +76,11 @@ def documented_target(draw):
 
 
 def routed(path: str) -> list[str]:
-    """The methods of the routes matching PATH."""
+    """The methods of the routes matching PATH (a concrete path wins over a template matching it too)."""
     bare = urllib.parse.urlsplit(path).path
-    return [command.method for command, pattern in ROUTES if pattern.match(bare)]
+    matching = [command for command, pattern in ROUTES if pattern.match(bare)]
+    fewest = min((len(c.fields) for c in matching), default=0)
+    return [c.method for c in matching if len(c.fields) == fewest]
 
 
 @st.composite
