@@ -45,6 +45,7 @@ MAX_BODY = 64 * 1024  # bytes of request body
 READ_TIMEOUT = 5.0  # s a client gets to deliver one whole request (head and body)
 IDLE_TIMEOUT = 5.0  # s a keep-alive connection may wait between requests
 MAX_CONNECTIONS = 64
+BUSY_READ_TIMEOUT = 0.5  # s the accept thread waits for a refused client's request head
 MAX_REQUESTS_PER_CONNECTION = 1000
 SOCKET_MODE = 0o660
 LOG_EVERY = 60.0  # s between two log lines for the same kind of bad request
@@ -183,10 +184,22 @@ class ControlServer:
             threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
 
     def _refuse_busy(self, conn: socket.socket) -> None:
+        """Answer 503 and close. The request head is read first (briefly): a unix socket closed with
+        unread data resets the connection, and the client would see no answer at all."""
         try:
-            conn.settimeout(1.0)
+            conn.settimeout(BUSY_READ_TIMEOUT)
+            seen = b""
+            while not _HEAD_END.search(seen) and len(seen) < MAX_HEAD:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:
+            pass
+        try:
             err = CommandError(503, "the control socket is busy; try again")
             conn.sendall(_response(503, _json_bytes(err.body()), close=True))
+            conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         finally:
