@@ -26,8 +26,8 @@ def context_switches(pid: int) -> int:
 
 @pytest.fixture
 def run(root):
-    # No cursor row: housekeeping may purge everything, so the journal ends up empty.
-    broker = BrokerRun(root, make_config(root), cursor=False)
+    # No cursor row and no retention: housekeeping may purge everything, so the journal ends up empty.
+    broker = BrokerRun(root, make_config(root, retention_hours=0), cursor=False)
     yield broker
     if broker.proc.poll() is None:
         broker.stop(signal.SIGKILL)
