@@ -52,6 +52,7 @@ class MetricsView:
     received: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     journal_bytes: int = 0
+    journal_retained: int = 0
 
 
 def _buckets(h: HistFigures) -> list[tuple[str, float]]:
@@ -78,6 +79,8 @@ def families(view: MetricsView) -> list:
     alarm = GaugeMetricFamily("eventsink_alarm_active", "1 while that alarm is raised.", labels=["sink", "alarm"])
     restarts = CounterMetricFamily("eventsink_worker_restarts", "Worker processes restarted by the supervisor after an unexpected exit.", labels=["sink"])
     journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
+    retained = GaugeMetricFamily("eventsink_journal_retained_events", "Delivered events kept for replay.",
+                                 value=view.journal_retained)
 
     active = set(view.alarms)
     for s in view.sinks:
@@ -101,7 +104,8 @@ def families(view: MetricsView) -> list:
     for name, sink in sorted(active - known, key=lambda a: (a[0], a[1] or "")):
         alarm.add_metric([sink or "", name], 1)
 
-    return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts, journal]
+    return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts, journal,
+            retained]
 
 
 class AgentCollector:
