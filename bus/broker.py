@@ -86,6 +86,8 @@ GROUP_COMMIT_MAX_WINDOW = 0.002
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
 ROW_OVERHEAD = 64  # bytes a journal row costs beyond its topic and payload, its index entry included (estimate)
+LEAF_HEADER = 40  # bytes of a leaf page that hold no cell (header, and a little slack)
+WAL_FRAME_HEADER = 24
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
@@ -98,6 +100,7 @@ class Broker(JournalKeeping):
         self.paths = Paths.of(config)
         self.validator = Validator(int(config.agent.max_message_kb * 1024))
         self.bound_bytes = int(config.agent.max_journal_mb * 1024 * 1024)
+        self.append_bound = self.bound_bytes  # less the WAL limit (open()): room to make room
         self.rejects = RejectLog()
         self.received = 0
         self.transactions = 0  # journal transactions that committed events
@@ -153,6 +156,9 @@ class Broker(JournalKeeping):
         # database is the first step of draining. A batch (one transaction) stays within it too.
         self.wal_limit = reserve_bytes // 2
         self.journal.limit_wal(self.wal_limit)
+        # Appends stop a WAL limit short of the bound: deleting retained rows to make room (and
+        # the workers' cursor commits) write WAL too, and the journal must never pass the bound.
+        self.append_bound = max(0, self.bound_bytes - self.wal_limit)
         self.batch_bytes_max = min(BATCH_BYTES, self.wal_limit)
         if not self.reserve.ensure():
             support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
@@ -313,23 +319,33 @@ class Broker(JournalKeeping):
         (after making room) the rows that fit go in a transaction of their own, then the rest is
         tried again, until not even one fits: only then is the journal full and the rest refused."""
         while rows:
-            grows = size + len(rows) * ROW_OVERHEAD  # what the rows add to the database ...
-            wal = grows + TX_PAGES * self.page_size  # ... and to the WAL until the next checkpoint
+            grows, wal = self.estimate(len(rows), size)
             keep = len(rows)
-            if self.used_estimate + grows + wal > self.bound_bytes and not self.room_for(grows + wal):
+            if self.used_estimate + grows + wal > self.append_bound and not self.room_for(grows + wal):
                 keep = self.rows_that_fit(len(rows), grows)  # in order: the later ones wait, or are refused
             if not keep:
                 self.full_need = 2 * grows // len(rows) + TX_PAGES * self.page_size  # one row: resume_mark
                 self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
                 self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
                 return
-            part = grows * keep // len(rows)
-            if not self.journal_rows(rows[:keep], part, part + TX_PAGES * self.page_size):
+            if keep < len(rows):
+                grows, wal = self.estimate(keep, size * keep // len(rows))
+            if not self.journal_rows(rows[:keep], grows, wal):
                 return
             if keep < len(rows):
                 self.flush_wal()  # the next measure sees the rows once, not also in the WAL
             size = size * (len(rows) - keep) // len(rows)
             rows = rows[keep:]
+
+    def estimate(self, count: int, size: int) -> tuple[int, int]:
+        """Bytes COUNT rows of SIZE bytes (topics and payloads) add to the database, and to the WAL
+        until the next checkpoint. Appended rows fill leaf pages in whole cells (three 1 kB rows
+        take a 4 kB page), and the WAL takes whole pages plus the transaction's own."""
+        page = self.page_size
+        cell = size / count + ROW_OVERHEAD
+        usable = page - LEAF_HEADER
+        pages = math.ceil(count / int(usable // cell)) if cell <= usable else count * math.ceil(cell / (page - 4))
+        return pages * page, (pages + TX_PAGES) * (page + WAL_FRAME_HEADER)
 
     def journal_rows(self, rows: list[tuple[str, bytes]], grows: int, wal: int) -> bool:
         """Append ROWS in one transaction (GROWS bytes in the database, WAL in the WAL: estimates),

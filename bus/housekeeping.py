@@ -98,12 +98,12 @@ class JournalKeeping:
     def resume_mark(self) -> float:
         """Below this a full journal accepts events again: a row as large as the one it refused fits
         with 1 - FULL_RESUME_RATIO of the bound to spare (hysteresis: no alarm that flaps)."""
-        return FULL_RESUME_RATIO * self.bound_bytes - max(self.full_need, TX_PAGES * self.page_size)
+        return FULL_RESUME_RATIO * self.append_bound - max(self.full_need, TX_PAGES * self.page_size)
 
     def rows_that_fit(self, count: int, grows: int) -> int:
         """Of COUNT rows adding GROWS bytes, how many fit below the bound (each counted twice:
         in the WAL and in the database)."""
-        room = self.bound_bytes - self.used_estimate - TX_PAGES * self.page_size
+        room = self.append_bound - self.used_estimate - TX_PAGES * self.page_size
         per_row = max(1, 2 * grows // count)
         return max(0, min(count, int(room // per_row)))
 
@@ -191,9 +191,9 @@ class JournalKeeping:
             self.journal.checkpoint()  # the WAL counts: empty it before measuring
             self.wal_written = 0
             self.used_estimate = self.journal.used_bytes()
-            if self.used_estimate + need <= self.bound_bytes:
+            if self.used_estimate + need <= self.append_bound:
                 return True
-            target = min(int(ROOM_TARGET * self.bound_bytes), self.bound_bytes - need)
+            target = min(int(ROOM_TARGET * self.bound_bytes), self.append_bound - need)
             if self.journal.make_room(max(0, target), max_rows=PURGE_MAX_ROWS):
                 self.journal.checkpoint()
                 self.wal_written = 0
@@ -201,7 +201,7 @@ class JournalKeeping:
         except Exception as exc:
             self.note_trouble("cannot make room in the journal", exc)
             return False
-        return self.used_estimate + need <= self.bound_bytes
+        return self.used_estimate + need <= self.append_bound
 
     def append_on_full_disk(self, rows: list, at: float, exc: Exception) -> list[int] | None:
         """An append failed on a full disk: give the reserve back, make room from retained rows and

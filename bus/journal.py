@@ -24,7 +24,7 @@ up) keeps SQLite from restarting the WAL, so the passive autocheckpoint copies
 frames but the file grows by every transaction (three pages or more each, even
 for one row), and journal_size_limit only truncates it to that limit on a
 restart. A large delete writes about as much WAL as it deletes, a vacuum as much
-as it moves. So purges go in chunks of half the WAL limit, each followed by a
+as it moves, twice or more. So purges go in chunks of a quarter of the WAL limit, each followed by a
 TRUNCATE checkpoint (which waits briefly for readers), and stop when one fails;
 the broker checkpoints explicitly too once it has written about the limit.
 
@@ -57,7 +57,6 @@ from bus.journal_schema import (  # noqa: F401 - JournalCorrupt, JournalFull: re
 
 CHECKPOINT_BUSY_TIMEOUT_MS = 50  # a checkpoint never blocks the broker for long
 DEFAULT_WAL_LIMIT = 8 * 1024 * 1024  # bytes of WAL until `limit_wal` says otherwise
-MIN_CHUNK_ROWS = 16  # rows a purge transaction deletes at least (when that many are due)
 COMMIT_RETRIES = 20  # worker writes attempted on a busy database (each waits busy_timeout)
 
 _FIRST_YOUNG_SQL = 'SELECT "offset" FROM events WHERE accepted_at >= ? ORDER BY accepted_at, "offset" LIMIT 1'
@@ -306,7 +305,7 @@ class Journal(DeadLetterDesk, _Connection):
               until_bytes: int | None = None) -> int:
         """Delete delivered events, oldest first: at most MAX_ROWS (None = no limit), only those
         accepted before ACCEPTED_BEFORE when given (retention), and when UNTIL_BYTES is given only
-        until `used_bytes()` is at most that. In transactions of about half the WAL limit, each
+        until `used_bytes()` is at most that. In transactions of a quarter of the WAL limit, each
         followed by handing the freed pages back and a checkpoint; stops early when a checkpoint
         cannot empty the WAL (readers), so the WAL never grows past its limit. Returns rows deleted."""
         deleted = 0
@@ -330,18 +329,18 @@ class Journal(DeadLetterDesk, _Connection):
         return self.purge(max_rows=max_rows, until_bytes=target_bytes)
 
     def _chunk_rows(self, until_bytes: int | None) -> int:
-        """Rows per purge transaction: about half the WAL limit's worth (a delete writes about as much
-        WAL as it deletes, the vacuum after it as much again), fewer when only UNTIL_BYTES is due."""
+        """Rows per purge transaction: a quarter of the WAL limit's worth (a delete writes about as much
+        WAL as it deletes, the vacuum after it twice that), fewer when only UNTIL_BYTES is due."""
         db = self._db
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         live = (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
         low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
         rows = 0 if low is None else db.execute(HEAD_SQL).fetchone()[0] - low + 1
         per_row = max(32, live // max(1, rows))
-        chunk = max(MIN_CHUNK_ROWS, self.wal_limit // 2 // per_row)
+        chunk = max(1, self.wal_limit // 4 // per_row)
         if until_bytes is not None:
             due = self.used_bytes() - until_bytes
-            chunk = min(chunk, max(MIN_CHUNK_ROWS, -(-due // per_row)))
+            chunk = min(chunk, max(1, -(-due // per_row)))
         return chunk
 
     def _delete_prefix(self, limit: int, accepted_before: float | None) -> int:
@@ -369,12 +368,12 @@ class Journal(DeadLetterDesk, _Connection):
         return max(deleted, 0)
 
     def _vacuum_step(self) -> None:
-        """Hand free pages back to the file system, at most half the WAL limit's worth (moving
-        pages writes WAL); busy: the next purge does it."""
+        """Hand free pages back to the file system, at most a quarter of the WAL limit's worth (moving a
+        page writes it, its parent and its pointer-map page); busy: the next purge does it."""
         db = self._db
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         if free:
-            pages = max(MIN_CHUNK_ROWS, self.wal_limit // 2 // db.execute("PRAGMA page_size").fetchone()[0])
+            pages = max(1, self.wal_limit // 4 // db.execute("PRAGMA page_size").fetchone()[0])
             try:
                 # executescript steps the pragma to completion; execute() would free one page only
                 db.executescript(f"PRAGMA incremental_vacuum({min(free, pages)});")
