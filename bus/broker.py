@@ -62,12 +62,11 @@ from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
 from common.logs import RateLimited
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
-    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, TX_PAGES, JournalKeeping,
-    disk_room,
+    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, TX_PAGES, JournalKeeping, disk_room,
 )
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
-from bus.validate import Accepted, RejectLog, Validator
+from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -85,9 +84,6 @@ GROUP_COMMIT_MIN_WINDOW = 0.001
 GROUP_COMMIT_MAX_WINDOW = 0.002
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
-ROW_OVERHEAD = 64  # bytes a journal row costs beyond its topic and payload, its index entry included (estimate)
-LEAF_HEADER = 40  # bytes of a leaf page that hold no cell (header, and a little slack)
-WAL_FRAME_HEADER = 24
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
@@ -336,16 +332,6 @@ class Broker(JournalKeeping):
                 self.flush_wal()  # the next measure sees the rows once, not also in the WAL
             size = size * (len(rows) - keep) // len(rows)
             rows = rows[keep:]
-
-    def estimate(self, count: int, size: int) -> tuple[int, int]:
-        """Bytes COUNT rows of SIZE bytes (topics and payloads) add to the database, and to the WAL
-        until the next checkpoint. Appended rows fill leaf pages in whole cells (three 1 kB rows
-        take a 4 kB page), and the WAL takes whole pages plus the transaction's own."""
-        page = self.page_size
-        cell = size / count + ROW_OVERHEAD
-        usable = page - LEAF_HEADER
-        pages = math.ceil(count / int(usable // cell)) if cell <= usable else count * math.ceil(cell / (page - 4))
-        return pages * page, (pages + TX_PAGES) * (page + WAL_FRAME_HEADER)
 
     def journal_rows(self, rows: list[tuple[str, bytes]], grows: int, wal: int) -> bool:
         """Append ROWS in one transaction (GROWS bytes in the database, WAL in the WAL: estimates),

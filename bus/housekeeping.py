@@ -31,12 +31,12 @@ housekeeping.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
 from common import logs
 from common.logs import suppressed_note
-from bus.validate import REJECT_LOG_INTERVAL  # also between two log lines about one kind of trouble
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -50,6 +50,9 @@ FULL_RESUME_RATIO = 0.95  # leave journal_full only below this share of the boun
 PURGE_MAX_ROWS = 200_000  # events deleted per housekeeping round
 RESERVE_MAX_BYTES = 8 * 1024 * 1024  # disk space held back for draining a journal on a full disk
 RESERVE_MIN_BYTES = 64 * 1024
+ROW_OVERHEAD = 64  # bytes a journal row costs beyond its topic and payload, its index entry included (estimate)
+LEAF_HEADER = 40  # bytes of a leaf page that hold no cell (header, and a little slack)
+WAL_FRAME_HEADER = 24
 TX_PAGES = 4  # pages a transaction writes to the WAL beyond its rows (leaves of the table, index, sequence)
 ROOM_MARK = 0.8  # share of the bound at which a round makes room from retained rows ...
 ROOM_TARGET = 0.75  # ... down to this share
@@ -99,6 +102,16 @@ class JournalKeeping:
         """Below this a full journal accepts events again: a row as large as the one it refused fits
         with 1 - FULL_RESUME_RATIO of the bound to spare (hysteresis: no alarm that flaps)."""
         return FULL_RESUME_RATIO * self.append_bound - max(self.full_need, TX_PAGES * self.page_size)
+
+    def estimate(self, count: int, size: int) -> tuple[int, int]:
+        """Bytes COUNT rows of SIZE bytes (topics and payloads) add to the database, and to the WAL
+        until the next checkpoint. Appended rows fill leaf pages in whole cells (three 1 kB rows
+        take a 4 kB page), and the WAL takes whole pages plus the transaction's own."""
+        page = self.page_size
+        cell = size / count + ROW_OVERHEAD
+        usable = page - LEAF_HEADER
+        pages = math.ceil(count / int(usable // cell)) if cell <= usable else count * math.ceil(cell / (page - 4))
+        return pages * page, (pages + TX_PAGES) * (page + WAL_FRAME_HEADER)
 
     def rows_that_fit(self, count: int, grows: int) -> int:
         """Of COUNT rows adding GROWS bytes, how many fit below the bound (each counted twice:
