@@ -62,7 +62,7 @@ from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
 from common.logs import RateLimited
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
-    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, TX_PAGES, JournalKeeping, disk_room,
+    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
@@ -318,9 +318,9 @@ class Broker(JournalKeeping):
             grows, wal = self.estimate(len(rows), size)
             keep = len(rows)
             if self.used_estimate + grows + wal > self.append_bound and not self.room_for(grows + wal):
-                keep = self.rows_that_fit(len(rows), grows)  # in order: the later ones wait, or are refused
+                keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
             if not keep:
-                self.full_need = 2 * grows // len(rows) + TX_PAGES * self.page_size  # one row: resume_mark
+                self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
                 self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
                 self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
                 return

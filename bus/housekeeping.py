@@ -113,12 +113,15 @@ class JournalKeeping:
         pages = math.ceil(count / int(usable // cell)) if cell <= usable else count * math.ceil(cell / (page - 4))
         return pages * page, (pages + TX_PAGES) * (page + WAL_FRAME_HEADER)
 
-    def rows_that_fit(self, count: int, grows: int) -> int:
-        """Of COUNT rows adding GROWS bytes, how many fit below the bound (each counted twice:
-        in the WAL and in the database)."""
-        room = self.append_bound - self.used_estimate - TX_PAGES * self.page_size
-        per_row = max(1, 2 * grows // count)
-        return max(0, min(count, int(room // per_row)))
+    def rows_that_fit(self, count: int, size: int) -> int:
+        """Of COUNT rows of SIZE bytes, how many (the first ones) fit below the bound, by `estimate`
+        (each row counted twice: in the WAL and in the database)."""
+        room = self.append_bound - self.used_estimate
+        grows, wal = self.estimate(count, size)
+        keep = max(0, min(count, int(room * count // max(1, grows + wal))))
+        while keep and sum(self.estimate(keep, size * keep // count)) > room:
+            keep = keep - 1 if keep < 8 else keep * 7 // 8
+        return keep
 
     # ------------------------------------------------------------ purge and checkpoint
 
