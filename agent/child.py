@@ -286,6 +286,7 @@ class BrokerChild(Child):
         self.report: BrokerReport | None = None
         self.journal_bytes = 0
         self.journal_full = False
+        self.retained = 0  # delivered events the journal keeps for replay, as last reported
         self.last_head: int | None = None  # the journal head in the latest broker report
 
     @property
@@ -313,6 +314,7 @@ class BrokerChild(Child):
         self.report = r
         self.journal_bytes = r.journal_bytes
         self.journal_full = r.journal_full
+        self.retained = r.retained
         return True
 
     def attach(self, handle, now: float) -> None:

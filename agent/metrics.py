@@ -53,6 +53,7 @@ class MetricsView:
     received: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     journal_bytes: int = 0
+    journal_retained: int = 0
 
 
 def _buckets(h: HistFigures) -> list[tuple[str, float]]:
@@ -81,6 +82,8 @@ def families(view: MetricsView) -> list:
     journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
     dead_lettered = CounterMetricFamily("eventsink_dead_letters", "Events set aside as dead letters.", labels=["sink"])
     dead_held = GaugeMetricFamily("eventsink_dead_letter_events", "Dead letters the sink holds now.", labels=["sink"])
+    retained = GaugeMetricFamily("eventsink_journal_retained_events", "Delivered events kept for replay.",
+                                 value=view.journal_retained)
 
     active = set(view.alarms)
     for s in view.sinks:
@@ -107,7 +110,7 @@ def families(view: MetricsView) -> list:
         alarm.add_metric([sink or "", name], 1)
 
     return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts,
-            journal, dead_lettered, dead_held]
+            journal, retained, dead_lettered, dead_held]
 
 
 class AgentCollector:

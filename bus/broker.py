@@ -14,20 +14,21 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   (`group_commit_window()`: about the recent gap between messages, at most
   GROUP_COMMIT_MAX_WINDOW, none for a slower trickle) once and take what came
   meanwhile; validate each message, append the accepted ones to the journal
-  in ONE transaction and only then publish `[topic, offset (8 bytes,
-  big-endian), payload]` for each (docs/internals.md);
+  in ONE transaction with one acceptance time, and only then publish `[topic,
+  offset (8 bytes, big-endian), payload]` for each (docs/internals.md); a
+  batch's bytes also stay within the WAL limit (half the reserve);
 - reports to the supervisor when a figure changed (at most every
   REPORT_INTERVAL), at once on a change of the journal-full state, and every
   HEARTBEAT_INTERVAL when nothing changed;
-- housekeeping (purge + checkpoint) only when there can be something to do:
-  HOUSEKEEPING_INTERVAL after a commit, again while rows remain (backing off
-  to HOUSEKEEPING_MAX_INTERVAL while no round deletes anything, e.g. a sink
-  whose publisher is stopped), never when the journal is empty and nothing
-  arrives; every HOUSEKEEPING_INTERVAL while the journal is full; the free
-  space on the disk is also looked at with each heartbeat (a disk another file
-  fills while nothing arrives still raises the alarm within HEARTBEAT_INTERVAL);
-- journal full (used bytes >= max_journal_mb, or the disk is full): rejects new
-  messages with reason `journal_full`, logs once on `support.events`, retries
+- housekeeping (bus/housekeeping.py: purge delivered rows older than
+  `retention_hours`, make room from retained rows, checkpoint, measure) only
+  when there can be something to do; the free space on the disk is also looked
+  at with each heartbeat (a disk another file fills while nothing arrives
+  still raises the alarm within HEARTBEAT_INTERVAL);
+- an append that would pass max_journal_mb (its rows counted twice: WAL and
+  database) first makes room from retained rows; when that is not enough, or
+  the disk is full once they gave their room back, the journal is full:
+  rejects new messages with reason `journal_full`, logs once on `support.events`, retries
   every second while full and leaves the state when below 95 % of the bound and a write
   succeeds. Nothing accepted is ever dropped. A small preallocated reserve
   file (`{state_dir}/journal.reserve`, at most a quarter of the free space) is
@@ -59,13 +60,13 @@ import zmq
 from common import internal, logs
 from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
-from common.logs import RateLimited, suppressed_note
+from common.logs import RateLimited
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
-    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, REJECT_LOG_INTERVAL, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
+    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
-from bus.validate import Accepted, Validator
+from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -83,26 +84,8 @@ GROUP_COMMIT_MIN_WINDOW = 0.001
 GROUP_COMMIT_MAX_WINDOW = 0.002
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
-ROW_OVERHEAD = 40  # bytes a journal row costs beyond its payload (estimate)
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
-
-
-class RejectLog:
-    """Counts rejects per reason; logs one line per reason per REJECT_LOG_INTERVAL with the count suppressed since."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.total = 0
-        self._rate = RateLimited(REJECT_LOG_INTERVAL)  # one kind per reason
-
-    def reject(self, reason: str, detail: str, n: int = 1) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + n
-        self.total += n
-        suppressed = self._rate.allow(reason, n)
-        if suppressed is not None:
-            more = suppressed_note(suppressed, "more rejected for this reason")
-            log.warning("rejected bus message: %s: %s%s", reason, detail, more)
 
 
 class Broker(JournalKeeping):
@@ -113,6 +96,7 @@ class Broker(JournalKeeping):
         self.paths = Paths.of(config)
         self.validator = Validator(int(config.agent.max_message_kb * 1024))
         self.bound_bytes = int(config.agent.max_journal_mb * 1024 * 1024)
+        self.append_bound = self.bound_bytes  # less the WAL limit (open()): room to make room
         self.rejects = RejectLog()
         self.received = 0
         self.transactions = 0  # journal transactions that committed events
@@ -123,10 +107,19 @@ class Broker(JournalKeeping):
         self.journal_full = False
         self.disk_full = False
         self.full_retry_at = 0.0
+        self.full_need = 0  # bytes the batch refused at the bound needed (0: full for another reason)
         self.full_log = RateLimited(REJECT_LOG_INTERVAL)  # "journal full" on support.events
         self.full_announced = False
         self.purge_log = RateLimited(REJECT_LOG_INTERVAL)  # a failing purge: every second on a full disk
-        self.used_estimate = 0
+        self.used_estimate = 0  # bytes: measured, plus the estimate of each append since
+        self.retention_seconds = config.agent.retention_hours * 3600
+        self.extent = None  # the journal's rows as last measured (bus.journal.Extent)
+        self.retained = 0  # delivered rows kept for replay, as last measured
+        self.wal_limit = RESERVE_MIN_BYTES // 2  # set in open(): half the reserve
+        self.wal_written = 0  # WAL bytes written (estimate) since the last checkpoint
+        self.batch_bytes_max = BATCH_BYTES  # and no more than the WAL limit (open())
+        self.drained_bytes = 0  # frame bytes of the last batch drain() took
+        self.page_size = 4096
         self.backlogged = False  # the last drain left messages queued: a burst is coming in
         self.purged_at = time.monotonic()
         self.housekeeping_at: float | None = None  # None: nothing to purge or checkpoint until rows arrive
@@ -144,7 +137,8 @@ class Broker(JournalKeeping):
         if ipc_path:
             os.makedirs(os.path.dirname(ipc_path) or ".", mode=0o750, exist_ok=True)
         self.journal = Journal(self.paths.journal_path)
-        self.used_estimate = self.journal.used_bytes()
+        self.page_size = self.journal.page_size
+        self.measure()
         self.head = self.journal.head()
         if self.journal.holds_events():
             self.housekeeping_at = time.monotonic()  # rows from before a restart may be purgeable
@@ -155,8 +149,13 @@ class Broker(JournalKeeping):
                                                    disk_room(reserve_path) // 4))
         self.reserve = SpaceReserve(reserve_path, reserve_bytes)
         # Un-checkpointed WAL must fit in the reserve: on a full disk, copying it into the
-        # database is the first step of draining.
-        self.journal.limit_wal(reserve_bytes // 2)
+        # database is the first step of draining. A batch (one transaction) stays within it too.
+        self.wal_limit = reserve_bytes // 2
+        self.journal.limit_wal(self.wal_limit)
+        # Appends stop a WAL limit short of the bound: deleting retained rows to make room (and
+        # the workers' cursor commits) write WAL too, and the journal must never pass the bound.
+        self.append_bound = max(0, self.bound_bytes - self.wal_limit)
+        self.batch_bytes_max = min(BATCH_BYTES, self.wal_limit)
         if not self.reserve.ensure():
             support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
         self.ctx = zmq.Context()
@@ -205,7 +204,7 @@ class Broker(JournalKeeping):
             if self.ingress in ready:
                 batch = self.drain()
                 if batch:
-                    self.process(batch)
+                    self.process(batch, self.drained_bytes)
             if self.supervisor in ready:
                 self.poll_supervisor()
             if self.wake_fd in ready:
@@ -251,6 +250,7 @@ class Broker(JournalKeeping):
                 time.sleep(pause)  # not a poll on the ingress: arrivals must not wake us one by one
             size = self._take(batch, size, time.monotonic() + max_seconds)
         self.last_batch = (started, len(batch))
+        self.drained_bytes = size
         return batch
 
     def group_commit_window(self, started: float) -> float:
@@ -269,7 +269,8 @@ class Broker(JournalKeeping):
         recv = self.ingress.recv
         monotonic = time.monotonic
         self.backlogged = True  # unless the queue runs dry below
-        while len(batch) < BATCH_MAX and size < BATCH_BYTES:
+        limit = self.batch_bytes_max
+        while len(batch) < BATCH_MAX and size < limit:
             # recv_multipart, inlined: its RCVMORE getsockopt per frame costs more than Frame.more.
             try:
                 frame = recv(_NOBLOCK, copy=False)
@@ -287,8 +288,9 @@ class Broker(JournalKeeping):
                 break
         return size
 
-    def process(self, batch: list[list[bytes]]) -> None:
-        """Validate BATCH, journal the accepted messages in one transaction, then fan them out."""
+    def process(self, batch: list[list[bytes]], size: int | None = None) -> None:
+        """Validate BATCH (SIZE: its frames' bytes, as drain() counted them), journal the accepted
+        messages in one transaction, then fan them out."""
         rows: list[tuple[str, bytes]] = []
         append, check, reject, full = rows.append, self.validator.check, self.rejects.reject, self.journal_full
         for frames in batch:
@@ -304,53 +306,78 @@ class Broker(JournalKeeping):
             else:
                 append(result)  # an Accepted is the (topic, payload) row
         if rows:
-            self.commit(rows)
+            if size is None:
+                size = sum(len(f) for frames in batch for f in frames)
+            self.commit(rows, size)
 
-    def commit(self, rows: list[tuple[str, bytes]]) -> None:
+    def commit(self, rows: list[tuple[str, bytes]], size: int) -> None:
+        """Journal ROWS (about SIZE bytes of topics and payloads) and fan them out. At the bound
+        (after making room) the rows that fit go in a transaction of their own, then the rest is
+        tried again, until not even one fits: only then is the journal full and the rest refused."""
+        while rows:
+            grows, wal = self.estimate(len(rows), size)
+            keep = len(rows)
+            if self.used_estimate + grows + wal > self.append_bound and not self.room_for(grows + wal):
+                keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
+            if not keep:
+                self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
+                self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
+                self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
+                return
+            if keep < len(rows):
+                grows, wal = self.estimate(keep, size * keep // len(rows))
+            if not self.journal_rows(rows[:keep], grows, wal):
+                return
+            if keep < len(rows):
+                self.flush_wal()  # the next measure sees the rows once, not also in the WAL
+            size = size * (len(rows) - keep) // len(rows)
+            rows = rows[keep:]
+
+    def journal_rows(self, rows: list[tuple[str, bytes]], grows: int, wal: int) -> bool:
+        """Append ROWS in one transaction (GROWS bytes in the database, WAL in the WAL: estimates),
+        then fan them out; False when they were refused (the journal is full)."""
         assert self.journal is not None
+        accepted_at = time.time()
         try:
-            offsets = self.journal.append(rows)
+            offsets = self.journal.append(rows, accepted_at)
         except JournalFull as exc:
-            self.disk_full = True
-            released = self.reserve.release()  # room for the workers' cursors and the purge to drain the journal
-            self.enter_full(f"the disk is full ({exc}){'; reserve space released' if released else ''}")
-            self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
-            return
+            offsets = self.append_on_full_disk(rows, accepted_at, exc)
+            if offsets is None:
+                return False
         except Exception as exc:
             if not self.journal_full:
                 log.error("journal write failed: %s: %s", type(exc).__name__, exc)
             self.enter_full(f"the journal cannot be written ({type(exc).__name__}: {exc})")
             self.rejects.reject("journal_full", "the journal cannot be written; event not accepted", len(rows))
-            return
+            return False
         self.received += len(rows)
         self.transactions += 1
         self.head = offsets[-1]
         self.housekeeping_wait = HOUSEKEEPING_INTERVAL
-        if self.housekeeping_at is None:
-            # Not pushed back by later commits: under a steady stream the rounds stay one a second.
-            self.housekeeping_at = time.monotonic() + HOUSEKEEPING_INTERVAL
+        soon = time.monotonic() + HOUSEKEEPING_INTERVAL
+        if self.housekeeping_at is None or self.housekeeping_at > soon:
+            # Never pushed back by later commits: under a steady stream the rounds stay one a second.
+            self.housekeeping_at = soon
         # send_multipart, inlined with plain int flags: its per-frame enum arithmetic cost more than the sends.
         send = self.fanout.send
-        used = len(rows) * ROW_OVERHEAD
         for (topic, payload), offset in zip(rows, offsets):
-            used += len(topic) + len(payload)
             try:
                 send(_topic_bytes(topic), _MORE_NOBLOCK)
                 send(offset.to_bytes(8, "big"), _MORE_NOBLOCK)
                 send(payload, _NOBLOCK)
             except zmq.Again:
                 pass  # the fan-out may drop (a PUB drops whole messages at its HWM): workers repair gaps from the journal
-        self.used_estimate += used
-        if self.used_estimate >= self.bound_bytes:
-            self.used_estimate = self.journal.used_bytes()
-            if self.used_estimate >= self.bound_bytes:
-                self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
+        self.used_estimate += grows + wal
+        self.wal_written += wal
+        if self.wal_written >= self.wal_limit:
+            self.flush_wal()
+        return True
 
     # ------------------------------------------------------------ reports
 
     def figures(self) -> tuple:
         """What a report tells; a report is due (after REPORT_INTERVAL) when it changed."""
-        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head)
+        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head, self.retained)
 
     def report_due(self) -> float:
         changed = self.figures() != self.reported
@@ -362,7 +389,7 @@ class Broker(JournalKeeping):
         internal.send_nowait(self.supervisor, BrokerReport(
             pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
             journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
-            transactions=self.transactions,
+            transactions=self.transactions, retained=self.retained,
         ))
 
     def poll_supervisor(self) -> None:
@@ -390,7 +417,8 @@ class Broker(JournalKeeping):
         while (left := deadline - time.monotonic()) > 0:
             if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):
                 break
-            self.process(self.drain(window=0.0, max_seconds=min(BATCH_SECONDS, left)))
+            batch = self.drain(window=0.0, max_seconds=min(BATCH_SECONDS, left))
+            self.process(batch, self.drained_bytes)
         self.ingress.close(linger=0)  # first: every later message stays queued at its publisher
         self.report()
         log.info("broker stopped: %d events journaled, rejected %s", self.received, self.rejects.counts or "none")

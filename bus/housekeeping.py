@@ -1,25 +1,37 @@
 """The broker's care of its journal: the housekeeping rounds (purge what every
-sink has, checkpoint the WAL, measure) and the journal-full state (entered on
-the bound or a full disk, left once there is room and a write succeeds).
+sink has once retention_hours have passed, make room, checkpoint the WAL,
+measure), making room before an append would pass the bound, and the
+journal-full state (entered on the bound or a full disk, left once there is
+room and a write succeeds).
 
 `JournalKeeping` is a base class of `bus.broker.Broker`, which owns the
-attributes used here (journal, reserve, paths, bound_bytes, used_estimate,
-journal_full, disk_full, backlogged, the housekeeping and retry deadlines) and
-the loop that calls `housekeeping()` at `housekeeping_at` and `retry_full()`
-at `full_retry_at`.
+attributes used here (journal, reserve, paths, bound_bytes, retention_seconds,
+used_estimate, extent, retained, wal_limit, wal_written, journal_full,
+disk_full, backlogged, the housekeeping and retry deadlines) and the loop that
+calls `housekeeping()` at `housekeeping_at` and `retry_full()` at
+`full_retry_at`.
+
+Room: delivered rows kept for replay (retained) give way, oldest first and
+regardless of age, whenever room is needed: a round finds the journal at
+ROOM_MARK of its bound (or the disk full), or an append would pass the bound
+(`room_for`), or an append fails on a full disk (`append_on_full_disk`). Only
+undelivered rows and dead letters can make the journal refuse an event.
 
 When rounds run: HOUSEKEEPING_INTERVAL after a commit (later commits do not
 push it back, so a steady stream gets one round a second); after a round,
 again in HOUSEKEEPING_INTERVAL while it deleted rows, a burst is coming in or
 the journal is full, backing off (doubling, up to HOUSEKEEPING_MAX_INTERVAL)
-while rows stay that no round can delete (a sink that does not deliver), and
-not at all once the journal holds no event: an idle broker with an empty
-journal never wakes for housekeeping.
+while undelivered rows stay (a sink that does not deliver); when the oldest
+retained row expires (plus a little slack, so that an idle journal is purged
+in a few rounds, not one per second of its history); not at all once the
+journal holds no event: an idle broker with an empty journal never wakes for
+housekeeping.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
@@ -38,7 +50,15 @@ FULL_RESUME_RATIO = 0.95  # leave journal_full only below this share of the boun
 PURGE_MAX_ROWS = 200_000  # events deleted per housekeeping round
 RESERVE_MAX_BYTES = 8 * 1024 * 1024  # disk space held back for draining a journal on a full disk
 RESERVE_MIN_BYTES = 64 * 1024
-REJECT_LOG_INTERVAL = 60.0  # s between two log lines for one reject reason or one kind of trouble
+ROW_OVERHEAD = 64  # bytes a journal row costs beyond its topic and payload, its index entry included (estimate)
+LEAF_HEADER = 40  # bytes of a leaf page that hold no cell (header, and a little slack)
+WAL_FRAME_HEADER = 24
+TX_PAGES = 4  # pages a transaction writes to the WAL beyond its rows (leaves of the table, index, sequence)
+ROOM_MARK = 0.8  # share of the bound at which a round makes room from retained rows ...
+ROOM_TARGET = 0.75  # ... down to this share
+EXPIRY_SLACK_SHARE = 0.01  # a retained row may outlive retention_hours by this share of it ...
+EXPIRY_SLACK_MAX = 60.0  # ... and at most this many seconds
+EXPIRY_MIN_WAIT = 0.1  # s: the soonest a round is scheduled for an expiry
 
 
 class JournalKeeping:
@@ -57,6 +77,7 @@ class JournalKeeping:
 
     def leave_full(self) -> None:
         self.journal_full = False
+        self.full_need = 0
         if self.full_announced:
             self.full_announced = False
             support.warning("Eventsink journal has room again; accepting events")
@@ -68,7 +89,7 @@ class JournalKeeping:
         if not self.journal_full or time.monotonic() < self.full_retry_at:
             return
         self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
-        if self.used_estimate >= FULL_RESUME_RATIO * self.bound_bytes:
+        if self.used_estimate >= self.resume_mark():
             return
         if self.disk_full and (free_bytes(self.paths.state_dir) < self.reserve.size * 3 // 2
                                or not self.reserve.ensure()):
@@ -76,6 +97,31 @@ class JournalKeeping:
         if self.journal.probe_write():
             self.disk_full = False
             self.leave_full()
+
+    def resume_mark(self) -> float:
+        """Below this a full journal accepts events again: a row as large as the one it refused fits
+        with 1 - FULL_RESUME_RATIO of the bound to spare (hysteresis: no alarm that flaps)."""
+        return FULL_RESUME_RATIO * self.append_bound - max(self.full_need, TX_PAGES * self.page_size)
+
+    def estimate(self, count: int, size: int) -> tuple[int, int]:
+        """Bytes COUNT rows of SIZE bytes (topics and payloads) add to the database, and to the WAL
+        until the next checkpoint. Appended rows fill leaf pages in whole cells (three 1 kB rows
+        take a 4 kB page), and the WAL takes whole pages plus the transaction's own."""
+        page = self.page_size
+        cell = size / count + ROW_OVERHEAD
+        usable = page - LEAF_HEADER
+        pages = math.ceil(count / int(usable // cell)) if cell <= usable else count * math.ceil(cell / (page - 4))
+        return pages * page, (pages + TX_PAGES) * (page + WAL_FRAME_HEADER)
+
+    def rows_that_fit(self, count: int, size: int) -> int:
+        """Of COUNT rows of SIZE bytes, how many (the first ones) fit below the bound, by `estimate`
+        (each row counted twice: in the WAL and in the database)."""
+        room = self.append_bound - self.used_estimate
+        grows, wal = self.estimate(count, size)
+        keep = max(0, min(count, int(room * count // max(1, grows + wal))))
+        while keep and sum(self.estimate(keep, size * keep // count)) > room:
+            keep = keep - 1 if keep < 8 else keep * 7 // 8
+        return keep
 
     # ------------------------------------------------------------ purge and checkpoint
 
@@ -102,20 +148,17 @@ class JournalKeeping:
         self.check_disk()
         deleted = 0
         try:
+            deleted += self.make_room_if_needed()
             if not self.defer_purge():
                 self.purged_at = time.monotonic()
-                deleted = self.journal.purge(max_rows=PURGE_MAX_ROWS)
+                deleted += self.journal.purge(max_rows=PURGE_MAX_ROWS, accepted_before=self.retention_cutoff())
         except Exception as exc:
-            suppressed = self.purge_log.allow()
-            if suppressed is not None:
-                log.warning("journal housekeeping failed: %s: %s%s", type(exc).__name__, exc, suppressed_note(suppressed))
+            self.note_trouble("journal housekeeping failed", exc)
         # Even when the purge failed: on a full disk the WAL must be copied into the database
         # (with the reserve's room) and truncated before anything can be deleted.
         self.journal.checkpoint()
-        try:
-            self.used_estimate = self.journal.used_bytes()
-        except Exception as exc:
-            log.warning("cannot measure the journal: %s: %s", type(exc).__name__, exc)
+        self.wal_written = 0
+        self.measure()
         if not self.journal_full and self.used_estimate >= self.bound_bytes:
             self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
         self.retry_full()
@@ -123,22 +166,113 @@ class JournalKeeping:
             self.reserve.ensure()
         self.schedule_housekeeping(deleted)
 
-    def schedule_housekeeping(self, deleted: int) -> None:
-        """The next round: soon while it makes progress or the journal is full, backing off while
-        rows stay (a sink that does not deliver), none while the journal holds no event."""
+    def note_trouble(self, what: str, exc: Exception) -> None:
+        suppressed = self.purge_log.allow()
+        if suppressed is not None:
+            log.warning("%s: %s: %s%s", what, type(exc).__name__, exc, suppressed_note(suppressed))
+
+    def measure(self) -> None:
+        """The journal's real size and extent (what the next report tells)."""
         assert self.journal is not None
         try:
-            holds_events = self.journal.holds_events()
-        except Exception:
-            holds_events = True  # cannot tell: look again later
-        if self.journal_full or self.disk_full or deleted or self.backlogged:
-            self.housekeeping_wait = HOUSEKEEPING_INTERVAL
-        elif holds_events:
-            self.housekeeping_wait = min(2 * self.housekeeping_wait, HOUSEKEEPING_MAX_INTERVAL)
+            self.used_estimate = self.journal.used_bytes()
+            self.extent = self.journal.extent()
+            self.retained = self.extent.retained
+        except Exception as exc:
+            self.extent = None
+            log.warning("cannot measure the journal: %s: %s", type(exc).__name__, exc)
+
+    def retention_cutoff(self) -> float | None:
+        """Delivered rows accepted before this are due (None: every delivered row, retention 0)."""
+        return None if self.retention_seconds <= 0 else time.time() - self.retention_seconds
+
+    def make_room_if_needed(self) -> int:
+        """At ROOM_MARK of the bound, while full, or on a full disk, delete retained rows (oldest first,
+        whatever their age): down to ROOM_TARGET (or the resume mark), on a full disk by the reserve
+        four times over."""
+        assert self.journal is not None
+        if self.disk_full:
+            target = max(0, self.used_estimate - 4 * self.reserve.size)
+        elif self.used_estimate >= ROOM_MARK * self.bound_bytes or self.journal_full:
+            target = int(min(ROOM_TARGET * self.bound_bytes, self.resume_mark()))  # full: enough to leave
         else:
-            self.housekeeping_at = None  # the next commit schedules a round
-            return
-        self.housekeeping_at = time.monotonic() + self.housekeeping_wait
+            return 0
+        return self.journal.make_room(target, max_rows=PURGE_MAX_ROWS)
+
+    def room_for(self, need: int) -> bool:
+        """An append of NEED bytes (WAL included) would pass the bound by the estimate: measure; if
+        it really would, make room from retained rows, checkpoint and measure again. True when it fits."""
+        assert self.journal is not None
+        try:
+            self.journal.checkpoint()  # the WAL counts: empty it before measuring
+            self.wal_written = 0
+            self.used_estimate = self.journal.used_bytes()
+            if self.used_estimate + need <= self.append_bound:
+                return True
+            target = min(int(ROOM_TARGET * self.bound_bytes), self.append_bound - need)
+            if self.journal.make_room(max(0, target), max_rows=PURGE_MAX_ROWS):
+                self.journal.checkpoint()
+                self.wal_written = 0
+            self.measure()
+        except Exception as exc:
+            self.note_trouble("cannot make room in the journal", exc)
+            return False
+        return self.used_estimate + need <= self.append_bound
+
+    def append_on_full_disk(self, rows: list, at: float, exc: Exception) -> list[int] | None:
+        """An append failed on a full disk: give the reserve back, make room from retained rows and
+        try once more; only then enter journal_full and reject ROWS (None)."""
+        assert self.journal is not None
+        self.disk_full = True
+        released = self.reserve.release()  # room for the purge, the checkpoint and the workers' cursors
+        try:
+            target = max(0, self.journal.used_bytes() - 4 * self.reserve.size)
+            if self.journal.make_room(target, max_rows=PURGE_MAX_ROWS):
+                self.journal.checkpoint()
+                offsets = self.journal.append(rows, at)
+                self.disk_full = False  # the round re-creates the reserve, or finds the disk full again
+                return offsets
+        except Exception as again:
+            self.note_trouble("cannot make room on the full disk", again)
+        self.enter_full(f"the disk is full ({exc}){'; reserve space released' if released else ''}")
+        self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
+        return None
+
+    def flush_wal(self) -> None:
+        """About wal_limit bytes written since the last checkpoint: checkpoint now. Readers that
+        keep reading defeat the automatic (passive) one, and the WAL counts in the bound."""
+        assert self.journal is not None
+        self.journal.checkpoint()
+        self.wal_written = 0
+        try:
+            self.used_estimate = self.journal.used_bytes()
+        except Exception as exc:
+            self.note_trouble("cannot measure the journal", exc)
+
+    def schedule_housekeeping(self, deleted: int) -> None:
+        """The next round: soon while it makes progress or the journal is full, backing off while
+        undelivered rows stay (a sink that does not deliver), at the oldest retained row's expiry,
+        none while the journal holds no event."""
+        extent = self.extent  # None: could not be read, look again later
+        wait: float | None
+        if self.journal_full or self.disk_full or deleted or self.backlogged:
+            self.housekeeping_wait = wait = HOUSEKEEPING_INTERVAL
+        elif extent is None or extent.undelivered:
+            self.housekeeping_wait = wait = min(2 * self.housekeeping_wait, HOUSEKEEPING_MAX_INTERVAL)
+        else:
+            wait = None  # retained rows only (or none): nothing to do before they expire or a commit
+        expiry = self.expiry_wait()
+        if expiry is not None:
+            wait = expiry if wait is None else min(wait, expiry)
+        self.housekeeping_at = None if wait is None else time.monotonic() + wait
+
+    def expiry_wait(self) -> float | None:
+        """Seconds until the oldest retained row is due (with slack), None when none is retained."""
+        extent = self.extent
+        if extent is None or extent.oldest_at is None:
+            return None
+        slack = min(EXPIRY_SLACK_MAX, EXPIRY_SLACK_SHARE * self.retention_seconds)
+        return max(EXPIRY_MIN_WAIT, extent.oldest_at + self.retention_seconds + slack - time.time())
 
 
 def free_bytes(directory: str) -> int:

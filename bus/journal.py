@@ -1,21 +1,38 @@
 """The durable journal: every accepted bus event, keyed by a never-reused offset.
 
-Owns the SQLite file `{state_dir}/journal.sqlite3` (schema in docs/internals.md):
+Owns the SQLite file `{state_dir}/journal.sqlite3` through its two kinds of
+connection (tables and upgrades: bus/journal_schema.py; dead letters:
+bus/dead_letters.py; the reserve file and quarantine: bus/journal_files.py).
+`Journal` is the broker's writer (append, purge with retention, make room,
+checkpoint, measure) and the supervisor's admin handle (cursor rows, replay
+window, dead letters). `JournalReader` is one worker's own connection: it reads
+events, moves only its own cursor and keeps its own dead letters.
 
-    meta(key, value)                   'epoch': 16 hex chars chosen at creation
-    events("offset", topic, payload)   INTEGER PRIMARY KEY AUTOINCREMENT: offsets are
-                                       never reused, even after a purge or a reopen
-    cursors(sink, "offset")            each worker's low-water mark
+Invariants the counts rely on: offsets are assigned consecutively (AUTOINCREMENT;
+a rolled-back batch assigns none) and a purge only ever deletes a prefix, so the
+rows held are exactly MIN(offset)..head and a count is a difference of offsets,
+never a COUNT(*). `accepted_at` never decreases with the offset (append clamps a
+clock stepped back), so "accepted at or after T" is a suffix of the rows, found
+with one lookup in its index.
 
-`Journal` is the broker's writer (append, purge, checkpoint) and the supervisor's
-admin handle (cursor rows). `JournalReader` is one worker's own connection: it
-reads events and moves only its own cursor.
+A delivered row is one at or below MIN(cursor) (every row when no cursor row
+exists). Retention keeps delivered rows (`purge(accepted_before=...)`);
+`make_room` deletes the oldest delivered rows regardless of age.
+
+The WAL: a reader that is reading whenever a writer commits (a worker catching
+up) keeps SQLite from restarting the WAL, so the passive autocheckpoint copies
+frames but the file grows by every transaction (three pages or more each, even
+for one row), and journal_size_limit only truncates it to that limit on a
+restart. A large delete writes about as much WAL as it deletes, a vacuum as much
+as it moves, twice or more. So purges go in chunks of a quarter of the WAL limit, each followed by a
+TRUNCATE checkpoint (which waits briefly for readers), and stop when one fails;
+the broker checkpoints explicitly too once it has written about the limit.
 
 SQLite habits (README, "Design"): WAL, synchronous=NORMAL (survives kill -9), one
 writer with BEGIN IMMEDIATE and a busy_timeout, auto_vacuum=INCREMENTAL set
-before the tables exist, a journal_size_limit, and connections in autocommit
-mode (isolation_level=None) so that no connection ever keeps a read transaction
-open between calls: a long-lived reader must not pin the WAL.
+before the tables exist, and connections in autocommit mode
+(isolation_level=None) so that no connection ever keeps a read transaction open
+between calls: a long-lived reader must not pin the WAL.
 """
 
 from __future__ import annotations
@@ -27,99 +44,47 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
-BUSY_TIMEOUT_MS = 5000
-CHECKPOINT_BUSY_TIMEOUT_MS = 50  # a checkpoint never blocks the broker for long
-JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL is truncated to after a checkpoint
-VACUUM_PAGES_PER_PURGE = 4096  # pages handed back to the file system per purge call
-COMMIT_RETRIES = 20  # commit_cursor attempts on a busy database (each waits busy_timeout)
+import msgspec
 
-_SQLITE_CORRUPT = 11
-_SQLITE_FULL = 13
-_SQLITE_NOTADB = 26
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    'CREATE TABLE IF NOT EXISTS events("offset" INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL)',
-    'CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, "offset" INTEGER NOT NULL)',
+from bus.dead_letters import DeadLetter, DeadLetterDesk, DeadLetterShelf  # noqa: F401 - re-exported
+from bus.journal_files import SpaceReserve, quarantine  # noqa: F401 - re-exported
+from bus.journal_schema import (  # noqa: F401 - JournalCorrupt, JournalFull: re-exported
+    BUSY_TIMEOUT_MS, HEAD_SQL, JournalCorrupt, JournalFull, check_schema, closed_if_unusable, connect,
+    create_or_upgrade, is_busy, is_full, read_epoch, wal_bytes,
 )
-_EXPECTED_COLUMNS = {
-    "meta": ["key", "value"],
-    "events": ["offset", "topic", "payload"],
-    "cursors": ["sink", "offset"],
-}
-_HEAD_SQL = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+
+CHECKPOINT_BUSY_TIMEOUT_MS = 50  # a checkpoint never blocks the broker for long
+DEFAULT_WAL_LIMIT = 8 * 1024 * 1024  # bytes of WAL until `limit_wal` says otherwise
+COMMIT_RETRIES = 20  # worker writes attempted on a busy database (each waits busy_timeout)
+
+_FIRST_YOUNG_SQL = 'SELECT "offset" FROM events WHERE accepted_at >= ? ORDER BY accepted_at, "offset" LIMIT 1'
 
 
-class JournalFull(Exception):
-    """The journal cannot grow (disk full / SQLITE_FULL); the failed batch was rolled back."""
+class ReplayWindow(msgspec.Struct, frozen=True):
+    """What a replay from a time would re-send (see `Journal.replay_window`)."""
+
+    events: int  # retained rows at or below the cursor accepted at or after the time
+    first_offset: int | None  # the lowest of them
+    oldest_retained: float | None  # accepted_at of the oldest row at or below the cursor
 
 
-class JournalCorrupt(Exception):
-    """The journal file is not a usable journal (garbled, not SQLite, or a foreign schema)."""
+class Extent(NamedTuple):
+    """The rows held, as one consistent reading."""
 
+    low: int | None  # the lowest offset held (None: no row)
+    delivered: int  # rows at or below this are delivered (MIN(cursor), or the head without cursors)
+    head: int
+    oldest_at: float | None  # accepted_at of the lowest row when it is delivered
 
-def _primary_code(exc: sqlite3.Error) -> int:
-    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    @property
+    def retained(self) -> int:
+        return 0 if self.low is None else max(0, self.delivered - self.low + 1)
 
-
-def _is_corrupt(exc: sqlite3.Error) -> bool:
-    if _primary_code(exc) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return True
-    text = str(exc).lower()
-    return "not a database" in text or "malformed" in text
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    return _primary_code(exc) == _SQLITE_FULL or "disk is full" in str(exc).lower()
-
-
-def _connect(path: str, *, must_exist: bool) -> sqlite3.Connection:
-    if must_exist:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"journal {path} does not exist (the supervisor creates it)")
-        uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23") + "?mode=rw"
-        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-    else:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return db
-
-
-def _check_schema(db: sqlite3.Connection, path: str) -> None:
-    for table, columns in _EXPECTED_COLUMNS.items():
-        found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-        if found != columns:
-            raise JournalCorrupt(f"journal {path} has an unexpected schema (table {table}: {found or 'missing'})")
-
-
-def _read_epoch(db: sqlite3.Connection, path: str) -> str:
-    row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-    if row is None or not isinstance(row[0], str) or len(row[0]) != 16:
-        raise JournalCorrupt(f"journal {path} has no valid epoch")
-    return row[0]
-
-
-def _wal_bytes(path: str) -> int:
-    try:
-        return os.path.getsize(path + "-wal")
-    except OSError:
-        return 0
-
-
-@contextlib.contextmanager
-def _closed_if_unusable(db: sqlite3.Connection, path: str):
-    """While opening: on failure close DB; a corrupt file surfaces as one-line JournalCorrupt."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        db.close()
-        if _is_corrupt(exc):
-            raise JournalCorrupt(f"journal {path} is corrupt: {exc}") from None
-        raise
-    except JournalCorrupt:
-        db.close()
-        raise
+    @property
+    def undelivered(self) -> int:
+        return 0 if self.low is None else self.head - max(self.delivered, self.low - 1)
 
 
 class _Connection:
@@ -142,7 +107,7 @@ class _Connection:
         self.close()
 
 
-class Journal(_Connection):
+class Journal(DeadLetterDesk, _Connection):
     """The broker's writer and the supervisor's admin handle (one connection, serialised by a lock)."""
 
     def __init__(self, path: str, *, verify: bool = False):
@@ -152,22 +117,26 @@ class Journal(_Connection):
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, mode=0o750, exist_ok=True)
         created = not os.path.exists(path)
-        self._lock = threading.Lock()
-        self._db = _connect(path, must_exist=False)
-        with _closed_if_unusable(self._db, path):
-            self.epoch = self._open_or_create(created)
+        self._lock = threading.RLock()  # re-entrant: purge measures and checkpoints under it
+        self.wal_limit = DEFAULT_WAL_LIMIT
+        self._db = connect(path, must_exist=False)
+        with closed_if_unusable(self._db, path):
+            self.epoch = self._open_or_create()
+            self.page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
             if verify and not created:
                 found = self._db.execute("PRAGMA quick_check(1)").fetchone()
                 if found is None or found[0] != "ok":
                     problem = " ".join(str(found and found[0]).split())[:200]  # one line
                     raise JournalCorrupt(f"journal {path} failed its integrity check: {problem}")
+            # the clamp that keeps accepted_at in offset order (MAX through the index)
+            self._last_at = self._db.execute("SELECT MAX(accepted_at) FROM events").fetchone()[0] or 0.0
         if created:
             try:
                 os.chmod(path, 0o640)
             except OSError:
                 pass
 
-    def _open_or_create(self, created: bool) -> str:
+    def _open_or_create(self) -> str:
         db = self._db
         # auto_vacuum only takes effect when set before the first table exists.
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -175,36 +144,37 @@ class Journal(_Connection):
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch journal to WAL mode (got {mode})")
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        db.execute(f"PRAGMA journal_size_limit = {self.wal_limit}")
         # Debian's and Python's SQLite zero every freed page (SECURE_DELETE): a purge would then
         # write as much WAL as it deletes, which a full disk cannot take. FAST zeroes in place only.
         db.execute("PRAGMA secure_delete = FAST")
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA:
-                db.execute(statement)
+            create_or_upgrade(db, self.path, time.time())
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        _check_schema(db, self.path)
-        return _read_epoch(db, self.path)
+        return read_epoch(db, self.path)
 
     # ------------------------------------------------------------ writing
 
-    def append(self, rows: list[tuple[str, bytes]]) -> list[int]:
-        """Journal ROWS in one transaction; returns their offsets (ascending). Raises JournalFull."""
+    def append(self, rows: list[tuple[str, bytes]], accepted_at: float | None = None) -> list[int]:
+        """Journal ROWS in one transaction, accepted at ACCEPTED_AT (default now; never before the
+        previous row's); returns their offsets (ascending). Raises JournalFull."""
         if not rows:
             return []
+        at = time.time() if accepted_at is None else accepted_at
         with self._lock:
+            at = max(at, self._last_at)
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                first = db.execute(_HEAD_SQL).fetchone()[0] + 1
+                first = db.execute(HEAD_SQL).fetchone()[0] + 1
                 db.executemany(
-                    'INSERT INTO events("offset", topic, payload) VALUES (?, ?, ?)',
-                    [(first + i, topic, payload) for i, (topic, payload) in enumerate(rows)],
+                    'INSERT INTO events("offset", topic, payload, accepted_at) VALUES (?, ?, ?, ?)',
+                    [(first + i, topic, payload, at) for i, (topic, payload) in enumerate(rows)],
                 )
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -213,9 +183,10 @@ class Journal(_Connection):
                         db.execute("ROLLBACK")
                     except sqlite3.Error:
                         pass
-                if _is_full(exc):
+                if is_full(exc):
                     raise JournalFull(f"journal {self.path} is full: {exc}") from None
                 raise
+            self._last_at = at
         return list(range(first, first + len(rows)))
 
     def probe_write(self) -> bool:
@@ -230,14 +201,35 @@ class Journal(_Connection):
     def head(self) -> int:
         """The highest offset ever assigned (0 if none); survives purge and reopen."""
         with self._lock:
-            return self._db.execute(_HEAD_SQL).fetchone()[0]
+            return self._db.execute(HEAD_SQL).fetchone()[0]
 
     def holds_events(self) -> bool:
-        """True while any event row is left (the broker's test for more housekeeping)."""
+        """True while any event row is left."""
         with self._lock:
             return self._db.execute('SELECT 1 FROM events LIMIT 1').fetchone() is not None
 
-    # ------------------------------------------------------------ cursors
+    def extent(self) -> Extent:
+        """The rows held: lowest offset, delivered bound, head, the lowest delivered row's accepted_at."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")  # one snapshot: the broker may purge between two statements
+            try:
+                low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
+                lowest_cursor = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
+                head = db.execute(HEAD_SQL).fetchone()[0]
+                delivered = head if lowest_cursor is None else min(lowest_cursor, head)
+                oldest_at = None
+                if low is not None and low <= delivered:
+                    oldest_at = db.execute('SELECT accepted_at FROM events WHERE "offset" = ?', (low,)).fetchone()[0]
+            finally:
+                db.execute("COMMIT")
+        return Extent(low, delivered, head, oldest_at)
+
+    def retained(self) -> int:
+        """Delivered rows still kept (for replay)."""
+        return self.extent().retained
+
+    # ------------------------------------------------------------ cursors and replay
 
     def ensure_cursor(self, sink: str) -> int:
         """SINK's cursor, created at the current head when it has none (a new sink starts at the head)."""
@@ -245,7 +237,7 @@ class Journal(_Connection):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(f'INSERT OR IGNORE INTO cursors(sink, "offset") VALUES (?, ({_HEAD_SQL}))', (sink,))
+                db.execute(f'INSERT OR IGNORE INTO cursors(sink, "offset") VALUES (?, ({HEAD_SQL}))', (sink,))
                 row = db.execute('SELECT "offset" FROM cursors WHERE sink = ?', (sink,)).fetchone()
                 db.execute("COMMIT")
             except BaseException:
@@ -253,59 +245,150 @@ class Journal(_Connection):
                 raise
             return row[0]
 
+    def set_cursor(self, sink: str, offset: int) -> None:
+        """Set SINK's cursor to exactly OFFSET, backwards too (a replay: the supervisor does it while the
+        sink's worker is not running). Rows above a rewound cursor are undelivered again, so no purge
+        takes them. ValueError for an offset below 0 or above the head."""
+        with self._lock:
+            head = self._db.execute(HEAD_SQL).fetchone()[0]
+            if not 0 <= offset <= head:
+                raise ValueError(f"cursor {offset} is outside 0..{head} (the journal's head)")
+            self._db.execute('INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
+                             'ON CONFLICT(sink) DO UPDATE SET "offset" = excluded."offset"', (sink, offset))
+
     def drop_cursors_except(self, sinks: Iterable[str]) -> None:
-        """Delete the cursor rows of every sink not in SINKS."""
+        """Delete the cursor rows, and the dead letters, of every sink not in SINKS."""
         keep = list(sinks)
         with self._lock:
-            if keep:
-                marks = ",".join("?" * len(keep))
-                self._db.execute(f"DELETE FROM cursors WHERE sink NOT IN ({marks})", keep)
-            else:
-                self._db.execute("DELETE FROM cursors")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if keep:
+                    db.execute(f"DELETE FROM cursors WHERE sink NOT IN ({','.join('?' * len(keep))})", keep)
+                else:
+                    db.execute("DELETE FROM cursors")
+                self._drop_dead_letters_except(keep)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def cursors(self) -> dict[str, int]:
         with self._lock:
             return dict(self._db.execute('SELECT sink, "offset" FROM cursors'))
 
-    # ------------------------------------------------------------ housekeeping
-
-    def purge(self, max_rows: int | None = None) -> int:
-        """Delete events at or below MIN(cursor) (every event when no cursor row exists),
-        at most MAX_ROWS of them (None = no limit), then hand free pages back; returns rows deleted."""
+    def replay_window(self, sink: str, since: float, cursor: int | None = None) -> ReplayWindow:
+        """The retained rows a replay of SINK from SINCE (Unix seconds) would re-send: those at or
+        below CURSOR (default: SINK's cursor row; 0 without one) accepted at or after SINCE."""
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN")  # one snapshot: the broker may purge between two statements
             try:
-                bound = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
-                if bound is None:
-                    bound = db.execute(_HEAD_SQL).fetchone()[0]
-                if max_rows is not None:
-                    lowest = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
-                    if lowest is not None:
-                        bound = min(bound, lowest + max_rows - 1)
-                deleted = db.execute('DELETE FROM events WHERE "offset" <= ?', (bound,)).rowcount
+                if cursor is None:
+                    row = db.execute('SELECT "offset" FROM cursors WHERE sink = ?', (sink,)).fetchone()
+                    cursor = row[0] if row else 0
+                cursor = min(cursor, db.execute(HEAD_SQL).fetchone()[0])
+                low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
+                if low is None or low > cursor:
+                    return ReplayWindow(0, None, None)
+                oldest = db.execute('SELECT accepted_at FROM events WHERE "offset" = ?', (low,)).fetchone()[0]
+                first = db.execute(_FIRST_YOUNG_SQL, (since,)).fetchone()
+            finally:
                 db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            if deleted or db.execute("PRAGMA freelist_count").fetchone()[0]:
-                try:
-                    # executescript steps the pragma to completion; execute() would free one page only
-                    db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES_PER_PURGE});")
-                except sqlite3.OperationalError:
-                    pass  # busy: the next purge hands the pages back
-            return max(deleted, 0)
+        if first is None or first[0] > cursor:
+            return ReplayWindow(0, None, oldest)
+        return ReplayWindow(cursor - first[0] + 1, first[0], oldest)
 
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it; gives up quietly when readers are busy."""
+    # ------------------------------------------------------------ housekeeping
+
+    def purge(self, max_rows: int | None = None, accepted_before: float | None = None,
+              until_bytes: int | None = None) -> int:
+        """Delete delivered events, oldest first: at most MAX_ROWS (None = no limit), only those
+        accepted before ACCEPTED_BEFORE when given (retention), and when UNTIL_BYTES is given only
+        until `used_bytes()` is at most that. In transactions of a quarter of the WAL limit, each
+        followed by handing the freed pages back and a checkpoint; stops early when a checkpoint
+        cannot empty the WAL (readers), so the WAL never grows past its limit. Returns rows deleted."""
+        deleted = 0
+        with self._lock:
+            while max_rows is None or deleted < max_rows:
+                if until_bytes is not None and self.used_bytes() <= until_bytes:
+                    break
+                limit = self._chunk_rows(until_bytes)
+                if max_rows is not None:
+                    limit = min(limit, max_rows - deleted)
+                n = self._delete_prefix(limit, accepted_before)
+                deleted += n
+                self._vacuum_step()
+                if n == 0 or not self.checkpoint():
+                    break
+        return deleted
+
+    def make_room(self, target_bytes: int, max_rows: int | None = None) -> int:
+        """Delete the oldest delivered events regardless of age until `used_bytes()` is at most
+        TARGET_BYTES, or none is left (at most MAX_ROWS); returns rows deleted."""
+        return self.purge(max_rows=max_rows, until_bytes=target_bytes)
+
+    def _chunk_rows(self, until_bytes: int | None) -> int:
+        """Rows per purge transaction: a quarter of the WAL limit's worth (a delete writes about as much
+        WAL as it deletes, the vacuum after it twice that), fewer when only UNTIL_BYTES is due."""
+        db = self._db
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        live = (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
+        low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
+        rows = 0 if low is None else db.execute(HEAD_SQL).fetchone()[0] - low + 1
+        per_row = max(32, live // max(1, rows))
+        chunk = max(1, self.wal_limit // 4 // per_row)
+        if until_bytes is not None:
+            due = self.used_bytes() - until_bytes
+            chunk = min(chunk, max(1, -(-due // per_row)))
+        return chunk
+
+    def _delete_prefix(self, limit: int, accepted_before: float | None) -> int:
+        """One transaction: delete up to LIMIT of the lowest delivered rows (accepted before
+        ACCEPTED_BEFORE when given). Rows are in offset order by accepted_at: a prefix again."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            bound = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
+            if bound is None:
+                bound = db.execute(HEAD_SQL).fetchone()[0]
+            low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
+            if low is not None:
+                bound = min(bound, low + limit - 1)
+            if low is not None and accepted_before is not None:
+                young = db.execute(_FIRST_YOUNG_SQL, (accepted_before,)).fetchone()
+                if young is not None:
+                    bound = min(bound, young[0] - 1)
+            deleted = 0 if low is None else db.execute('DELETE FROM events WHERE "offset" <= ?', (bound,)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return max(deleted, 0)
+
+    def _vacuum_step(self) -> None:
+        """Hand free pages back to the file system, at most a quarter of the WAL limit's worth (moving a
+        page writes it, its parent and its pointer-map page); busy: the next purge does it."""
+        db = self._db
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        if free:
+            pages = max(1, self.wal_limit // 4 // db.execute("PRAGMA page_size").fetchone()[0])
+            try:
+                # executescript steps the pragma to completion; execute() would free one page only
+                db.executescript(f"PRAGMA incremental_vacuum({min(free, pages)});")
+            except sqlite3.OperationalError:
+                pass
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it; False (quietly) when readers kept it."""
         with self._lock:
             db = self._db
             try:
                 db.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_TIMEOUT_MS}")
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                return db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
             except sqlite3.OperationalError:
-                pass
+                return False
             finally:
                 try:
                     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -313,10 +396,14 @@ class Journal(_Connection):
                     pass
 
     def limit_wal(self, max_bytes: int) -> None:
-        """Checkpoint automatically once the WAL holds about MAX_BYTES of new pages."""
+        """Keep the WAL near MAX_BYTES: the autocheckpoint and the file's size after a restart, the
+        size of a purge transaction. (The broker checkpoints explicitly as well: readers defeat
+        the automatic one.)"""
         with self._lock:
+            self.wal_limit = max_bytes
             page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
             self._db.execute(f"PRAGMA wal_autocheckpoint = {max(8, max_bytes // page_size)}")
+            self._db.execute(f"PRAGMA journal_size_limit = {max_bytes}")
 
     def used_bytes(self) -> int:
         """Bytes the journal really holds: live pages plus the WAL file."""
@@ -324,7 +411,7 @@ class Journal(_Connection):
             page_count = self._db.execute("PRAGMA page_count").fetchone()[0]
             free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
             page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-        return (page_count - free) * page_size + _wal_bytes(self.path)
+        return (page_count - free) * page_size + wal_bytes(self.path)
 
     def file_bytes(self) -> int:
         """Bytes on disk: the database file plus the WAL."""
@@ -332,109 +419,20 @@ class Journal(_Connection):
             size = os.path.getsize(self.path)
         except OSError:
             size = 0
-        return size + _wal_bytes(self.path)
+        return size + wal_bytes(self.path)
 
 
-
-def quarantine(path: str, wall: float | None = None) -> tuple[str, int | None]:
-    """Move a corrupt journal (with its -wal and -shm) aside as `PATH.corrupt-<UTC time>`, so a
-    new one can start and the old one stays for inspection. Returns the new name and how many
-    events it may have held that not every sink had (None when it cannot be read at all)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if wall is None else wall))
-    target = f"{path}.corrupt-{stamp}"
-    for n in range(1, 100):
-        if not os.path.exists(target):
-            break
-        target = f"{path}.corrupt-{stamp}-{n}"
-    lost = _undelivered_estimate(path)
-    os.rename(path, target)
-    for suffix in ("-wal", "-shm"):
-        try:
-            os.rename(path + suffix, target + suffix)
-        except FileNotFoundError:
-            pass
-    return target, lost
-
-
-def _undelivered_estimate(path: str) -> int | None:
-    """Offsets above the lowest cursor up to the head, read-only and best effort."""
-    try:
-        uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-        db = sqlite3.connect(uri, uri=True, timeout=1)
-    except sqlite3.Error:
-        return None
-    try:
-        head = db.execute(_HEAD_SQL).fetchone()[0]
-        low = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
-        return max(0, head - (low or 0))
-    except sqlite3.Error:
-        try:
-            return db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        except sqlite3.Error:
-            return None
-    finally:
-        db.close()
-
-
-class SpaceReserve:
-    """A preallocated file next to the journal, given back to the file system when the disk fills.
-
-    On a full disk SQLite cannot even delete rows or move a cursor (both write
-    the WAL), so a full journal could never drain. Releasing the reserve gives
-    the workers' cursor commits, the purge and the checkpoint room to work;
-    `ensure()` succeeding again means the disk has room for the reserve plus
-    new events."""
-
-    def __init__(self, path: str, size: int):
-        self.path = path
-        self.size = size
-
-    def present(self) -> bool:
-        try:
-            return os.path.getsize(self.path) >= self.size
-        except OSError:
-            return False
-
-    def ensure(self) -> bool:
-        """Create (allocate) the reserve if missing; False when the disk has no room for it."""
-        if self.present():
-            return True
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
-        except OSError:
-            return False
-        try:
-            os.posix_fallocate(fd, 0, self.size)
-            os.fsync(fd)
-            return True
-        except OSError:
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
-            return False
-        finally:
-            os.close(fd)
-
-    def release(self) -> bool:
-        """Delete the reserve; True when there was one to give back."""
-        try:
-            os.unlink(self.path)
-            return True
-        except FileNotFoundError:
-            return False
-
-
-class JournalReader(_Connection):
-    """One worker's connection: reads events, moves its own cursor, never holds a read transaction."""
+class JournalReader(DeadLetterShelf, _Connection):
+    """One worker's connection: reads events, moves its own cursor, keeps its own dead letters,
+    never holds a read transaction."""
 
     def __init__(self, path: str, sink: str):
         self.path = path
         self.sink = sink
-        self._db = _connect(path, must_exist=True)
-        with _closed_if_unusable(self._db, path):
-            _check_schema(self._db, path)
-            self.epoch = _read_epoch(self._db, path)
+        self._db = connect(path, must_exist=True)
+        with closed_if_unusable(self._db, path):
+            check_schema(self._db, path)  # the supervisor's Journal has upgraded an older one
+            self.epoch = read_epoch(self._db, path)
 
     def read(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         """Up to LIMIT events with offset > AFTER, ascending: (offset, topic, payload)."""
@@ -443,8 +441,14 @@ class JournalReader(_Connection):
             (after, limit),
         ).fetchall()
 
+    def accepted_at(self, offset: int) -> float | None:
+        """When the event at OFFSET was journaled (None when it is not held). A separate call, not a
+        fourth column of `read()`: only setting a dead letter aside needs it."""
+        row = self._db.execute('SELECT accepted_at FROM events WHERE "offset" = ?', (offset,)).fetchone()
+        return None if row is None else row[0]
+
     def head(self) -> int:
-        return self._db.execute(_HEAD_SQL).fetchone()[0]
+        return self._db.execute(HEAD_SQL).fetchone()[0]
 
     def cursor(self) -> int:
         """This sink's cursor (0 when it has no row)."""
@@ -453,18 +457,19 @@ class JournalReader(_Connection):
 
     def commit_cursor(self, offset: int) -> None:
         """Move this sink's cursor up to OFFSET (never backwards); retries while the database is busy."""
+        self._write('INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
+                    'ON CONFLICT(sink) DO UPDATE SET "offset" = MAX("offset", excluded."offset")',
+                    (self.sink, offset))
+
+    def _write(self, sql: str, params: tuple) -> None:
+        """One autocommit write, retried while the database is busy (the broker's transactions)."""
         attempt = 0
         while True:
             try:
-                self._db.execute(
-                    'INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
-                    'ON CONFLICT(sink) DO UPDATE SET "offset" = MAX("offset", excluded."offset")',
-                    (self.sink, offset),
-                )
+                self._db.execute(sql, params)
                 return
             except sqlite3.OperationalError as exc:
                 attempt += 1
-                busy = "locked" in str(exc).lower() or "busy" in str(exc).lower()
-                if not busy or attempt >= COMMIT_RETRIES:
+                if not is_busy(exc) or attempt >= COMMIT_RETRIES:
                     raise
                 time.sleep(min(0.01 * attempt, 0.1))

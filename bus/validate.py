@@ -16,15 +16,20 @@ beyond orjson's depth limit). Only a failure takes the slow path, which
 classifies the reason in a fixed order: frame_count, too_large, invalid_utf8,
 invalid_json, not_object, reserved_event, unknown_event, topic_mismatch,
 missing_field, wrong_type.
+
+`RejectLog` counts the rejects per reason (the broker's `rejected` figures) and
+logs one line per reason per minute on `eventsink.bus`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import msgspec
 import orjson
 
+from common.logs import RateLimited, suppressed_note
 from common.vocabulary import REJECT_REASONS, RESERVED_PREFIX
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 
@@ -125,3 +130,24 @@ class Validator:
         except Exception as exc:  # msgspec and orjson disagree: keep it out of the journal
             return Rejected("invalid_json", _short(f"payload is not JSON: {exc}"))
         return Rejected("invalid_json", "payload could not be decoded")  # defensive: fast path disagreed
+
+
+REJECT_LOG_INTERVAL = 60.0  # s between two log lines for one reject reason
+_log = logging.getLogger("eventsink.bus")
+
+
+class RejectLog:
+    """Counts rejects per reason; logs one line per reason per REJECT_LOG_INTERVAL with the count suppressed since."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.total = 0
+        self._rate = RateLimited(REJECT_LOG_INTERVAL)  # one kind per reason
+
+    def reject(self, reason: str, detail: str, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
+        self.total += n
+        suppressed = self._rate.allow(reason, n)
+        if suppressed is not None:
+            more = suppressed_note(suppressed, "more rejected for this reason")
+            _log.warning("rejected bus message: %s: %s%s", reason, detail, more)

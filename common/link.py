@@ -71,6 +71,7 @@ class BrokerReport(msgspec.Struct, kw_only=True):
     journal_full: bool = False
     head: int = 0
     transactions: int = 0  # journal transactions that committed events
+    retained: int = 0  # delivered events kept in the journal for replay
 
 
 def parse_report(msg: dict) -> WorkerReport | BrokerReport:

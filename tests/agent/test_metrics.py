@@ -28,6 +28,7 @@ CONTRACT = {  # name (as the parser reports it) -> (type, labels)
     "eventsink_journal_bytes": ("gauge", set()),
     "eventsink_dead_letters": ("counter", {"sink"}),
     "eventsink_dead_letter_events": ("gauge", {"sink"}),
+    "eventsink_journal_retained_events": ("gauge", set()),
 }
 
 
@@ -73,7 +74,7 @@ def test_values_from_reports(rig):
     rig.report("cdr", "running", backlog=7, in_flight=2, current_backoff=4.0, delivered=11,
                attempts={"success": 11, "http_error": 3}, post_duration=hist([0.002, 0.2, 3.0]),
                event_age=hist([0.5]))
-    rig.broker_report(received=20, rejected={"invalid_json": 2}, journal_bytes=123456)
+    rig.broker_report(received=20, rejected={"invalid_json": 2}, journal_bytes=123456, retained=42)
     text = scrape(rig)
     assert value(text, "eventsink_backlog_events", sink="cdr") == 7
     assert value(text, "eventsink_in_flight_posts", sink="cdr") == 2
@@ -87,6 +88,7 @@ def test_values_from_reports(rig):
     assert value(text, "eventsink_bus_rejected_total", reason="invalid_json") == 2
     assert value(text, "eventsink_bus_rejected_total", reason="journal_full") == 0
     assert value(text, "eventsink_journal_bytes") == 123456
+    assert value(text, "eventsink_journal_retained_events") == 42
     assert value(text, "eventsink_post_duration_seconds_count", sink="cdr") == 3
     assert value(text, "eventsink_post_duration_seconds_bucket", sink="cdr", le="0.005") == 1
     assert value(text, "eventsink_post_duration_seconds_bucket", sink="cdr", le="0.25") == 2

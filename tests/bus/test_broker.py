@@ -23,7 +23,9 @@ MAX_KB = 4
 WARMUP = "warmup"
 
 
-def make_config(root: str, *, max_journal_mb: float = 64):
+def make_config(root: str, *, max_journal_mb: float = 64, retention_hours: float | None = None):
+    """RETENTION_HOURS None: the default (24 h)."""
+    retention = "" if retention_hours is None else f"retention_hours = {retention_hours}"
     toml = f"""
 [node]
 address = "127.0.0.1"
@@ -33,6 +35,7 @@ runtime_dir = "{root}/run"
 state_dir = "{root}/state"
 max_message_kb = {MAX_KB}
 max_journal_mb = {max_journal_mb}
+{retention}
 """
     result = parse(toml)
     assert result.config is not None, result.problems
@@ -218,7 +221,7 @@ def test_supervisor_shutdown_message_stops_broker(broker):
 
 
 def test_events_are_purged_below_the_cursor_offsets_never_reused(root):
-    run = BrokerRun(root, make_config(root))
+    run = BrokerRun(root, make_config(root, retention_hours=0))  # nothing kept once delivered
     try:
         run.warm_up()
         for i in range(10):

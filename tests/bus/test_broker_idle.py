@@ -26,8 +26,8 @@ def context_switches(pid: int) -> int:
 
 @pytest.fixture
 def run(root):
-    # No cursor row: housekeeping may purge everything, so the journal ends up empty.
-    broker = BrokerRun(root, make_config(root), cursor=False)
+    # No cursor row and no retention: housekeeping may purge everything, so the journal ends up empty.
+    broker = BrokerRun(root, make_config(root, retention_hours=0), cursor=False)
     yield broker
     if broker.proc.poll() is None:
         broker.stop(signal.SIGKILL)
@@ -95,3 +95,31 @@ def test_a_trickle_shares_transactions(run):
     transactions = report["transactions"] - start["transactions"]
     assert transactions < n * 0.75, f"{n} events in {transactions} transactions"
     assert run.stop() == 0
+
+
+def test_an_idle_broker_holding_only_retained_rows_sleeps_until_they_expire(root):
+    """Retained rows are not a reason to look again: only their expiry (24 h away here) is. A round
+    scheduled for an expiry already past (or one per retained row) would wake it every 0.1 s."""
+    run = BrokerRun(root, make_config(root))  # retention: the default 24 h
+    try:
+        run.warm_up()
+        head = run.wait_report(lambda r: r["received"] >= 1)["head"]
+        with JournalReader(run.paths.journal_path, "test") as sink:
+            sink.commit_cursor(head)  # everything delivered: retained, none to purge for a day
+        # the round after the commit measured them: from then on nothing changes
+        run.wait_report(lambda r: r["retained"] == head, timeout=HEARTBEAT_INTERVAL + 2)
+        run.wait_report(lambda r: True, timeout=HEARTBEAT_INTERVAL + 2)  # a trailing change report, if any
+        before = context_switches(run.proc.pid)
+        window = 2.0
+        deadline = time.monotonic() + window
+        while (left := deadline - time.monotonic()) > 0:
+            if run.router.poll(int(left * 1000) + 1):
+                run.router.recv_multipart()
+        switches = context_switches(run.proc.pid) - before
+        assert switches <= 10, f"{switches} context switches in {window} s with only retained rows"
+        with JournalReader(run.paths.journal_path, "probe") as reader:
+            assert len(reader.read(0, 100)) == head  # kept: not purged
+        assert run.stop() == 0
+    finally:
+        if run.proc.poll() is None:
+            run.stop(signal.SIGKILL)

@@ -1,7 +1,10 @@
 """The journal's bound (INTERFACE 5): at `max_journal_mb`, and on a real full
 disk, the agent raises `Eventsink Journal Full`, rejects new events (counted,
 reason `journal_full`), keeps and delivers everything it accepted, clears the
-alarm once the receiver has drained the journal, and accepts events again."""
+alarm once the receiver has drained the journal, and accepts events again.
+With retention on (the default 24 h) the delivered rows stay for replay, yet
+the alarm clears: retained rows give way. The journal (database + WAL) never
+passes max_journal_mb on disk, sampled every few ms throughout."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import tempfile
 
 import pytest
 
+from tests.bus.test_broker_retention import Sampler
 from tests.e2e.harness import sink, wait_until
-from tests.faults.oracle import Ledger, Tally
+from tests.faults.oracle import Ledger, Tally, journal_rows
 
 JOURNAL_FULL = "Eventsink Journal Full"
 FLOOD = 20_000  # events offered while the receiver is slow: far more than the bound holds
@@ -41,9 +45,11 @@ def alarm_metric(agent) -> float:
     return agent.metric("eventsink_alarm_active", alarm=JOURNAL_FULL, sink="")
 
 
-def fill_then_drain(agent, receiver, loadgen, report, label: str, steady: bool) -> None:
+def fill_then_drain(agent, receiver, loadgen, report, label: str, steady: bool) -> int:
     """STEADY: the journal stays full until the receiver drains it (the max_journal_mb bound);
-    a full disk may have room again as soon as the WAL is checkpointed, and fill up again."""
+    a full disk may have room again as soon as the WAL is checkpointed, and fill up again.
+    Returns the peak size of the journal on disk."""
+    sampler = Sampler(agent.journal_path)
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     ledger.add_published("j", loadgen(agent.publish_endpoint, "j", FLOOD).wait(timeout=60))
@@ -73,19 +79,25 @@ def fill_then_drain(agent, receiver, loadgen, report, label: str, steady: bool) 
                what="new events accepted again")
     wait_until(lambda: ledger.conserved(tally), 60, what="everything journaled delivered")
     status = agent.status()
+    peak = sampler.stop()
     v = ledger.verdict(label, tally, received_counter=ledger.received_counter(agent),
-                       extra=f"rejected_journal_full={rejected}")
+                       extra=f"rejected_journal_full={rejected} journal_peak={peak}")
     report(v.line())
     assert not v.problems, v.problems
     assert status["bus"]["rejected"]["journal_full"] == rejected  # none after the alarm cleared
+    return peak
 
 
 def test_max_journal_mb_raises_the_alarm_rejects_and_recovers(make_agent, receiver, loadgen, report):
     receiver.respond(200, delay=2.0)  # slow: the journal fills faster than it drains
     agent = make_agent([sink("cdr", receiver.url, max_in_flight=1)],
-                       agent={"max_journal_mb": 1},
+                       agent={"max_journal_mb": 1},  # retention_hours: the default, 24
                        tuning={"max_background_posts": 1_000_000})
-    fill_then_drain(agent, receiver, loadgen, report, "journal bound (max_journal_mb = 1)", steady=True)
+    peak = fill_then_drain(agent, receiver, loadgen, report, "journal bound (max_journal_mb = 1)", steady=True)
+    assert peak <= 1024 * 1024
+    # everything is delivered and the delivered rows are still there for replay
+    wait_until(lambda: agent.metric("eventsink_journal_retained_events") == journal_rows(agent.journal_path) > 0, 10,
+               what="the retained rows reported")
 
 
 @pytest.mark.root

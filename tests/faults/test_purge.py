@@ -1,5 +1,7 @@
 """Housekeeping: a delivered row is removed only once every sink's cursor has
-passed it; one sink that cannot deliver keeps the rows for itself."""
+passed it; one sink that cannot deliver keeps the rows for itself. With
+retention_hours = 0 (nothing kept for replay) the rows go as soon as every sink
+has them; retention itself is tested in tests/bus/test_broker_retention.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ N = 1000
 def test_rows_are_purged_only_when_every_sink_has_them(make_agent, make_receiver, proxy, receiver, loadgen, report):
     fast = make_receiver()
     proxy.refuse()  # sink "slow" (behind the proxy, in front of `receiver`) cannot connect
-    agent = make_agent([sink("fast", fast.url), sink("slow", proxy.url)],
+    agent = make_agent([sink("fast", fast.url), sink("slow", proxy.url)], agent={"retention_hours": 0},
                        tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 600})
     ledger = Ledger(agent.journal_path)
     fast_tally, slow_tally = Tally(fast), Tally(receiver)
