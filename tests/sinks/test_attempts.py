@@ -152,7 +152,7 @@ def test_the_link_messages_round_trip_as_structs():
     frame = internal.encode(attempts.answer(ring, ask, "cdr", None))
     back = link.parse_message(internal.decode(frame))
     assert isinstance(back, link.AttemptsAnswer) and back.token == 3 and back.attempts[0].status == 500
-    report = link.parse_message(internal.decode(internal.encode(link.WorkerReport(sink="cdr", pid=1))))
+    report = link.parse_message(internal.decode(internal.encode(link.WorkerReport(sink="cdr", pid=1, publisher="running"))))
     assert isinstance(report, link.WorkerReport)
     for bad in ({"type": "attempts_answer", "token": "x", "sink": "cdr"}, {"type": "nonsense"}):
         try:
