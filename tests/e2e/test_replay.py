@@ -70,12 +70,12 @@ def settled(agent, *names) -> bool:
 def test_replay_sends_10000_events_again_as_first_delivered_to_v1_and_v2(make_agent, make_receiver):
     rx1, rx2 = make_receiver(), make_receiver()
     agent = make_agent([sink("v1", rx1.url, version=1), sink("v2", rx2.url, version=2)],
-                       tuning={"media_streams_wait": 5.0})
+                       tuning={"media_streams_wait": 5.0, "max_background_posts": 50_000})
     since = time.time() - 1
     with agent.publisher() as pub:
         agent.bus_ready(pub)
         publish_calls(pub, 10_000)
-    wait_until(lambda: settled(agent, "v1", "v2") and len(delivered(rx2)) == 10_001, timeout=120, what="first delivery")
+    wait_until(lambda: settled(agent, "v1", "v2") and len(delivered(rx2)) == 10_001, timeout=60, what="first delivery")
     first = {name: delivered(rx) for name, rx in (("v1", rx1), ("v2", rx2))}
     assert len(first["v1"]) == 1 + sum(1 for i in range(10_000) if i % 3 != 2)  # media streams merged
 
@@ -90,7 +90,7 @@ def test_replay_sends_10000_events_again_as_first_delivered_to_v1_and_v2(make_ag
         assert done.returncode == 0 and "replaying 10000 events" in done.stdout, done.stdout + done.stderr
     for name, rx in (("v1", rx1), ("v2", rx2)):
         n = len(first[name])
-        wait_until(lambda: len(delivered(rx)) >= 2 * n, timeout=120, what=f"replay to {name}")
+        wait_until(lambda: len(delivered(rx)) >= 2 * n, timeout=60, what=f"replay to {name}")
         again = delivered(rx)[n:]
         assert again[0][1] == "eventsink_started" and again[0][3] == 1
         assert [(w, e, d) for w, e, d, _ in again[1:]] == [(w, e, d) for w, e, d, _ in first[name][1:]]
@@ -141,7 +141,7 @@ def test_bad_replay_requests_are_one_plain_line(make_agent, receiver):
 
 def test_kill_9_of_the_worker_in_the_middle_of_a_replay_loses_nothing(make_agent, make_receiver):
     rx = make_receiver()
-    agent = make_agent([sink("cdr", rx.url)])
+    agent = make_agent([sink("cdr", rx.url)], tuning={"max_background_posts": 50_000})
     with agent.publisher() as pub:
         agent.bus_ready(pub)
         for i in range(3000):
