@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -40,6 +41,7 @@ log = logging.getLogger("sinks.worker")
 support = logging.getLogger(SUPPORT)
 
 ANSWER_SHOWN = 200  # characters of the receiver's answer kept with a dead letter
+LIFECYCLE_KEY_BASE = 1 << 62  # a lifecycle event's key: microseconds minus this, < 0 and in time order
 
 
 class DeadLetters:
@@ -79,12 +81,15 @@ class DeadLetters:
     def _set_aside(self, post: Post, result: Result) -> bool:
         single = post.parts[0] if post.parts else post
         offset = single.dead_letter or (single.offsets[0] if single.offsets else 0)
-        if not offset:
-            return False  # an agent-made lifecycle event is never set aside
+        if offset:
+            accepted = self._accepted_at(offset) if offset > 0 else None
+        else:
+            # An agent-made lifecycle event (eventsink_started, ...) has no journal row: it is kept under
+            # a key of its own, below every offset, so that a receiver refusing everything still gets past it.
+            offset, accepted = time.time_ns() // 1000 - LIFECYCLE_KEY_BASE, time.time()
         answer = result.answer.decode("utf-8", "replace")
         answer = " ".join(answer.split())[:ANSWER_SHOWN]
         detail = f"{result.detail}: {answer}" if answer else result.detail
-        accepted = self._accepted_at(offset)
         try:
             self.reader.set_aside(offset, single.event, single.body, accepted if accepted is not None else 0.0,
                                   single.webhook_id, single.event, post.strikes, result.status, detail)
