@@ -17,6 +17,9 @@ duplicates are allowed, gaps fail. Here "acknowledged" is "journaled":
   with one webhook-id (a redelivery keeps its id).
 - The broker's `received` counter (status `bus.received`, metric
   `eventsink_bus_received_total`) must equal `journaled` too.
+- Dead letters are kept, not lost: an event held in the journal's dead-letter
+  table (its envelope as sent, under its journal offset) counts as accounted
+  for, like a delivered one. Every journaled event is delivered or held.
 """
 
 from __future__ import annotations
@@ -55,6 +58,12 @@ def journal_rows(path: str) -> int:
 
 def journal_cursors(path: str) -> dict[str, int]:
     return dict(_read_only(path, 'SELECT sink, "offset" FROM cursors'))
+
+
+def journal_dead_letters(path: str) -> dict[int, str]:
+    """Journal offset -> fid of every dead letter held (of any sink), read-only."""
+    rows = _read_only(path, 'SELECT "offset", payload FROM dead_letters WHERE "offset" > 0')
+    return {offset: json.loads(payload)["data"].get("fid", "") for offset, payload in rows}
 
 
 def journal_file_bytes(path: str) -> int:
@@ -183,26 +192,31 @@ class Ledger:
                 return received
             time.sleep(0.05)
 
+    def held(self, tally: Tally) -> dict[int, str]:
+        """Dead letters held that were never delivered: journal offset -> fid."""
+        return {o: f for o, f in journal_dead_letters(self.path).items() if f not in tally.counts}
+
     def conserved(self, tally: Tally) -> bool:
-        """True once every journaled event has been delivered (cheap enough to poll)."""
+        """True once every journaled event has been delivered or is held as a dead letter (cheap enough to poll)."""
         tally.update()
-        return tally.distinct >= self.journaled()
+        return tally.distinct + len(self.held(tally)) >= self.journaled()
 
     def verdict(self, test: str, tally: Tally, *, received_counter: int | None = None,
                 check_offsets: bool = True, check_order: bool = False, extra: str = "") -> Verdict:
         tally.update()
         head = journal_head(self.path)
         journaled = head - self.head0
+        held = self.held(tally)
         problems = []
-        foreign = [f for f in tally.counts if not self.is_published(f)]
+        foreign = [f for f in [*tally.counts, *held.values()] if not self.is_published(f)]
         if foreign:
-            problems.append(f"{len(foreign)} delivered fids were never published, e.g. {foreign[:3]}")
-        if tally.distinct != journaled:
-            problems.append(f"{journaled} events journaled but {tally.distinct} distinct delivered "
-                            f"({journaled - tally.distinct} missing)")
+            problems.append(f"{len(foreign)} delivered or held fids were never published, e.g. {foreign[:3]}")
+        if tally.distinct + len(held) != journaled:
+            problems.append(f"{journaled} events journaled but {tally.distinct} distinct delivered and {len(held)} "
+                            f"held as dead letters ({journaled - tally.distinct - len(held)} missing)")
         if check_offsets:
             expected = set(range(self.head0 + 1, head + 1))
-            missing = sorted(expected - tally.offsets)
+            missing = sorted(expected - tally.offsets - set(held))
             if missing:
                 problems.append(f"{len(missing)} journaled offsets never delivered, e.g. {missing[:5]}")
             unexpected = sorted(tally.offsets - expected)
@@ -216,5 +230,7 @@ class Ledger:
         if received_counter is not None and received_counter != journaled:
             problems.append(f"the broker's received counter says {received_counter}, the journal {journaled}")
         published = sum(self.published.values())
+        if held:
+            extra = f"dead_letters={len(held)} {extra}".rstrip()
         return Verdict(test, journaled, tally.delivered, tally.distinct, tally.duplicates, published,
                        received_counter, problems, extra)
