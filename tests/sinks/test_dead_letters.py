@@ -1,0 +1,115 @@
+"""DeadLetters.judge, the dispatcher's word on a failed POST, with a fake journal reader:
+strikes in a row, resets, bulk halving, setting aside (only once the row is written)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from common.config import SinkConfig
+from common.vocabulary import CONNECTION_ERROR, HTTP_ERROR, TIMEOUT
+from sinks.dead_letters import DeadLetters
+from sinks.http import Result
+from sinks.shaping import Post, wrap
+
+
+class FakeReader:
+    def __init__(self, fail: bool = False):
+        self.rows: dict[int, tuple] = {}
+        self.fail = fail
+        self.forgotten: list[int] = []
+
+    def set_aside(self, offset, topic, payload, accepted_at, webhook_id, event, attempts, status, detail):
+        if self.fail:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.rows[offset] = (payload, webhook_id, attempts, status, detail)
+
+    def forget_dead_letter(self, offset):
+        self.forgotten.append(offset)
+
+
+def event(seq: int, offset: int) -> Post:
+    body = json.dumps({"node": "n", "seq": seq, "version": 2, "time": 1.0, "event": "conference_updated",
+                       "data": {"tag": f"e-{offset}"}}).encode()
+    return Post(seq, "conference_updated", body, f"epoch-{offset}", (offset,), (1.0,))
+
+
+def refused(status: int = 400, answer: bytes = b'{"error": "unknown field x_new"}') -> Result:
+    return Result(HTTP_ERROR, status, 0.01, detail=f"HTTP {status} Bad Request", answer=answer)
+
+
+def letters(after: int = 3, statuses=(400, 413, 415, 422), reader=None) -> DeadLetters:
+    sink = SinkConfig(name="cdr", url="http://127.0.0.1:9/", locations=["Oslo"], dead_letter_after=after,
+                      dead_letter_statuses=list(statuses))
+    return DeadLetters(sink, reader or FakeReader(), lambda offset: 1_796_112_000.0)
+
+
+def test_after_n_refusals_in_a_row_the_event_is_set_aside_and_released():
+    dl = letters(after=3)
+    p = event(7, 70)
+    assert dl.judge(p, refused()) == (p,) and dl.judge(p, refused()) == (p,)
+    assert dl.judge(p, refused()) == ()
+    assert list(dl.released) == [p] and dl.set_aside == 1
+    payload, webhook_id, attempts, status, detail = dl.reader.rows[70]
+    assert payload == p.body and webhook_id == "epoch-70" and attempts == 3 and status == 400
+    assert detail == 'HTTP 400 Bad Request: {"error": "unknown field x_new"}'
+
+
+@pytest.mark.parametrize("other", [Result(HTTP_ERROR, 500, 0.1), Result(HTTP_ERROR, 401, 0.1),
+                                   Result(TIMEOUT, None, 5.0), Result(CONNECTION_ERROR, None, 0.0)])
+def test_any_other_outcome_resets_the_strikes(other):
+    dl = letters(after=2)
+    p = event(1, 10)
+    dl.judge(p, refused())
+    assert dl.judge(p, other) == (p,) and p.strikes == 0
+    assert dl.judge(p, refused()) == (p,)  # one strike again, not two
+    assert dl.judge(p, refused()) == () and 10 in dl.reader.rows
+
+
+def test_off_by_default_and_only_for_the_listed_statuses():
+    p = event(1, 10)
+    off = letters(after=0)
+    assert all(off.judge(p, refused()) == (p,) for _ in range(10)) and not off.reader.rows
+    picky = letters(after=1, statuses=(422,))
+    assert picky.judge(p, refused(400)) == (p,) and picky.judge(p, refused(422)) == ()
+
+
+def test_a_bulk_envelope_is_halved_down_to_single_events_before_any_strike():
+    dl = letters(after=1)
+    parts = [event(seq, 100 + seq) for seq in range(1, 6)]
+    envelope = wrap(parts, 2, wall=1.0)
+    first, second = dl.judge(envelope, refused(413))
+    assert [p.seq for p in first.parts] == [1, 2] and [p.seq for p in second.parts] == [3, 4, 5]
+    assert first.seq == 1 and second.seq == 3 and not dl.reader.rows  # no strike while halving
+    a, b = dl.judge(second, refused(400))
+    assert [p.seq for p in a.parts] == [3] and [p.seq for p in b.parts] == [4, 5]
+    assert dl.judge(a, refused(400)) == ()  # alone in its envelope: now it counts
+    [(payload, webhook_id, *_)] = dl.reader.rows.values()
+    assert webhook_id == "epoch-103" and json.loads(payload)["seq"] == 3  # the inner envelope, as sent
+    assert list(dl.reader.rows) == [103] and dl.released[0].offsets == (103,)
+
+
+def test_a_journal_that_refuses_the_row_leaves_the_event_to_be_retried():
+    dl = letters(after=1, reader=FakeReader(fail=True))
+    p = event(1, 10)
+    assert dl.judge(p, refused()) == (p,) and not dl.released and dl.set_aside == 0
+
+
+def test_a_lifecycle_event_is_kept_under_a_key_below_every_offset():
+    dl = letters(after=1)
+    started = Post(1, "eventsink_started", b'{"event": "eventsink_started", "seq": 1}', "epoch-cdr-started-x", (), (1.0,))
+    assert dl.judge(started, refused()) == ()
+    [key] = dl.reader.rows
+    assert key < 0
+
+
+def test_a_redriven_letter_delivered_is_forgotten_once():
+    dl = letters()
+    dl.redriving = 1
+    p = Post(5, "conference_updated", b"{}", "epoch-70", (), (0.0,), dead_letter=70)
+    dl.delivered(p)
+    assert dl.reader.forgotten == [70] and dl.redriven == 1 and dl.redriving == 0
+    dl.delivered(Post(6, "conference_updated", b"{}", "epoch-71", (71,), (0.0,)))
+    assert dl.reader.forgotten == [70]
