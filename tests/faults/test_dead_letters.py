@@ -34,7 +34,7 @@ def test_poison_events_with_kill_9_are_held_never_lost(make_agent, receiver, loa
     rng = random.Random(seed)
     receiver.reject_events(refuse_poison)
     agent = make_agent([sink("cdr", receiver.url, dead_letter_after=2, **options)],
-                       tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 60})
+                       tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 60, "max_background_posts": 50_000})
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     gen = loadgen(agent.publish_endpoint, "d", TOTAL, rate=RATE, mix=True)
