@@ -133,6 +133,11 @@ def rows(r: dict) -> list[Row]:
         out.append(Row("7", f"drain {d['events'] - 1:,} backlog, {what}", d["delivering_seconds"], "s", key,
                        f"first to last 2xx; +{d['backoff_wait']:.2f} s backoff wait after nginx came up"))
         out.append(Row("7", f"  drain rate, {what}", d["rate"], "ev/s", key + "_rate", "", True))
+        rp = d.get("replay") or {}
+        if rp:
+            out.append(Row("7", f"replay {rp['events'] - 1:,} retained events, {what}", rp["delivering_seconds"], "s",
+                           key + "_replay", f"first to last 2xx; {rp['seconds']:.2f} s from the request"))
+            out.append(Row("7", f"  replay rate, {what}", rp["rate"], "ev/s", key + "_replay_rate", "", True))
     d = r["drain_one"]
     out.append(Row("8", f"worker RSS, backlog {d['rss_small_backlog']:,}", d["rss_small_kb"] / 1024, "MB", "rss_small"))
     out.append(Row("8", f"worker RSS, backlog {d['rss_full_backlog']:,}", d["rss_full_kb"] / 1024, "MB", "rss_full",
@@ -183,6 +188,7 @@ def goals(r: dict) -> list[Goal]:
     d1, db = r["drain_one"], r["drain_bulk"]
     bursts = (r["broker"], r["broker_lean"])
     lost = max(b.get("lost_worst", b["lost"]) for b in bursts) + max(0, d1["lost"]) + max(0, db["lost"])
+    lost += sum(max(0, d["replay"]["lost"]) for d in (d1, db) if d.get("replay"))
     rss = (d1["rss_full_kb"] - d1["rss_small_kb"]) / 1024
     p99 = r["latency"]["p99_ms"]
     return [
@@ -201,6 +207,9 @@ def goals(r: dict) -> list[Goal]:
               f"{d1['seconds']:.1f} s counting the backoff wait"),
         _goal(f"drain {db['events'] - 1:,} backlog in bulk, s", db["delivering_seconds"], "<", 10,
               f"{db['seconds']:.1f} s counting the backoff wait"),
+        *(_goal(f"replay / drain rate, {what}", _ratio(d["replay"]["rate"], d["rate"]), ">=", 0.9,
+                f"{d['replay']['rate']:,.0f} / {d['rate']:,.0f} ev/s")
+          for d, what in ((d1, "one by one"), (db, "in bulk")) if d.get("replay")),
         _goal(f"p99 publish-to-2xx at {r['latency']['rate']:.0f} ev/s, ms", p99, "<", 10,
               f"p50 {r['latency']['p50_ms']:.2f} ms"),
         _goal(f"worker RSS growth, backlog {d1['rss_small_backlog']:,} -> {d1['rss_full_backlog']:,}, MB", rss, "<",

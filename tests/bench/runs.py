@@ -455,10 +455,24 @@ def drain(sizes: Sizes, corpus: loadgen.Corpus, label: str, **sink_options) -> d
             up = nginx.started_at
             tally = target.wait(n + 1, deadline_for(n))
             cpu = a.cpu()
+            replay = replay_all(a, target, n) if tally.events == n + 1 else {}
     finally:
         nginx.cleanup()
     return {"events": tally.events, "lost": n + 1 - tally.events, "seconds": tally.last - up,
             "delivering_seconds": tally.last - tally.first, "backoff_wait": tally.first - up,
             "rate": _rate(tally.events, tally.last - tally.first),
             "rss_small_kb": rss_small, "rss_full_kb": rss_full, "rss_small_backlog": small, "rss_full_backlog": n,
-            "agent_cpu_seconds": cpu, "options": sink_options}
+            "agent_cpu_seconds": cpu, "options": sink_options, "replay": replay}
+
+
+def replay_all(a: AgentUnderTest, target: NginxTarget, n: int) -> dict:
+    """Row 7b: the N events just drained, replayed (they are retained) to the same receiver, timed the same
+    way as the drain (first to last 2xx). The path's tally starts afresh: the drain's lines are all read."""
+    target.nginx.log.tallies.pop(target.path, None)
+    asked = time.time()
+    status, answer = a.agent.client().call("POST", "/v1/sinks/bench/replay", {"since": 0})
+    if status != 200 or answer.get("events") != n:
+        raise RuntimeError(f"replay answered {status} {answer}")
+    tally = target.wait(n + 1, deadline_for(n))
+    return {"events": tally.events, "lost": n + 1 - tally.events, "delivering_seconds": tally.last - tally.first,
+            "rate": _rate(tally.events, tally.last - tally.first), "seconds": tally.last - asked}

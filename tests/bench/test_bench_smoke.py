@@ -30,6 +30,8 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
         assert r[key]["proxy"]["received"] > 0
     for key in ("drain_one", "drain_bulk"):
         assert r[key]["lost"] == 0 and r[key]["rss_small_kb"] > 0 and r[key]["rss_full_kb"] > 0, r[key]
+        replay = r[key]["replay"]  # the drained events, replayed from retention
+        assert replay["lost"] == 0 and replay["events"] == r[key]["events"] and replay["rate"] > 0, replay
     assert r["in_order"]["cpu_seconds"] > 0
     for key in ("flat", "paced"):  # the bare pycurl loop
         assert r["curl"][key]["requests"] > 0 and r["curl"][key]["ok"] == r["curl"][key]["requests"], r["curl"]
@@ -51,7 +53,7 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
     # issue 10's Done-when lines and issue 15's Publisher cost; the retired goals are rows only
-    assert len(saved["goals"]) == 12 and {g["met"] for g in saved["goals"]} <= {True, False}
+    assert len(saved["goals"]) == 14 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
     assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio"]
