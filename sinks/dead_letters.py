@@ -10,7 +10,10 @@ asks it before queueing the retry):
   recursively, so the one event the receiver refuses ends alone in an envelope
   before anything gets a strike. 413 (too large) is the case the contract
   names; any other poison status is hunted down the same way, since the
-  receiver's answer does not say which inner event it refused;
+  receiver's answer does not say which inner event it refused. The halves go
+  out without a backoff wait (the receiver answered: this is about the
+  envelope, not an outage), so finding one event in 100 takes 7 POSTs, not
+  minutes of doubling waits;
 - a single event answered so for the `dead_letter_after`-th time in a row is
   set aside: written to the journal's dead-letter table (bus/journal.py) with
   the envelope as sent, the status and up to 200 characters of the answer,

@@ -304,9 +304,12 @@ class Dispatcher:
             self.completed.append(post)
             self.failure_log.success(self._client.url)
         else:
-            if self.state != PAUSED and not self._closed:
-                for again in self.judge(post, result):
-                    heapq.heappush(self._retry, (again.seq, next(self._tiebreak), again))
+            retry = self.judge(post, result) if self.state != PAUSED and not self._closed else ()
+            for again in retry:
+                heapq.heappush(self._retry, (again.seq, next(self._tiebreak), again))
+            if len(retry) > 1:  # a bulk envelope split to find a refused event: an answer, not an outage
+                self.failure_log.failure(self._client.url, result, "split in halves")
+                return
             self._failed(attempt, result, now)
 
     def _failed(self, attempt: Attempt, result: Result, now: float) -> None:

@@ -113,3 +113,24 @@ def test_a_redriven_letter_delivered_is_forgotten_once():
     assert dl.reader.forgotten == [70] and dl.redriven == 1 and dl.redriving == 0
     dl.delivered(Post(6, "conference_updated", b"{}", "epoch-71", (71,), (0.0,)))
     assert dl.reader.forgotten == [70]
+
+
+def test_the_dispatcher_retries_the_halves_at_once_without_a_backoff_wait():
+    from common.backoff import Backoff
+    from sinks.delivery import Attempt, Dispatcher
+
+    class Client:
+        url = "http://127.0.0.1:9/"
+
+    dl = letters(after=1)
+    d = Dispatcher("cdr", Client(), Backoff(initial=1.0, maximum=60.0), 1, judge=dl.judge, clock=lambda: 100.0)
+    envelope = wrap([event(seq, 100 + seq) for seq in range(1, 5)], 2, wall=1.0)
+    d.put(envelope)
+    attempt = d.try_take(100.0)
+    d.finish(attempt, refused(413), now=100.0)
+    assert d.backoff.failures == 0  # split: no doubling wait
+    half = d.try_take(100.0)
+    assert half is not None and [p.seq for p in half.post.parts] == [1, 2]
+    d.finish(half, Result(HTTP_ERROR, 500, 0.1), now=100.0)
+    assert d.backoff.failures == 1 and d.try_take(100.0) is None  # an outage does wait
+    assert isinstance(attempt, Attempt)
