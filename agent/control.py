@@ -2,8 +2,8 @@
 socket (INTERFACE 6), so `curl --unix-socket SOCK http://agent/v1/status` works.
 
 Owns: binding the socket file (mode 0660, stale-socket replacement, refusal of
-a live one), the HTTP framing (bounded request heads and bodies, per-request
-read deadline, keep-alive), the fixed route table built from
+a live one), serving connections (keep-alive, bounded bodies; the HTTP framing
+itself is agent/control_http.py's), the fixed route table built from
 `agent.commands.COMMANDS`, and turning results and errors into answers
 (success bodies as INTERFACE 6; errors as `CommandError.body()`; never a
 traceback). The commands themselves live in agent/commands/, one module each.
@@ -19,28 +19,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import stat
 import struct
 import threading
-import time
 import urllib.parse
 from collections import Counter
-from http import HTTPStatus
 from typing import Any
 
 import msgspec
 
-from agent import __version__
 from agent.commands import BODY, CALLER_UID, COMMANDS, Command, RawJSON
+from agent.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, json_bytes, response
+from agent.control_http import send as send_bytes
 from agent.errors import CommandError
 from common.logs import RateLimited, suppressed_note
 from common.sockets import drop_connections
 
 log = logging.getLogger("agent.control")
 
-MAX_HEAD = 16 * 1024  # bytes of request line + headers
 MAX_BODY = 64 * 1024  # bytes of request body
 READ_TIMEOUT = 5.0  # s a client gets to deliver one whole request (head and body)
 IDLE_TIMEOUT = 5.0  # s a keep-alive connection may wait between requests
@@ -51,27 +48,12 @@ SOCKET_MODE = 0o660
 LOG_EVERY = 60.0  # s between two log lines for the same kind of bad request
 
 # The fixed route table: (command, path regex), built once from the registry.
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 ROUTES: tuple[tuple[Command, Any], ...] = tuple((c, c.path_pattern()) for c in COMMANDS)
 
 
 class ControlSocketError(Exception):
     """The control socket cannot be set up (live agent on it, not a socket, no permission, ...)."""
-
-
-class BadRequest(Exception):
-    """A request that cannot be parsed; answered with `status`, then the connection is closed."""
-
-    def __init__(self, status: int, message: str, reason: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-
-
-class _ClientGone(Exception):
-    """The client closed the connection or missed its deadline: nothing to answer."""
 
 
 class ControlServer:
@@ -189,7 +171,7 @@ class ControlServer:
         try:
             conn.settimeout(BUSY_READ_TIMEOUT)
             seen = b""
-            while not _HEAD_END.search(seen) and len(seen) < MAX_HEAD:
+            while not HEAD_END.search(seen) and len(seen) < MAX_HEAD:
                 chunk = conn.recv(4096)
                 if not chunk:
                     break
@@ -198,7 +180,7 @@ class ControlServer:
             pass
         try:
             err = CommandError(503, "the control socket is busy; try again")
-            conn.sendall(_response(503, _json_bytes(err.body()), close=True))
+            conn.sendall(response(503, json_bytes(err.body()), close=True))
             conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass
@@ -208,7 +190,7 @@ class ControlServer:
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:
             self._conns.add(conn)
-        reader = _Reader(conn, self.read_timeout, self.idle_timeout)
+        reader = Reader(conn, self.read_timeout, self.idle_timeout)
         caller = peer_uid(conn)
         try:
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
@@ -222,15 +204,15 @@ class ControlServer:
                     self._count(f"bad_request:{exc.reason}")
                     self._log_bad(exc.reason, f"control socket: bad request ({exc.message})")
                     self._count(f"status:{exc.status}")
-                    _send(conn, _response(exc.status, _json_bytes(CommandError(exc.status, exc.message).body()), close=True))
+                    send_bytes(conn, response(exc.status, json_bytes(CommandError(exc.status, exc.message).body()), close=True))
                     return
                 self._count("requests")
                 status, payload, extra = self.dispatch(method, target, body, caller)
                 self._count(f"status:{status}")
                 log.debug("control: %s %s -> %d", method, target[:200], status)
-                if not _send(conn, _response(status, payload, close=close, extra=extra)) or close:
+                if not send_bytes(conn, response(status, payload, close=close, extra=extra)) or close:
                     return
-        except _ClientGone:
+        except ClientGone:
             return
         except Exception:  # never let one connection take the server down
             log.exception("control socket: unexpected error serving a connection")
@@ -240,7 +222,7 @@ class ControlServer:
             conn.close()
             self._slots.release()
 
-    def _read_body(self, reader: "_Reader", headers: dict[str, str]) -> bytes:
+    def _read_body(self, reader: "Reader", headers: dict[str, str]) -> bytes:
         if "transfer-encoding" in headers:
             raise BadRequest(411, "chunked request bodies are not supported; send Content-Length", "chunked")
         raw = headers.get("content-length")
@@ -252,7 +234,7 @@ class ControlServer:
         if length > self.max_body:
             raise BadRequest(413, f"the request body is larger than {self.max_body} bytes", "too_large")
         if headers.get("expect", "").lower() == "100-continue":
-            _send(reader.conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+            send_bytes(reader.conn, b"HTTP/1.1 100 Continue\r\n\r\n")
         return reader.read_exactly(length)
 
     # ---------------------------------------------------------------- routing
@@ -264,7 +246,7 @@ class ControlServer:
             if command is None:
                 if allowed:
                     err = CommandError(405, f"{method} is not allowed here; use {', '.join(allowed)}")
-                    return 405, _json_bytes(err.body()), {"Allow": ", ".join(allowed)}
+                    return 405, json_bytes(err.body()), {"Allow": ", ".join(allowed)}
                 raise CommandError(404, f"no such resource: {urllib.parse.urlsplit(target).path[:200]}")
             if command.body is not None:
                 params[BODY] = _decode_body(body, command.body)
@@ -275,13 +257,13 @@ class ControlServer:
             result = command.action(self.supervisor, params)
             if isinstance(result, RawJSON):
                 return 200, result.encode(), {}
-            return 200, _json_bytes(result), {}
+            return 200, json_bytes(result), {}
         except CommandError as exc:
-            return exc.status, _json_bytes(exc.body()), {}
+            return exc.status, json_bytes(exc.body()), {}
         except Exception:
             log.exception("control socket: %s %s failed", method, target[:200])
             err = CommandError(500, "the agent could not carry out the command; see the agent's log")
-            return 500, _json_bytes(err.body()), {}
+            return 500, json_bytes(err.body()), {}
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -359,124 +341,7 @@ def peer_uid(conn: socket.socket) -> int | None:
     return struct.unpack("3i", creds)[1]
 
 
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
-
-def _response(status: int, payload: bytes, *, close: bool, extra: dict[str, str] | None = None) -> bytes:
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    head = [
-        f"HTTP/1.1 {status} {reason}",
-        f"Server: eventsink-agent/{__version__}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(payload)}",
-    ]
-    head += [f"{k}: {v}" for k, v in (extra or {}).items()]
-    if close:
-        head.append("Connection: close")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
-
-
-def _send(conn: socket.socket, data: bytes) -> bool:
-    try:
-        conn.sendall(data)
-        return True
-    except OSError:
-        return False
-
-
-class _Reader:
-    """Reads one request at a time from a connection, within a deadline per request."""
-
-    def __init__(self, conn: socket.socket, read_timeout: float, idle_timeout: float):
-        self.conn = conn
-        self.read_timeout = read_timeout
-        self.idle_timeout = idle_timeout
-        self.buf = b""
-        self.deadline = 0.0
-
-    def _recv(self) -> bytes:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise _ClientGone
-        self.conn.settimeout(remaining)
-        try:
-            data = self.conn.recv(65536)
-        except (TimeoutError, OSError):
-            raise _ClientGone from None
-        if not data:
-            raise _ClientGone
-        return data
-
-    def read_head(self) -> tuple[str, str, str, dict[str, str]]:
-        # Waiting for the first byte of a request may take idle_timeout; the rest read_timeout.
-        self.deadline = time.monotonic() + self.idle_timeout
-        while not self.buf.lstrip(b"\r\n"):
-            self.buf = self._recv()
-        self.buf = self.buf.lstrip(b"\r\n")
-        self.deadline = time.monotonic() + self.read_timeout
-        checked_line = False
-        while True:
-            end = _HEAD_END.search(self.buf)
-            if end is not None:
-                break
-            if not checked_line and b"\n" in self.buf:
-                _parse_request_line(self.buf.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1"))
-                checked_line = True  # garbage is answered at once, not after the deadline
-            if len(self.buf) > MAX_HEAD:
-                raise BadRequest(431, f"the request head is larger than {MAX_HEAD} bytes", "head_too_large")
-            try:
-                self.buf += self._recv()
-            except _ClientGone:
-                if self.buf and time.monotonic() >= self.deadline:
-                    raise BadRequest(408, "the request was not complete in time", "timeout") from None
-                raise
-        head, self.buf = self.buf[: end.start()], self.buf[end.end() :]
-        if len(head) > MAX_HEAD:
-            raise BadRequest(431, f"the request head is larger than {MAX_HEAD} bytes", "head_too_large")
-        return _parse_head(head)
-
-    def read_exactly(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            try:
-                self.buf += self._recv()
-            except _ClientGone:
-                if time.monotonic() >= self.deadline:
-                    raise BadRequest(408, "the request body was not complete in time", "timeout") from None
-                raise
-        body, self.buf = self.buf[:n], self.buf[n:]
-        return body
-
-
-def _parse_request_line(line: str) -> tuple[str, str, str]:
-    words = line.split(" ")
-    if len(words) != 3 or not words[0].isalpha() or not words[0].isupper() or not words[1]:
-        raise BadRequest(400, "malformed request line", "garbage")
-    method, target, version = words
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise BadRequest(505 if version.startswith("HTTP/") else 400, "only HTTP/1.0 and HTTP/1.1 are spoken here", "version")
-    if not (target.startswith("/") or target.startswith("http://")):
-        raise BadRequest(400, "malformed request target", "garbage")
-    return method, target, version
-
-
-def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
-    lines = [line.rstrip("\r") for line in head.decode("latin-1").split("\n")]
-    method, target, version = _parse_request_line(lines[0])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or " " in name:
-            raise BadRequest(400, "malformed header line", "garbage")
-        key = name.lower()
-        value = value.strip()
-        if key == "content-length" and key in headers and headers[key] != value:
-            raise BadRequest(400, "conflicting Content-Length headers", "content_length")
-        headers[key] = f"{headers[key]}, {value}" if key in headers and key != "content-length" else value
-    return method, target, version, headers
 
 
 def clear_stale_socket(path: str) -> None:
