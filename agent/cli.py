@@ -15,7 +15,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from agent import __version__
 from common.vocabulary import DEFAULT_SCHEMA_FORMAT, SCHEMA_FORMATS

@@ -84,7 +84,7 @@ def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agen
     wait_until(lambda: agent.metric("eventsink_dead_letter_events", sink="cdr") == 1, timeout=10, what="gauge")
     assert agent.metric("eventsink_dead_letters_total", sink="cdr") == 1
     assert agent.sink_status("cdr")["dead_letters"] == 1 and agent.sink_status("cdr")["alarms"] == []
-    assert f"set aside as a dead letter after 3 answers of HTTP 400" in agent.log()
+    assert "set aside as a dead letter after 3 answers of HTTP 400" in agent.log()
 
     # The receiver learns the event: redrive sends it first, under a new seq, with its webhook-id.
     receiver.reject_events(None)

@@ -6,14 +6,12 @@ event is ever acknowledged."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import time
 
 import pytest
 
 from tests.e2e.harness import sink, wait_until
+from tests.faults.kills import kill_workers
 from tests.faults.oracle import Ledger, Tally
 
 TOTAL = 3000
@@ -38,13 +36,7 @@ def test_poison_events_with_kill_9_are_held_never_lost(make_agent, receiver, loa
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     gen = loadgen(agent.publish_endpoint, "d", TOTAL, rate=RATE, mix=True)
-    killed: list[int] = []
-    for _ in range(2):
-        time.sleep(rng.uniform(0.3, 1.5))  # a random moment of the flow (fault timing, not synchronisation)
-        pid = wait_until(lambda: (p := agent.sink_status("cdr")["pid"]) not in (None, *killed) and p,
-                         what="a live worker to kill")
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
+    kill_workers(agent, rng, 2, wait=(0.3, 1.5))
     ledger.add_published("d", gen.wait())
     wait_until(lambda: ledger.journaled() == TOTAL, 15, what="every published event journaled")
     wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered or held")

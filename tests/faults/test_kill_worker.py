@@ -5,14 +5,12 @@ twice is at most the events of the POSTs that were in flight at each kill."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import time
 
 import pytest
 
 from tests.e2e.harness import sink, wait_until
+from tests.faults.kills import kill_workers
 from tests.faults.oracle import Ledger, Tally
 
 TOTAL = 3000
@@ -36,13 +34,7 @@ def test_three_kill_9_of_the_worker_lose_nothing(make_agent, receiver, loadgen, 
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     gen = loadgen(agent.publish_endpoint, "k", TOTAL, rate=RATE, mix=True)
-    killed: list[int] = []
-    for _ in range(3):
-        time.sleep(rng.uniform(0.3, 1.2))  # a random moment of the flow (fault timing, not synchronisation)
-        pid = wait_until(lambda: (p := agent.sink_status("cdr")["pid"]) not in (None, *killed) and p,
-                         what="a live worker to kill")
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
+    killed = kill_workers(agent, rng, 3)
     ledger.add_published("k", gen.wait())
     wait_until(lambda: ledger.journaled() == TOTAL, 15, what="every published event journaled")
     wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered")
