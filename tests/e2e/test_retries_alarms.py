@@ -18,7 +18,7 @@ def updates(rx):
 
 def test_backoff_doubles_between_attempts_and_status_follows(make_agent, receiver):
     receiver.respond(503)
-    agent = make_agent([sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.5}, start=False)
+    agent = make_agent([sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.25}, start=False)
     agent.start(wait=False)
     seen_backoff = set()
 
@@ -31,11 +31,11 @@ def test_backoff_doubles_between_attempts_and_status_follows(make_agent, receive
     wait_until(five_attempts, timeout=20, interval=0.05, what="5 attempts")
     t = [r.t for r in receiver.requests[:5]]
     gaps = [b - a for a, b in zip(t, t[1:])]
-    for gap, want in zip(gaps, (0.5, 1.0, 2.0, 4.0)):
+    for gap, want in zip(gaps, (0.25, 0.5, 1.0, 2.0)):
         assert want * 0.9 <= gap <= want * 1.3 + 0.2, gaps
     # the same (oldest) event is retried: eventsink_started, with one webhook-id
     assert len({r.headers["webhook-id"] for r in receiver.requests[:5]}) == 1
-    assert {0.5, 1.0, 2.0} <= seen_backoff, seen_backoff
+    assert {0.25, 0.5, 1.0} <= seen_backoff, seen_backoff
     wait_until(lambda: agent.metric("eventsink_post_attempts_total", sink="cdr", outcome="http_error") >= 5,
                what="5 http_error attempts counted")
     assert agent.metric("eventsink_retry_backoff_seconds", sink="cdr") > 0
