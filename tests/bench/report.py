@@ -132,12 +132,13 @@ def rows(r: dict) -> list[Row]:
         d = r[key]
         out.append(Row("7", f"drain {d['events'] - 1:,} backlog, {what}", d["delivering_seconds"], "s", key,
                        f"first to last 2xx; +{d['backoff_wait']:.2f} s backoff wait after nginx came up"))
-        out.append(Row("7", f"  drain rate, {what}", d["rate"], "ev/s", key + "_rate", "", True))
+        out.append(Row("7", f"  drain rate, {what}", d["rate"], "ev/s", key + "_rate", _runs(d).lstrip("; "), True))
         rp = d.get("replay") or {}
         if rp:
             out.append(Row("7", f"replay {rp['events'] - 1:,} retained events, {what}", rp["delivering_seconds"], "s",
                            key + "_replay", f"first to last 2xx; {rp['seconds']:.2f} s from the request"))
-            out.append(Row("7", f"  replay rate, {what}", rp["rate"], "ev/s", key + "_replay_rate", "", True))
+            out.append(Row("7", f"  replay rate, {what}", rp["rate"], "ev/s", key + "_replay_rate", _runs(rp).lstrip("; "),
+                           True))
     d = r["drain_one"]
     out.append(Row("8", f"worker RSS, backlog {d['rss_small_backlog']:,}", d["rss_small_kb"] / 1024, "MB", "rss_small"))
     out.append(Row("8", f"worker RSS, backlog {d['rss_full_backlog']:,}", d["rss_full_kb"] / 1024, "MB", "rss_full",
