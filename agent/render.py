@@ -72,3 +72,14 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
         cells = [c.ljust(w) for c, w in zip(r[:-1], widths[:-1])] + [r[-1]]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def one_field(key: str, done: str, empty: str):
+    """A renderer for an answer that is one field: DONE with the value of KEY in it ({}), or EMPTY
+    when the answer has no such value (restart, redrive, discard)."""
+
+    def render(body: Any) -> str:
+        value = body.get(key) if isinstance(body, dict) else None
+        return done.format(value) if value else empty
+
+    return render

@@ -24,7 +24,7 @@ from common.timespec import iso_utc
 from agent.commands.restart import restart_publisher
 from agent.commands.unit import BODY, CALLER_UID, CliArg, Command, sink_child
 from agent.errors import CommandError
-from agent.render import cell, table
+from agent.render import cell, one_field, table
 
 support = logging.getLogger(SUPPORT)
 SINK_HELP = (("sink", "the sink's name, as in the config"),)
@@ -88,9 +88,7 @@ def redrive(supervisor: Any, params: dict[str, Any]) -> dict:
     return {"redriven": count}
 
 
-def render_redrive(body: Any) -> str:
-    n = body.get("redriven") if isinstance(body, dict) else None
-    return f"{n} dead letters redriven" if n else "no dead letters to redrive"
+render_redrive = one_field("redriven", "{} dead letters redriven", "no dead letters to redrive")
 
 
 REDRIVE = Command(
@@ -118,9 +116,7 @@ def discard(supervisor: Any, params: dict[str, Any]) -> dict:
     return {"discarded": letter}
 
 
-def render_discard(body: Any) -> str:
-    letter = body.get("discarded") if isinstance(body, dict) else None
-    return f"dead letter {letter} discarded" if letter else "discarded"
+render_discard = one_field("discarded", "dead letter {} discarded", "discarded")
 
 
 DISCARD = Command(

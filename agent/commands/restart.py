@@ -10,6 +10,7 @@ from typing import Any
 
 from common.logs import SUPPORT
 from agent.commands.unit import Command, sink_child
+from agent.render import one_field
 from alarms.registry import iso_utc
 
 support = logging.getLogger(SUPPORT)
@@ -30,9 +31,7 @@ def restart(supervisor: Any, params: dict[str, Any]) -> dict:
     return {"restarted": child.name}
 
 
-def render_restart(body: Any) -> str:
-    name = body.get("restarted") if isinstance(body, dict) else None
-    return f"restarted sink {name}" if name else "restarted"
+render_restart = one_field("restarted", "restarted sink {}", "restarted")
 
 
 RESTART = Command(
