@@ -18,13 +18,13 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from common import logs
 from common.link import AttemptEntry, Attempts, AttemptsAnswer
+from common.timespec import iso_utc
 from common.vocabulary import SUCCESS
 
 RING_SIZE = 1000  # attempts kept: the most `limit` may ask for
@@ -56,12 +56,6 @@ class AttemptRing:
         return list(itertools.islice(reversed(self._entries), max(0, limit)))
 
 
-def iso_ms(wall: float) -> str:
-    """Unix time as ISO 8601 UTC with milliseconds, e.g. '2025-11-26T19:40:00.250Z'."""
-    secs, ms = divmod(int(wall * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
-
-
 def scrubber(config: Any) -> Callable[[str], str]:
     """Masks what this worker's logs mask (their filters' secrets and CONFIG's) and URL credentials."""
     secrets: list[str] = list(logs.config_secrets(config)) if config is not None else []
@@ -84,7 +78,7 @@ def entry(raw: tuple, scrub: Callable[[str], str]) -> AttemptEntry:
         text = f"HTTP {status}"
     else:
         text = scrub(detail or "no detail")  # the words FailureLog writes after the outcome
-    return AttemptEntry(at=iso_ms(wall), seq=seq, events=events, webhook_id=webhook_id, outcome=outcome,
+    return AttemptEntry(at=iso_utc(wall), seq=seq, events=events, webhook_id=webhook_id, outcome=outcome,
                         status=status, duration=round(duration, 6), detail=text)
 
 

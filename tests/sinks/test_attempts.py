@@ -13,7 +13,8 @@ from common import internal, link, logs
 from common.backoff import Backoff
 from common.config import Config, NodeConfig, SinkConfig
 from sinks import attempts
-from sinks.attempts import RING_SIZE, AttemptRing, iso_ms
+from common.timespec import iso_utc
+from sinks.attempts import RING_SIZE, AttemptRing
 from sinks.delivery import CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, Dispatcher, Result
 from sinks.shaping import Post, wrap
 
@@ -109,10 +110,10 @@ def test_a_dispatcher_keeps_only_the_last_thousand_attempts():
 
 
 def test_iso_time_has_milliseconds_and_z():
-    assert iso_ms(1_764_186_000.25) == "2025-11-26T19:40:00.250Z"
-    assert iso_ms(1_764_186_000.9999) == "2025-11-26T19:40:00.999Z"  # never rounded into the next second
+    assert iso_utc(1_764_186_000.25) == "2025-11-26T19:40:00.250Z"
+    assert iso_utc(1_764_186_000.9999) == "2025-11-26T19:40:00.999Z"  # never rounded into the next second
     wall = 1_700_000_123.456
-    parsed = datetime.datetime.fromisoformat(iso_ms(wall).replace("Z", "+00:00"))
+    parsed = datetime.datetime.fromisoformat(iso_utc(wall).replace("Z", "+00:00"))
     assert abs(parsed.timestamp() - wall) < 0.001
 
 
