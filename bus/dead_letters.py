@@ -46,14 +46,17 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 class DeadLetterShelf:
     """The worker's side; its class provides `_db`, `sink` and `_write(sql, params)`."""
 
-    def set_aside(self, offset: int, topic: str, payload: bytes, accepted_at: float, webhook_id: str,
+    def set_aside(self, offset: int, topic: str, payload: bytes, accepted_at: float | None, webhook_id: str,
                   event: str, attempts: int, status: int | None, detail: str) -> None:
         """Keep this event as a dead letter of this sink (replacing one at the same offset: a redriven
-        event that failed again is set aside anew, with redrive cleared)."""
+        event that failed again is set aside anew, with redrive cleared). ACCEPTED_AT None: the one
+        the replaced dead letter had (its event row may be purged by now), else 0."""
         self._write(
             'INSERT OR REPLACE INTO dead_letters(sink, "offset", topic, payload, accepted_at, webhook_id, event, '
-            "attempts, status, detail, set_aside_at, redrive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-            (self.sink, offset, topic, payload, accepted_at, webhook_id, event, attempts, status,
+            "attempts, status, detail, set_aside_at, redrive) VALUES (?, ?, ?, ?, "
+            'COALESCE(?, (SELECT accepted_at FROM dead_letters WHERE sink = ? AND "offset" = ?), 0), '
+            "?, ?, ?, ?, ?, ?, 0)",
+            (self.sink, offset, topic, payload, accepted_at, self.sink, offset, webhook_id, event, attempts, status,
              detail[:DETAIL_MAX_CHARS], time.time()),
         )
 

@@ -33,7 +33,6 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
 
 from common.config import SinkConfig
 from common.logs import SUPPORT
@@ -50,10 +49,9 @@ LIFECYCLE_KEY_BASE = 1 << 62  # a lifecycle event's key: microseconds minus this
 class DeadLetters:
     """The dead letters of one sink's worker (its own journal connection does the writing)."""
 
-    def __init__(self, sink: SinkConfig, reader, accepted_at: Callable[[int], float | None]):
+    def __init__(self, sink: SinkConfig, reader):
         self.name = sink.name
-        self.reader = reader
-        self._accepted_at = accepted_at
+        self.reader = reader  # bus.journal.JournalReader: accepted_at, set_aside, redrive_rows, forget_dead_letter
         self.configure(sink)
         self.released: deque[Post] = deque()  # set aside: their offsets are done, not delivered
         self.set_aside = 0  # events set aside by this worker (eventsink_dead_letters_total)
@@ -85,7 +83,7 @@ class DeadLetters:
         single = post.parts[0] if post.parts else post
         offset = single.dead_letter or (single.offsets[0] if single.offsets else 0)
         if offset:
-            accepted = self._accepted_at(offset) if offset > 0 else None
+            accepted = self.reader.accepted_at(offset) if offset > 0 else None
         else:
             # An agent-made lifecycle event (eventsink_started, ...) has no journal row: it is kept under
             # a key of its own, below every offset, so that a receiver refusing everything still gets past it.
@@ -94,8 +92,8 @@ class DeadLetters:
         answer = " ".join(answer.split())[:ANSWER_SHOWN]
         detail = f"{result.detail}: {answer}" if answer else result.detail
         try:
-            self.reader.set_aside(offset, single.event, single.body, accepted if accepted is not None else 0.0,
-                                  single.webhook_id, single.event, post.strikes, result.status, detail)
+            self.reader.set_aside(offset, single.event, single.body, accepted, single.webhook_id, single.event,
+                                  post.strikes, result.status, detail)
         except sqlite3.Error as exc:
             log.warning("sink %s: cannot set event %s aside (retrying it): %s", self.name, single.webhook_id, exc)
             return False

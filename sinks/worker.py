@@ -96,7 +96,7 @@ class Worker:
         self.poller = zmq.Poller()  # the feed, the link, the wake pipe and libcurl's sockets
         self.poller.register(self._wake_r, zmq.POLLIN)
         tuning = config.tuning
-        self.dead_letters = DeadLetters(sink, self.reader, self.reader.accepted_at)
+        self.dead_letters = DeadLetters(sink, self.reader)
         self.dispatcher = Dispatcher(
             sink.name, HttpClient(sink, tuning, watch=self._watch),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),

@@ -58,6 +58,18 @@ def test_set_aside_again_replaces_and_clears_redrive(journal_path):
         assert r.redrive_rows() == []
 
 
+def test_set_aside_again_without_an_acceptance_time_keeps_the_first_one(journal_path):
+    with setup_journal(journal_path) as j, JournalReader(journal_path, "cdr") as r:
+        set_aside(r, 3)
+        j.set_cursor("cdr", 5)
+        j.purge(accepted_before=2000.0)  # the event row is gone (retention): the worker cannot look it up
+        assert r.accepted_at(3) is None
+        r.set_aside(3, "topic3", b"payload3", None, f"{r.epoch}-3", "topic3", 3, 400, "again")
+        r.set_aside(4, "topic4", b"payload4", None, f"{r.epoch}-4", "topic4", 3, 400, "first time, no row")
+        assert [(d.offset, d.accepted_at, d.detail) for d in j.dead_letters("cdr")] == [
+            (3, 1000.0, "again"), (4, 0.0, "first time, no row")]
+
+
 def test_mark_redrive_by_id_all_and_unknown(journal_path):
     with setup_journal(journal_path) as j, JournalReader(journal_path, "cdr") as r:
         for offset in (1, 3, 5):

@@ -29,6 +29,9 @@ class FakeReader:
     def forget_dead_letter(self, offset):
         self.forgotten.append(offset)
 
+    def accepted_at(self, offset):
+        return 1_796_112_000.0
+
 
 def event(seq: int, offset: int) -> Post:
     body = json.dumps({"node": "n", "seq": seq, "version": 2, "time": 1.0, "event": "conference_updated",
@@ -43,7 +46,7 @@ def refused(status: int = 400, answer: bytes = b'{"error": "unknown field x_new"
 def letters(after: int = 3, statuses=(400, 413, 415, 422), reader=None) -> DeadLetters:
     sink = SinkConfig(name="cdr", url="http://127.0.0.1:9/", locations=["Oslo"], dead_letter_after=after,
                       dead_letter_statuses=list(statuses))
-    return DeadLetters(sink, reader or FakeReader(), lambda offset: 1_796_112_000.0)
+    return DeadLetters(sink, reader or FakeReader())
 
 
 def test_after_n_refusals_in_a_row_the_event_is_set_aside_and_released():
