@@ -83,3 +83,13 @@ def one_field(key: str, done: str, empty: str):
         return done.format(value) if value else empty
 
     return render
+
+
+def list_table(body: Any, empty: str, columns: list[str], row) -> str:
+    """An answer that is a list of objects as a table, ROW(object) giving each line's cells; EMPTY
+    for an empty list (alarms, attempts, dead letters)."""
+    if not body:
+        return empty
+    if not isinstance(body, list):
+        return cell(body)
+    return table(columns, [row(item) for item in body if isinstance(item, dict)])

@@ -6,7 +6,7 @@ from typing import Any
 
 from agent.commands.unit import Command
 from agent.render import cell as _cell
-from agent.render import format_time, table
+from agent.render import format_time, list_table
 
 
 def alarms(supervisor: Any, params: dict[str, Any]) -> list:
@@ -14,16 +14,8 @@ def alarms(supervisor: Any, params: dict[str, Any]) -> list:
 
 
 def render_alarms(body: Any) -> str:
-    if not body:
-        return "no active alarms"
-    if not isinstance(body, list):
-        return _cell(body)
-    rows = [
-        [_cell(a.get("name")), _cell(a.get("sink")), format_time(a.get("raised_at")), _cell(a.get("detail"))]
-        for a in body
-        if isinstance(a, dict)
-    ]
-    return table(["ALARM", "SINK", "RAISED AT", "DETAIL"], rows)
+    return list_table(body, "no active alarms", ["ALARM", "SINK", "RAISED AT", "DETAIL"], lambda a: [
+        _cell(a.get("name")), _cell(a.get("sink")), format_time(a.get("raised_at")), _cell(a.get("detail"))])
 
 
 ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", alarms, render_alarms)

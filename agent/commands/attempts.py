@@ -23,7 +23,7 @@ from common.internal import worker_identity
 from common.link import Attempts, AttemptsAnswer
 from agent.commands.unit import CliArg, Command, sink_child
 from agent.errors import CommandError
-from agent.render import cell, table
+from agent.render import cell, list_table
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000  # a larger limit is clamped: the worker keeps no more
@@ -121,17 +121,9 @@ def _duration(value: Any) -> str:
 
 
 def render_attempts(body: Any) -> str:
-    if not body:
-        return "no attempts yet"
-    if not isinstance(body, list):
-        return cell(body)
-    rows = [
-        [cell(a.get("at")), cell(a.get("seq")), cell(a.get("events")), cell(a.get("webhook_id")),
-         cell(a.get("outcome")), cell(a.get("status")), _duration(a.get("duration")), cell(a.get("detail"))]
-        for a in body
-        if isinstance(a, dict)
-    ]
-    return table(COLUMNS, rows)
+    return list_table(body, "no attempts yet", COLUMNS, lambda a: [
+        cell(a.get("at")), cell(a.get("seq")), cell(a.get("events")), cell(a.get("webhook_id")),
+        cell(a.get("outcome")), cell(a.get("status")), _duration(a.get("duration")), cell(a.get("detail"))])
 
 
 ATTEMPTS = Command(

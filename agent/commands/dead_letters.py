@@ -24,7 +24,7 @@ from common.timespec import iso_utc
 from agent.commands.restart import restart_publisher
 from agent.commands.unit import BODY, CALLER_UID, CliArg, Command, sink_child
 from agent.errors import CommandError
-from agent.render import cell, one_field, table
+from agent.render import cell, list_table, one_field
 
 support = logging.getLogger(SUPPORT)
 SINK_HELP = (("sink", "the sink's name, as in the config"),)
@@ -48,14 +48,10 @@ def dead_letters(supervisor: Any, params: dict[str, Any]) -> list:
 
 
 def render_dead_letters(body: Any) -> str:
-    if not body:
-        return "no dead letters"
-    if not isinstance(body, list):
-        return cell(body)
-    rows = [[cell(d.get("id")), cell(d.get("event")), cell(d.get("accepted_at")), cell(d.get("attempts")),
-             cell(d.get("status")), "yes" if d.get("redrive") else "-", cell(d.get("detail"))]
-            for d in body if isinstance(d, dict)]
-    return table(["ID", "EVENT", "ACCEPTED AT", "ATTEMPTS", "STATUS", "REDRIVE", "DETAIL"], rows)
+    return list_table(body, "no dead letters", ["ID", "EVENT", "ACCEPTED AT", "ATTEMPTS", "STATUS", "REDRIVE", "DETAIL"],
+                      lambda d: [cell(d.get("id")), cell(d.get("event")), cell(d.get("accepted_at")),
+                                 cell(d.get("attempts")), cell(d.get("status")), "yes" if d.get("redrive") else "-",
+                                 cell(d.get("detail"))])
 
 
 DEAD_LETTERS = Command(
