@@ -141,6 +141,11 @@ class Agent:
     def client(self) -> ControlClient:
         return ControlClient(self.control_socket, timeout=10)
 
+    def ctl(self, *args: str) -> subprocess.CompletedProcess:
+        """`eventsinkctl --socket THIS_AGENT ARGS` as a real process (output as text)."""
+        return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", self.control_socket, *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=30)
+
     def status(self) -> dict:
         return self.client().call("GET", "/v1/status")[1]
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.e2e.harness import REPO, free_port, sink, wait_until
+from tests.e2e.harness import free_port, sink, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,11 +40,6 @@ def at_least(agent, name: str, n: int, limit: int | None = None, **kw) -> list:
         return body if status == 200 and len(body) >= n else None
 
     return wait_until(enough, what=f"{n} attempts of sink {name}", **kw)
-
-
-def ctl(agent, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", agent.control_socket, *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=30)
 
 
 def publish_many(agent, n: int) -> None:
@@ -74,13 +67,13 @@ def test_failures_then_successes_newest_first_in_the_api_and_eventsinkctl(make_a
     assert all(a["duration"] > 0 for a in body)
     assert attempts(agent, "cdr", limit=2) == body[:2]
 
-    out = ctl(agent, "attempts", "cdr")
+    out = agent.ctl("attempts", "cdr")
     assert out.returncode == 0 and out.stderr == "", out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["TIME", "SEQ", "EVENTS", "WEBHOOK-ID", "OUTCOME", "STATUS", "DURATION", "DETAIL"]
     assert [line.split()[1:6] for line in lines[1:]] == [[str(s), str(e), a["webhook_id"], o, str(st)]
                                                          for (s, e, o, st), a in zip(got, body)]
-    out = ctl(agent, "attempts", "cdr", "--json", "--limit", "3")
+    out = agent.ctl("attempts", "cdr", "--json", "--limit", "3")
     assert out.returncode == 0 and json.loads(out.stdout) == body[:3]
 
 
@@ -167,8 +160,8 @@ def test_no_credential_appears_in_an_answer(make_agent, quoting):
     assert {a["outcome"] for a in dead_ones} == {"connection_error"} and all(a["status"] is None for a in dead_ones)
     seen = {name: json.dumps(attempts(agent, name)) for name in ("basic", "bearer", "dead")}
     for name in ("basic", "bearer", "dead"):
-        seen[f"{name} table"] = ctl(agent, "attempts", name).stdout
-        seen[f"{name} --json"] = ctl(agent, "attempts", name, "--json").stdout
+        seen[f"{name} table"] = agent.ctl("attempts", name).stdout
+        seen[f"{name} --json"] = agent.ctl("attempts", name, "--json").stdout
     for where, text in seen.items():
         assert text, where
         for secret in (PASSWORD, URL_PASSWORD, TOKEN):
@@ -184,7 +177,7 @@ def test_bad_limit_400_and_unknown_sink_404(make_agent, receiver):
     status, body = client.call("GET", "/v1/sinks/nope/attempts")
     assert status == 404 and "nope" in body["error"]
     for args, code in ((("attempts", "nope"), 1), (("attempts", "cdr", "--limit", "x"), 1)):
-        out = ctl(agent, *args)
+        out = agent.ctl(*args)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == code and len(lines) == 1 and lines[0].startswith("eventsinkctl: "), out.stderr
         assert "Traceback" not in out.stderr and out.stdout == ""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -42,13 +40,8 @@ def publish_tags(agent, n: int, prefix: str = "e") -> None:
         assert pub.flush(timeout=20)
 
 
-def ctl(agent, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", agent.control_socket, *args],
-                          capture_output=True, text=True, timeout=30)
-
-
 def dead_letters(agent, name: str = "cdr") -> list[dict]:
-    done = ctl(agent, "dead-letters", name, "--json")
+    done = agent.ctl("dead-letters", name, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -89,7 +82,7 @@ def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agen
     # The receiver learns the event: redrive sends it first, under a new seq, with its webhook-id.
     receiver.reject_events(None)
     before = len(receiver.requests)
-    done = ctl(agent, "redrive", "cdr")
+    done = agent.ctl("redrive", "cdr")
     assert done.returncode == 0 and "1 dead letters redriven" in done.stdout, done.stdout + done.stderr
     wait_until(lambda: POISON in delivered_tags(receiver), timeout=20, what="the redriven event")
     after = [e for e in receiver.events[999 + 1:] if e["event"] != "eventsink_bulk"]
@@ -118,8 +111,8 @@ def test_dead_letters_survive_kill_9_and_an_agent_restart_and_discard_logs_the_u
         again.start()
         assert dead_letters(again) == [letter]
         assert len(delivered_tags(receiver)) == 599  # nothing sent twice, the dead letter not sent at all
-        assert ctl(again, "discard", "cdr", "no-such-id").returncode == 1
-        done = ctl(again, "discard", "cdr", letter["id"])
+        assert again.ctl("discard", "cdr", "no-such-id").returncode == 1
+        done = again.ctl("discard", "cdr", letter["id"])
         assert done.returncode == 0 and letter["id"] in done.stdout
         assert dead_letters(again) == []
         wait_until(lambda: f"dead letter {letter['id']} discarded for good by uid {os.getuid()}" in again.log(),

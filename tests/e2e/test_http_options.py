@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import pytest
 
 from tests.bench.runs import proc_cpu
-from tests.e2e.harness import REPO, free_port, sink, wait_until
+from tests.e2e.harness import free_port, sink, wait_until
 from tests.e2e.test_security import cmdline, publish
 from tests.sinks.real_servers import Tinyproxy
 from tests.tls_files import make_pki
@@ -82,9 +80,7 @@ def test_every_option_through_real_parts_and_no_secret_shows(make_agent, make_re
         seen = {
             "status": json.dumps(agent.status()),
             "alarms": json.dumps(agent.alarms()),
-            "eventsinkctl": subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", agent.control_socket,
-                                            "status", "--json"], cwd=REPO, capture_output=True, text=True,
-                                           timeout=30).stdout,
+            "eventsinkctl": agent.ctl("status", "--json").stdout,
             "metrics": agent.metrics(),
             "cmdlines": "\n".join(cmdline(pid) for pid in [agent.proc.pid, *agent.child_pids()]),
         }

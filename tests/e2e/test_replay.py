@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -33,11 +31,6 @@ def publish_calls(pub, n_events: int, start: int = 0) -> None:
         else:
             pub.publish("participant_media_streams_destroyed", media(uuid))
     assert pub.flush(timeout=30)
-
-
-def ctl(agent, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", agent.control_socket, *args],
-                          capture_output=True, text=True, timeout=30)
 
 
 def delivered(rx) -> list[tuple[str, str, dict]]:
@@ -67,14 +60,14 @@ def test_replay_sends_10000_events_again_as_first_delivered_to_v1_and_v2(make_ag
     first = {name: delivered(rx) for name, rx in (("v1", rx1), ("v2", rx2))}
     assert len(first["v1"]) == 1 + sum(1 for i in range(10_000) if i % 3 != 2)  # media streams merged
 
-    dry = ctl(agent, "replay", "v1", "--since", str(since), "--dry-run", "--json")
+    dry = agent.ctl("replay", "v1", "--since", str(since), "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     answer = json.loads(dry.stdout)
     assert answer["events"] == 10_000 and answer["oldest_retained"] is not None and answer["dry_run"] is True
     assert len(delivered(rx1)) == len(first["v1"])  # a dry run sends nothing
 
     for name in ("v1", "v2"):
-        done = ctl(agent, "replay", name, "--since", "2h")
+        done = agent.ctl("replay", name, "--since", "2h")
         assert done.returncode == 0 and "replaying 10000 events" in done.stdout, done.stdout + done.stderr
     for name, rx in (("v1", rx1), ("v2", rx2)):
         n = len(first[name])
@@ -116,11 +109,11 @@ def test_a_replay_window_that_starts_in_the_middle(make_agent, receiver):
 def test_bad_replay_requests_are_one_plain_line(make_agent, receiver):
     agent = make_agent([sink("cdr", receiver.url)])
     for args in (["replay", "cdr", "--since", "yesterday"], ["replay", "cdr", "--since", "-3"]):
-        done = ctl(agent, *args)
+        done = agent.ctl(*args)
         assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "Traceback" not in done.stderr and "TIME" in done.stderr
-    assert ctl(agent, "replay", "nope", "--since", "1h").returncode == 1
-    assert ctl(agent, "replay", "cdr").returncode == 2  # --since is required: a usage error
+    assert agent.ctl("replay", "nope", "--since", "1h").returncode == 1
+    assert agent.ctl("replay", "cdr").returncode == 2  # --since is required: a usage error
     for body in ({"since": "soon"}, {"since": True}, {}, {"since": 1, "dry_run": "yes"}):
         code, answer = agent.client().call("POST", "/v1/sinks/cdr/replay", body)
         assert code == 400 and set(answer) == {"error"}, (body, answer)

@@ -308,8 +308,7 @@ def test_secrets_never_show(make_agent, make_receiver):
     seen = {
         "status": json.dumps(status),
         "alarms": json.dumps(agent.alarms()),
-        "eventsinkctl": subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", agent.control_socket, "status", "--json"],
-                                       cwd=REPO, capture_output=True, text=True, timeout=30).stdout,
+        "eventsinkctl": agent.ctl("status", "--json").stdout,
         "metrics": agent.metrics(),
         "cmdlines": "\n".join(cmdline(pid) for pid in [agent.proc.pid, *agent.child_pids()]),
     }
