@@ -3,6 +3,7 @@ process, talks to its control socket and metrics, and stops it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -146,6 +147,17 @@ class Agent:
         return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", self.control_socket, *args],
                               cwd=REPO, capture_output=True, text=True, timeout=30)
 
+    def outward_texts(self, status: dict | None = None) -> dict[str, str]:
+        """What this running agent shows outside (status, alarms, eventsinkctl, metrics, its processes'
+        command lines), as text to search for secrets; STATUS when the caller already holds one."""
+        return {
+            "status": json.dumps(self.status() if status is None else status),
+            "alarms": json.dumps(self.alarms()),
+            "eventsinkctl": self.ctl("status", "--json").stdout,
+            "metrics": self.metrics(),
+            "cmdlines": "\n".join(cmdline(pid) for pid in [self.proc.pid, *self.child_pids()]),
+        }
+
     def status(self) -> dict:
         return self.client().call("GET", "/v1/status")[1]
 
@@ -189,6 +201,15 @@ class Agent:
         from bus.publisher import Publisher
 
         return Publisher(self.publish_endpoint)
+
+
+def cmdline(pid: int) -> str:
+    """PID's command line, "" when it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def sink(name: str, url: str, **extra) -> dict:

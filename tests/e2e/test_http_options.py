@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 
@@ -19,7 +18,7 @@ import pytest
 
 from tests.bench.runs import proc_cpu
 from tests.e2e.harness import free_port, sink, wait_until
-from tests.e2e.test_security import cmdline, publish
+from tests.e2e.test_security import publish
 from tests.sinks.real_servers import Tinyproxy
 from tests.tls_files import make_pki
 
@@ -77,13 +76,7 @@ def test_every_option_through_real_parts_and_no_secret_shows(make_agent, make_re
         assert names(rx)[:3] == ["eventsink_started", "conference_started", "conference_ended"]
         wait_until(lambda: agent.sink_status("dead")["failures"] >= 2, timeout=20, what="the dead proxy's failures")
 
-        seen = {
-            "status": json.dumps(agent.status()),
-            "alarms": json.dumps(agent.alarms()),
-            "eventsinkctl": agent.ctl("status", "--json").stdout,
-            "metrics": agent.metrics(),
-            "cmdlines": "\n".join(cmdline(pid) for pid in [agent.proc.pid, *agent.child_pids()]),
-        }
+        seen = agent.outward_texts()
         assert agent.stop() == 0
     seen["log"] = agent.log()
     assert "support.events" in seen["log"] and "sink dead" in seen["log"]  # the failures are there to search
