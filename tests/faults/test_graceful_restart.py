@@ -90,8 +90,12 @@ def test_graceful_restarts_under_a_bare_pub_stream_lose_and_duplicate_nothing(re
         before = pub.sent
         wait_until(lambda: pub.sent >= before + RATE, 10, what="a second of the stream after the last restart")
         pub.stop()
-        wait_until(lambda: sum(journaled_names(agent).values()) >= pub.sent - first_seen, 10,
-                   what="the queued stream journaled")
+        try:
+            wait_until(lambda: sum(journaled_names(agent).values()) >= pub.sent - first_seen, 30,
+                       what="the queued stream journaled")
+        except AssertionError:
+            pass  # not a failure of its own: if some never arrive, `lost` below names them
+
         assert agent.stop(signal.SIGTERM) == 0
         names = journaled_names(agent)
     finally:
