@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests use: the .deb build and checks, real Prometheus, nginx for benchmarks
-# and HTTP/2, tinyproxy as a real forward proxy.
+# and HTTP/2, tinyproxy as a real forward proxy, headless Chromium and its driver for the console's
+# browser tests.
 APT_PACKAGES := python3 python3-venv python3-dev build-essential dpkg-dev fakeroot lintian \
-                prometheus nginx-light tinyproxy wrk iproute2 curl procps
+                prometheus nginx-light tinyproxy wrk iproute2 curl procps chromium chromium-driver
 # Named after the list: a machine installed from an older list installs again when the list grows.
 APT_STAMP := /var/tmp/eventsink-agent-apt-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8).stamp
 
