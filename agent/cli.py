@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
             "prefer the -file options.")
     p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
                    help="address to listen on (default: 127.0.0.1:8080)")
+    p.add_argument("--web", metavar="HOST:PORT", default="",
+                   help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)")
     _add_receive_checks(p)
     _add_import_pexip(add)
     return parser
