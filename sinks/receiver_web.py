@@ -91,7 +91,9 @@ def entry_of(rx: Receiver, n: int, req: ReceivedRequest, envelope: dict | None,
         "n": n,
         "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "shown_time": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC",
-        "method": req.method, "path": req.path, "status": req.status, "problem": req.problem or "",
+        # A failed check's reason is shown as that check's result, not twice.
+        "method": req.method, "path": req.path, "status": req.status,
+        "problem": "" if req.kind in ("auth", "signature") else req.problem or "",
         "webhook_id": req.headers.get("webhook-id", ""),
         "auth": auth, "signature": sig,
         "events": [{"seq": ev.get("seq"), "event": str(ev.get("event")), "about": describe(ev), "flags": flags}

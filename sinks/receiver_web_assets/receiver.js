@@ -52,7 +52,7 @@
     for (const ev of events) {
       const tr = el("tr");
       const flags = el("td");
-      for (const f of ev.flags) flags.append(el("span", "flag", f), " ");
+      for (const f of ev.flags) flags.append(el("span", f.startsWith("bulk") ? "flag info" : "flag", f), " ");
       tr.append(el("td", "num", ev.seq), el("td", "event", ev.event), el("td", null, ev.about), flags);
       tbody.append(tr);
     }

@@ -53,7 +53,7 @@ def test_seq_gaps_resets_and_duplicate_ids_are_flagged():
             assert post(rx, envelope(seq), wid) == 200
         wait_until(lambda: page_count(page) == 4, what="four requests on the page")
         _, _, html = get(page, "/")
-    flags = re.findall(r'<span class="flag">([^<]*)</span>', html)
+    flags = re.findall(r'<span class="flag[^"]*">([^<]*)</span>', html)
     assert flags == ["reset", "duplicate", "gap: missing 2"]  # newest first
     for key in ("gaps", "duplicates", "resets"):
         assert re.search(rf'class="figure bad" data-key="{key}">\s*<dt>[^<]+</dt><dd>1</dd>', html), key
@@ -145,3 +145,22 @@ def test_the_receive_command_serves_its_page_until_sigterm():
             proc.wait()
     assert proc.returncode == 0 and err == ""
     assert "received 1 events in 1 requests" in out
+
+
+def test_a_bulk_envelope_is_one_request_with_each_event_and_a_bad_one_says_why():
+    with receiver_with_page() as (rx, page):
+        bulk = {"node": "10.44.99.2", "seq": 3, "version": 2, "time": 1700000001.0, "event": "eventsink_bulk",
+                "data": [envelope(1), envelope(2)]}
+        assert post(rx, bulk, "b1") == 200
+        conn = http.client.HTTPConnection(rx.host, rx.port, timeout=5)
+        conn.request("PUT", "/events", b"{}")
+        assert conn.getresponse().status == 405
+        conn.close()
+        wait_until(lambda: page_count(page) == 2, what="two requests on the page")
+        _, _, html = get(page, "/")
+    bulk_entry = html[html.index('id="request-1"'):]
+    assert re.findall(r'<span class="flag info">([^<]*)</span>', bulk_entry) == ["bulk 1/2", "bulk 2/2"]
+    assert re.findall(r'<td class="num">(\d+)</td>', bulk_entry) == ["1", "2"]
+    put = html[html.index('id="request-2"'):html.index('id="request-1"')]
+    assert '<p class="problem">method PUT not allowed: POST events here</p>' in put
+    assert "auth: not checked" in put and ": 405" in put
