@@ -111,16 +111,25 @@ def map_sinks(plan: Plan, path: str) -> None:
     if not plan.sinks:
         plan.warnings.append(f"{path} lists no event sinks: the config has none")
     for s in plan.sinks:
-        if s.name != s.pexip_name:
-            plan.warnings.append(f"event sink {s.pexip_name!r} is named {s.name!r} (a sink name is letters, "
-                                 f"digits, '_', '.' and '-')")
-        if s.keys.get("username") and not s.password:
-            plan.warnings.append(f"sink {s.name!r} has a username but the export has no password: "
-                                 f"add password_file by hand before starting the agent")
-        if s.password != s.password.strip():
-            plan.warnings.append(f"sink {s.name!r}: its password starts or ends with white space, which a "
-                                 f"password_file cannot carry (it is read stripped)")
+        _warn_sink(plan, s)
     _warn_unused(plan, "event_sink", objects)
+
+
+def _warn_sink(plan: Plan, s: ImportedSink) -> None:
+    if s.name != s.pexip_name:
+        why = "another sink has that name" if NOT_A_NAME_RE.sub("-", s.pexip_name) == s.pexip_name else \
+            "a sink name is letters, digits, '_', '.' and '-'"
+        plan.warnings.append(f"event sink {s.pexip_name!r} is named {s.name!r} ({why})")
+    if s.keys.get("username") and not s.password:
+        plan.warnings.append(f"sink {s.name!r} has a username but the export has no password: "
+                             f"add password_file by hand before starting the agent")
+    if s.password and not s.keys.get("username"):
+        s.password = ""  # Basic auth needs both: no file for a password that would never be sent
+        plan.warnings.append(f"sink {s.name!r} has a password but no username: no Basic auth is sent, "
+                             f"and the password is left out")
+    if s.password != s.password.strip():
+        plan.warnings.append(f"sink {s.name!r}: its password starts or ends with white space, which a "
+                             f"password_file cannot carry (it is read stripped)")
 
 
 def _sink_for(ref: Any, sinks: list[ImportedSink]) -> ImportedSink | str:

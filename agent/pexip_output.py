@@ -68,7 +68,8 @@ def prove_it_passes_check(plan: Any, with_passwords: bool) -> None:
     if result.problems:
         first = result.problems[0]
         more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
-        raise OutputError(f"the export does not make a config that passes check: {first.render()}{more}")
+        raise OutputError(f"the config it would write does not pass check, so nothing is written: "
+                          f"{first.key}: {first.message}{more}")
     for w in result.warnings:
         if not (w.key.endswith(".locations") and w.message.startswith("is empty")):  # said already, by the import
             plan.warnings.append(f"check: {w.key}: {w.message}")

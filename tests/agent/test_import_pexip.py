@@ -158,6 +158,22 @@ def test_a_location_the_export_does_not_have_and_a_sink_it_does_not_know_are_war
     assert "--location 'Tromso' is none of the locations" in err
 
 
+def test_a_password_without_a_username_and_a_repeated_name_are_warned(capsys, tmp_path):
+    answer = json.load(open(fixture("event_sink.json")))
+    answer["objects"][1]["password"] = "alone-9Xq"
+    answer["objects"][0]["name"] = "analytics"
+    path = tmp_path / "in" / "event_sink.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(answer))
+    rc, _, err = run_import(capsys, "-o", str(tmp_path / "agent.toml"), sinks=str(path))
+    assert rc == 0
+    assert "event sink 'analytics' is named 'analytics-2' (another sink has that name)" in err
+    assert "sink 'analytics-2' has a password but no username: no Basic auth is sent" in err
+    assert sorted(os.listdir(tmp_path)) == ["agent.toml", "analytics.password", "in"]
+    assert "alone-9Xq" not in (tmp_path / "agent.toml").read_text() + err
+    check_passes(str(tmp_path / "agent.toml"))
+
+
 def test_o_over_an_existing_file_is_refused_and_the_file_unchanged(capsys, tmp_path):
     existing = tmp_path / "agent.toml"
     existing.write_text("# mine\n")
@@ -192,7 +208,7 @@ def _variants(tmp_path) -> dict[str, tuple[str, str, str]]:
         "meta only": ('{"meta": {"total_count": 0}}', "has \"meta\" but no \"objects\""),
         "bad type": (full.replace('"version": 1', '"version": "one"'), "version must be an integer (got str)"),
         "no url": (full.replace('"url": "http://10.44.5.20:8080/webhook"', '"url": null'), "event sink 2 has no url"),
-        "check refuses": (full.replace("http://10.44.5.20", "ftp://10.44.5.20"), "does not make a config that passes"),
+        "check refuses": (full.replace("http://10.44.5.20", "ftp://10.44.5.20"), "does not pass check, so nothing is written: sink[1] (analytics).url"),
     }
 
 
