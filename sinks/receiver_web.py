@@ -80,10 +80,9 @@ def _body_text(req: ReceivedRequest, envelope: dict | None) -> str:
     return text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + f"\n... ({len(text) - BODY_SHOWN} more characters)"
 
 
-def entry_of(rx: Receiver, n: int, req: ReceivedRequest, envelope: dict | None,
+def entry_of(rx: Receiver, n: int, now: datetime.datetime, req: ReceivedRequest, envelope: dict | None,
              seen: list[tuple[dict, list[str]]]) -> dict[str, Any]:
-    """One received request as the page shows it (and the stream sends it)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    """One received request (number n, arrived at `now`) as the page shows it and the stream sends it."""
     reached = req.method == "POST" and req.status != 413  # the checks ran (a bad method or size stops first)
     auth = _check(rx.username is not None or rx.bearer_token is not None, req.kind == "auth", reached, req.problem)
     sig = _check(rx.verifies_signatures, req.kind == "signature", reached and req.kind != "auth", req.problem)
@@ -103,25 +102,47 @@ def entry_of(rx: Receiver, n: int, req: ReceivedRequest, envelope: dict | None,
 
 
 class LivePage:
-    """What the page holds: the last KEPT entries, and who waits for the next one (IOLoop thread only)."""
+    """What the page holds: the last KEPT requests as received, shaped for the page only when a page
+    or a stream asks, and the streams waiting for the next one. Recording costs a deque append;
+    the IOLoop is woken only while a stream follows."""
 
     def __init__(self, rx: Receiver):
         self.rx = rx
-        self.entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEPT)
-        self.count = 0
+        self._lock = threading.Lock()  # record() runs in the receiver's handler threads
+        self._received: collections.deque[tuple] = collections.deque(maxlen=KEPT)  # newest first
+        self._shown: dict[int, dict[str, Any]] = {}  # n -> entry, IOLoop thread only
+        self.followers = 0
         self.changed = tornado.locks.Condition()
+        self.wake: Any = None  # set by ReceiverWeb: thread-safe, schedules changed.notify_all()
 
-    def add(self, entry: dict[str, Any]) -> None:
-        self.entries.appendleft(entry)
-        self.count = entry["n"]
-        self.changed.notify_all()
+    def record(self, req: ReceivedRequest, envelope: dict | None, seen: list[tuple[dict, list[str]]]) -> None:
+        """A Receiver watcher (under the receiver's lock)."""
+        arrived = datetime.datetime.now(datetime.timezone.utc)
+        with self._lock:
+            self._received.appendleft((len(self.rx.requests), arrived, req, envelope, seen))
+        if self.followers:  # read after the append: a stream that starts meanwhile sees the request itself
+            self.wake()
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._received[0][0] if self._received else 0
+
+    def entries(self, after: int = 0) -> list[dict[str, Any]]:
+        """Entries newer than `after`, newest first."""
+        with self._lock:
+            received = list(self._received)
+        shown = {r[0]: self._shown.get(r[0]) or entry_of(self.rx, *r) for r in received}
+        self._shown = shown  # what fell off the deque goes from the cache too
+        return [shown[r[0]] for r in received if r[0] > after]
 
     def state(self) -> dict[str, Any]:
         with self.rx._cond:  # the receiver's handler threads change these
             return {"summary": self.rx.summary(), "problems": self.rx.problems[-PROBLEMS_SHOWN:][::-1]}
 
     def newer_than(self, n: int) -> list[dict[str, Any]]:
-        return [e for e in self.entries if e["n"] > n][::-1]
+        """Entries newer than n, oldest first (stream order)."""
+        return self.entries(n)[::-1]
 
 
 class _Guarded(tornado.web.RequestHandler):
@@ -148,31 +169,38 @@ class _Handler(_Guarded):
 
 class PageHandler(_Handler):
     def get(self) -> None:
-        self.render("page.html", entries=list(self.live.entries), url=self.live.rx.url,
-                    checks=_checks_text(self.live.rx), figures=FIGURES, count=self.live.count, **self.live.state())
+        entries = self.live.entries()
+        self.render("page.html", entries=entries, url=self.live.rx.url, checks=_checks_text(self.live.rx),
+                    figures=FIGURES, count=entries[0]["n"] if entries else 0, **self.live.state())
 
 
 class StreamHandler(_Handler):
-    """Server-Sent Events: one `data:` line of JSON per request received after `?after=N`."""
+    """Server-Sent Events: one `data:` line of JSON per request received after `?after=N` (or the
+    Last-Event-ID of a reconnecting browser); the last of each batch also carries the figures."""
 
     async def get(self) -> None:
         self.set_header("Content-Type", "text/event-stream")
         after = self._after()
+        self.live.followers += 1
         try:
             self.write(": live\n\n")  # the headers go out now: the browser's EventSource opens
             await self.flush()
             while True:
                 fresh = self.live.newer_than(after)
                 if fresh:
-                    for entry in fresh:
-                        self.write(f"id: {entry['n']}\ndata: {json.dumps({'entry': entry, **self.live.state()})}\n\n")
-                        after = entry["n"]
+                    for entry in fresh[:-1]:
+                        self.write(f"id: {entry['n']}\ndata: {json.dumps({'entry': entry})}\n\n")
+                    last = {"entry": fresh[-1], **self.live.state()}  # the figures once per batch, with its last
+                    self.write(f"id: {fresh[-1]['n']}\ndata: {json.dumps(last)}\n\n")
+                    after = fresh[-1]["n"]
                     await self.flush()  # entries may arrive meanwhile: looked for again before waiting
                 elif not await self.live.changed.wait(timeout=datetime.timedelta(seconds=KEEPALIVE)):
                     self.write(": keepalive\n\n")
                     await self.flush()
         except tornado.iostream.StreamClosedError:
             return
+        finally:
+            self.live.followers -= 1
 
     def _after(self) -> int:
         # A reconnecting EventSource says what it has (Last-Event-ID); a new one, what its page showed.
@@ -219,8 +247,9 @@ class ReceiverWeb:
         asyncio.set_event_loop(asyncio.new_event_loop())
         self._loop = tornado.ioloop.IOLoop.current()
         live = LivePage(self.rx)
-        self.rx.watch(lambda req, envelope, seen: self._loop.add_callback(  # type: ignore[union-attr]
-            live.add, entry_of(self.rx, len(self.rx.requests), req, envelope, seen)))
+        loop = self._loop
+        live.wake = lambda: loop.add_callback(live.changed.notify_all)
+        self.rx.watch(live.record)
         server = tornado.httpserver.HTTPServer(self._app(live), xheaders=False)
         server.add_sockets(sockets)
         self._ready.set()

@@ -87,7 +87,7 @@
     list.prepend(entryNode(m.entry));
     while (list.children.length > KEPT) list.lastElementChild.remove();
     document.getElementById("empty").hidden = true;
-    showChecks(m.summary, m.problems);
+    if (m.summary) showChecks(m.summary, m.problems);  // sent with the last message of a batch
   }
 
   document.querySelectorAll("#entries time[datetime]").forEach(localTime);

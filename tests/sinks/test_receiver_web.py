@@ -164,3 +164,20 @@ def test_a_bulk_envelope_is_one_request_with_each_event_and_a_bad_one_says_why()
     put = html[html.index('id="request-2"'):html.index('id="request-1"')]
     assert '<p class="problem">method PUT not allowed: POST events here</p>' in put
     assert "auth: not checked" in put and ": 405" in put
+
+
+def test_recording_wakes_the_page_only_while_a_stream_follows():
+    from sinks.receiver import Receiver
+    from sinks.receiver_web import LivePage
+
+    with Receiver() as rx:
+        live = LivePage(rx)
+        wakes = []
+        live.wake = lambda: wakes.append(1)
+        rx.watch(live.record)
+        post(rx, envelope(1), "m1")
+        assert wakes == [] and live.count == 1
+        live.followers = 1
+        post(rx, envelope(2), "m2")
+        assert wakes == [1] and [e["n"] for e in live.entries()] == [2, 1]
+        assert [e["n"] for e in live.newer_than(1)] == [2]
