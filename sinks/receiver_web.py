@@ -73,10 +73,11 @@ def _check(required: bool, failed: bool, reached: bool, problem: str | None) -> 
 
 
 def _body_text(req: ReceivedRequest, envelope: dict | None) -> str:
-    if envelope is not None:
-        text = json.dumps(envelope, indent=2, ensure_ascii=False)
-    else:
-        text = (req.body if req.content is None else req.content).decode("utf-8", errors="replace")
+    text = (req.body if req.content is None else req.content).decode("utf-8", errors="replace")
+    try:  # a refused request's body too, when it is JSON
+        text = json.dumps(envelope if envelope is not None else json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
     return text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + f"\n... ({len(text) - BODY_SHOWN} more characters)"
 
 
