@@ -1,11 +1,11 @@
 """`eventsink-agent`: the agent's command line (INTERFACE 2).
 
-Owns the subcommands `run`, `check`, `schema`, `demo` and `receive`: their
-arguments, help, and the rule that an operator mistake (bad path, bad config,
-socket in use) ends in one plain sentence on stderr and a non-zero exit, never
+Owns the subcommands `run`, `check`, `schema`, `demo`, `receive` and
+`import-pexip`: their arguments, help, and the rule that an operator mistake
+(bad path, bad config, socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
 `--help` and `check` stay fast: agent.supervisor, bus.schema, agent.demo,
-sinks.receive_command.
+sinks.receive_command, agent.import_pexip.
 """
 
 from __future__ import annotations
@@ -98,6 +98,10 @@ def cmd_receive(args: argparse.Namespace) -> int:
     return int(importlib.import_module("sinks.receive_command").main(args) or 0)
 
 
+def cmd_import_pexip(args: argparse.Namespace) -> int:
+    return int(importlib.import_module("agent.import_pexip").main(args) or 0)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -176,8 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
             "prefer the -file options.")
     p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
                    help="address to listen on (default: 127.0.0.1:8080)")
+    p.add_argument("--web", metavar="HOST:PORT", default="",
+                   help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)")
     _add_receive_checks(p)
+    _add_import_pexip(add)
     return parser
+
+
+def _add_import_pexip(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add("import-pexip", cmd_import_pexip, "write an agent.toml from a Pexip Infinity Management Node's export",
+            "Turn the saved answers of a Management Node's configuration API (event_sink, system_location, global; "
+            "each the list {\"meta\", \"objects\"} as ?limit=0 gives it, or one object) into an agent.toml for "
+            "this node. Passwords go to mode-0600 password files beside -o PATH, never into the TOML; "
+            "fields it does not use are named on stderr.")
+    p.add_argument("--event-sinks", metavar="FILE", required=True,
+                   help="saved answer of /api/admin/configuration/v1/event_sink/")
+    p.add_argument("--locations", metavar="FILE", default="",
+                   help="saved answer of /api/admin/configuration/v1/system_location/ (which sinks run where)")
+    p.add_argument("--global", dest="global_", metavar="FILE", default="",
+                   help="saved answer of /api/admin/configuration/v1/global/ (the es_* tuning)")
+    p.add_argument("--address", metavar="A", required=True, help="this node's primary IP address ([node] address)")
+    p.add_argument("--location", metavar="L", required=True, help="this node's system location ([node] location)")
+    p.add_argument("--role", metavar="R", choices=("transcoding", "proxying"), default="transcoding",
+                   help="transcoding (default) or proxying (a Proxying Edge Node)")
+    p.add_argument("-o", dest="output", metavar="PATH", default="",
+                   help="write the TOML here (never over an existing file), passwords beside it; default: stdout")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Owns turning the command's options into a `Receiver` (secrets read from files,
 so they need not show in `ps`), the banner saying what is checked, printing each
-event until Ctrl-C or SIGTERM, and the summary at the end. Option mistakes are
+event until Ctrl-C or SIGTERM, and the summary at the end; with `--web`, the
+live page of sinks/receiver_web.py beside it. Option mistakes are
 one line on stderr and exit 2; a port in use is exit 1.
 """
 
@@ -84,16 +85,42 @@ def _checks(rx: Receiver) -> list[str]:
     return checks
 
 
+def _web_address(args) -> tuple[str, int] | None:
+    """--web HOST:PORT, loopback only (UsageError otherwise); None without --web."""
+    value = getattr(args, "web", None) or ""
+    if not value:
+        return None
+    from sinks.receiver_web import loopback_listen
+
+    try:
+        return loopback_listen(value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _start_web(rx: Receiver, web: tuple[str, int] | None):
+    """The live page (sinks/receiver_web.py, imported only with --web: tornado is not loaded otherwise)."""
+    if web is None:
+        return None
+    from sinks.receiver_web import ReceiverWeb
+
+    page = ReceiverWeb(rx, *web).start()
+    print(f"{PROG}: live page at {page.url}", flush=True)
+    return page
+
+
 def main(args) -> int:
     """Print each event received until Ctrl-C, then a summary."""
     try:
         rx = receiver_from(args)
+        web = _web_address(args)
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     # Ctrl-C and SIGTERM only set an event, from before the banner on: never a KeyboardInterrupt mid-print.
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    page = None
     try:
         try:
             rx.start()
@@ -103,9 +130,16 @@ def main(args) -> int:
         checks = _checks(rx)
         print(f"{PROG}: listening on {rx.url}" + (f" (checking {', '.join(checks)})" if checks else "")
               + "; Ctrl-C to stop", flush=True)
+        try:
+            page = _start_web(rx, web)
+        except OSError as exc:
+            print(f"{PROG}: cannot serve the live page on {web[0]}:{web[1]}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         while not stop.wait(0.5):
             pass
     finally:
+        if page is not None:
+            page.stop()
         rx.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -26,6 +26,9 @@ from sinks.receiver_server import IDLE_TIMEOUT, MAX_BODY, ReceivedRequest, Recei
 
 
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
+# Called (under the receiver's lock, in a handler thread) with each recorded request, its envelope
+# and each event it carried with that event's flags: how the live page (sinks/receiver_web.py) learns.
+Watcher = Callable[[ReceivedRequest, "dict | None", "list[tuple[dict, list[str]]]"], None]
 
 
 class _SeqTrack:
@@ -77,6 +80,7 @@ class Receiver:
         self._server: ReceiverServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._watchers: list[Watcher] = []
 
     # lifecycle -----------------------------------------------------------
     @property
@@ -153,6 +157,11 @@ class Receiver:
         as usual: a receiver whose schema does not know some event (tests of dead letters)."""
         with self._cond:
             self._refuse = fn
+
+    def watch(self, fn: Watcher) -> None:
+        """Have fn see every request from now on (with no watcher, recording does no extra work)."""
+        with self._cond:
+            self._watchers.append(fn)
 
     # waiting -------------------------------------------------------------
     def wait_for(self, pred: Callable[["Receiver"], Any], timeout: float = 10.0) -> bool:
@@ -254,30 +263,39 @@ class Receiver:
     # recording -------------------------------------------------------------
     def _record(self, req: ReceivedRequest, envelope: dict | None) -> None:
         with self._cond:
-            self.requests.append(req)
-            if req.problem is not None:
-                self._counts[{"auth": "auth_failures", "signature": "bad_signatures"}.get(req.kind, "bad_requests")] += 1
-                self.problems.append(f"{req.method} {req.path}: {req.status} {req.problem}")
-                self._print(f"{clock()} ! {req.status} {req.problem}")
-            elif envelope is not None and 200 <= req.status < 300:
-                flags: list[str] = []
-                wid = req.headers.get("webhook-id")
-                duplicate = bool(wid) and wid in self._seen_ids
-                if wid:
-                    if duplicate:
-                        self._counts["duplicates"] += 1
-                        self.problems.append(f"duplicate webhook-id {wid}")
-                        flags.append("duplicate")
-                    self._seen_ids.add(wid)
-                inner = envelope["data"] if envelope["event"] == "eventsink_bulk" else [envelope]
-                for i, ev in enumerate(inner):
-                    ev_flags = self._track_seq(req.path, ev, duplicate) + flags
-                    if envelope is not ev:
-                        ev_flags.append(f"bulk {i + 1}/{len(inner)}")
-                    self.events.append(ev)
-                    self._by_event[str(ev.get("event"))] += 1
-                    self._print(event_line(len(self.events), ev, ev_flags))
+            seen = self._record_locked(req, envelope)
+            for watcher in self._watchers:
+                watcher(req, envelope, seen)
             self._cond.notify_all()
+
+    def _record_locked(self, req: ReceivedRequest, envelope: dict | None) -> list[tuple[dict, list[str]]]:
+        """Records one request; each event it carried, with that event's flags."""
+        seen: list[tuple[dict, list[str]]] = []
+        self.requests.append(req)
+        if req.problem is not None:
+            self._counts[{"auth": "auth_failures", "signature": "bad_signatures"}.get(req.kind, "bad_requests")] += 1
+            self.problems.append(f"{req.method} {req.path}: {req.status} {req.problem}")
+            self._print(f"{clock()} ! {req.status} {req.problem}")
+        elif envelope is not None and 200 <= req.status < 300:
+            flags: list[str] = []
+            wid = req.headers.get("webhook-id")
+            duplicate = bool(wid) and wid in self._seen_ids
+            if wid:
+                if duplicate:
+                    self._counts["duplicates"] += 1
+                    self.problems.append(f"duplicate webhook-id {wid}")
+                    flags.append("duplicate")
+                self._seen_ids.add(wid)
+            inner = envelope["data"] if envelope["event"] == "eventsink_bulk" else [envelope]
+            for i, ev in enumerate(inner):
+                ev_flags = self._track_seq(req.path, ev, duplicate) + flags
+                if envelope is not ev:
+                    ev_flags.append(f"bulk {i + 1}/{len(inner)}")
+                self.events.append(ev)
+                self._by_event[str(ev.get("event"))] += 1
+                self._print(event_line(len(self.events), ev, ev_flags))
+                seen.append((ev, ev_flags))
+        return seen
 
     def _track_seq(self, path: str, ev: dict, duplicate: bool = False) -> list[str]:
         """Flags for one event's seq, tracked per (node, URL path): reset, gap, out of order.
