@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from agent.reference_api import control_api_markdown, openapi_json
 from agent.reference_config import config_markdown
+from agent.reference_events import events_markdown
 from agent.reference_metrics import metrics_markdown
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +25,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "docs/metrics.md": metrics_markdown,
     "docs/control-api.md": control_api_markdown,
     "docs/openapi.json": openapi_json,
+    "docs/events.md": events_markdown,
 }
 REGENERATE = "python -m agent.reference --write (or: make docs)"
 

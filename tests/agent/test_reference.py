@@ -52,3 +52,14 @@ def test_every_metric_family_is_documented():
     text = metrics_markdown()
     for family in families(MetricsView()):
         assert f"| `{exposed_name(family)}` | {family.type} |" in text
+
+
+def test_every_event_and_field_is_documented():
+    from bus.events import EVENT_DATA_TYPES
+
+    text = reference.GENERATED["docs/events.md"]()
+    for event, tp in EVENT_DATA_TYPES.items():
+        assert f"## `{event}`" in text
+        for field in msgspec.structs.fields(tp):
+            assert f"| `{field.name}` |" in text
+    assert "| `name` | string | **required** |" in text and "| `uuid` | string | **required** |" in text
