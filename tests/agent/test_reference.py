@@ -63,3 +63,17 @@ def test_every_event_and_field_is_documented():
         for field in msgspec.structs.fields(tp):
             assert f"| `{field.name}` |" in text
     assert "| `name` | string | **required** |" in text and "| `uuid` | string | **required** |" in text
+
+
+def test_every_command_of_both_programs_is_documented():
+    from agent import cli, ctl
+    from agent.reference_commands import _subparsers
+
+    text = reference.GENERATED["docs/commands.md"]()
+    for prog, parser in ((cli.PROG, cli.build_parser()), (ctl.PROG, ctl.build_parser())):
+        subs, _ = _subparsers(parser)
+        for name, sub in subs.items():
+            assert f"### `{prog} {name}`" in text
+            for action in sub._actions:
+                for option in set(action.option_strings) - {"-h", "--help"}:
+                    assert f"`{option}" in text, (prog, name, option)
