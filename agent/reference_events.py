@@ -45,7 +45,8 @@ def type_words(t: mi.Type) -> str:
     if type(t) in _SCALARS:
         return _SCALARS[type(t)]
     if isinstance(t, mi.ListType):
-        return "list of " + type_words(t.item_type)
+        item = type_words(t.item_type)
+        return "list of " + (item + "s" if type(t.item_type) in _SCALARS else item)
     if isinstance(t, mi.UnionType):
         return " or ".join(type_words(u) for u in t.types)
     if isinstance(t, mi.NoneType):
