@@ -34,7 +34,7 @@ support = logging.getLogger(SUPPORT)
 S = PublisherState
 WORKER_ARGV = [sys.executable, "-m", "sinks.worker"]
 BROKER_ARGV = [sys.executable, "-m", "bus.broker"]
-# Worker and broker restarts (DESIGN: "restarts a crashed one with its own backoff policy").
+# Worker and broker restarts (README, "Behaviour where the contract is silent": their own backoff policy).
 RESTART_POLICY = Backoff(initial=0.5, maximum=30.0)
 BACKOFF_RESET_AFTER = 10.0  # s a child must run before its restart backoff is forgotten
 STORM_RESTARTS = 5  # this many automatic restarts ...

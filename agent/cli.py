@@ -1,4 +1,4 @@
-"""`eventsink-agent`: the agent's command line (INTERFACE 2).
+"""`eventsink-agent`: the agent's command line (docs/commands.md).
 
 Owns the subcommands `run`, `check`, `schema`, `demo`, `receive` and
 `import-pexip`: their arguments, help, and the rule that an operator mistake

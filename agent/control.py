@@ -1,11 +1,11 @@
 """The control socket server: HTTP/1.1 with JSON bodies over an AF_UNIX stream
-socket (INTERFACE 6), so `curl --unix-socket SOCK http://agent/v1/status` works.
+socket (docs/control-api.md), so `curl --unix-socket SOCK http://agent/v1/status` works.
 
 Owns: binding the socket file (mode 0660, stale-socket replacement, refusal of
 a live one), serving connections (keep-alive, bounded bodies; the HTTP framing
 itself is agent/control_http.py's), the fixed route table built from
 `agent.commands.COMMANDS`, and turning results and errors into answers
-(success bodies as INTERFACE 6; errors as `CommandError.body()`; never a
+(success bodies as docs/control-api.md; errors as `CommandError.body()`; never a
 traceback). The commands themselves live in agent/commands/, one module each.
 
 Concurrency: one short-lived thread per connection, at most `max_connections`

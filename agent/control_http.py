@@ -1,4 +1,4 @@
-"""The control socket's HTTP/1.1 framing (INTERFACE 6): reading one request
+"""The control socket's HTTP/1.1 framing (docs/control-api.md): reading one request
 at a time from a connection within a deadline (`Reader`: a bounded head, then
 exactly Content-Length bytes of body), parsing the request line and headers
 strictly, and writing an answer (`response`). What a request means is

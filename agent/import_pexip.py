@@ -1,4 +1,4 @@
-"""`eventsink-agent import-pexip`: an agent.toml from a Management Node's answers (INTERFACE 10).
+"""`eventsink-agent import-pexip`: an agent.toml from a Management Node's answers (docs/import-pexip.md).
 
 Owns the mapping of Pexip Infinity's own field names onto the agent's config
 (event_sink -> `[[sink]]`, system_location.event_sinks -> each sink's

@@ -1,4 +1,4 @@
-"""Saved answers of Pexip Infinity's configuration API, read for `import-pexip` (INTERFACE 10).
+"""Saved answers of Pexip Infinity's configuration API, read for `import-pexip` (docs/import-pexip.md).
 
 Owns telling a real answer from anything else: a file is one JSON answer of
 `/api/admin/configuration/v1/KIND/`, either the list form

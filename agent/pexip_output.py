@@ -1,4 +1,4 @@
-"""What `import-pexip` writes: the agent.toml text and the password files beside it (INTERFACE 10).
+"""What `import-pexip` writes: the agent.toml text and the password files beside it (docs/import-pexip.md).
 
 Owns rendering an import plan (agent/import_pexip.py) as TOML (the project has
 no TOML writer dependency, and this needs only strings, numbers, booleans and

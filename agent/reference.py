@@ -3,8 +3,8 @@
 Owns the list of generated files (`GENERATED`: path -> function returning its
 text) and comparing them with what is committed. `python -m agent.reference
 --write` (or `make docs`) regenerates them; `--check` exits 1 naming each file
-that is out of date, as tests/agent/test_reference.py does. docs/bus.md and
-docs/files.md are written by hand.
+that is out of date, as tests/agent/test_reference.py does. The other pages
+of docs/ (docs/README.md lists them all) are written by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable
 
 from agent.reference_api import control_api_markdown, openapi_json
+from agent.reference_commands import commands_markdown
 from agent.reference_config import config_markdown
+from agent.reference_events import events_markdown
 from agent.reference_metrics import metrics_markdown
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +26,8 @@ GENERATED: dict[str, Callable[[], str]] = {
     "docs/metrics.md": metrics_markdown,
     "docs/control-api.md": control_api_markdown,
     "docs/openapi.json": openapi_json,
+    "docs/events.md": events_markdown,
+    "docs/commands.md": commands_markdown,
 }
 REGENERATE = "python -m agent.reference --write (or: make docs)"
 

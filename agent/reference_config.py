@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from common.http_options import AGENT_HEADERS, RETRIED_STATUSES
 from common.config import DEFAULT_PATH, RESOLVED_FIELDS, AgentConfig, Config, NodeConfig, SinkConfig, TuningConfig
 
 # (TOML heading, Struct) in the order of the document and of packaging/etc/agent.toml.
@@ -37,6 +38,41 @@ The file is TOML, by default `{DEFAULT_PATH}`. Unknown keys are errors, and
 `eventsink-agent check --config PATH` reports every problem with its key and line.
 Commented examples: the Configuration section of README.md and `packaging/etc/agent.toml`.
 The files these keys name are described in [files.md](files.md).
+"""
+
+
+def check_rules() -> str:
+    """What `check` refuses beyond a key's type, and what it only warns about."""
+    own = ", ".join(f"`{h.title()}`" for h in sorted(AGENT_HEADERS))
+    retried = " or ".join(map(str, RETRIED_STATUSES))
+    return f"""\
+## What `check` refuses beyond the types
+
+Besides an unknown key, a missing required key or a value of the wrong type, `check` (and `run`, and a
+reload) refuses, naming the key:
+
+- a `node.address` that is not an IP address, an empty `node.location`, a `node.role` not listed;
+- an `[agent]` `max_journal_mb` or `max_message_kb` not above 0, a negative `retention_hours`, a
+  `metrics_listen` that is not `HOST:PORT`, a `publish_endpoint` that is not `ipc://` or `tcp://`, a
+  relative directory or socket path, a socket path of 107 characters or more;
+- a negative `[tuning]` value, a zero timeout, backoff or `max_background_posts`, a
+  `max_retry_backoff` below `initial_retry_backoff`;
+- a sink `name` used twice, a `url` that is not `http://` or `https://` with a host, a `version` other
+  than 1 or 2, both `password` and `password_file`, an unknown event in `events`;
+- a `headers` name that is not an HTTP token, or one the agent sets itself ({own}, any
+  `webhook-*`, and `Authorization` when `username` or `bearer_token_file` is set), or a value with a
+  line break;
+- `bearer_token_file` together with `username`; a `password_file` or `bearer_token_file` that cannot be
+  read or is empty;
+- `client_cert` without `client_key` or the other way round, a file that is missing or not PEM, and a
+  key file other users can read;
+- a `proxy` that is not an `http://` or `https://` URL; a `compression` or `http_version` not listed;
+- a `dead_letter_statuses` entry outside 400-499 or equal to {retried} (those are always retried,
+  never poison); a negative `max_rate`.
+
+It only warns (exit 0) about `verify_tls = false`, a sink not used at this node's location (or with
+`locations = []`, which runs nowhere), a `client_cert` on an `http://` URL, and a password file other
+users can read. The rules of the browser console's `[console]` keys are in [console.md](console.md).
 """
 
 
@@ -114,4 +150,5 @@ def config_markdown() -> str:
         "Only `node.address`, `node.location` and each sink's `name`, `url` and `locations` are required.\n"
         "`[[sink]]` may appear any number of times; a node runs the sinks that list its `location`.\n"
     )
+    parts.append(check_rules())
     return "\n".join(parts)

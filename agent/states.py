@@ -27,7 +27,7 @@ log = logging.getLogger("agent.states")
 
 
 class PublisherState(str, enum.Enum):
-    """A sink's publisher as operators see it (`state` in INTERFACE 6)."""
+    """A sink's publisher as operators see it (`state` in docs/control-api.md)."""
 
     STARTING = "starting"  # a worker process is being started, or has not yet said its publisher runs
     RUNNING = "running"  # the worker reported its publisher running

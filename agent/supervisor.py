@@ -275,7 +275,7 @@ class Supervisor:
     # ================================================================ metrics
 
     def collector(self):
-        """A prometheus_client collector of every INTERFACE 7 metric, built from the current state."""
+        """A prometheus_client collector of every docs/metrics.md metric, built from the current state."""
         from agent.metrics import AgentCollector
 
         return AgentCollector(self.metrics_view)

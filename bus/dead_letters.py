@@ -1,4 +1,4 @@
-"""Dead letters: events a sink set aside (INTERFACE 5, "Dead letters"), kept in the
+"""Dead letters: events a sink set aside (docs/delivery.md, "Dead letters"), kept in the
 journal's own file (table `dead_letters`, bus/journal_schema.py) until an operator
 redrives or discards them. They are a copy of the event (topic, payload, accepted_at),
 so the event row itself may be purged by retention like any delivered row; the

@@ -1,7 +1,7 @@
 """The bus client for conference processes: `Publisher` sends events to the agent
 and keeps them while the agent is not listening.
 
-The public contract is the frames, not this class (INTERFACE 4); any ZeroMQ
+The public contract is the frames, not this class (docs/bus.md); any ZeroMQ
 client that sends them works. Connect a PUB socket to the agent's
 `publish_endpoint` (default `ipc:///run/eventsink-agent/publish.sock`; the
 process must be in the agent's group to open the socket) and send two-frame
@@ -17,7 +17,7 @@ messages:
   participant_media_stream_window, participant_media_streams_destroyed);
   `eventsink_*` names are the agent's own and are rejected.
 - `time` is a Unix time (number); `data` is an object with the fields of
-  EVENTS.md: `name` is required for conference events, `uuid` for the others;
+  docs/events.md: `name` is required for conference events, `uuid` for the others;
   known fields must have their documented type; extra fields are forwarded.
 - The payload may be at most `agent.max_message_kb` KiB.
 - A rejected message is counted and logged by the agent; the sender gets no

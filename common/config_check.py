@@ -223,7 +223,7 @@ class Checker:
             self.problem(f"{label}.version", f"must be 1 or 2 (got {version})", *at, "version")
         self.check_sink_url(s, label, at)
         locs = s.get("locations")
-        if isinstance(locs, list) and not locs:  # an import can produce one (INTERFACE 10)
+        if isinstance(locs, list) and not locs:  # an import can produce one (docs/import-pexip.md)
             self.warn(f"{label}.locations", "is empty: the sink runs on no node", *at, "locations")
         if s.get("password") and s.get("password_file"):
             self.problem(f"{label}.password_file", "give password or password_file, not both", *at, "password_file")

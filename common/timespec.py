@@ -1,4 +1,4 @@
-"""Points in time as operators write them (INTERFACE 2 and 6, `replay --since`).
+"""Points in time as operators write them (docs/commands.md and docs/control-api.md, `replay --since`).
 
 Owns `parse_time`: Unix seconds (a number, or a string of one), ISO 8601
 (`2026-12-01T08:00:00Z`, with an offset, or without one: then UTC), or an age

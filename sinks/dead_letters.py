@@ -1,4 +1,4 @@
-"""One worker's dead letters (INTERFACE 5, `dead_letter_after`): the strikes
+"""One worker's dead letters (docs/delivery.md, `dead_letter_after`): the strikes
 an event collects, setting it aside, and sending redriven ones again.
 
 `DeadLetters.judge` is the dispatcher's word on a failed POST (sinks/delivery.py

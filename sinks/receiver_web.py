@@ -1,4 +1,4 @@
-"""`eventsink-agent receive --web HOST:PORT`: the test receiver's live page (INTERFACE 2).
+"""`eventsink-agent receive --web HOST:PORT`: the test receiver's live page (docs/commands.md).
 
 Owns the page a browser talks to, served by tornado (escaping templates, static
 files, Server-Sent Events) on its own IOLoop in its own thread, beside the

@@ -1,4 +1,4 @@
-"""`alarms`: the active alarms (INTERFACE 6, `GET /v1/alarms`)."""
+"""`alarms`: the active alarms (docs/control-api.md, `GET /v1/alarms`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`attempts`: a sink's most recent POST attempts since its worker started,
-newest first (INTERFACE 6, `GET /v1/sinks/NAME/attempts?limit=N`).
+newest first (docs/control-api.md, `GET /v1/sinks/NAME/attempts?limit=N`).
 
 Only the worker knows them (sinks/attempts.py keeps its last 1000), so the
 answer comes later: `AttemptAsks` (held by agent/publishers.py) sends the

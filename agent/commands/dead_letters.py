@@ -1,4 +1,4 @@
-"""The dead-letter commands (INTERFACE 5 and 6): `dead-letters` lists a sink's
+"""The dead-letter commands (docs/delivery.md and docs/control-api.md): `dead-letters` lists a sink's
 dead letters, `redrive` sends them (all, or some) again, `discard` deletes one
 for good.
 

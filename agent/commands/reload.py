@@ -1,5 +1,5 @@
 """`reload`: re-read the config file and apply the difference; a bad file
-changes nothing (INTERFACE 6, `POST /v1/reload`; SIGHUP runs it too). The
+changes nothing (docs/control-api.md, `POST /v1/reload`; SIGHUP runs it too). The
 plan itself is agent/reload.py's."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`replay`: send a sink's retained events again, from a point in time
-(INTERFACE 5 and 6, `POST /v1/sinks/NAME/replay`, `eventsinkctl replay`).
+(docs/delivery.md and docs/control-api.md, `POST /v1/sinks/NAME/replay`, `eventsinkctl replay`).
 
 The answer counts the retained events (delivered, still in the journal)
 accepted at or after `since`. Unless it is a dry run, the sink's publisher is

@@ -1,6 +1,6 @@
 """`restart`: clear a sink's alarms and give it a fresh worker, so that its
 publisher starts again at `seq` 1 and its whole backlog is delivered
-(INTERFACE 6, `POST /v1/sinks/NAME/restart`). `restart_publisher` is also
+(docs/control-api.md, `POST /v1/sinks/NAME/restart`). `restart_publisher` is also
 what a replay does once it has placed the sink's cursor."""
 
 from __future__ import annotations

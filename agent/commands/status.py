@@ -1,5 +1,5 @@
 """`status`: each sink's state, backlog, deliveries, failures, backoff and alarms,
-and the bus's figures (INTERFACE 6, `GET /v1/status`)."""
+and the bus's figures (docs/control-api.md, `GET /v1/status`)."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def test_warnings_do_not_fail(tmp_path):
 
 
 def test_an_empty_locations_list_is_a_warning_not_a_problem():
-    # An import from Pexip (INTERFACE 10) writes one for a sink no location uses.
+    # An import from Pexip (docs/import-pexip.md) writes one for a sink no location uses.
     r = cfg.parse(MINIMAL.replace('locations = ["Oslo", "London"]', "locations = []"))
     assert r.problems == [] and r.config is not None
     assert [w.render("agent.toml") for w in r.warnings] == [

@@ -1,4 +1,4 @@
-"""A sink's HTTP options (INTERFACE 3 and 5): defaults, every `check` rejection with
+"""A sink's HTTP options (docs/config.md and docs/delivery.md): defaults, every `check` rejection with
 its key and line (through `eventsink-agent check`, exit 1, no traceback), the full
 example accepted, and their secrets kept out of check's output, reprs and logs."""
 

@@ -1,4 +1,4 @@
-"""`eventsink-agent import-pexip` (INTERFACE 10) on realistic saved answers of a Management Node's
+"""`eventsink-agent import-pexip` (docs/import-pexip.md) on realistic saved answers of a Management Node's
 configuration API (tests/agent/fixtures/pexip): the mapping, the warnings, the files it writes,
 and one plain sentence for every file that is not such an answer."""
 

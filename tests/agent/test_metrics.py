@@ -1,4 +1,4 @@
-"""The metrics collector: every INTERFACE 7 name, type and label from the
+"""The metrics collector: every docs/metrics.md name, type and label from the
 supervisor's state, counters folded across worker restarts, histograms from
 HIST snapshots, no secret anywhere; the text passes promtool."""
 

@@ -52,3 +52,28 @@ def test_every_metric_family_is_documented():
     text = metrics_markdown()
     for family in families(MetricsView()):
         assert f"| `{exposed_name(family)}` | {family.type} |" in text
+
+
+def test_every_event_and_field_is_documented():
+    from bus.events import EVENT_DATA_TYPES
+
+    text = reference.GENERATED["docs/events.md"]()
+    for event, tp in EVENT_DATA_TYPES.items():
+        assert f"## `{event}`" in text
+        for field in msgspec.structs.fields(tp):
+            assert f"| `{field.name}` |" in text
+    assert "| `name` | string | **required** |" in text and "| `uuid` | string | **required** |" in text
+
+
+def test_every_command_of_both_programs_is_documented():
+    from agent import cli, ctl
+    from agent.reference_commands import _subparsers
+
+    text = reference.GENERATED["docs/commands.md"]()
+    for prog, parser in ((cli.PROG, cli.build_parser()), (ctl.PROG, ctl.build_parser())):
+        subs, _ = _subparsers(parser)
+        for name, sub in subs.items():
+            assert f"### `{prog} {name}`" in text
+            for action in sub._actions:
+                for option in set(action.option_strings) - {"-h", "--help"}:
+                    assert f"`{option}" in text, (prog, name, option)

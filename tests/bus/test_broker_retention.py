@@ -1,4 +1,4 @@
-"""Retention and the bound with a real broker subprocess (INTERFACE 5, "Retention and
+"""Retention and the bound with a real broker subprocess (docs/delivery.md, "Retention and
 replay"): delivered events stay for retention_hours, give way oldest first whenever room is
 needed and never cause a journal_full rejection; the WAL keeps a small bound honest while
 workers read."""

@@ -1,5 +1,5 @@
 """The event schema document (bus/schema.py): valid OpenAPI 3.1 and Swagger 2.0, complete
-against INTERFACE 4/5 and EVENTS.md, and in agreement with the broker's Validator on
+against docs/bus.md, docs/delivery.md and docs/events.md, and in agreement with the broker's Validator on
 generated messages (accepted ones validate against the schema, ones rejected for a
 missing or wrong-typed field do not).
 
@@ -30,7 +30,7 @@ from bus.validate import Accepted, Rejected, Validator
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 60  # per generated-case test in `make test`
 
-# ------------------------------------------------------------ EVENTS.md, as a table
+# ------------------------------------------------------------ docs/events.md, as a table
 
 S, I, N, B, NULL, ARR, OBJ = "string", "integer", "number", "boolean", "null", "array", "object"
 CONFERENCE_FIELDS = {"name": {S}, "service_type": {S}, "is_locked": {B}, "guests_muted": {B}, "is_started": {B},

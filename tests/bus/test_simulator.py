@@ -15,7 +15,7 @@ import pytest
 
 from bus.simulator import ConferenceSimulator, batches, events
 
-# EVENTS.md, encoded here independently of bus/events.py: field -> allowed Python types.
+# docs/events.md, encoded here independently of bus/events.py: field -> allowed Python types.
 STR, NUM, INT, BOOL = (str,), (int, float), (int,), (bool,)
 LIST_STR = "list[str]"
 CONFERENCE = {"name": STR, "service_type": STR, "is_locked": BOOL, "guests_muted": BOOL, "is_started": BOOL,

@@ -1,4 +1,4 @@
-"""End to end: every malformed bus message of INTERFACE 4 is rejected and counted by
+"""End to end: every malformed bus message of docs/bus.md is rejected and counted by
 reason, never forwarded, and valid events around it are delivered."""
 
 import orjson

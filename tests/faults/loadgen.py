@@ -34,7 +34,7 @@ import zmq
 from bus.publisher import Publisher
 
 PACE_STEP = 0.005  # s between two pacing checks
-BARE_PUB_SNDHWM = 1_000_000  # what a careful bare-PUB client sets (INTERFACE 4)
+BARE_PUB_SNDHWM = 1_000_000  # what a careful bare-PUB client sets (docs/bus.md)
 
 
 class BarePub:

@@ -1,4 +1,4 @@
-"""The journal's bound (INTERFACE 5): at `max_journal_mb`, and on a real full
+"""The journal's bound (docs/delivery.md): at `max_journal_mb`, and on a real full
 disk, the agent raises `Eventsink Journal Full`, rejects new events (counted,
 reason `journal_full`), keeps and delivers everything it accepted, clears the
 alarm once the receiver has drained the journal, and accepts events again.

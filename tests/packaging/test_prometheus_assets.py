@@ -1,5 +1,5 @@
 """Prometheus alert rules (promtool check + unit tests) and the Grafana dashboard:
-both may only use the metric names of the contract (INTERFACE 7)."""
+both may only use the metric names of the contract (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ RULES = os.path.join(ASSETS, "eventsink-agent.rules.yml")
 RULES_TEST = os.path.join(ASSETS, "eventsink-agent.rules.test.yml")
 DASHBOARD = os.path.join(ASSETS, "eventsink-agent.dashboard.json")
 
-# INTERFACE.md section 7: name -> type.
+# docs/metrics.md: name -> type.
 CONTRACT_METRICS = {
     "eventsink_bus_received_total": "counter",
     "eventsink_bus_rejected_total": "counter",
