@@ -10,13 +10,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from bus.journal import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
+from tests.helpers import Sampler
 
 BLOB = "r" * 1000  # about 1 kB a row: a 0.5 MB bound holds a few hundred
 
@@ -32,33 +32,6 @@ def accepted_times(path: str) -> list[float]:
         return [row[0] for row in db.execute("SELECT accepted_at FROM events")]
     finally:
         db.close()
-
-
-def file_bytes(path: str) -> int:
-    return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-
-
-class Sampler:
-    """The journal's size on disk (database + WAL), read every few ms from a thread: its peak."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.002):
-            try:
-                self.peak = max(self.peak, file_bytes(self.path))
-            except OSError:
-                pass  # a file replaced between exists() and getsize()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 @pytest.fixture
