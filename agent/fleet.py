@@ -102,12 +102,14 @@ class Fleet:
         """Move a replaying sink's cursor back to just below its window. Only here: no worker of the
         sink runs, so none can commit its old cursor over the new one."""
         start, child.replay_start = child.replay_start, None
+        # The shadow goes first: the broker counts what it vouches for as delivered (purge, make
+        # room), and a shadow still valid for the rewound cursor would let it delete the window.
+        shadow.discard(start.shadow_file)
         try:
             self.journal.set_cursor(child.name, start.offset - 1)
         except sqlite3.Error as exc:
             log.error("sink %s: replay not started: its cursor cannot be moved: %s", child.name, exc)
             return
-        shadow.discard(start.shadow_file)
         log.info("sink %s: replaying from journal offset %d", child.name, start.offset)
 
     def _name_busy(self, child: Child) -> bool:

@@ -317,8 +317,12 @@ class Broker(JournalKeeping):
         while rows:
             grows, wal = self.estimate(len(rows), size)
             keep = len(rows)
-            if self.used_estimate + grows + wal > self.append_bound and not self.room_for(grows + wal):
-                keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
+            if self.used_estimate + grows + wal > self.append_bound:
+                if self.refuse_if_never_fits(rows[0]):  # before room_for: no retained row goes for it
+                    size, rows = max(0, size - len(rows[0][0]) - len(rows[0][1])), rows[1:]
+                    continue
+                if not self.room_for(grows + wal):
+                    keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
             if not keep:
                 self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
                 self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")

@@ -54,6 +54,7 @@ ROW_OVERHEAD = 64  # bytes a journal row costs beyond its topic and payload, its
 LEAF_HEADER = 40  # bytes of a leaf page that hold no cell (header, and a little slack)
 WAL_FRAME_HEADER = 24
 TX_PAGES = 4  # pages a transaction writes to the WAL beyond its rows (leaves of the table, index, sequence)
+EMPTY_JOURNAL_PAGES = 16  # pages a journal without events takes: its tables, indexes, pointer map (12 measured)
 ROOM_MARK = 0.8  # share of the bound at which a round makes room from retained rows ...
 ROOM_TARGET = 0.75  # ... down to this share
 EXPIRY_SLACK_SHARE = 0.01  # a retained row may outlive retention_hours by this share of it ...
@@ -99,9 +100,24 @@ class JournalKeeping:
             self.leave_full()
 
     def resume_mark(self) -> float:
-        """Below this a full journal accepts events again: a row as large as the one it refused fits
-        with 1 - FULL_RESUME_RATIO of the bound to spare (hysteresis: no alarm that flaps)."""
-        return FULL_RESUME_RATIO * self.append_bound - max(self.full_need, TX_PAGES * self.page_size)
+        """Below this a full journal accepts events again: below FULL_RESUME_RATIO of the bound
+        (hysteresis: no alarm that flaps) and with room for a row as large as the one it refused.
+        Not both as a sum: for a row nearly as large as the bound allows, that mark lay below an
+        empty journal's size, and the journal stayed full for good."""
+        need = max(self.full_need, TX_PAGES * self.page_size)
+        return min(FULL_RESUME_RATIO * self.append_bound, self.append_bound - need)
+
+    def refuse_if_never_fits(self, row: tuple[str, bytes]) -> bool:
+        """ROW alone needs more than an append can ever have, even in an empty journal (it is
+        written twice, WAL and database): reject it, only it, and True. The journal is not full:
+        no alarm, and the events after it are taken (a journal-full state it entered could never
+        be left, and making room for it would have deleted every retained row for nothing)."""
+        size = len(row[0]) + len(row[1])
+        if sum(self.estimate(1, size)) <= self.append_bound - EMPTY_JOURNAL_PAGES * self.page_size:
+            return False
+        self.rejects.reject("journal_full", f"an event of {size} bytes is more than the journal can ever hold "
+                            f"({self.bound_bytes} bytes, max_journal_mb)")
+        return True
 
     def estimate(self, count: int, size: int) -> tuple[int, int]:
         """Bytes COUNT rows of SIZE bytes (topics and payloads) add to the database, and to the WAL

@@ -15,8 +15,10 @@ never a COUNT(*). `accepted_at` never decreases with the offset (append clamps a
 clock stepped back), so "accepted at or after T" is a suffix of the rows, found
 with one lookup in its index.
 
-A delivered row is one at or below MIN(cursor) (every row when no cursor row
-exists). Retention keeps delivered rows (`purge(accepted_before=...)`);
+A delivered row is one at or below every sink's delivered mark: its cursor row,
+or further its cursor shadow's mark (bus/shadow_marks.py) while that vouches
+for the row, since a worker commits its cursor only about once a second (every
+row when no cursor row exists). Retention keeps delivered rows (`purge(accepted_before=...)`);
 `make_room` deletes the oldest delivered rows regardless of age.
 
 The WAL: a reader that is reading whenever a writer commits (a worker catching
@@ -54,6 +56,7 @@ from bus.journal_schema import (  # noqa: F401 - JournalCorrupt, JournalFull: re
     BUSY_TIMEOUT_MS, HEAD_SQL, JournalCorrupt, JournalFull, check_schema, closed_if_unusable, connect,
     create_or_upgrade, is_busy, is_full, read_epoch, wal_bytes,
 )
+from bus.shadow_marks import peek_mark, shadow_path
 
 CHECKPOINT_BUSY_TIMEOUT_MS = 50  # a checkpoint never blocks the broker for long
 DEFAULT_WAL_LIMIT = 8 * 1024 * 1024  # bytes of WAL until `limit_wal` says otherwise
@@ -115,6 +118,7 @@ class Journal(DeadLetterDesk, _Connection):
         garbled page is found now rather than by a worker stuck on it later (agent start)."""
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
+        self.shadow_dir = parent  # the workers' cursor shadows sit next to the journal (bus/shadow_marks.py)
         os.makedirs(parent, mode=0o750, exist_ok=True)
         created = not os.path.exists(path)
         self._lock = threading.RLock()  # re-entrant: purge measures and checkpoints under it
@@ -215,7 +219,7 @@ class Journal(DeadLetterDesk, _Connection):
             db.execute("BEGIN")  # one snapshot: the broker may purge between two statements
             try:
                 low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
-                lowest_cursor = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
+                lowest_cursor = self._delivered_mark()
                 head = db.execute(HEAD_SQL).fetchone()[0]
                 delivered = head if lowest_cursor is None else min(lowest_cursor, head)
                 oldest_at = None
@@ -224,6 +228,13 @@ class Journal(DeadLetterDesk, _Connection):
             finally:
                 db.execute("COMMIT")
         return Extent(low, delivered, head, oldest_at)
+
+    def _delivered_mark(self) -> int | None:
+        """Inside the caller's transaction: the offset at or below which every sink has its rows (None:
+        no cursor row). A sink's cursor row, or its shadow's mark when that vouches for a later one."""
+        marks = [peek_mark(shadow_path(self.shadow_dir, sink), self.epoch, committed)
+                 for sink, committed in self._db.execute('SELECT sink, "offset" FROM cursors')]
+        return min(marks, default=None)
 
     def retained(self) -> int:
         """Delivered rows still kept (for replay)."""
@@ -349,7 +360,7 @@ class Journal(DeadLetterDesk, _Connection):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            bound = db.execute('SELECT MIN("offset") FROM cursors').fetchone()[0]
+            bound = self._delivered_mark()
             if bound is None:
                 bound = db.execute(HEAD_SQL).fetchone()[0]
             low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]

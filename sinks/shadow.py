@@ -18,13 +18,8 @@ stale slot can be mistaken for another offset). A restarted worker skips the
 offsets it finds there, above the mark; what it redelivers is then at most
 the events of the POSTs that were in flight when it died.
 
-Layout (little-endian): magic `ESAS`, format (u32), the journal's epoch (16
-ASCII chars), `base` (u64: the SQLite cursor the worker last committed or
-started from), `mark` (u64: the low-water mark as of the last
-acknowledgement), then RING u64 slots. The shadow counts only if its epoch is
-the journal's and `base` is still the cursor row's value: a new journal, or a
-cursor moved by someone else (a replay, a sink removed and added again), voids
-it, and it is cleared.
+The file format and the read-only look at a shadow (`peek_mark`: the
+supervisor and the broker read marks too) are in bus/shadow_marks.py.
 """
 
 from __future__ import annotations
@@ -33,19 +28,12 @@ import mmap
 import os
 import struct
 
-MAGIC = b"ESAS"
-FORMAT = 2
-RING = 16384  # acknowledged offsets remembered above the mark (4 x the worker's in-memory window)
-_HEADER = struct.Struct("<4sI16sQQ")
-_BASE_AT = _HEADER.size - 16
-_MARK_AT = _HEADER.size - 8
+from bus.shadow_marks import (  # noqa: F401 - shadow_path, peek_mark: re-exported
+    BASE_AT as _BASE_AT, FORMAT, HEADER as _HEADER, MAGIC, MARK_AT as _MARK_AT, RING, SIZE, epoch_field,
+    peek_mark, shadow_path,
+)
+
 _U64 = struct.Struct("<Q")
-SIZE = _HEADER.size + 8 * RING
-
-
-def shadow_path(state_dir: str, sink: str) -> str:
-    """Sink names are [A-Za-z0-9_.-]: always one file name inside STATE_DIR."""
-    return os.path.join(state_dir, f"cursor-{sink}.shadow")
 
 
 class CursorShadow:
@@ -53,7 +41,7 @@ class CursorShadow:
 
     def __init__(self, path: str, epoch: str):
         self.path = path
-        self._epoch = epoch.encode("ascii")[:16].ljust(16, b"0")
+        self._epoch = epoch_field(epoch)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             if os.fstat(fd).st_size != SIZE:
@@ -95,21 +83,6 @@ class CursorShadow:
         if not self._map.closed:
             self._slots.release()
             self._map.close()
-
-
-def peek_mark(path: str, epoch: str, committed: int) -> int:
-    """Read-only, for the supervisor: the low-water mark the shadow at PATH vouches for, given the
-    SQLite cursor COMMITTED (COMMITTED itself when there is no valid shadow)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_HEADER.size)
-    except OSError:
-        return committed
-    if len(head) != _HEADER.size:
-        return committed
-    magic, fmt, found_epoch, base, mark = _HEADER.unpack(head)
-    valid = magic == MAGIC and fmt == FORMAT and found_epoch == epoch.encode("ascii")[:16].ljust(16, b"0")
-    return max(committed, mark) if valid and base == committed else committed
 
 
 def discard(path: str) -> None:

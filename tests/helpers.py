@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,3 +45,31 @@ def stopped_after(make: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
     finally:
         for thing in started:
             thing.stop()
+
+
+def journal_disk_bytes(path: str) -> int:
+    """The journal at PATH on disk: its database file plus its WAL."""
+    return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+
+
+class Sampler:
+    """The journal's size on disk (database + WAL), read every few ms from a thread: its peak."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            try:
+                self.peak = max(self.peak, journal_disk_bytes(self.path))
+            except OSError:
+                pass  # a file replaced between exists() and getsize()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak

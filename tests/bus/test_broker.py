@@ -23,7 +23,8 @@ MAX_KB = 4
 WARMUP = "warmup"
 
 
-def make_config(root: str, *, max_journal_mb: float = 64, retention_hours: float | None = None):
+def make_config(root: str, *, max_journal_mb: float = 64, retention_hours: float | None = None,
+                max_message_kb: float = MAX_KB):
     """RETENTION_HOURS None: the default (24 h)."""
     retention = "" if retention_hours is None else f"retention_hours = {retention_hours}"
     toml = f"""
@@ -33,7 +34,7 @@ location = "Oslo"
 [agent]
 runtime_dir = "{root}/run"
 state_dir = "{root}/state"
-max_message_kb = {MAX_KB}
+max_message_kb = {max_message_kb}
 max_journal_mb = {max_journal_mb}
 {retention}
 """

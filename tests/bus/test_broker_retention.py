@@ -10,13 +10,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from bus.journal import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
+from tests.helpers import Sampler
 
 BLOB = "r" * 1000  # about 1 kB a row: a 0.5 MB bound holds a few hundred
 
@@ -32,33 +32,6 @@ def accepted_times(path: str) -> list[float]:
         return [row[0] for row in db.execute("SELECT accepted_at FROM events")]
     finally:
         db.close()
-
-
-def file_bytes(path: str) -> int:
-    return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-
-
-class Sampler:
-    """The journal's size on disk (database + WAL), read every few ms from a thread: its peak."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.002):
-            try:
-                self.peak = max(self.peak, file_bytes(self.path))
-            except OSError:
-                pass  # a file replaced between exists() and getsize()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 @pytest.fixture
@@ -169,4 +142,53 @@ def test_a_small_bound_holds_its_size_while_workers_keep_reading(root, runs):
     assert report["rejected"] == {} and not report["journal_full"], report
     assert report["received"] >= n + 1
     assert peak <= 1024 * 1024 // 2, f"journal peaked at {peak} bytes for ~{n} small undelivered events"
+    assert run.stop() == 0
+
+
+def test_an_event_larger_than_the_bound_can_hold_is_refused_alone(root, runs):
+    """Allowed by max_message_kb, but more than a 1 MB journal can ever take (written twice: WAL and
+    database). Before: the journal entered journal_full for good (its resume mark lay below an
+    empty journal's size), rejecting every later event, after deleting every retained row."""
+    run = BrokerRun(root, make_config(root, max_journal_mb=1, max_message_kb=1024))
+    runs(run)
+    run.warm_up()
+    start = run.wait_report(lambda r: r["received"] >= 1)
+    for i in range(20):
+        run.pub.publish("conference_updated", {"name": f"c{i}", "tag": BLOB})
+    head = run.wait_report(lambda r: r["received"] >= start["received"] + 20)["head"]
+    with JournalReader(run.paths.journal_path, "test") as sink:
+        sink.commit_cursor(head)  # delivered: retained rows
+    run.pub.publish("conference_updated", {"name": "huge", "tag": "h" * 600_000})
+    run.wait_report(lambda r: r["rejected"])
+    for i in range(10):
+        run.pub.publish("conference_updated", {"name": f"after{i}"})
+    report = run.wait_report(lambda r: r["received"] >= start["received"] + 30 or r["journal_full"])
+    assert report["rejected"] == {"journal_full": 1} and not report["journal_full"], report
+    assert report["received"] == start["received"] + 30
+    assert held_offsets(run.paths.journal_path)[0] == 1  # no retained row was deleted for it
+    assert "more than the journal can ever hold" in run.stderr()
+    assert run.stop() == 0
+
+
+def test_full_for_an_event_nearly_as_large_as_the_bound_allows_is_left_once_delivered(root, runs):
+    """The event fits an empty 1 MB journal but not beside undelivered rows: journal_full, until they
+    are delivered. Before: the resume mark (95 % of the bound less the refused event's room) lay
+    below an empty journal's size, so the state was never left."""
+    run = BrokerRun(root, make_config(root, max_journal_mb=1, max_message_kb=1024))
+    runs(run)
+    run.warm_up()
+    start = run.wait_report(lambda r: r["received"] >= 1)
+    for i in range(40):
+        run.pub.publish("conference_updated", {"name": f"c{i}", "tag": BLOB})
+    head = run.wait_report(lambda r: r["received"] >= start["received"] + 40)["head"]
+    big = {"name": "big", "tag": "b" * 435_000}
+    run.pub.publish("conference_updated", big)
+    assert run.wait_report(lambda r: r["journal_full"] and r["rejected"])["rejected"] == {"journal_full": 1}
+    with JournalReader(run.paths.journal_path, "test") as sink:
+        sink.commit_cursor(head)  # everything delivered: retained rows give way, the state ends
+    run.wait_report(lambda r: not r["journal_full"])
+    run.pub.publish("conference_updated", big)
+    report = run.wait_report(lambda r: r["received"] >= start["received"] + 41 or r["journal_full"])
+    assert report["received"] == start["received"] + 41 and not report["journal_full"], report
+    assert report["rejected"] == {"journal_full": 1}
     assert run.stop() == 0

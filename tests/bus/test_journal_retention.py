@@ -257,3 +257,34 @@ def test_a_rewound_cursor_keeps_its_rows_from_purge_and_make_room(journal_path):
         assert j.replay_window("cdr", 0.0) == ReplayWindow(0, None, None)
         with JournalReader(journal_path, "cdr") as r:
             assert [row[0] for row in r.read(r.cursor(), 100)] == list(range(4, 11))  # the worker re-reads them
+
+
+def test_a_cursor_shadow_vouches_for_rows_the_worker_has_not_committed(journal_path):
+    """A worker commits its cursor about once a second but marks each acknowledgement in its
+    shadow at once: those rows are delivered (retained) for make_room, purge and the extent."""
+    from sinks.shadow import CursorShadow, shadow_path  # the worker's writer (bus/ never imports sinks/)
+
+    with Journal(journal_path) as j:
+        fill(j, [1.0] * 10)
+        j.ensure_cursor("cdr")
+        j.set_cursor("cdr", 2)  # committed: 2 ...
+        shadow = CursorShadow(shadow_path(os.path.dirname(journal_path), "cdr"), j.epoch)
+        try:
+            assert shadow.resume(2) == (2, frozenset())
+            shadow.moved(7)  # ... acknowledged: up to 7
+            assert j.extent().delivered == 7 and j.retained() == 7
+            assert j.make_room(0) == 7
+            assert offsets(journal_path) == list(range(8, 11))
+            j.set_cursor("cdr", 8)  # moved by someone else (the shadow's base is 2): the mark is void
+            shadow.moved(10)
+            assert j.extent().delivered == 8 and j.make_room(0) == 1
+        finally:
+            shadow.close()
+        other = CursorShadow(shadow_path(os.path.dirname(journal_path), "cdr"), "f" * 16)  # another journal's
+        try:
+            other.resume(8)
+            other.moved(10)
+            assert j.extent().delivered == 8 and j.make_room(0) == 0
+        finally:
+            other.close()
+        assert offsets(journal_path) == [9, 10]
