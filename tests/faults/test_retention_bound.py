@@ -1,4 +1,4 @@
-"""Retention gives way at any size (INTERFACE 5, "Retention and replay"): with
+"""Retention gives way at any size (docs/delivery.md, "Retention and replay"): with
 the default retention (24 h) every delivered event stays for replay, yet
 retained events give way, oldest first, to new ones, so that retention never
 causes a `journal_full` rejection, whatever the events' size (up to
