@@ -7,7 +7,8 @@ their stream (`GET /v1/deliveries?follow=1`) on a real agent with real receivers
   credentials (tinyproxy); every answer, table, JSON and streamed line searched for them.
 - The stream: exactly one line per POST, each sink's or one sink's, through a raw socket and
   through `curl --unix-socket -N`; it ends when the client closes, and then the workers stop
-  streaming (`status` shows no follower and no streaming worker).
+  streaming (`status` shows no follower and no streaming worker); a worker killed with -9 is
+  replaced by one that streams too.
 - Limits: default 20, at most 100, newest first; a bad limit 400, an unknown sink 404, no
   follow=1 400.
 """
@@ -15,7 +16,9 @@ their stream (`GET /v1/deliveries?follow=1`) on a real agent with real receivers
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -290,3 +293,22 @@ def test_limits_and_errors(make_agent, receiver):
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("eventsinkctl: "), out.stderr
     assert "Traceback" not in agent.log()
+
+
+def test_a_new_worker_of_a_followed_sink_streams_too(make_agent, receiver):
+    agent = make_agent([sink("cdr", receiver.url)])
+    assert receiver.wait_events(1)
+    stream = FollowClient(agent)
+    followed(agent, 1, ["cdr"])
+    old = agent.sink_status("cdr")["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: agent.sink_status("cdr")["pid"] not in (None, old)
+               and agent.sink_status("cdr")["state"] == "running", timeout=20, what="a new worker")
+    followed(agent, 1, ["cdr"])  # the new worker reports that it streams: it was told on its first report
+    before = len(receiver.requests)
+    publish_many(agent, 2)
+    assert receiver.wait_for(lambda r: len(r.requests) >= before + 2)
+    ids = [r.headers["webhook-id"] for r in receiver.requests[before:before + 2]]
+    wait_until(lambda: [line["webhook_id"] for line in stream.lines][-2:] == ids, what="the new worker's POSTs")
+    stream.close()
+    followed(agent, 0, [])
