@@ -12,8 +12,8 @@ loop turn.
 
 The main loop never waits for a follower: it appends each line to the
 follower's queue and wakes its serving thread through a socket pair (once per
-burst). A follower whose queue is full (MAX_QUEUED lines unsent: a client that
-does not read) is dropped: its stream ends, as a slow client's connection
+burst). A follower whose queue is full (MAX_QUEUED_BYTES unsent: a client that
+does not read; about half a second of one sink flat out) is dropped: its stream ends, as a slow client's connection
 would, rather than skip lines unnoticed. A follower's serving thread marks it
 ended when the client goes and wakes the main loop, which forgets it.
 """
@@ -36,18 +36,19 @@ from agent.errors import CommandError
 
 log = logging.getLogger("agent.control")
 
-MAX_QUEUED = 1000  # lines a follower may have unsent before it is dropped
+MAX_QUEUED_BYTES = 8 * 1024 * 1024  # unsent bytes a follower may have before it is dropped
 MAX_FOLLOWERS = 16  # open streams at once; more are refused (503)
 
 
 class Follower(Stream):
     """One client's stream: lines in from the main loop (`offer`), out to its serving thread (`take`)."""
 
-    def __init__(self, sink: str | None, on_close: Callable[[], None], max_queued: int = MAX_QUEUED):
+    def __init__(self, sink: str | None, on_close: Callable[[], None], max_queued: int = MAX_QUEUED_BYTES):
         self.sink = sink  # None: every sink
         self._on_close = on_close  # wakes the main loop, which then forgets this follower
         self._max = max_queued
         self._lines: deque[bytes] = deque()
+        self._queued = 0  # bytes in _lines
         self._lock = threading.Lock()
         self._waker, self._woken = socket.socketpair()
         self._waker.setblocking(False)
@@ -62,15 +63,17 @@ class Follower(Stream):
     # ---------------------------------------------------------------- the main loop's side
 
     def offer(self, line: bytes) -> None:
-        """Queue one line; drop the follower instead once MAX_QUEUED lines wait. Never blocks."""
+        """Queue one line; drop the follower instead once MAX_QUEUED_BYTES would wait. Never blocks."""
         with self._lock:
             if self.closed or self.dropped:
                 return
-            if len(self._lines) >= self._max:
+            if self._queued + len(line) > self._max:
                 self.dropped = True
                 self._lines.clear()
+                self._queued = 0
             else:
                 self._lines.append(line)
+                self._queued += len(line)
             if not self._signalled:
                 self._signalled = True
                 try:
@@ -95,6 +98,7 @@ class Follower(Stream):
                 return None
             lines = list(self._lines)
             self._lines.clear()
+            self._queued = 0
             return lines
 
     def close(self) -> None:
@@ -103,6 +107,7 @@ class Follower(Stream):
                 return
             self.closed = True
             self._lines.clear()
+            self._queued = 0
             self._waker.close()
             self._woken.close()
         self._on_close()

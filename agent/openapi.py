@@ -20,7 +20,7 @@ from agent.commands import COMMANDS, Command
 from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 from agent.commands import deliveries
 from agent.commands.attempts import ANSWER_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT
-from agent.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED
+from agent.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
 from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
 from agent.states import PublisherState
 
@@ -209,7 +209,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "follow": {
         **FOLLOWED,
         "description": "NDJSON: one such object per line, for each POST as it completes, until the client closes "
-        "(chunked for HTTP/1.1). A client that leaves " + str(MAX_QUEUED) + " lines unread is dropped: the stream ends.",
+        "(chunked for HTTP/1.1). A client that leaves " + f"{MAX_QUEUED_BYTES // 2**20} MiB" + " unread is dropped: "
+        "the stream ends.",
     },
     "schema": {"type": "object", "description": "the event schema as an OpenAPI 3 or Swagger 2 document"},
     "openapi": {"type": "object", "required": ["openapi", "paths"], "description": "this document"},

@@ -240,11 +240,14 @@ class Dispatcher:
 
     def next_deadline(self, now: float) -> float | None:
         """The nearest moment something must happen without a socket event: libcurl's timer, a
-        response watchdog, or the end of a backoff wait when pump() has something to start."""
+        response watchdog, the end of a backoff wait when pump() has something to start, or
+        (someone follows) the streaming of POSTs held back."""
         due = [c for c in (client.next_deadline() for client in self._clients()) if c is not None]
         wait = self._wait_needed(now)  # 0.0: pump() could start something now
         if wait is not None:
             due.append(now + wait)
+        if self.sent.fresh:
+            due.append(self.sent.stream_at)
         return min(due, default=None)
 
     def wait_idle(self, timeout: float) -> bool:

@@ -235,8 +235,8 @@ class Worker:
         dispatcher.timer_due(now)
         dispatcher.collect(now)
         self._collect()
-        if dispatcher.sent.fresh:  # someone follows: the POSTs that ended this turn, once a turn
-            deliveries.stream(self.link, dispatcher.sent, self.name, self.config)
+        if dispatcher.sent.fresh and now >= dispatcher.sent.stream_at:  # someone follows
+            deliveries.stream(self.link, dispatcher.sent, self.name, self.config, now)
         self._acknowledge()
         if self.accepting:
             self._catch_up(now)

@@ -56,7 +56,7 @@ def told(f: SimpleNamespace) -> list[tuple[str, bool]]:
 
 def test_a_follower_that_does_not_read_is_dropped_and_its_stream_ends():
     ended = []
-    follower = Follower(None, lambda: ended.append(True), max_queued=3)
+    follower = Follower(None, lambda: ended.append(True), max_queued=6)  # bytes
     for n in range(3):
         follower.offer(b"%d\n" % n)
     assert follower.take() == [b"0\n", b"1\n", b"2\n"] and not follower.dropped
@@ -124,7 +124,7 @@ def test_serve_stream_writes_chunks_as_they_come_and_ends_with_the_stream():
         got += data
     head = got.partition(b"\r\n\r\n")[0]
     assert b"Content-Type: application/x-ndjson" in head and b"Transfer-Encoding: chunked" in head
-    follower._max = 1  # more than it may hold: dropped, and the stream ends on its side
+    follower._max = 3  # bytes: more than it may hold: dropped, and the stream ends on its side
     follower.offer(b"a\n")
     follower.offer(b"b\n")
     assert follower.dropped

@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -247,12 +246,9 @@ def test_curl_follows_and_the_follow_ends_with_it(make_agent, receiver):
         publish_many(agent, 3)
         assert receiver.wait_events(4)
         lines: list[dict] = []
-        deadline = time.monotonic() + 15
-        while len(lines) < 3 and time.monotonic() < deadline:
-            raw = proc.stdout.readline()  # curl -N: each line as it comes
-            if not raw:
-                break
-            lines.append(json.loads(raw))
+        # curl -N: each line as it comes; read in a thread so that the wait has a deadline
+        threading.Thread(target=lambda: lines.extend(json.loads(raw) for raw in proc.stdout), daemon=True).start()
+        wait_until(lambda: len(lines) >= 3, timeout=15, what="three lines from curl")
         assert [line["webhook_id"] for line in lines] == [r.headers["webhook-id"] for r in receiver.requests[1:]]
         assert all(line["sink"] == "cdr" and line["outcome"] == "success" for line in lines)
     finally:

@@ -119,8 +119,8 @@ def test_stream_sends_the_fresh_posts_over_the_link_and_empties_the_list():
         ring.follow(True)
         for seq in (1, 2, 3):
             ring.record(float(seq), post(seq), sent(seq, b'{"n":%d}' % seq, "Authorization: Bearer " + TOKEN))
-        deliveries.stream(client, ring, "cdr", config())
-        assert ring.fresh == []
+        deliveries.stream(client, ring, "cdr", config(), 5.0)
+        assert ring.fresh == [] and ring.stream_at == 5.0 + deliveries.STREAM_INTERVAL
         msg = link.parse_message(internal.decode(server.recv()))
         assert isinstance(msg, link.DeliveriesStreamed) and msg.sink == "cdr"
         assert [(e.seq, e.body, e.headers["Authorization"]) for e in msg.deliveries] == [
@@ -135,3 +135,14 @@ def test_stream_sends_the_fresh_posts_over_the_link_and_empties_the_list():
         client.close(0)
     finally:
         ctx.term()
+
+
+def test_posts_held_back_during_a_burst_are_a_deadline_of_the_loop():
+    d = Dispatcher("cdr", FakeClient(), Backoff(initial=0.01, maximum=100.0), 1, clock=lambda: 0.0)
+    assert d.next_deadline(0.0) is None
+    d.sent.follow(True)
+    d.sent.stream_at = 7.5  # streamed at 7.4: the next batch no sooner
+    d.sent.record(7.45, post(1), sent(1, b"{}"))
+    assert d.next_deadline(7.45) == 7.5
+    d.sent.follow(False)
+    assert d.next_deadline(7.45) is None  # nobody follows: nothing held, no wake-up
