@@ -1,4 +1,4 @@
-"""The followers of `GET /v1/deliveries?follow=1[&sink=NAME]` (INTERFACE 6):
+"""The followers of `GET /v1/deliveries?follow=1[&sink=NAME]` (docs/control-api.md):
 `Follower`, one client's bounded queue of NDJSON lines, and `DeliveryFeed`,
 which keeps them on the supervisor's main loop and tells the workers when to
 stream.

@@ -1,4 +1,4 @@
-"""`deliveries` and `follow`: the POSTs as sent (INTERFACE 6).
+"""`deliveries` and `follow`: the POSTs as sent (docs/control-api.md).
 
 `GET /v1/sinks/NAME/deliveries?limit=N` (`eventsinkctl deliveries SINK
 [--limit N]`): a sink's most recent POSTs as sent, newest first, with their

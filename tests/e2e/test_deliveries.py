@@ -185,7 +185,7 @@ def test_no_secret_appears_in_any_answer_or_stream(make_agent, make_receiver):
         assert "via" in via_proxy.requests[-1].headers  # it went through tinyproxy
     shown = {name: deliveries(agent, name, 1)[0]["headers"] for name in ("basic", "bearer", "proxied")}
     assert shown["basic"]["Authorization"] == "***" and shown["basic"]["X-Api-Key"] == "***"
-    assert shown["basic"]["X-Plain"] == "***"  # every configured header's value is a secret (INTERFACE 6)
+    assert shown["basic"]["X-Plain"] == "***"  # every configured header's value is a secret (docs/control-api.md)
     assert shown["basic"]["User-Agent"].startswith("eventsink-agent/") and shown["basic"]["webhook-signature"].startswith("v1,")
     assert shown["bearer"]["Authorization"] == "***" and shown["bearer"]["Content-Encoding"] == "gzip"
     assert shown["proxied"]["X-Proxy-Key"] == "***"
