@@ -1,6 +1,6 @@
 """`eventsink-agent`: the agent's command line (INTERFACE 2).
 
-Owns the subcommands `run`, `check`, `schema`, `demo` and `receive`: their
+Owns the subcommands `run`, `check`, `schema`, `demo`, `receive` and `console-password`: their
 arguments, help, and the rule that an operator mistake (bad path, bad config,
 socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
@@ -98,6 +98,10 @@ def cmd_receive(args: argparse.Namespace) -> int:
     return int(importlib.import_module("sinks.receive_command").main(args) or 0)
 
 
+def cmd_console_password(args: argparse.Namespace) -> int:
+    return int(importlib.import_module("agent.console_password").main(args.file) or 0)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -177,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
                    help="address to listen on (default: 127.0.0.1:8080)")
     _add_receive_checks(p)
+
+    p = add("console-password", cmd_console_password, "set the browser console's password",
+            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
+            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
+    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
     return parser
 
 
