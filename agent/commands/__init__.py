@@ -13,6 +13,7 @@ from __future__ import annotations
 from agent.commands.alarms import ALARMS
 from agent.commands.dead_letters import DEAD_LETTERS, DISCARD, REDRIVE
 from agent.commands.attempts import ATTEMPTS
+from agent.commands.config_view import CONFIG
 from agent.commands.client import (
     EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BadValue, Reply, Unreachable, UsageError, exit_code,
 )
@@ -28,7 +29,7 @@ from agent.render import format_seconds, format_time, table
 from common.vocabulary import SCHEMA_FORMATS
 
 COMMANDS: tuple[Command, ...] = (
-    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA, OPENAPI,
+    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA, OPENAPI, CONFIG,
 )  # on the control socket
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
 
@@ -38,7 +39,7 @@ def command_named(name: str) -> Command | None:
 
 
 __all__ = [
-    "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "COMMANDS", "DEAD_LETTERS", "DISCARD", "EXIT_FAILED", "EXIT_OK",
+    "ALARMS", "ATTEMPTS", "BODY", "CONFIG", "CALLER_UID", "COMMANDS", "DEAD_LETTERS", "DISCARD", "EXIT_FAILED", "EXIT_OK",
     "EXIT_UNREACHABLE", "EXIT_USAGE", "LOOP_COMMANDS", "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA",
     "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
     "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "RawJSON", "Reply", "Unreachable", "UsageError", "ask",
