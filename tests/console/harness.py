@@ -83,12 +83,15 @@ class Browser:
     agent: ConsoleAgent
     cookies: dict[str, str] = field(default_factory=dict)
     ca_file: str | None = None
+    source: str | None = None  # another loopback address to come from (the rate limit counts per address)
 
     def _conn(self) -> http.client.HTTPConnection:
+        source = (self.source, 0) if self.source else None
         if self.agent.console_url.startswith("https"):
             ctx = ssl.create_default_context(cafile=self.ca_file)
-            return http.client.HTTPSConnection("127.0.0.1", self.agent.console_port, context=ctx, timeout=20)
-        return http.client.HTTPConnection("127.0.0.1", self.agent.console_port, timeout=20)
+            return http.client.HTTPSConnection("127.0.0.1", self.agent.console_port, context=ctx, timeout=20,
+                                               source_address=source)
+        return http.client.HTTPConnection("127.0.0.1", self.agent.console_port, timeout=20, source_address=source)
 
     def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None) -> Answer:
         conn = self._conn()
