@@ -29,13 +29,31 @@ def plain_receiver():
         yield r
 
 
+POISON = "poison"
+
+
+def refuse_poison(envelope: dict) -> int | None:
+    """400 for an event whose tag starts with POISON (a dead letter after dead_letter_after = 1)."""
+    inner = envelope["data"] if envelope.get("event") == "eventsink_bulk" else [envelope]
+    tags = [e["data"].get("tag", "") for e in inner if isinstance(e.get("data"), dict)]
+    return 400 if any(str(t).startswith(POISON) for t in tags) else None
+
+
 @pytest.fixture(scope="module")
-def agent(receiver, plain_receiver):
+def poison_receiver():
+    with Receiver() as r:
+        r.reject_events(refuse_poison)
+        yield r
+
+
+@pytest.fixture(scope="module")
+def agent(receiver, plain_receiver, poison_receiver):
     a = ConsoleAgent([
         sink("cdr", receiver.url, description="CDR collector <script>alert(1)</script>", username="alice",
              password=SINK_PASSWORD, secret=SECRET, headers={"X-Api-Key": HEADER_VALUE}),
         sink("siem", plain_receiver.url.replace("http://", f"http://bob:{URL_PASSWORD}@"), description="SIEM",
              version=1),
+        sink("dl", poison_receiver.url, description="refuses poison", dead_letter_after=1),
     ], tuning={"initial_retry_backoff": 0.25})
     try:
         a.start()
