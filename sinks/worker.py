@@ -36,7 +36,7 @@ from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
 from common.vocabulary import STARTED, UPDATED, stop_event
 from bus.journal import JournalCorrupt, JournalReader
-from sinks import attempts
+from sinks import attempts, deliveries
 from sinks.cursor import CursorTracker
 from sinks.dead_letters import DeadLetters
 from sinks.shadow import CursorShadow, shadow_path
@@ -235,6 +235,8 @@ class Worker:
         dispatcher.timer_due(now)
         dispatcher.collect(now)
         self._collect()
+        if dispatcher.sent.fresh:  # someone follows: the POSTs that ended this turn, once a turn
+            deliveries.stream(self.link, dispatcher.sent, self.name, self.config)
         self._acknowledge()
         if self.accepting:
             self._catch_up(now)
@@ -264,7 +266,7 @@ class Worker:
         """What a report tells, in short: a new report is due when this changes."""
         d = self.dispatcher
         return (d.state, self._backlog(), d.in_flight, d.delivered, d.failures, d.backoff.failures,
-                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven)
+                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.sent.following)
 
     def _backlog(self) -> int:
         return self.tracker.undone + max(0, self.head - self.next_offset + 1)
@@ -384,7 +386,7 @@ class Worker:
         internal.send_nowait(self.link, WorkerReport(
             sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
             cursor=self.committed, head=self.head,  # the durable cursor
-            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven,
+            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven, streaming=self.dispatcher.sent.following,
             **self.dispatcher.snapshot(),
         ))
 
@@ -396,6 +398,8 @@ class Worker:
                 self.update(command.config, command.announce)
             elif isinstance(command, Attempts):  # formatted only now, never per attempt
                 internal.send_nowait(self.link, attempts.answer(self.dispatcher.recent, command, self.name, self.config))
+            elif isinstance(command, deliveries.COMMANDS):  # the POSTs as sent: formatted only now, or streamed
+                deliveries.obey(command, self.dispatcher.sent, self.link, self.name, self.config)
             else:
                 self.request_stop(command.stop_event)
 

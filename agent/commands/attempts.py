@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from common.internal import worker_identity
-from common.link import Attempts, AttemptsAnswer
+from common.link import Attempts
 from agent.commands.unit import CliArg, Command, sink_child
 from agent.errors import CommandError
 from agent.render import cell, list_table
@@ -31,15 +31,16 @@ ANSWER_TIMEOUT = 3.0  # s a worker gets to answer (well within the control serve
 COLUMNS = ["TIME", "SEQ", "EVENTS", "WEBHOOK-ID", "OUTCOME", "STATUS", "DURATION", "DETAIL"]
 
 
-def parse_limit(raw: Any, name: str = "limit") -> int:
-    """RAW (a query string value, None: absent) as a limit from 1 to MAX_LIMIT; ValueError with one sentence."""
+def parse_limit(raw: Any, name: str = "limit", default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    """RAW (a query string value, None: absent) as a limit from 1 to MAXIMUM (DEFAULT when absent);
+    ValueError with one sentence."""
     if raw is None:
-        return DEFAULT_LIMIT
+        return default
     text = str(raw)
     digits = text.lstrip("0")
     if not text.isascii() or not text.isdigit() or not digits:
         raise ValueError(f"{name} must be a whole number of at least 1, not {text[:20]!r}")
-    return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
+    return maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
 
 
 def _cli_limit(value: str) -> int:
@@ -55,11 +56,16 @@ class _Pending:
 
 
 class AttemptAsks:
-    """The `attempts` requests waiting for a worker's answer (token -> _Pending), on the main loop."""
+    """The `attempts` requests waiting for a worker's answer (token -> _Pending), on the main loop.
 
-    def __init__(self, fleet: Any, clock: Any) -> None:
+    The same for any other question a worker answers with a list (`deliveries`): ASK_TYPE is the
+    command sent (token, limit), ITEMS the answer's field with the list."""
+
+    def __init__(self, fleet: Any, clock: Any, ask_type: type = Attempts, items: str = "attempts") -> None:
         self.fleet = fleet  # its link, once bound, and its sinks
         self.clock = clock
+        self.ask_type = ask_type
+        self.items = items
         self._pending: dict[int, _Pending] = {}
         self._tokens = itertools.count(1)
 
@@ -71,21 +77,21 @@ class AttemptAsks:
         if child.handle is None:
             return []
         token = next(self._tokens)
-        if not self.fleet.link.send(worker_identity(child.name), msgspec.to_builtins(Attempts(token, limit))):
+        if not self.fleet.link.send(worker_identity(child.name), msgspec.to_builtins(self.ask_type(token, limit))):
             raise CommandError(503, f"the worker of sink {child.name} is not connected yet; try again")
         future: Future = Future()
         self._pending[token] = _Pending(future, child.name, child.handle, self.clock.monotonic() + ANSWER_TIMEOUT)
         return future
 
-    def answered(self, identity: bytes, answer: AttemptsAnswer) -> None:
+    def answered(self, identity: bytes, answer: Any) -> None:
         pending = self._pending.get(answer.token)
         if pending is None:
             return  # too late (it was failed at its deadline): nobody waits for it any more
         if identity != worker_identity(pending.sink) or answer.sink != pending.sink:
-            self.fleet.link.note_bad(identity, f"attempts answer for token {answer.token} from another sink")
+            self.fleet.link.note_bad(identity, f"{self.items} answer for token {answer.token} from another sink")
             return
         del self._pending[answer.token]
-        pending.future.set_result([msgspec.to_builtins(a) for a in answer.attempts])
+        pending.future.set_result([msgspec.to_builtins(a) for a in getattr(answer, self.items)])
 
     def deadline(self) -> float | None:
         return min((p.deadline for p in self._pending.values()), default=None)

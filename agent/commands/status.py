@@ -27,6 +27,11 @@ def status(supervisor: Any, params: dict[str, Any]) -> dict:
             "broker_restarts": broker.restarts,
             "state": broker.state.value,
         },
+        "deliveries": {  # GET /v1/deliveries?follow=1: its open streams, the workers streaming for them
+            "followers": len(supervisor.publishers.feed.followers),
+            "streaming": sorted(c.name for c in supervisor.fleet.sinks.values()
+                                if c.report is not None and c.report.streaming),
+        },
     }
 
 

@@ -73,6 +73,7 @@ class Command:
     serve: Callable[[Any, dict[str, str]], Any] | None = None  # answered on the server thread instead
     refused_while_stopping: bool = False  # 503 once a graceful stop has begun
     wants_caller: bool = False  # the control server adds the client's uid (params[CALLER_UID])
+    media_type: str = "application/json"  # of its success answer ("application/x-ndjson": a stream)
 
     def action(self, supervisor: Any, params: dict[str, Any]) -> Any:
         """The server side of a request: hand it to the main loop and wait (or answer it here)."""
