@@ -42,7 +42,9 @@ def when(iso: Any) -> str:
 def seconds(value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
-    return f"{value:.3g} s" if value else "0"
+    if not value:
+        return "0"
+    return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
 
 
 class ConsolePage(SecureHandler):

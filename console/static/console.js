@@ -36,7 +36,8 @@
 
   function seconds(v) {
     if (typeof v !== "number") { return "-"; }
-    return v ? Number(v.toPrecision(3)) + " s" : "0";
+    if (!v) { return "0"; }
+    return v < 1 ? Number((v * 1000).toPrecision(3)) + " ms" : Number(v.toPrecision(3)) + " s";
   }
 
   function el(tag, text, cls) {

@@ -126,16 +126,25 @@ def test_what_a_sink_says_is_escaped_never_markup(agent, admin):
     assert "<script>alert(1)" not in page
 
 
-def _first_event_chunk(admin, agent, path: str) -> bytes:
-    """The opening of an SSE stream (the connection is then closed by us)."""
+def _stream_with_deliveries(admin, agent, path: str) -> bytes:
+    """An SSE stream of the console until it has carried a POST of every sink (we then close it)."""
     sock = socket.create_connection(("127.0.0.1", agent.console_port), timeout=10)
     try:
         cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
         data = b""
-        deadline = time.monotonic() + 10
-        while b"\r\n\r\n" not in data or b"following" not in data:
+        deadline = time.monotonic() + 20
+        while b"following" not in data:
             assert time.monotonic() < deadline, data
+            data += sock.recv(65536)
+        wait_until(lambda: agent.status()["deliveries"]["streaming"], 10, what="the workers streaming")
+        with agent.publisher() as pub:
+            agent.bus_ready(pub)
+            pub.publish("conference_updated", {"name": "Weekly sync", "service_type": "conference",
+                                               "is_locked": False, "tag": "stream-check"})
+            assert pub.flush(timeout=10)
+        while not all(f'"sink":"{n}"'.encode() in data for n in ("cdr", "siem")) or b"stream-check" not in data:
+            assert time.monotonic() < deadline, data[-2000:]
             data += sock.recv(65536)
         return data
     finally:
@@ -145,7 +154,8 @@ def _first_event_chunk(admin, agent, path: str) -> bytes:
 def test_no_configured_secret_in_any_page_script_stream_or_download(agent, admin, receiver):
     assert receiver.wait_events(1, 15), "the first delivery to cdr"
     texts = {path: admin.get(path).text for path in PAGES + DATA[:-1] + ["/static/console.js", "/static/console.css"]}
-    texts["/live/stream"] = _first_event_chunk(admin, agent, "/live/stream").decode(errors="replace")
+    texts["/live/stream"] = _stream_with_deliveries(admin, agent, "/live/stream").decode(errors="replace")
+    assert '"authorization":"***"' in texts["/live/stream"].lower() and '"x-api-key":"***"' in texts["/live/stream"].lower()
     texts["replay"] = admin.post("/sinks/cdr/replay", {"since": "1d"}, token_from="/sinks/cdr").text
     texts["agent log"] = agent.log()
     assert "Configuration" in texts["/config"] and "***" in texts["/config"]
