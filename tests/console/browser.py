@@ -10,6 +10,7 @@ import shutil
 import tempfile
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -52,6 +53,15 @@ class Chromium:
 
     def find(self, css: str):
         return self.wait().until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+    def wait_text(self, css: str, wanted: str, timeout: float = 15.0) -> str:
+        """The text of CSS once it holds WANTED (across a navigation: the old page's element may go stale)."""
+        def holds(driver):
+            text = driver.find_element(By.CSS_SELECTOR, css).text
+            return text if wanted in text else None
+
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(holds)
 
     def all(self, css: str) -> list:
         return self.driver.find_elements(By.CSS_SELECTOR, css)

@@ -64,7 +64,7 @@ def test_login_form_then_every_sink_with_its_figures(agent, browser, shots):
     assert "/login" in browser.driver.current_url
     browser.find("#password").send_keys("wrong password")
     browser.button("Log in").click()
-    assert browser.text("p.error") == "Wrong user name or password."
+    assert browser.wait_text("p.error", "Wrong user name or password.") == "Wrong user name or password."
     browser.shot(shots, "login-refused")
     browser.find("#password").send_keys(PASSWORD)
     browser.button("Log in").click()
@@ -99,7 +99,7 @@ def test_figures_change_without_a_reload_when_events_flow(agent, console, receiv
 def test_restart_sends_eventsink_started_to_the_receiver(agent, console, receiver, shots):
     started = receiver.event_names().count("eventsink_started")
     console.button("Restart", row(console, "cdr")).click()
-    assert "Restart requested" in console.text("p.notice")
+    console.wait_text("p.notice", "Restart requested")
     assert receiver.wait_for(lambda r: r.event_names().count("eventsink_started") > started, 15)
     console.wait(15).until(lambda d: cell(console, "cdr", "last_attempted_restart") not in ("", "-"))
     # times in the browser's zone, UTC on hover
@@ -117,7 +117,7 @@ def test_sink_page_replay_counts_first_then_resends_on_confirm(agent, console, r
                                                         if isinstance(e.get("data"), dict)], 15)
     console.open(agent.console_url + "/")
     console.link("cdr").click()
-    assert console.text("h1") == "Sink cdr"
+    console.wait_text("h1", "Sink cdr")
     console.find("#since").send_keys("1d")
     console.button("Replay").click()
     count = int(console.text("#replay-count"))
@@ -126,7 +126,7 @@ def test_sink_page_replay_counts_first_then_resends_on_confirm(agent, console, r
     console.shot(shots, "replay-dry-run")
     updates = receiver.event_names().count("conference_updated")
     console.button("Confirm").click()
-    assert "Replay started" in console.text("p.notice")
+    console.wait_text("p.notice", "Replay started")
     assert receiver.wait_for(lambda r: r.event_names().count("conference_updated") >= updates + count - 1, 20)
     wait_until(lambda: agent.sink_status("cdr")["delivered"] > delivered, 15, what="the replay delivered")
     console.shot(shots, "sink-page")
@@ -142,11 +142,11 @@ def test_dead_letters_redrive_and_discard(agent, console, poison_receiver, shots
     console.shot(shots, "dead-letters")
     poison_receiver.reject_events(None)
     console.button("Redrive", console.find(f'tr[data-id="{first}"]')).click()
-    assert "Redrive requested" in console.text("p.notice")
+    console.wait_text("p.notice", "Redrive requested")
     assert poison_receiver.wait_for(lambda r: any(q.headers.get("webhook-id") == first and q.status == 200
                                                  for q in r.requests), 15)
     console.button("Discard", console.find(f'tr[data-id="{second}"]')).click()
-    assert "discarded" in console.text("p.notice")
+    console.wait_text("p.notice", "discarded")
     wait_until(lambda: agent.sink_status("dl")["dead_letters"] == 0, 15, what="no dead letters")
     console.open(agent.console_url + "/sinks/dl")
     assert console.text("main").count("No dead letters.") == 1
@@ -194,7 +194,7 @@ def test_live_narrowed_to_one_sink(agent, console, shots):
 
 def test_alarms_page(agent, console, shots):
     console.link("Alarms").click()
-    assert console.text("h1") == "Alarms"
+    console.wait_text("h1", "Alarms")
     shown = len(console.all("#alarms tbody tr"))
     assert shown == len(agent.alarms())
     if not shown:
@@ -204,7 +204,7 @@ def test_alarms_page(agent, console, shots):
 
 def test_view_schema_and_both_downloads_validate(agent, console, browser, shots):
     console.link("View schema").click()
-    assert console.text("h1") == "View schema"
+    console.wait_text("h1", "View schema")
     assert console.find("#v2-participant_disconnected").text == "participant_disconnected"
     assert "call_id" in console.text("main") and "string" in console.text("main")
     console.shot(shots, "schema")
