@@ -105,7 +105,7 @@ async def serve(spec: ConsoleSpec) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     server.stop()
-    app.settings["feed"]._close()
+    app.settings["feed"].close()
     log.info("console: stopped")
     return 0
 

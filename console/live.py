@@ -27,6 +27,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
 from console.agent_api import AgentAPI, AgentError
+from console.guards import data, page
 from console.pages import ConsolePage
 from console.security import USER
 
@@ -79,7 +80,7 @@ class DeliveryFeed:
     def unsubscribe(self, listener: Callable[[str, bytes], None]) -> None:
         self.listeners.discard(listener)
         if not self.listeners:
-            self._close()
+            self.close()
 
     def _open(self) -> None:
         self.retry_handle = None
@@ -89,7 +90,7 @@ class DeliveryFeed:
         threading.Thread(target=self._read, args=(loop, self.generation, self.stream), name="deliveries",
                          daemon=True).start()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self.generation += 1
         if self.retry_handle is not None:
             IOLoop.current().remove_timeout(self.retry_handle)
@@ -145,11 +146,8 @@ class DeliveryFeed:
 class LiveStream(ConsolePage):
     """`GET /live/stream[?sink=NAME]`: Server-Sent Events, one `delivery` event per POST."""
 
+    @data
     async def get(self) -> None:
-        if not self.current_user:
-            self.set_status(403)
-            self.finish({"error": "log in first"})
-            return
         self.sid = self.session_id()
         self.sink = self.get_argument("sink", "")
         self.queue: tornado.queues.Queue = tornado.queues.Queue(maxsize=QUEUE_PER_BROWSER)
@@ -198,10 +196,8 @@ class LiveStream(ConsolePage):
 class LivePage(ConsolePage):
     """`/live`: the recent POSTs of every sink (or one), newest first; the script follows the stream."""
 
+    @page
     async def get(self) -> None:
-        if not self.current_user:
-            self.redirect("/login?next=/live")
-            return
         api: AgentAPI = self.settings["api"]
         chosen = self.get_argument("sink", "")
         try:

@@ -39,6 +39,10 @@ def when(iso: Any) -> str:
     return f'<time datetime="{text}" title="{text}">{text}</time>'
 
 
+def sink_page(name: str) -> str:
+    return "/sinks/" + urllib.parse.quote(name, safe="")
+
+
 def seconds(value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
@@ -87,10 +91,9 @@ class Refusal(tornado.web.HTTPError):
         self.message = message
 
 
-Guarded = ConsolePage
 
 
-async def find_sink(handler: Guarded, name: str) -> tuple[dict, dict]:
+async def find_sink(handler: ConsolePage, name: str) -> tuple[dict, dict]:
     status = await handler.ask("GET", "/v1/status")
     sink = next((s for s in status.get("sinks", []) if s.get("name") == name), None)
     if sink is None:
@@ -98,14 +101,14 @@ async def find_sink(handler: Guarded, name: str) -> tuple[dict, dict]:
     return status, sink
 
 
-class SinksPage(Guarded):
+class SinksPage(ConsolePage):
     @page
     async def get(self) -> None:
         status = await self.ask("GET", "/v1/status")
         self.show("sinks.html", title="Event sinks", page="sinks", status=status)
 
 
-class SinkPage(Guarded):
+class SinkPage(ConsolePage):
     @page
     async def get(self, name: str) -> None:
         status, sink = await find_sink(self, name)
@@ -119,14 +122,14 @@ class SinkPage(Guarded):
                   attempts_error=attempts_error, dead_letters=dead, replay=None)
 
 
-class RestartAction(Guarded):
+class RestartAction(ConsolePage):
     @action
     async def post(self, name: str) -> None:
         await self.ask("POST", self.api.sink_path(name, "restart"))
         self.back_to(local_path(self.get_body_argument("back", "/")), "restarted")
 
 
-class ReplayAction(Guarded):
+class ReplayAction(ConsolePage):
     """First a dry run (the count, and a Confirm form for the same point in time), then the replay."""
 
     @action
@@ -144,33 +147,33 @@ class ReplayAction(Guarded):
                       since=since, count=count)
             return
         await self.ask("POST", path, {"since": since, "dry_run": False})
-        self.back_to(self.api.sink_path(name).replace("/v1", "", 1), "replayed")
+        self.back_to(sink_page(name), "replayed")
 
 
-class RedriveAction(Guarded):
+class RedriveAction(ConsolePage):
     @action
     async def post(self, name: str) -> None:
         ident = self.get_body_argument("id", "")
         await self.ask("POST", self.api.sink_path(name, "dead-letters", "redrive"), {"ids": [ident] if ident else []})
-        self.back_to(self.api.sink_path(name).replace("/v1", "", 1), "redriven")
+        self.back_to(sink_page(name), "redriven")
 
 
-class DiscardAction(Guarded):
+class DiscardAction(ConsolePage):
     @action
     async def post(self, name: str) -> None:
         ident = self.get_body_argument("id")
         await self.ask("DELETE", self.api.sink_path(name, "dead-letters", urllib.parse.quote(ident, safe="")))
-        self.back_to(self.api.sink_path(name).replace("/v1", "", 1), "discarded")
+        self.back_to(sink_page(name), "discarded")
 
 
-class AlarmsPage(Guarded):
+class AlarmsPage(ConsolePage):
     @page
     async def get(self) -> None:
         alarms = await self.ask("GET", "/v1/alarms")
         self.show("alarms.html", title="Alarms", page="alarms", alarms=alarms)
 
 
-class SchemaPage(Guarded):
+class SchemaPage(ConsolePage):
     @page
     async def get(self) -> None:
         doc = await self.ask("GET", "/v1/schema?format=openapi")
@@ -178,7 +181,7 @@ class SchemaPage(Guarded):
                   info=doc.get("info", {}))
 
 
-class SchemaDownload(Guarded):
+class SchemaDownload(ConsolePage):
     """The documents `eventsink-agent schema` prints, byte for byte, as attachments."""
 
     @data
@@ -189,7 +192,7 @@ class SchemaDownload(Guarded):
         self.finish(raw)
 
 
-class ConfigPage(Guarded):
+class ConfigPage(ConsolePage):
     @page
     async def get(self) -> None:
         answer = await self.ask("GET", "/v1/config")
@@ -197,11 +200,11 @@ class ConfigPage(Guarded):
         self.show("config.html", title="Configuration", page="config", answer=answer, running=running)
 
 
-class StatusData(Guarded):
+class StatusData(ConsolePage):
     """What the pages' script polls for live figures (JSON, the control API's own answers)."""
 
     @data
-    async def get(self, what: str, name: str | None = None) -> None:
+    async def get(self, what: str) -> None:
         if what == "status":
             self.finish(await self.ask("GET", "/v1/status"))
         elif what == "alarms":
