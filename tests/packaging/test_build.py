@@ -206,7 +206,7 @@ def test_lintian_reports_no_errors(deb_path):
 
 
 @pytest.mark.parametrize("command, subcommands", [
-    ("eventsink-agent", ["run", "check", "schema", "demo", "receive"]),
+    ("eventsink-agent", ["run", "check", "schema", "demo", "receive", "console-password"]),
     ("eventsinkctl", ["status", "alarms", "restart", "reload", "replay", "attempts", "dead-letters", "redrive",
                       "discard"]),
 ])
