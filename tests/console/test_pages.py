@@ -16,6 +16,7 @@ import sys
 import pytest
 from openapi_spec_validator import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator, validate
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.console.browser import Chromium
 from tests.console.conftest import POISON, SECRETS
@@ -232,6 +233,30 @@ def test_configuration_shows_secrets_masked_and_the_check(agent, console, shots)
     assert not any(secret in config for secret in SECRETS)
     assert re.search(r'"url": "http://127\.0\.0\.1:\d+/', config)
     console.shot(shots, "configuration")
+
+
+LABELLED = """
+return Array.from(document.querySelectorAll('a, button, input:not([type=hidden]), select')).filter(function (e) {
+  var named = (e.textContent || '').trim() || e.getAttribute('aria-label') ||
+              (e.id && document.querySelector('label[for="' + e.id + '"]'));
+  return !named || e.tabIndex < 0;
+}).map(function (e) { return e.outerHTML.slice(0, 120); });
+"""
+
+
+def test_every_control_has_a_label_and_is_reachable_by_keyboard(agent, console):
+    for path in ("/", "/sinks/cdr", "/sinks/dl", "/alarms", "/live", "/schema", "/config"):
+        console.open(agent.console_url + path)
+        console.find("main")
+        assert console.driver.execute_script(LABELLED) == [], path
+    console.open(agent.console_url + "/")
+    body = console.find("body")
+    for _ in range(40):  # Tab through the page until the first Restart button has the focus
+        body.send_keys(Keys.TAB)
+        focused = console.driver.switch_to.active_element
+        if focused.text == "Restart":
+            break
+    assert focused.get_attribute("aria-label") == "Restart cdr"
 
 
 def test_log_out_ends_the_session(agent, console, shots):
