@@ -95,6 +95,11 @@ def test_the_package_holds_the_commands_config_unit_docs_and_man_pages(extracted
     ]
     missing = [p for p in expected_files if not os.path.isfile(os.path.join(extracted, p))]
     assert not missing, f"missing from the package: {missing}"
+    # the console's templates and static files are package data: the wheel must carry them
+    console = [os.path.relpath(os.path.join(d, f), extracted) for d, _, files in os.walk(extracted) for f in files
+               if "/console/" in os.path.join(d, f)]
+    for name in ("templates/sinks.html", "templates/login.html", "static/console.js", "static/console.css"):
+        assert any(path.endswith(f"site-packages/console/{name}") for path in console), f"no console/{name}"
     for cmd in ("eventsink-agent", "eventsinkctl"):
         link = os.path.join(extracted, "usr", "bin", cmd)
         assert os.path.islink(link) and os.readlink(link) == f"/{VENV}/bin/{cmd}"
