@@ -73,7 +73,9 @@ SINK_STATUS = {
     ],
     "properties": {
         "name": {"type": "string"},
+        "description": {"type": "string"},
         "url": {"type": "string", "description": "the sink's URL without credentials"},
+        "locations": {**_STRINGS, "description": "the system locations whose nodes run the sink"},
         "version": {"type": "integer", "enum": [1, 2]},
         "state": {"type": "string", "enum": [s.value for s in PublisherState]},
         "pid": {"type": ["integer", "null"], "description": "the worker's process id; null when none runs"},
@@ -172,6 +174,20 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     "alarms": {"type": "array", "items": {"$ref": "#/components/schemas/Alarm"}},
+    "config": {
+        "type": "object",
+        "required": ["path", "running", "check"],
+        "properties": {
+            "path": {"type": "string", "description": "the config file"},
+            "running": {"type": "object", "description": "the running configuration, every secret as `***`"},
+            "check": {
+                "type": "object",
+                "required": ["valid", "problems", "warnings"],
+                "description": "what `eventsink-agent check` says of the config file now",
+                "properties": {"valid": {"type": "boolean"}, "problems": _STRINGS, "warnings": _STRINGS},
+            },
+        },
+    },
     "restart": {"type": "object", "required": ["restarted"], "properties": {"restarted": {"type": "string"}}},
     "reload": {
         "type": "object",

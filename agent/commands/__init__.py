@@ -13,6 +13,7 @@ from __future__ import annotations
 from agent.commands.alarms import ALARMS
 from agent.commands.dead_letters import DEAD_LETTERS, DISCARD, REDRIVE
 from agent.commands.attempts import ATTEMPTS
+from agent.commands.config_view import CONFIG
 from agent.commands.deliveries import DELIVERIES, FOLLOW
 from agent.commands.client import (
     EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BadValue, Reply, Unreachable, UsageError, exit_code,
@@ -30,7 +31,7 @@ from common.vocabulary import SCHEMA_FORMATS
 
 COMMANDS: tuple[Command, ...] = (
     STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DELIVERIES, FOLLOW, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA,
-    OPENAPI,
+    OPENAPI, CONFIG,
 )  # on the control socket
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what supervisor.request accepts
 
@@ -40,7 +41,8 @@ def command_named(name: str) -> Command | None:
 
 
 __all__ = [
-    "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "COMMANDS", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "FOLLOW", "EXIT_FAILED", "EXIT_OK",
+    "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "COMMANDS", "CONFIG", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "FOLLOW",
+    "EXIT_FAILED", "EXIT_OK",
     "EXIT_UNREACHABLE", "EXIT_USAGE", "LOOP_COMMANDS", "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA",
     "SCHEMA_FORMATS", "SHUTDOWN", "STATUS",
     "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "RawJSON", "Reply", "Unreachable", "UsageError", "ask",

@@ -39,7 +39,9 @@ def sink_status(supervisor: Any, child: Any) -> dict:
     totals = child.totals()
     return {
         "name": child.name,
+        "description": child.config.description,
         "url": redact_url(child.config.url),
+        "locations": list(child.config.locations),
         "version": child.config.version,
         "state": child.state.value,
         "pid": child.pid,

@@ -36,6 +36,7 @@ def test_contract_routes():
         ("POST", "/v1/sinks/{sink}/replay"), ("GET", "/v1/sinks/{sink}/dead-letters"),
         ("POST", "/v1/sinks/{sink}/dead-letters/redrive"), ("DELETE", "/v1/sinks/{sink}/dead-letters/{id}"),
         ("GET", "/v1/sinks/{sink}/attempts"), ("GET", "/v1/sinks/{sink}/deliveries"), ("GET", "/v1/deliveries"),
+        ("GET", "/v1/config"),
     }
 
 

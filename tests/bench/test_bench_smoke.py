@@ -46,6 +46,10 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     assert pc["old"]["lost"] == 0 and pc["new"]["lost"] == 0 and pc["ratio"] > 0, pc
     assert r["idle"]["processes"] == 5 and r["idle"]["delivered_in_window"] == 0
     assert r["idle"]["cpu_seconds"] > 0 and r["idle"]["seconds"] >= TINY.idle_seconds
+    assert r["idle_console"]["processes"] == 6 and r["idle_console"]["delivered_in_window"] == 0  # + the console
+    lf = r["live_follow"]  # issue 19: both runs measured in one agent, the follower got every POST of its run
+    assert lf["processes"] == 4 and lf["nobody"]["lost"] == 0 and lf["one_browser"]["lost"] == 0
+    assert lf["followed"] >= lf["one_browser"]["delivered"] > 0
 
     last = {"table": [{"key": "in_order", "value": 1.0}]}
     paths = report.write(r, str(tmp_path), last)
@@ -53,7 +57,7 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
     # issue 10's Done-when lines and issue 15's Publisher cost; the retired goals are rows only
-    assert len(saved["goals"]) == 14 and {g["met"] for g in saved["goals"]} <= {True, False}
+    assert len(saved["goals"]) == 16 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
     assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio"]
