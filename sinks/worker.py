@@ -40,10 +40,11 @@ from bus.journal import JournalCorrupt, JournalReader
 from sinks import attempts
 from sinks.cursor import CursorTracker
 from sinks.dead_letters import DeadLetters
+from sinks.envelope_book import EnvelopeBook
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient
-from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper
+from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
 from sinks.worker_shutdown import shut_down
 from sinks.worker_update import check_update
 
@@ -104,7 +105,7 @@ class Worker:
         )
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
                              emit=self._enqueue, discard=self.tracker.done)
-        self.batcher = self._new_batcher(sink)
+        self.batcher = self._new_batcher(sink)  # bulk: with self.book, the envelopes recorded
 
     # ------------------------------------------------------------ plumbing
 
@@ -131,15 +132,23 @@ class Worker:
         self.wake()
 
     def _new_batcher(self, sink: SinkConfig) -> Batcher | None:
+        """Bulk: a batcher for new envelopes and the book that records them; None (and no book) otherwise."""
+        self.book = self.shaper.recorded = self.dead_letters.on_split = None
         if not sink.bulk:
             return None
-        return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.dispatcher.put)
+        self.book = EnvelopeBook(self.reader, self.reader.epoch, sink.version, self.tracker.cursor,
+                                 self.dispatcher.put)
+        self.shaper.recorded, self.dead_letters.on_split = self.book.item_of, self.book.split
+        return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.book.formed)
 
     def _enqueue(self, post: Post) -> None:
-        if self.batcher is not None:
-            self.batcher.add(post)
-        else:
+        if self.batcher is None:
             self.dispatcher.put(post)
+        elif not post.offsets:  # agent-made or a redriven dead letter: never shares an envelope
+            self.batcher.flush()
+            self.book.alone(wrap([post], self.sink.version))
+        elif not self.book.route(post):  # held by a recorded envelope: re-formed as it was
+            self.batcher.add(post)
 
     @property
     def accepting(self) -> bool:
@@ -220,7 +229,8 @@ class Worker:
             due.append(self._last_report + internal.REPORT_INTERVAL)
         if self.tracker.cursor > self.committed:
             due.append(self._last_commit + COMMIT_INTERVAL)
-        for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None):
+        for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None,
+                         self.book.next_deadline() if self.book else None):
             if deadline is not None:
                 # One still past after a turn cannot be acted on yet (a held event in a stalled
                 # window, a stopped publisher): look again after a tick, do not spin.
@@ -244,6 +254,8 @@ class Worker:
             self.shaper.expire(now, read_all=not stalled)
             if self.batcher is not None:
                 self.batcher.tick(now)
+                self.book.flush_due(self.next_offset, now, self.shaper)
+                self.book.send_recorded(now)  # recorded before the first POST
             self._acknowledge()  # events filtered out or merged are done too
             dispatcher.pump(now)
         if now >= self._next_head_check:
@@ -408,6 +420,7 @@ class Worker:
         self.shaper.drop_held()
         if self.batcher is not None:
             self.batcher.drop()
+            self.book.drop()
         log.info("sink %s: publisher stopped (%d queued POSTs left to the journal)", self.name, dropped)
         self.report(time.monotonic())
 
@@ -424,9 +437,11 @@ class Worker:
         self.dead_letters.configure(sink)
         if sink.bulk and self.batcher is not None:
             self.batcher.configure(sink.bulk_max_events, sink.bulk_interval, sink.version)
+            self.book.version = sink.version
         elif self.batcher is not None or sink.bulk:
             if self.batcher is not None:
                 self.batcher.flush()
+                self.book.close(time.monotonic(), self.shaper)
             self.batcher = self._new_batcher(sink)
         self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client,
                                   max_rate=sink.max_rate)
