@@ -15,10 +15,11 @@ schema is also described in docs/internals.md.
                                        (bus/envelope_records.py)
 
 Upgrade: a journal written before the envelopes table gets it on open (CREATE TABLE IF
-NOT EXISTS, an empty table: no bulk envelope sent before has a record). A journal written before accepted_at existed (events with three columns)
-gets the column on open, with the time of the upgrade as its default: ALTER TABLE
-ADD COLUMN with a constant default rewrites no row, so an upgrade costs no WAL
-the size of the journal (which a nearly full disk could not take).
+NOT EXISTS, an empty table: no bulk envelope sent before has a record). A journal written
+before accepted_at existed (events with three columns) gets the column on open, with the
+time of the upgrade as its default: ALTER TABLE ADD COLUMN with a constant default rewrites
+no row, so an upgrade costs no WAL the size of the journal (which a nearly full disk could
+not take).
 """
 
 from __future__ import annotations

@@ -136,8 +136,9 @@ class Shaper:
         self.settings = settings
         # offset -> the (offset, merged offsets) of the recorded inner envelope holding it, or None
         self.recorded = recorded
-        self._recorded_media: dict[int, tuple[int, envelope.BusEvent]] = {}  # v1: media read first -> (its disconnect's offset, it)
-        self._awaiting_media: dict[int, tuple[int, envelope.BusEvent]] = {}  # v1: media offset -> its disconnect
+        # v1, recorded merges: a media message read first -> (its disconnect's offset, it) ...
+        self._recorded_media: dict[int, tuple[int, envelope.BusEvent]] = {}
+        self._awaiting_media: dict[int, tuple[int, envelope.BusEvent]] = {}  # ... a media offset -> its disconnect
         self.wall_clock = wall_clock  # the `time` of a lifecycle envelope
         self.new_id = new_id  # makes each lifecycle event's webhook-id unique
         self.epoch = epoch
