@@ -70,16 +70,23 @@ class EnvelopeShelf:
         return [(low, unpack(blob)) for low, blob in rows]
 
     def record_envelopes(self, envelopes: Sequence[Sequence[Item]], replacing: int | None = None) -> None:
-        """Write one record per envelope in one transaction (after deleting the record whose low is
-        REPLACING, when given: an envelope split in halves). OR REPLACE: an offset is in one record
-        only, and a record must never stop a POST from going out."""
+        """Write one record per envelope of ITEMS (see `record_packed`)."""
+        self.record_packed([pack(items) for items in envelopes], replacing)
+
+    def record_packed(self, rows: Sequence[tuple[int, int, bytes]], replacing: int | None = None) -> None:
+        """Write one record per (low, high, members) in one transaction (after deleting the record
+        whose low is REPLACING, when given: an envelope split in halves). OR REPLACE: an offset is in
+        one record only, and a record must never stop a POST from going out."""
         db = self._db
+        insert = "INSERT OR REPLACE INTO envelopes(sink, low, high, members) VALUES (?, ?, ?, ?)"
+        if len(rows) == 1 and replacing is None:  # one statement, its own transaction: the usual case
+            db.execute(insert, (self.sink, *rows[0]))
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             if replacing is not None:
                 db.execute("DELETE FROM envelopes WHERE sink = ? AND low = ?", (self.sink, replacing))
-            db.executemany("INSERT OR REPLACE INTO envelopes(sink, low, high, members) VALUES (?, ?, ?, ?)",
-                           [(self.sink, *pack(items)) for items in envelopes])
+            db.executemany(insert, [(self.sink, *row) for row in rows])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

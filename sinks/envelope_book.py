@@ -25,10 +25,11 @@ import heapq
 import itertools
 import logging
 import sqlite3
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bus.envelope_records import Item
+from bus.envelope_records import Item, pack
 from bus.journal_schema import is_full
 from sinks.shaping import Post, wrap
 
@@ -55,6 +56,15 @@ def items_of(post: Post) -> list[Item]:
     return [(p.offsets[0], tuple(p.offsets[1:])) for p in post.parts if p.offsets]
 
 
+def packed_of(post: Post) -> tuple[int, int, bytes]:
+    """The record (low, high, members) of a bulk POST of journal events; without merges (the usual
+    case) its flat offsets are the members as they are."""
+    offsets = post.offsets
+    if len(offsets) == len(post.parts):
+        return min(offsets), max(offsets), array("q", offsets).tobytes()
+    return pack(items_of(post))
+
+
 class EnvelopeBook:
     """One bulk sink's recorded envelopes; hands finished ones to PUT (the dispatcher's queue)."""
 
@@ -66,7 +76,8 @@ class EnvelopeBook:
         self._members: dict[int, tuple[_Slot, Item]] = {}  # offset -> its slot and item
         self._due: list[tuple[int, int, _Slot]] = []  # heap by the slot's greatest offset
         self._tiebreak = itertools.count()
-        self._outgoing: list[Post] = []  # in send order: new envelopes (to record first) and lone ones
+        # in send order, each with whether it needs its record first (new envelopes) or not (re-formed, lone)
+        self._outgoing: list[tuple[Post, bool]] = []
         self._retry_at = 0.0
         self.recorded = 0  # envelopes recorded by this worker
         self.reformed = 0  # recorded envelopes sent again
@@ -139,33 +150,33 @@ class EnvelopeBook:
         parts = [slot.posts[offset] for offset, _ in slot.items if offset in slot.posts]
         if parts:
             self.reformed += 1
-            self._outgoing.append(wrap(parts, self.version, webhook_id=slot.webhook_id))
+            self._outgoing.append((wrap(parts, self.version, webhook_id=slot.webhook_id), False))
 
     # ------------------------------------------------------------ new envelopes
 
     def formed(self, post: Post) -> None:
         """A new envelope from the batcher: recorded before it goes out."""
-        self._outgoing.append(post)
+        self._outgoing.append((post, True))
 
     def alone(self, post: Post) -> None:
         """An agent-made event or a redriven dead letter, wrapped on its own: goes out unrecorded."""
-        self._outgoing.append(post)
+        self._outgoing.append((post, False))
 
     def send_recorded(self, now: float) -> None:
         """Record the new envelopes (one transaction), then hand everything outgoing to the dispatcher."""
         if not self._outgoing or now < self._retry_at:
             return
-        new = [items for items in (items_of(p) for p in self._outgoing if p.parts and p.offsets) if items]
+        new = [packed_of(post) for post, needs_record in self._outgoing if needs_record]
         if new and not self._record(new, now):
             return
         self.recorded += len(new)
-        for post in self._outgoing:
+        for post, _ in self._outgoing:
             self._put(post)
         self._outgoing.clear()
 
-    def _record(self, envelopes: list[list[Item]], now: float) -> bool:
+    def _record(self, envelopes: list[tuple[int, int, bytes]], now: float) -> bool:
         try:
-            self.reader.record_envelopes(envelopes)
+            self.reader.record_packed(envelopes)
             return True
         except sqlite3.Error as exc:
             if is_full(exc):
@@ -200,7 +211,7 @@ class EnvelopeBook:
                 self._send(slot)
         self._retry_at = 0.0
         self.send_recorded(now)
-        for post in self._outgoing:
+        for post, _ in self._outgoing:
             self._put(post)
         self.drop()
 

@@ -114,6 +114,8 @@ def test_a_record_whose_members_do_not_all_come_goes_with_the_rest_once_read_pas
     book.flush_due(next_offset=7, now=0.0, shaper=shaper)
     book.send_recorded(now=0.0)
     assert [(p.webhook_id, p.offsets) for p in sent] == [(f"{book.epoch}-2+3", (3, 4))]  # the straddling record
+    # what went is not recorded anew: the record keeps what the envelope held the first time
+    assert rig.readers[0].envelopes_beginning(0, 10) == [(2, [(2, ()), (3, ()), (4, ())]), (5, [(5, ()), (6, ())])]
 
 
 def test_version_1_re_forms_a_merge_with_the_media_streams_it_had_even_when_they_come_after(rig_at):
