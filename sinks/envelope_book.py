@@ -81,11 +81,16 @@ class EnvelopeBook:
         self._retry_at = 0.0
         self.recorded = 0  # envelopes recorded by this worker
         self.reformed = 0  # recorded envelopes sent again
-        self.horizon = reader.envelope_horizon(cursor)  # no record begins above this offset
+        self.horizon = 0  # no record begins above this offset
         self._loaded = cursor  # records beginning at or below this are loaded
-        if self.horizon:
-            for low, items in reader.envelopes_straddling(cursor):
-                self._open(low, items)
+        try:
+            self.horizon = reader.envelope_horizon(cursor)
+            straddling = reader.envelopes_straddling(cursor) if self.horizon else []
+        except sqlite3.Error as exc:  # new envelopes form instead: delivered again, never lost
+            log.warning("sink %s: cannot read bulk envelope records (%s); re-forming them anew", reader.sink, exc)
+            self.horizon, straddling = 0, []
+        for low, items in straddling:
+            self._open(low, items)
 
     # ------------------------------------------------------------ recorded envelopes
 
