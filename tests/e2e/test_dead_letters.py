@@ -15,6 +15,7 @@ import signal
 import pytest
 
 from tests.e2e.harness import Agent, sink, wait_until
+from tests.helpers import dedupe_bulk
 
 pytestmark = pytest.mark.e2e
 
@@ -155,8 +156,6 @@ def test_a_bulk_replay_after_a_split_re_forms_the_halves_not_the_refused_whole(m
     """The halves of a refused bulk envelope are envelopes of their own (their records replace the
     whole's): a replay re-sends each delivered half under its id with the same events, and a
     receiver deduplicating on webhook-id stores every event but the poison one exactly once."""
-    from tests.helpers import dedupe_bulk
-
     receiver.reject_events(refuse_poison)
     agent = make_agent([sink("cdr", receiver.url, dead_letter_after=3, bulk=True, bulk_max_events=64,
                              bulk_interval=0.05)], tuning=FAST_RETRIES)
