@@ -13,7 +13,7 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   BATCH_BYTES / BATCH_SECONDS) wait out the group-commit window
   (`group_commit_window()`: about the recent gap between messages, at most
   GROUP_COMMIT_MAX_WINDOW, none for a slower trickle) once and take what came
-  meanwhile; validate each message, append the accepted ones to the journal
+  meanwhile (bus/ingress.py); validate each message, append the accepted ones to the journal
   in ONE transaction with one acceptance time, and only then publish `[topic,
   offset (8 bytes, big-endian), payload]` for each (docs/internals.md); a
   batch's bytes also stay within the WAL limit (half the reserve);
@@ -64,6 +64,7 @@ from common.logs import RateLimited
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
+from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
 from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
@@ -73,22 +74,13 @@ support = logging.getLogger(logs.SUPPORT)
 
 INGRESS_RCVHWM = 2_000_000
 FANOUT_SNDHWM = 100_000
-BATCH_MAX = 2000  # messages per journal transaction
-BATCH_BYTES = 8 * 1024 * 1024  # payload bytes per journal transaction
-BATCH_SECONDS = 0.005  # longest a batch keeps draining
-# A single-row commit costs ~160 us when it comes alone after a sleep, ~23 us in a tight loop:
-# a batch that ran the queue dry waits a little longer than the recent gap between messages
-# (so one more shares its transaction), within these bounds; never when messages come further
-# apart than the maximum. The price: up to that much latency for the first event of a batch.
-GROUP_COMMIT_MIN_WINDOW = 0.001
-GROUP_COMMIT_MAX_WINDOW = 0.002
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
-class Broker(JournalKeeping):
+class Broker(IngressDrain, JournalKeeping):
     """One broker: its sockets, journal, validator and counters."""
 
     def __init__(self, config: Config):
@@ -234,59 +226,6 @@ class Broker(JournalKeeping):
                 self.check_disk()
             if now >= self.report_due():  # unless entering journal_full has just reported
                 self.report()
-
-    def drain(self, window: float | None = None, max_seconds: float = BATCH_SECONDS) -> list[list[bytes]]:
-        """Take what is queued (bounded by count, bytes, time); when that ran the queue dry, wait
-        until WINDOW (default: `group_commit_window()`) after the first message once and take
-        what came meanwhile: a trickle then pays one transaction per window, not one per event."""
-        started = time.monotonic()
-        batch: list[list[bytes]] = []
-        size = self._take(batch, 0, started + max_seconds)
-        if window is None:
-            window = self.group_commit_window(started)
-        if window > 0 and batch and not self.backlogged:
-            pause = started + window - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)  # not a poll on the ingress: arrivals must not wake us one by one
-            size = self._take(batch, size, time.monotonic() + max_seconds)
-        self.last_batch = (started, len(batch))
-        self.drained_bytes = size
-        return batch
-
-    def group_commit_window(self, started: float) -> float:
-        """How long a batch waits for company: a little more than the gap between messages seen
-        lately, so that about one more shares the transaction, and within [MIN, MAX]; 0 when the
-        gap is longer than that (a slow trickle: waiting would only add latency and a wake-up)."""
-        last_started, last_count = self.last_batch
-        gap = (started - last_started) / max(1, last_count)
-        if gap > GROUP_COMMIT_MAX_WINDOW:
-            return 0.0
-        return min(GROUP_COMMIT_MAX_WINDOW, max(GROUP_COMMIT_MIN_WINDOW, 1.25 * gap))
-
-    def _take(self, batch: list[list[bytes]], size: int, deadline: float) -> int:
-        """Append queued messages to BATCH until it is full, DEADLINE passes or the queue runs dry
-        (then `backlogged` is False); returns the batch's size in bytes."""
-        recv = self.ingress.recv
-        monotonic = time.monotonic
-        self.backlogged = True  # unless the queue runs dry below
-        limit = self.batch_bytes_max
-        while len(batch) < BATCH_MAX and size < limit:
-            # recv_multipart, inlined: its RCVMORE getsockopt per frame costs more than Frame.more.
-            try:
-                frame = recv(_NOBLOCK, copy=False)
-            except zmq.Again:
-                self.backlogged = False
-                break
-            frames = [frame.bytes]
-            while frame.more:
-                frame = recv(_NOBLOCK, copy=False)
-                frames.append(frame.bytes)
-            batch.append(frames)
-            for f in frames:
-                size += len(f)
-            if monotonic() >= deadline:
-                break
-        return size
 
     def process(self, batch: list[list[bytes]], size: int | None = None) -> None:
         """Validate BATCH (SIZE: its frames' bytes, as drain() counted them), journal the accepted
