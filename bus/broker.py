@@ -17,6 +17,10 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   in ONE transaction with one acceptance time, and only then publish `[topic,
   offset (8 bytes, big-endian), payload]` for each (docs/internals.md); a
   batch's bytes also stay within the WAL limit (half the reserve);
+- numbered messages (a third frame from a numbering client, bus/numbering.py):
+  a repeat of one already journaled is dropped before it is validated and
+  counted (`duplicates`, never a rejection); the highest sequence per
+  publisher is written in the same transaction as the events;
 - reports to the supervisor when a figure changed (at most every
   REPORT_INTERVAL), at once on a change of the journal-full state, and every
   HEARTBEAT_INTERVAL when nothing changed;
@@ -67,6 +71,7 @@ from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_
 from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
+from bus.numbering import NUMBER_BYTES, Numbering
 from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
 
 log = logging.getLogger("eventsink.bus")
@@ -74,8 +79,9 @@ support = logging.getLogger(logs.SUPPORT)
 
 INGRESS_RCVHWM = 2_000_000
 FANOUT_SNDHWM = 100_000
-SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
+SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
+SHUTDOWN_MAX_SECONDS = 1.0  # ... and never longer than this, even under a flood
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
@@ -119,6 +125,7 @@ class Broker(IngressDrain, JournalKeeping):
         self.reported: tuple | None = None  # the figures of the last report
         self.reported_at = float("-inf")
         self.journal: Journal | None = None
+        self.numbering = Numbering({})  # loaded from the journal in open()
         self.ctx: zmq.Context | None = None
 
     # ------------------------------------------------------------ setup
@@ -132,6 +139,7 @@ class Broker(IngressDrain, JournalKeeping):
         self.page_size = self.journal.page_size
         self.measure()
         self.head = self.journal.head()
+        self.numbering = Numbering(self.journal.publisher_marks(), keep_seconds=self.retention_seconds)
         if self.journal.holds_events():
             self.housekeeping_at = time.monotonic()  # rows from before a restart may be purgeable
         reserve_path = os.path.join(self.paths.state_dir, "journal.reserve")
@@ -230,9 +238,14 @@ class Broker(IngressDrain, JournalKeeping):
     def process(self, batch: list[list[bytes]], size: int | None = None) -> None:
         """Validate BATCH (SIZE: its frames' bytes, as drain() counted them), journal the accepted
         messages in one transaction, then fan them out."""
-        rows: list[tuple[str, bytes]] = []
+        rows: list[Accepted] = []
         append, check, reject, full = rows.append, self.validator.check, self.rejects.reject, self.journal_full
+        fresh = self.numbering.fresh
         for frames in batch:
+            # A repeat of a numbered message already journaled (a resend): dropped and counted,
+            # before the cost of validating it again.
+            if len(frames) == 3 and len(frames[2]) == NUMBER_BYTES and not fresh(frames[2]):
+                continue
             try:
                 result = check(frames)
             except Exception as exc:  # a bug in validation must never kill the broker
@@ -247,7 +260,21 @@ class Broker(IngressDrain, JournalKeeping):
         if rows:
             if size is None:
                 size = sum(len(f) for frames in batch for f in frames)
+            received = self.received
             self.commit(rows, size)
+            if self.received - received < len(rows):
+                self.recall_numbers()  # refused rows were not journaled: a resend of them is new
+        if self.numbering.prune_due:
+            self.recall_numbers(forget=True)
+
+    def recall_numbers(self, forget: bool = False) -> None:
+        """Take the highest sequence per publisher from the journal again (FORGET: after deleting
+        the publishers unseen for long, bus/numbering.py); on a failing disk, keep what we have."""
+        unseen_since = self.numbering.pruned() if forget else None
+        try:
+            self.numbering.highest = self.journal.publisher_marks(unseen_since)
+        except Exception as exc:
+            log.warning("cannot read the publishers' numbers from the journal: %s: %s", type(exc).__name__, exc)
 
     def commit(self, rows: list[tuple[str, bytes]], size: int) -> None:
         """Journal ROWS (about SIZE bytes of topics and payloads) and fan them out. At the bound
@@ -299,11 +326,11 @@ class Broker(IngressDrain, JournalKeeping):
             self.housekeeping_at = soon
         # send_multipart, inlined with plain int flags: its per-frame enum arithmetic cost more than the sends.
         send = self.fanout.send
-        for (topic, payload), offset in zip(rows, offsets):
+        for row, offset in zip(rows, offsets):
             try:
-                send(_topic_bytes(topic), _MORE_NOBLOCK)
+                send(_topic_bytes(row[0]), _MORE_NOBLOCK)
                 send(offset.to_bytes(8, "big"), _MORE_NOBLOCK)
-                send(payload, _NOBLOCK)
+                send(row[1], _NOBLOCK)
             except zmq.Again:
                 pass  # the fan-out may drop (a PUB drops whole messages at its HWM): workers repair gaps from the journal
         self.used_estimate += grows + wal
@@ -316,7 +343,8 @@ class Broker(IngressDrain, JournalKeeping):
 
     def figures(self) -> tuple:
         """What a report tells; a report is due (after REPORT_INTERVAL) when it changed."""
-        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head, self.retained)
+        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head, self.retained,
+                self.numbering.duplicates)
 
     def report_due(self) -> float:
         changed = self.figures() != self.reported
@@ -328,7 +356,7 @@ class Broker(IngressDrain, JournalKeeping):
         internal.send_nowait(self.supervisor, BrokerReport(
             pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
             journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
-            transactions=self.transactions, retained=self.retained,
+            transactions=self.transactions, retained=self.retained, duplicates=self.numbering.duplicates,
         ))
 
     def poll_supervisor(self) -> None:
@@ -339,26 +367,35 @@ class Broker(IngressDrain, JournalKeeping):
 
     def finish(self) -> None:
         """Journal and publish what ZeroMQ already holds for us, until the ingress has been quiet
-        for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_DRAIN_SECONDS), then close it at once and
-        send a last report.
+        for SHUTDOWN_QUIET_SECONDS or SHUTDOWN_DRAIN_SECONDS have passed, then close it, journal
+        the last batch and send a last report.
 
         First the READY_TOPIC subscription is withdrawn: a `Publisher` reads that as "the agent is
         stopping" and keeps what it is given in memory from then on, so the drain ends quiet with
-        none of its events in transit, and sends them to the next broker (bus/publisher.py).
+        none of its events in transit, and sends them to the next broker (bus/publisher.py; what
+        it did have in transit, it resends, and the journal drops the repeats).
         The subscription to everything (b"") is kept to the end on purpose: a bare PUB then
         keeps queueing for this connection while the agent is away (up to its SNDHWM) and sends
         it to the next broker; unsubscribing it would make every PUB drop what it publishes until
         the next broker subscribes (measured with a bare PUB at 500/s: ~125 events lost per
         restart, against none). What no broker can take in from a bare PUB that keeps sending:
-        the bytes in transit at the instant the ingress closes."""
+        what it writes after the last read and before the connection is closed, lost with the
+        connection. So once the time is up, the last batch is taken right after a message woke
+        us (the next one of a steady stream is then furthest away) and the ingress is closed at
+        once, before that batch is journaled: the window is a few microseconds, not a commit."""
         self.ingress.setsockopt(zmq.UNSUBSCRIBE, READY_TOPIC)
-        deadline = time.monotonic() + SHUTDOWN_DRAIN_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):
+        started = time.monotonic()
+        last: list[list[bytes]] = []
+        while self.ingress.poll(math.ceil(SHUTDOWN_QUIET_SECONDS * 1000), zmq.POLLIN):
+            batch = self.drain(window=0.0, max_seconds=BATCH_SECONDS)
+            elapsed = time.monotonic() - started
+            if (elapsed >= SHUTDOWN_DRAIN_SECONDS and not self.backlogged) or elapsed >= SHUTDOWN_MAX_SECONDS:
+                last = batch
                 break
-            batch = self.drain(window=0.0, max_seconds=min(BATCH_SECONDS, left))
             self.process(batch, self.drained_bytes)
         self.ingress.close(linger=0)  # first: every later message stays queued at its publisher
+        if last:
+            self.process(last, self.drained_bytes)
         self.report()
         log.info("broker stopped: %d events journaled, rejected %s", self.received, self.rejects.counts or "none")
 

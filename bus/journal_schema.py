@@ -10,11 +10,15 @@ schema is also described in docs/internals.md.
                                        journaled it, never less than the previous row's
     cursors(sink, "offset")            each worker's low-water mark
     dead_letters(sink, "offset", ...)  events set aside for a sink (bus/dead_letters.py)
+    publishers(id, seq, seen_at)       the highest sequence journaled per numbering publisher
+                                       (bus/numbering.py)
 
 Upgrade: a journal written before accepted_at existed (events with three columns)
 gets the column on open, with the time of the upgrade as its default: ALTER TABLE
 ADD COLUMN with a constant default rewrites no row, so an upgrade costs no WAL
-the size of the journal (which a nearly full disk could not take).
+the size of the journal (which a nearly full disk could not take). A journal
+from before numbered publishing gets an empty publishers table (CREATE TABLE IF
+NOT EXISTS): every publisher id is then new.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+
+from bus import numbering
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -38,6 +44,7 @@ _TABLES = (
     'payload BLOB NOT NULL, accepted_at REAL NOT NULL, webhook_id TEXT NOT NULL, event TEXT NOT NULL, '
     'attempts INTEGER NOT NULL, status INTEGER, detail TEXT NOT NULL, set_aside_at REAL NOT NULL, '
     'redrive INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(sink, "offset"))',
+    numbering.TABLE_SQL,
 )
 _INDEXES = (
     # replay_window and the retention purge find the first row accepted at or after a time
@@ -51,6 +58,7 @@ EXPECTED_COLUMNS = {
     "cursors": ["sink", "offset"],
     "dead_letters": ["sink", "offset", "topic", "payload", "accepted_at", "webhook_id", "event", "attempts",
                      "status", "detail", "set_aside_at", "redrive"],
+    "publishers": numbering.COLUMNS,
 }
 _OLD_EVENTS_COLUMNS = ["offset", "topic", "payload"]  # before accepted_at (an older version's journal)
 HEAD_SQL = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
