@@ -79,9 +79,8 @@ support = logging.getLogger(logs.SUPPORT)
 
 INGRESS_RCVHWM = 2_000_000
 FANOUT_SNDHWM = 100_000
-SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent journaling what is already queued at shutdown ...
+SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
-SHUTDOWN_MAX_SECONDS = 1.0  # ... and never longer than this, even under a flood
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
@@ -367,35 +366,29 @@ class Broker(IngressDrain, JournalKeeping):
 
     def finish(self) -> None:
         """Journal and publish what ZeroMQ already holds for us, until the ingress has been quiet
-        for SHUTDOWN_QUIET_SECONDS or SHUTDOWN_DRAIN_SECONDS have passed, then close it, journal
-        the last batch and send a last report.
+        for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_DRAIN_SECONDS), then close it at once and
+        send a last report.
 
         First the READY_TOPIC subscription is withdrawn: a `Publisher` reads that as "the agent is
         stopping" and keeps what it is given in memory from then on, so the drain ends quiet with
         none of its events in transit, and sends them to the next broker (bus/publisher.py; what
-        it did have in transit, it resends, and the journal drops the repeats).
+        it did have in transit it resends, and the journal drops the repeats).
         The subscription to everything (b"") is kept to the end on purpose: a bare PUB then
         keeps queueing for this connection while the agent is away (up to its SNDHWM) and sends
         it to the next broker; unsubscribing it would make every PUB drop what it publishes until
         the next broker subscribes (measured with a bare PUB at 500/s: ~125 events lost per
         restart, against none). What no broker can take in from a bare PUB that keeps sending:
-        what it writes after the last read and before the connection is closed, lost with the
-        connection. So once the time is up, the last batch is taken right after a message woke
-        us (the next one of a steady stream is then furthest away) and the ingress is closed at
-        once, before that batch is journaled: the window is a few microseconds, not a commit."""
+        what it writes after our last read until the I/O thread has really closed the
+        connection (zmq_close is asynchronous: what the engine reads meanwhile goes with the
+        pipe). A `Publisher` resends that; a bare PUB cannot."""
         self.ingress.setsockopt(zmq.UNSUBSCRIBE, READY_TOPIC)
-        started = time.monotonic()
-        last: list[list[bytes]] = []
-        while self.ingress.poll(math.ceil(SHUTDOWN_QUIET_SECONDS * 1000), zmq.POLLIN):
-            batch = self.drain(window=0.0, max_seconds=BATCH_SECONDS)
-            elapsed = time.monotonic() - started
-            if (elapsed >= SHUTDOWN_DRAIN_SECONDS and not self.backlogged) or elapsed >= SHUTDOWN_MAX_SECONDS:
-                last = batch
+        deadline = time.monotonic() + SHUTDOWN_DRAIN_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):
                 break
+            batch = self.drain(window=0.0, max_seconds=min(BATCH_SECONDS, left))
             self.process(batch, self.drained_bytes)
         self.ingress.close(linger=0)  # first: every later message stays queued at its publisher
-        if last:
-            self.process(last, self.drained_bytes)
         self.report()
         log.info("broker stopped: %d events journaled, rejected %s", self.received, self.rejects.counts or "none")
 
