@@ -98,8 +98,8 @@ READY_TOPIC = b"\x00eventsink-agent ready"
 SUBSCRIPTION_CHECK_SECONDS = 0.001  # publish reads subscription frames at most this often (a recv costs a syscall)
 FLUSH_POLL_SECONDS = 0.01  # flush/wait_ready wait this long at most between two checks
 _NUMBER = struct.Struct(">8sQ")  # the third frame: publisher id, sequence number (INTERFACE 4)
-_SEND_FLAGS = zmq.NOBLOCK
-_MORE_FLAGS = zmq.NOBLOCK | zmq.SNDMORE
+_SEND_FLAGS = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
+_MORE_FLAGS = int(zmq.NOBLOCK | zmq.SNDMORE)
 
 
 class Publisher:
