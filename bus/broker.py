@@ -46,7 +46,8 @@ Rejected messages are counted per reason and logged on `eventsink.bus` at most
 once per reason per minute. SIGTERM/SIGINT or a `shutdown` from the
 supervisor: stop, journal and publish what ZeroMQ already holds until the
 ingress is quiet, keeping the subscription so publishers queue the rest for the
-next broker (`finish()`), exit 0.
+next broker, then have each publisher end its connection and journal what was
+on it (bus/handover.py, `finish()`), exit 0.
 Exit codes: 0 clean stop, 1 cannot bind/start, 2 bad spec, 3 corrupt journal.
 """
 
@@ -68,6 +69,7 @@ from common.logs import RateLimited
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
+from bus import handover
 from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
@@ -81,6 +83,7 @@ INGRESS_RCVHWM = 2_000_000
 FANOUT_SNDHWM = 100_000
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
+SHUTDOWN_HANDOVER_SECONDS = 2.0  # s the publishers get to end their connections (bus/handover.py)
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
@@ -365,32 +368,46 @@ class Broker(IngressDrain, JournalKeeping):
                 self.stopping = True
 
     def finish(self) -> None:
-        """Journal and publish what ZeroMQ already holds for us, until the ingress has been quiet
-        for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_DRAIN_SECONDS), then close it at once and
-        send a last report.
+        """Journal and publish what ZeroMQ already holds for us until the ingress is quiet (at most
+        SHUTDOWN_DRAIN_SECONDS), then end every publisher's connection without losing what is on
+        it (bus/handover.py), journal that, close the ingress and send a last report.
 
         First the READY_TOPIC subscription is withdrawn: a `Publisher` reads that as "the agent is
-        stopping" and keeps what it is given in memory from then on, so the drain ends quiet with
-        none of its events in transit, and sends them to the next broker (bus/publisher.py; what
+        stopping" and keeps what it is given in memory from then on, so its traffic ends within
+        SHUTDOWN_QUIET_SECONDS and it sends the rest to the next broker (bus/publisher.py; what
         it did have in transit it resends, and the journal drops the repeats).
         The subscription to everything (b"") is kept to the end on purpose: a bare PUB then
-        keeps queueing for this connection while the agent is away (up to its SNDHWM) and sends
+        keeps queueing for its connection while the agent is away (up to its SNDHWM) and sends
         it to the next broker; unsubscribing it would make every PUB drop what it publishes until
         the next broker subscribes (measured with a bare PUB at 500/s: ~125 events lost per
-        restart, against none). What no broker can take in from a bare PUB that keeps sending:
-        what it writes after our last read until the I/O thread has really closed the
-        connection (zmq_close is asynchronous: what the engine reads meanwhile goes with the
-        pipe). A `Publisher` resends that; a bare PUB cannot."""
+        restart, against none)."""
         self.ingress.setsockopt(zmq.UNSUBSCRIBE, READY_TOPIC)
         deadline = time.monotonic() + SHUTDOWN_DRAIN_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):
-                break
-            batch = self.drain(window=0.0, max_seconds=min(BATCH_SECONDS, left))
-            self.process(batch, self.drained_bytes)
-        self.ingress.close(linger=0)  # first: every later message stays queued at its publisher
+        self._journal_until(lambda: time.monotonic() < deadline, quiet=True)
+        endpoint = self.paths.publish_endpoint
+        connections = handover.accepted(endpoint)
+        handover.stop_accepting(endpoint)
+        handover.end_writing(connections)
+        deadline = time.monotonic() + SHUTDOWN_HANDOVER_SECONDS
+        self._journal_until(lambda: handover.still_open(connections) and time.monotonic() < deadline)
+        if handover.still_open(connections):
+            log.warning("a publisher did not end its connection within %.0f s; what it sends now waits for the "
+                        "next broker or is lost", SHUTDOWN_HANDOVER_SECONDS)
+        # ZeroMQ has closed them after passing on everything they carried: take the rest.
+        self._journal_until(lambda: True, quiet=True, wait=0.0)
+        self.ingress.close(linger=0)
         self.report()
         log.info("broker stopped: %d events journaled, rejected %s", self.received, self.rejects.counts or "none")
+
+    def _journal_until(self, going, quiet: bool = False, wait: float = SHUTDOWN_QUIET_SECONDS) -> None:
+        """Journal what arrives while GOING() (QUIET: and until nothing has come for WAIT seconds;
+        without QUIET a pause only lets GOING be asked again)."""
+        while going():
+            if not self.ingress.poll(math.ceil(wait * 1000), zmq.POLLIN):
+                if quiet:
+                    return
+                continue
+            self.process(self.drain(window=0.0, max_seconds=BATCH_SECONDS), self.drained_bytes)
 
 
 def _drain_fd(fd: int) -> None:
