@@ -23,10 +23,16 @@ finds nothing and the stop is as before. Linux only, like the agent.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import socket
+import termios
+import time
 
 _FD_DIR = "/proc/self/fd"
+DRAINED_WAIT_SECONDS = 0.5  # at most, per connection, for ZeroMQ to have read what is in the kernel
+DRAINED_POLL_SECONDS = 0.001
 
 
 def ipc_address(endpoint: str) -> str | None:
@@ -86,6 +92,24 @@ def stop_accepting(endpoint: str) -> None:
             pass
 
 
+def _unread_bytes(sock: socket.socket) -> int:
+    size = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, size)
+    return size[0]
+
+
+def _half_close(sock: socket.socket) -> None:
+    """Wait (bounded) until ZeroMQ's I/O thread has read what the kernel holds for SOCK, then
+    shut its writing side. Why wait: a publisher whose socket buffer is full has part of a write
+    batch taken out of its queue; if it reads end-of-file before it could write the rest, that
+    part is gone. With the buffer empty its pending write goes through first (libzmq handles a
+    socket's writability before its end-of-file), and 200 KiB cannot fill up again meanwhile."""
+    deadline = time.monotonic() + DRAINED_WAIT_SECONDS
+    while _unread_bytes(sock) and time.monotonic() < deadline:
+        time.sleep(DRAINED_POLL_SECONDS)  # ZeroMQ's I/O thread reads it; nothing to wake us
+    sock.shutdown(socket.SHUT_WR)
+
+
 def end_writing(connections: dict[int, str]) -> None:
     """Half-close each of CONNECTIONS for writing: its publisher reads end-of-file and closes."""
     for fd, link in connections.items():
@@ -96,7 +120,7 @@ def end_writing(connections: dict[int, str]) -> None:
         except OSError:
             continue
         try:
-            sock.shutdown(socket.SHUT_WR)
+            _half_close(sock)
         except OSError:
             pass
         finally:
