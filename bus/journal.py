@@ -202,8 +202,8 @@ class Journal(DeadLetterDesk, _Connection):
             except sqlite3.Error:
                 return False
 
-    def publisher_marks(self, unseen_since: float | None = None) -> dict[bytes, int]:
-        """Numbering publisher id -> the highest sequence journaled, after forgetting those last
+    def publisher_marks(self, unseen_since: float | None = None) -> dict[bytes, bytes]:
+        """Numbering publisher id -> the highest sequence journaled (8 bytes, big-endian), after forgetting those last
         seen before UNSEEN_SINCE (Unix seconds) when given."""
         with self._lock:
             if unseen_since is not None:

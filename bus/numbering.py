@@ -48,9 +48,9 @@ def record(db: sqlite3.Connection, rows: list, at: float) -> None:
         db.executemany(_UPSERT_SQL, [(pid, seq, at) for pid, seq in highest.items()])
 
 
-def load(db: sqlite3.Connection) -> dict[bytes, int]:
-    """Publisher id -> the highest sequence journaled."""
-    return {bytes(pid): int.from_bytes(seq, "big") for pid, seq in db.execute("SELECT id, seq FROM publishers")}
+def load(db: sqlite3.Connection) -> dict[bytes, bytes]:
+    """Publisher id -> the highest sequence journaled (8 bytes, big-endian: they compare as the numbers do)."""
+    return {bytes(pid): bytes(seq) for pid, seq in db.execute("SELECT id, seq FROM publishers")}
 
 
 def forget(db: sqlite3.Connection, unseen_since: float) -> int:
@@ -61,7 +61,7 @@ def forget(db: sqlite3.Connection, unseen_since: float) -> int:
 class Numbering:
     """The broker's view of the table: `fresh(number)` says whether a numbered message is new."""
 
-    def __init__(self, highest: dict[bytes, int], keep_seconds: float = FORGET_AFTER_SECONDS):
+    def __init__(self, highest: dict[bytes, bytes], keep_seconds: float = FORGET_AFTER_SECONDS):
         self.highest = highest
         self.keep_seconds = max(keep_seconds, FORGET_AFTER_SECONDS)
         self.duplicates = 0  # repeats dropped by this broker
@@ -71,8 +71,7 @@ class Numbering:
     def fresh(self, number: bytes) -> bool:
         """True for a message not seen before (its sequence becomes the publisher's highest);
         False for a repeat, counted."""
-        pid = number[:ID_BYTES]
-        seq = int.from_bytes(number[ID_BYTES:], "big")
+        pid, seq = number[:ID_BYTES], number[ID_BYTES:]  # equal-length big-endian: bytes order is number order
         last = self.highest.get(pid)
         if last is None:
             if time.monotonic() >= self._pruned_at + PRUNE_INTERVAL:
