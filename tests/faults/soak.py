@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.faults.soak_faults import DEAD_LETTER_SINK, Injector, schedule
-from tests.faults.soak_oracle import Journal, Published, judge_sink
+from tests.faults.soak_oracle import Journal, Published, agent_failures, dump_posts, judge_sink
 from tests.faults.soak_rig import SINKS, SoakRig
 
 PUBLISHERS = (("p1", "publisher", 20.0), ("p2", "publisher", 20.0), ("bare", "pub", 10.0))  # prefix, client, events/s
@@ -104,10 +104,19 @@ def run_soak(seconds: float, seed: int, say=print) -> SoakResult:
         for line in result.lines:
             say(line)
         if result.problems:
-            say(f"soak: agent log and journal kept in {base}")
+            _write_timeline(os.path.join(base, "timeline.txt"), injector)
+            for name, receiver in rig.receivers.items():
+                dump_posts(os.path.join(base, f"posts-{name}.jsonl"), receiver)
+            say(f"soak: agent log, journal and fault timeline kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
     return result
+
+
+def _write_timeline(path: str, injector: Injector) -> None:
+    with open(path, "w") as fh:
+        for f in injector.timeline:
+            fh.write(f"t={f.start:.3f} {f.label()} for {f.end - f.start:.2f}s {f.detail}\n")
 
 
 def _finish(rig: SoakRig, injector: Injector, result: SoakResult, seconds: float) -> None:
@@ -130,10 +139,11 @@ def _judge(rig: SoakRig, injector: Injector, result: SoakResult) -> list:
     published = Published()
     for p in rig.publishers:
         published.add(p.prefix, p.client, p.sent or 0)
+    failures = agent_failures(rig.agent.log(), time.time() - time.monotonic())
     verdicts = []
     for name, table in SINKS.items():
         v = judge_sink(name, table.get("version", 2), table["max_in_flight"], rig.receivers[name], published,
-                       journal, injector.timeline, rig.generation[name])
+                       journal, injector.timeline, rig.generation[name], failures.get(name, []))
         verdicts.append(v)
         result.problems += v.problems
     return verdicts

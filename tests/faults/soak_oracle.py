@@ -40,14 +40,22 @@ receiver recorded, the fault timeline, the publishers' counts and the journal:
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from tests.faults.loadgen import events as loadgen_events
 from tests.faults.soak_faults import ANSWER_LOST, STALL, UNSUBSCRIBING, Fault
+from tests.faults.soak_rig import RESPONSE_TIMEOUT
 
 ANSWER_MARGIN = STALL + 1.0  # s after an answer-losing fault healed that a request it held may still be recorded
+# s before an answer-losing fault began that a request may have arrived whose answer it then cut
+# (the receiver stamps a request on arrival; its answer is written a moment later)
+ANSWER_LEAD = 1.0
+EFFECT_MARGIN = 1.0  # s after a fault was over that its effect (an old worker stopping) may still come
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ support\.events \[sink:([^\]]+)\]: (.*)$")
 UNSUBSCRIBED_MARGIN = 2.0  # s around a broker/agent outage a bare PUB's sends may still be dropped
 SHOW = 5  # examples per problem line
 
@@ -143,6 +151,22 @@ def posts_of(receiver) -> list[Post]:
     return sorted(out, key=lambda p: p.t)
 
 
+def dump_posts(path: str, receiver) -> None:
+    """Every request the receiver recorded, one JSON line each (arrival, status, webhook-id, seqs,
+    events, fids), kept with a failed run's agent log as the evidence behind its verdict."""
+    with open(path, "w") as fh:
+        for req in list(receiver.requests):
+            try:
+                envelope = req.json()
+                inner = envelope["data"] if envelope.get("event") == "eventsink_bulk" else [envelope]
+            except (ValueError, KeyError, TypeError):
+                inner = []
+            fh.write(json.dumps({"t": round(req.t, 3), "status": req.status, "problem": req.problem,
+                                 "wid": req.headers.get("webhook-id"), "seq": [e.get("seq") for e in inner],
+                                 "events": [e.get("event") for e in inner],
+                                 "fids": [fid_of(e) for e in inner]}) + "\n")
+
+
 def fid_of(ev: dict) -> str | None:
     data = ev.get("data")
     return data.get("fid") if isinstance(data, dict) else None
@@ -177,7 +201,7 @@ def ranges(fids: list[str]) -> str:
 
 
 def judge_sink(name: str, version: int, max_in_flight: int, receiver, published: Published, journal: Journal,
-               timeline: list[Fault], generation: int) -> SinkVerdict:
+               timeline: list[Fault], generation: int, failures: list[tuple[float, float]] = ()) -> SinkVerdict:
     v = SinkVerdict(name)
     posts = posts_of(receiver)
     v.posts = len(posts)
@@ -195,7 +219,7 @@ def judge_sink(name: str, version: int, max_in_flight: int, receiver, published:
     v.dup_before = v.delivered - sum(once.values())
     _check_missing(v, version, once, published, journal, timeline)
     _check_twice(v, posts, once, journal, timeline)
-    _check_repeats(v, posts, max_in_flight, timeline)
+    _check_repeats(v, posts, max_in_flight, timeline, list(failures))
     if max_in_flight == 1:
         _check_order(v, posts, timeline)
     if version == 1:
@@ -283,7 +307,8 @@ def _check_twice(v: SinkVerdict, posts: list[Post], once: Counter, journal: Jour
                           f"{ranges(fids)}")
 
 
-def _check_repeats(v: SinkVerdict, posts: list[Post], max_in_flight: int, timeline: list[Fault]) -> None:
+def _check_repeats(v: SinkVerdict, posts: list[Post], max_in_flight: int, timeline: list[Fault],
+                   failures: list[tuple[float, float]]) -> None:
     """Each repeat of a webhook-id explained by a fault in between; restarts within their bound."""
     mine = [f for f in timeline if f.sink in (None, v.sink)]
     last: dict[str, Post] = {}
@@ -294,7 +319,7 @@ def _check_repeats(v: SinkVerdict, posts: list[Post], max_in_flight: int, timeli
         last[p.wid] = p
         if prev is None:
             continue
-        cause = _repeat_cause(v.sink, prev, p, mine)
+        cause = _repeat_cause(v.sink, prev, p, mine, failures)
         if isinstance(cause, Fault):
             per_restart[id(cause)].add(p.wid)
             cause_name = f"restart({cause.kind})"
@@ -313,16 +338,43 @@ def _check_repeats(v: SinkVerdict, posts: list[Post], max_in_flight: int, timeli
                               f"re-sent, more than max_in_flight = {max_in_flight} in flight at the kill")
 
 
-def _repeat_cause(sink: str, prev: Post, cur: Post, mine: list[Fault]):
-    """Why CUR repeats PREV's webhook-id: 'replay', 'answer_lost', the restart Fault, or 'unexplained'."""
-    between = [f for f in mine if prev.t - 0.2 <= f.start <= cur.t]
+def _repeat_cause(sink: str, prev: Post, cur: Post, mine: list[Fault], failures: list[tuple[float, float]]):
+    """Why CUR repeats PREV's webhook-id: 'replay', 'answer_lost', 'agent_timeout', the restart Fault,
+    or 'unexplained'. A fault counts when its effect can lie between the two copies: begun before the
+    repeat, and over (a ctl command returned, a new worker running) no earlier than EFFECT_MARGIN
+    before the first copy (a replay or reload stops the old worker some time after it is asked)."""
+    between = [f for f in mine if f.start - 0.2 <= cur.t and prev.t <= (f.end or cur.t) + EFFECT_MARGIN]
     if any(f.kind == "replay" and f.sink == sink for f in between):
         return "replay"
-    if any(f.kind in ANSWER_LOST and f.sink == sink and f.start <= prev.t <= (f.end or cur.t) + ANSWER_MARGIN
+    if any(f.kind in ANSWER_LOST and f.sink == sink and f.start - ANSWER_LEAD <= prev.t <= (f.end or cur.t) + ANSWER_MARGIN
            for f in mine):
         return "answer_lost"
+    if any(start <= prev.t <= end for start, end in failures):
+        return "agent_timeout"
     restarts = [f for f in between if f.restarts(sink)]
     return restarts[0] if restarts else "unexplained"
+
+
+def agent_failures(log_text: str, wall_minus_mono: float) -> dict[str, list[tuple[float, float]]]:
+    """sink -> monotonic windows in which its worker reported POSTs without an answer (a timeout or a
+    connection error, support.events), from RESPONSE_TIMEOUT + 1.5 s before the first such failure
+    to the next success: a request the receiver took then may have had its answer lost with no
+    injected fault at all (a slow receiver on a busy machine)."""
+    windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    open_at: dict[str, float] = {}
+    for line in log_text.splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        stamp, sink, what = match.groups()
+        t = time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:23]) / 1000 - wall_minus_mono
+        if ("failed: timeout" in what or "failed: connection_error" in what) and sink not in open_at:
+            open_at[sink] = t - RESPONSE_TIMEOUT - 1.5
+        elif "succeeded after" in what and sink in open_at:
+            windows[sink].append((open_at.pop(sink), t))
+    for sink, start in open_at.items():
+        windows[sink].append((start, float("inf")))
+    return windows
 
 
 def _check_order(v: SinkVerdict, posts: list[Post], timeline: list[Fault]) -> None:

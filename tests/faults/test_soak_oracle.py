@@ -5,10 +5,11 @@ unexplained repeats, a restart re-sending more than in flight, order, the v1 mer
 from __future__ import annotations
 
 import json
+import time
 
 from sinks.receiver_server import ReceivedRequest
 from tests.faults.soak_faults import Fault
-from tests.faults.soak_oracle import Journal, Published, judge_sink
+from tests.faults.soak_oracle import Journal, Published, agent_failures, judge_sink
 
 COUNT = 20  # events of client p1: loadgen's mix, so fids 8/9 and 18/19 are media pairs
 
@@ -135,3 +136,25 @@ def test_the_last_post_must_carry_the_last_reload():
     receiver = clean(Fake())
     v = judge_sink("s", 2, 1, receiver, published(), journal([f"p1-{i}" for i in range(COUNT)]), [], 3)
     assert any("reload did not take effect" in p for p in v.problems)
+
+
+def test_a_replay_explains_repeats_of_what_the_old_worker_sent_after_it_was_asked():
+    receiver = clean(Fake())
+    replay = Fault("replay", "s", start=15.5, wall=1.0, end=19.5)  # p1-15..p1-19 came after the ask
+    for seq, i in enumerate(range(15, COUNT), 2):
+        receiver.post(f"e-p1-{i}", envelope(f"p1-{i}", seq))
+    assert judge(receiver, [replay]).problems == []
+    late = Fault("replay", "s", start=15.5, wall=1.0, end=16.0)  # over long before p1-19's first copy
+    assert any("no fault in between" in p for p in judge(receiver, [late]).problems)
+
+
+def test_agent_reported_timeouts_explain_a_repeat_of_what_arrived_then():
+    log = ("2026-12-08 01:00:10,500 WARNING support.events [sink:s]: sink s: POST to http://x/ failed: timeout: "
+           "no answer\n2026-12-08 01:00:12,000 INFO support.events [sink:s]: sink s: POST to http://x/ succeeded "
+           "after 1 failed attempts\n")
+    base = time.mktime(time.strptime("2026-12-08 01:00:00", "%Y-%m-%d %H:%M:%S"))
+    windows = agent_failures(log, base)  # wall - mono: monotonic 0 = 01:00:00
+    assert windows["s"] == [(10.5 - 1 - 1.5, 12.0)]
+    repeat = clean(Fake()).post("e-p1-8", envelope("p1-8", 30))  # first copy at t=9
+    assert judge_sink("s", 2, 1, repeat, published(), journal([f"p1-{i}" for i in range(COUNT)]), [], 0,
+                      windows["s"]).problems == []
