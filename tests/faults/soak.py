@@ -70,6 +70,8 @@ def summary(result: SoakResult, injector: Injector, rig: SoakRig, verdicts: list
     for p in rig.publishers:
         extra = {k: p.result.get(k) for k in ("pending", "dropped", "error") if p.result and p.result.get(k)}
         out.append(f"published {p.prefix} ({p.client}): {p.sent} {extra or ''}".rstrip())
+    set_aside = rig.agent.log().count("set aside as a dead letter")
+    out.append(f"dead letters set aside on {DEAD_LETTER_SINK}: {set_aside}; the drain redrives any left")
     out += [v.line() for v in verdicts]
     for v in verdicts:
         out += [f"note: {n}" for n in v.notes]
