@@ -35,6 +35,12 @@ def pytest_collection_modifyitems(items):
     parallel.add_directory_groups(items)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the worker sends the ids it collected to the controller
+def pytest_collection_finish(session):
+    if hasattr(session.config, "workerinput") and session.config.getvalue("loadgroup"):
+        parallel.tag_group_node_ids(session.items)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item):
     run_id = item.config.stash[RUN_ID] if hasattr(item.config, "workerinput") else None

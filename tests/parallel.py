@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from _pytest.nodeid import coerce_node_id  # pytest 9: the node id is structured
 
 # Directory under tests/ -> the xdist_group of every test in it.
 GROUPS = {"packaging": "packaging", "faults": "faults"}
@@ -45,6 +46,23 @@ def add_directory_groups(items: list[pytest.Item]) -> None:
         group = directory_group(str(item.path))
         if group and not any(True for _ in item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def group_suffix(item: pytest.Item) -> str:
+    """"@NAME" for an item of xdist group(s) NAME (joined as pytest-xdist joins them), "" for others."""
+    names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    return "@" + "_".join(sorted(names)) if names else ""
+
+
+def tag_group_node_ids(items: list[pytest.Item]) -> None:
+    """What pytest-xdist 3.8 does for --dist loadgroup (the group appended to the node id the
+    controller schedules by), done where it fails: it sets `item._nodeid`, which pytest 9 no longer
+    reads (the id lives in `item._id`), so every group was silently ignored."""
+    for item in items:
+        suffix = group_suffix(item)
+        if suffix and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)  # noqa: SLF001 - see the docstring
+            assert item.nodeid.endswith(suffix), f"cannot tag {item.nodeid} with its xdist group"
 
 
 def lock_paths(run_id: str) -> tuple[str, str]:

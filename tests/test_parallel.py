@@ -98,13 +98,13 @@ def note(what):
         fh.write(what + "\\n")
 
 
-def hold(name, seconds=0.4):
+def hold(name, seconds=0.3):
     note("start " + name)
     time.sleep(seconds)  # the test "runs": long enough for another worker's test to overlap it
     note("end " + name)
 
 
-@pytest.mark.parametrize("i", range(6))
+@pytest.mark.parametrize("i", range(4))
 def test_shared(i):
     hold(f"shared-{i}")
 
@@ -114,18 +114,26 @@ def test_alone():
     hold("alone")
 
 
-@pytest.mark.parametrize("i", range(6))
+@pytest.mark.parametrize("i", range(4))
 def test_more(i):
     hold(f"more-{i}")
+
+
+@pytest.mark.xdist_group("g")
+@pytest.mark.parametrize("i", range(3))
+def test_grouped(i):
+    with open(LOG + ".workers", "a") as fh:
+        fh.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+    hold(f"g-{i}", 0.2)
 '''
 
 
-def test_a_real_xdist_run_starts_no_test_beside_an_alone_one(tmp_path):
+def test_a_real_xdist_run_starts_no_test_beside_an_alone_one_and_runs_a_group_on_one_worker(tmp_path):
     (tmp_path / "conftest.py").write_text("from tests.conftest import *  # noqa: F401,F403\n")
     (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
     log = tmp_path / "log"
     env = dict(os.environ, ESA_PARALLEL_LOG=str(log), PYTHONPATH=REPO)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "3", "--dist", "loadgroup", "-p",
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p",
                           "no:cacheprovider", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -134,5 +142,8 @@ def test_a_real_xdist_run_starts_no_test_beside_an_alone_one(tmp_path):
     assert end == start + 1, f"other tests ran beside the alone one: {seen[start:end + 1]}"
     running = [line for line in seen[:start] if line.startswith("start")]
     assert len(running) == len([line for line in seen[:start] if line.startswith("end")]), seen[:start]
-    assert len(seen) == 26 and any(a.startswith("start") and b.startswith("start") for a, b in zip(seen, seen[1:])), \
+    grouped = [line.split()[0] for line in seen if line.endswith(("g-0", "g-1", "g-2"))]
+    assert grouped == ["start", "end"] * 3, f"tests of one group overlapped: {seen}"
+    assert len(set((tmp_path / "log.workers").read_text().split())) == 1, "a group was split across workers"
+    assert len(seen) == 24 and any(a.startswith("start") and b.startswith("start") for a, b in zip(seen, seen[1:])), \
         f"the run was not parallel at all, so it proves nothing: {seen}"

@@ -52,10 +52,11 @@ def sh(cmd: list[str], *, check: bool = True, timeout: float = 120, **kw) -> sub
 
 
 def package_status() -> str:
-    """dpkg's status of the package: 'installed', 'config-files', or '' when unknown to dpkg."""
+    """dpkg's status of the package: 'installed', 'config-files', or '' when not on this machine."""
     proc = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", PACKAGE],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    status = proc.stdout.strip() if proc.returncode == 0 else ""
+    return "" if status == "not-installed" else status  # known to dpkg (a purge just ran), nothing on disk
 
 
 def dpkg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
