@@ -11,13 +11,22 @@ APT_PACKAGES := python3 python3-venv python3-dev build-essential dpkg-dev fakero
 # Named after the list: a machine installed from an older list installs again when the list grows.
 APT_STAMP := /var/tmp/eventsink-agent-apt-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8).stamp
 
-.PHONY: demo test bench fuzz soak deb docs apt venv clean
+# The suite runs on TEST_WORKERS pytest-xdist workers; tests that must not run beside each other share an
+# xdist_group (--dist loadgroup) or are marked `alone` (tests/parallel.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+# The unit tests: no real agent process (supervisor, broker, sink worker), no e2e/faults/packaging/bench.
+UNIT_TESTS := tests/agent tests/alarms tests/bus tests/common tests/sinks tests/test_import_graph.py tests/test_parallel.py tests/test_docs_contract.py
+
+.PHONY: demo test check bench fuzz soak deb docs apt venv clean
 
 demo: $(STAMP)
 	$(BIN)/eventsink-agent demo
 
 test: $(STAMP) apt
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
+
+check: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not agent_process" $(UNIT_TESTS)
 
 bench: $(STAMP) apt
 	$(BIN)/python -m tests.bench

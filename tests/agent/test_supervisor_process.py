@@ -16,6 +16,8 @@ from common import config as config_mod
 from agent.supervisor import Supervisor
 from sinks.receiver import Receiver
 
+pytestmark = pytest.mark.agent_process  # runs the supervisor with real children as real processes (not in `make check`)
+
 
 def wait_for(pred, timeout=15.0, what="condition"):
     deadline = time.monotonic() + timeout

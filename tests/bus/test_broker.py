@@ -19,6 +19,8 @@ from bus.publisher import Publisher
 from tests.bus.test_validate import REJECTS, VALID
 from tests.helpers import short_tmpdir
 
+pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)
+
 MAX_KB = 4
 WARMUP = "warmup"
 

@@ -14,6 +14,8 @@ from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
 from bus.journal import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
 
+pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)
+
 
 def context_switches(pid: int) -> int:
     """Times the process's threads were scheduled in so far (/proc/PID/task/*/schedstat, field 3)."""

@@ -18,6 +18,8 @@ from bus.journal import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
 from tests.helpers import Sampler
 
+pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)
+
 BLOB = "r" * 1000  # about 1 kB a row: a 0.5 MB bound holds a few hundred
 
 

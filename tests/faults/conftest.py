@@ -18,8 +18,9 @@ from tests.e2e.conftest import make_agent, make_receiver, pytest_runtest_makerep
 from tests.e2e.harness import REPO
 from tests.faults.proxy import FaultProxy
 from tests.helpers import stopped_after
+from tests.parallel import SUMMARY_PREFIX
 
-REPORT: list[str] = []
+SUMMARY = SUMMARY_PREFIX + "fault suite: journaled / delivered / duplicates / worker RSS"
 
 
 def pytest_configure(config):
@@ -33,19 +34,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.faults)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if REPORT:
-        terminalreporter.section("fault suite: journaled / delivered / duplicates / worker RSS")
-        for line in REPORT:
-            terminalreporter.write_line(line)
-
-
 @pytest.fixture
-def report():
-    """report(line): print LINE now (-s) and in the end-of-run summary."""
+def report(request):
+    """report(line): print LINE now (-s) and in the end-of-run summary (sent from an xdist worker
+    to the controller with the test's report: tests/parallel.py)."""
 
     def add(line: str) -> None:
-        REPORT.append(line)
+        request.node.user_properties.append((SUMMARY, line))
         print(line)
 
     return add

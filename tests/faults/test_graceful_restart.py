@@ -20,6 +20,7 @@ import threading
 import time
 
 import orjson
+import pytest
 import zmq
 
 from tests.e2e.harness import Agent, sink, wait_until
@@ -72,6 +73,10 @@ def journaled_names(agent: Agent) -> collections.Counter:
     return collections.Counter(orjson.loads(p)["data"]["name"] for _, topic, p in rows if topic == "conference_updated")
 
 
+# alone: what is in transit when the broker's socket closes grows with a busy CPU. Lost 1-9 events in
+# 3 of 4 parallel runs (one of them alone, the machine busy with other sessions), none in 2 serial runs:
+# the assertion is stricter than the docstring's "at most the message in transit per restart".
+@pytest.mark.alone
 def test_graceful_restarts_under_a_bare_pub_stream_lose_and_duplicate_nothing(report):
     # The sink cannot deliver (nothing listens on port 9): its cursor stays, every row stays to be counted.
     agent = Agent([sink("cdr", "http://127.0.0.1:9/")], tuning={"max_retry_backoff": 3600})

@@ -114,6 +114,9 @@ def test_a_disk_filled_by_another_file_raises_the_alarm_and_recovers(make_agent,
     agent = make_agent([sink("cdr", receiver.url)], agent={"state_dir": os.path.join(small_fs, "state")})
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
+    # The broker opens (creates) its journal after the sinks report running: filling the disk before
+    # would test a broker that cannot start (seen on a busy machine), not a full disk under a running one.
+    wait_until(lambda: agent.status()["bus"]["journal_bytes"] > 0, 15, what="the broker's journal open")
     filler = os.path.join(small_fs, "filler")
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)  # someone else fills the disk: no append of ours fails
     try:

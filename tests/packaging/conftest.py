@@ -7,10 +7,13 @@ them as root. Without root they fail with a clear message, they do not skip.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,6 +24,10 @@ PACKAGE = "eventsink-agent"
 # Written by the tests into a directory that purge removes: a package found
 # installed with this marker was left by an interrupted test run, not by an operator.
 TEST_MARKER = "/var/lib/eventsink-agent/.installed-by-package-tests"
+# Held while the package is installed by a test session: two sessions on one machine (two work
+# trees, two CI jobs; xdist workers are kept together by their group) would purge each other's install.
+MACHINE_LOCK = "/var/lock/eventsink-agent-package-tests.lock"
+MACHINE_LOCK_WAIT = 900.0  # s: another session's package tests take a few minutes
 
 
 def need_root(what: str) -> None:
@@ -45,10 +52,11 @@ def sh(cmd: list[str], *, check: bool = True, timeout: float = 120, **kw) -> sub
 
 
 def package_status() -> str:
-    """dpkg's status of the package: 'installed', 'config-files', or '' when unknown to dpkg."""
+    """dpkg's status of the package: 'installed', 'config-files', or '' when not on this machine."""
     proc = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", PACKAGE],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    status = proc.stdout.strip() if proc.returncode == 0 else ""
+    return "" if status == "not-installed" else status  # known to dpkg (a purge just ran), nothing on disk
 
 
 def dpkg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -83,10 +91,34 @@ def deb_path(tmp_path_factory) -> str:
     return deb
 
 
+@contextlib.contextmanager
+def machine_lock(path: str = MACHINE_LOCK, wait: float = MACHINE_LOCK_WAIT):
+    """The package tests' turn on this machine: waits (bounded) while another session holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session held {path} for {wait:.0f} s (its package tests)")
+                time.sleep(0.5)  # polling a lock another session holds for minutes
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture(scope="session")
 def installed(deb_path):
     """The package installed with dpkg -i; purged at the end of the session, even on failure."""
     need_root("installing the .deb")
+    with machine_lock():
+        yield from install_for_the_session(deb_path)
+
+
+def install_for_the_session(deb_path: str):
     status = package_status()
     if status and not os.path.exists(TEST_MARKER):
         pytest.fail(f"{PACKAGE} is already on this machine (dpkg status {status!r}) and not from these tests; "

@@ -14,6 +14,8 @@ from sinks import signing
 from sinks.receiver import Receiver
 from tests.sinks.harness import NODE, WorkerRun, make_sink
 
+pytestmark = pytest.mark.agent_process  # runs sink workers as real processes (not in `make check`)
+
 BASE_RSS_KB = 40_000  # an idle worker: about 34 MB
 SECRET = "whsec_" + base64.b64encode(b"worker-test-key-0123456789abcdef").decode()
 
