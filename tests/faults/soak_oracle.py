@@ -355,6 +355,9 @@ def _repeat_cause(sink: str, prev: Post, cur: Post, mine: list[Fault], failures:
     return restarts[0] if restarts else "unexplained"
 
 
+FAILURE_TAIL = 1.5  # s after the success that closes a window of agent-reported failures
+
+
 def agent_failures(log_text: str, wall_minus_mono: float) -> dict[str, list[tuple[float, float]]]:
     """sink -> monotonic windows in which its worker reported POSTs without an answer (a timeout or a
     connection error, support.events), from RESPONSE_TIMEOUT + 1.5 s before the first such failure
@@ -371,7 +374,11 @@ def agent_failures(log_text: str, wall_minus_mono: float) -> dict[str, list[tupl
         if ("failed: timeout" in what or "failed: connection_error" in what) and sink not in open_at:
             open_at[sink] = t - RESPONSE_TIMEOUT - 1.5
         elif "succeeded after" in what and sink in open_at:
-            windows[sink].append((open_at.pop(sink), t))
+            # Until a little after the success: with several POSTs in flight the success logged may be
+            # another POST's, in the same loop turn as the failure, and a receiver that finished a
+            # request just after the agent gave up on it records that request after the failure line
+            # (seen: a redriven dead letter recorded 0.05 s after its timeout, then its retry).
+            windows[sink].append((open_at.pop(sink), t + FAILURE_TAIL))
     for sink, start in open_at.items():
         windows[sink].append((start, float("inf")))
     return windows

@@ -154,7 +154,7 @@ def test_agent_reported_timeouts_explain_a_repeat_of_what_arrived_then():
            "after 1 failed attempts\n")
     base = time.mktime(time.strptime("2026-12-08 01:00:00", "%Y-%m-%d %H:%M:%S"))
     windows = agent_failures(log, base)  # wall - mono: monotonic 0 = 01:00:00
-    assert windows["s"] == [(10.5 - 1 - 1.5, 12.0)]
+    assert windows["s"] == [(10.5 - 1 - 1.5, 12.0 + 1.5)]  # a little past the success (FAILURE_TAIL)
     repeat = clean(Fake()).post("e-p1-8", envelope("p1-8", 30))  # first copy at t=9
     assert judge_sink("s", 2, 1, repeat, published(), journal([f"p1-{i}" for i in range(COUNT)]), [], 0,
                       windows["s"]).problems == []

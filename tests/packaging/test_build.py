@@ -211,9 +211,10 @@ def test_lintian_reports_no_errors(deb_path):
 
 
 @pytest.mark.parametrize("command, subcommands", [
-    ("eventsink-agent", ["run", "check", "schema", "demo", "receive", "console-password"]),
+    ("eventsink-agent", ["run", "check", "schema", "demo", "receive", "import-pexip",
+                         "console-password"]),
     ("eventsinkctl", ["status", "alarms", "restart", "reload", "replay", "attempts", "dead-letters", "redrive",
-                      "discard"]),
+                      "discard", "deliveries"]),
 ])
 def test_the_man_page_documents_every_command_and_option_of_the_help(command, subcommands):
     with open(os.path.join(PACKAGING, "man", f"{command}.1"), encoding="utf-8") as fh:
