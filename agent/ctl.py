@@ -181,7 +181,7 @@ def request_parts(command: Command, args: argparse.Namespace) -> tuple[dict, dic
             except ValueError as exc:
                 raise BadValue(str(exc)) from None
         (query if arg.to == "query" else body)[arg.field] = value
-    return params, query, (body if command.body is not None else None)
+    return params, query, (body if command.body else None)
 
 
 def _print(text: str, stream: Any = None) -> None:

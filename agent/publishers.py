@@ -4,7 +4,7 @@ sink in alarm, with stop_publisher resent while the worker still says it
 runs), a broker report into the journal alarm, and keeping each worker's
 config up to date (an `update` it missed is sent on its next report); a
 worker's answer to `attempts` goes to the request waiting for it
-(agent/commands/attempts.py).
+(agent/actions/attempts.py).
 
 The one place a link message becomes a typed report or answer is
 `common.link.parse_message`.
@@ -24,7 +24,7 @@ from common.internal import BROKER_IDENTITY, worker_identity
 from common.link import AttemptsAnswer, BrokerReport, WorkerReport, parse_message
 from common.logs import SUPPORT
 from agent.child import SinkChild
-from agent.commands.attempts import AttemptAsks
+from agent.actions.attempts import AttemptAsks
 from agent.fleet import Fleet
 from agent.states import STOPPABLE_STATES, PublisherState
 from alarms import rules

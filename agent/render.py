@@ -1,6 +1,6 @@
 """The pieces eventsinkctl renders answers with: cells, durations, times,
 totals and plain-text tables. Each command's own renderer is next to it in
-agent/commands/ (one module per command)."""
+agent/commands/ (one description per command)."""
 
 from __future__ import annotations
 

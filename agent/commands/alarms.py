@@ -1,4 +1,5 @@
-"""`alarms`: the active alarms (docs/control-api.md, `GET /v1/alarms`)."""
+"""`alarms`: the active alarms (docs/control-api.md, `GET /v1/alarms`). Its work
+is agent/actions/alarms.py."""
 
 from __future__ import annotations
 
@@ -9,15 +10,9 @@ from agent.render import cell as _cell
 from agent.render import format_time, list_table
 
 
-def alarms(supervisor: Any, params: dict[str, Any]) -> list:
-    return [a.as_dict() for a in supervisor.alarms.active()]
-
-
 def render_alarms(body: Any) -> str:
     return list_table(body, "no active alarms", ["ALARM", "SINK", "RAISED AT", "DETAIL"], lambda a: [
         _cell(a.get("name")), _cell(a.get("sink")), format_time(a.get("raised_at")), _cell(a.get("detail"))])
 
 
-ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", alarms, render_alarms)
-
-
+ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", render=render_alarms)
