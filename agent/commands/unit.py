@@ -17,11 +17,13 @@ standard library and agent/render.py.
 from __future__ import annotations
 
 import re
-from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+# Plain classes, not dataclasses: `eventsinkctl` imports every description, and dataclasses (with
+# inspect) would be a third of its imports. Treat both as frozen: the registry is built once.
 
 
-@dataclass(frozen=True)
 class CliArg:
     """One eventsinkctl option of a command, beyond its path fields.
 
@@ -30,29 +32,47 @@ class CliArg:
     CONVERT first when given (on the client: an age such as `2h` becomes Unix
     seconds there). KWARGS are argparse's (help, type, nargs, action, ...)."""
 
-    flags: tuple[str, ...]
-    field: str
-    to: str  # "query" or "body"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    convert: Callable[[Any], Any] | None = None
-    omit_default: bool = True  # leave the field out of the request while it has argparse's default
+    __slots__ = ("flags", "field", "to", "kwargs", "convert", "omit_default")
+
+    def __init__(self, flags: tuple[str, ...], field: str, to: str, kwargs: dict[str, Any] | None = None,
+                 convert: Callable[[Any], Any] | None = None, omit_default: bool = True):
+        self.flags = flags
+        self.field = field
+        self.to = to  # "query" or "body"
+        self.kwargs = kwargs or {}
+        self.convert = convert
+        self.omit_default = omit_default  # leave the field out of the request while it has argparse's default
+
+    def __repr__(self) -> str:
+        return f"CliArg({self.flags!r}, {self.field!r}, {self.to!r})"
 
 
-@dataclass(frozen=True)
 class Command:
-    """One control command as both ends see it: its route, its options, its rendering."""
+    """One control command as both ends see it: its route, its options, its rendering.
 
-    name: str
-    help: str
-    method: str  # "" with path "": not on the control socket (signals, the agent itself)
-    path: str  # template; "{field}" segments are required fields taken from the path
-    _: KW_ONLY
-    render: Callable[[Any], str]
-    in_ctl: bool = True  # eventsinkctl offers this command
-    query: tuple[str, ...] = ()  # optional fields taken from the query string
-    body: bool = False  # it reads a JSON object (its Action's `body` type says which fields)
-    field_help: tuple[tuple[str, str], ...] = ()
-    cli: tuple[CliArg, ...] = ()
+    NAME, HELP, METHOD ("" with PATH "": not on the control socket, e.g. signals) and PATH (a template:
+    "{field}" segments are required fields taken from the path); the rest by keyword only: RENDER (the
+    answer as text), IN_CTL (eventsinkctl offers it), QUERY (optional fields of the query string), BODY
+    (it reads a JSON object; its Action's `body` type says which fields), FIELD_HELP and CLI."""
+
+    __slots__ = ("name", "help", "method", "path", "render", "in_ctl", "query", "body", "field_help", "cli")
+
+    def __init__(self, name: str, help: str, method: str, path: str, *, render: Callable[[Any], str],
+                 in_ctl: bool = True, query: tuple[str, ...] = (), body: bool = False,
+                 field_help: tuple[tuple[str, str], ...] = (), cli: tuple[CliArg, ...] = ()):
+        self.name = name
+        self.help = help
+        self.method = method
+        self.path = path
+        self.render = render
+        self.in_ctl = in_ctl
+        self.query = query
+        self.body = body
+        self.field_help = field_help
+        self.cli = cli
+
+    def __repr__(self) -> str:
+        return f"Command({self.name!r}, {self.method} {self.path})"
 
     @property
     def fields(self) -> tuple[str, ...]:
