@@ -22,7 +22,9 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from agent import __version__
 from agent.commands import COMMANDS, BadValue, Command, Reply, Unreachable, UsageError, exit_code

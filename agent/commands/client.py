@@ -5,7 +5,9 @@ error, 3 agent not running / socket unreachable)."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the agent answered: it refused (4xx) or failed (5xx); or a bad value on the command line

@@ -5,7 +5,9 @@ for good. Their work is agent/actions/dead_letters.py.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from agent.commands.unit import CliArg, Command
 from agent.render import cell, list_table, one_field

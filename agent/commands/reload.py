@@ -4,7 +4,9 @@ Its work is agent/actions/reload.py."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from agent.commands.unit import Command
 from agent.render import cell as _cell

@@ -9,7 +9,9 @@ operator's clock) and sends it in the JSON body with `dry_run`.
 from __future__ import annotations
 
 import time
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from common.timespec import parse_time
 from agent.commands.unit import CliArg, Command

@@ -17,8 +17,10 @@ standard library and agent/render.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # Plain classes, not dataclasses: `eventsinkctl` imports every description, and dataclasses (with
 # inspect) would be a third of its imports. Treat both as frozen: the registry is built once.
