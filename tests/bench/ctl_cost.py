@@ -3,8 +3,11 @@
 A real agent (one sink, at the Python receiver) answers both; each run is a
 fresh process, timed from spawn to exit (wall clock), the two tools
 alternating so that the machine's load falls on both alike. One untimed run of
-each comes first (page cache, the agent's first answer). The medians count
-(docs/control-api.md: `eventsinkctl` is a thin client of the control socket).
+each comes first (page cache, the agent's first answer, and the byte-code
+cache: Python runs here with it, even when the shell says
+PYTHONDONTWRITEBYTECODE, as on a node, where the package's postinst
+byte-compiles the agent). The medians count (docs/control-api.md:
+`eventsinkctl` is a thin client of the control socket).
 `python -m tests.bench.ctl_cost [N] [NAME=PYTHONPATH ...]` runs the row alone,
 timing the eventsinkctl of other source trees alongside (a before/after).
 """
@@ -22,6 +25,8 @@ from tests.bench.receiver import FarReceiver
 from tests.bench.runs import AgentUnderTest, TIMEOUT_SLACK
 
 RUNS = 20
+# The environment of the Python runs: with byte-code caching, as an installed eventsinkctl has it.
+CACHED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 CTL_MAIN = "import sys; from agent.ctl import main; sys.exit(main())"  # what the eventsinkctl script runs
 
 
@@ -40,7 +45,7 @@ def curl_command(socket_path: str) -> list[str]:
 def time_once(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """Seconds from spawn to exit of CMD (its output discarded); RuntimeError unless it exits 0.
 
-    With ENV (another source tree on PYTHONPATH) it runs in /, so that `-c` does not find this tree first."""
+    With ENV it runs in /, so that `-c` with another source tree on PYTHONPATH does not find this one first."""
     t0 = time.perf_counter()
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           env=env, cwd="/" if env is not None else None, timeout=TIMEOUT_SLACK)
@@ -74,11 +79,11 @@ def ctl_status(n: int = RUNS, others: dict[str, str] | None = None) -> dict:
     with FarReceiver(0.0) as receiver, AgentUnderTest(receiver.url + "/ctl") as a:
         sock = a.agent.control_socket
         commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
-            "ctl": (ctl_command(sock), None), "curl": (curl_command(sock), None),
-            "python": ([sys.executable, "-c", "pass"], None)}
+            "ctl": (ctl_command(sock), CACHED), "curl": (curl_command(sock), None),
+            "python": ([sys.executable, "-c", "pass"], CACHED)}
         for name, path in (others or {}).items():
             commands[name] = ([sys.executable, "-c", CTL_MAIN, "--socket", sock, "status"],
-                              {**os.environ, "PYTHONPATH": path})
+                              {**CACHED, "PYTHONPATH": path})
         times = alternate(commands, n)
     out = {name: summary(t) for name, t in times.items()}
     out["runs"] = n
