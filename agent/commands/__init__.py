@@ -25,6 +25,13 @@ To add a command: write both modules, add the description to `COMMANDS` below
 agent/openapi.py, and run `make docs`. tests/agent/test_command_units.py checks
 that every description has exactly one action and that the two agree on the body.
 
+A command written as one unit, the way they were before this split
+(`Command(name, help, method, path, execute, render, body=Struct, ...)`), fails
+at import with a TypeError (everything after the path is keyword-only): keep
+its name, help, route, `cli` and renderer here (`render=...`, `body=True`),
+and move `execute`/`serve`, the body Struct, `refused_while_stopping` and
+`wants_caller`, with the imports they need, to its action.
+
 `client.py` is the client's envelope and exit codes.
 """
 
