@@ -116,7 +116,7 @@ def exchange(sock: socket.socket, method: str, path: str, payload: bytes | None)
     while True:
         end = data.find(b"\r\n\r\n")
         if end >= 0:
-            status, length = _parse_head(data[:end])
+            status, length, chunked = _parse_head(data[:end])
             if status >= 200:  # a 1xx (100 Continue) is followed by the real answer
                 break
             data = data[end + 4:]
@@ -125,6 +125,8 @@ def exchange(sock: socket.socket, method: str, path: str, payload: bytes | None)
             raise ConnectionError("the answer's head is too long")
         data += _recv(sock)
     body = data[end + 4:]
+    if chunked:
+        return status, _dechunk(sock, body)
     while length is None or len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -142,20 +144,42 @@ def _recv(sock: socket.socket) -> bytes:
     return chunk
 
 
-def _parse_head(head: bytes) -> tuple[int, int | None]:
-    """An answer's status line and headers -> (status, Content-Length or None); ConnectionError when not HTTP."""
+def _dechunk(sock: socket.socket, data: bytes) -> bytes:
+    """A chunked body (DATA: what came after the head), read to its last chunk (trailers are not kept)."""
+    out = b""
+    while True:
+        while b"\r\n" not in data:
+            data += _recv(sock)
+        line, data = data.split(b"\r\n", 1)
+        size_text = line.split(b";")[0].strip()
+        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            raise ConnectionError("a bad chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            return out
+        while len(data) < size + 2:
+            data += _recv(sock)
+        out, data = out + data[:size], data[size + 2:]
+
+
+def _parse_head(head: bytes) -> tuple[int, int | None, bool]:
+    """An answer's status line and headers -> (status, Content-Length or None, chunked); ConnectionError when
+    it is not HTTP."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
         raise ConnectionError("the answer is not HTTP")
-    length = None
+    length, chunked = None, False
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
+        name = name.strip().lower()
+        if name == "content-length":
             if not value.strip().isdigit():
                 raise ConnectionError("a bad Content-Length")
             length = int(value)
-    return int(parts[1]), length
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+    return int(parts[1]), length, chunked
 
 
 def socket_path(args: argparse.Namespace) -> str:

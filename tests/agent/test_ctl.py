@@ -223,8 +223,16 @@ def test_exchange_skips_100_continue_and_reads_to_the_end_without_a_length():
     assert outcome == (404, b'{"error": "x"}')
 
 
+def test_exchange_reads_a_chunked_answer():
+    outcome, _ = exchange_with(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"3\r\n{\"a\r\n5;ext=1\r\n\": 1}\r\n0\r\n\r\n")
+    assert outcome == (200, b'{"a": 1}')
+
+
 @pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nContent-Le", b"SSH-2.0-OpenSSH\r\n\r\n",
-                                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}"])
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
 def test_exchange_refuses_what_is_not_a_whole_answer(answer):
     outcome, _ = exchange_with(answer)
     assert isinstance(outcome, ConnectionError)
