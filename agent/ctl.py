@@ -212,7 +212,25 @@ def _socket_from_config(path: str) -> str:
     return sock or os.path.join(runtime_dir, "control.sock")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested(argv: list[str]) -> str | None:
+    """The subcommand ARGV names, when that is plain before parsing: its first word, after only --socket and
+    --config with their values. None for anything else (--help, --version, an abbreviated option, no or an
+    unknown subcommand): then the parser is built whole, and argparse says what it says about it."""
+    names = {c.name for c in COMMANDS if c.in_ctl}
+    value_next = False
+    for arg in argv:
+        if value_next:
+            value_next = False
+        elif arg in ("--socket", "--config"):
+            value_next = True
+        elif not arg.startswith(("--socket=", "--config=")):
+            return arg if arg in names else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """eventsinkctl's parser, with every subcommand, or with ONLY that one (`requested`: the subcommand parses
+    the rest of the line alike either way, and building the others is most of the parser's cost)."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--socket", metavar="PATH", default=argparse.SUPPRESS,
@@ -228,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     for command in COMMANDS:
-        if not command.in_ctl:
+        if not command.in_ctl or only not in (None, command.name):
             continue
         p = sub.add_parser(command.name, parents=[where], help=command.help, description=command.help[:1].upper() + command.help[1:] + ".")
         helps = dict(command.field_help)
@@ -276,7 +294,8 @@ def fail(message: str, outcome: Reply | BaseException, problems: list[str] | tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(requested(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors (2)

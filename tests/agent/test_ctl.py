@@ -248,3 +248,35 @@ def test_client_reports_an_agent_that_closes_without_answering(tmpdir_short):
         with pytest.raises(ctl.AgentFailed, match="closed the connection without an answer"):
             ctl.ControlClient(path, timeout=5).request("GET", "/v1/status")
         mute.join()
+
+
+# ---------------------------------------------------------------- the parser built for one subcommand
+
+
+@pytest.mark.parametrize("argv,name", [
+    (["status"], "status"), (["--socket", "/s", "restart", "cdr"], "restart"), (["--socket=/s", "alarms"], "alarms"),
+    (["--config", "/c", "--socket", "status", "replay", "x", "--since", "2h"], "replay"),
+    (["--help"], None), (["--version"], None), (["--sock", "/s", "status"], None), (["bogus"], None), ([], None),
+    (["--socket", "/s"], None), (["schema"], None),  # not an eventsinkctl subcommand
+])
+def test_requested_names_the_subcommand_only_when_it_is_plain(argv, name):
+    assert ctl.requested(argv) == name
+
+
+@pytest.mark.parametrize("argv", [
+    ["status"], ["--socket", "/s", "restart", "cdr", "--json"], ["--socket=/s", "replay", "x", "--since", "2h"],
+    ["--config", "/c", "attempts", "x", "--limit", "5"], ["redrive", "x", "a", "b"], ["discard", "x", "y", "--socket", "/t"],
+])
+def test_the_one_subcommand_parser_parses_as_the_whole_one(argv):
+    whole, one = ctl.build_parser().parse_args(argv), ctl.build_parser(ctl.requested(argv)).parse_args(argv)
+    assert vars(whole) == vars(one)
+
+
+def test_usage_errors_after_a_plain_subcommand_read_as_before(capsys):
+    for argv in (["restart"], ["status", "--bogus"], ["replay", "x"], ["status", "--help"]):
+        texts = []
+        for parser in (ctl.build_parser(), ctl.build_parser(ctl.requested(argv))):
+            with pytest.raises(SystemExit) as done:
+                parser.parse_args(argv)
+            texts.append((done.value.code, capsys.readouterr()))
+        assert texts[0] == texts[1], argv
