@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sys
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any

@@ -5,6 +5,7 @@ agent/commands/ (one description per command)."""
 from __future__ import annotations
 
 import datetime
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any

@@ -12,7 +12,8 @@ Every command is two small units with the same module name:
   import the standard library, agent/render.py, agent/commands/ and the light
   helpers of common/ (timespec, vocabulary) only: `eventsinkctl` imports every
   description, and tests/agent/test_ctl_imports.py fails when one pulls in
-  zmq, pycurl, sqlite3, msgspec or http.client.
+  zmq, pycurl, sqlite3, msgspec or http.client. Nor typing or dataclasses,
+  for start-up's sake: annotations name `Any` under `TYPE_CHECKING = False`.
 - `agent/actions/NAME.py`, its action (server side): an `Action` holding the
   description and its `execute(supervisor, params)` on the main loop (or
   `serve` on the control server's thread), its msgspec body type, and the

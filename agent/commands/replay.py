@@ -9,6 +9,7 @@ operator's clock) and sends it in the JSON body with `dry_run`.
 from __future__ import annotations
 
 import time
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any

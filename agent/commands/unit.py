@@ -17,6 +17,7 @@ standard library and agent/render.py.
 from __future__ import annotations
 
 import re
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from collections.abc import Callable
