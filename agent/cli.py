@@ -1,8 +1,8 @@
 """`eventsink-agent`: the agent's command line (docs/commands.md).
 
-Owns the subcommands `run`, `check`, `schema`, `demo`, `receive` and
-`import-pexip`: their arguments, help, and the rule that an operator mistake
-(bad path, bad config, socket in use) ends in one plain sentence on stderr and a non-zero exit, never
+Owns the subcommands `run`, `check`, `schema`, `demo`, `receive`, `import-pexip` and
+`console-password`: their arguments, help, and the rule that an operator mistake (bad path, bad
+config, socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
 `--help` and `check` stay fast: agent.supervisor, bus.schema, agent.demo,
 sinks.receive_command, agent.import_pexip.
@@ -102,6 +102,10 @@ def cmd_import_pexip(args: argparse.Namespace) -> int:
     return int(importlib.import_module("agent.import_pexip").main(args) or 0)
 
 
+def cmd_console_password(args: argparse.Namespace) -> int:
+    return int(importlib.import_module("agent.console_password").main(args.file) or 0)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -184,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)")
     _add_receive_checks(p)
     _add_import_pexip(add)
+
+    p = add("console-password", cmd_console_password, "set the browser console's password",
+            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
+            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
+    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
     return parser
 
 

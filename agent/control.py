@@ -32,7 +32,8 @@ import msgspec
 
 from agent.actions import BODY, CALLER_UID, RawJSON, action_of
 from agent.commands import COMMANDS, Command
-from agent.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, json_bytes, response
+from agent.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, Stream, json_bytes, response
+from agent.control_http import serve_stream
 from agent.control_http import send as send_bytes
 from agent.errors import CommandError
 from common.logs import RateLimited, suppressed_note
@@ -212,6 +213,9 @@ class ControlServer:
                 status, payload, extra = self.dispatch(method, target, body, caller)
                 self._count(f"status:{status}")
                 log.debug("control: %s %s -> %d", method, target[:200], status)
+                if isinstance(payload, Stream):  # written as it comes, until either side ends it
+                    serve_stream(conn, payload, chunked=version == "HTTP/1.1")
+                    return
                 if not send_bytes(conn, response(status, payload, close=close, extra=extra)) or close:
                     return
         except ClientGone:
@@ -241,8 +245,10 @@ class ControlServer:
 
     # ---------------------------------------------------------------- routing
 
-    def dispatch(self, method: str, target: str, body: bytes, caller: int | None = None) -> tuple[int, bytes, dict[str, str]]:
-        """One request (from the client with uid CALLER) -> (status, JSON body bytes, extra headers). Never raises."""
+    def dispatch(self, method: str, target: str, body: bytes,
+                 caller: int | None = None) -> tuple[int, bytes | Stream, dict[str, str]]:
+        """One request (from the client with uid CALLER) -> (status, JSON body bytes or a Stream, extra
+        headers). Never raises."""
         try:
             command, params, allowed = _route(method, target)
             if command is None:
@@ -260,6 +266,8 @@ class ControlServer:
             result = action.action(self.supervisor, params)
             if isinstance(result, RawJSON):
                 return 200, result.encode(), {}
+            if isinstance(result, Stream):
+                return 200, result, {}
             return 200, json_bytes(result), {}
         except CommandError as exc:
             return exc.status, json_bytes(exc.body()), {}

@@ -1,15 +1,17 @@
 """The control socket's HTTP/1.1 framing (docs/control-api.md): reading one request
 at a time from a connection within a deadline (`Reader`: a bounded head, then
 exactly Content-Length bytes of body), parsing the request line and headers
-strictly, and writing an answer (`response`). What a request means is
-agent/control.py's; a request that cannot be parsed is a `BadRequest` with the
-status to answer it with.
+strictly, and writing an answer (`response`), or a `Stream` of lines as they
+come (`serve_stream`: chunked for HTTP/1.1, close-delimited for 1.0, until the
+stream ends or the client goes). What a request means is agent/control.py's; a
+request that cannot be parsed is a `BadRequest` with the status to answer it with.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import time
 from http import HTTPStatus
@@ -60,6 +62,74 @@ def send(conn: socket.socket, data: bytes) -> bool:
     try:
         conn.sendall(data)
         return True
+    except OSError:
+        return False
+
+
+STREAM_WRITE_TIMEOUT = 5.0  # s a streamed client may take to accept one write before it is dropped
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+class Stream:
+    """An answer written as it comes (`GET /v1/deliveries?follow=1`), one line at a time.
+
+    Its producer wakes `wake_fd` (readable) when `take` has lines; `take` answers the lines
+    ready now ([] for none) or None once the stream has ended on its side; `close` is called
+    once, by the serving thread, when the stream is over for whatever reason."""
+
+    media_type = "application/x-ndjson"
+
+    def wake_fd(self) -> int:
+        raise NotImplementedError
+
+    def take(self) -> list[bytes] | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def stream_head(media_type: str, chunked: bool) -> bytes:
+    head = ["HTTP/1.1 200 OK", f"Server: eventsink-agent/{__version__}", f"Content-Type: {media_type}",
+            "Cache-Control: no-store", "Connection: close"]
+    if chunked:
+        head.append("Transfer-Encoding: chunked")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+
+def serve_stream(conn: socket.socket, stream: Stream, *, chunked: bool,
+                 write_timeout: float = STREAM_WRITE_TIMEOUT) -> None:
+    """Write STREAM's lines to CONN as they come, until it ends or the client goes (EOF, an error,
+    a write not taken within WRITE_TIMEOUT). Sleeps in poll() between lines: no tick. The
+    connection is not reused afterwards."""
+    try:
+        conn.settimeout(write_timeout)
+        if not send(conn, stream_head(stream.media_type, chunked)):
+            return
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        poller.register(stream.wake_fd(), select.POLLIN)
+        while True:
+            for fd, events in poller.poll():
+                if fd == conn.fileno() and (events & _GONE or not _discard_input(conn)):
+                    return  # the client closed (curl -N interrupted, a browser tab gone)
+            lines = stream.take()
+            if lines is None:
+                if chunked:
+                    send(conn, b"0\r\n\r\n")
+                return
+            if lines:
+                data = b"".join(lines)
+                if not send(conn, b"%x\r\n%s\r\n" % (len(data), data) if chunked else data):
+                    return
+    finally:
+        stream.close()
+
+
+def _discard_input(conn: socket.socket) -> bool:
+    """Read what a streamed client sent (nothing is expected); False at its EOF or an error."""
+    try:
+        return bool(conn.recv(4096))
     except OSError:
         return False
 

@@ -1,5 +1,6 @@
-"""Every child process of the agent: the broker and one worker per local sink
-(plus sinks a reload removed whose worker is still shutting down), and what
+"""Every child process of the agent: the broker, one worker per local sink
+(plus sinks a reload removed whose worker is still shutting down) and the
+console while `[console] listen` is set, and what
 happens to them as a group: starting one with its spec, shutting one down on
 purpose (a `shutdown` message, SIGKILL after CHILD_GRACE), reaping exits,
 restarting crashed ones after their backoff, and the two-phase graceful stop
@@ -16,9 +17,10 @@ import logging
 import sqlite3
 from typing import Callable, Iterator
 
-from common.config import ConfigError, SinkConfig
+from common.config import ConfigError, ConsoleConfig, SinkConfig
 from common.internal import CHILD_GRACE, worker_identity
 from agent.child import BrokerChild, Child, SinkChild
+from agent.console_child import ConsoleChild
 from agent.processes import exit_description
 from sinks import shadow
 from agent.states import PublisherState
@@ -53,10 +55,14 @@ class Fleet:
         self.broker = BrokerChild()
         self.sinks: dict[str, SinkChild] = {}
         self.removed: list[SinkChild] = []  # dropped by reload, still shutting down
+        self.console: ConsoleChild | None = None  # while [console] listen is set (or it is shutting down)
         self.stopping: GracefulStop | None = None
 
     def all(self) -> list[Child]:
-        return [self.broker, *self.sinks.values(), *self.removed]
+        return [self.broker, *self.sinks.values(), *self.removed, *self._console()]
+
+    def _console(self) -> list[ConsoleChild]:
+        return [self.console] if self.console is not None else []
 
     def sink_or_removed(self, name: str) -> SinkChild | None:
         return self.sinks.get(name) or next((s for s in self.removed if s.name == name), None)
@@ -97,6 +103,46 @@ class Fleet:
         child.pending_spawn = True
         if child.retiring is None and not self._name_busy(child):
             self.spawn(child, now)
+
+    def set_console(self, settings: ConsoleConfig | None, now: float) -> None:
+        """Start, restart (new settings) or shut down the console to match SETTINGS (None: off)."""
+        current = self.console
+        if current is not None and not current.removed and current.settings == settings:
+            return
+        if current is not None:
+            self._retire_console(current, now)
+        if settings is None:
+            if current is not None:
+                current.removed = True
+                log.info("console: turned off (no [console] listen)")
+                if not current.busy:
+                    self.console = None
+            return
+        child = ConsoleChild(settings)
+        if current is not None and current.busy:
+            child.retiring, current.retiring = current.retiring, None  # the new one waits for the old one
+        self.console = child
+        child.pending_spawn = True
+        if child.retiring is None:
+            self.spawn(child, now)
+
+    def _retire_console(self, child: ConsoleChild, now: float) -> None:
+        child.pending_spawn = False
+        child.restart_at = None
+        handle = child.retire(kill_at=now + CHILD_GRACE)
+        if handle is not None:
+            handle.terminate()  # the console keeps no state: SIGTERM is its whole shutdown
+
+    def _reap_console(self, now: float) -> None:
+        child = self.console
+        if child is None:
+            return
+        exit_ = child.reap(now)
+        if child.removed and not child.busy:
+            self.console = None
+        elif exit_ is not None and not child.removed and self.stopping is None:
+            pid, code = exit_
+            child.change_state(S.CRASHED, f"(pid {pid}) exited unexpectedly: {exit_description(code)}", now)
 
     def _place_replay(self, child: SinkChild) -> None:
         """Move a replaying sink's cursor back to just below its window. Only here: no worker of the
@@ -147,6 +193,7 @@ class Fleet:
     def reap(self, now: float) -> bool:
         """Reap every exited child; True when the broker found the journal corrupt."""
         corrupt = self._reap_broker(now)
+        self._reap_console(now)
         for child in [*self.sinks.values(), *self.removed]:
             exit_ = child.reap(now)
             if child.removed and not child.busy:
@@ -178,7 +225,7 @@ class Fleet:
         if self.stopping is not None:
             self._stop_tick(now)
             return
-        for child in [self.broker, *self.sinks.values()]:
+        for child in [self.broker, *self.sinks.values(), *(c for c in self._console() if not c.removed)]:
             child.forget_failures_if_stable(now)
             if child.restart_due(now) and not self._name_busy(child):
                 self.spawn(child, now, automatic=child.state is S.CRASHED)
@@ -195,12 +242,14 @@ class Fleet:
             child.pending_spawn = False
             child.restart_at = None
             self.retire(child, stop_event=True, now=now)
+        for console in self._console():
+            self._retire_console(console, now)
         self.broker.restart_at = None
 
     def _stop_tick(self, now: float) -> None:
         st = self.stopping
         if st.phase == "workers":
-            if any(s.busy for s in [*self.sinks.values(), *self.removed]):
+            if any(s.busy for s in [*self.sinks.values(), *self.removed, *self._console()]):
                 return
             st.phase = "broker"
             handle = self.broker.retire(kill_at=min(now + CHILD_GRACE, st.started + STOP_BUDGET))

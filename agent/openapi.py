@@ -20,7 +20,9 @@ from agent.actions import action_of
 from agent.actions.attempts import ANSWER_TIMEOUT
 from agent.commands import COMMANDS, Command
 from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
+from agent.commands import deliveries
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT
+from agent.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
 from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
 from agent.states import PublisherState
 
@@ -50,6 +52,15 @@ COMMAND_ERRORS: dict[str, dict[int, str]] = {
         400: "A `limit` that is not a whole number of at least 1",
         503: f"The sink's worker exited, is not connected yet, or did not answer within {ANSWER_TIMEOUT:g} s",
     },
+    "deliveries": {
+        400: "A `limit` that is not a whole number of at least 1",
+        503: f"The sink's worker exited, is not connected yet, or did not answer within {ANSWER_TIMEOUT:g} s",
+    },
+    "follow": {
+        400: "No `follow=1`",
+        404: "No such sink on this node",
+        503: f"{MAX_FOLLOWERS} clients already follow",
+    },
 }
 NOT_FOUND = "No such {fields} on this node"
 
@@ -64,7 +75,9 @@ SINK_STATUS = {
     ],
     "properties": {
         "name": {"type": "string"},
+        "description": {"type": "string"},
         "url": {"type": "string", "description": "the sink's URL without credentials"},
+        "locations": {**_STRINGS, "description": "the system locations whose nodes run the sink"},
         "version": {"type": "integer", "enum": [1, 2]},
         "state": {"type": "string", "enum": [s.value for s in PublisherState]},
         "pid": {"type": ["integer", "null"], "description": "the worker's process id; null when none runs"},
@@ -118,6 +131,20 @@ ATTEMPT = {
                    "credentials); for a success `HTTP` and its status, e.g. `HTTP 200`"},
     },
 }
+DELIVERY = {
+    "type": "object",
+    "required": ["at", "webhook_id", "seq", "events", "outcome", "status", "duration", "headers", "body"],
+    "additionalProperties": False,
+    "properties": {
+        **{k: v for k, v in ATTEMPT["properties"].items() if k != "detail"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "the request headers as given to libcurl; every secret (`Authorization`, the "
+                    "values of the configured `headers`, proxy credentials, passwords and tokens) is `***`"},
+        "body": {"type": "string", "description": "the JSON as sent (decompressed when gzip), secrets as `***`"},
+    },
+}
+FOLLOWED = {**DELIVERY, "required": ["sink", *DELIVERY["required"]],
+            "properties": {"sink": {"type": "string"}, **DELIVERY["properties"]}}
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "status": {
         "type": "object",
@@ -139,9 +166,30 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                     "broker_restarts": _COUNT,
                 },
             },
+            "deliveries": {
+                "type": "object",
+                "properties": {
+                    "followers": {**_COUNT, "description": "open `GET /v1/deliveries?follow=1` streams"},
+                    "streaming": {**_STRINGS, "description": "the sinks whose worker streams its POSTs for them"},
+                },
+            },
         },
     },
     "alarms": {"type": "array", "items": {"$ref": "#/components/schemas/Alarm"}},
+    "config": {
+        "type": "object",
+        "required": ["path", "running", "check"],
+        "properties": {
+            "path": {"type": "string", "description": "the config file"},
+            "running": {"type": "object", "description": "the running configuration, every secret as `***`"},
+            "check": {
+                "type": "object",
+                "required": ["valid", "problems", "warnings"],
+                "description": "what `eventsink-agent check` says of the config file now",
+                "properties": {"valid": {"type": "boolean"}, "problems": _STRINGS, "warnings": _STRINGS},
+            },
+        },
+    },
     "restart": {"type": "object", "required": ["restarted"], "properties": {"restarted": {"type": "string"}}},
     "reload": {
         "type": "object",
@@ -172,6 +220,16 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "array", "items": {"$ref": "#/components/schemas/Attempt"}, "maxItems": MAX_LIMIT,
         "description": "the sink's most recent POST attempts since its worker started, newest first",
     },
+    "deliveries": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Delivery"}, "maxItems": deliveries.MAX_LIMIT,
+        "description": "the sink's most recent POSTs as sent, newest first",
+    },
+    "follow": {
+        **FOLLOWED,
+        "description": "NDJSON: one such object per line, for each POST as it completes, until the client closes "
+        "(chunked for HTTP/1.1). A client that leaves " + f"{MAX_QUEUED_BYTES // 2**20} MiB" + " unread is dropped: "
+        "the stream ends.",
+    },
     "schema": {"type": "object", "description": "the event schema as an OpenAPI 3 or Swagger 2 document"},
     "openapi": {"type": "object", "required": ["openapi", "paths"], "description": "this document"},
 }
@@ -179,6 +237,14 @@ QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "format": {"type": "string", "enum": list(SCHEMA_FORMATS), "default": SCHEMA_FORMATS[0]},
     "limit": {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT,
               "description": f"a larger value than {MAX_LIMIT} is taken as {MAX_LIMIT}"},
+    "follow": {"type": "string", "enum": ["1"]},
+    "sink": {"type": "string", "minLength": 1},
+}
+# A query field whose schema differs for one command: (command, field) -> schema.
+COMMAND_QUERY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("deliveries", "limit"): {"type": "integer", "minimum": 1, "default": deliveries.DEFAULT_LIMIT,
+                              "description": f"a larger value than {deliveries.MAX_LIMIT} is taken as "
+                                             f"{deliveries.MAX_LIMIT}"},
 }
 ERROR_SCHEMA = {
     "type": "object",
@@ -212,7 +278,8 @@ def parameters(command: Command) -> list[dict[str, Any]]:
                     "schema": {"type": "string", "minLength": 1}})
     for name in command.query:
         out.append({"name": name, "in": "query", "required": False, "description": helps.get(name, name),
-                    "schema": QUERY_SCHEMAS.get(name, {"type": "string"})})
+                    "schema": COMMAND_QUERY_SCHEMAS.get((command.name, name))
+                    or QUERY_SCHEMAS.get(name, {"type": "string"})})
     return out
 
 
@@ -229,7 +296,7 @@ def operation(command: Command) -> dict[str, Any]:
     if command.name not in RESPONSE_SCHEMAS:
         raise KeyError(f"agent/openapi.py: no response schema for the command {command.name!r}")
     responses: dict[str, Any] = {
-        "200": {"description": "Done", "content": {"application/json": {"schema": RESPONSE_SCHEMAS[command.name]}}}
+        "200": {"description": "Done", "content": {command.media_type: {"schema": RESPONSE_SCHEMAS[command.name]}}}
     }
     for status, text in error_responses(command).items():
         responses[str(status)] = {"description": text, "content": {"application/json": {"schema": ERROR_REF}}}
@@ -261,6 +328,6 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {
             "Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, "Attempt": ATTEMPT,
-            "DeadLetter": DEAD_LETTER, **body_schemas,
+            "DeadLetter": DEAD_LETTER, "Delivery": DELIVERY, **body_schemas,
         }},
     }

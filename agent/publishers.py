@@ -3,8 +3,9 @@ report into its publisher state and sink alarms (stopping the publisher of a
 sink in alarm, with stop_publisher resent while the worker still says it
 runs), a broker report into the journal alarm, and keeping each worker's
 config up to date (an `update` it missed is sent on its next report); a
-worker's answer to `attempts` goes to the request waiting for it
-(agent/actions/attempts.py).
+worker's answer to `attempts` or `deliveries` goes to the request waiting
+for it (agent/actions/attempts.py), and the POSTs a followed worker streams
+to the followers (agent/deliveries_feed.py).
 
 The one place a link message becomes a typed report or answer is
 `common.link.parse_message`.
@@ -21,10 +22,12 @@ from common import config as config_mod
 from common.config import Config, ConfigError
 from common.http_options import credentials_digest
 from common.internal import BROKER_IDENTITY, worker_identity
-from common.link import AttemptsAnswer, BrokerReport, WorkerReport, parse_message
+from common.link import (AttemptsAnswer, BrokerReport, Deliveries, DeliveriesAnswer, DeliveriesStreamed, WorkerReport,
+                         parse_message)
 from common.logs import SUPPORT
 from agent.child import SinkChild
 from agent.actions.attempts import AttemptAsks
+from agent.deliveries_feed import DeliveryFeed
 from agent.fleet import Fleet
 from agent.states import STOPPABLE_STATES, PublisherState
 from alarms import rules
@@ -54,6 +57,8 @@ class Publishers:
         self.clock = clock
         self._config = config
         self.attempts = AttemptAsks(fleet, clock)  # `attempts` requests waiting for a worker's answer
+        self.deliveries = AttemptAsks(fleet, clock, Deliveries, "deliveries")  # the same for `deliveries`
+        self.feed = DeliveryFeed(fleet)  # GET /v1/deliveries?follow=1: its followers
 
     @property
     def config(self) -> Config:
@@ -70,6 +75,12 @@ class Publishers:
             return
         if isinstance(report, AttemptsAnswer):
             self.attempts.answered(identity, report)
+            return
+        if isinstance(report, DeliveriesAnswer):
+            self.deliveries.answered(identity, report)
+            return
+        if isinstance(report, DeliveriesStreamed):
+            self.feed.streamed(identity, report)
             return
         if isinstance(report, BrokerReport):
             if identity == BROKER_IDENTITY:
@@ -91,6 +102,7 @@ class Publishers:
                 self.refresh_dead_letters()
         now = self.clock.monotonic()
         self.bring_config_up_to_date(child)
+        self.feed.on_report(child, r)
         tuning = self.config.tuning
         if not child.backlog_armed and rules.backlog_arms(r.backlog, tuning.max_background_posts):
             child.backlog_armed = True
@@ -168,15 +180,19 @@ class Publishers:
         return None
 
     def deadlines(self) -> list[float]:
-        """The loop's deadlines of this side: stop_publisher resends, attempts requests' answers."""
+        """The loop's deadlines of this side: stop_publisher resends, attempts and deliveries answers."""
         due = [d for d in map(self.stop_resend_at, self.fleet.sinks.values()) if d is not None]
-        asked = self.attempts.deadline()
-        return due if asked is None else [*due, asked]
+        asked = [d for d in (self.attempts.deadline(), self.deliveries.deadline()) if d is not None]
+        return due + asked
 
     def on_deadlines(self) -> None:
-        """Each turn: resend what is due, and fail the attempts requests whose worker went or was too slow."""
+        """Each turn: resend what is due, fail the requests whose worker went or was too slow, and
+        forget the followers that ended."""
         self.resend_stops()
-        self.attempts.expire(self.clock.monotonic())
+        now = self.clock.monotonic()
+        self.attempts.expire(now)
+        self.deliveries.expire(now)
+        self.feed.prune()
 
     def resend_stops(self) -> None:
         now = self.clock.monotonic()

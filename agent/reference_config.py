@@ -15,8 +15,10 @@ from typing import Any
 
 import msgspec
 
+from common.config import (
+    DEFAULT_PATH, RESOLVED_FIELDS, AgentConfig, Config, ConsoleConfig, NodeConfig, SinkConfig, TuningConfig,
+)
 from common.http_options import AGENT_HEADERS, RETRIED_STATUSES
-from common.config import DEFAULT_PATH, RESOLVED_FIELDS, AgentConfig, Config, NodeConfig, SinkConfig, TuningConfig
 
 # (TOML heading, Struct) in the order of the document and of packaging/etc/agent.toml.
 SECTIONS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
@@ -24,6 +26,7 @@ SECTIONS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("[agent]", AgentConfig),
     ("[tuning]", TuningConfig),
     ("[[sink]]", SinkConfig),
+    ("[console]", ConsoleConfig),
 )
 
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}

@@ -29,6 +29,7 @@ import zmq
 from common import config as config_mod
 from common.config import Config, Paths
 from common.logs import SUPPORT
+from agent import console_child
 from agent.child import Child, SinkChild
 from agent.actions import RELOAD, SHUTDOWN, action_named
 from agent.errors import CommandError
@@ -149,11 +150,14 @@ class Supervisor:
         self.fleet.spawn(self.fleet.broker, now)
         for sink in self.config.sinks_here():
             self.fleet.add(sink, now)
+        self.fleet.set_console(console_child.wanted(self.config), now)
         self.publishers.refresh_dead_letters()  # held across restarts of the agent
         log.info(
-            "agent started: %d sink(s) at location %s, %d configured elsewhere; broker pid %s; control socket %s; metrics %s",
+            "agent started: %d sink(s) at location %s, %d configured elsewhere; broker pid %s; control socket %s; "
+            "metrics %s; console %s",
             len(self.fleet.sinks), self.config.node.location, len(self.config.sink) - len(self.fleet.sinks),
             self.fleet.broker.pid, self.paths.control_socket, self.config.agent.metrics_listen or "off",
+            self.config.console.listen or "off",
         )
 
     def _make_link(self):
@@ -164,6 +168,8 @@ class Supervisor:
     def _spec_for(self, child: Child) -> bytes:
         if isinstance(child, SinkChild):
             return self.publishers.worker_spec(child)
+        if isinstance(child, console_child.ConsoleChild):
+            return console_child.console_spec(self.config)
         return config_mod.encode_spec(config_mod.resolve_secrets(self.config))
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Owns the SQLite file `{state_dir}/journal.sqlite3` through its two kinds of
 connection (tables and upgrades: bus/journal_schema.py; dead letters:
-bus/dead_letters.py; the reserve file and quarantine: bus/journal_files.py).
+bus/dead_letters.py; bulk envelope records: bus/envelope_records.py; the reserve
+file and quarantine: bus/journal_files.py).
 `Journal` is the broker's writer (append, purge with retention, make room,
 checkpoint, measure) and the supervisor's admin handle (cursor rows, replay
 window, dead letters). `JournalReader` is one worker's own connection: it reads
@@ -51,6 +52,7 @@ from typing import NamedTuple
 import msgspec
 
 from bus.dead_letters import DeadLetter, DeadLetterDesk, DeadLetterShelf  # noqa: F401 - re-exported
+from bus.envelope_records import EnvelopeDesk, EnvelopeShelf
 from bus.journal_files import SpaceReserve, quarantine  # noqa: F401 - re-exported
 from bus.journal_schema import (  # noqa: F401 - JournalCorrupt, JournalFull: re-exported
     BUSY_TIMEOUT_MS, HEAD_SQL, JournalCorrupt, JournalFull, check_schema, closed_if_unusable, connect,
@@ -110,7 +112,7 @@ class _Connection:
         self.close()
 
 
-class Journal(DeadLetterDesk, _Connection):
+class Journal(DeadLetterDesk, EnvelopeDesk, _Connection):
     """The broker's writer and the supervisor's admin handle (one connection, serialised by a lock)."""
 
     def __init__(self, path: str, *, verify: bool = False):
@@ -268,7 +270,7 @@ class Journal(DeadLetterDesk, _Connection):
                              'ON CONFLICT(sink) DO UPDATE SET "offset" = excluded."offset"', (sink, offset))
 
     def drop_cursors_except(self, sinks: Iterable[str]) -> None:
-        """Delete the cursor rows, and the dead letters, of every sink not in SINKS."""
+        """Delete the cursor rows, the dead letters and the envelope records of every sink not in SINKS."""
         keep = list(sinks)
         with self._lock:
             db = self._db
@@ -279,6 +281,7 @@ class Journal(DeadLetterDesk, _Connection):
                 else:
                     db.execute("DELETE FROM cursors")
                 self._drop_dead_letters_except(keep)
+                self._drop_envelopes_except(keep)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -371,6 +374,8 @@ class Journal(DeadLetterDesk, _Connection):
                 if young is not None:
                     bound = min(bound, young[0] - 1)
             deleted = 0 if low is None else db.execute('DELETE FROM events WHERE "offset" <= ?', (bound,)).rowcount
+            if deleted > 0:
+                self._purge_envelopes(bound)  # bulk envelope records go with their last event
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -433,7 +438,7 @@ class Journal(DeadLetterDesk, _Connection):
         return size + wal_bytes(self.path)
 
 
-class JournalReader(DeadLetterShelf, _Connection):
+class JournalReader(DeadLetterShelf, EnvelopeShelf, _Connection):
     """One worker's connection: reads events, moves its own cursor, keeps its own dead letters,
     never holds a read transaction."""
 
@@ -442,6 +447,9 @@ class JournalReader(DeadLetterShelf, _Connection):
         self.sink = sink
         self._db = connect(path, must_exist=True)
         with closed_if_unusable(self._db, path):
+            # As the broker's: a commit survives kill -9 without an fsync of the WAL each (FULL, the
+            # default, synced every bulk envelope record and cursor commit).
+            self._db.execute("PRAGMA synchronous = NORMAL")
             check_schema(self._db, path)  # the supervisor's Journal has upgraded an older one
             self.epoch = read_epoch(self._db, path)
 

@@ -10,11 +10,16 @@ schema is also described in docs/internals.md.
                                        journaled it, never less than the previous row's
     cursors(sink, "offset")            each worker's low-water mark
     dead_letters(sink, "offset", ...)  events set aside for a sink (bus/dead_letters.py)
+    envelopes(sink, low, high, members)
+                                       a bulk sink's envelopes: which offsets, in which order
+                                       (bus/envelope_records.py)
 
-Upgrade: a journal written before accepted_at existed (events with three columns)
-gets the column on open, with the time of the upgrade as its default: ALTER TABLE
-ADD COLUMN with a constant default rewrites no row, so an upgrade costs no WAL
-the size of the journal (which a nearly full disk could not take).
+Upgrade: a journal written before the envelopes table gets it on open (CREATE TABLE IF
+NOT EXISTS, an empty table: no bulk envelope sent before has a record). A journal written
+before accepted_at existed (events with three columns) gets the column on open, with the
+time of the upgrade as its default: ALTER TABLE ADD COLUMN with a constant default rewrites
+no row, so an upgrade costs no WAL the size of the journal (which a nearly full disk could
+not take).
 """
 
 from __future__ import annotations
@@ -38,12 +43,16 @@ _TABLES = (
     'payload BLOB NOT NULL, accepted_at REAL NOT NULL, webhook_id TEXT NOT NULL, event TEXT NOT NULL, '
     'attempts INTEGER NOT NULL, status INTEGER, detail TEXT NOT NULL, set_aside_at REAL NOT NULL, '
     'redrive INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(sink, "offset"))',
+    "CREATE TABLE IF NOT EXISTS envelopes(sink TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL, "
+    "members BLOB NOT NULL, PRIMARY KEY(sink, low))",
 )
 _INDEXES = (
     # replay_window and the retention purge find the first row accepted at or after a time
     "CREATE INDEX IF NOT EXISTS events_accepted_at ON events(accepted_at)",
     # the control API names a dead letter by its webhook-id
     "CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters(sink, webhook_id)",
+    # the purge deletes the records whose last event it deletes
+    "CREATE INDEX IF NOT EXISTS envelopes_high ON envelopes(high)",
 )
 EXPECTED_COLUMNS = {
     "meta": ["key", "value"],
@@ -51,6 +60,7 @@ EXPECTED_COLUMNS = {
     "cursors": ["sink", "offset"],
     "dead_letters": ["sink", "offset", "topic", "payload", "accepted_at", "webhook_id", "event", "attempts",
                      "status", "detail", "set_aside_at", "redrive"],
+    "envelopes": ["sink", "low", "high", "members"],
 }
 _OLD_EVENTS_COLUMNS = ["offset", "topic", "payload"]  # before accepted_at (an older version's journal)
 HEAD_SQL = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"

@@ -35,7 +35,7 @@ BUS_EVENTS = (
     "participant_media_streams_destroyed",
 )
 # Never echoed back in a problem (a mistyped value may still be the secret).
-SECRET_KEYS = frozenset({"password", "secret", "headers", "client_key", "proxy", "bearer_token"})
+SECRET_KEYS = frozenset({"password", "secret", "headers", "client_key", "proxy", "bearer_token", "tls_key"})
 # SinkConfig fields that only resolve_secrets() fills (from a file): not keys of the TOML file.
 RESOLVED_FIELDS = frozenset({"bearer_token"})
 SINK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -178,14 +178,34 @@ class SinkConfig(_Section):
         return f"SinkConfig({', '.join(shown)})"
 
 
+class ConsoleConfig(_Section):
+    """The browser console (docs/console.md): off unless `listen` is set; checked in config_check.check_console."""
+
+    listen: str = ""  # "" = no console
+    password_file: str = "/etc/eventsink-agent/console.passwd"
+    tls_cert: str = ""
+    tls_key: str = ""  # its path is a secret too
+    session_hours: float = 8
+
+    KEY_HELP = {
+        "listen": "`HOST:PORT` the browser console is served on; empty means no console. Beyond loopback it needs `tls_cert` and `tls_key`",
+        "password_file": "the hash of the console user `admin`'s password, written by `eventsink-agent console-password`",
+        "tls_cert": "PEM certificate (chain): with `tls_key`, the console speaks HTTPS",
+        "tls_key": "its unencrypted PEM private key, not readable by other users",
+        "session_hours": "hours a console login lasts (it also ends at Log out)",
+    }
+
+
 class Config(_Section):
     node: NodeConfig
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     tuning: TuningConfig = msgspec.field(default_factory=TuningConfig)
     sink: list[SinkConfig] = msgspec.field(default_factory=list)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
 
     KEY_HELP = {
         "node": "this node",
+        "console": "the browser console (off unless `listen` is set)",
         "agent": "the agent's files, endpoints and bounds (read at start; a reload does not change them)",
         "tuning": "global delivery tuning, for all sinks",
         "sink": "one table per event sink",

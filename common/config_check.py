@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 
 from common import http_options
+from common.console_check import check_console
 from common.config import (
-    BUS_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, NodeConfig,
+    BUS_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, ConsoleConfig, NodeConfig,
     Problem, SinkConfig, TuningConfig, parse_listen, redact_url, secret_key,
 )
 from common.vocabulary import LIFECYCLE_EVENTS
@@ -98,13 +99,14 @@ class Checker:
 
     def check(self, doc: dict) -> Config | None:
         for key in doc:
-            if key not in ("node", "agent", "tuning", "sink"):
+            if key not in ("node", "agent", "tuning", "sink", "console"):
                 self.problem(key, "unknown key", key)
         if "node" not in doc:
             self.problem("node", "is required: a [node] table with address and location")
         node = self.section("node", doc.get("node", {}), NodeConfig, "node", ("node",))
         agent = self.section("agent", doc.get("agent", {}), AgentConfig, "agent", ("agent",))
         tuning = self.section("tuning", doc.get("tuning", {}), TuningConfig, "tuning", ("tuning",))
+        console = self.section("console", doc.get("console", {}), ConsoleConfig, "console", ("console",))
         sinks_raw = doc.get("sink", [])
         sinks: list[dict | None] = []
         if not isinstance(sinks_raw, list):
@@ -119,6 +121,8 @@ class Checker:
             self.check_agent(agent)
         if tuning is not None:
             self.check_tuning(tuning)
+        if console is not None:
+            check_console(console, self.problem, self.warn)
         names: dict[str, int] = {}
         for i, s in enumerate(sinks):
             if s is not None:

@@ -2,8 +2,10 @@
 
 Owns the reports a child sends (`BrokerReport`, `WorkerReport`, with `Hist`
 for a histogram snapshot), the answer a worker gives when asked
-(`AttemptsAnswer`, of `AttemptEntry`s), the commands the supervisor sends
-(`StopPublisher`, `Update`, `Shutdown`, `Attempts`), and turning a decoded
+(`AttemptsAnswer`, of `AttemptEntry`s; `DeliveriesAnswer`, of `DeliveryEntry`s),
+the POSTs a followed worker streams (`DeliveriesStreamed`), the commands the
+supervisor sends (`StopPublisher`, `Update`, `Shutdown`, `Attempts`,
+`Deliveries`, `FollowDeliveries`), and turning a decoded
 frame into one of them (`parse_message`, `parse_report`, `parse_command`). What is on the socket is one frame
 of JSON per message, written down in docs/internals.md ("Supervisor link");
 the socket helpers and the reporting cadence are common/internal.py's.
@@ -55,6 +57,7 @@ class WorkerReport(msgspec.Struct, kw_only=True):
     dead_lettered: int = 0  # events this worker set aside as dead letters
     redriven: int = 0  # redriven dead letters this worker delivered
     attempts: dict[str, int] = msgspec.field(default_factory=dict)  # POST outcome -> count
+    streaming: bool = False  # it streams each POST as sent (someone follows GET /v1/deliveries)
     post_duration: Hist | None = None
     event_age: Hist | None = None
 
@@ -113,16 +116,54 @@ class AttemptsAnswer(msgspec.Struct, tag_field="type", tag=ATTEMPTS_ANSWER, kw_o
     attempts: list[AttemptEntry] = msgspec.field(default_factory=list)
 
 
-def parse_message(msg: dict) -> WorkerReport | BrokerReport | AttemptsAnswer:
+DELIVERIES_ANSWER, DELIVERIES_STREAMED = "deliveries_answer", "deliveries_streamed"
+
+
+class DeliveryEntry(msgspec.Struct):
+    """One POST as sent, as `GET /v1/sinks/NAME/deliveries` shows it (sinks/deliveries.py makes it)."""
+
+    at: str  # the end of the attempt, ISO 8601 UTC with milliseconds and Z
+    webhook_id: str
+    seq: int
+    events: int
+    outcome: str
+    status: int | None
+    duration: float
+    headers: dict[str, str]  # the request headers given to libcurl, every secret as "***"
+    body: str  # the JSON as sent (decompressed when gzip), every secret as "***"
+
+
+class DeliveriesAnswer(msgspec.Struct, tag_field="type", tag=DELIVERIES_ANSWER, kw_only=True):
+    """A worker's answer to `Deliveries`, with its token: its most recent POSTs as sent, newest first."""
+
+    token: int
+    sink: str
+    deliveries: list[DeliveryEntry] = msgspec.field(default_factory=list)
+
+
+class DeliveriesStreamed(msgspec.Struct, tag_field="type", tag=DELIVERIES_STREAMED, kw_only=True):
+    """POSTs a followed worker completed since its last such message, oldest first."""
+
+    sink: str
+    deliveries: list[DeliveryEntry] = msgspec.field(default_factory=list)
+
+
+Answer = AttemptsAnswer | DeliveriesAnswer | DeliveriesStreamed
+ANSWERS: dict[str, type] = {ATTEMPTS_ANSWER: AttemptsAnswer, DELIVERIES_ANSWER: DeliveriesAnswer,
+                            DELIVERIES_STREAMED: DeliveriesStreamed}
+
+
+def parse_message(msg: dict) -> WorkerReport | BrokerReport | Answer:
     """A decoded message from a child, typed by its `type`; raises ValueError when it is none of them."""
     kind = msg.get("type")
     if kind == REPORT:
         return parse_report(msg)
-    if kind == ATTEMPTS_ANSWER:
+    cls = ANSWERS.get(kind)  # type: ignore[arg-type]
+    if cls is not None:
         try:
-            return msgspec.convert(msg, AttemptsAnswer)
+            return msgspec.convert(msg, cls)
         except msgspec.ValidationError as exc:
-            raise ValueError(f"bad {ATTEMPTS_ANSWER}: {exc}") from None
+            raise ValueError(f"bad {kind}: {exc}") from None
     raise ValueError(f"message type {str(kind)[:40]!r}")
 
 
@@ -156,9 +197,22 @@ class Attempts(msgspec.Struct, tag_field="type", tag="attempts"):
     limit: int = 50
 
 
-Command = StopPublisher | Update | Shutdown | Attempts
+class Deliveries(msgspec.Struct, tag_field="type", tag="deliveries"):
+    """Worker: answer with a `DeliveriesAnswer` of the same token: its LIMIT most recent POSTs as sent."""
+
+    token: int
+    limit: int = 20
+
+
+class FollowDeliveries(msgspec.Struct, tag_field="type", tag="follow_deliveries"):
+    """Worker: `on`: stream each POST as sent once it completes (`DeliveriesStreamed`); off: stop."""
+
+    on: bool = False
+
+
+Command = StopPublisher | Update | Shutdown | Attempts | Deliveries | FollowDeliveries
 COMMANDS: dict[str, type] = {"stop_publisher": StopPublisher, "update": Update, "shutdown": Shutdown,
-                             "attempts": Attempts}
+                             "attempts": Attempts, "deliveries": Deliveries, "follow_deliveries": FollowDeliveries}
 
 
 class UnknownCommand(ValueError):

@@ -121,4 +121,7 @@ def config_secrets(config) -> list[str]:
                 out.append(read_password_file(s.password_file))  # as the worker will read it
             except (OSError, ValueError):  # unreadable (the config check says so), or not UTF-8
                 pass
+    console = getattr(config, "console", None)
+    if console is not None:
+        out.append(console.tls_key)  # a key's path tells where a credential lives
     return [x for x in out if x]

@@ -56,14 +56,19 @@ class AttemptRing:
         return list(itertools.islice(reversed(self._entries), max(0, limit)))
 
 
-def scrubber(config: Any) -> Callable[[str], str]:
-    """Masks what this worker's logs mask (their filters' secrets and CONFIG's) and URL credentials."""
+def worker_secrets(config: Any) -> list[str]:
+    """What this worker's logs mask: their filters' secrets and CONFIG's (should logging not be set up)."""
     secrets: list[str] = list(logs.config_secrets(config)) if config is not None else []
     for handler in logging.getLogger().handlers:
         for f in handler.filters:
             if isinstance(f, logs.RedactSecrets):
                 secrets += f.secrets
-    redact = logs.RedactSecrets(secrets)
+    return secrets
+
+
+def scrubber(config: Any) -> Callable[[str], str]:
+    """Masks what this worker's logs mask and URL credentials."""
+    redact = logs.RedactSecrets(worker_secrets(config))
 
     def scrub(text: str) -> str:
         return _URL_CREDENTIALS.sub(r"\1", redact.scrub(text))

@@ -13,7 +13,11 @@ asks it before queueing the retry):
   receiver's answer does not say which inner event it refused. The halves go
   out without a backoff wait (the receiver answered: this is about the
   envelope, not an outage), so finding one event in 100 takes 7 POSTs, not
-  minutes of doubling waits;
+  minutes of doubling waits. A half is an envelope of its own (its id: its
+  first event's + its count): on a bulk sink the halves' records replace the
+  refused envelope's before they go out (`on_split`, sinks/envelope_book.py),
+  so a redelivery re-forms the halves, never the refused whole; a journal that
+  refuses the records leaves the whole to be retried as it is;
 - a single event answered so for the `dead_letter_after`-th time in a row is
   set aside: written to the journal's dead-letter table (bus/journal.py) with
   the envelope as sent, the status and up to 200 characters of the answer,
@@ -33,6 +37,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 
 from common.config import SinkConfig
 from common.logs import SUPPORT
@@ -57,6 +62,8 @@ class DeadLetters:
         self.set_aside = 0  # events set aside by this worker (eventsink_dead_letters_total)
         self.redriven = 0  # redriven dead letters delivered by this worker
         self.redriving = 0  # redriven ones not delivered yet (0: delivered Posts need no look)
+        # (whole, halves) -> False when the halves cannot go out (their records not written)
+        self.on_split: Callable[[Post, tuple[Post, ...]], bool] | None = None
 
     def configure(self, sink: SinkConfig) -> None:
         self.after = sink.dead_letter_after
@@ -72,7 +79,11 @@ class DeadLetters:
             return (post,)
         if len(post.parts) > 1:
             half = len(post.parts) // 2
-            return (wrap(list(post.parts[:half]), self.version), wrap(list(post.parts[half:]), self.version))
+            halves = (wrap(list(post.parts[:half]), self.version), wrap(list(post.parts[half:]), self.version))
+            if self.on_split is not None and not self.on_split(post, halves):
+                post.strikes = 0
+                return (post,)
+            return halves
         post.strikes += 1
         if post.strikes < self.after or not self._set_aside(post, result):
             return (post,)

@@ -3,7 +3,7 @@
 Owns `Dispatcher` (the send queue, at most `max_in_flight` POSTs under way on
 the sink's `HttpClient` (sinks/http.py), the sink's backoff with one probe per
 wait, counters, histograms and the ring of recent attempts, `recent`:
-sinks/attempts.py) and `FailureLog` (failures on `support.events`, rate-limited). Everything runs on the worker's one thread:
+sinks/attempts.py; and of the POSTs as sent, `sent`: sinks/deliveries.py) and `FailureLog` (failures on `support.events`, rate-limited). Everything runs on the worker's one thread:
 `pump` starts what the policy allows, `collect` accounts for what libcurl
 finished; `try_take`/`finish` take an explicit clock value so the policy is
 tested without sockets or a real clock.
@@ -36,6 +36,7 @@ from common.logs import SUPPORT, RateLimited, suppressed_note
 from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
                                PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
 from sinks.attempts import AttemptRing
+from sinks.deliveries import DeliveryRing
 from sinks.http import HttpClient, Result, Timeouts
 from sinks.shaping import Post
 
@@ -102,6 +103,7 @@ class Dispatcher:
         self.post_duration = Histogram()
         self.event_age = Histogram()
         self.recent = AttemptRing()  # the last POST attempts, for `eventsinkctl attempts`
+        self.sent = DeliveryRing()  # the last POSTs as sent, for `eventsinkctl deliveries` and followers
         self.failure_log = FailureLog(sink)
         self._on_state_change = on_state_change
         self._clock = clock
@@ -238,11 +240,14 @@ class Dispatcher:
 
     def next_deadline(self, now: float) -> float | None:
         """The nearest moment something must happen without a socket event: libcurl's timer, a
-        response watchdog, or the end of a backoff wait when pump() has something to start."""
+        response watchdog, the end of a backoff wait when pump() has something to start, or
+        (someone follows) the streaming of POSTs held back."""
         due = [c for c in (client.next_deadline() for client in self._clients()) if c is not None]
         wait = self._wait_needed(now)  # 0.0: pump() could start something now
         if wait is not None:
             due.append(now + wait)
+        if self.sent.fresh:
+            due.append(self.sent.stream_at)
         return min(due, default=None)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -342,6 +347,7 @@ class Dispatcher:
         self.post_duration.observe(result.duration)
         wall = time.time()  # one clock read for the ring and event_age
         self.recent.record(wall, post, result)
+        self.sent.record(wall, post, result)
         if result.ok:
             self.delivered += post.count
             for t in post.times:

@@ -29,7 +29,7 @@ import os
 import select
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pycurl
 
@@ -66,6 +66,9 @@ class Result:
     retry_after: float | None = None
     detail: str = ""  # the reason, for the log (never credentials)
     answer: bytes = b""  # the first ANSWER_KEPT bytes of a failed answer's body
+    # What was given to libcurl: (the header lines, the body as sent), references only (the ring of
+    # POSTs as sent, sinks/deliveries.py, formats them when asked). Holds secrets: never display it.
+    request: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +84,8 @@ class Timeouts:
 class Transfer:
     """One easy handle, kept alive across POSTs, and what its current POST gathered."""
 
-    __slots__ = ("handle", "token", "started", "deadline", "timeouts", "lines", "answer", "aborted", "limits")
+    __slots__ = ("handle", "token", "started", "deadline", "timeouts", "lines", "answer", "aborted", "limits",
+                 "request")
 
     def __init__(self, handle: pycurl.Curl):
         self.handle = handle
@@ -93,6 +97,7 @@ class Transfer:
         self.answer = bytearray()
         self.aborted = ""
         self.limits: Timeouts | None = None  # the timeouts set on the handle now
+        self.request: tuple | None = None  # (headers, body) of its current POST, as given to libcurl
         # A C-level bound method: no Python frame per header line (a 2xx never looks at them).
         handle.setopt(pycurl.HEADERFUNCTION, self.lines.append)
         handle.setopt(pycurl.WRITEFUNCTION, self._body)
@@ -107,6 +112,7 @@ class Transfer:
         self.lines.clear()
         self.answer.clear()
         self.aborted = ""
+        self.request = None
 
 
 class HttpClient:
@@ -199,6 +205,7 @@ class HttpClient:
         c.setopt(pycurl.HTTPHEADER, headers)
         c.setopt(pycurl.POSTFIELDSIZE, len(body))
         c.setopt(pycurl.POSTFIELDS, body)
+        t.request = (headers, body)
         if t.limits != t.timeouts:  # set once per handle, again only for an attempt with its own
             t.limits = t.timeouts
             c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeouts.connect * 1000)))
@@ -235,24 +242,25 @@ class HttpClient:
         c = t.handle
         duration = max(1e-6, time.monotonic() - t.started)
         if t.aborted:
-            return Result(TIMEOUT, None, duration, detail=t.aborted)
+            return Result(TIMEOUT, None, duration, detail=t.aborted, request=t.request)
         if errno:
-            return Result(_outcome_of(errno, message), None, duration, detail=_reason(c, errno, message))
+            return Result(_outcome_of(errno, message), None, duration, detail=_reason(c, errno, message),
+                          request=t.request)
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
-            return Result(SUCCESS, status, duration)
+            return Result(SUCCESS, status, duration, request=t.request)
         answer = _last_answer(t.lines)
         headers = _parse_headers(answer)
         if 300 <= status < 400:
             location = headers.get("location")
             where = redact_url(location) if location else "no Location"
             return Result(REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
-                          answer=bytes(t.answer))
+                          answer=bytes(t.answer), request=t.request)
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
         detail = f"HTTP {status} {_reason_phrase(answer)}".rstrip()
         if retry_after is not None:
             detail += f" (Retry-After {retry_after:g} s)"
-        return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer))
+        return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer), t.request)
 
     # ------------------------------------------------------------ the poll loop's side
 

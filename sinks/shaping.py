@@ -10,6 +10,12 @@ to each call, the wall clock and the id source of lifecycle events are handed
 in (`wall_clock`, `new_id`), and results leave through two callbacks,
 `emit(Post)` and `discard(offset)` (an offset that is done without a POST of
 its own).
+
+An event that a recorded bulk envelope already holds (`recorded(offset)`, the
+worker's sinks/envelope_book.py) is shaped as it was the first time, not by
+the cache: sent at once, and on version 1 merged with exactly the media
+streams message it was merged with (`_replay_item`), so the envelope re-forms
+identically.
 """
 
 from __future__ import annotations
@@ -125,8 +131,14 @@ class Shaper:
 
     def __init__(self, settings: ShapeSettings, epoch: str, sink: str,
                  emit: Callable[[Post], None], discard: Callable[[int], None], *,
-                 wall_clock: Callable[[], float] = _time.time, new_id: Callable[[], str] = _random_id):
+                 wall_clock: Callable[[], float] = _time.time, new_id: Callable[[], str] = _random_id,
+                 recorded: Callable[[int], tuple[int, tuple[int, ...]] | None] | None = None):
         self.settings = settings
+        # offset -> the (offset, merged offsets) of the recorded inner envelope holding it, or None
+        self.recorded = recorded
+        # v1, recorded merges: a media message read first -> (its disconnect's offset, it) ...
+        self._recorded_media: dict[int, tuple[int, envelope.BusEvent]] = {}
+        self._awaiting_media: dict[int, tuple[int, envelope.BusEvent]] = {}  # ... a media offset -> its disconnect
         self.wall_clock = wall_clock  # the `time` of a lifecycle envelope
         self.new_id = new_id  # makes each lifecycle event's webhook-id unique
         self.epoch = epoch
@@ -142,7 +154,7 @@ class Shaper:
 
     @property
     def held(self) -> int:
-        return len(self._disconnects) + len(self._media)
+        return len(self._disconnects) + len(self._media) + len(self._recorded_media) + len(self._awaiting_media)
 
     def configure(self, settings: ShapeSettings) -> None:
         """New settings for the events that follow (held events keep their deadlines)."""
@@ -164,6 +176,11 @@ class Shaper:
         published = _published(event)
         if published > self.latest_published:
             self.latest_published = published
+        if self.recorded is not None:
+            item = self.recorded(offset)
+            if item is not None:
+                self._replay_item(offset, event, item, now)
+                return
         action = self.settings.action(event.event)
         if action == SEND:
             self._emit(offset, event, now)
@@ -214,16 +231,54 @@ class Shaper:
             self._release_alone(old)
         cache[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
 
+    def _replay_item(self, offset: int, event: envelope.BusEvent, item: tuple[int, tuple[int, ...]],
+                     now: float) -> None:
+        """OFFSET is in a recorded envelope as ITEM (its inner envelope's offset, the offsets merged
+        into it): shape it as the first time, whatever the cache would do now."""
+        primary, merged = item
+        if not merged:
+            self._emit(offset, event, now)
+        elif offset != primary:  # the media streams message of a merged disconnect
+            waiting = self._awaiting_media.pop(offset, None)
+            if waiting is None:
+                self._recorded_media[offset] = (primary, event)
+            else:
+                self._merge(waiting[0], waiting[1], offset, event, now)
+        else:
+            media_offset = merged[0]
+            media = self._recorded_media.pop(media_offset, None)
+            if media is not None:
+                self._merge(offset, event, media_offset, media[1], now)
+            elif media_offset > offset:  # it comes after (the disconnect was held for it)
+                self._awaiting_media[media_offset] = (offset, event)
+            else:  # read before and gone (purged or skipped): the disconnect as it is
+                self._emit(offset, event, now)
+
+    def release_awaiting(self, below: int, now: float) -> None:
+        """Everything read below BELOW has been offered: recorded disconnects still waiting for a media
+        message below it go as they are, media messages whose disconnect is below it are done."""
+        for media_offset in [m for m in self._awaiting_media if m < below]:
+            offset, event = self._awaiting_media.pop(media_offset)
+            self._emit(offset, event, now)
+        for media_offset in [m for m, (d, _) in self._recorded_media.items() if d < below]:
+            del self._recorded_media[media_offset]  # its disconnect was skipped: done with it
+            self._discard(media_offset)
+
+    def _merge(self, offset: int, event: envelope.BusEvent, media_offset: int, media: envelope.BusEvent,
+               now: float) -> None:
+        """Version 1: the disconnect at OFFSET with the media streams of MEDIA merged into its data."""
+        streams = envelope.media_streams(media.data)
+        data = event.data
+        if streams is not None:
+            try:
+                data = envelope.merge_media_streams(data, streams)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+        self._emit(offset, event, now, data=data, merged=(media_offset,))
+
     def _release_pair(self, disconnected: _Held, media: _Held, now: float) -> None:
         if self.settings.version == 1:
-            streams = envelope.media_streams(media.event.data)
-            data = disconnected.event.data
-            if streams is not None:
-                try:
-                    data = envelope.merge_media_streams(data, streams)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    pass
-            self._emit(disconnected.offset, disconnected.event, now, data=data, merged=(media.offset,))
+            self._merge(disconnected.offset, disconnected.event, media.offset, media.event, now)
         else:
             self._emit(media.offset, media.event, now)
             self._emit(disconnected.offset, disconnected.event, now)
@@ -256,6 +311,8 @@ class Shaper:
         """Forget every held event (the publisher stopped; they stay in the journal)."""
         self._disconnects.clear()
         self._media.clear()
+        self._recorded_media.clear()
+        self._awaiting_media.clear()
 
     # ------------------------------------------------------------ output
 
@@ -319,11 +376,13 @@ class Batcher:
         self._pending = []
 
 
-def wrap(batch: list[Post], version: int, wall: float | None = None) -> Post:
-    """One eventsink_bulk Post of BATCH (complete envelopes, each with its own seq)."""
+def wrap(batch: list[Post], version: int, wall: float | None = None, webhook_id: str | None = None) -> Post:
+    """One eventsink_bulk Post of BATCH (complete envelopes, each with its own seq), under WEBHOOK_ID
+    (default: the first one's id + the count, which is what a record re-forms: sinks/envelope_book.py)."""
     first = batch[0]
     offsets = tuple(offset for p in batch for offset in p.offsets)
     times = tuple(t for p in batch for t in p.times)
     body = envelope.bulk(version, _time.time() if wall is None else wall, [p.body for p in batch])
-    return Post(first.seq, BULK_EVENT, body, f"{first.webhook_id}+{len(batch)}", offsets, times, first.entered,
-                parts=tuple(batch))
+    if webhook_id is None:
+        webhook_id = f"{first.webhook_id}+{len(batch)}"
+    return Post(first.seq, BULK_EVENT, body, webhook_id, offsets, times, first.entered, parts=tuple(batch))

@@ -6,8 +6,9 @@ holds at most WINDOW journal events in memory (beyond that only the highest
 offset seen, read later), shapes them (sinks/shaping.py), starts their POSTs
 on libcurl (sinks/delivery.py, sinks/http.py), moves and commits the cursor
 (sinks/cursor.py), reports to the supervisor and obeys its commands
-(docs/internals.md; an update's config is checked in sinks/worker_update.py).
-Signal handlers only set a flag and wake the loop.
+(docs/internals.md; an update's config is checked in sinks/worker_update.py, the
+graceful stop after the loop is sinks/worker_shutdown.py). Signal handlers only set a flag
+and wake the loop.
 
 One thread: a single zmq.Poller waits on the live feed, the supervisor link,
 the wake pipe and libcurl's sockets together, with a timeout that is the
@@ -34,15 +35,17 @@ from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
-from common.vocabulary import STARTED, UPDATED, stop_event
+from common.vocabulary import STARTED, UPDATED
 from bus.journal import JournalCorrupt, JournalReader
-from sinks import attempts
+from sinks import attempts, deliveries
 from sinks.cursor import CursorTracker
 from sinks.dead_letters import DeadLetters
+from sinks.envelope_book import EnvelopeBook
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
-from sinks.http import HttpClient, Timeouts
+from sinks.http import HttpClient
 from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
+from sinks.worker_shutdown import shut_down
 from sinks.worker_update import check_update
 
 log = logging.getLogger("sinks.worker")
@@ -59,8 +62,6 @@ JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
 COMMIT_INTERVAL = 1.0
 STALL_TICK = 0.05  # s before a deadline that could not be acted on is looked at again
 HEAD_CHECK_BUSY = 1.0  # s: the journal head is read this soon after live traffic
-IN_FLIGHT_GRACE = 1.0  # s in-flight POSTs get at shutdown
-STOP_EVENT_TIMEOUT = (1.0, 1.5)  # s (connect, read) of the one stop-event attempt
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
 
 
@@ -89,7 +90,7 @@ class Worker:
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
         self._row_size = 1024.0  # running mean payload size, to size journal reads
         self._stop = False
-        self._stop_event = False
+        self.stop_event_asked = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -104,7 +105,7 @@ class Worker:
         )
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
                              emit=self._enqueue, discard=self.tracker.done)
-        self.batcher = self._new_batcher(sink)
+        self.batcher = self._new_batcher(sink)  # bulk: with self.book, the envelopes recorded
 
     # ------------------------------------------------------------ plumbing
 
@@ -127,19 +128,27 @@ class Worker:
 
     def request_stop(self, stop_event: bool = False) -> None:
         self._stop = True
-        self._stop_event = self._stop_event or stop_event
+        self.stop_event_asked = self.stop_event_asked or stop_event
         self.wake()
 
     def _new_batcher(self, sink: SinkConfig) -> Batcher | None:
+        """Bulk: a batcher for new envelopes and the book that records them; None (and no book) otherwise."""
+        self.book = self.shaper.recorded = self.dead_letters.on_split = None
         if not sink.bulk:
             return None
-        return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.dispatcher.put)
+        self.book = EnvelopeBook(self.reader, self.reader.epoch, sink.version, self.tracker.cursor,
+                                 self.dispatcher.put)
+        self.shaper.recorded, self.dead_letters.on_split = self.book.item_of, self.book.split
+        return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.book.formed)
 
     def _enqueue(self, post: Post) -> None:
-        if self.batcher is not None:
-            self.batcher.add(post)
-        else:
+        if self.batcher is None:
             self.dispatcher.put(post)
+        elif not post.offsets:  # agent-made or a redriven dead letter: never shares an envelope
+            self.batcher.flush()
+            self.book.alone(wrap([post], self.sink.version))
+        elif not self.book.route(post):  # held by a recorded envelope: re-formed as it was
+            self.batcher.add(post)
 
     @property
     def accepting(self) -> bool:
@@ -170,7 +179,7 @@ class Worker:
                  self.tracker.cursor, self.head)
         self._last_commit = now
         self._next_head_check = now + HEAD_CHECK_BUSY  # events journaled before the feed connected
-        self._report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
+        self.report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         try:
             while not self._stop:
                 # Rounded up to whole ms: zmq truncates, and a deadline 0.4 ms away would spin.
@@ -184,7 +193,7 @@ class Worker:
                     else:
                         self.dispatcher.socket_ready(item, events)
                 self._turn(time.monotonic())
-            self._shutdown()
+            shut_down(self)
         finally:
             self.dispatcher.release()
             self.sub.close(0)
@@ -220,7 +229,8 @@ class Worker:
             due.append(self._last_report + internal.REPORT_INTERVAL)
         if self.tracker.cursor > self.committed:
             due.append(self._last_commit + COMMIT_INTERVAL)
-        for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None):
+        for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None,
+                         self.book.next_deadline() if self.book else None):
             if deadline is not None:
                 # One still past after a turn cannot be acted on yet (a held event in a stalled
                 # window, a stopped publisher): look again after a tick, do not spin.
@@ -234,7 +244,9 @@ class Worker:
         dispatcher = self.dispatcher
         dispatcher.timer_due(now)
         dispatcher.collect(now)
-        self._collect()
+        self.collect()
+        if dispatcher.sent.fresh and now >= dispatcher.sent.stream_at:  # someone follows
+            deliveries.stream(self.link, dispatcher.sent, self.name, self.config, now)
         self._acknowledge()
         if self.accepting:
             self._catch_up(now)
@@ -244,6 +256,8 @@ class Worker:
             self.shaper.expire(now, read_all=not stalled)
             if self.batcher is not None:
                 self.batcher.tick(now)
+                self.book.flush_due(self.next_offset, now, self.shaper)
+                self.book.send_recorded(now)  # recorded before the first POST
             self._acknowledge()  # events filtered out or merged are done too
             dispatcher.pump(now)
         if now >= self._next_head_check:
@@ -251,20 +265,20 @@ class Worker:
             self._journal_call(lambda: self._see_head(self.reader.head()))
         if self.tracker.cursor > self.committed and now - self._last_commit >= COMMIT_INTERVAL:
             self._last_commit = now
-            self._commit()
+            self.commit()
         figures = self._figures()
         if figures != self._reported:
             if figures[0] != self._reported[0] or now - self._last_report >= internal.REPORT_INTERVAL:
-                self._report(now)  # a change of state at once, other changes at most every REPORT_INTERVAL
+                self.report(now)  # a change of state at once, other changes at most every REPORT_INTERVAL
         elif now - self._last_report >= internal.HEARTBEAT_INTERVAL:
-            self._report(now)
+            self.report(now)
         self._unreported = self._reported != figures
 
     def _figures(self) -> tuple:
         """What a report tells, in short: a new report is due when this changes."""
         d = self.dispatcher
         return (d.state, self._backlog(), d.in_flight, d.delivered, d.failures, d.backoff.failures,
-                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven)
+                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.sent.following)
 
     def _backlog(self) -> int:
         return self.tracker.undone + max(0, self.head - self.next_offset + 1)
@@ -349,7 +363,7 @@ class Worker:
                             self.name, exc, self.journal_errors)
             return None
 
-    def _collect(self) -> None:
+    def collect(self) -> None:
         completed, dead_letters = self.dispatcher.completed, self.dead_letters
         while completed:
             post = completed.popleft()
@@ -369,7 +383,7 @@ class Worker:
             self._shadowed = cursor
             self.shadow.moved(cursor)
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         cursor = self.tracker.cursor
         if self._journal_call(lambda: self.reader.commit_cursor(cursor) or True):
             self.committed = cursor
@@ -377,14 +391,14 @@ class Worker:
 
     # ------------------------------------------------------------ supervisor link
 
-    def _report(self, now: float) -> None:
+    def report(self, now: float) -> None:
         self._last_report = now
         self._reported = self._figures()
         self._unreported = False
         internal.send_nowait(self.link, WorkerReport(
             sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
             cursor=self.committed, head=self.head,  # the durable cursor
-            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven,
+            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven, streaming=self.dispatcher.sent.following,
             **self.dispatcher.snapshot(),
         ))
 
@@ -396,20 +410,23 @@ class Worker:
                 self.update(command.config, command.announce)
             elif isinstance(command, Attempts):  # formatted only now, never per attempt
                 internal.send_nowait(self.link, attempts.answer(self.dispatcher.recent, command, self.name, self.config))
+            elif isinstance(command, deliveries.COMMANDS):  # the POSTs as sent: formatted only now, or streamed
+                deliveries.obey(command, self.dispatcher.sent, self.link, self.name, self.config)
             else:
                 self.request_stop(command.stop_event)
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""
         if self.dispatcher.state == PAUSED:  # a repeated command
-            self._report(time.monotonic())
+            self.report(time.monotonic())
             return
         dropped = self.dispatcher.pause()
         self.shaper.drop_held()
         if self.batcher is not None:
             self.batcher.drop()
+            self.book.drop()
         log.info("sink %s: publisher stopped (%d queued POSTs left to the journal)", self.name, dropped)
-        self._report(time.monotonic())
+        self.report(time.monotonic())
 
     def update(self, raw_config, announce: bool) -> None:
         """Apply new node/sink/tuning settings live; announce with eventsink_updated if asked."""
@@ -424,54 +441,17 @@ class Worker:
         self.dead_letters.configure(sink)
         if sink.bulk and self.batcher is not None:
             self.batcher.configure(sink.bulk_max_events, sink.bulk_interval, sink.version)
+            self.book.version = sink.version
         elif self.batcher is not None or sink.bulk:
             if self.batcher is not None:
                 self.batcher.flush()
+                self.book.close(time.monotonic(), self.shaper)
             self.batcher = self._new_batcher(sink)
         self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client,
                                   max_rate=sink.max_rate)
         log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
         if announce and self.accepting:
             self._enqueue(self.shaper.lifecycle(UPDATED, time.monotonic()))
-
-    # ------------------------------------------------------------ shutdown
-
-    def _shutdown(self) -> None:
-        signal.signal(signal.SIGALRM, lambda *_: self._force_exit())
-        signal.setitimer(signal.ITIMER_REAL, internal.CHILD_GRACE - 0.5)
-        running = self.dispatcher.state == RUNNING
-        self.dispatcher.close()
-        if not self.dispatcher.wait_idle(IN_FLIGHT_GRACE):
-            log.info("sink %s: leaving %d POSTs in flight at shutdown (they stay in the journal)",
-                     self.name, self.dispatcher.in_flight)
-        self._collect()
-        if self._stop_event and running:
-            self._send_stop_event()
-        self._collect()
-        if self.tracker.cursor > self.committed:
-            self._commit()
-        self._report(time.monotonic())
-        log.info("sink %s: stopped (cursor %d)", self.name, self.committed)
-
-    def _send_stop_event(self) -> None:
-        tuning = self.config.tuning
-        # Events queued, unsent or failed go back to the journal and get new seqs after the next
-        # start; the stop event follows the last seq a receiver may have seen, so it sees no gap.
-        self.shaper.seq = self.dispatcher.last_seq_out()
-        post = self.shaper.lifecycle(stop_event(self.sink.version), time.monotonic())
-        if self.batcher is not None:
-            post = wrap([post], self.sink.version)
-        timeout = Timeouts(connect=min(tuning.connection_timeout, STOP_EVENT_TIMEOUT[0]),
-                           response=min(tuning.response_timeout, STOP_EVENT_TIMEOUT[1]))
-        result = self.dispatcher.send_once(post, timeout)
-        if not result.ok:
-            logging.getLogger(logs.SUPPORT).warning("sink %s: stop event not delivered: %s: %s", self.name,
-                                                    result.outcome, result.detail)
-
-    def _force_exit(self) -> None:
-        log.warning("sink %s: shutdown took too long; exiting now (undelivered events stay in the journal)", self.name)
-        logging.shutdown()
-        os._exit(0)
 
 
 def main() -> int:

@@ -73,3 +73,34 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+def dedupe_bulk(requests) -> tuple[dict[str, list[tuple[str, str]]], list[str], int]:
+    """What a receiver deduplicating bulk POSTs on `webhook-id` keeps, from the 2xx REQUESTS of a
+    `sinks.receiver.Receiver`: (webhook-id -> the events it stores under it, as (event, data as
+    canonical JSON), in arrival order; what is wrong: ids that came again holding other events or
+    in another order, envelopes that mix lifecycle and journal events; how many POSTs were repeats
+    of an id already stored)."""
+    import json
+
+    stored: dict[str, list[tuple[str, str]]] = {}
+    broken: list[str] = []
+    repeats = 0
+    for req in list(requests):
+        if getattr(req, "problem", None) is not None or not 200 <= req.status < 300:
+            continue
+        body = json.loads(req.body)
+        if body.get("event") != "eventsink_bulk":
+            broken.append(f"not a bulk POST: {body.get('event')}")
+            continue
+        wid = req.headers["webhook-id"]
+        inner = [(e["event"], json.dumps(e["data"], sort_keys=True)) for e in body["data"]]
+        lifecycle = {name.startswith("eventsink_") for name, _ in inner}
+        if len(lifecycle) > 1:
+            broken.append(f"{wid}: lifecycle and journal events share it")
+        if wid in stored:
+            repeats += 1
+            if stored[wid] != inner:
+                broken.append(f"{wid}: came again with {len(inner)} events, first with {len(stored[wid])}")
+            continue
+        stored[wid] = inner
+    return stored, broken, repeats

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from agent.actions.alarms import ALARMS
 from agent.actions.attempts import ATTEMPTS
+from agent.actions.config_view import CONFIG
 from agent.actions.dead_letters import DEAD_LETTERS, DISCARD, REDRIVE
+from agent.actions.deliveries import DELIVERIES, FOLLOW
 from agent.actions.openapi_doc import OPENAPI
 from agent.actions.reload import RELOAD
 from agent.actions.replay import REPLAY
@@ -20,7 +22,8 @@ from agent.actions.unit import BODY, CALLER_UID, Action, RawJSON, ask
 from agent.commands import LOOP_COMMANDS, Command
 
 ACTIONS: tuple[Action, ...] = (
-    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA, OPENAPI, SHUTDOWN,
+    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DELIVERIES, FOLLOW, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA,
+    OPENAPI, CONFIG, SHUTDOWN,
 )
 _BY_NAME = {a.name: a for a in ACTIONS}
 
@@ -47,7 +50,7 @@ def unpaired() -> list[str]:
 
 
 __all__ = [
-    "ACTIONS", "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "DEAD_LETTERS", "DISCARD", "OPENAPI", "REDRIVE", "RELOAD",
-    "REPLAY", "RESTART", "SCHEMA", "SHUTDOWN", "STATUS", "Action", "RawJSON", "action_named", "action_of", "ask",
+    "ACTIONS", "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "CONFIG", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "FOLLOW",
+    "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA", "SHUTDOWN", "STATUS", "Action", "RawJSON", "action_named", "action_of", "ask",
     "unpaired",
 ]

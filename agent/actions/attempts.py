@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from common.internal import worker_identity
-from common.link import Attempts, AttemptsAnswer
+from common.link import Attempts
 from agent.actions.unit import Action, sink_child
 from agent.commands import attempts as command
 from agent.commands.attempts import parse_limit
@@ -37,11 +37,16 @@ class _Pending:
 
 
 class AttemptAsks:
-    """The `attempts` requests waiting for a worker's answer (token -> _Pending), on the main loop."""
+    """The `attempts` requests waiting for a worker's answer (token -> _Pending), on the main loop.
 
-    def __init__(self, fleet: Any, clock: Any) -> None:
+    The same for any other question a worker answers with a list (`deliveries`): ASK_TYPE is the
+    command sent (token, limit), ITEMS the answer's field with the list."""
+
+    def __init__(self, fleet: Any, clock: Any, ask_type: type = Attempts, items: str = "attempts") -> None:
         self.fleet = fleet  # its link, once bound, and its sinks
         self.clock = clock
+        self.ask_type = ask_type
+        self.items = items
         self._pending: dict[int, _Pending] = {}
         self._tokens = itertools.count(1)
 
@@ -53,21 +58,21 @@ class AttemptAsks:
         if child.handle is None:
             return []
         token = next(self._tokens)
-        if not self.fleet.link.send(worker_identity(child.name), msgspec.to_builtins(Attempts(token, limit))):
+        if not self.fleet.link.send(worker_identity(child.name), msgspec.to_builtins(self.ask_type(token, limit))):
             raise CommandError(503, f"the worker of sink {child.name} is not connected yet; try again")
         future: Future = Future()
         self._pending[token] = _Pending(future, child.name, child.handle, self.clock.monotonic() + ANSWER_TIMEOUT)
         return future
 
-    def answered(self, identity: bytes, answer: AttemptsAnswer) -> None:
+    def answered(self, identity: bytes, answer: Any) -> None:
         pending = self._pending.get(answer.token)
         if pending is None:
             return  # too late (it was failed at its deadline): nobody waits for it any more
         if identity != worker_identity(pending.sink) or answer.sink != pending.sink:
-            self.fleet.link.note_bad(identity, f"attempts answer for token {answer.token} from another sink")
+            self.fleet.link.note_bad(identity, f"{self.items} answer for token {answer.token} from another sink")
             return
         del self._pending[answer.token]
-        pending.future.set_result([msgspec.to_builtins(a) for a in answer.attempts])
+        pending.future.set_result([msgspec.to_builtins(a) for a in getattr(answer, self.items)])
 
     def deadline(self) -> float | None:
         return min((p.deadline for p in self._pending.values()), default=None)

@@ -11,6 +11,7 @@ from typing import Any
 from common import config as config_mod
 from common import logs
 from common.config import ConfigError
+from agent import console_child
 from agent.actions.unit import Action
 from agent.commands import reload as command
 from agent.errors import CommandError
@@ -39,6 +40,7 @@ def reload(supervisor: Any, params: dict[str, Any]) -> dict:
     for name in plan.quiet_updates:
         supervisor.publishers.send_update(fleet.sinks[name], announce=False)
     fleet.drop_stale_cursors()
+    fleet.set_console(console_child.wanted(plan.config), now)
     log.info("config reloaded: added %s, changed %s, removed %s", plan.added or "-", plan.changed or "-", plan.removed or "-")
     return plan.reply()
 

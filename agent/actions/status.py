@@ -24,6 +24,11 @@ def status(supervisor: Any, params: dict[str, Any]) -> dict:
             "broker_restarts": broker.restarts,
             "state": broker.state.value,
         },
+        "deliveries": {  # GET /v1/deliveries?follow=1: its open streams, the workers streaming for them
+            "followers": len(supervisor.publishers.feed.followers),
+            "streaming": sorted(c.name for c in supervisor.fleet.sinks.values()
+                                if c.report is not None and c.report.streaming),
+        },
     }
 
 
@@ -31,7 +36,9 @@ def sink_status(supervisor: Any, child: Any) -> dict:
     totals = child.totals()
     return {
         "name": child.name,
+        "description": child.config.description,
         "url": redact_url(child.config.url),
+        "locations": list(child.config.locations),
         "version": child.config.version,
         "state": child.state.value,
         "pid": child.pid,

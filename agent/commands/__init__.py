@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from agent.commands.alarms import ALARMS
 from agent.commands.attempts import ATTEMPTS
+from agent.commands.config_view import CONFIG
+from agent.commands.deliveries import DELIVERIES, FOLLOW
 from agent.commands.client import (
     EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BadValue, Reply, Unreachable, UsageError, exit_code,
 )
@@ -54,7 +56,8 @@ from agent.commands.status import STATUS, STATUS_COLUMNS, render_status
 from agent.commands.unit import CliArg, Command, render_raw
 
 COMMANDS: tuple[Command, ...] = (
-    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA, OPENAPI,
+    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DELIVERIES, FOLLOW, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA,
+    OPENAPI, CONFIG,
 )  # on the control socket, in the order `eventsinkctl --help` lists them
 LOOP_COMMANDS: tuple[Command, ...] = COMMANDS + (SHUTDOWN,)  # what the supervisor accepts (signals give shutdown)
 
@@ -64,8 +67,8 @@ def command_named(name: str) -> Command | None:
 
 
 __all__ = [
-    "ALARMS", "ATTEMPTS", "COMMANDS", "DEAD_LETTERS", "DISCARD", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE",
-    "EXIT_USAGE", "LOOP_COMMANDS", "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA", "SHUTDOWN",
-    "STATUS", "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "Reply", "Unreachable", "UsageError",
-    "command_named", "exit_code", "render_raw", "render_status",
+    "ALARMS", "ATTEMPTS", "COMMANDS", "CONFIG", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "EXIT_FAILED", "EXIT_OK",
+    "EXIT_UNREACHABLE", "EXIT_USAGE", "FOLLOW", "LOOP_COMMANDS", "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART",
+    "SCHEMA", "SHUTDOWN", "STATUS", "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "Reply", "Unreachable",
+    "UsageError", "command_named", "exit_code", "render_raw", "render_status",
 ]

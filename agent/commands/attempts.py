@@ -18,15 +18,16 @@ MAX_LIMIT = 1000  # a larger limit is clamped: the worker keeps no more
 COLUMNS = ["TIME", "SEQ", "EVENTS", "WEBHOOK-ID", "OUTCOME", "STATUS", "DURATION", "DETAIL"]
 
 
-def parse_limit(raw: Any, name: str = "limit") -> int:
-    """RAW (a query string value, None: absent) as a limit from 1 to MAX_LIMIT; ValueError with one sentence."""
+def parse_limit(raw: Any, name: str = "limit", default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    """RAW (a query string value, None: absent) as a limit from 1 to MAXIMUM (DEFAULT when absent);
+    ValueError with one sentence."""
     if raw is None:
-        return DEFAULT_LIMIT
+        return default
     text = str(raw)
     digits = text.lstrip("0")
     if not text.isascii() or not text.isdigit() or not digits:
         raise ValueError(f"{name} must be a whole number of at least 1, not {text[:20]!r}")
-    return MAX_LIMIT if len(digits) > len(str(MAX_LIMIT)) else min(int(digits), MAX_LIMIT)
+    return maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
 
 
 def _cli_limit(value: str) -> int:

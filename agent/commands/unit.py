@@ -56,13 +56,16 @@ class Command:
     NAME, HELP, METHOD ("" with PATH "": not on the control socket, e.g. signals) and PATH (a template:
     "{field}" segments are required fields taken from the path); the rest by keyword only: RENDER (the
     answer as text), IN_CTL (eventsinkctl offers it), QUERY (optional fields of the query string), BODY
-    (it reads a JSON object; its Action's `body` type says which fields), FIELD_HELP and CLI."""
+    (it reads a JSON object; its Action's `body` type says which fields), FIELD_HELP, CLI and MEDIA_TYPE
+    (of its success answer; "application/x-ndjson": a stream the server writes as it comes)."""
 
-    __slots__ = ("name", "help", "method", "path", "render", "in_ctl", "query", "body", "field_help", "cli")
+    __slots__ = ("name", "help", "method", "path", "render", "in_ctl", "query", "body", "field_help", "cli",
+                 "media_type")
 
     def __init__(self, name: str, help: str, method: str, path: str, *, render: Callable[[Any], str],
                  in_ctl: bool = True, query: tuple[str, ...] = (), body: bool = False,
-                 field_help: tuple[tuple[str, str], ...] = (), cli: tuple[CliArg, ...] = ()):
+                 field_help: tuple[tuple[str, str], ...] = (), cli: tuple[CliArg, ...] = (),
+                 media_type: str = "application/json"):
         self.name = name
         self.help = help
         self.method = method
@@ -73,6 +76,7 @@ class Command:
         self.body = body
         self.field_help = field_help
         self.cli = cli
+        self.media_type = media_type
 
     def __repr__(self) -> str:
         return f"Command({self.name!r}, {self.method} {self.path})"

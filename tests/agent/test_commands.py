@@ -37,7 +37,8 @@ def test_contract_routes():
         ("POST", "/v1/reload"), ("GET", "/v1/schema"), ("GET", "/v1/openapi.json"),
         ("POST", "/v1/sinks/{sink}/replay"), ("GET", "/v1/sinks/{sink}/dead-letters"),
         ("POST", "/v1/sinks/{sink}/dead-letters/redrive"), ("DELETE", "/v1/sinks/{sink}/dead-letters/{id}"),
-        ("GET", "/v1/sinks/{sink}/attempts"),
+        ("GET", "/v1/sinks/{sink}/attempts"), ("GET", "/v1/sinks/{sink}/deliveries"), ("GET", "/v1/deliveries"),
+        ("GET", "/v1/config"),
     }
 
 
@@ -45,7 +46,8 @@ def test_server_routes_and_ctl_subcommands_come_from_the_registry():
     assert [c for c, _ in ROUTES] == list(COMMANDS)
     sub = next(a for a in build_parser()._actions if a.dest == "command_name")
     assert set(sub.choices) == {c.name for c in COMMANDS if c.in_ctl} == {
-        "status", "alarms", "restart", "reload", "replay", "attempts", "dead-letters", "redrive", "discard"}
+        "status", "alarms", "restart", "reload", "replay", "attempts", "deliveries", "dead-letters", "redrive",
+            "discard"}
 
 
 def test_fields_come_from_the_path():

@@ -2,8 +2,8 @@
 
 `rows(results)` turns the measurements (tests/bench/runs.py, tests/bench/paced.py)
 into table rows (with a "vs last" column when a previous run's JSON is given),
-`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost, and eventsinkctl status
-against curl on the same socket), each a figure or a ratio of
+`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost, issue 19's console, and
+eventsinkctl status against curl on the same socket), each a figure or a ratio of
 figures from the same run against its bound. The goals of the earlier bench issue
 that issue 10 retired stay in the table as ratio rows noted "(retired goal)".
 `write` saves `bench-STAMP.{txt,json,png}` and `latest.*` under the results folder.
@@ -79,6 +79,20 @@ def _paced_rows(r: dict) -> list[Row]:
     i = r["idle"]
     out.append(Row("11", f"agent idle, {i['sinks']} sinks, {i['seconds']:.0f} s", i["core_percent"], "% core", "idle_3",
                    f"schedstat; utime+stime says {i['ticks_core_percent']:.2f}%; {i['processes']} processes"))
+    if "idle_console" in r:
+        c = r["idle_console"]
+        out.append(Row("19", f"agent idle, {c['sinks']} sinks, console on, no browser", c["core_percent"], "% core",
+                       "idle_3_console", f"{c['processes']} processes"))
+        out.append(Row("19", "  idle with console / without", _ratio(c["cpu_seconds"] / c["seconds"],
+                                                                  i["cpu_seconds"] / i["seconds"]), "x",
+                       "idle_console_ratio"))
+    if "live_follow" in r:
+        lf = r["live_follow"]
+        for key, label in (("nobody", "nobody on Live"), ("one_browser", "one browser following Live")):
+            out.append(Row("19", f"agent + console CPU, paced {lf['rate']:g} ev/s, 1 sink, {label}",
+                           lf[key]["core_percent"], "% core", f"live_{key}", _window(lf[key])))
+        out.append(Row("19", "  one browser on Live costs (points of one core)", lf["extra_core_points"], "% core",
+                       "live_extra", f"{lf['followed']:,} POSTs streamed to it"))
     return out + _ctl_rows(r)
 
 
@@ -238,10 +252,27 @@ def goals(r: dict) -> list[Goal]:
                    f"{r['publisher_cost']['old']['cpu_us_per_event']:.2f} us per event"),
         _goal("lost events (broker bursts worst run + drains)", float(lost), "<=", 0,
               f"of {r['broker']['events']:,} per burst and {d1['events'] - 1:,} per drain"),
+        *console_goals(r),
         *([_goal("eventsinkctl status / curl --unix-socket, same socket", c["ratio"], "<=", 3,
                  f"{c['ctl']['median_ms']:.1f} / {c['curl']['median_ms']:.1f} ms, medians of {c['runs']}")]
           if (c := r.get("ctl_status")) else []),
     ]
+
+
+def console_goals(r: dict) -> list[Goal]:
+    """Issue 19's two lines: the console idle, and one browser following Live."""
+    out = []
+    if "idle_console" in r:
+        c, i = r["idle_console"], r["idle"]
+        on, off = c["cpu_seconds"] / c["seconds"], i["cpu_seconds"] / i["seconds"]
+        out.append(_goal("idle, 3 sinks: console on, no browser / console off, CPU", _ratio(on, off), "<=", 1.1,
+                         f"{c['core_percent']:.3f}% / {i['core_percent']:.3f}% of one core"))
+    if "live_follow" in r:
+        lf = r["live_follow"]
+        out.append(_goal(f"paced {lf['rate']:g} ev/s: one browser on Live, extra % of one core",
+                         lf["extra_core_points"], "<=", 5,
+                         f"{lf['one_browser']['core_percent']:.1f}% vs {lf['nobody']['core_percent']:.1f}%"))
+    return out
 
 
 def render(r: dict, last: dict | None = None) -> str:

@@ -15,6 +15,7 @@ import signal
 import pytest
 
 from tests.e2e.harness import Agent, sink, wait_until
+from tests.helpers import dedupe_bulk
 
 pytestmark = pytest.mark.e2e
 
@@ -150,3 +151,33 @@ def test_by_default_a_poison_event_blocks_the_sink_as_before(make_agent, receive
     assert delivered_tags(receiver) == [f"e-{i}" for i in range(500)]  # nothing after the poison event
     assert dead_letters(agent) == []
     wait_until(lambda: agent.sink_status("cdr")["backlog"] == 100, timeout=10, what="e-500 on held")
+
+
+def test_a_bulk_replay_after_a_split_re_forms_the_halves_not_the_refused_whole(make_agent, receiver):
+    """The halves of a refused bulk envelope are envelopes of their own (their records replace the
+    whole's): a replay re-sends each delivered half under its id with the same events, and a
+    receiver deduplicating on webhook-id stores every event but the poison one exactly once."""
+    receiver.reject_events(refuse_poison)
+    agent = make_agent([sink("cdr", receiver.url, dead_letter_after=3, bulk=True, bulk_max_events=64,
+                             bulk_interval=0.05)], tuning=FAST_RETRIES)
+    publish_tags(agent, 1000)
+    wait_until(lambda: len(delivered_tags(receiver)) == 999, timeout=60, what="999 events")
+    [letter] = wait_until(lambda: dead_letters(agent), timeout=10, what="the dead letter listed")
+    first = {r.headers["webhook-id"] for r in receiver.requests if r.status == 200}
+    before = len(receiver.requests)
+    refused = {r.headers["webhook-id"] for r in receiver.requests if r.status == 400}
+    assert len(refused) > 1  # the whole, its halves down to the poison event alone
+    done = agent.ctl("replay", "cdr", "--since", "2h")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: len(delivered_tags(receiver)) >= 2 * 999, timeout=60, what="the replay")
+    stored, broken, repeats = dedupe_bulk(receiver.requests)
+    assert broken == [], broken[:5]
+    tags = [json.loads(data)["tag"] for events in stored.values() for name, data in events
+            if name == "conference_updated"]
+    assert sorted(tags) == sorted(f"e-{i}" for i in range(1000) if i != 500)
+    again = {r.headers["webhook-id"] for r in receiver.requests if r.status == 200} - first
+    assert all("-started-" in wid for wid in again)  # nothing new but the replaying worker's own start
+    assert repeats == len([w for w in first if "-started-" not in w])
+    # the refused whole is never re-formed: only the poison event's own envelope is refused again
+    refused_again = {r.headers["webhook-id"] for r in receiver.requests[before:] if r.status == 400}
+    assert refused_again <= {letter["id"] + "+1"} and letter["id"] + "+1" in refused

@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.harness import sink, wait_until
 from tests.e2e.test_delivery import CONF, media, participant
+from tests.helpers import dedupe_bulk
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +78,50 @@ def test_replay_sends_10000_events_again_as_first_delivered_to_v1_and_v2(make_ag
         assert [(w, e, d) for w, e, d, _ in again[1:]] == [(w, e, d) for w, e, d, _ in first[name][1:]]
         assert [s for *_, s in again] == list(range(1, n + 1))
     assert all(s["alarms"] == [] and s["state"] == "running" for s in agent.status()["sinks"])
+
+
+def journal_envelopes(rx) -> tuple[list[tuple[str, str]], list[str], int, int]:
+    """A receiver deduplicating on webhook-id: (the journal events it stores, what is wrong, repeated
+    POSTs, envelopes of journal events stored)."""
+    stored, broken, repeats = dedupe_bulk(rx.requests)
+    journal = [events for events in stored.values() if not events[0][0].startswith("eventsink_")]
+    return [e for events in journal for e in events], broken, repeats, len(journal)
+
+
+def journal_events_received(rx) -> int:
+    """Journal events in every 2xx bulk POST, repeats included."""
+    return sum(sum(1 for e in json.loads(req.body)["data"] if not e["event"].startswith("eventsink_"))
+               for req in list(rx.requests) if 200 <= req.status < 300)
+
+
+def test_a_bulk_replay_re_forms_every_envelope_under_its_webhook_id(make_agent, make_receiver):
+    """Bulk sinks (v1 merges media streams, v2 sends them before the disconnect): a replay re-sends
+    each envelope with the same events in the same order under the same webhook-id, so a receiver
+    deduplicating on it stores every event exactly once."""
+    rx1, rx2 = make_receiver(), make_receiver()
+    bulk = {"bulk": True, "bulk_max_events": 7, "bulk_interval": 0.05}
+    agent = make_agent([sink("v1", rx1.url, version=1, **bulk), sink("v2", rx2.url, version=2, **bulk)],
+                       tuning={"media_streams_wait": 5.0, "max_background_posts": 50_000})
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        publish_calls(pub, 1500)
+    expected = {"v1": 1000, "v2": 1500}  # version 1: 500 media messages merged into their disconnects
+    rxs = {"v1": rx1, "v2": rx2}
+    wait_until(lambda: settled(agent, "v1", "v2") and all(len(journal_envelopes(rxs[n])[0]) == expected[n]
+                                                          for n in rxs), timeout=60, what="first delivery")
+    first = {n: journal_envelopes(rx)[3] for n, rx in rxs.items()}
+    for name in rxs:
+        done = agent.ctl("replay", name, "--since", "2h")
+        assert done.returncode == 0 and "replaying 1500 events" in done.stdout, done.stdout + done.stderr
+    for name, rx in rxs.items():
+        wait_until(lambda: journal_events_received(rx) >= 2 * expected[name] and settled(agent, name),
+                   timeout=60, what=f"the replay to {name}")
+        kept, broken, repeats, envelopes = journal_envelopes(rx)
+        assert broken == [], broken[:5]
+        assert repeats == first[name] == envelopes  # every envelope again, under its id, and no new one
+        assert len(kept) == len(set(kept)) == expected[name]
+    merged = [d for e, d in journal_envelopes(rx1)[0] if e == "participant_disconnected"]
+    assert len(merged) == 500 and all('"media_streams": [{' in d for d in merged)
 
 
 def test_a_replay_window_that_starts_in_the_middle(make_agent, receiver):

@@ -95,6 +95,11 @@ def test_the_package_holds_the_commands_config_unit_docs_and_man_pages(extracted
     ]
     missing = [p for p in expected_files if not os.path.isfile(os.path.join(extracted, p))]
     assert not missing, f"missing from the package: {missing}"
+    # the console's templates and static files are package data: the wheel must carry them
+    console = [os.path.relpath(os.path.join(d, f), extracted) for d, _, files in os.walk(extracted) for f in files
+               if "/console/" in os.path.join(d, f)]
+    for name in ("templates/sinks.html", "templates/login.html", "static/console.js", "static/console.css"):
+        assert any(path.endswith(f"site-packages/console/{name}") for path in console), f"no console/{name}"
     for cmd in ("eventsink-agent", "eventsinkctl"):
         link = os.path.join(extracted, "usr", "bin", cmd)
         assert os.path.islink(link) and os.readlink(link) == f"/{VENV}/bin/{cmd}"
@@ -206,7 +211,7 @@ def test_lintian_reports_no_errors(deb_path):
 
 
 @pytest.mark.parametrize("command, subcommands", [
-    ("eventsink-agent", ["run", "check", "schema", "demo", "receive"]),
+    ("eventsink-agent", ["run", "check", "schema", "demo", "receive", "console-password"]),
     ("eventsinkctl", ["status", "alarms", "restart", "reload", "replay", "attempts", "dead-letters", "redrive",
                       "discard"]),
 ])
@@ -224,3 +229,18 @@ def test_the_man_page_documents_every_command_and_option_of_the_help(command, su
     assert not undocumented, f"{command}(1) does not mention {undocumented}"
     for sub in subcommands:
         assert re.search(rf"^\.BI? {sub}\b", page, re.M), f"{command}(1) has no section for {sub}"
+
+
+def test_the_shipped_agent_toml_has_the_console_commented_out_with_its_defaults():
+    """The console is off in the shipped config: its section is there, every key commented out."""
+    from common import config as cfg
+
+    with open(os.path.join(PACKAGING, "etc", "agent.toml"), encoding="utf-8") as fh:
+        text = fh.read()
+    assert "\n[console]" not in text and "\n#[console]\n" in text
+    defaults = cfg.ConsoleConfig()
+    for key in ("listen", "password_file", "tls_cert", "tls_key", "session_hours"):
+        [line] = [x for x in text.splitlines() if x.startswith(f"#{key} = ")]
+        assert cfg.tomllib.loads(line[1:].split("#", 1)[0])[key] == getattr(defaults, key), line
+    shipped = cfg.parse(text)
+    assert shipped.problems == [] and shipped.config.console.listen == ""

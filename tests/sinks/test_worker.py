@@ -278,15 +278,17 @@ def test_bulk_envelopes_full_or_after_the_interval(run, rx):
     w.start()
     assert rx.wait_events(5, timeout=10)
     bodies = [json.loads(q.body) for q in rx.requests]
-    assert [b["event"] for b in bodies] == ["eventsink_bulk", "eventsink_bulk"]
+    assert [b["event"] for b in bodies] == ["eventsink_bulk"] * 3
     assert all(b["node"] == "127.0.0.1" and b["seq"] == 0 and b["version"] == 2 for b in bodies)
-    assert [[e["seq"] for e in b["data"]] for b in bodies] == [[1, 2, 3], [4, 5]]
-    assert [e["event"] for e in bodies[0]["data"]] == ["eventsink_started", "conference_updated", "conference_updated"]
+    # eventsink_started goes in an envelope of its own: it is never redelivered, journal events may be
+    assert [[e["seq"] for e in b["data"]] for b in bodies] == [[1], [2, 3, 4], [5]]
+    assert [e["event"] for e in bodies[0]["data"]] == ["eventsink_started"]
     assert all(e["node"] == NODE for b in bodies for e in b["data"])
-    assert rx.requests[0].headers["webhook-id"].endswith("+3")
-    assert rx.requests[1].headers["webhook-id"] == f"{w.journal.epoch}-3+2"
+    assert "-started-" in rx.requests[0].headers["webhook-id"] and rx.requests[0].headers["webhook-id"].endswith("+1")
+    assert rx.requests[1].headers["webhook-id"] == f"{w.journal.epoch}-1+3"
+    assert rx.requests[2].headers["webhook-id"] == f"{w.journal.epoch}-4+1"
     report = w.wait_report(lambda r: r["delivered"] == 5 and r["cursor"] == 4, what="bulk delivered")
-    assert report["attempts"]["success"] == 2
+    assert report["attempts"]["success"] == 3
 
 
 def test_pipelined_sink_has_several_posts_in_flight(run, rx):
@@ -439,3 +441,23 @@ def test_a_held_disconnect_past_its_wait_in_a_full_window_does_not_spin_the_loop
     elapsed = time.monotonic() - t0
     assert w.last_report()["failures"] == 1  # still in the first wait: the state measured was the stalled one
     assert used < 0.5 * elapsed, f"{used:.2f} s of CPU in {elapsed:.2f} s"
+
+
+def test_turning_bulk_off_sends_what_the_batcher_held_and_then_single_events(run, rx):
+    w = run([make_sink(rx.url, bulk=True, bulk_max_events=100, bulk_interval=30.0)])
+    assert rx.wait_events(1)  # eventsink_started, alone
+    for i in range(3):
+        w.publish("conference_updated", {"name": f"c{i}"})
+    w.wait_report(lambda r: r["backlog"] == 3, what="three events held for their envelope")
+    cfg = w.config
+    single = msgspec.structs.replace(cfg, sink=[make_sink(rx.url)])
+    w.send({"type": "update", "config": msgspec.to_builtins(single), "announce": False})
+    assert rx.wait_events(4, timeout=10)  # long before the 30 s interval
+    w.publish("conference_updated", {"name": "after"})
+    assert rx.wait_events(5)
+    bodies = [json.loads(q.body) for q in rx.requests]
+    assert [b["event"] for b in bodies] == ["eventsink_bulk", "eventsink_bulk", "conference_updated"]
+    assert [e["data"]["name"] for e in bodies[1]["data"]] == ["c0", "c1", "c2"]
+    assert rx.requests[1].headers["webhook-id"] == f"{w.journal.epoch}-1+3"
+    assert bodies[2]["data"]["name"] == "after" and rx.requests[2].headers["webhook-id"] == f"{w.journal.epoch}-4"
+    w.wait_report(lambda r: r["backlog"] == 0 and r["cursor"] == 4, what="all delivered")
