@@ -11,7 +11,7 @@ APT_PACKAGES := python3 python3-venv python3-dev build-essential dpkg-dev fakero
 # Named after the list: a machine installed from an older list installs again when the list grows.
 APT_STAMP := /var/tmp/eventsink-agent-apt-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8).stamp
 
-.PHONY: demo test bench fuzz deb docs apt venv clean
+.PHONY: demo test bench fuzz soak deb docs apt venv clean
 
 demo: $(STAMP)
 	$(BIN)/eventsink-agent demo
@@ -24,6 +24,13 @@ bench: $(STAMP) apt
 
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests -k fuzz
+
+# The chaos soak: a real agent, four sinks, three publishers and random faults for SOAK_SECONDS,
+# then the exactly-once oracle per sink. SOAK_SEED replays a run's schedule of faults (random by default).
+SOAK_SECONDS ?= 600
+SOAK_SEED ?=
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEED=$(SOAK_SEED) $(BIN)/python -m tests.faults.soak
 
 # The generated references in docs/ (config keys, metrics, control API); a test fails when they drift.
 docs: $(STAMP)

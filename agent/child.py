@@ -274,7 +274,7 @@ class SinkChild(Child):
 
 
 class BrokerChild(Child):
-    """The broker process and its figures (received/rejected folded across broker restarts)."""
+    """The broker process and its figures (received/rejected/duplicates folded across broker restarts)."""
 
     argv = BROKER_ARGV
     label = "broker"
@@ -283,6 +283,7 @@ class BrokerChild(Child):
         super().__init__("broker")
         self.base_received = 0
         self.base_rejected: dict[str, int] = {}
+        self.base_duplicates = 0
         self.report: BrokerReport | None = None
         self.journal_bytes = 0
         self.journal_full = False
@@ -292,6 +293,11 @@ class BrokerChild(Child):
     @property
     def received(self) -> int:
         return self.base_received + (self.report.received if self.report else 0)
+
+    @property
+    def duplicates(self) -> int:
+        """Numbered messages dropped as repeats, across broker restarts."""
+        return self.base_duplicates + (self.report.duplicates if self.report else 0)
 
     @property
     def rejected(self) -> dict[str, int]:
@@ -328,5 +334,6 @@ class BrokerChild(Child):
     def _fold(self, report: BrokerReport | None) -> None:
         if report is not None:
             self.base_received += report.received
+            self.base_duplicates += report.duplicates
             for k, v in report.rejected.items():
                 self.base_rejected[k] = self.base_rejected.get(k, 0) + v

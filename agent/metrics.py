@@ -52,6 +52,7 @@ class MetricsView:
     alarms: list[tuple[str, str | None]] = field(default_factory=list)  # (alarm name, sink or None)
     received: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
     journal_bytes: int = 0
     journal_retained: int = 0
 
@@ -68,6 +69,8 @@ def families(view: MetricsView) -> list:
     rejected = CounterMetricFamily("eventsink_bus_rejected", "Bus messages rejected, by reason.", labels=["reason"])
     for reason in sorted(set(REJECT_REASONS) | set(view.rejected)):
         rejected.add_metric([reason], view.rejected.get(reason, 0))
+    duplicates = CounterMetricFamily("eventsink_bus_duplicates", "Numbered bus messages already journaled, dropped.",
+                                     value=view.duplicates)
 
     delivered = CounterMetricFamily("eventsink_events_delivered", "Events acknowledged by a 2xx answer (bulk: each inner event).", labels=["sink"])
     attempts = CounterMetricFamily("eventsink_post_attempts", "POSTs by outcome.", labels=["sink", "outcome"])
@@ -109,7 +112,7 @@ def families(view: MetricsView) -> list:
     for name, sink in sorted(active - known, key=lambda a: (a[0], a[1] or "")):
         alarm.add_metric([sink or "", name], 1)
 
-    return [received, rejected, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts,
+    return [received, rejected, duplicates, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts,
             journal, retained, dead_lettered, dead_held]
 
 

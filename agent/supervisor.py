@@ -299,5 +299,5 @@ class Supervisor:
             ]
             b = self.fleet.broker
             return MetricsView(sinks=sinks, alarms=[(a.name, a.sink) for a in self.alarms.active()],
-                               received=b.received, rejected=b.rejected, journal_bytes=b.journal_bytes,
-                               journal_retained=b.retained)
+                               received=b.received, rejected=b.rejected, duplicates=b.duplicates,
+                               journal_bytes=b.journal_bytes, journal_retained=b.retained)

@@ -13,10 +13,14 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   BATCH_BYTES / BATCH_SECONDS) wait out the group-commit window
   (`group_commit_window()`: about the recent gap between messages, at most
   GROUP_COMMIT_MAX_WINDOW, none for a slower trickle) once and take what came
-  meanwhile; validate each message, append the accepted ones to the journal
+  meanwhile (bus/ingress.py); validate each message, append the accepted ones to the journal
   in ONE transaction with one acceptance time, and only then publish `[topic,
   offset (8 bytes, big-endian), payload]` for each (docs/internals.md); a
   batch's bytes also stay within the WAL limit (half the reserve);
+- numbered messages (a third frame from a numbering client, bus/numbering.py):
+  a repeat of one already journaled is dropped before it is validated and
+  counted (`duplicates`, never a rejection); the highest sequence per
+  publisher is written in the same transaction as the events;
 - reports to the supervisor when a figure changed (at most every
   REPORT_INTERVAL), at once on a change of the journal-full state, and every
   HEARTBEAT_INTERVAL when nothing changed;
@@ -42,7 +46,8 @@ Rejected messages are counted per reason and logged on `eventsink.bus` at most
 once per reason per minute. SIGTERM/SIGINT or a `shutdown` from the
 supervisor: stop, journal and publish what ZeroMQ already holds until the
 ingress is quiet, keeping the subscription so publishers queue the rest for the
-next broker (`finish()`), exit 0.
+next broker, then have each publisher end its connection and journal what was
+on it (bus/handover.py, `finish()`), exit 0.
 Exit codes: 0 clean stop, 1 cannot bind/start, 2 bad spec, 3 corrupt journal.
 """
 
@@ -64,8 +69,11 @@ from common.logs import RateLimited
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
+from bus import handover
+from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
 from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
+from bus.numbering import NUMBER_BYTES, Numbering
 from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
 
 log = logging.getLogger("eventsink.bus")
@@ -73,22 +81,14 @@ support = logging.getLogger(logs.SUPPORT)
 
 INGRESS_RCVHWM = 2_000_000
 FANOUT_SNDHWM = 100_000
-BATCH_MAX = 2000  # messages per journal transaction
-BATCH_BYTES = 8 * 1024 * 1024  # payload bytes per journal transaction
-BATCH_SECONDS = 0.005  # longest a batch keeps draining
-# A single-row commit costs ~160 us when it comes alone after a sleep, ~23 us in a tight loop:
-# a batch that ran the queue dry waits a little longer than the recent gap between messages
-# (so one more shares its transaction), within these bounds; never when messages come further
-# apart than the maximum. The price: up to that much latency for the first event of a batch.
-GROUP_COMMIT_MIN_WINDOW = 0.001
-GROUP_COMMIT_MAX_WINDOW = 0.002
 SHUTDOWN_DRAIN_SECONDS = 0.5  # s spent at most journaling what is already queued at shutdown ...
 SHUTDOWN_QUIET_SECONDS = 0.02  # ... ended sooner by this long without a message
+SHUTDOWN_HANDOVER_SECONDS = 2.0  # s the publishers get to end their connections (bus/handover.py)
 _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level arithmetic per frame
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
-class Broker(JournalKeeping):
+class Broker(IngressDrain, JournalKeeping):
     """One broker: its sockets, journal, validator and counters."""
 
     def __init__(self, config: Config):
@@ -127,6 +127,7 @@ class Broker(JournalKeeping):
         self.reported: tuple | None = None  # the figures of the last report
         self.reported_at = float("-inf")
         self.journal: Journal | None = None
+        self.numbering = Numbering({})  # loaded from the journal in open()
         self.ctx: zmq.Context | None = None
 
     # ------------------------------------------------------------ setup
@@ -140,6 +141,7 @@ class Broker(JournalKeeping):
         self.page_size = self.journal.page_size
         self.measure()
         self.head = self.journal.head()
+        self.numbering = Numbering(self.journal.publisher_marks(), keep_seconds=self.retention_seconds)
         if self.journal.holds_events():
             self.housekeeping_at = time.monotonic()  # rows from before a restart may be purgeable
         reserve_path = os.path.join(self.paths.state_dir, "journal.reserve")
@@ -235,65 +237,17 @@ class Broker(JournalKeeping):
             if now >= self.report_due():  # unless entering journal_full has just reported
                 self.report()
 
-    def drain(self, window: float | None = None, max_seconds: float = BATCH_SECONDS) -> list[list[bytes]]:
-        """Take what is queued (bounded by count, bytes, time); when that ran the queue dry, wait
-        until WINDOW (default: `group_commit_window()`) after the first message once and take
-        what came meanwhile: a trickle then pays one transaction per window, not one per event."""
-        started = time.monotonic()
-        batch: list[list[bytes]] = []
-        size = self._take(batch, 0, started + max_seconds)
-        if window is None:
-            window = self.group_commit_window(started)
-        if window > 0 and batch and not self.backlogged:
-            pause = started + window - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)  # not a poll on the ingress: arrivals must not wake us one by one
-            size = self._take(batch, size, time.monotonic() + max_seconds)
-        self.last_batch = (started, len(batch))
-        self.drained_bytes = size
-        return batch
-
-    def group_commit_window(self, started: float) -> float:
-        """How long a batch waits for company: a little more than the gap between messages seen
-        lately, so that about one more shares the transaction, and within [MIN, MAX]; 0 when the
-        gap is longer than that (a slow trickle: waiting would only add latency and a wake-up)."""
-        last_started, last_count = self.last_batch
-        gap = (started - last_started) / max(1, last_count)
-        if gap > GROUP_COMMIT_MAX_WINDOW:
-            return 0.0
-        return min(GROUP_COMMIT_MAX_WINDOW, max(GROUP_COMMIT_MIN_WINDOW, 1.25 * gap))
-
-    def _take(self, batch: list[list[bytes]], size: int, deadline: float) -> int:
-        """Append queued messages to BATCH until it is full, DEADLINE passes or the queue runs dry
-        (then `backlogged` is False); returns the batch's size in bytes."""
-        recv = self.ingress.recv
-        monotonic = time.monotonic
-        self.backlogged = True  # unless the queue runs dry below
-        limit = self.batch_bytes_max
-        while len(batch) < BATCH_MAX and size < limit:
-            # recv_multipart, inlined: its RCVMORE getsockopt per frame costs more than Frame.more.
-            try:
-                frame = recv(_NOBLOCK, copy=False)
-            except zmq.Again:
-                self.backlogged = False
-                break
-            frames = [frame.bytes]
-            while frame.more:
-                frame = recv(_NOBLOCK, copy=False)
-                frames.append(frame.bytes)
-            batch.append(frames)
-            for f in frames:
-                size += len(f)
-            if monotonic() >= deadline:
-                break
-        return size
-
     def process(self, batch: list[list[bytes]], size: int | None = None) -> None:
         """Validate BATCH (SIZE: its frames' bytes, as drain() counted them), journal the accepted
         messages in one transaction, then fan them out."""
-        rows: list[tuple[str, bytes]] = []
+        rows: list[Accepted] = []
         append, check, reject, full = rows.append, self.validator.check, self.rejects.reject, self.journal_full
+        fresh = self.numbering.fresh
         for frames in batch:
+            # A repeat of a numbered message already journaled (a resend): dropped and counted,
+            # before the cost of validating it again.
+            if len(frames) == 3 and len(frames[2]) == NUMBER_BYTES and not fresh(frames[2]):
+                continue
             try:
                 result = check(frames)
             except Exception as exc:  # a bug in validation must never kill the broker
@@ -308,7 +262,21 @@ class Broker(JournalKeeping):
         if rows:
             if size is None:
                 size = sum(len(f) for frames in batch for f in frames)
+            received = self.received
             self.commit(rows, size)
+            if self.received - received < len(rows):
+                self.recall_numbers()  # refused rows were not journaled: a resend of them is new
+        if self.numbering.prune_due:
+            self.recall_numbers(forget=True)
+
+    def recall_numbers(self, forget: bool = False) -> None:
+        """Take the highest sequence per publisher from the journal again (FORGET: after deleting
+        the publishers unseen for long, bus/numbering.py); on a failing disk, keep what we have."""
+        unseen_since = self.numbering.pruned() if forget else None
+        try:
+            self.numbering.highest = self.journal.publisher_marks(unseen_since)
+        except Exception as exc:
+            log.warning("cannot read the publishers' numbers from the journal: %s: %s", type(exc).__name__, exc)
 
     def commit(self, rows: list[tuple[str, bytes]], size: int) -> None:
         """Journal ROWS (about SIZE bytes of topics and payloads) and fan them out. At the bound
@@ -364,11 +332,11 @@ class Broker(JournalKeeping):
             self.housekeeping_at = soon
         # send_multipart, inlined with plain int flags: its per-frame enum arithmetic cost more than the sends.
         send = self.fanout.send
-        for (topic, payload), offset in zip(rows, offsets):
+        for row, offset in zip(rows, offsets):
             try:
-                send(_topic_bytes(topic), _MORE_NOBLOCK)
+                send(_topic_bytes(row[0]), _MORE_NOBLOCK)
                 send(offset.to_bytes(8, "big"), _MORE_NOBLOCK)
-                send(payload, _NOBLOCK)
+                send(row[1], _NOBLOCK)
             except zmq.Again:
                 pass  # the fan-out may drop (a PUB drops whole messages at its HWM): workers repair gaps from the journal
         self.used_estimate += grows + wal
@@ -381,7 +349,8 @@ class Broker(JournalKeeping):
 
     def figures(self) -> tuple:
         """What a report tells; a report is due (after REPORT_INTERVAL) when it changed."""
-        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head, self.retained)
+        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head, self.retained,
+                self.numbering.duplicates)
 
     def report_due(self) -> float:
         changed = self.figures() != self.reported
@@ -393,7 +362,7 @@ class Broker(JournalKeeping):
         internal.send_nowait(self.supervisor, BrokerReport(
             pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
             journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
-            transactions=self.transactions, retained=self.retained,
+            transactions=self.transactions, retained=self.retained, duplicates=self.numbering.duplicates,
         ))
 
     def poll_supervisor(self) -> None:
@@ -403,29 +372,46 @@ class Broker(JournalKeeping):
                 self.stopping = True
 
     def finish(self) -> None:
-        """Journal and publish what ZeroMQ already holds for us, until the ingress has been quiet
-        for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_DRAIN_SECONDS), then close it at once and
-        send a last report.
+        """Journal and publish what ZeroMQ already holds for us until the ingress is quiet (at most
+        SHUTDOWN_DRAIN_SECONDS), then end every publisher's connection without losing what is on
+        it (bus/handover.py), journal that, close the ingress and send a last report.
 
         First the READY_TOPIC subscription is withdrawn: a `Publisher` reads that as "the agent is
-        stopping" and keeps what it is given in memory from then on, so the drain ends quiet with
-        none of its events in transit, and sends them to the next broker (bus/publisher.py).
+        stopping" and keeps what it is given in memory from then on, so its traffic ends within
+        SHUTDOWN_QUIET_SECONDS and it sends the rest to the next broker (bus/publisher.py; what
+        it did have in transit it resends, and the journal drops the repeats).
         The subscription to everything (b"") is kept to the end on purpose: a bare PUB then
-        keeps queueing for this connection while the agent is away (up to its SNDHWM) and sends
+        keeps queueing for its connection while the agent is away (up to its SNDHWM) and sends
         it to the next broker; unsubscribing it would make every PUB drop what it publishes until
         the next broker subscribes (measured with a bare PUB at 500/s: ~125 events lost per
-        restart, against none). What no broker can take in from a bare PUB that keeps sending:
-        the bytes in transit at the instant the ingress closes."""
+        restart, against none)."""
         self.ingress.setsockopt(zmq.UNSUBSCRIBE, READY_TOPIC)
         deadline = time.monotonic() + SHUTDOWN_DRAIN_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            if not self.ingress.poll(math.ceil(min(left, SHUTDOWN_QUIET_SECONDS) * 1000), zmq.POLLIN):
-                break
-            batch = self.drain(window=0.0, max_seconds=min(BATCH_SECONDS, left))
-            self.process(batch, self.drained_bytes)
-        self.ingress.close(linger=0)  # first: every later message stays queued at its publisher
+        self._journal_until(lambda: time.monotonic() < deadline, quiet=True)
+        endpoint = self.paths.publish_endpoint
+        connections = handover.accepted(endpoint)
+        handover.stop_accepting(endpoint)
+        handover.end_writing(connections)
+        deadline = time.monotonic() + SHUTDOWN_HANDOVER_SECONDS
+        self._journal_until(lambda: handover.still_open(connections) and time.monotonic() < deadline)
+        if handover.still_open(connections):
+            log.warning("a publisher did not end its connection within %.0f s; what it sends now waits for the "
+                        "next broker or is lost", SHUTDOWN_HANDOVER_SECONDS)
+        # ZeroMQ has closed them after passing on everything they carried: take the rest.
+        self._journal_until(lambda: True, quiet=True, wait=0.0)
+        self.ingress.close(linger=0)
         self.report()
         log.info("broker stopped: %d events journaled, rejected %s", self.received, self.rejects.counts or "none")
+
+    def _journal_until(self, going, quiet: bool = False, wait: float = SHUTDOWN_QUIET_SECONDS) -> None:
+        """Journal what arrives while GOING() (QUIET: and until nothing has come for WAIT seconds;
+        without QUIET a pause only lets GOING be asked again)."""
+        while going():
+            if not self.ingress.poll(math.ceil(wait * 1000), zmq.POLLIN):
+                if quiet:
+                    return
+                continue
+            self.process(self.drain(window=0.0, max_seconds=BATCH_SECONDS), self.drained_bytes)
 
 
 def _drain_fd(fd: int) -> None:

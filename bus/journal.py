@@ -51,6 +51,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from bus import numbering
 from bus.dead_letters import DeadLetter, DeadLetterDesk, DeadLetterShelf  # noqa: F401 - re-exported
 from bus.envelope_records import EnvelopeDesk, EnvelopeShelf
 from bus.journal_files import SpaceReserve, quarantine  # noqa: F401 - re-exported
@@ -166,9 +167,11 @@ class Journal(DeadLetterDesk, EnvelopeDesk, _Connection):
 
     # ------------------------------------------------------------ writing
 
-    def append(self, rows: list[tuple[str, bytes]], accepted_at: float | None = None) -> list[int]:
-        """Journal ROWS in one transaction, accepted at ACCEPTED_AT (default now; never before the
-        previous row's); returns their offsets (ascending). Raises JournalFull."""
+    def append(self, rows: list[tuple], accepted_at: float | None = None) -> list[int]:
+        """Journal ROWS ((topic, payload) or (topic, payload, number-or-None)) in one transaction,
+        accepted at ACCEPTED_AT (default now; never before the previous row's), with the highest
+        number of each numbering publisher among them (bus/numbering.py); returns their offsets
+        (ascending). Raises JournalFull."""
         if not rows:
             return []
         at = time.time() if accepted_at is None else accepted_at
@@ -180,8 +183,9 @@ class Journal(DeadLetterDesk, EnvelopeDesk, _Connection):
                 first = db.execute(HEAD_SQL).fetchone()[0] + 1
                 db.executemany(
                     'INSERT INTO events("offset", topic, payload, accepted_at) VALUES (?, ?, ?, ?)',
-                    [(first + i, topic, payload, at) for i, (topic, payload) in enumerate(rows)],
+                    [(first + i, row[0], row[1], at) for i, row in enumerate(rows)],
                 )
+                numbering.record(db, rows, at)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -203,6 +207,14 @@ class Journal(DeadLetterDesk, EnvelopeDesk, _Connection):
                 return True
             except sqlite3.Error:
                 return False
+
+    def publisher_marks(self, unseen_since: float | None = None) -> dict[bytes, bytes]:
+        """Numbering publisher id -> the highest sequence journaled (8 bytes, big-endian), after forgetting those last
+        seen before UNSEEN_SINCE (Unix seconds) when given."""
+        with self._lock:
+            if unseen_since is not None:
+                numbering.forget(self._db, unseen_since)
+            return numbering.load(self._db)
 
     def head(self) -> int:
         """The highest offset ever assigned (0 if none); survives purge and reopen."""

@@ -13,13 +13,17 @@ schema is also described in docs/internals.md.
     envelopes(sink, low, high, members)
                                        a bulk sink's envelopes: which offsets, in which order
                                        (bus/envelope_records.py)
+    publishers(id, seq, seen_at)       the highest sequence journaled per numbering publisher
+                                       (bus/numbering.py)
 
-Upgrade: a journal written before the envelopes table gets it on open (CREATE TABLE IF
-NOT EXISTS, an empty table: no bulk envelope sent before has a record). A journal written
-before accepted_at existed (events with three columns) gets the column on open, with the
-time of the upgrade as its default: ALTER TABLE ADD COLUMN with a constant default rewrites
-no row, so an upgrade costs no WAL the size of the journal (which a nearly full disk could
-not take).
+Upgrade: a journal written before the envelopes or publishers table gets it on open
+(CREATE TABLE IF NOT EXISTS, an empty table: no bulk envelope sent before has a record,
+and every publisher id is new). A journal written before accepted_at existed (events with three columns)
+gets the column on open, with the time of the upgrade as its default: ALTER TABLE
+ADD COLUMN with a constant default rewrites no row, so an upgrade costs no WAL
+the size of the journal (which a nearly full disk could not take). A journal
+from before numbered publishing gets an empty publishers table (CREATE TABLE IF
+NOT EXISTS): every publisher id is then new.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+
+from bus import numbering
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -45,6 +51,7 @@ _TABLES = (
     'redrive INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(sink, "offset"))',
     "CREATE TABLE IF NOT EXISTS envelopes(sink TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL, "
     "members BLOB NOT NULL, PRIMARY KEY(sink, low))",
+    numbering.TABLE_SQL,
 )
 _INDEXES = (
     # replay_window and the retention purge find the first row accepted at or after a time
@@ -61,6 +68,7 @@ EXPECTED_COLUMNS = {
     "dead_letters": ["sink", "offset", "topic", "payload", "accepted_at", "webhook_id", "event", "attempts",
                      "status", "detail", "set_aside_at", "redrive"],
     "envelopes": ["sink", "low", "high", "members"],
+    "publishers": numbering.COLUMNS,
 }
 _OLD_EVENTS_COLUMNS = ["offset", "topic", "payload"]  # before accepted_at (an older version's journal)
 HEAD_SQL = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"

@@ -2,9 +2,11 @@
 
 A bus message is two frames: the event name in UTF-8 (the ZeroMQ topic) and a
 JSON object `{"event": NAME, "time": UNIX_FLOAT, "data": {...}}` whose fields
-and types are the types of bus/events.py. `Validator.check` answers
-`Accepted(topic, payload)` (payload: the original bytes, forwarded unchanged)
-or `Rejected(reason, detail)`, with `reason` one of docs/internals.md's labels
+and types are the types of bus/events.py; a numbering client adds a third
+frame of NUMBER_BYTES (publisher id, sequence: bus/numbering.py), any other
+third frame is `frame_count`. `Validator.check` answers
+`Accepted(topic, payload, number)` (payload: the original bytes, forwarded
+unchanged; number: the third frame, or None) or `Rejected(reason, detail)`, with `reason` one of docs/internals.md's labels
 and `detail` a short human sentence (never the whole payload).
 
 Fast path: a valid message costs one typed msgspec decode with the topic's
@@ -32,6 +34,7 @@ import orjson
 from common.logs import RateLimited, suppressed_note
 from common.vocabulary import REJECT_REASONS, RESERVED_PREFIX
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
+from bus.numbering import NUMBER_BYTES
 
 DETAIL_MAX = 160  # characters of a detail string
 NAME_MAX = 60  # characters of a foreign name quoted in a detail
@@ -42,6 +45,7 @@ REASONS = REJECT_REASONS  # the label values, in docs/internals.md order
 class Accepted(NamedTuple):
     topic: str
     payload: bytes
+    number: bytes | None = None  # the third frame of a numbering client (bus/numbering.py)
 
 
 class Rejected(NamedTuple):
@@ -67,8 +71,12 @@ class Validator:
         self._decoders = {event: msgspec.json.Decoder(tp) for event, tp in EVENT_MESSAGE_TYPES.items()}
 
     def check(self, frames: list[bytes]) -> Accepted | Rejected:
+        number = None
         if len(frames) != 2:
-            return Rejected("frame_count", f"{len(frames)} frames (expected 2: event name, JSON payload)")
+            if len(frames) != 3 or len(frames[2]) != NUMBER_BYTES:
+                return Rejected("frame_count", f"{len(frames)} frames (expected 2: event name, JSON payload; "
+                                               f"or 3 with a {NUMBER_BYTES}-byte number)")
+            number = bytes(frames[2])
         topic_bytes, payload = bytes(frames[0]), bytes(frames[1])
         if len(payload) > self.max_message_bytes:
             return Rejected("too_large", f"payload of {len(payload)} bytes exceeds {self.max_message_bytes}")
@@ -81,7 +89,7 @@ class Validator:
             try:
                 decoder.decode(payload)
                 orjson.loads(payload)  # what workers parse: strict UTF-8, surrogates, depth, number range
-                return Accepted(topic, payload)
+                return Accepted(topic, payload, number)
             except Exception:
                 pass
         return self._classify(topic, payload)

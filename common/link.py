@@ -75,6 +75,7 @@ class BrokerReport(msgspec.Struct, kw_only=True):
     head: int = 0
     transactions: int = 0  # journal transactions that committed events
     retained: int = 0  # delivered events kept in the journal for replay
+    duplicates: int = 0  # numbered messages already journaled, dropped (docs/bus.md)
 
 
 def parse_report(msg: dict) -> WorkerReport | BrokerReport:

@@ -15,6 +15,7 @@ from tests.agent.supervisor_fakes import Rig, hist
 CONTRACT = {  # name (as the parser reports it) -> (type, labels)
     "eventsink_bus_received": ("counter", set()),
     "eventsink_bus_rejected": ("counter", {"reason"}),
+    "eventsink_bus_duplicates": ("counter", set()),
     "eventsink_events_delivered": ("counter", {"sink"}),
     "eventsink_post_attempts": ("counter", {"sink", "outcome"}),
     "eventsink_post_duration_seconds": ("histogram", {"sink"}),
@@ -74,7 +75,7 @@ def test_values_from_reports(rig):
     rig.report("cdr", "running", backlog=7, in_flight=2, current_backoff=4.0, delivered=11,
                attempts={"success": 11, "http_error": 3}, post_duration=hist([0.002, 0.2, 3.0]),
                event_age=hist([0.5]))
-    rig.broker_report(received=20, rejected={"invalid_json": 2}, journal_bytes=123456, retained=42)
+    rig.broker_report(received=20, rejected={"invalid_json": 2}, journal_bytes=123456, retained=42, duplicates=5)
     text = scrape(rig)
     assert value(text, "eventsink_backlog_events", sink="cdr") == 7
     assert value(text, "eventsink_in_flight_posts", sink="cdr") == 2
@@ -87,6 +88,7 @@ def test_values_from_reports(rig):
     assert value(text, "eventsink_bus_received_total") == 20
     assert value(text, "eventsink_bus_rejected_total", reason="invalid_json") == 2
     assert value(text, "eventsink_bus_rejected_total", reason="journal_full") == 0
+    assert value(text, "eventsink_bus_duplicates_total") == 5
     assert value(text, "eventsink_journal_bytes") == 123456
     assert value(text, "eventsink_journal_retained_events") == 42
     assert value(text, "eventsink_post_duration_seconds_count", sink="cdr") == 3

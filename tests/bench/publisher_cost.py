@@ -1,6 +1,5 @@
 """Bench row: the Publisher's CPU per event, new (bus.publisher.Publisher) vs old
-(the publish path before issue 15, kept here as the baseline: orjson.dumps and
-send_multipart on a plain XPUB socket).
+(the Publisher before numbered publishing, frozen in tests/bench/publisher_baseline.py).
 
 Both run in this process, alternately, publishing the same events of the
 simulated mix as fast as they can to a subscriber in a child process
@@ -21,39 +20,15 @@ import sys
 import tempfile
 import time
 
-import orjson
 import zmq
 
+
 from bus.publisher import Publisher
+from tests.bench.publisher_baseline import Publisher as OldPublisher
 from tests.e2e.harness import REPO
 
 TIMEOUT = 60.0  # s per run, publishing and receiving
 READY_TIMEOUT = 10.0
-
-
-class OldPublisher:
-    """The publish path before issue 15: an XPUB socket (high HWM), dumps + send_multipart, nothing kept."""
-
-    def __init__(self, endpoint: str):
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.XPUB)
-        self._sock.setsockopt(zmq.SNDHWM, 1_000_000)
-        self._sock.setsockopt(zmq.LINGER, 5000)
-        self._sock.connect(endpoint)
-
-    def wait_ready(self, timeout: float) -> bool:
-        return bool(self._sock.poll(int(timeout * 1000))) and self._sock.recv()[:1] == b"\x01"
-
-    def publish(self, event: str, data: dict, time: float | None = None) -> None:
-        payload = orjson.dumps({"event": event, "time": _now() if time is None else time, "data": data})
-        self._sock.send_multipart([event.encode("utf-8"), payload])
-
-    def close(self) -> None:
-        self._sock.close()
-        self._ctx.term()
-
-
-_now = time.time
 
 
 def _subscriber(endpoint: str, count: int) -> int:
@@ -88,8 +63,7 @@ def one_run(kind: str, events: list[tuple[str, dict]], workdir: str) -> dict:
         cpu0, wall0 = time.process_time(), time.monotonic()
         for name, data in events:
             publish(name, data)
-        if kind == "new":
-            pub.flush(TIMEOUT)
+        pub.flush(TIMEOUT)
         done = child.stdout.readline().split()  # the subscriber has everything (or gave up)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         pub.close()

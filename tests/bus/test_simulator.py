@@ -222,7 +222,7 @@ def test_run_returns_when_stop_event_is_set():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bus.publisher") is None, reason="bus.publisher not written yet")
-def test_publishes_real_two_frame_messages_over_zeromq():
+def test_publishes_real_numbered_messages_over_zeromq():
     import zmq
 
     from bus.publisher import Publisher
@@ -243,7 +243,7 @@ def test_publishes_real_two_frame_messages_over_zeromq():
             sim.step()
             if sub.poll(100):
                 frames = sub.recv_multipart()
-        assert frames is not None and len(frames) == 2
+        assert frames is not None and len(frames) == 3 and len(frames[2]) == 16  # topic, JSON, number
         doc = orjson.loads(frames[1])
         assert frames[0].decode() == doc["event"] and isinstance(doc["time"], float) and isinstance(doc["data"], dict)
         fields, required = SCHEMA[doc["event"]]

@@ -78,6 +78,9 @@ def test_payload_at_the_limit_is_accepted(v):
 REJECTS = [
     ("frame_count", [b"conference_started"]),
     ("frame_count", [b"conference_started", msg("conference_started", {"name": "x"}), b"extra"]),
+    ("frame_count", [b"conference_started", msg("conference_started", {"name": "x"}), b"\x00" * 15]),
+    ("frame_count", [b"conference_started", msg("conference_started", {"name": "x"}), b"\x00" * 17]),
+    ("frame_count", [b"conference_started", msg("conference_started", {"name": "x"}), b"\x00" * 16, b""]),
     ("frame_count", []),
     ("too_large", [b"conference_started", msg("conference_started", {"name": "x" * MAX})]),
     ("invalid_utf8", [b"conference_\xff", msg("conference_started", {"name": "x"})]),
@@ -184,3 +187,13 @@ def test_fuzz_never_raises_and_accepts_only_valid(topic, event, data, extra):
         msgspec.convert(doc, EVENT_MESSAGE_TYPES[topic])
     else:
         assert result.reason in REASONS
+
+
+def test_a_16_byte_third_frame_is_the_number_and_validated_like_two_frames():
+    v = Validator(MAX)
+    number = b"\x01" * 8 + (7).to_bytes(8, "big")
+    good = [b"conference_started", msg("conference_started", {"name": "x"})]
+    assert v.check(good + [number]) == Accepted("conference_started", good[1], number)
+    assert v.check(good) == Accepted("conference_started", good[1], None)
+    bad = v.check([b"conference_started", msg("conference_started", {}), number])
+    assert isinstance(bad, Rejected) and bad.reason == "missing_field"

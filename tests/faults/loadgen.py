@@ -5,7 +5,10 @@ follows through the agent) to ENDPOINT over a real ZeroMQ connection, paced to
 RATE events/s (0 = as fast as it can). With `--mix`, two events in ten are a
 `participant_media_streams_destroyed` / `participant_disconnected` pair (both
 orders), so the shaping's held events are part of every fault; the rest are
-`conference_updated`. Every event of a pair carries its own fid.
+`conference_updated`. Every event of a pair carries its own fid; the media
+streams message also names its fid as its one stream's `stream_id`, so the
+oracle can tell that a version 1 `participant_disconnected` carries its own
+pair's streams (the soak, tests/faults/soak_oracle.py).
 
 `--client publisher` (the default) sends through bus.publisher.Publisher;
 `--client pub` through a bare pyzmq PUB socket (what a conference process that
@@ -70,7 +73,7 @@ def events(prefix: str, count: int, mix: bool):
             uuid = f"{prefix}-u{i // 10}"
             media_first = (i // 10) % 2 == 0
             if (slot == 8) == media_first:
-                yield "participant_media_streams_destroyed", {"uuid": uuid, "fid": fid, "media_streams": []}
+                yield "participant_media_streams_destroyed", {"uuid": uuid, "fid": fid, "media_streams": [{"stream_id": fid}]}
             else:
                 yield "participant_disconnected", {"uuid": uuid, "fid": fid, "disconnect_reason": "fault test"}
         else:

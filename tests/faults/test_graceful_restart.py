@@ -3,14 +3,13 @@ steady stream from a bare ZeroMQ PUB (issue 15): nothing that reached the
 broker is lost, nothing is journaled twice.
 
 What "already handed to ZeroMQ" covers for a bare PUB: what the broker's
-socket has received is journaled before it exits (it drains until quiet), and
-what the PUB queued for the connection and had not yet written (everything
-published while the agent is away, up to the PUB's SNDHWM) is sent to the next
-broker, because the broker never unsubscribes. What it cannot cover: the bytes
-in transit at the instant the broker's socket closes (written by the PUB's
-ZeroMQ thread, not yet read by the broker's), and whatever a PUB publishes
-beyond its SNDHWM while the agent is away. The first is at most the message
-in transit per restart; the second is the publisher's to size.
+socket has received is journaled before it exits (it drains until quiet), what
+was on the connection when it stopped too (it half-closes each connection so
+the PUB ends it, and reads it to the end: bus/handover.py), and what the PUB
+queued for the connection and had not yet written (everything published while
+the agent is away, up to the PUB's SNDHWM) is sent to the next broker, because
+the broker never unsubscribes. What it cannot cover: whatever a PUB publishes
+beyond its SNDHWM while the agent is away, the publisher's to size.
 """
 
 from __future__ import annotations
