@@ -222,7 +222,7 @@ class SinkChild(Child):
         self.given_view: tuple | None = None
         self.given_digest: str | None = None
         self.wanted_digest: str | None = None
-        # A replay's start (agent/commands/replay.py): placed on the cursor when the next worker spawns.
+        # A replay's start (agent/actions/replay.py): placed on the cursor when the next worker spawns.
         self.replay_start: ReplayStart | None = None
         self.dead_letters = 0  # held in the journal (agent/publishers.py refreshes it)
         self.dead_letters_seen: tuple[int, int, int] = (0, 0, 0)  # (pid, set aside, redriven) last reported

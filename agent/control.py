@@ -6,7 +6,8 @@ a live one), serving connections (keep-alive, bounded bodies; the HTTP framing
 itself is agent/control_http.py's), the fixed route table built from
 `agent.commands.COMMANDS`, and turning results and errors into answers
 (success bodies as docs/control-api.md; errors as `CommandError.body()`; never a
-traceback). The commands themselves live in agent/commands/, one module each.
+traceback). The commands are described in agent/commands/ and carried out by
+their actions in agent/actions/, one module each.
 
 Concurrency: one short-lived thread per connection, at most `max_connections`
 at a time, each with a read deadline; a client that connects and sends
@@ -29,7 +30,8 @@ from typing import Any
 
 import msgspec
 
-from agent.commands import BODY, CALLER_UID, COMMANDS, Command, RawJSON
+from agent.actions import BODY, CALLER_UID, RawJSON, action_of
+from agent.commands import COMMANDS, Command
 from agent.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, Stream, json_bytes, response
 from agent.control_http import serve_stream
 from agent.control_http import send as send_bytes
@@ -254,13 +256,14 @@ class ControlServer:
                     err = CommandError(405, f"{method} is not allowed here; use {', '.join(allowed)}")
                     return 405, json_bytes(err.body()), {"Allow": ", ".join(allowed)}
                 raise CommandError(404, f"no such resource: {urllib.parse.urlsplit(target).path[:200]}")
-            if command.body is not None:
-                params[BODY] = _decode_body(body, command.body)
+            action = action_of(command)
+            if action.body is not None:
+                params[BODY] = _decode_body(body, action.body)
             else:
                 _check_body(body)
-            if command.wants_caller:
+            if action.wants_caller:
                 params[CALLER_UID] = caller
-            result = command.action(self.supervisor, params)
+            result = action.action(self.supervisor, params)
             if isinstance(result, RawJSON):
                 return 200, result.encode(), {}
             if isinstance(result, Stream):

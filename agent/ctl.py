@@ -1,50 +1,41 @@
 """`eventsinkctl`: the operator's thin client of the control socket.
 
-Owns the command line (subcommands built from `agent.commands.COMMANDS`), the
-choice of socket (`--socket`, else the config's `agent.control_socket` with
-`--config`, else `$EVENTSINK_SOCKET`, else the default), and HTTP over the
-unix socket (`UnixHTTPConnection`, `ControlClient`). Answers are rendered by each command;
-exit codes come from `agent.commands.exit_code` (0 ok, 1 refused/failed,
-2 usage, 3 agent not running).
+Owns the command line (subcommands built from the descriptions in
+`agent.commands.COMMANDS`), the choice of socket (`--socket`, else the config's
+`agent.control_socket` with `--config`, else `$EVENTSINK_SOCKET`, else the
+default), and HTTP over the unix socket (`ControlClient`, docs/control-api.md).
+Answers are rendered by each command; exit codes come from
+`agent.commands.exit_code` (0 ok, 1 refused/failed, 2 usage, 3 agent not running).
+
+An operator runs it by hand and scripts run it in loops, so it starts as a
+small program: it imports the commands' descriptions only, never their actions
+(agent/actions/: zmq, sqlite3, msgspec, the journal), and speaks the one
+request it needs itself (`exchange`: HTTP/1.1 with `Connection: close`, as the
+control server answers it) rather than through http.client and its email
+parser. tests/agent/test_ctl_imports.py keeps it so.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import socket
 import sys
-import tomllib
-from typing import Any
+
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from agent import __version__
 from agent.commands import COMMANDS, BadValue, Command, Reply, Unreachable, UsageError, exit_code
-from common.config import AgentConfig
+from common.vocabulary import DEFAULT_RUNTIME_DIR
 
 PROG = "eventsinkctl"
-DEFAULT_SOCKET = "/run/eventsink-agent/control.sock"
+DEFAULT_SOCKET = os.path.join(DEFAULT_RUNTIME_DIR, "control.sock")
 SOCKET_ENV = "EVENTSINK_SOCKET"
 CLIENT_TIMEOUT = 20.0  # s; the agent itself gives up on its supervisor after 10 s
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over an AF_UNIX stream socket (Host: agent)."""
-
-    def __init__(self, socket_path: str, timeout: float = CLIENT_TIMEOUT):
-        super().__init__("agent", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+MAX_HEAD = 64 * 1024  # bytes of an answer's status line and headers
 
 
 class AgentFailed(Exception):
@@ -72,41 +63,124 @@ class ControlClient:
         return self.request(command.method, command.request_path(params or {}, query), body)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[Reply, bytes]:
-        where = self.socket_path
-        conn = UnixHTTPConnection(where, self.timeout)
+        payload = None if body is None else json.dumps(body).encode()
+        sock = self._connect()
         try:
-            try:
-                conn.connect()
-            except FileNotFoundError:
-                raise Unreachable(f"agent not running (no control socket at {where})") from None
-            except ConnectionRefusedError:
-                raise Unreachable(f"agent not running (nobody answers on {where})") from None
-            except PermissionError:
-                raise Unreachable(f"cannot connect to {where}: permission denied (is this user in the agent's group?)") from None
-            except OSError as exc:
-                raise Unreachable(f"cannot connect to the agent at {where}: {exc.strerror or exc}") from None
-            headers = {"Accept": "application/json"}
-            payload = None
-            if body is not None:
-                payload = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            try:
-                conn.request(method, path, body=payload, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-            except TimeoutError:
-                raise AgentFailed(f"the agent did not answer within {self.timeout:g} s") from None
-            except (http.client.HTTPException, OSError):
-                raise AgentFailed("the agent closed the connection without an answer") from None
+            status, raw = exchange(sock, method, path, payload)
+        except TimeoutError:
+            raise AgentFailed(f"the agent did not answer within {self.timeout:g} s") from None
+        except OSError:
+            raise AgentFailed("the agent closed the connection without an answer") from None
         finally:
-            conn.close()
+            sock.close()
         try:
             decoded = json.loads(raw) if raw.strip() else None
         except ValueError:
-            if 200 <= resp.status < 300:
+            if 200 <= status < 300:
                 raise AgentFailed("the agent's answer is not JSON") from None
             decoded = None
-        return Reply(resp.status, decoded), raw
+        return Reply(status, decoded), raw
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise Unreachable(unreachable(self.socket_path, exc)) from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def unreachable(where: str, exc: OSError) -> str:
+    """Why no agent answers on the socket at WHERE, in one sentence."""
+    if isinstance(exc, FileNotFoundError):
+        return f"agent not running (no control socket at {where})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"agent not running (nobody answers on {where})"
+    if isinstance(exc, PermissionError):
+        return f"cannot connect to {where}: permission denied (is this user in the agent's group?)"
+    return f"cannot connect to the agent at {where}: {exc.strerror or exc}"
+
+
+def exchange(sock: socket.socket, method: str, path: str, payload: bytes | None) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on the connected SOCK -> (status, body). OSError (a ConnectionError when the
+    agent closes it early or answers what is not HTTP), TimeoutError past the socket's timeout."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: agent\r\nAccept: application/json\r\nConnection: close\r\n"
+    if payload is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+    sock.sendall(head.encode("ascii") + b"\r\n" + (payload or b""))
+    data = b""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            status, length, chunked = _parse_head(data[:end])
+            if status >= 200:  # a 1xx (100 Continue) is followed by the real answer
+                break
+            data = data[end + 4:]
+            continue
+        if len(data) > MAX_HEAD:
+            raise ConnectionError("the answer's head is too long")
+        data += _recv(sock)
+    body = data[end + 4:]
+    if chunked:
+        return status, _dechunk(sock, body)
+    while length is None or len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            if length is None:  # no Content-Length: the answer ends with the connection
+                return status, body
+            raise ConnectionError("the answer was cut short")
+        body += chunk
+    return status, body[:length]
+
+
+def _recv(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise ConnectionError("the agent closed the connection")
+    return chunk
+
+
+def _dechunk(sock: socket.socket, data: bytes) -> bytes:
+    """A chunked body (DATA: what came after the head), read to its last chunk (trailers are not kept)."""
+    out = b""
+    while True:
+        while b"\r\n" not in data:
+            data += _recv(sock)
+        line, data = data.split(b"\r\n", 1)
+        size_text = line.split(b";")[0].strip()
+        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            raise ConnectionError("a bad chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            return out
+        while len(data) < size + 2:
+            data += _recv(sock)
+        out, data = out + data[:size], data[size + 2:]
+
+
+def _parse_head(head: bytes) -> tuple[int, int | None, bool]:
+    """An answer's status line and headers -> (status, Content-Length or None, chunked); ConnectionError when
+    it is not HTTP."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ConnectionError("the answer is not HTTP")
+    length, chunked = None, False
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            if not value.strip().isdigit():
+                raise ConnectionError("a bad Content-Length")
+            length = int(value)
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+    return int(parts[1]), length, chunked
 
 
 def socket_path(args: argparse.Namespace) -> str:
@@ -120,6 +194,8 @@ def socket_path(args: argparse.Namespace) -> str:
 
 def _socket_from_config(path: str) -> str:
     # Only the [agent] table matters here; the operator may not be able to read password files.
+    import tomllib  # only --config reads a file
+
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
@@ -131,13 +207,31 @@ def _socket_from_config(path: str) -> str:
     if not isinstance(agent, dict):
         raise UsageError(f"{path}: [agent] must be a table")
     sock = agent.get("control_socket") or ""
-    runtime_dir = agent.get("runtime_dir") or AgentConfig().runtime_dir
+    runtime_dir = agent.get("runtime_dir") or DEFAULT_RUNTIME_DIR
     if not isinstance(sock, str) or not isinstance(runtime_dir, str):
         raise UsageError(f"{path}: agent.control_socket and agent.runtime_dir must be strings")
     return sock or os.path.join(runtime_dir, "control.sock")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested(argv: list[str]) -> str | None:
+    """The subcommand ARGV names, when that is plain before parsing: its first word, after only --socket and
+    --config with their values. None for anything else (--help, --version, an abbreviated option, no or an
+    unknown subcommand): then the parser is built whole, and argparse says what it says about it."""
+    names = {c.name for c in COMMANDS if c.in_ctl}
+    value_next = False
+    for arg in argv:
+        if value_next:
+            value_next = False
+        elif arg in ("--socket", "--config"):
+            value_next = True
+        elif not arg.startswith(("--socket=", "--config=")):
+            return arg if arg in names else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """eventsinkctl's parser, with every subcommand, or with ONLY that one (`requested`: the subcommand parses
+    the rest of the line alike either way, and building the others is most of the parser's cost)."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
         "--socket", metavar="PATH", default=argparse.SUPPRESS,
@@ -153,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     for command in COMMANDS:
-        if not command.in_ctl:
+        if not command.in_ctl or only not in (None, command.name):
             continue
         p = sub.add_parser(command.name, parents=[where], help=command.help, description=command.help[:1].upper() + command.help[1:] + ".")
         helps = dict(command.field_help)
@@ -181,7 +275,7 @@ def request_parts(command: Command, args: argparse.Namespace) -> tuple[dict, dic
             except ValueError as exc:
                 raise BadValue(str(exc)) from None
         (query if arg.to == "query" else body)[arg.field] = value
-    return params, query, (body if command.body is not None else None)
+    return params, query, (body if command.body else None)
 
 
 def _print(text: str, stream: Any = None) -> None:
@@ -201,7 +295,8 @@ def fail(message: str, outcome: Reply | BaseException, problems: list[str] | tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(requested(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors (2)

@@ -1,4 +1,4 @@
-"""The control API as an OpenAPI 3.1 document, built from `agent.commands.COMMANDS`.
+"""The control API as an OpenAPI 3.1 document, built from `agent.commands.COMMANDS` and their actions.
 
 Owns the document served at `GET /v1/openapi.json` and committed as
 docs/openapi.json: one operation per command (its path and query parameters
@@ -16,10 +16,12 @@ from typing import Any
 
 import msgspec
 
+from agent.actions import action_of
+from agent.actions.attempts import ANSWER_TIMEOUT
 from agent.commands import COMMANDS, Command
 from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 from agent.commands import deliveries
-from agent.commands.attempts import ANSWER_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT
+from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT
 from agent.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
 from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
 from agent.states import PublisherState
@@ -301,9 +303,10 @@ def operation(command: Command) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": command.name, "summary": command.help, "responses": responses}
     if params := parameters(command):
         op["parameters"] = params
-    if command.body is not None:
-        ref = {"$ref": f"#/components/schemas/{command.body.__name__}"}
-        required = any(f.required for f in msgspec.structs.fields(command.body))
+    body = action_of(command).body
+    if body is not None:
+        ref = {"$ref": f"#/components/schemas/{body.__name__}"}
+        required = any(f.required for f in msgspec.structs.fields(body))
         op["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref}},
                              "description": "a JSON object; a field left out takes its default"}
     op["x-eventsinkctl"] = command.in_ctl
@@ -316,7 +319,7 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for command in COMMANDS:
         paths.setdefault(command.path, {})[command.method.lower()] = operation(command)
-    bodies = [c.body for c in COMMANDS if c.body is not None]
+    bodies = [body for c in COMMANDS if (body := action_of(c).body) is not None]
     _, body_schemas = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
     return {
         "openapi": "3.1.0",

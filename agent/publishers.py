@@ -4,7 +4,7 @@ sink in alarm, with stop_publisher resent while the worker still says it
 runs), a broker report into the journal alarm, and keeping each worker's
 config up to date (an `update` it missed is sent on its next report); a
 worker's answer to `attempts` or `deliveries` goes to the request waiting
-for it (agent/commands/attempts.py), and the POSTs a followed worker streams
+for it (agent/actions/attempts.py), and the POSTs a followed worker streams
 to the followers (agent/deliveries_feed.py).
 
 The one place a link message becomes a typed report or answer is
@@ -26,7 +26,7 @@ from common.link import (AttemptsAnswer, BrokerReport, Deliveries, DeliveriesAns
                          parse_message)
 from common.logs import SUPPORT
 from agent.child import SinkChild
-from agent.commands.attempts import AttemptAsks
+from agent.actions.attempts import AttemptAsks
 from agent.deliveries_feed import DeliveryFeed
 from agent.fleet import Fleet
 from agent.states import STOPPABLE_STATES, PublisherState

@@ -1,11 +1,14 @@
 """The pieces eventsinkctl renders answers with: cells, durations, times,
 totals and plain-text tables. Each command's own renderer is next to it in
-agent/commands/ (one module per command)."""
+agent/commands/ (one description per command)."""
 
 from __future__ import annotations
 
 import datetime
-from typing import Any
+
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 

@@ -1,7 +1,7 @@
 """The supervisor process's main loop (gunicorn arbiter style): it starts the
 broker and one worker per sink (agent/fleet.py, agent/child.py), and then,
 until a graceful stop has finished, sleeps until something happens and acts
-on it: a child's report (agent/publishers.py), a command (agent/commands/),
+on it: a child's report (agent/publishers.py), a command (agent/actions/),
 a child's exit, or a deadline.
 
 Signal handlers and the control server only put a command on the queue and
@@ -31,7 +31,7 @@ from common.config import Config, Paths
 from common.logs import SUPPORT
 from agent import console_child
 from agent.child import Child, SinkChild
-from agent.commands import RELOAD, SHUTDOWN, command_named
+from agent.actions import RELOAD, SHUTDOWN, action_named
 from agent.errors import CommandError
 from agent.fleet import BROKER_JOURNAL_CORRUPT, Fleet
 from agent.processes import PopenLauncher, SystemClock
@@ -64,7 +64,7 @@ class Supervisor:
         self._ctx: zmq.Context | None = None
         self._poller: zmq.Poller | None = None
         self._watched_fds: set[int] = set()  # child exit fds registered in the poller
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (Command, params, Future or None)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (Action, params, Future or None)
         self._lock = threading.RLock()  # held by the loop while it works; by metrics while it reads
         self.wakeup = Wakeup(self._enqueue_signal)
         self._accepting = True
@@ -106,7 +106,7 @@ class Supervisor:
     def request(self, command: str, **params: Any) -> Future:
         """Thread-safe: queue COMMAND for the main loop; the future gets its result or CommandError."""
         future: Future = Future()
-        found = command_named(command)
+        found = action_named(command)
         if found is None or found.execute is None:
             future.set_exception(CommandError(400, f"unknown command {command[:40]!r}"))
         elif not self._accepting:
@@ -214,8 +214,8 @@ class Supervisor:
 
     def _enqueue_signal(self, signum: int) -> None:
         # Called in the signal handler: only enqueue, the main loop acts.
-        command = RELOAD if signum == signal.SIGHUP else SHUTDOWN
-        self._queue.put((command, {"why": signal.Signals(signum).name}, None))
+        action = RELOAD if signum == signal.SIGHUP else SHUTDOWN
+        self._queue.put((action, {"why": signal.Signals(signum).name}, None))
 
     # ================================================================ the main loop
 
@@ -272,11 +272,11 @@ class Supervisor:
             self.begin_stop("the journal is corrupt")
 
     def _run_queued(self) -> None:
-        """Carry out every queued command, in order."""
-        for command, params, future in self._take_queued():
+        """Carry out every queued command (its Action, agent/actions/), in order."""
+        for action, params, future in self._take_queued():
             if future is not None and not future.set_running_or_notify_cancel():
                 continue  # the asker gave up
-            command.carry_out(self, params, future)
+            action.carry_out(self, params, future)
 
     # ================================================================ metrics
 

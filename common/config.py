@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from common import http_options
+from common.vocabulary import DEFAULT_RUNTIME_DIR
 
 ROLES = ("transcoding", "proxying")
 BUS_EVENTS = (
@@ -59,7 +60,7 @@ class NodeConfig(_Section):
 
 
 class AgentConfig(_Section):
-    runtime_dir: str = "/run/eventsink-agent"
+    runtime_dir: str = DEFAULT_RUNTIME_DIR
     state_dir: str = "/var/lib/eventsink-agent"
     publish_endpoint: str = ""  # "" = ipc://{runtime_dir}/publish.sock
     control_socket: str = ""  # "" = {runtime_dir}/control.sock

@@ -3,12 +3,19 @@ reads, or that two processes must spell alike (docs/internals.md lists them).
 
 Owns the publisher states a worker reports, the reject reasons of the broker
 (label `reason`), the POST outcomes of a worker (label `outcome`), the names of
-the events the agent makes itself, and the formats of the schema document.
+the events the agent makes itself, the formats of the schema document, and
+the default runtime directory (where the agent and eventsinkctl look for the sockets).
 Each is a tuple in the documented order, plus one constant per value so code
 names a value instead of spelling it.
 """
 
 from __future__ import annotations
+
+# ------------------------------------------------------------ where the agent's sockets are by default
+
+# agent.runtime_dir's default (common/config.py), which eventsinkctl falls back on without loading the
+# config (docs/config.md: the control socket is {runtime_dir}/control.sock).
+DEFAULT_RUNTIME_DIR = "/run/eventsink-agent"
 
 # ------------------------------------------------------------ a worker's publisher (report field `publisher`)
 

@@ -1,20 +1,42 @@
 """The console's only way into the agent: the control socket (agent/ctl.py's
 ControlClient), called on a worker thread so the event loop never blocks, and the
-deliveries stream (`GET /v1/deliveries?follow=1`, NDJSON) read line by line."""
+deliveries stream (`GET /v1/deliveries?follow=1`, NDJSON) read line by line, through
+http.client here (eventsinkctl's client speaks its one request itself and imports no
+http.client, docs/control-api.md)."""
 
 from __future__ import annotations
 
+import http.client
 import logging
+import socket
 import urllib.parse
 from typing import Any, Iterator
 
 from tornado.ioloop import IOLoop
 
 from agent.commands import Unreachable
-from agent.ctl import AgentFailed, ControlClient, UnixHTTPConnection
+from agent.ctl import AgentFailed, ControlClient
 
 log = logging.getLogger("console")
 CALL_TIMEOUT = 15.0  # s; the control server itself answers 503 after 10 s
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX stream socket (Host: agent), for the deliveries stream."""
+
+    def __init__(self, socket_path: str, timeout: float | None = CALL_TIMEOUT):
+        super().__init__("agent", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class AgentError(Exception):
@@ -82,8 +104,6 @@ class DeliveryStream:
     def close(self) -> None:
         sock = self.conn.sock
         if sock is not None:
-            import socket
-
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
             except OSError:

@@ -1,16 +1,15 @@
-"""`alarms`: the active alarms (docs/control-api.md, `GET /v1/alarms`)."""
+"""`alarms`: the active alarms (docs/control-api.md, `GET /v1/alarms`). Its work
+is agent/actions/alarms.py."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from agent.commands.unit import Command
 from agent.render import cell as _cell
 from agent.render import format_time, list_table
-
-
-def alarms(supervisor: Any, params: dict[str, Any]) -> list:
-    return [a.as_dict() for a in supervisor.alarms.active()]
 
 
 def render_alarms(body: Any) -> str:
@@ -18,6 +17,4 @@ def render_alarms(body: Any) -> str:
         _cell(a.get("name")), _cell(a.get("sink")), format_time(a.get("raised_at")), _cell(a.get("detail"))])
 
 
-ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", alarms, render_alarms)
-
-
+ALARMS = Command("alarms", "show the active alarms", "GET", "/v1/alarms", render=render_alarms)

@@ -5,8 +5,9 @@ error, 3 agent not running / socket unreachable)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the agent answered: it refused (4xx) or failed (5xx); or a bad value on the command line
@@ -14,12 +15,20 @@ EXIT_USAGE = 2  # the operator's command line (argparse uses 2 as well)
 EXIT_UNREACHABLE = 3  # no agent to talk to
 
 
-@dataclass(frozen=True)
 class Reply:
     """What the agent answered to one command: HTTP status and decoded JSON body."""
 
-    status: int
-    body: Any
+    __slots__ = ("status", "body")
+
+    def __init__(self, status: int, body: Any):
+        self.status = status
+        self.body = body
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reply) and (self.status, self.body) == (other.status, other.body)
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.body!r})"
 
     @property
     def ok(self) -> bool:

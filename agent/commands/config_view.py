@@ -1,52 +1,17 @@
 """`config`: the running configuration with every secret shown as `***`, and what
 `check` says of the config file now (`GET /v1/config`, for the console's
-Configuration page, docs/console.md). Answered on the control server's thread: it
-reads the file and needs nothing of the main loop."""
+Configuration page, docs/console.md); not an eventsinkctl subcommand. Its work
+is agent/actions/config_view.py."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import msgspec
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
-from common import config as config_mod
-from common.config import SECRET_KEYS, redact_url
 from agent.commands.unit import Command
-
-MASK = "***"
-
-
-def masked(config: config_mod.Config) -> dict:
-    """CONFIG as TOML-shaped builtins, every secret (and a secret file's or key's path) as ***."""
-    doc = msgspec.to_builtins(config)
-    for sink in doc.get("sink", []):
-        sink.pop("bearer_token", None)  # resolved from a file, never a key of the file
-        for key, value in list(sink.items()):
-            if key == "url":
-                sink[key] = redact_url(value)
-            elif key == "headers":
-                sink[key] = {name: MASK for name in value}
-            elif key in SECRET_KEYS and value:
-                sink[key] = MASK
-    console = doc.get("console", {})
-    if console.get("tls_key"):
-        console["tls_key"] = MASK
-    return doc
-
-
-def config_view(supervisor: Any, params: dict[str, str]) -> dict:
-    path = supervisor.config_path
-    result = config_mod.load(path)
-    return {
-        "path": path,
-        "running": masked(supervisor.config),
-        "check": {
-            "valid": not result.problems and result.config is not None,
-            "problems": [p.render(path) for p in result.problems],
-            "warnings": [w.render(path) for w in result.warnings],
-        },
-    }
 
 
 def render_config(body: Any) -> str:
@@ -55,5 +20,5 @@ def render_config(body: Any) -> str:
 
 CONFIG = Command(
     "config", "the running configuration (secrets as ***) and what check says of the config file",
-    "GET", "/v1/config", None, render_config, in_ctl=False, serve=config_view,
+    "GET", "/v1/config", render=render_config, in_ctl=False,
 )

@@ -3,24 +3,22 @@
 `GET /v1/sinks/NAME/deliveries?limit=N` (`eventsinkctl deliveries SINK
 [--limit N]`): a sink's most recent POSTs as sent, newest first, with their
 request headers and body (secrets as "***"). Only the worker keeps them (its
-last 100, sinks/deliveries.py), so it is asked as `attempts` asks
-(agent/commands/attempts.py's `AttemptAsks`, sending `Deliveries`).
+last 100, sinks/deliveries.py), so it is asked as `attempts` asks.
 
 `GET /v1/deliveries?follow=1[&sink=NAME]`: a stream of NDJSON lines, one per
 POST of every sink (or that one) as it completes, until the client closes.
-The answer is a `Follower` (agent/deliveries_feed.py) the control server
-writes as it fills (agent/control_http.py's `serve_stream`). eventsinkctl does
-not offer it (`curl --unix-socket SOCK -N 'http://agent/v1/deliveries?follow=1'`).
+eventsinkctl does not offer it (`curl --unix-socket SOCK -N
+'http://agent/v1/deliveries?follow=1'`). Their work is agent/actions/deliveries.py.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from typing import Any
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from agent.commands.attempts import parse_limit
-from agent.commands.unit import CliArg, Command, sink_child
-from agent.errors import CommandError
+from agent.commands.unit import CliArg, Command
 from agent.render import cell
 
 DEFAULT_LIMIT = 20
@@ -28,33 +26,13 @@ MAX_LIMIT = 100  # a larger limit is clamped: the worker keeps no more
 FOLLOW_VALUES = ("1", "true", "yes")
 
 
-def _limit(raw: Any, name: str = "limit") -> int:
+def parse_deliveries_limit(raw: Any, name: str = "limit") -> int:
+    """RAW as a `deliveries` limit from 1 to MAX_LIMIT (DEFAULT_LIMIT when absent); ValueError."""
     return parse_limit(raw, name, DEFAULT_LIMIT, MAX_LIMIT)
 
 
 def _cli_limit(value: str) -> int:
-    return _limit(value, "--limit")
-
-
-def deliveries(supervisor: Any, params: dict[str, Any]) -> Future | list:
-    """The sink's most recent POSTs as sent, newest first (later: the worker answers)."""
-    child = sink_child(supervisor, params)
-    try:
-        limit = _limit(params.get("limit"))
-    except ValueError as exc:
-        raise CommandError(400, str(exc)) from None
-    return supervisor.publishers.deliveries.ask(child, limit)
-
-
-def follow(supervisor: Any, params: dict[str, Any]) -> Any:
-    """A new follower of every sink's POSTs (or the `sink` one's): the stream the server writes."""
-    if str(params.get("follow", "")).lower() not in FOLLOW_VALUES:
-        raise CommandError(400, "GET /v1/deliveries is a stream: ask for it with follow=1 "
-                                "(a sink's recent POSTs are at /v1/sinks/NAME/deliveries)")
-    sink = params.get("sink")
-    if sink is not None:
-        sink = sink_child(supervisor, params).name
-    return supervisor.publishers.feed.follow(sink, supervisor.wakeup.wake)
+    return parse_deliveries_limit(value, "--limit")
 
 
 def _duration(value: Any) -> str:
@@ -91,7 +69,7 @@ def render_stream(body: Any) -> str:  # never rendered: eventsinkctl does not of
 
 DELIVERIES = Command(
     "deliveries", "show a sink's most recent POSTs as sent (headers and body, secrets as ***), newest first",
-    "GET", "/v1/sinks/{sink}/deliveries", deliveries, render_deliveries, query=("limit",),
+    "GET", "/v1/sinks/{sink}/deliveries", render=render_deliveries, query=("limit",),
     field_help=(
         ("sink", "the sink's name, as in the config"),
         ("limit", f"how many POSTs, newest first (default {DEFAULT_LIMIT}; more than {MAX_LIMIT} gives {MAX_LIMIT})"),
@@ -102,7 +80,7 @@ DELIVERIES = Command(
 
 FOLLOW = Command(
     "follow", "stream every sink's POSTs as sent (or one sink's), one JSON object per line, until the client closes",
-    "GET", "/v1/deliveries", follow, render_stream, in_ctl=False, query=("follow", "sink"),
+    "GET", "/v1/deliveries", render=render_stream, in_ctl=False, query=("follow", "sink"),
     media_type="application/x-ndjson",
     field_help=(
         ("follow", "must be 1: the answer is a stream"),

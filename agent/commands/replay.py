@@ -1,71 +1,24 @@
 """`replay`: send a sink's retained events again, from a point in time
-(docs/delivery.md and docs/control-api.md, `POST /v1/sinks/NAME/replay`, `eventsinkctl replay`).
+(docs/delivery.md and docs/control-api.md, `POST /v1/sinks/NAME/replay`,
+`eventsinkctl replay`). Its work is agent/actions/replay.py.
 
-The answer counts the retained events (delivered, still in the journal)
-accepted at or after `since`. Unless it is a dry run, the sink's publisher is
-then restarted as `restart` does, and its next worker starts just below the
-first of them: it sends them again in journal order, with their original
-`webhook-id` (epoch and offset), then the backlog and live events. The cursor
-is moved only between two workers (agent/fleet.py), so no worker can commit
-its old cursor over it; a second replay before that happens simply wins.
+The client turns `--since` into Unix seconds (an age counts back from the
+operator's clock) and sends it in the JSON body with `dry_run`.
 """
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 import time
-from typing import Annotated, Any
 
-import msgspec
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
-from common.config import Paths
-from common.timespec import iso_utc, parse_time
-from agent.child import ReplayStart
-from agent.commands.restart import restart_publisher
-from agent.commands.unit import BODY, CliArg, Command, sink_child
-from agent.errors import CommandError
-from sinks import shadow
+from common.timespec import parse_time
+from agent.commands.unit import CliArg, Command
 
-log = logging.getLogger("agent.supervisor")
-
-
-class ReplayBody(msgspec.Struct, forbid_unknown_fields=False):
-    """The body of a replay request."""
-
-    since: Annotated[float | str, msgspec.Meta(
-        description="Unix seconds, or an ISO 8601 string (an age such as \"2h\" is taken too)")]
-    dry_run: Annotated[bool, msgspec.Meta(description="only count the events a replay would send")] = False
-
-
-def replay(supervisor: Any, params: dict[str, Any]) -> dict:
-    child = sink_child(supervisor, params)
-    body: ReplayBody = params[BODY]
-    try:
-        since = parse_time(body.since, supervisor.clock.wall())
-    except ValueError as exc:
-        raise CommandError(400, str(exc)) from None
-    journal = supervisor.fleet.journal
-    shadow_file = shadow.shadow_path(Paths.of(supervisor.config).state_dir, child.name)
-    try:
-        committed = journal.cursors().get(child.name, 0)
-        # Acknowledged since the worker's last commit (at most a second ago) counts as delivered too.
-        cursor = shadow.peek_mark(shadow_file, journal.epoch, committed)
-        window = journal.replay_window(child.name, since, cursor=cursor)
-    except sqlite3.Error as exc:
-        raise CommandError(500, f"the journal cannot be read: {exc}") from None
-    answer = {
-        "events": window.events,
-        "since": iso_utc(since),
-        "oldest_retained": None if window.oldest_retained is None else iso_utc(window.oldest_retained),
-    }
-    if body.dry_run:
-        return {**answer, "dry_run": True}
-    if window.first_offset is not None:
-        child.replay_start = ReplayStart(window.first_offset, shadow_file)
-    log.info("sink %s: replay of %d events accepted since %s requested", child.name, window.events, answer["since"])
-    restart_publisher(supervisor, child, "replay")
-    return {**answer, "dry_run": False}
+SINCE_HELP = "Unix seconds, or an ISO 8601 string (an age such as \"2h\" is taken too)"
+DRY_RUN_HELP = "only count the events a replay would send"
 
 
 def since_to_seconds(value: str) -> float:
@@ -83,14 +36,12 @@ def render_replay(body: Any) -> str:
 
 REPLAY = Command(
     "replay", "send a sink's retained events again, from --since TIME on (then its backlog and live events)",
-    "POST", "/v1/sinks/{sink}/replay", replay, render_replay, body=ReplayBody,
+    "POST", "/v1/sinks/{sink}/replay", render=render_replay, body=True,
     field_help=(("sink", "the sink's name, as in the config"),),
     cli=(
         CliArg(("--since",), "since", "body", convert=since_to_seconds, kwargs={
             "metavar": "TIME", "required": True,
             "help": "Unix seconds, ISO 8601 (2026-12-01T08:00:00Z, or with an offset), or an age: 90s, 30m, 2h, 1d"}),
-        CliArg(("--dry-run",), "dry_run", "body", kwargs={
-            "action": "store_true", "help": "only count the events a replay would send"}),
+        CliArg(("--dry-run",), "dry_run", "body", kwargs={"action": "store_true", "help": DRY_RUN_HELP}),
     ),
-    refused_while_stopping=True,
 )

@@ -10,8 +10,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agent import ctl
-from agent.commands import ATTEMPTS
-from agent.commands.attempts import ANSWER_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT, parse_limit
+from agent.actions import ATTEMPTS
+from agent.actions.attempts import ANSWER_TIMEOUT
+from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT, parse_limit
 from agent.errors import CommandError
 from agent.openapi import RESPONSE_SCHEMAS, openapi_document
 from common.internal import worker_identity
@@ -141,11 +142,11 @@ def test_an_answer_from_another_sink_or_token_is_ignored(rig):
 def test_render_is_a_table_newest_first_or_no_attempts_yet():
     success = {**ENTRY, "seq": 2, "outcome": "success", "status": 200, "detail": "HTTP 200", "duration": 1.5}
     timeout = {**ENTRY, "outcome": "timeout", "status": None, "detail": "no answer within 5 s"}
-    lines = ATTEMPTS.render([success, timeout]).splitlines()
+    lines = ATTEMPTS.command.render([success, timeout]).splitlines()
     assert lines[0].split() == ["TIME", "SEQ", "EVENTS", "WEBHOOK-ID", "OUTCOME", "STATUS", "DURATION", "DETAIL"]
     assert lines[1].split()[:7] == [ENTRY["at"], "2", "1", "e-cdr-started-1", "success", "200", "1.50s"]
     assert lines[2].split()[4:7] == ["timeout", "-", "12.0ms"] and lines[2].endswith("no answer within 5 s")
-    assert ATTEMPTS.render([]) == "no attempts yet"
+    assert ATTEMPTS.command.render([]) == "no attempts yet"
 
 
 def test_a_bad_limit_on_the_command_line_is_one_plain_line_and_exit_1(capsys, tmp_path):

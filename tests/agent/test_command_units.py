@@ -10,8 +10,8 @@ import signal
 
 import pytest
 
-from agent import commands
-from agent.commands import ALARMS, COMMANDS, LOOP_COMMANDS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS
+from agent.actions import ACTIONS, ALARMS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS, action_of, unpaired
+from agent.commands import COMMANDS, LOOP_COMMANDS
 from agent.control import ControlServer
 from agent.errors import CommandError
 from tests.agent.supervisor_fakes import Rig
@@ -26,8 +26,15 @@ def rig():
 def test_every_loop_command_has_work_help_and_a_renderer():
     for command in LOOP_COMMANDS:
         assert command.help and callable(command.render)
-        assert command.execute is not None or command.serve is not None, command.name
-    assert SHUTDOWN not in COMMANDS  # not a route: signals and the agent itself give it
+        action = action_of(command)
+        assert (action.execute is None) != (action.serve is None), command.name  # one place it runs
+    assert SHUTDOWN.command not in COMMANDS  # not a route: signals and the agent itself give it
+
+
+def test_every_description_has_exactly_one_action_and_they_agree():
+    assert unpaired() == []
+    assert len({a.name for a in ACTIONS}) == len(ACTIONS) == len(LOOP_COMMANDS)
+    assert [a.command for a in ACTIONS if a.body is not None] == [c for c in LOOP_COMMANDS if c.body]
 
 
 # ---------------------------------------------------------------- status
@@ -39,7 +46,7 @@ def test_status_shows_sinks_and_the_broker_state(rig):
     assert body["bus"]["state"] == "starting" and body["bus"]["broker_pid"] == rig.launcher.current("broker").pid
     rig.broker_report()
     assert STATUS.run(rig.sup, {})["bus"]["state"] == "running"
-    assert "bus:" in STATUS.render(body) and "cdr" in STATUS.render(body)
+    assert "bus:" in STATUS.command.render(body) and "cdr" in STATUS.command.render(body)
 
 
 def test_broker_crash_and_restart_move_its_state(rig):
@@ -62,7 +69,7 @@ def test_alarms_lists_the_active_ones(rig):
     assert ALARMS.run(rig.sup, {}) == []
     rig.broker_report(journal_full=True)
     [alarm] = ALARMS.run(rig.sup, {})
-    assert alarm["sink"] is None and "ALARM" in ALARMS.render([alarm])
+    assert alarm["sink"] is None and "ALARM" in ALARMS.command.render([alarm])
 
 
 # ---------------------------------------------------------------- restart
@@ -76,7 +83,7 @@ def test_restart_gives_a_fresh_worker(rig):
     first.exit(0)
     rig.step()
     assert rig.launcher.current("cdr") is not first
-    assert RESTART.render({"restarted": "cdr"}) == "restarted sink cdr"
+    assert RESTART.command.render({"restarted": "cdr"}) == "restarted sink cdr"
 
 
 def test_restart_of_an_unknown_sink_is_404_and_refused_while_stopping(rig):
@@ -97,7 +104,7 @@ def test_reload_applies_a_complete_plan(rig):
     reply = RELOAD.run(rig.sup, {})
     assert reply == {"reloaded": True, "added": ["new"], "changed": ["cdr"], "removed": ["siem"]}
     assert "new" in rig.sup.fleet.sinks and "siem" not in rig.sup.fleet.sinks
-    assert "added: new" in RELOAD.render(reply)
+    assert "added: new" in RELOAD.command.render(reply)
 
 
 def test_reload_of_a_bad_file_changes_nothing(rig):

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from agent import commands
+from agent import actions
+from agent.actions import action_named
 from agent.commands import (
     COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError,
-    command_named, exit_code, format_seconds, render_status,
+    command_named, exit_code, render_status,
 )
 from agent.commands.alarms import render_alarms
 from agent.commands.reload import render_reload
@@ -18,6 +19,7 @@ from agent.commands.restart import render_restart
 from agent.control import ROUTES
 from agent.ctl import build_parser
 from agent.errors import CommandError
+from agent.render import format_seconds
 from tests.agent.test_control import ALARMS, STATUS, FakeSupervisor
 
 
@@ -65,32 +67,32 @@ def test_path_pattern_and_request_path_round_trip():
 
 def test_actions_call_the_supervisor():
     sup = FakeSupervisor()
-    assert command_named("status").action(sup, {}) == STATUS
-    assert command_named("alarms").action(sup, {}) == ALARMS
-    assert command_named("restart").action(sup, {"sink": "cdr"}) == {"restarted": "cdr"}
+    assert action_named("status").action(sup, {}) == STATUS
+    assert action_named("alarms").action(sup, {}) == ALARMS
+    assert action_named("restart").action(sup, {"sink": "cdr"}) == {"restarted": "cdr"}
     with pytest.raises(CommandError) as err:
-        command_named("restart").action(sup, {"sink": "nope"})
+        action_named("restart").action(sup, {"sink": "nope"})
     assert err.value.status == 404
     assert [c for c, _ in sup.calls] == ["status", "alarms", "restart", "restart"]
 
 
 def test_ask_times_out_as_503(monkeypatch):
-    monkeypatch.setattr(commands.unit, "SUPERVISOR_TIMEOUT", 0.05)
+    monkeypatch.setattr(actions.unit, "SUPERVISOR_TIMEOUT", 0.05)
 
     class Silent:
         def request(self, command, **params):
             return concurrent.futures.Future()
 
     with pytest.raises(CommandError) as err:
-        commands.ask(Silent(), "status")
+        actions.ask(Silent(), "status")
     assert err.value.status == 503
 
 
 def test_schema_action_validates_format():
     with pytest.raises(CommandError) as err:
-        command_named("schema").action(None, {"format": "xml"})
+        action_named("schema").action(None, {"format": "xml"})
     assert err.value.status == 400
-    assert json.loads(command_named("schema").action(None, {}))["openapi"].startswith("3.")
+    assert json.loads(action_named("schema").action(None, {}))["openapi"].startswith("3.")
 
 
 # ------------------------------------------------------------------ envelope and exit codes

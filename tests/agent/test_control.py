@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from agent.commands import unit as command_unit
+from agent.actions import unit as action_unit
 from bus import schema as bus_schema
 from agent.control import ControlServer, ControlSocketError
 from agent.ctl import ControlClient
@@ -230,7 +230,7 @@ def test_supervisor_exception_is_plain_500(server, supervisor, caplog):
 
 
 def test_supervisor_not_answering_is_503(server, supervisor, monkeypatch):
-    monkeypatch.setattr(command_unit, "SUPERVISOR_TIMEOUT", 0.2)
+    monkeypatch.setattr(action_unit, "SUPERVISOR_TIMEOUT", 0.2)
     supervisor.hang = True
     code, body = client(server).call("GET", "/v1/status")
     assert code == 503 and "did not answer" in body["error"]

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -186,3 +187,96 @@ def test_sink_name_not_utf8_is_one_plain_line(server, supervisor):
     assert out.returncode == 1, stderr
     assert_one_plain_line(stderr)
     assert len(supervisor.calls) == 1  # it reached the agent, which refused it
+
+
+# ---------------------------------------------------------------- the client's own HTTP/1.1 (ctl.exchange)
+
+
+def exchange_with(answer: bytes, body: bytes | None = None) -> tuple[tuple[int, bytes] | Exception, bytes]:
+    """ctl.exchange against a peer that sends ANSWER (then closes): its outcome and the request it sent."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    with ours, theirs:
+        theirs.sendall(answer)
+        theirs.shutdown(socket.SHUT_WR)
+        try:
+            outcome: tuple[int, bytes] | Exception = ctl.exchange(ours, "POST", "/v1/reload", body)
+        except OSError as exc:
+            outcome = exc
+        ours.shutdown(socket.SHUT_WR)
+        theirs.settimeout(5)
+        sent = b""
+        while chunk := theirs.recv(65536):
+            sent += chunk
+    return outcome, sent
+
+
+def test_exchange_sends_one_request_and_reads_content_length():
+    outcome, sent = exchange_with(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}trailing", b'{"a":1}')
+    assert outcome == (200, b"{}")
+    assert sent == (b"POST /v1/reload HTTP/1.1\r\nHost: agent\r\nAccept: application/json\r\nConnection: close\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}")
+
+
+def test_exchange_skips_100_continue_and_reads_to_the_end_without_a_length():
+    outcome, _ = exchange_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n{\"error\": \"x\"}")
+    assert outcome == (404, b'{"error": "x"}')
+
+
+def test_exchange_reads_a_chunked_answer():
+    outcome, _ = exchange_with(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"3\r\n{\"a\r\n5;ext=1\r\n\": 1}\r\n0\r\n\r\n")
+    assert outcome == (200, b'{"a": 1}')
+
+
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nContent-Le", b"SSH-2.0-OpenSSH\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+def test_exchange_refuses_what_is_not_a_whole_answer(answer):
+    outcome, _ = exchange_with(answer)
+    assert isinstance(outcome, ConnectionError)
+
+
+def test_client_reports_an_agent_that_closes_without_answering(tmpdir_short):
+    path = os.path.join(tmpdir_short, "mute.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        mute = threading.Thread(target=lambda: listener.accept()[0].close())
+        mute.start()
+        with pytest.raises(ctl.AgentFailed, match="closed the connection without an answer"):
+            ctl.ControlClient(path, timeout=5).request("GET", "/v1/status")
+        mute.join()
+
+
+# ---------------------------------------------------------------- the parser built for one subcommand
+
+
+@pytest.mark.parametrize("argv,name", [
+    (["status"], "status"), (["--socket", "/s", "restart", "cdr"], "restart"), (["--socket=/s", "alarms"], "alarms"),
+    (["--config", "/c", "--socket", "status", "replay", "x", "--since", "2h"], "replay"),
+    (["--help"], None), (["--version"], None), (["--sock", "/s", "status"], None), (["bogus"], None), ([], None),
+    (["--socket", "/s"], None), (["schema"], None),  # not an eventsinkctl subcommand
+])
+def test_requested_names_the_subcommand_only_when_it_is_plain(argv, name):
+    assert ctl.requested(argv) == name
+
+
+@pytest.mark.parametrize("argv", [
+    ["status"], ["--socket", "/s", "restart", "cdr", "--json"], ["--socket=/s", "replay", "x", "--since", "2h"],
+    ["--config", "/c", "attempts", "x", "--limit", "5"], ["redrive", "x", "a", "b"], ["discard", "x", "y", "--socket", "/t"],
+])
+def test_the_one_subcommand_parser_parses_as_the_whole_one(argv):
+    whole, one = ctl.build_parser().parse_args(argv), ctl.build_parser(ctl.requested(argv)).parse_args(argv)
+    assert vars(whole) == vars(one)
+
+
+def test_usage_errors_after_a_plain_subcommand_read_as_before(capsys):
+    for argv in (["restart"], ["status", "--bogus"], ["replay", "x"], ["status", "--help"]):
+        texts = []
+        for parser in (ctl.build_parser(), ctl.build_parser(ctl.requested(argv))):
+            with pytest.raises(SystemExit) as done:
+                parser.parse_args(argv)
+            texts.append((done.value.code, capsys.readouterr()))
+        assert texts[0] == texts[1], argv

@@ -10,9 +10,9 @@ import pytest
 
 from bus.journal import Journal, JournalReader
 from common.timespec import iso_utc
-from agent.commands import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
-from agent.commands.dead_letters import RedriveBody
-from agent.commands.replay import ReplayBody
+from agent.actions import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
+from agent.actions.dead_letters import RedriveBody
+from agent.actions.replay import ReplayBody
 from agent.errors import CommandError
 from sinks.shadow import shadow_path
 from tests.agent.supervisor_fakes import Rig
@@ -51,7 +51,7 @@ def test_a_dry_run_counts_the_retained_events_since_time_and_changes_nothing(rig
     assert answer == {"events": 50, "since": iso_utc(T1), "oldest_retained": iso_utc(T0), "dry_run": True}
     assert REPLAY.run(rig.sup, {"sink": "cdr", BODY: ReplayBody(since="2023-11-14T22:13:20Z", dry_run=True)})["events"] == 150
     assert rig.link.to("cdr", "shutdown") == [] and rig.journal.cursors()["cdr"] == 150
-    assert "would replay 50 events" in REPLAY.render(answer)
+    assert "would replay 50 events" in REPLAY.command.render(answer)
 
 
 def test_a_replay_restarts_the_publisher_and_its_next_worker_starts_below_the_window(rig):
@@ -100,8 +100,8 @@ def test_dead_letters_lists_them_with_iso_times(rig):
     assert [d["id"] for d in listed] == ["epoch-7", "epoch-9"]
     assert listed[0] == {"id": "epoch-7", "event": "conference_updated", "accepted_at": iso_utc(T0), "attempts": 3,
                          "status": 400, "detail": "HTTP 400 Bad Request: unknown field", "redrive": False}
-    assert DEAD_LETTERS.run(rig.sup, {"sink": "siem"}) == [] and DEAD_LETTERS.render([]) == "no dead letters"
-    assert "epoch-9" in DEAD_LETTERS.render(listed)
+    assert DEAD_LETTERS.run(rig.sup, {"sink": "siem"}) == [] and DEAD_LETTERS.command.render([]) == "no dead letters"
+    assert "epoch-9" in DEAD_LETTERS.command.render(listed)
 
 
 def test_redrive_marks_them_and_restarts_the_publisher(rig):

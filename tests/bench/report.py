@@ -2,7 +2,8 @@
 
 `rows(results)` turns the measurements (tests/bench/runs.py, tests/bench/paced.py)
 into table rows (with a "vs last" column when a previous run's JSON is given),
-`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost, issue 19's console), each a figure or a ratio of
+`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost, issue 19's console, and
+eventsinkctl status against curl on the same socket), each a figure or a ratio of
 figures from the same run against its bound. The goals of the earlier bench issue
 that issue 10 retired stay in the table as ratio rows noted "(retired goal)".
 `write` saves `bench-STAMP.{txt,json,png}` and `latest.*` under the results folder.
@@ -92,7 +93,24 @@ def _paced_rows(r: dict) -> list[Row]:
                            lf[key]["core_percent"], "% core", f"live_{key}", _window(lf[key])))
         out.append(Row("19", "  one browser on Live costs (points of one core)", lf["extra_core_points"], "% core",
                        "live_extra", f"{lf['followed']:,} POSTs streamed to it"))
-    return out
+    return out + _ctl_rows(r)
+
+
+def _ctl_rows(r: dict) -> list[Row]:
+    """Row 12 (tests/bench/ctl_cost.py): eventsinkctl status against curl --unix-socket, same agent, same run."""
+    c = r.get("ctl_status")
+    if not c:  # results saved before the row existed
+        return []
+    ctl, curl, py = c["ctl"], c["curl"], c["python"]
+    return [
+        Row("12", "eventsinkctl status, spawn to exit", ctl["median_ms"], "ms", "ctl_status",
+            f"median of {c['runs']}; min {ctl['min_ms']:.1f}, max {ctl['max_ms']:.1f} ms"),
+        Row("12", "curl --unix-socket .../v1/status, same socket", curl["median_ms"], "ms", "ctl_curl",
+            f"median of {c['runs']}, alternating with eventsinkctl"),
+        Row("12", "  python -c pass, the same Python's start", py["median_ms"], "ms", "ctl_python",
+            "the floor of any client written in Python"),
+        Row("12", "  eventsinkctl status / curl", c["ratio"], "x", "ctl_status_ratio", "goal <= 3"),
+    ]
 
 
 def rows(r: dict) -> list[Row]:
@@ -194,7 +212,7 @@ def _goal(what: str, figure: float, op: str, bound: float, detail: str) -> Goal:
 
 
 def goals(r: dict) -> list[Goal]:
-    """Issue 10's Done-when lines, each from this run."""
+    """Issue 10's Done-when lines, issue 15's Publisher cost and eventsinkctl's start, each from this run."""
     agent_200, naive_200 = paced_at(r["paced_1"], 200), paced_at(r["paced_naive"], 200)
     three_200, idle = paced_at(r["paced_3"], 200), r["idle"]
     a_us, n_us = agent_200["cpu_us_per_delivered"], naive_200["cpu_us_per_delivered"]
@@ -235,6 +253,9 @@ def goals(r: dict) -> list[Goal]:
         _goal("lost events (broker bursts worst run + drains)", float(lost), "<=", 0,
               f"of {r['broker']['events']:,} per burst and {d1['events'] - 1:,} per drain"),
         *console_goals(r),
+        *([_goal("eventsinkctl status / curl --unix-socket, same socket", c["ratio"], "<=", 3,
+                 f"{c['ctl']['median_ms']:.1f} / {c['curl']['median_ms']:.1f} ms, medians of {c['runs']}")]
+          if (c := r.get("ctl_status")) else []),
     ]
 
 
@@ -266,7 +287,8 @@ def render(r: dict, last: dict | None = None) -> str:
         before = previous.get(row.key)
         vs = f"{row.value / before:.2f}x" if before else "-"
         lines.append(f"{row.row:<4}{row.what:<58}{_fmt(row.value, row.unit):>16}{vs:>9}  {row.note}")
-    lines += ["", "goals (issues 10 and 15, Done when):", f"{'goal':<62}{'measured':>10}{'bound':>9}  result"]
+    lines += ["", "goals (issues 10 and 15, Done when; eventsinkctl's start):",
+              f"{'goal':<62}{'measured':>10}{'bound':>9}  result"]
     for goal in goals(r):
         lines.append(f"{goal.what:<62}{goal.figure:>10.2f}{goal.op + ' ' + format(goal.bound, 'g'):>9}  "
                      f"{'MET' if goal.met else 'MISSED'}  ({goal.detail})")

@@ -66,12 +66,13 @@ class Sizes:
     idle_seconds: float = 30
     publisher_cost_events: int = 100_000  # per run of the Publisher cost row, old and new
     repeat: int = 3  # runs of the rows that make the ratios (1, 2, 3, 5, 6); the median counts
+    ctl_runs: int = 20  # runs of each of eventsinkctl status and curl --unix-socket (row 12)
 
 
 TINY = Sizes(wrk_seconds=1, naive_events=200, inorder_events=200, latency_seconds=0.4, far_inorder_events=10,
              far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100,
              curl_posts=300, curl_paced_seconds=0.5, paced_warmup=0.15, paced_seconds=0.3, paced_tail=0.05,
-             idle_warmup=0.2, idle_seconds=2, publisher_cost_events=500, repeat=1)
+             idle_warmup=0.2, idle_seconds=2, publisher_cost_events=500, repeat=1, ctl_runs=2)
 
 
 def deadline_for(events: int, rate: float = MIN_RATE) -> float:

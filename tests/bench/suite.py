@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from tests.bench import console_cost, loadgen, paced, publisher_cost, runs
+from tests.bench import console_cost, ctl_cost, loadgen, paced, publisher_cost, runs
 from tests.bench.runs import TINY, Sizes  # noqa: F401 - the public sizes
 from tests.bench.servers import Nginx, envelope_body
 
@@ -91,6 +91,7 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         r[name]["lost_worst"] = max(b["lost"] for b in bursts)  # a loss in any run counts
     cost_events = loadgen.event_dicts(sizes.publisher_cost_events)[: sizes.publisher_cost_events]
     step("publisher_cost", lambda i: publisher_cost.publisher_cost(cost_events, max(3, n)))
+    step("ctl_status", lambda i: ctl_cost.ctl_status(sizes.ctl_runs))
     bulk = dict(bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval)
     for key, options in (("drain_one", {}), ("drain_bulk", bulk)):
         # Repeated: replay is judged against the drain rate (within 10%), and one run of each swings more.

@@ -50,14 +50,17 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     lf = r["live_follow"]  # issue 19: both runs measured in one agent, the follower got every POST of its run
     assert lf["processes"] == 4 and lf["nobody"]["lost"] == 0 and lf["one_browser"]["lost"] == 0
     assert lf["followed"] >= lf["one_browser"]["delivered"] > 0
+    ctl = r["ctl_status"]  # eventsinkctl and curl both answered by the agent, every run timed
+    assert len(ctl["ctl"]["runs_ms"]) == len(ctl["curl"]["runs_ms"]) == TINY.ctl_runs and ctl["ratio"] > 0, ctl
 
     last = {"table": [{"key": "in_order", "value": 1.0}]}
     paths = report.write(r, str(tmp_path), last)
     text = open(paths["txt"]).read()
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
-    # issue 10's Done-when lines and issue 15's Publisher cost; the retired goals are rows only
-    assert len(saved["goals"]) == 16 and {g["met"] for g in saved["goals"]} <= {True, False}
+    # issue 10's Done-when lines, issue 15's Publisher cost, issue 19's console and eventsinkctl's start; the
+    # retired goals are rows only
+    assert len(saved["goals"]) == 17 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
     assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio"]
