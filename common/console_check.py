@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from common import passwords
 from common.config import parse_listen
-from common.http_options import pem_problem
+from common.http_options import pem_problem, readable_by_others
 
 Report = Callable[..., None]
 AT = ("console",)
@@ -63,17 +63,9 @@ def _check_tls(cert: str, key: str, problem: Report) -> None:
     if why:
         problem("console.tls_cert", f"{cert}: {why}", *AT, "tls_cert")
     # The key's path tells where a credential lives: not shown.
-    why = pem_problem(key, "PRIVATE KEY") or _readable_by_others(key)
+    why = pem_problem(key, "PRIVATE KEY") or readable_by_others(key)
     if why:
         problem("console.tls_key", why, *AT, "tls_key")
-
-
-def _readable_by_others(path: str) -> str | None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        return f"cannot read the file: {exc.strerror or exc}"
-    return "the key file is readable by other users (chmod o-rwx)" if mode & stat.S_IROTH else None
 
 
 def _check_password_file(path: str, problem: Report, warn: Report) -> None:

@@ -141,7 +141,7 @@ def _check_client_certificate(s: dict[str, Any], label: str, at: tuple, problem:
     if cert_problem:
         problem(f"{label}.client_cert", f"{cert}: {cert_problem}", *at, "client_cert")
     # The key's path is a secret (it tells where a credential lives): never shown.
-    key_problem = pem_problem(key, "PRIVATE KEY") or _readable_by_others(key)
+    key_problem = pem_problem(key, "PRIVATE KEY") or readable_by_others(key)
     if key_problem:
         problem(f"{label}.client_key", key_problem, *at, "client_key")
     elif not cert_problem:
@@ -163,7 +163,7 @@ def pem_problem(path: str, kind: str) -> str | None:
     return None
 
 
-def _readable_by_others(path: str) -> str | None:
+def readable_by_others(path: str) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
