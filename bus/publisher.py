@@ -129,11 +129,18 @@ class Publisher:
         self.id = os.urandom(8)  # this Publisher's id in every message's third frame
         self._seq = 0  # the last sequence number given to an event
         self._kept: deque[tuple[bytes, bytes, bytes]] = deque()  # (topic, payload, number), oldest first
-        # The last resend_max events handed to ZeroMQ, sent again when a broker subscribes anew: flat,
-        # three frames (topic, payload, number) per event. Not tuples: bytes are not tracked by the
-        # garbage collector, 10,000 live tuples are, and the collections they cause doubled the
-        # cost of a publish (measured).
-        self._ring: deque[bytes] = deque(maxlen=3 * resend_max)
+        # The last resend_max events handed to ZeroMQ, sent again when a broker subscribes anew. Their
+        # payloads' bytes are copied into one circular bytearray (_buf, written at _pos, wrapping to 0
+        # when a payload does not fit at the end, grown when the live ones leave no room), so the
+        # payload object is freed at once, while hot: keeping 10,000 ~800-byte objects alive made each
+        # publish malloc cold memory and free a cold one (1.38x the old Publisher's cost; 1.18x with
+        # the copy, measured). _ring is flat, four items per event: topic, number, start, end (in _buf).
+        # Not tuples: bytes and ints are not tracked by the garbage collector, 10,000 live tuples are,
+        # and the collections they cause doubled the cost of a publish (measured).
+        self._ring: deque = deque(maxlen=4 * resend_max)
+        self._ring_full = 4 * resend_max  # len(_ring) when it holds resend_max events
+        self._buf = bytearray(resend_max * 1024)
+        self._pos = 0
         self._topics: set[bytes] = set()  # what the agent is subscribed to; empty = not subscribed
         self._stopping = False  # the agent withdrew READY_TOPIC: it is stopping, keep everything
         self._open = False  # events may go to ZeroMQ: subscribed, and the agent is not stopping
@@ -192,14 +199,10 @@ class Publisher:
                 pass  # ZeroMQ's queue is full (a stalled agent): keep it, in order, behind nothing
             else:
                 # Not EAGAIN after the first frame: XPUB checks its high-water mark there only.
-                # Zero-copy: the ring keeps the payload alive anyway, and a copy per event is a
-                # malloc while the ring holds 10,000 others (measured: most of what the ring costs).
-                send(payload, _MORE_FLAGS, False)
+                send(payload, _MORE_FLAGS)
                 send(number, _SEND_FLAGS)
-                ring = self._ring
-                ring.append(topic)
-                ring.append(payload)
-                ring.append(number)
+                if self._ring_full:
+                    self._remember(topic, payload, number)
                 return
         self._keep((topic, payload, number))
 
@@ -246,15 +249,72 @@ class Publisher:
             self.dropped += 1
         self._kept.append(message)
 
+    def _remember(self, topic: bytes, payload: bytes, number: bytes) -> None:
+        """Put an event just handed to ZeroMQ in the ring (the oldest goes once it holds resend_max)."""
+        ring = self._ring
+        n = len(payload)
+        pos = self._pos
+        # The start of the oldest event still in the ring after this append (None: no event stays).
+        if len(ring) < self._ring_full:
+            head = ring[2] if ring else None
+        else:
+            head = ring[6] if len(ring) > 4 else None
+        if head is None:
+            if n > len(self._buf):
+                self._grow(n)
+            pos = 0
+        elif head < pos:  # the live bytes are [head, pos): free are [pos, len) and [0, head)
+            if pos + n > len(self._buf):
+                if n <= head:
+                    pos = 0
+                else:
+                    pos = self._grow(n)
+        elif pos + n > head:  # wrapped (payloads are never empty): free is [pos, head) only
+            pos = self._grow(n)
+        end = pos + n
+        self._buf[pos:end] = payload
+        self._pos = end
+        ring.append(topic)
+        ring.append(number)
+        ring.append(pos)
+        ring.append(end)
+
+    def _grow(self, n: int) -> int:
+        """Lay the ring's payloads out again from 0 in a buffer with room for N more bytes beyond
+        what the events staying after the next append hold; the offset to write at."""
+        ring, buf = self._ring, self._buf
+        items = list(ring)
+        if len(ring) >= self._ring_full:
+            items = items[4:]  # the oldest goes with the coming append
+        live = sum(items[i + 3] - items[i + 2] for i in range(0, len(items), 4))
+        new = bytearray(max(2 * len(buf), 2 * (live + n)))
+        ring.clear()
+        pos = 0
+        for i in range(0, len(items), 4):
+            start, end = items[i + 2], items[i + 3]
+            size = end - start
+            new[pos:pos + size] = buf[start:end]
+            ring.append(items[i])
+            ring.append(items[i + 1])
+            ring.append(pos)
+            ring.append(pos + size)
+            pos += size
+        self._buf = new
+        return pos
+
     def _resend(self) -> None:
         """A broker subscribed anew: put the ring in front of the kept events (it is older), to be
         sent first. Beyond buffer_max on purpose: these are not new events to drop."""
         ring = self._ring
         if ring:
-            frames = list(ring)
+            items = list(ring)
             ring.clear()
-            self.resent += len(frames) // 3
-            self._kept.extendleft(reversed(list(zip(frames[0::3], frames[1::3], frames[2::3]))))
+            self._pos = 0
+            buf = self._buf
+            self.resent += len(items) // 4
+            messages = [(items[i], bytes(buf[items[i + 2]:items[i + 3]]), items[i + 1])
+                        for i in range(0, len(items), 4)]
+            self._kept.extendleft(reversed(messages))
 
     def _check_subscriptions(self) -> None:
         """Apply every subscription frame ZeroMQ holds, without waiting."""
@@ -284,7 +344,6 @@ class Publisher:
     def _send_kept(self) -> None:
         """Hand the kept events to ZeroMQ, oldest first, while subscribed and ZeroMQ takes them."""
         kept, sock = self._kept, self._sock
-        ring = self._ring
         while kept and self._open:
             message = kept[0]
             try:
@@ -294,7 +353,9 @@ class Publisher:
             # Not EAGAIN here: XPUB checks its high-water mark at a message's first frame only.
             sock.send(message[1], _MORE_FLAGS)
             sock.send(message[2], _SEND_FLAGS)
-            ring.extend(kept.popleft())
+            kept.popleft()
+            if self._ring_full:
+                self._remember(*message)
 
     def _wait(self, timeout: float, done) -> bool:
         """Read subscriptions and send kept events until DONE() or TIMEOUT seconds have passed."""
