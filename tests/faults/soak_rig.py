@@ -30,6 +30,7 @@ TUNING = {"connection_timeout": 1, "response_timeout": 1, "initial_retry_backoff
           "max_retry_backoff": 600, "media_streams_wait": 1, "cache_expiration": 2,
           "max_background_posts": 1_000_000}
 RESPONSE_TIMEOUT = TUNING["response_timeout"]
+MEDIA_STREAMS_WAIT = TUNING["media_streams_wait"]
 DEAD_LETTER_SINK = "pipelined"
 SINKS = {  # name -> its sink table (url added by the rig)
     "ordered": {"max_in_flight": 1},

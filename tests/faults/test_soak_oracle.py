@@ -119,6 +119,25 @@ def test_version_1_needs_its_own_media_streams_merged():
     assert [p for p in judge(receiver, version=1).problems if "media" in p] == []
 
 
+def test_version_1_may_send_a_disconnect_alone_when_its_media_was_journaled_after_the_wait():
+    """The media-stream cache holds a disconnect media_streams_wait seconds: a media message journaled
+    later (resent after a broker kill -9) may miss it; one journaled within the wait may not."""
+    receiver = Fake().post("s1", started())
+    pub = published()
+    for seq, (fid, name) in enumerate(((f, n) for f, n in pub.name.items()
+                                       if n != "participant_media_streams_destroyed"), 2):
+        uuid = "p1-u0" if fid in ("p1-8", "p1-9") else "p1-u1"
+        streams = [{"stream_id": pub.media_of[uuid]}] if fid != "p1-18" else []
+        extra = {"uuid": uuid, "media_streams": streams} if name == "participant_disconnected" else {}
+        receiver.post(f"e-{fid}", envelope(fid, seq, name, **extra))
+    for late, fails in ((0.5, True), (1.2, False)):
+        j = journal([f"p1-{i}" for i in range(COUNT)])
+        j.accepted = {fid: 1000.0 for fid in j.offsets}
+        j.accepted["p1-19"] = 1000.0 + late  # p1-18's media message
+        v = judge(receiver, version=1, j=j)
+        assert any("without their journaled media streams" in p for p in v.problems) == fails, (late, v.problems)
+
+
 def test_a_bare_pub_loss_while_the_broker_was_down_is_noted_not_failed():
     fids = [f"p1-{i}" for i in range(COUNT) if i != 12]
     pub = Published()
