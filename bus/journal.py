@@ -6,8 +6,8 @@ bus/dead_letters.py; bulk envelope records: bus/envelope_records.py; the reserve
 file and quarantine: bus/journal_files.py).
 `Journal` is the broker's writer (append, purge with retention, make room,
 checkpoint, measure) and the supervisor's admin handle (cursor rows, replay
-window, dead letters). `JournalReader` is one worker's own connection: it reads
-events, moves only its own cursor and keeps its own dead letters.
+window, dead letters). A worker's own connection is bus/journal_reader.py's
+`JournalReader`.
 
 Invariants the counts rely on: offsets are assigned consecutively (AUTOINCREMENT;
 a rolled-back batch assigns none) and a purge only ever deletes a prefix, so the
@@ -40,7 +40,6 @@ between calls: a long-lived reader must not pin the WAL.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import sqlite3
@@ -52,18 +51,18 @@ from typing import NamedTuple
 import msgspec
 
 from bus import numbering
-from bus.dead_letters import DeadLetter, DeadLetterDesk, DeadLetterShelf  # noqa: F401 - re-exported
-from bus.envelope_records import EnvelopeDesk, EnvelopeShelf
+from bus.dead_letters import DeadLetter, DeadLetterDesk  # noqa: F401 - re-exported
+from bus.envelope_records import EnvelopeDesk
+from bus.journal_reader import Connection
 from bus.journal_files import SpaceReserve, quarantine  # noqa: F401 - re-exported
 from bus.journal_schema import (  # noqa: F401 - JournalCorrupt, JournalFull: re-exported
-    BUSY_TIMEOUT_MS, HEAD_SQL, JournalCorrupt, JournalFull, check_schema, closed_if_unusable, connect,
-    create_or_upgrade, is_busy, is_full, read_epoch, wal_bytes,
+    BUSY_TIMEOUT_MS, HEAD_SQL, JournalCorrupt, JournalFull, closed_if_unusable, connect,
+    create_or_upgrade, is_full, read_epoch, wal_bytes,
 )
 from bus.shadow_marks import peek_mark, shadow_path
 
 CHECKPOINT_BUSY_TIMEOUT_MS = 50  # a checkpoint never blocks the broker for long
 DEFAULT_WAL_LIMIT = 8 * 1024 * 1024  # bytes of WAL until `limit_wal` says otherwise
-COMMIT_RETRIES = 20  # worker writes attempted on a busy database (each waits busy_timeout)
 
 _FIRST_YOUNG_SQL = 'SELECT "offset" FROM events WHERE accepted_at >= ? ORDER BY accepted_at, "offset" LIMIT 1'
 
@@ -93,27 +92,7 @@ class Extent(NamedTuple):
         return 0 if self.low is None else self.head - max(self.delivered, self.low - 1)
 
 
-class _Connection:
-    """One SQLite connection to the journal: closed once, also as a context manager."""
-
-    _db: sqlite3.Connection
-    _lock: contextlib.AbstractContextManager = contextlib.nullcontext()  # Journal: a real lock
-
-    def close(self) -> None:
-        with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class Journal(DeadLetterDesk, EnvelopeDesk, _Connection):
+class Journal(DeadLetterDesk, EnvelopeDesk, Connection):
     """The broker's writer and the supervisor's admin handle (one connection, serialised by a lock)."""
 
     def __init__(self, path: str, *, verify: bool = False):
@@ -448,59 +427,3 @@ class Journal(DeadLetterDesk, EnvelopeDesk, _Connection):
         except OSError:
             size = 0
         return size + wal_bytes(self.path)
-
-
-class JournalReader(DeadLetterShelf, EnvelopeShelf, _Connection):
-    """One worker's connection: reads events, moves its own cursor, keeps its own dead letters,
-    never holds a read transaction."""
-
-    def __init__(self, path: str, sink: str):
-        self.path = path
-        self.sink = sink
-        self._db = connect(path, must_exist=True)
-        with closed_if_unusable(self._db, path):
-            # As the broker's: a commit survives kill -9 without an fsync of the WAL each (FULL, the
-            # default, synced every bulk envelope record and cursor commit).
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            check_schema(self._db, path)  # the supervisor's Journal has upgraded an older one
-            self.epoch = read_epoch(self._db, path)
-
-    def read(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Up to LIMIT events with offset > AFTER, ascending: (offset, topic, payload)."""
-        return self._db.execute(
-            'SELECT "offset", topic, payload FROM events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
-            (after, limit),
-        ).fetchall()
-
-    def accepted_at(self, offset: int) -> float | None:
-        """When the event at OFFSET was journaled (None when it is not held). A separate call, not a
-        fourth column of `read()`: only setting a dead letter aside needs it."""
-        row = self._db.execute('SELECT accepted_at FROM events WHERE "offset" = ?', (offset,)).fetchone()
-        return None if row is None else row[0]
-
-    def head(self) -> int:
-        return self._db.execute(HEAD_SQL).fetchone()[0]
-
-    def cursor(self) -> int:
-        """This sink's cursor (0 when it has no row)."""
-        row = self._db.execute('SELECT "offset" FROM cursors WHERE sink = ?', (self.sink,)).fetchone()
-        return row[0] if row else 0
-
-    def commit_cursor(self, offset: int) -> None:
-        """Move this sink's cursor up to OFFSET (never backwards); retries while the database is busy."""
-        self._write('INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
-                    'ON CONFLICT(sink) DO UPDATE SET "offset" = MAX("offset", excluded."offset")',
-                    (self.sink, offset))
-
-    def _write(self, sql: str, params: tuple) -> None:
-        """One autocommit write, retried while the database is busy (the broker's transactions)."""
-        attempt = 0
-        while True:
-            try:
-                self._db.execute(sql, params)
-                return
-            except sqlite3.OperationalError as exc:
-                attempt += 1
-                if not is_busy(exc) or attempt >= COMMIT_RETRIES:
-                    raise
-                time.sleep(min(0.01 * attempt, 0.1))

@@ -36,7 +36,8 @@ from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
 from common.vocabulary import STARTED, UPDATED
-from bus.journal import JournalCorrupt, JournalReader
+from bus.journal import JournalCorrupt
+from bus.journal_reader import JournalReader
 from sinks import attempts, deliveries
 from sinks.cursor import CursorTracker
 from sinks.dead_letters import DeadLetters

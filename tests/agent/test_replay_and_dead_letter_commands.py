@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from bus.journal import Journal, JournalReader
+from bus.journal import Journal
+from bus.journal_reader import JournalReader
 from common.timespec import iso_utc
 from agent.actions import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
 from agent.actions.dead_letters import RedriveBody

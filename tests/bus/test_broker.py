@@ -14,7 +14,8 @@ import pytest
 import zmq
 
 from common.config import Paths, encode_spec, parse
-from bus.journal import Journal, JournalReader
+from bus.journal import Journal
+from bus.journal_reader import JournalReader
 from bus.publisher import Publisher
 from tests.bus.test_validate import REJECTS, VALID
 from tests.helpers import short_tmpdir

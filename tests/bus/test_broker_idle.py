@@ -11,7 +11,7 @@ import time
 import pytest
 
 from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
-from bus.journal import JournalReader
+from bus.journal_reader import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
 
 pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)

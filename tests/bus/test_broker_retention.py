@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bus.journal import JournalReader
+from bus.journal_reader import JournalReader
 from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
 from tests.helpers import Sampler
 
@@ -111,7 +111,7 @@ def test_delivered_rows_are_kept_until_retention_has_passed(root, runs):
 
 READER = """
 import sys, time
-from bus.journal import JournalReader
+from bus.journal_reader import JournalReader
 reader = JournalReader(sys.argv[1], "reader")
 while True:  # a worker catching up on a backlog: always reading
     reader.read(0, 1000)

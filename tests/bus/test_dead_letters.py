@@ -8,7 +8,8 @@ import os
 import pytest
 
 from bus.dead_letters import DETAIL_MAX_CHARS, DeadLetter
-from bus.journal import Journal, JournalReader
+from bus.journal import Journal
+from bus.journal_reader import JournalReader
 from tests.helpers import short_tmpdir
 
 

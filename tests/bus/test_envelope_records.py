@@ -11,7 +11,8 @@ import tempfile
 import pytest
 
 from bus.envelope_records import pack, unpack
-from bus.journal import Journal, JournalCorrupt, JournalReader
+from bus.journal import Journal, JournalCorrupt
+from bus.journal_reader import JournalReader
 
 
 @pytest.fixture

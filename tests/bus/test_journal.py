@@ -7,7 +7,8 @@ import sqlite3
 
 import pytest
 
-from bus.journal import Journal, JournalCorrupt, JournalFull, JournalReader, SpaceReserve
+from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
+from bus.journal_reader import JournalReader
 from tests.helpers import short_tmpdir
 
 

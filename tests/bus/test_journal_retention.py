@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from bus.journal import Journal, JournalCorrupt, JournalReader, ReplayWindow
+from bus.journal import Journal, JournalCorrupt, ReplayWindow
+from bus.journal_reader import JournalReader
 from tests.helpers import short_tmpdir
 
 PAYLOAD = b'{"event":"conference_updated","time":1700000000.0,"data":{"name":"meet","fid":"x-12345"}}'

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from bus.journal import Journal, JournalReader
+from bus.journal import Journal
+from bus.journal_reader import JournalReader
 from bus.numbering import Numbering
 from tests.helpers import short_tmpdir
 

@@ -66,7 +66,7 @@ class BarePublisher:
 
 
 def journaled_names(agent: Agent) -> collections.Counter:
-    from bus.journal import JournalReader
+    from bus.journal_reader import JournalReader
 
     with JournalReader(agent.journal_path, "cdr") as reader:
         rows = reader.read(0, 10**7)

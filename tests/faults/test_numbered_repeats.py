@@ -74,7 +74,7 @@ def test_a_repeated_number_is_dropped_and_counted_also_across_an_agent_restart(m
         assert agent.stop(signal.SIGTERM) == 0
     finally:
         pub.close()
-    from bus.journal import JournalReader
+    from bus.journal_reader import JournalReader
 
     with JournalReader(agent.journal_path, "cdr") as reader:
         names = [orjson.loads(p)["data"]["name"] for _, _, p in reader.read(0, 1000)]

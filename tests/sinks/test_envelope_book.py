@@ -12,7 +12,8 @@ import tempfile
 import orjson
 import pytest
 
-from bus.journal import Journal, JournalReader
+from bus.journal import Journal
+from bus.journal_reader import JournalReader
 from sinks import envelope
 from sinks.envelope_book import EnvelopeBook, items_of
 from sinks.shaping import Batcher, Post, ShapeSettings, Shaper, wrap
