@@ -124,9 +124,10 @@ def test_serve_stream_writes_chunks_as_they_come_and_ends_with_the_stream():
         got += data
     head = got.partition(b"\r\n\r\n")[0]
     assert b"Content-Type: application/x-ndjson" in head and b"Transfer-Encoding: chunked" in head
-    follower._max = 3  # bytes: more than it may hold: dropped, and the stream ends on its side
-    follower.offer(b"a\n")
-    follower.offer(b"b\n")
+    # A line longer than it may hold (3 bytes) waiting: dropped, and the stream ends on its side. One
+    # line, not two short ones: the serving thread may take the first before the second is offered.
+    follower._max = 3
+    follower.offer(b"abcd\n")
     assert follower.dropped
     thread.join(timeout=10)
     assert not thread.is_alive() and follower.closed
