@@ -38,6 +38,13 @@ def format_seconds(value: Any) -> str:
     return f"{s}s"
 
 
+def format_post_duration(value: Any) -> str:
+    """One POST's duration (attempts, deliveries): '12.3ms' below a second, else '1.25s'."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return cell(value)
+    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
+
+
 def format_time(value: Any) -> str:
     """A point in time: unix seconds shown in local time; strings (ISO 8601) as given."""
     if value is None or value == "" or value == 0:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from agent.commands.unit import CliArg, Command
-from agent.render import cell, list_table
+from agent.render import cell, format_post_duration, list_table
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000  # a larger limit is clamped: the worker keeps no more
@@ -34,16 +34,11 @@ def _cli_limit(value: str) -> int:
     return parse_limit(value, "--limit")
 
 
-def _duration(value: Any) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return cell(value)
-    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
-
-
 def render_attempts(body: Any) -> str:
     return list_table(body, "no attempts yet", COLUMNS, lambda a: [
         cell(a.get("at")), cell(a.get("seq")), cell(a.get("events")), cell(a.get("webhook_id")),
-        cell(a.get("outcome")), cell(a.get("status")), _duration(a.get("duration")), cell(a.get("detail"))])
+        cell(a.get("outcome")), cell(a.get("status")), format_post_duration(a.get("duration")),
+        cell(a.get("detail"))])
 
 
 ATTEMPTS = Command(

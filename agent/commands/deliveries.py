@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from agent.commands.attempts import parse_limit
 from agent.commands.unit import CliArg, Command
-from agent.render import cell
+from agent.render import cell, format_post_duration
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100  # a larger limit is clamped: the worker keeps no more
@@ -35,12 +35,6 @@ def _cli_limit(value: str) -> int:
     return parse_deliveries_limit(value, "--limit")
 
 
-def _duration(value: Any) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return cell(value)
-    return f"{value * 1000:.1f}ms" if value < 1 else f"{value:.2f}s"
-
-
 def render_deliveries(body: Any) -> str:
     """Each POST as a block: a summary line, its headers, its body; blocks apart by a blank line."""
     if not body:
@@ -54,7 +48,7 @@ def render_deliveries(body: Any) -> str:
         events = d.get("events")
         lines = [f"{cell(d.get('at'))}  seq {cell(d.get('seq'))}  {cell(events)} event{'' if events == 1 else 's'}  "
                  f"{cell(d.get('webhook_id'))}  {cell(d.get('outcome'))} {cell(d.get('status'))}  "
-                 f"{_duration(d.get('duration'))}"]
+                 f"{format_post_duration(d.get('duration'))}"]
         headers = d.get("headers")
         if isinstance(headers, dict):
             lines += [f"  {k}: {v}" for k, v in headers.items()]
