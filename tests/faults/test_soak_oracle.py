@@ -103,7 +103,9 @@ def test_going_back_within_one_publisher_start_is_out_of_order():
     assert any("out of order" in p and "p1-3 after p1-4" in p for p in v.problems), v.problems
 
 
-def test_version_1_needs_its_own_media_streams_merged():
+def v1_without_p1_18s_media() -> Fake:
+    """A version 1 sink's receiver: every event of p1 but the media messages, each disconnect with its
+    own media streams merged, except p1-18's (sent alone)."""
     receiver = Fake().post("s1", started())
     pub = published()
     for seq, (fid, name) in enumerate(((f, n) for f, n in pub.name.items()
@@ -112,6 +114,11 @@ def test_version_1_needs_its_own_media_streams_merged():
         streams = [{"stream_id": pub.media_of[uuid]}] if fid != "p1-18" else []
         extra = {"uuid": uuid, "media_streams": streams} if name == "participant_disconnected" else {}
         receiver.post(f"e-{fid}", envelope(fid, seq, name, **extra))
+    return receiver
+
+
+def test_version_1_needs_its_own_media_streams_merged():
+    receiver = v1_without_p1_18s_media()
     v = judge(receiver, version=1)
     assert v.problems and all("without their journaled media streams" in p for p in v.problems), v.problems
     assert "p1-18" in v.problems[0]
@@ -122,14 +129,7 @@ def test_version_1_needs_its_own_media_streams_merged():
 def test_version_1_may_send_a_disconnect_alone_when_its_media_was_journaled_after_the_wait():
     """The media-stream cache holds a disconnect media_streams_wait seconds: a media message journaled
     later (resent after a broker kill -9) may miss it; one journaled within the wait may not."""
-    receiver = Fake().post("s1", started())
-    pub = published()
-    for seq, (fid, name) in enumerate(((f, n) for f, n in pub.name.items()
-                                       if n != "participant_media_streams_destroyed"), 2):
-        uuid = "p1-u0" if fid in ("p1-8", "p1-9") else "p1-u1"
-        streams = [{"stream_id": pub.media_of[uuid]}] if fid != "p1-18" else []
-        extra = {"uuid": uuid, "media_streams": streams} if name == "participant_disconnected" else {}
-        receiver.post(f"e-{fid}", envelope(fid, seq, name, **extra))
+    receiver = v1_without_p1_18s_media()
     for late, fails in ((0.5, True), (1.2, False)):
         j = journal([f"p1-{i}" for i in range(COUNT)])
         j.accepted = {fid: 1000.0 for fid in j.offsets}
