@@ -34,6 +34,19 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float =
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+class FakeClient:
+    """An HttpClient stand-in for Dispatcher units that never start a POST (nothing to close, no deadline)."""
+
+    url = "http://127.0.0.1:1/events"
+    key = ()
+
+    def close(self):
+        pass
+
+    def next_deadline(self):
+        return None
+
+
 def make_config(base: str, sinks: list[SinkConfig], tuning: dict | None = None, role: str = "transcoding") -> Config:
     return Config(
         node=NodeConfig(address=NODE, location="Oslo", role=role),

@@ -17,19 +17,9 @@ from common.timespec import iso_utc
 from sinks.attempts import RING_SIZE, AttemptRing
 from sinks.delivery import CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, Dispatcher, Result
 from sinks.shaping import Post, wrap
+from tests.sinks.harness import FakeClient
 
 PASSWORD, URL_PASSWORD, TOKEN = "pw-Zq81-topsecret", "urlpass-77", "tok-9f8e7d"
-
-
-class FakeClient:
-    url = "http://127.0.0.1:1/events"
-    key = ()
-
-    def close(self):
-        pass
-
-    def next_deadline(self):
-        return None
 
 
 def post(seq: int) -> Post:

@@ -15,19 +15,9 @@ from sinks.curl_options import gzip_body
 from sinks.deliveries import RING_SIZE, DeliveryRing
 from sinks.delivery import HTTP_ERROR, SUCCESS, Dispatcher, Result
 from sinks.shaping import Post
+from tests.sinks.harness import FakeClient
 
 PASSWORD, TOKEN, HEADER_VALUE, SIGNING = "pw-Rg81-topsecret", "tok-Rg9f8e", "hdr-Rg77", "whsec_c2VjcmV0LXJpbmc="
-
-
-class FakeClient:
-    url = "http://127.0.0.1:1/events"
-    key = ()
-
-    def close(self):
-        pass
-
-    def next_deadline(self):
-        return None
 
 
 def post(seq: int, body: bytes = b"{}") -> Post:
