@@ -6,8 +6,8 @@ the bytes received), decompresses gzip bodies, can speak TLS and require a
 client certificate signed by a given CA, unpacks bulk envelopes, tracks each node's `seq` (gaps, resets, out-of-order) and repeated
 `webhook-id`s, records every request, and can be told how to answer
 (status, headers, delay, or refuse connections on its port altogether).
-What it prints is sinks/receiver_text.py, its HTTP server sinks/receiver_server.py; the
-command is sinks/receive_command.py.
+What it prints is tools/receiver_text.py, its HTTP server tools/receiver_server.py; the
+command is tools/receive_command.py.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from sinks.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
-from sinks.receiver_text import clock, event_line
+from tools.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
+from tools.receiver_text import clock, event_line
 
-from sinks.receiver_server import IDLE_TIMEOUT, MAX_BODY, ReceivedRequest, ReceiverServer  # noqa: F401 (re-exported)
+from tools.receiver_server import IDLE_TIMEOUT, MAX_BODY, ReceivedRequest, ReceiverServer  # noqa: F401 (re-exported)
 
 
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
 # Called (under the receiver's lock, in a handler thread) with each recorded request, its envelope
-# and each event it carried with that event's flags: how the live page (sinks/receiver_web.py) learns.
+# and each event it carried with that event's flags: how the live page (tools/receiver_web.py) learns.
 Watcher = Callable[[ReceivedRequest, "dict | None", "list[tuple[dict, list[str]]]"], None]
 
 

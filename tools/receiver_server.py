@@ -1,4 +1,4 @@
-"""The test receiver's HTTP server (sinks/receiver.py's `Receiver` owns one):
+"""The test receiver's HTTP server (tools/receiver.py's `Receiver` owns one):
 a threading HTTP/1.1 server, plain or TLS (a refused client certificate is
 closed so that the client still reads the alert), keep-alive connections with
 an idle limit, reading each request's body (Content-Length or chunked, at
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from common.sockets import drop_connections
 
 if TYPE_CHECKING:
-    from sinks.receiver import Receiver
+    from tools.receiver import Receiver
 
 MAX_BODY = 64 * 1024 * 1024  # a larger body is answered 413
 IDLE_TIMEOUT = 60.0  # s an idle keep-alive connection stays open

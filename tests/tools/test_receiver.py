@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.tls_files import make_pki
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -299,7 +299,7 @@ def test_receive_command_prints_banner_events_and_summary_without_secrets():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = (
-        "import argparse, sys; from sinks.receive_command import main; "
+        "import argparse, sys; from tools.receive_command import main; "
         f"sys.exit(main(argparse.Namespace(listen='127.0.0.1:{port}', username='ops', password='Pw-Top-Secret', secret={SECRET!r})))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -331,7 +331,7 @@ def test_receive_command_reports_a_busy_port_in_one_line():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        from sinks.receive_command import main
+        from tools.receive_command import main
 
         code = main(argparse.Namespace(listen=f"127.0.0.1:{port}", username=None, password=None, secret=None))
     assert code == 1
@@ -359,7 +359,7 @@ def test_bad_gzip_is_400_and_an_unknown_encoding_415(rx):
 
 
 def test_gzip_that_unpacks_past_the_body_limit_is_refused(rx, monkeypatch):
-    monkeypatch.setattr("sinks.receiver.MAX_BODY", 1000)
+    monkeypatch.setattr("tools.receiver.MAX_BODY", 1000)
     assert post(rx, gzip.compress(b" " * 5000), {"Content-Encoding": "gzip"})[0] == 400
 
 
