@@ -124,6 +124,17 @@ def test_signature_checked_with_standard_webhooks_hmac():
         assert all(SECRET not in p for p in rx.problems)
 
 
+def test_signature_headers_that_are_not_ascii_are_bad_signatures_not_receiver_errors():
+    with Receiver(secret=SECRET) as rx:
+        body = json.dumps(envelope(1)).encode()
+        h = signed(body, "ep-1")
+        assert post(rx, body, {**h, "webhook-signature": h["webhook-signature"] + "\u00e9"})[0] == 401
+        assert post(rx, body, {**h, "webhook-timestamp": "\u00b2"})[0] == 401  # str.isdigit() says yes, int() no
+        assert post(rx, body, h)[0] == 200
+        assert rx.summary()["bad_signatures"] == 2
+        assert rx.problems == ["POST /events: 401 bad webhook-signature"] * 2
+
+
 def test_non_json_body_is_400_and_not_an_event(rx):
     assert post(rx, b"not json at all")[0] == 400
     assert post(rx, b"[1, 2]")[0] == 400
