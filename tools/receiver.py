@@ -193,8 +193,8 @@ class Receiver:
         with self._cond:
             return [e.get("event") for e in self.events]
 
-    # judging a request (handler threads) -----------------------------------
-    def _judge(self, req: ReceivedRequest) -> tuple[int, dict, float, dict | None]:
+    # judging a request (handler threads: the server's Judge) -------------------
+    def judge(self, req: ReceivedRequest) -> tuple[int, dict, float, dict | None]:
         """(status, headers, delay, envelope-to-record) for one request."""
         with self._cond:
             index = self._index
@@ -246,7 +246,7 @@ class Receiver:
             return None
         return basic_problem(req.headers, self.username, self.password)
 
-    def _handshake_refused(self, exc: BaseException) -> None:
+    def handshake_refused(self, exc: BaseException) -> None:
         """A TLS handshake failed; with a client CA that is usually a client without a (good) certificate."""
         if self.client_ca is None:
             return  # e.g. a client that does not trust our certificate: its side reports it
@@ -260,8 +260,13 @@ class Receiver:
     def _check_signature(self, req: ReceivedRequest) -> str | None:
         return None if self._key is None else signature_problem(req.headers, req.body, self._key)
 
+    def server_error(self, exc: BaseException) -> None:
+        with self._cond:
+            self.problems.append(f"receiver error: {exc!r:.200}")
+            self._cond.notify_all()
+
     # recording -------------------------------------------------------------
-    def _record(self, req: ReceivedRequest, envelope: dict | None) -> None:
+    def record(self, req: ReceivedRequest, envelope: dict | None) -> None:
         with self._cond:
             seen = self._record_locked(req, envelope)
             for watcher in self._watchers:
