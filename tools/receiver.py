@@ -190,6 +190,7 @@ class Receiver:
             }
 
     def event_names(self) -> list[str]:
+        """The names of the events received so far, in order (a bulk envelope's unpacked)."""
         with self._cond:
             return [e.get("event") for e in self.events]
 

@@ -135,6 +135,16 @@ def test_signature_headers_that_are_not_ascii_are_bad_signatures_not_receiver_er
         assert rx.problems == ["POST /events: 401 bad webhook-signature"] * 2
 
 
+def test_event_names_lists_the_events_received_in_order_bulk_unpacked(rx):
+    """What the e2e and console tests wait on (`rx.event_names()`): refused requests add nothing."""
+    assert rx.event_names() == []
+    assert post(rx, envelope(1, "conference_started"))[0] == 200
+    assert post(rx, b"not json")[0] == 400
+    inner = [envelope(2, "participant_connected"), envelope(3, "conference_ended")]
+    assert post(rx, {"node": "10.44.99.2", "seq": 0, "version": 2, "event": "eventsink_bulk", "data": inner})[0] == 200
+    assert rx.event_names() == ["conference_started", "participant_connected", "conference_ended"]
+
+
 def test_non_json_body_is_400_and_not_an_event(rx):
     assert post(rx, b"not json at all")[0] == 400
     assert post(rx, b"[1, 2]")[0] == 400
