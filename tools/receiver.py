@@ -2,12 +2,14 @@
 
 Owns `Receiver` (used by the tests, the demo and `eventsink-agent receive`):
 it checks Basic auth or a bearer token and Standard Webhooks signatures (over
-the bytes received), decompresses gzip bodies, can speak TLS and require a
-client certificate signed by a given CA, unpacks bulk envelopes, tracks each node's `seq` (gaps, resets, out-of-order) and repeated
-`webhook-id`s, records every request, and can be told how to answer
-(status, headers, delay, or refuse connections on its port altogether).
-What it prints is tools/receiver_text.py, its HTTP server tools/receiver_server.py; the
-command is tools/receive_command.py.
+the bytes received, with the agent's own sinks/signing.py), decompresses gzip
+bodies, can speak TLS and require a client certificate signed by a given CA,
+unpacks bulk envelopes, tracks each node's `seq` (gaps, resets, out-of-order)
+and repeated `webhook-id`s, records every request, and can be told how to
+answer (status, headers, delay, or refuse connections on its port altogether).
+Its checks are tools/receiver_checks.py, what it prints tools/receiver_text.py,
+its HTTP server tools/receiver_server.py (to which it is the `Judge` of each
+request); the command is tools/receive_command.py.
 """
 
 from __future__ import annotations
@@ -188,6 +190,11 @@ class Receiver:
                 "tls_refused": self._counts["tls_refused"],
                 "problems": len(self.problems),
             }
+
+    def summary_and_problems(self, last: int) -> tuple[dict[str, Any], list[str]]:
+        """The summary and the LAST problems, newest first, as of one moment (the live page shows both)."""
+        with self._cond:
+            return self.summary(), self.problems[-last:][::-1]
 
     def event_names(self) -> list[str]:
         """The names of the events received so far, in order (a bulk envelope's unpacked)."""

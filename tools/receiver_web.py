@@ -138,8 +138,8 @@ class LivePage:
         return [shown[r[0]] for r in received if r[0] > after]
 
     def state(self) -> dict[str, Any]:
-        with self.rx._cond:  # the receiver's handler threads change these
-            return {"summary": self.rx.summary(), "problems": self.rx.problems[-PROBLEMS_SHOWN:][::-1]}
+        summary, problems = self.rx.summary_and_problems(PROBLEMS_SHOWN)
+        return {"summary": summary, "problems": problems}
 
     def newer_than(self, n: int) -> list[dict[str, Any]]:
         """Entries newer than n, oldest first (stream order)."""
