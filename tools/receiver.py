@@ -22,9 +22,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from tools.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
+from tools.receiver_server import MAX_BODY, ReceivedRequest, ReceiverServer
 from tools.receiver_text import clock, event_line
-
-from tools.receiver_server import IDLE_TIMEOUT, MAX_BODY, ReceivedRequest, ReceiverServer  # noqa: F401 (re-exported)
 
 
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
