@@ -4,8 +4,8 @@ Owns the subcommands `run`, `check`, `schema`, `demo`, `receive`, `import-pexip`
 `console-password`: their arguments, help, and the rule that an operator mistake (bad path, bad
 config, socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
-`--help` and `check` stay fast: agent.supervisor, bus.schema, agent.demo,
-sinks.receive_command, agent.import_pexip.
+`--help` and `check` stay fast: agent.supervisor, bus.schema, tools.demo,
+tools.receive_command, agent.import_pexip.
 """
 
 from __future__ import annotations
@@ -91,11 +91,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return int(importlib.import_module("agent.demo").main(args) or 0)
+    return int(importlib.import_module("tools.demo").main(args) or 0)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    return int(importlib.import_module("sinks.receive_command").main(args) or 0)
+    return int(importlib.import_module("tools.receive_command").main(args) or 0)
 
 
 def cmd_import_pexip(args: argparse.Namespace) -> int:

@@ -76,7 +76,7 @@ class Sampler:
 
 def dedupe_bulk(requests) -> tuple[dict[str, list[tuple[str, str]]], list[str], int]:
     """What a receiver deduplicating bulk POSTs on `webhook-id` keeps, from the 2xx REQUESTS of a
-    `sinks.receiver.Receiver`: (webhook-id -> the events it stores under it, as (event, data as
+    `tools.receiver.Receiver`: (webhook-id -> the events it stores under it, as (event, data as
     canonical JSON), in arrival order; what is wrong: ids that came again holding other events or
     in another order, envelopes that mix lifecycle and journal events; how many POSTs were repeats
     of an id already stored)."""

@@ -11,7 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(REPO, "docs")
 # The names of the documents that were outside the repository (spelt in pieces so this file does not cite them).
 OUTSIDE = re.compile(r"\b" + "INTER" + r"FACE\b|\b" + "EVE" + r"NTS\.md\b|\b" + "DE" + r"SIGN\b")
-CODE_DIRS = ("agent", "bus", "sinks", "common", "alarms", "console", "tests", "packaging", "docs")
+CODE_DIRS = ("agent", "bus", "sinks", "common", "alarms", "console", "tools", "tests", "packaging", "docs")
 TEXT_SUFFIXES = (".py", ".md", ".yml", ".yaml", ".toml", ".cfg", ".service", ".sh", ".txt", ".j2", ".html", ".js")
 # Where each section of that contract lives now, for the failure message.
 PAGES = ("2 commands.md, 3 config.md, 4 bus.md, 5 delivery.md, 6 control-api.md, 7 metrics.md, 8 files.md, "

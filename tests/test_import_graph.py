@@ -1,6 +1,8 @@
 """The packages never import each other in a circle: agent/ on top, common/ at the bottom,
 and console/ a client above them all (it uses agent/'s control-socket client, as
-eventsinkctl does), imported by none of them.
+eventsinkctl does), imported by none of them. tools/ (the test receiver, the
+simulator, the demo) uses the product packages; none of them uses tools/, but
+for agent/cli.py running the `receive` and `demo` commands on demand.
 
 Walks every module's imports with `ast` (function-level imports included, since
 a lazy import is still a dependency) and fails on any cycle between the
@@ -13,8 +15,12 @@ import ast
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("agent", "alarms", "bus", "common", "console", "sinks")
+PACKAGES = ("agent", "alarms", "bus", "common", "console", "sinks", "tools")
 CLIENTS = ("console",)  # above agent/: they reach the agent through its control socket only
+TOOLS = "tools"  # above everything: it may import any package, no product package imports it
+# `eventsink-agent receive` and `demo` are commands of the agent's CLI, so agent/cli.py names their
+# modules; it imports them inside the command's function, so the agent never loads tools/ otherwise.
+LAZY_TOOLS_IMPORTERS = ("agent/cli.py",)
 
 
 def package_imports() -> dict[str, dict[str, set[str]]]:
@@ -75,10 +81,45 @@ def test_common_is_at_the_bottom_and_agent_at_the_top():
     graph = package_imports()
     assert graph["common"] == {}, f"common/ must import none of the other packages: {graph['common']}"
     for package in PACKAGES:
-        if package not in CLIENTS:
+        if package not in CLIENTS and package != TOOLS:
             assert "agent" not in graph[package], f"{package}/ imports agent/: {graph[package].get('agent')}"
         for client in CLIENTS:
             assert client not in graph[package], f"{package}/ imports {client}/: {graph[package].get(client)}"
+
+
+def tools_references() -> dict[str, list[tuple[int, bool]]]:
+    """Product module -> (line, inside a function?) of each import of tools/, importlib.import_module's included."""
+    found: dict[str, list[tuple[int, bool]]] = {}
+
+    def visit(node: ast.AST, module: str, in_function: bool) -> None:
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            targets = [node.module or ""] if node.level == 0 else []
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module":
+            targets = [a.value for a in node.args[:1] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        else:
+            targets = []
+        if any(t.split(".")[0] == TOOLS for t in targets):
+            found.setdefault(module, []).append((node.lineno, in_function))
+        inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for child in ast.iter_child_nodes(node):
+            visit(child, module, inner)
+
+    for package in PACKAGES:
+        if package == TOOLS:
+            continue
+        for name in sorted(n for n in os.listdir(os.path.join(REPO, package)) if n.endswith(".py")):
+            with open(os.path.join(REPO, package, name), encoding="utf-8") as fh:
+                visit(ast.parse(fh.read()), f"{package}/{name}", False)
+    return found
+
+
+def test_no_product_package_imports_tools_but_the_cli_on_demand():
+    found = tools_references()
+    assert set(found) <= set(LAZY_TOOLS_IMPORTERS), f"product modules importing tools/: {found}"
+    at_load = {module: [line for line, lazy in refs if not lazy] for module, refs in found.items()}
+    assert not any(at_load.values()), f"tools/ imported when the module loads (import it in the command): {at_load}"
 
 
 def test_the_walk_sees_a_cycle():

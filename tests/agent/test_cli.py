@@ -199,8 +199,8 @@ def test_demo_and_receive_get_the_namespace(monkeypatch):
         got["rx"].append(args)
         return 5
 
-    monkeypatch.setitem(sys.modules, "agent.demo", types.SimpleNamespace(main=demo_main))
-    monkeypatch.setitem(sys.modules, "sinks.receive_command", types.SimpleNamespace(main=receiver_main))
+    monkeypatch.setitem(sys.modules, "tools.demo", types.SimpleNamespace(main=demo_main))
+    monkeypatch.setitem(sys.modules, "tools.receive_command", types.SimpleNamespace(main=receiver_main))
     assert cli.main(["demo", "--duration", "2.5"]) == 0
     assert cli.main(["demo"]) == 0
     assert [a.duration for a in got["demo"]] == [2.5, None]

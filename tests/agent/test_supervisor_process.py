@@ -14,7 +14,7 @@ import pytest
 
 from common import config as config_mod
 from agent.supervisor import Supervisor
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 
 pytestmark = pytest.mark.agent_process  # runs the supervisor with real children as real processes (not in `make check`)
 

@@ -1,7 +1,7 @@
 """Bench load: the event corpus, and the small processes of the bus burst.
 
 `corpus(n)` is N realistic bus messages (topic, payload) from the conference
-simulator (bus/simulator.py, fixed seed), encoded once. The processes, each
+simulator (tools/simulator.py, fixed seed), encoded once. The processes, each
 `python -m tests.bench.loadgen KIND ...`, print one line when ready and one
 line of results when done:
 
@@ -32,7 +32,7 @@ import zmq
 
 from bus.publisher import Publisher
 
-from bus.simulator import batches
+from tools.simulator import batches
 
 HWM = 2_000_000
 _MORE = int(zmq.SNDMORE)

@@ -229,7 +229,7 @@ class NginxLog:
 
 def envelope_body(size: int = 600) -> bytes:
     """A typical envelope of about SIZE bytes from the simulated mix (what a sink receives)."""
-    from bus.simulator import events
+    from tools.simulator import events
     from sinks import envelope
 
     import orjson

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.console.harness import ConsoleAgent
 from tests.e2e.harness import sink
 

@@ -12,7 +12,7 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
-from agent.demo import free_port
+from tools.demo import free_port
 from common import passwords
 from tests.e2e.harness import Agent, render_toml, wait_until
 

@@ -12,7 +12,7 @@ import ssl
 
 import pytest
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.console.harness import Browser, ConsoleAgent
 from tests.e2e.harness import Agent, cmdline, sink, wait_until
 from tests.tls_files import make_pki

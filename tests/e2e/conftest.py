@@ -2,7 +2,7 @@
 
 import pytest
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.e2e.harness import Agent
 from tests.helpers import stopped_after
 

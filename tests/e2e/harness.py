@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.ctl import ControlClient
-from agent.demo import free_port, render_config
+from tools.demo import free_port, render_config
 from tests.helpers import read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

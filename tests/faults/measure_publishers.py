@@ -24,7 +24,7 @@ import argparse
 import os
 import signal
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.e2e.harness import Agent, sink, wait_until
 from tests.faults.conftest import LoadGen
 from tests.faults.oracle import Ledger, Tally

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.e2e.harness import REPO, Agent, sink, wait_until
 from tests.faults.proxy import FaultProxy
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from sinks.receiver_server import ReceivedRequest
+from tools.receiver_server import ReceivedRequest
 from tests.faults.soak_faults import Fault
 from tests.faults.soak_oracle import Journal, Published, agent_failures, judge_sink
 

@@ -100,6 +100,10 @@ def test_the_package_holds_the_commands_config_unit_docs_and_man_pages(extracted
                if "/console/" in os.path.join(d, f)]
     for name in ("templates/sinks.html", "templates/login.html", "static/console.js", "static/console.css"):
         assert any(path.endswith(f"site-packages/console/{name}") for path in console), f"no console/{name}"
+    # `receive` and `demo` are commands of the package: tools/ ships, with the live page's assets (package data)
+    shipped = [os.path.join(d, f) for d, _, files in os.walk(extracted) for f in files if "/tools/" in os.path.join(d, f)]
+    for name in ("receive_command.py", "demo.py", "receiver_web_assets/page.html", "receiver_web_assets/receiver.js"):
+        assert any(path.endswith(f"site-packages/tools/{name}") for path in shipped), f"no tools/{name}"
     for cmd in ("eventsink-agent", "eventsinkctl"):
         link = os.path.join(extracted, "usr", "bin", cmd)
         assert os.path.islink(link) and os.readlink(link) == f"/{VENV}/bin/{cmd}"

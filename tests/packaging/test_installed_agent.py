@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pytest
 
 from bus.publisher import Publisher
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.packaging.conftest import PACKAGING, need_tool, sh
 from tests.packaging.test_prometheus_assets import CONTRACT_METRICS, dashboard_exprs
 

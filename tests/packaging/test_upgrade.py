@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.faults.oracle import Tally, journal_head
 from tests.packaging.conftest import BUILD_SCRIPT, PACKAGE, dpkg, install, need_tool, package_status, sh
 from tests.packaging.test_installed_agent import (USER, agent_base_dir, free_port, http_get,

@@ -16,7 +16,7 @@ from sinks import signing
 from sinks.delivery import FailureLog
 from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR, HttpClient, Result,
                         Timeouts)
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.sinks.harness import make_sink
 
 BODY = b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{}}'

@@ -15,7 +15,7 @@ import pytest
 
 from common.config import TuningConfig
 from sinks.http import HTTP_ERROR, SUCCESS, TLS_ERROR, HttpClient
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.sinks.harness import make_sink
 from tests.tls_files import make_pki, new_key_and_cert
 

@@ -10,7 +10,7 @@ import pytest
 
 from common.config import TuningConfig
 from sinks.http import HTTP_ERROR, SUCCESS, CONNECTION_ERROR, HttpClient
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.bench.servers import free_port
 from tests.sinks.harness import make_sink
 from tests.sinks.real_servers import H2Nginx, Tinyproxy

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from sinks import signing
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.sinks.harness import NODE, WorkerRun, make_sink
 
 pytestmark = pytest.mark.agent_process  # runs sink workers as real processes (not in `make check`)

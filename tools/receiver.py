@@ -2,12 +2,14 @@
 
 Owns `Receiver` (used by the tests, the demo and `eventsink-agent receive`):
 it checks Basic auth or a bearer token and Standard Webhooks signatures (over
-the bytes received), decompresses gzip bodies, can speak TLS and require a
-client certificate signed by a given CA, unpacks bulk envelopes, tracks each node's `seq` (gaps, resets, out-of-order) and repeated
-`webhook-id`s, records every request, and can be told how to answer
-(status, headers, delay, or refuse connections on its port altogether).
-What it prints is sinks/receiver_text.py, its HTTP server sinks/receiver_server.py; the
-command is sinks/receive_command.py.
+the bytes received, with the agent's own sinks/signing.py), decompresses gzip
+bodies, can speak TLS and require a client certificate signed by a given CA,
+unpacks bulk envelopes, tracks each node's `seq` (gaps, resets, out-of-order)
+and repeated `webhook-id`s, records every request, and can be told how to
+answer (status, headers, delay, or refuse connections on its port altogether).
+Its checks are tools/receiver_checks.py, what it prints tools/receiver_text.py,
+its HTTP server tools/receiver_server.py (to which it is the `Judge` of each
+request); the command is tools/receive_command.py.
 """
 
 from __future__ import annotations
@@ -19,15 +21,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from sinks.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
-from sinks.receiver_text import clock, event_line
-
-from sinks.receiver_server import IDLE_TIMEOUT, MAX_BODY, ReceivedRequest, ReceiverServer  # noqa: F401 (re-exported)
+from tools.receiver_checks import basic_problem, bearer_problem, gunzip, secret_key, signature_problem
+from tools.receiver_server import MAX_BODY, ReceivedRequest, ReceiverServer
+from tools.receiver_text import clock, event_line
 
 
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
 # Called (under the receiver's lock, in a handler thread) with each recorded request, its envelope
-# and each event it carried with that event's flags: how the live page (sinks/receiver_web.py) learns.
+# and each event it carried with that event's flags: how the live page (tools/receiver_web.py) learns.
 Watcher = Callable[[ReceivedRequest, "dict | None", "list[tuple[dict, list[str]]]"], None]
 
 
@@ -189,12 +190,18 @@ class Receiver:
                 "problems": len(self.problems),
             }
 
+    def summary_and_problems(self, last: int) -> tuple[dict[str, Any], list[str]]:
+        """The summary and the LAST problems, newest first, as of one moment (the live page shows both)."""
+        with self._cond:
+            return self.summary(), self.problems[-last:][::-1]
+
     def event_names(self) -> list[str]:
+        """The names of the events received so far, in order (a bulk envelope's unpacked)."""
         with self._cond:
             return [e.get("event") for e in self.events]
 
-    # judging a request (handler threads) -----------------------------------
-    def _judge(self, req: ReceivedRequest) -> tuple[int, dict, float, dict | None]:
+    # judging a request (handler threads: the server's Judge) -------------------
+    def judge(self, req: ReceivedRequest) -> tuple[int, dict, float, dict | None]:
         """(status, headers, delay, envelope-to-record) for one request."""
         with self._cond:
             index = self._index
@@ -246,7 +253,7 @@ class Receiver:
             return None
         return basic_problem(req.headers, self.username, self.password)
 
-    def _handshake_refused(self, exc: BaseException) -> None:
+    def handshake_refused(self, exc: BaseException) -> None:
         """A TLS handshake failed; with a client CA that is usually a client without a (good) certificate."""
         if self.client_ca is None:
             return  # e.g. a client that does not trust our certificate: its side reports it
@@ -260,8 +267,13 @@ class Receiver:
     def _check_signature(self, req: ReceivedRequest) -> str | None:
         return None if self._key is None else signature_problem(req.headers, req.body, self._key)
 
+    def server_error(self, exc: BaseException) -> None:
+        with self._cond:
+            self.problems.append(f"receiver error: {exc!r:.200}")
+            self._cond.notify_all()
+
     # recording -------------------------------------------------------------
-    def _record(self, req: ReceivedRequest, envelope: dict | None) -> None:
+    def record(self, req: ReceivedRequest, envelope: dict | None) -> None:
         with self._cond:
             seen = self._record_locked(req, envelope)
             for watcher in self._watchers:

@@ -15,7 +15,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.sinks.receiver_web_helpers import PASSWORD, envelope, post, receiver_with_page
+from tests.tools.receiver_web_helpers import PASSWORD, envelope, post, receiver_with_page
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOTS = os.environ.get("ESA_SCREENSHOTS") or "/tmp/eventsink-agent-screenshots"

@@ -13,7 +13,7 @@ import time
 import orjson
 import pytest
 
-from bus.simulator import ConferenceSimulator, batches, events
+from tools.simulator import ConferenceSimulator, batches, events
 
 # docs/events.md, encoded here independently of bus/events.py: field -> allowed Python types.
 STR, NUM, INT, BOOL = (str,), (int, float), (int,), (bool,)

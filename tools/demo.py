@@ -25,8 +25,8 @@ import threading
 import time
 from typing import Any
 
-from bus.simulator import ConferenceSimulator
-from sinks.receiver import Receiver
+from tools.simulator import ConferenceSimulator
+from tools.receiver import Receiver
 
 NODE = "127.0.0.1"
 LOCATION = "Demo"

@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from sinks.receiver_web import loopback_listen
+from tools.receiver_web import loopback_listen
 from tests.sinks.harness import wait_until
-from tests.sinks.receiver_web_helpers import PASSWORD, envelope, get, post, receiver_with_page
+from tests.tools.receiver_web_helpers import PASSWORD, envelope, get, post, receiver_with_page
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENTRY_POINT = os.path.join(REPO, ".venv", "bin", "eventsink-agent")
@@ -167,8 +167,8 @@ def test_a_bulk_envelope_is_one_request_with_each_event_and_a_bad_one_says_why()
 
 
 def test_recording_wakes_the_page_only_while_a_stream_follows():
-    from sinks.receiver import Receiver
-    from sinks.receiver_web import LivePage
+    from tools.receiver import Receiver
+    from tools.receiver_web import LivePage
 
     with Receiver() as rx:
         live = LivePage(rx)

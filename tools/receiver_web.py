@@ -5,7 +5,7 @@ files, Server-Sent Events) on its own IOLoop in its own thread, beside the
 receiver's HTTP server: at `/`, what the receiver got, newest first (time, seq,
 event, webhook-id, who it is about, the body as formatted JSON), its auth and
 signature checks, seq gaps, resets and duplicate ids; at `/stream`, the same as
-Server-Sent Events, which sinks/receiver_web_assets/receiver.js adds to the open
+Server-Sent Events, which tools/receiver_web_assets/receiver.js adds to the open
 page. The page shows its data without JavaScript; no inline script runs (the
 Content-Security-Policy allows only this origin's files). Loopback addresses
 only: the page has no login. A request whose Host is not this page's address
@@ -31,9 +31,9 @@ import tornado.netutil
 import tornado.web
 
 from common.config import parse_listen
-from sinks.receiver import Receiver
-from sinks.receiver_server import ReceivedRequest
-from sinks.receiver_text import describe
+from tools.receiver import Receiver
+from tools.receiver_server import ReceivedRequest
+from tools.receiver_text import describe
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "receiver_web_assets")
 KEPT = 200  # requests the page holds (newest); older ones stay only in the terminal's output
@@ -138,8 +138,8 @@ class LivePage:
         return [shown[r[0]] for r in received if r[0] > after]
 
     def state(self) -> dict[str, Any]:
-        with self.rx._cond:  # the receiver's handler threads change these
-            return {"summary": self.rx.summary(), "problems": self.rx.problems[-PROBLEMS_SHOWN:][::-1]}
+        summary, problems = self.rx.summary_and_problems(PROBLEMS_SHOWN)
+        return {"summary": summary, "problems": problems}
 
     def newer_than(self, n: int) -> list[dict[str, Any]]:
         """Entries newer than n, oldest first (stream order)."""

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from sinks.receiver import Receiver
+from tools.receiver import Receiver
 from tests.tls_files import make_pki
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -122,6 +122,27 @@ def test_signature_checked_with_standard_webhooks_hmac():
         assert [e["seq"] for e in rx.events] == [1, 2]
         assert rx.summary()["bad_signatures"] == 3 and len(rx.problems) == 3
         assert all(SECRET not in p for p in rx.problems)
+
+
+def test_signature_headers_that_are_not_ascii_are_bad_signatures_not_receiver_errors():
+    with Receiver(secret=SECRET) as rx:
+        body = json.dumps(envelope(1)).encode()
+        h = signed(body, "ep-1")
+        assert post(rx, body, {**h, "webhook-signature": h["webhook-signature"] + "\u00e9"})[0] == 401
+        assert post(rx, body, {**h, "webhook-timestamp": "\u00b2"})[0] == 401  # str.isdigit() says yes, int() no
+        assert post(rx, body, h)[0] == 200
+        assert rx.summary()["bad_signatures"] == 2
+        assert rx.problems == ["POST /events: 401 bad webhook-signature"] * 2
+
+
+def test_event_names_lists_the_events_received_in_order_bulk_unpacked(rx):
+    """What the e2e and console tests wait on (`rx.event_names()`): refused requests add nothing."""
+    assert rx.event_names() == []
+    assert post(rx, envelope(1, "conference_started"))[0] == 200
+    assert post(rx, b"not json")[0] == 400
+    inner = [envelope(2, "participant_connected"), envelope(3, "conference_ended")]
+    assert post(rx, {"node": "10.44.99.2", "seq": 0, "version": 2, "event": "eventsink_bulk", "data": inner})[0] == 200
+    assert rx.event_names() == ["conference_started", "participant_connected", "conference_ended"]
 
 
 def test_non_json_body_is_400_and_not_an_event(rx):
@@ -299,7 +320,7 @@ def test_receive_command_prints_banner_events_and_summary_without_secrets():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = (
-        "import argparse, sys; from sinks.receive_command import main; "
+        "import argparse, sys; from tools.receive_command import main; "
         f"sys.exit(main(argparse.Namespace(listen='127.0.0.1:{port}', username='ops', password='Pw-Top-Secret', secret={SECRET!r})))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -331,7 +352,7 @@ def test_receive_command_reports_a_busy_port_in_one_line():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        from sinks.receive_command import main
+        from tools.receive_command import main
 
         code = main(argparse.Namespace(listen=f"127.0.0.1:{port}", username=None, password=None, secret=None))
     assert code == 1
@@ -359,7 +380,7 @@ def test_bad_gzip_is_400_and_an_unknown_encoding_415(rx):
 
 
 def test_gzip_that_unpacks_past_the_body_limit_is_refused(rx, monkeypatch):
-    monkeypatch.setattr("sinks.receiver.MAX_BODY", 1000)
+    monkeypatch.setattr("tools.receiver.MAX_BODY", 1000)
     assert post(rx, gzip.compress(b" " * 5000), {"Content-Encoding": "gzip"})[0] == 400
 
 

@@ -1,4 +1,4 @@
-"""Shared by the live page's tests (tests/sinks/test_receiver_web*.py): a receiver with its page
+"""Shared by the live page's tests (tests/tools/test_receiver_web*.py): a receiver with its page
 on 127.0.0.1, and POSTing events to it as a sink would."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import http.client
 import json
 from collections.abc import Iterator
 
-from sinks.receiver import Receiver
-from sinks.receiver_web import ReceiverWeb
+from tools.receiver import Receiver
+from tools.receiver_web import ReceiverWeb
 
 USERNAME, PASSWORD = "cdr-user", "S3cret-pass-9f2"
 

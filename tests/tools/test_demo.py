@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.agent_process]  # runs the demo: a real agent process tree (not in `make check`)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVENT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} #(\d+) seq=(\d+) ([a-z_]+)")

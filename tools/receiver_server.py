@@ -1,4 +1,5 @@
-"""The test receiver's HTTP server (sinks/receiver.py's `Receiver` owns one):
+"""The test receiver's HTTP server (tools/receiver.py's `Receiver` owns one, and
+is the `Judge` it hands each request to; this module does not import it):
 a threading HTTP/1.1 server, plain or TLS (a refused client certificate is
 closed so that the client still reads the alert), keep-alive connections with
 an idle limit, reading each request's body (Content-Length or chunked, at
@@ -16,12 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from common.sockets import drop_connections
-
-if TYPE_CHECKING:
-    from sinks.receiver import Receiver
 
 MAX_BODY = 64 * 1024 * 1024  # a larger body is answered 413
 IDLE_TIMEOUT = 60.0  # s an idle keep-alive connection stays open
@@ -45,6 +43,21 @@ class ReceivedRequest:
         return json.loads(self.body if self.content is None else self.content)
 
 
+class Judge(Protocol):
+    """What the server asks of the receiver it serves (called from the connections' threads)."""
+
+    def judge(self, req: ReceivedRequest) -> tuple[int, dict, float, dict | None]:
+        """(status, headers, delay, envelope to record) for one request."""
+
+    def record(self, req: ReceivedRequest, envelope: dict | None) -> None:
+        """One request, answered with req.status."""
+
+    def handshake_refused(self, exc: BaseException) -> None:
+        """A TLS handshake failed."""
+
+    def server_error(self, exc: BaseException) -> None:
+        """Serving a request raised something other than a dropped connection: a receiver bug."""
+
 
 def lingering_close(conn: socket.socket) -> None:
     """Close a refused TLS connection so that the client reads the alert. TLS 1.3 refuses a missing
@@ -67,7 +80,7 @@ class ReceiverServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, receiver: "Receiver", family: int, tls: ssl.SSLContext | None):
+    def __init__(self, address, receiver: Judge, family: int, tls: ssl.SSLContext | None):
         self.address_family = family
         self.receiver = receiver
         self.tls = tls
@@ -85,7 +98,7 @@ class ReceiverServer(ThreadingHTTPServer):
                 request.do_handshake()
             except (OSError, ssl.SSLError) as exc:
                 lingering_close(request)
-                self.receiver._handshake_refused(exc)
+                self.receiver.handshake_refused(exc)
                 return
         super().finish_request(request, client_address)
 
@@ -95,9 +108,7 @@ class ReceiverServer(ThreadingHTTPServer):
         exc = sys.exc_info()[1]
         if isinstance(exc, OSError):
             return
-        with self.receiver._cond:
-            self.receiver.problems.append(f"receiver error: {exc!r:.200}")
-            self.receiver._cond.notify_all()
+        self.receiver.server_error(exc)
         super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
@@ -179,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, delay, envelope = 413, {}, 0.0, None
             req.problem, req.kind = "body too large or malformed", "bad_request"
         else:
-            status, extra, delay, envelope = rx._judge(req)
+            status, extra, delay, envelope = rx.judge(req)
         if delay > 0 and self.server.closing.wait(delay):
             self.close_connection = True
             return  # refused or stopped while delaying: the connection is dropped, nothing recorded
@@ -187,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         req.status = status
-        rx._record(req, envelope)
+        rx.record(req, envelope)
         reply = json.dumps({"ok": 200 <= status < 300} if req.problem is None else {"error": req.problem}).encode()
         try:
             self.send_response(status)

@@ -3,7 +3,7 @@
 Owns turning the command's options into a `Receiver` (secrets read from files,
 so they need not show in `ps`), the banner saying what is checked, printing each
 event until Ctrl-C or SIGTERM, and the summary at the end; with `--web`, the
-live page of sinks/receiver_web.py beside it. Option mistakes are
+live page of tools/receiver_web.py beside it. Option mistakes are
 one line on stderr and exit 2; a port in use is exit 1.
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from common.config import parse_listen
 from common.http_options import read_bearer_token, read_password_file
-from sinks.receiver import Receiver
-from sinks.receiver_text import format_summary
+from tools.receiver import Receiver
+from tools.receiver_text import format_summary
 
 PROG = "eventsink-agent receive"
 
@@ -90,7 +90,7 @@ def _web_address(args) -> tuple[str, int] | None:
     value = getattr(args, "web", None) or ""
     if not value:
         return None
-    from sinks.receiver_web import loopback_listen
+    from tools.receiver_web import loopback_listen
 
     try:
         return loopback_listen(value)
@@ -99,10 +99,10 @@ def _web_address(args) -> tuple[str, int] | None:
 
 
 def _start_web(rx: Receiver, web: tuple[str, int] | None):
-    """The live page (sinks/receiver_web.py, imported only with --web: tornado is not loaded otherwise)."""
+    """The live page (tools/receiver_web.py, imported only with --web: tornado is not loaded otherwise)."""
     if web is None:
         return None
-    from sinks.receiver_web import ReceiverWeb
+    from tools.receiver_web import ReceiverWeb
 
     page = ReceiverWeb(rx, *web).start()
     print(f"{PROG}: live page at {page.url}", flush=True)
