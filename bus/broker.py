@@ -66,6 +66,7 @@ from common import internal, logs
 from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
 from common.logs import RateLimited
+from common.vocabulary import RejectReason
 from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
     HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
 )
@@ -251,12 +252,12 @@ class Broker(IngressDrain, JournalKeeping):
             try:
                 result = check(frames)
             except Exception as exc:  # a bug in validation must never kill the broker
-                reject("invalid_json", f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
+                reject(RejectReason.INVALID_JSON, f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
                 continue
             if type(result) is not Accepted:
                 reject(result.reason, result.detail)
             elif full:
-                reject("journal_full", "the journal is full; event not accepted")
+                reject(RejectReason.JOURNAL_FULL, "the journal is full; event not accepted")
             else:
                 append(result)  # an Accepted is the (topic, payload) row
         if rows:
@@ -294,7 +295,7 @@ class Broker(IngressDrain, JournalKeeping):
             if not keep:
                 self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
                 self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
-                self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
+                self.rejects.reject(RejectReason.JOURNAL_FULL, "the journal is full; event not accepted", len(rows))
                 return
             if keep < len(rows):
                 grows, wal = self.estimate(keep, size * keep // len(rows))
@@ -320,7 +321,7 @@ class Broker(IngressDrain, JournalKeeping):
             if not self.journal_full:
                 log.error("journal write failed: %s: %s", type(exc).__name__, exc)
             self.enter_full(f"the journal cannot be written ({type(exc).__name__}: {exc})")
-            self.rejects.reject("journal_full", "the journal cannot be written; event not accepted", len(rows))
+            self.rejects.reject(RejectReason.JOURNAL_FULL, "the journal cannot be written; event not accepted", len(rows))
             return False
         self.received += len(rows)
         self.transactions += 1

@@ -37,6 +37,7 @@ import time
 
 from common import logs
 from common.logs import suppressed_note
+from common.vocabulary import RejectReason
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -115,7 +116,7 @@ class JournalKeeping:
         size = len(row[0]) + len(row[1])
         if sum(self.estimate(1, size)) <= self.append_bound - EMPTY_JOURNAL_PAGES * self.page_size:
             return False
-        self.rejects.reject("journal_full", f"an event of {size} bytes is more than the journal can ever hold "
+        self.rejects.reject(RejectReason.JOURNAL_FULL, f"an event of {size} bytes is more than the journal can ever hold "
                             f"({self.bound_bytes} bytes, max_journal_mb)")
         return True
 
@@ -251,7 +252,7 @@ class JournalKeeping:
         except Exception as again:
             self.note_trouble("cannot make room on the full disk", again)
         self.enter_full(f"the disk is full ({exc}){'; reserve space released' if released else ''}")
-        self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
+        self.rejects.reject(RejectReason.JOURNAL_FULL, "the journal is full; event not accepted", len(rows))
         return None
 
     def flush_wal(self) -> None:
