@@ -73,7 +73,9 @@ from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_
 from bus import handover
 from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
-from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
+from bus.journal_files import SpaceReserve
+from bus.journal_schema import JournalCorrupt, JournalFull
+from bus.journal_writer import JournalWriter
 from bus.numbering import NUMBER_BYTES, Numbering
 from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
 
@@ -127,7 +129,7 @@ class Broker(IngressDrain, JournalKeeping):
         self.housekeeping_wait = HOUSEKEEPING_INTERVAL
         self.reported: tuple | None = None  # the figures of the last report
         self.reported_at = float("-inf")
-        self.journal: Journal | None = None
+        self.journal: JournalWriter | None = None
         self.numbering = Numbering({})  # loaded from the journal in open()
         self.ctx: zmq.Context | None = None
 
@@ -138,7 +140,7 @@ class Broker(IngressDrain, JournalKeeping):
         ipc_path = _ipc_path(self.paths.publish_endpoint)
         if ipc_path:
             os.makedirs(os.path.dirname(ipc_path) or ".", mode=0o750, exist_ok=True)
-        self.journal = Journal(self.paths.journal_path)
+        self.journal = JournalWriter(self.paths.journal_path)
         self.page_size = self.journal.page_size
         self.measure()
         self.head = self.journal.head()
@@ -471,7 +473,7 @@ def main() -> int:
         except JournalCorrupt as exc:
             log.error("%s", exc)
             return 3
-        except (OSError, zmq.ZMQError) as exc:
+        except (OSError, zmq.ZMQError, JournalFull) as exc:
             log.error("broker cannot start: %s", exc)
             return 1
         return broker.run()
