@@ -69,9 +69,7 @@ from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
 from common.loop import Loop, Timer
 from common.vocabulary import RejectReason
-from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES: tests read them here
-    FULL_MESSAGE, HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, JournalKeeper, Rows,
-)
+from bus.housekeeping import FULL_MESSAGE, JournalKeeper, Rows
 from bus import handover
 from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
@@ -92,8 +90,9 @@ _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level 
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
-class Broker(IngressDrain):
-    """One broker: its loop, sockets, journal (kept by a JournalKeeper), validator and counters."""
+class Broker:
+    """One broker: its loop, sockets, the batches off its ingress (IngressDrain), its journal (kept
+    by a JournalKeeper), validator and counters."""
 
     def __init__(self, config: Config, loop: Loop | None = None):
         self.config = config
@@ -104,14 +103,11 @@ class Broker(IngressDrain):
         self.received = 0
         self.transactions = 0  # journal transactions that committed events
         self.head = 0  # the highest offset assigned, kept here so a report costs no query
-        self.last_batch = (float("-inf"), 0)  # (when its first message was taken, its length)
-        self.batch_bytes_max = BATCH_BYTES  # and no more than the WAL limit (open())
-        self.drained_bytes = 0  # frame bytes of the last batch drain() took
-        self.backlogged = False  # the last drain left messages queued: a burst is coming in
+        self.intake: IngressDrain | None = None  # batches off the ingress socket (open())
         self.keeper = JournalKeeper(
             self.loop, int(config.agent.max_journal_mb * 1024 * 1024), config.agent.retention_hours * 3600,
             self.rejects, on_full_change=self.report, on_round_done=self.schedule_report,
-            backlogged=lambda: self.backlogged)
+            backlogged=lambda: self.intake is not None and self.intake.backlogged)
         self.reported: tuple | None = None  # the figures of the last report
         self.reported_at = float("-inf")
         self._report_timer: Timer | None = None
@@ -130,9 +126,9 @@ class Broker(IngressDrain):
         self.keeper.open(self.journal, os.path.join(self.paths.state_dir, "journal.reserve"))
         self.head = self.journal.head()
         self.numbering = Numbering(self.journal.publisher_marks(), keep_seconds=self.keeper.retention_seconds)
-        self.batch_bytes_max = min(BATCH_BYTES, self.keeper.wal_limit)
         self.ctx = zmq.Context()
         self.ingress = self._bind_ingress()
+        self.intake = IngressDrain(self.ingress, min(BATCH_BYTES, self.keeper.wal_limit))
         self.fanout = self.ctx.socket(zmq.PUB)
         self.fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
         self.fanout.setsockopt(zmq.LINGER, 1000)
@@ -185,9 +181,10 @@ class Broker(IngressDrain):
         self.loop.stop()
 
     def on_ingress(self, events: int) -> None:
-        batch = self.drain()
+        assert self.intake is not None
+        batch = self.intake.drain()
         if batch:
-            self.process(batch, self.drained_bytes)
+            self.process(batch, self.intake.drained_bytes)
             self.schedule_report()
 
     def on_supervisor(self, events: int) -> None:
@@ -332,12 +329,13 @@ class Broker(IngressDrain):
     def _journal_until(self, going, quiet: bool = False, wait: float = SHUTDOWN_QUIET_SECONDS) -> None:
         """Journal what arrives while GOING() (QUIET: and until nothing has come for WAIT seconds;
         without QUIET a pause only lets GOING be asked again)."""
+        assert self.intake is not None
         while going():
             if not self.ingress.poll(math.ceil(wait * 1000), zmq.POLLIN):
                 if quiet:
                     return
                 continue
-            self.process(self.drain(window=0.0, max_seconds=BATCH_SECONDS), self.drained_bytes)
+            self.process(self.intake.drain(window=0.0, max_seconds=BATCH_SECONDS), self.intake.drained_bytes)
 
 
 _TOPICS: dict[str, bytes] = {}
