@@ -124,7 +124,7 @@ class RuntimeFiles:
 
 def open_journal(path: str):
     """The journal, checked page by page; a corrupt one is moved aside and a new one started."""
-    from bus.journal import Journal, JournalCorrupt, quarantine
+    from bus.journal import JournalAdmin as Journal, JournalCorrupt, quarantine  # the supervisor's handle
 
     try:
         return Journal(path, verify=True)

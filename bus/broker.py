@@ -7,8 +7,10 @@ Reads its spec (`{"config": CONFIG}`) as JSON on stdin, then:
   the agent's group can connect;
 - binds a PUB on the fan-out endpoint (may drop; workers repair gaps from the
   journal) and connects a DEALER to the supervisor;
-- loop: sleep in one poll (ingress, supervisor DEALER, the signal self-pipe)
-  until a message, a command, a signal or a real deadline; on a message take
+- loop (common/loop.py): the ingress and the supervisor DEALER are its handlers,
+  each deadline a timer its owner registers (the report here, housekeeping and
+  the journal-full retry in bus/housekeeping.py), signals loop callbacks; it
+  sleeps in one poll until a message, a command, a signal or a real deadline; on a message take
   what is queued, and unless that fills a batch (BATCH_MAX messages /
   BATCH_BYTES / BATCH_SECONDS) wait out the group-commit window
   (`group_commit_window()`: about the recent gap between messages, at most
@@ -65,16 +67,16 @@ import zmq
 from common import internal, logs
 from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
-from common.logs import RateLimited
-from bus.housekeeping import (  # noqa: F401 - HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER: tests read them here
-    HOUSEKEEPING_INTERVAL, PURGE_MAX_DEFER, RESERVE_MAX_BYTES, RESERVE_MIN_BYTES, JournalKeeping, disk_room,
-)
+from common.loop import Loop, Timer
+from common.vocabulary import RejectReason
+from bus.housekeeping import FULL_MESSAGE, JournalKeeper, Rows
 from bus import handover
 from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
 from bus.publisher import READY_TOPIC
-from bus.journal import Journal, JournalCorrupt, JournalFull, SpaceReserve
+from bus.journal_schema import JournalCorrupt, JournalFull
+from bus.journal_writer import JournalWriter
 from bus.numbering import NUMBER_BYTES, Numbering
-from bus.validate import REJECT_LOG_INTERVAL, Accepted, RejectLog, Validator
+from bus.validate import Accepted, RejectLog, Validator
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -88,45 +90,28 @@ _NOBLOCK = int(zmq.NOBLOCK)  # plain ints: pyzmq's enum flags cost Python-level 
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
-class Broker(IngressDrain, JournalKeeping):
-    """One broker: its sockets, journal, validator and counters."""
+class Broker:
+    """One broker: its loop, sockets, the batches off its ingress (IngressDrain), its journal (kept
+    by a JournalKeeper), validator and counters."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, loop: Loop | None = None):
         self.config = config
         self.paths = Paths.of(config)
+        self.loop = loop if loop is not None else Loop()
         self.validator = Validator(int(config.agent.max_message_kb * 1024))
-        self.bound_bytes = int(config.agent.max_journal_mb * 1024 * 1024)
-        self.append_bound = self.bound_bytes  # less the WAL limit (open()): room to make room
         self.rejects = RejectLog()
         self.received = 0
         self.transactions = 0  # journal transactions that committed events
         self.head = 0  # the highest offset assigned, kept here so a report costs no query
-        self.stopping = False
-        self.last_batch = (float("-inf"), 0)  # (when its first message was taken, its length)
-        self.wake_fd = -1  # readable when a signal arrived (signal.set_wakeup_fd), -1 when none
-        self.journal_full = False
-        self.disk_full = False
-        self.full_retry_at = 0.0
-        self.full_need = 0  # bytes the batch refused at the bound needed (0: full for another reason)
-        self.full_log = RateLimited(REJECT_LOG_INTERVAL)  # "journal full" on support.events
-        self.full_announced = False
-        self.purge_log = RateLimited(REJECT_LOG_INTERVAL)  # a failing purge: every second on a full disk
-        self.used_estimate = 0  # bytes: measured, plus the estimate of each append since
-        self.retention_seconds = config.agent.retention_hours * 3600
-        self.extent = None  # the journal's rows as last measured (bus.journal.Extent)
-        self.retained = 0  # delivered rows kept for replay, as last measured
-        self.wal_limit = RESERVE_MIN_BYTES // 2  # set in open(): half the reserve
-        self.wal_written = 0  # WAL bytes written (estimate) since the last checkpoint
-        self.batch_bytes_max = BATCH_BYTES  # and no more than the WAL limit (open())
-        self.drained_bytes = 0  # frame bytes of the last batch drain() took
-        self.page_size = 4096
-        self.backlogged = False  # the last drain left messages queued: a burst is coming in
-        self.purged_at = time.monotonic()
-        self.housekeeping_at: float | None = None  # None: nothing to purge or checkpoint until rows arrive
-        self.housekeeping_wait = HOUSEKEEPING_INTERVAL
+        self.intake: IngressDrain | None = None  # batches off the ingress socket (open())
+        self.keeper = JournalKeeper(
+            self.loop, int(config.agent.max_journal_mb * 1024 * 1024), config.agent.retention_hours * 3600,
+            self.rejects, on_full_change=self.report, on_round_done=self.schedule_report,
+            backlogged=lambda: self.intake is not None and self.intake.backlogged)
         self.reported: tuple | None = None  # the figures of the last report
         self.reported_at = float("-inf")
-        self.journal: Journal | None = None
+        self._report_timer: Timer | None = None
+        self.journal: JournalWriter | None = None
         self.numbering = Numbering({})  # loaded from the journal in open()
         self.ctx: zmq.Context | None = None
 
@@ -137,41 +122,13 @@ class Broker(IngressDrain, JournalKeeping):
         ipc_path = _ipc_path(self.paths.publish_endpoint)
         if ipc_path:
             os.makedirs(os.path.dirname(ipc_path) or ".", mode=0o750, exist_ok=True)
-        self.journal = Journal(self.paths.journal_path)
-        self.page_size = self.journal.page_size
-        self.measure()
+        self.journal = JournalWriter(self.paths.journal_path)
+        self.keeper.open(self.journal, os.path.join(self.paths.state_dir, "journal.reserve"))
         self.head = self.journal.head()
-        self.numbering = Numbering(self.journal.publisher_marks(), keep_seconds=self.retention_seconds)
-        if self.journal.holds_events():
-            self.housekeeping_at = time.monotonic()  # rows from before a restart may be purgeable
-        reserve_path = os.path.join(self.paths.state_dir, "journal.reserve")
-        # Never more than a quarter of the room there is: a reserve that cannot be made at all
-        # (a small or nearly full disk) would leave a full journal no way to drain.
-        reserve_bytes = max(RESERVE_MIN_BYTES, min(RESERVE_MAX_BYTES, self.bound_bytes // 8,
-                                                   disk_room(reserve_path) // 4))
-        self.reserve = SpaceReserve(reserve_path, reserve_bytes)
-        # Un-checkpointed WAL must fit in the reserve: on a full disk, copying it into the
-        # database is the first step of draining. A batch (one transaction) stays within it too.
-        self.wal_limit = reserve_bytes // 2
-        self.journal.limit_wal(self.wal_limit)
-        # Appends stop a WAL limit short of the bound: deleting retained rows to make room (and
-        # the workers' cursor commits) write WAL too, and the journal must never pass the bound.
-        self.append_bound = max(0, self.bound_bytes - self.wal_limit)
-        self.batch_bytes_max = min(BATCH_BYTES, self.wal_limit)
-        if not self.reserve.ensure():
-            support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
+        self.numbering = Numbering(self.journal.publisher_marks(), keep_seconds=self.keeper.retention_seconds)
         self.ctx = zmq.Context()
-        self.ingress = self.ctx.socket(zmq.SUB)
-        self.ingress.setsockopt(zmq.RCVHWM, INGRESS_RCVHWM)
-        self.ingress.setsockopt(zmq.LINGER, 0)
-        # A frame far beyond the limit drops that publisher's connection instead of filling memory.
-        self.ingress.setsockopt(zmq.MAXMSGSIZE, max(64 * 1024 * 1024, 4 * self.validator.max_message_bytes))
-        self.ingress.setsockopt(zmq.SUBSCRIBE, b"")
-        self.ingress.setsockopt(zmq.SUBSCRIBE, READY_TOPIC)  # withdrawn first at a graceful stop
-        self.ingress.bind(self.paths.publish_endpoint)
-        ipc_path = _ipc_path(self.paths.publish_endpoint)
-        if ipc_path:
-            os.chmod(ipc_path, 0o660)  # conference processes in the agent's group may connect
+        self.ingress = self._bind_ingress()
+        self.intake = IngressDrain(self.ingress, min(BATCH_BYTES, self.keeper.wal_limit))
         self.fanout = self.ctx.socket(zmq.PUB)
         self.fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
         self.fanout.setsockopt(zmq.LINGER, 1000)
@@ -180,7 +137,23 @@ class Broker(IngressDrain, JournalKeeping):
         log.info("broker listening on %s, journal %s (epoch %s, head %d)",
                  self.paths.publish_endpoint, self.paths.journal_path, self.journal.epoch, self.journal.head())
 
+    def _bind_ingress(self) -> zmq.Socket:
+        assert self.ctx is not None
+        ingress = self.ctx.socket(zmq.SUB)
+        ingress.setsockopt(zmq.RCVHWM, INGRESS_RCVHWM)
+        ingress.setsockopt(zmq.LINGER, 0)
+        # A frame far beyond the limit drops that publisher's connection instead of filling memory.
+        ingress.setsockopt(zmq.MAXMSGSIZE, max(64 * 1024 * 1024, 4 * self.validator.max_message_bytes))
+        ingress.setsockopt(zmq.SUBSCRIBE, b"")
+        ingress.setsockopt(zmq.SUBSCRIBE, READY_TOPIC)  # withdrawn first at a graceful stop
+        ingress.bind(self.paths.publish_endpoint)
+        ipc_path = _ipc_path(self.paths.publish_endpoint)
+        if ipc_path:
+            os.chmod(ipc_path, 0o660)  # conference processes in the agent's group may connect
+        return ingress
+
     def close(self) -> None:
+        self.loop.close()
         for name in ("ingress", "fanout", "supervisor"):
             sock = getattr(self, name, None)
             if sock is not None and not sock.closed:
@@ -190,58 +163,41 @@ class Broker(IngressDrain, JournalKeeping):
         if self.journal is not None:
             self.journal.close()
 
-    # ------------------------------------------------------------ main loop
+    # ------------------------------------------------------------ the loop
 
     def run(self) -> int:
-        poller = zmq.Poller()
-        poller.register(self.ingress, zmq.POLLIN)
-        poller.register(self.supervisor, zmq.POLLIN)
-        if self.wake_fd >= 0:
-            poller.register(self.wake_fd, zmq.POLLIN)
+        """Serve until a signal or the supervisor's shutdown, then hand over (`finish`); 0."""
+        self.loop.add_handler(self.ingress, self.on_ingress)
+        self.loop.add_handler(self.supervisor, self.on_supervisor)
         self.report()  # at once: the supervisor learns the head and the journal's state
-        while not self.stopping:
-            pause = max(0.0, self.next_deadline() - time.monotonic())
-            # Rounded up: a deadline 0.4 ms away must not become a run of zero-timeout polls.
-            ready = dict(poller.poll(math.ceil(pause * 1000)))
-            if self.ingress in ready:
-                batch = self.drain()
-                if batch:
-                    self.process(batch, self.drained_bytes)
-            if self.supervisor in ready:
-                self.poll_supervisor()
-            if self.wake_fd in ready:
-                _drain_fd(self.wake_fd)  # the handler has set `stopping`
-            self.on_deadlines(time.monotonic())
+        self.loop.run()
+        self.loop.remove_handler(self.ingress)  # finish() reads it itself
+        self.loop.remove_handler(self.supervisor)
         self.finish()
         return 0
 
-    def next_deadline(self) -> float:
-        """The soonest of: the next report (heartbeat at the latest), housekeeping, a journal-full retry."""
-        due = [self.report_due()]
-        if self.housekeeping_at is not None:
-            due.append(self.housekeeping_at)
-        if self.journal_full:
-            due.append(self.full_retry_at)
-        return min(due)
+    def stop(self, signum: int | None = None) -> None:
+        """End `run()` after this turn (SIGTERM, SIGINT, or the supervisor's shutdown)."""
+        self.loop.stop()
 
-    def on_deadlines(self, now: float) -> None:
-        if self.journal_full and now >= self.full_retry_at:
-            self.retry_full()
-        if self.housekeeping_at is not None and now >= self.housekeeping_at:
-            self.housekeeping()
-        if now >= self.report_due():
-            if self.figures() == self.reported:
-                # The disk may fill while nothing arrives (another file): looked at with each
-                # heartbeat, at no cost of a wake-up of its own (housekeeping looks while busy).
-                self.check_disk()
-            if now >= self.report_due():  # unless entering journal_full has just reported
-                self.report()
+    def on_ingress(self, events: int) -> None:
+        assert self.intake is not None
+        batch = self.intake.drain()
+        if batch:
+            self.process(batch, self.intake.drained_bytes)
+            self.schedule_report()
+
+    def on_supervisor(self, events: int) -> None:
+        for command in internal.commands(self.supervisor, "broker"):
+            if isinstance(command, Shutdown):
+                log.info("shutdown requested by the supervisor")
+                self.stop()
 
     def process(self, batch: list[list[bytes]], size: int | None = None) -> None:
         """Validate BATCH (SIZE: its frames' bytes, as drain() counted them), journal the accepted
         messages in one transaction, then fan them out."""
         rows: list[Accepted] = []
-        append, check, reject, full = rows.append, self.validator.check, self.rejects.reject, self.journal_full
+        append, check, reject, full = rows.append, self.validator.check, self.rejects.reject, self.keeper.full
         fresh = self.numbering.fresh
         for frames in batch:
             # A repeat of a numbered message already journaled (a resend): dropped and counted,
@@ -251,19 +207,19 @@ class Broker(IngressDrain, JournalKeeping):
             try:
                 result = check(frames)
             except Exception as exc:  # a bug in validation must never kill the broker
-                reject("invalid_json", f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
+                reject(RejectReason.INVALID_JSON, f"could not be checked: {type(exc).__name__}: {str(exc)[:80]}")
                 continue
             if type(result) is not Accepted:
                 reject(result.reason, result.detail)
             elif full:
-                reject("journal_full", "the journal is full; event not accepted")
+                reject(RejectReason.JOURNAL_FULL, FULL_MESSAGE)
             else:
                 append(result)  # an Accepted is the (topic, payload) row
         if rows:
             if size is None:
                 size = sum(len(f) for frames in batch for f in frames)
             received = self.received
-            self.commit(rows, size)
+            self.keeper.commit(rows, size, self.publish)
             if self.received - received < len(rows):
                 self.recall_numbers()  # refused rows were not journaled: a resend of them is new
         if self.numbering.prune_due:
@@ -278,58 +234,11 @@ class Broker(IngressDrain, JournalKeeping):
         except Exception as exc:
             log.warning("cannot read the publishers' numbers from the journal: %s: %s", type(exc).__name__, exc)
 
-    def commit(self, rows: list[tuple[str, bytes]], size: int) -> None:
-        """Journal ROWS (about SIZE bytes of topics and payloads) and fan them out. At the bound
-        (after making room) the rows that fit go in a transaction of their own, then the rest is
-        tried again, until not even one fits: only then is the journal full and the rest refused."""
-        while rows:
-            grows, wal = self.estimate(len(rows), size)
-            keep = len(rows)
-            if self.used_estimate + grows + wal > self.append_bound:
-                if self.refuse_if_never_fits(rows[0]):  # before room_for: no retained row goes for it
-                    size, rows = max(0, size - len(rows[0][0]) - len(rows[0][1])), rows[1:]
-                    continue
-                if not self.room_for(grows + wal):
-                    keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
-            if not keep:
-                self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
-                self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
-                self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
-                return
-            if keep < len(rows):
-                grows, wal = self.estimate(keep, size * keep // len(rows))
-            if not self.journal_rows(rows[:keep], grows, wal):
-                return
-            if keep < len(rows):
-                self.flush_wal()  # the next measure sees the rows once, not also in the WAL
-            size = size * (len(rows) - keep) // len(rows)
-            rows = rows[keep:]
-
-    def journal_rows(self, rows: list[tuple[str, bytes]], grows: int, wal: int) -> bool:
-        """Append ROWS in one transaction (GROWS bytes in the database, WAL in the WAL: estimates),
-        then fan them out; False when they were refused (the journal is full)."""
-        assert self.journal is not None
-        accepted_at = time.time()
-        try:
-            offsets = self.journal.append(rows, accepted_at)
-        except JournalFull as exc:
-            offsets = self.append_on_full_disk(rows, accepted_at, exc)
-            if offsets is None:
-                return False
-        except Exception as exc:
-            if not self.journal_full:
-                log.error("journal write failed: %s: %s", type(exc).__name__, exc)
-            self.enter_full(f"the journal cannot be written ({type(exc).__name__}: {exc})")
-            self.rejects.reject("journal_full", "the journal cannot be written; event not accepted", len(rows))
-            return False
+    def publish(self, rows: Rows, offsets: list[int]) -> None:
+        """ROWS are journaled at OFFSETS: count them and fan them out."""
         self.received += len(rows)
         self.transactions += 1
         self.head = offsets[-1]
-        self.housekeeping_wait = HOUSEKEEPING_INTERVAL
-        soon = time.monotonic() + HOUSEKEEPING_INTERVAL
-        if self.housekeeping_at is None or self.housekeeping_at > soon:
-            # Never pushed back by later commits: under a steady stream the rounds stay one a second.
-            self.housekeeping_at = soon
         # send_multipart, inlined with plain int flags: its per-frame enum arithmetic cost more than the sends.
         send = self.fanout.send
         for row, offset in zip(rows, offsets):
@@ -339,37 +248,51 @@ class Broker(IngressDrain, JournalKeeping):
                 send(row[1], _NOBLOCK)
             except zmq.Again:
                 pass  # the fan-out may drop (a PUB drops whole messages at its HWM): workers repair gaps from the journal
-        self.used_estimate += grows + wal
-        self.wal_written += wal
-        if self.wal_written >= self.wal_limit:
-            self.flush_wal()
-        return True
 
     # ------------------------------------------------------------ reports
 
     def figures(self) -> tuple:
         """What a report tells; a report is due (after REPORT_INTERVAL) when it changed."""
-        return (self.received, self.rejects.total, self.used_estimate, self.journal_full, self.head, self.retained,
+        keeper = self.keeper
+        return (self.received, self.rejects.total, keeper.used_estimate, keeper.full, self.head, keeper.retained,
                 self.numbering.duplicates)
 
     def report_due(self) -> float:
         changed = self.figures() != self.reported
         return self.reported_at + (internal.REPORT_INTERVAL if changed else internal.HEARTBEAT_INTERVAL)
 
+    def schedule_report(self) -> None:
+        """(Re)arm the report's timer for `report_due()`: sooner once a figure changed."""
+        due = self.report_due()
+        timer = self._report_timer
+        if timer is not None and timer.pending:
+            if timer.when == due:
+                return
+            timer.cancel()
+        self._report_timer = self.loop.call_at(due, self.on_report_due)
+
+    def on_report_due(self) -> None:
+        if self.figures() == self.reported:
+            # The disk may fill while nothing arrives (another file): looked at with each
+            # heartbeat, at no cost of a wake-up of its own (housekeeping looks while busy).
+            self.keeper.check_disk()
+        if time.monotonic() >= self.report_due():  # unless entering the full state has just reported
+            self.report()
+        else:
+            self.schedule_report()
+
     def report(self) -> None:
         self.reported = self.figures()
         self.reported_at = time.monotonic()
+        keeper = self.keeper
         internal.send_nowait(self.supervisor, BrokerReport(
             pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
-            journal_bytes=self.used_estimate, journal_full=self.journal_full, head=self.head,
-            transactions=self.transactions, retained=self.retained, duplicates=self.numbering.duplicates,
+            journal_bytes=keeper.used_estimate, journal_full=keeper.full, head=self.head,
+            transactions=self.transactions, retained=keeper.retained, duplicates=self.numbering.duplicates,
         ))
+        self.schedule_report()
 
-    def poll_supervisor(self) -> None:
-        for command in internal.commands(self.supervisor, "broker"):
-            if isinstance(command, Shutdown):
-                log.info("shutdown requested by the supervisor")
-                self.stopping = True
+    # ------------------------------------------------------------ graceful stop
 
     def finish(self) -> None:
         """Journal and publish what ZeroMQ already holds for us until the ingress is quiet (at most
@@ -406,20 +329,13 @@ class Broker(IngressDrain, JournalKeeping):
     def _journal_until(self, going, quiet: bool = False, wait: float = SHUTDOWN_QUIET_SECONDS) -> None:
         """Journal what arrives while GOING() (QUIET: and until nothing has come for WAIT seconds;
         without QUIET a pause only lets GOING be asked again)."""
+        assert self.intake is not None
         while going():
             if not self.ingress.poll(math.ceil(wait * 1000), zmq.POLLIN):
                 if quiet:
                     return
                 continue
-            self.process(self.drain(window=0.0, max_seconds=BATCH_SECONDS), self.drained_bytes)
-
-
-def _drain_fd(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except (BlockingIOError, OSError):
-        pass
+            self.process(self.intake.drain(window=0.0, max_seconds=BATCH_SECONDS), self.intake.drained_bytes)
 
 
 _TOPICS: dict[str, bytes] = {}
@@ -455,22 +371,16 @@ def main() -> int:
             pass
     logs.configure("broker", logs.config_secrets(config))
     broker = Broker(config)
-
-    def stop(signum, frame) -> None:
-        broker.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    # The handler only sets a flag: this pipe is what wakes the loop's poll (no timeout to wait out).
-    broker.wake_fd, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    # Before open(): a signal during it is queued and ends the first turn of the loop.
+    broker.loop.add_signal_handler(signal.SIGTERM, broker.stop)
+    broker.loop.add_signal_handler(signal.SIGINT, broker.stop)
     try:
         try:
             broker.open()
         except JournalCorrupt as exc:
             log.error("%s", exc)
             return 3
-        except (OSError, zmq.ZMQError) as exc:
+        except (OSError, zmq.ZMQError, JournalFull) as exc:
             log.error("broker cannot start: %s", exc)
             return 1
         return broker.run()

@@ -9,9 +9,9 @@ Two sides, mixed into the two kinds of journal connection:
 
 - `DeadLetterShelf` (on `JournalReader`, the worker's connection, its own sink only):
   `set_aside`, `redrive_rows`, `forget_dead_letter`.
-- `DeadLetterDesk` (on `Journal`, the supervisor's admin handle, any sink):
+- `DeadLetterDesk` (on `JournalAdmin`, the supervisor's admin handle, any sink):
   `dead_letters`, `mark_redrive`, `discard_dead_letter`, `dead_letter_counts`;
-  `Journal.drop_cursors_except` also drops the dead letters of removed sinks.
+  `JournalAdmin.drop_cursors_except` also drops the dead letters of removed sinks.
 
 A dead letter is named by its `webhook_id` (the control API's `id`), unique per
 sink since it is `epoch-offset` (bus/journal.py).

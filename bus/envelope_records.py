@@ -14,7 +14,7 @@ followed by the offsets merged into it as negative numbers (a version 1
 offsets in it.
 
 Two sides, mixed into the two kinds of journal connection: `EnvelopeShelf` on `JournalReader`
-(the worker's, its own sink only), `EnvelopeDesk` on `Journal` (purge and sink removal).
+(the worker's, its own sink only), `EnvelopeDesk` on `JournalWriter` (purge) and `JournalAdmin` (sink removal).
 """
 
 from __future__ import annotations

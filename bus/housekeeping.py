@@ -4,12 +4,18 @@ measure), making room before an append would pass the bound, and the
 journal-full state (entered on the bound or a full disk, left once there is
 room and a write succeeds).
 
-`JournalKeeping` is a base class of `bus.broker.Broker`, which owns the
-attributes used here (journal, reserve, paths, bound_bytes, retention_seconds,
-used_estimate, extent, retained, wal_limit, wal_written, journal_full,
-disk_full, backlogged, the housekeeping and retry deadlines) and the loop that
-calls `housekeeping()` at `housekeeping_at` and `retry_full()` at
-`full_retry_at`.
+`JournalKeeper` is an object the broker (bus/broker.py) holds. Its interface, narrow on
+purpose: `open(journal, reserve_path)`, `commit(rows, size, publish)` (journal in as few
+transactions as the bound allows, `publish(rows, offsets)` after each), `check_disk()` (the
+broker's heartbeat), and the figures a report tells (`used_estimate`, `retained`, `full`).
+It registers its own deadlines on the broker's loop (common/loop.py): the housekeeping
+round and, while full, the retry; it tells the broker of a change of the full state through
+`on_full_change` (the broker reports at once) and of a finished round through `on_round_done`
+(a report is due sooner when the figures changed), and refuses events on the broker's RejectLog.
+
+Two states, two names: `full` is the journal-full state (the report's `journal_full`, the
+supervisor's alarm), `RejectReason.JOURNAL_FULL` the reason an event is refused while in it
+(or when it could never fit).
 
 Room: delivered rows kept for replay (retained) give way, oldest first and
 regardless of age, whenever room is needed: a round finds the journal at
@@ -35,8 +41,16 @@ import math
 import os
 import time
 
+from typing import Callable
+
 from common import logs
-from common.logs import suppressed_note
+from common.logs import RateLimited, suppressed_note
+from common.loop import Loop, Timer
+from common.vocabulary import RejectReason
+from bus.journal_files import SpaceReserve
+from bus.journal_schema import JournalFull
+from bus.journal_writer import JournalWriter
+from bus.validate import REJECT_LOG_INTERVAL, RejectLog
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -60,39 +74,124 @@ ROOM_TARGET = 0.75  # ... down to this share
 EXPIRY_SLACK_SHARE = 0.01  # a retained row may outlive retention_hours by this share of it ...
 EXPIRY_SLACK_MAX = 60.0  # ... and at most this many seconds
 EXPIRY_MIN_WAIT = 0.1  # s: the soonest a round is scheduled for an expiry
+FULL_MESSAGE = "the journal is full; event not accepted"
+
+Rows = list[tuple[str, bytes]]  # (topic, payload) or an Accepted: what the journal appends
 
 
-class JournalKeeping:
-    """Housekeeping rounds and the journal-full state of the broker's journal."""
+class JournalKeeper:
+    """Housekeeping rounds, room and the journal-full state of the broker's journal (see the module docstring)."""
+
+    def __init__(self, loop: Loop, bound_bytes: int, retention_seconds: float, rejects: RejectLog, *,
+                 on_full_change: Callable[[], None], on_round_done: Callable[[], None],
+                 backlogged: Callable[[], bool]):
+        """ON_FULL_CHANGE: the full state changed (report at once); ON_ROUND_DONE: a round may have
+        changed the figures (a report is due sooner); BACKLOGGED: whether the ingress's last drain
+        left messages queued (a burst is coming in)."""
+        self.loop = loop
+        self.bound_bytes = bound_bytes
+        self.append_bound = bound_bytes  # less the WAL limit (open()): room to make room
+        self.retention_seconds = retention_seconds
+        self.rejects = rejects
+        self.on_full_change = on_full_change
+        self.on_round_done = on_round_done
+        self.backlogged = backlogged
+        self.journal: JournalWriter | None = None
+        self.reserve: SpaceReserve | None = None
+        self.state_dir = "."  # the journal's directory (open()): whose disk may fill
+        self.page_size = 4096
+        self.wal_limit = RESERVE_MIN_BYTES // 2  # set in open(): half the reserve
+        self.wal_written = 0  # WAL bytes written (estimate) since the last checkpoint
+        self.used_estimate = 0  # bytes: measured, plus the estimate of each append since
+        self.extent = None  # the journal's rows as last measured (bus.journal_handle.Extent)
+        self.retained = 0  # delivered rows kept for replay, as last measured
+        self.full = False  # the journal-full state: events are refused
+        self.disk_full = False
+        self.full_retry_at = 0.0
+        self.full_need = 0  # bytes the batch refused at the bound needed (0: full for another reason)
+        self.full_log = RateLimited(REJECT_LOG_INTERVAL)  # "journal full" on support.events
+        self.full_announced = False
+        self.purge_log = RateLimited(REJECT_LOG_INTERVAL)  # a failing purge: every second on a full disk
+        self.purged_at = time.monotonic()
+        self.housekeeping_wait = HOUSEKEEPING_INTERVAL
+        self._round: Timer | None = None  # the next housekeeping round (None: nothing to do until rows arrive)
+        self._retry: Timer | None = None  # the next attempt to leave the full state
+
+    def open(self, journal: JournalWriter, reserve_path: str) -> None:
+        """Keep JOURNAL: measure it, set aside the reserve next to it and size the WAL after it."""
+        self.journal = journal
+        self.state_dir = os.path.dirname(reserve_path)
+        self.page_size = journal.page_size
+        self.measure()
+        if journal.holds_events():
+            self._schedule_round(0.0)  # rows from before a restart may be purgeable
+        # Never more than a quarter of the room there is: a reserve that cannot be made at all
+        # (a small or nearly full disk) would leave a full journal no way to drain.
+        reserve_bytes = max(RESERVE_MIN_BYTES, min(RESERVE_MAX_BYTES, self.bound_bytes // 8,
+                                                   disk_room(reserve_path) // 4))
+        self.reserve = SpaceReserve(reserve_path, reserve_bytes)
+        # Un-checkpointed WAL must fit in the reserve: on a full disk, copying it into the
+        # database is the first step of draining. A batch (one transaction) stays within it too.
+        self.wal_limit = reserve_bytes // 2
+        journal.limit_wal(self.wal_limit)
+        # Appends stop a WAL limit short of the bound: deleting retained rows to make room (and
+        # the workers' cursor commits) write WAL too, and the journal must never pass the bound.
+        self.append_bound = max(0, self.bound_bytes - self.wal_limit)
+        if not self.reserve.ensure():
+            support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
+
+    # ------------------------------------------------------------ deadlines on the loop
+
+    def _schedule_round(self, wait: float) -> None:
+        if self._round is not None:
+            self._round.cancel()
+        self._round = self.loop.call_later(wait, self.housekeeping)
+
+    def _round_soon(self) -> None:
+        """After a commit: a round within HOUSEKEEPING_INTERVAL, never pushed back by later commits
+        (under a steady stream the rounds stay one a second)."""
+        self.housekeeping_wait = HOUSEKEEPING_INTERVAL
+        round_ = self._round
+        if round_ is None or not round_.pending or round_.when > time.monotonic() + HOUSEKEEPING_INTERVAL:
+            self._schedule_round(HOUSEKEEPING_INTERVAL)
+
+    def _schedule_retry(self) -> None:
+        self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = self.loop.call_at(self.full_retry_at, self.retry_full)
 
     # ------------------------------------------------------------ journal full
 
     def enter_full(self, why: str) -> None:
-        self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
-        if not self.journal_full:
-            self.journal_full = True
+        self._schedule_retry()
+        if not self.full:
+            self.full = True
             if self.full_log.allow() is not None:
                 self.full_announced = True
                 support.error("Eventsink journal full: %s; new events are rejected until there is room again", why)
-            self.report()
+            self.on_full_change()
 
     def leave_full(self) -> None:
-        self.journal_full = False
+        self.full = False
         self.full_need = 0
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self.full_announced:
             self.full_announced = False
             support.warning("Eventsink journal has room again; accepting events")
-        self.report()
+        self.on_full_change()
 
     def retry_full(self) -> None:
         """While full, once per FULL_RETRY_INTERVAL: leave the state when below the resume mark and a write succeeds."""
-        assert self.journal is not None
-        if not self.journal_full or time.monotonic() < self.full_retry_at:
+        assert self.journal is not None and self.reserve is not None
+        if not self.full or time.monotonic() < self.full_retry_at:
             return
-        self.full_retry_at = time.monotonic() + FULL_RETRY_INTERVAL
+        self._schedule_retry()
         if self.used_estimate >= self.resume_mark():
             return
-        if self.disk_full and (free_bytes(self.paths.state_dir) < self.reserve.size * 3 // 2
+        if self.disk_full and (free_bytes(self.state_dir) < self.reserve.size * 3 // 2
                                or not self.reserve.ensure()):
             return  # no room for the reserve and as much again: still full
         if self.journal.probe_write():
@@ -115,7 +214,7 @@ class JournalKeeping:
         size = len(row[0]) + len(row[1])
         if sum(self.estimate(1, size)) <= self.append_bound - EMPTY_JOURNAL_PAGES * self.page_size:
             return False
-        self.rejects.reject("journal_full", f"an event of {size} bytes is more than the journal can ever hold "
+        self.rejects.reject(RejectReason.JOURNAL_FULL, f"an event of {size} bytes is more than the journal can ever hold "
                             f"({self.bound_bytes} bytes, max_journal_mb)")
         return True
 
@@ -139,6 +238,61 @@ class JournalKeeping:
             keep = keep - 1 if keep < 8 else keep * 7 // 8
         return keep
 
+    # ------------------------------------------------------------ appending
+
+    def commit(self, rows: Rows, size: int, publish: Callable[[Rows, list[int]], None]) -> None:
+        """Journal ROWS (about SIZE bytes of topics and payloads), calling PUBLISH(rows, offsets) after
+        each transaction. At the bound (after making room) the rows that fit go in a transaction of
+        their own, then the rest is tried again, until not even one fits: only then is the journal
+        full and the rest refused."""
+        while rows:
+            grows, wal = self.estimate(len(rows), size)
+            keep = len(rows)
+            if self.used_estimate + grows + wal > self.append_bound:
+                if self.refuse_if_never_fits(rows[0]):  # before room_for: no retained row goes for it
+                    size, rows = max(0, size - len(rows[0][0]) - len(rows[0][1])), rows[1:]
+                    continue
+                if not self.room_for(grows + wal):
+                    keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
+            if not keep:
+                self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
+                self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
+                self.rejects.reject(RejectReason.JOURNAL_FULL, FULL_MESSAGE, len(rows))
+                return
+            if keep < len(rows):
+                grows, wal = self.estimate(keep, size * keep // len(rows))
+            if not self._append(rows[:keep], grows, wal, publish):
+                return
+            if keep < len(rows):
+                self.flush_wal()  # the next measure sees the rows once, not also in the WAL
+            size = size * (len(rows) - keep) // len(rows)
+            rows = rows[keep:]
+
+    def _append(self, rows: Rows, grows: int, wal: int, publish: Callable[[Rows, list[int]], None]) -> bool:
+        """Append ROWS in one transaction (GROWS bytes in the database, WAL in the WAL: estimates),
+        then PUBLISH them; False when they were refused (the journal is full)."""
+        assert self.journal is not None
+        accepted_at = time.time()
+        try:
+            offsets = self.journal.append(rows, accepted_at)
+        except JournalFull as exc:
+            offsets = self.append_on_full_disk(rows, accepted_at, exc)
+            if offsets is None:
+                return False
+        except Exception as exc:
+            if not self.full:
+                log.error("journal write failed: %s: %s", type(exc).__name__, exc)
+            self.enter_full(f"the journal cannot be written ({type(exc).__name__}: {exc})")
+            self.rejects.reject(RejectReason.JOURNAL_FULL, "the journal cannot be written; event not accepted", len(rows))
+            return False
+        self._round_soon()
+        publish(rows, offsets)
+        self.used_estimate += grows + wal
+        self.wal_written += wal
+        if self.wal_written >= self.wal_limit:
+            self.flush_wal()
+        return True
+
     # ------------------------------------------------------------ purge and checkpoint
 
     def check_disk(self) -> None:
@@ -146,7 +300,7 @@ class JournalKeeping:
         commits): below a quarter of the reserve free, release it and count the disk as full."""
         if self.disk_full:
             return
-        room = free_bytes(self.paths.state_dir)
+        room = free_bytes(self.state_dir)
         if room < self.reserve.size // 4:
             self.disk_full = True
             released = self.reserve.release()
@@ -156,7 +310,7 @@ class JournalKeeping:
         """True while a burst is coming in: deleting delivered rows (and handing their pages back) would
         compete with journaling it, and the pages are about to be reused anyway. Never longer than
         PURGE_MAX_DEFER, never on a journal that is full or holds half its bound."""
-        return (self.backlogged and time.monotonic() - self.purged_at < PURGE_MAX_DEFER and not self.journal_full
+        return (self.backlogged() and time.monotonic() - self.purged_at < PURGE_MAX_DEFER and not self.full
                 and not self.disk_full and self.used_estimate < PURGE_DEFER_MAX_RATIO * self.bound_bytes)
 
     def housekeeping(self) -> None:
@@ -175,12 +329,13 @@ class JournalKeeping:
         self.journal.checkpoint()
         self.wal_written = 0
         self.measure()
-        if not self.journal_full and self.used_estimate >= self.bound_bytes:
+        if not self.full and self.used_estimate >= self.bound_bytes:
             self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
         self.retry_full()
-        if not self.journal_full and not self.reserve.present():
+        if not self.full and not self.reserve.present():
             self.reserve.ensure()
         self.schedule_housekeeping(deleted)
+        self.on_round_done()
 
     def note_trouble(self, what: str, exc: Exception) -> None:
         suppressed = self.purge_log.allow()
@@ -209,7 +364,7 @@ class JournalKeeping:
         assert self.journal is not None
         if self.disk_full:
             target = max(0, self.used_estimate - 4 * self.reserve.size)
-        elif self.used_estimate >= ROOM_MARK * self.bound_bytes or self.journal_full:
+        elif self.used_estimate >= ROOM_MARK * self.bound_bytes or self.full:
             target = int(min(ROOM_TARGET * self.bound_bytes, self.resume_mark()))  # full: enough to leave
         else:
             return 0
@@ -251,7 +406,7 @@ class JournalKeeping:
         except Exception as again:
             self.note_trouble("cannot make room on the full disk", again)
         self.enter_full(f"the disk is full ({exc}){'; reserve space released' if released else ''}")
-        self.rejects.reject("journal_full", "the journal is full; event not accepted", len(rows))
+        self.rejects.reject(RejectReason.JOURNAL_FULL, FULL_MESSAGE, len(rows))
         return None
 
     def flush_wal(self) -> None:
@@ -271,7 +426,7 @@ class JournalKeeping:
         none while the journal holds no event."""
         extent = self.extent  # None: could not be read, look again later
         wait: float | None
-        if self.journal_full or self.disk_full or deleted or self.backlogged:
+        if self.full or self.disk_full or deleted or self.backlogged():
             self.housekeeping_wait = wait = HOUSEKEEPING_INTERVAL
         elif extent is None or extent.undelivered:
             self.housekeeping_wait = wait = min(2 * self.housekeeping_wait, HOUSEKEEPING_MAX_INTERVAL)
@@ -280,7 +435,11 @@ class JournalKeeping:
         expiry = self.expiry_wait()
         if expiry is not None:
             wait = expiry if wait is None else min(wait, expiry)
-        self.housekeeping_at = None if wait is None else time.monotonic() + wait
+        if wait is not None:
+            self._schedule_round(wait)
+        elif self._round is not None:
+            self._round.cancel()
+            self._round = None
 
     def expiry_wait(self) -> float | None:
         """Seconds until the oldest retained row is due (with slack), None when none is retained."""

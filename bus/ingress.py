@@ -1,7 +1,7 @@
 """Taking batches off the broker's ingress socket: how many messages share one journal
 transaction (BATCH_MAX / BATCH_BYTES / BATCH_SECONDS) and the group-commit window that lets a
-trickle share one too. A mixin of bus/broker.py's `Broker` (it owns the socket, `ingress`,
-and the figures these methods set: `backlogged`, `last_batch`, `drained_bytes`)."""
+trickle share one too. `IngressDrain` is an object bus/broker.py's `Broker` holds on its ingress
+socket (the broker owns the socket: binds, polls and closes it)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level
 class IngressDrain:
     """Batching of the ingress (see the module docstring)."""
 
-    ingress: zmq.Socket
-    batch_bytes_max: int
-    backlogged: bool  # the last drain left messages queued: a burst is coming in
-    last_batch: tuple[float, int]  # (when its first message was taken, its length)
-    drained_bytes: int  # frame bytes of the last batch drain() took
+    def __init__(self, ingress: zmq.Socket, batch_bytes_max: int = BATCH_BYTES):
+        self.ingress = ingress
+        self.batch_bytes_max = batch_bytes_max  # the broker keeps a batch within its WAL limit too
+        self.backlogged = False  # the last drain left messages queued: a burst is coming in
+        self.last_batch = (float("-inf"), 0)  # (when its first message was taken, its length)
+        self.drained_bytes = 0  # frame bytes of the last batch drain() took
 
     def drain(self, window: float | None = None, max_seconds: float = BATCH_SECONDS) -> list[list[bytes]]:
         """Take what is queued (bounded by count, bytes, time); when that ran the queue dry, wait

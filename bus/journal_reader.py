@@ -1,7 +1,7 @@
-"""A sink worker's handle on the journal (bus/journal.py owns the file and the broker's and the
-supervisor's handle): `JournalReader` reads events, moves its own sink's cursor and keeps its own
-dead letters and envelope records, never holding a read transaction. `Connection` is what both
-handles share: one SQLite connection, closed once.
+"""A sink worker's handle on the journal: `JournalReader` reads events, moves its own sink's
+cursor and keeps its own dead letters and envelope records, never holding a read transaction.
+(The broker's writer is bus/journal_writer.py's, the supervisor's admin handle bus/journal.py's.)
+`Connection` is what every handle shares: one SQLite connection, closed once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Connection:
     """One SQLite connection to the journal: closed once, also as a context manager."""
 
     _db: sqlite3.Connection
-    _lock: contextlib.AbstractContextManager = contextlib.nullcontext()  # Journal: a real lock
+    _lock: contextlib.AbstractContextManager = contextlib.nullcontext()  # JournalHandle: a real lock
 
     def close(self) -> None:
         with self._lock:
@@ -49,7 +49,7 @@ class JournalReader(DeadLetterShelf, EnvelopeShelf, Connection):
             # As the broker's: a commit survives kill -9 without an fsync of the WAL each (FULL, the
             # default, synced every bulk envelope record and cursor commit).
             self._db.execute("PRAGMA synchronous = NORMAL")
-            check_schema(self._db, path)  # the supervisor's Journal has upgraded an older one
+            check_schema(self._db, path)  # the supervisor's JournalAdmin has upgraded an older one
             self.epoch = read_epoch(self._db, path)
 
     def read(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:

@@ -31,7 +31,6 @@ from common.vocabulary import BULK_EVENT, LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FO
 from bus.events import CONFERENCE_EVENTS, EVENT_DATA_TYPES, PARTICIPANT_EVENTS, VERSION_2_ONLY_EVENTS
 
 __all__ = [
-    "FORMATS",
     "PROTOCOL_VERSIONS",
     "BULK_EVENT",
     "render",
@@ -42,7 +41,6 @@ __all__ = [
     "data_name",
 ]
 
-FORMATS = SCHEMA_FORMATS
 PROTOCOL_VERSIONS = (1, 2)
 _OAS_REF = "#/components/schemas/{name}"
 _SWAGGER_REF = "#/definitions/"
@@ -379,7 +377,7 @@ def document(fmt: str = "openapi") -> dict:
         return _openapi()
     if fmt == "swagger":
         return _swagger()
-    raise ValueError(f"unknown schema format {fmt[:40]!r}: use {' or '.join(FORMATS)}")
+    raise ValueError(f"unknown schema format {fmt[:40]!r}: use {' or '.join(SCHEMA_FORMATS)}")
 
 
 @functools.cache

@@ -32,14 +32,12 @@ import msgspec
 import orjson
 
 from common.logs import RateLimited, suppressed_note
-from common.vocabulary import REJECT_REASONS, RESERVED_PREFIX
+from common.vocabulary import RESERVED_PREFIX, RejectReason
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 from bus.numbering import NUMBER_BYTES
 
 DETAIL_MAX = 160  # characters of a detail string
 NAME_MAX = 60  # characters of a foreign name quoted in a detail
-
-REASONS = REJECT_REASONS  # the label values, in docs/internals.md order
 
 
 class Accepted(NamedTuple):
@@ -49,7 +47,7 @@ class Accepted(NamedTuple):
 
 
 class Rejected(NamedTuple):
-    reason: str
+    reason: RejectReason
     detail: str
 
 
@@ -74,16 +72,16 @@ class Validator:
         number = None
         if len(frames) != 2:
             if len(frames) != 3 or len(frames[2]) != NUMBER_BYTES:
-                return Rejected("frame_count", f"{len(frames)} frames (expected 2: event name, JSON payload; "
+                return Rejected(RejectReason.FRAME_COUNT, f"{len(frames)} frames (expected 2: event name, JSON payload; "
                                                f"or 3 with a {NUMBER_BYTES}-byte number)")
             number = bytes(frames[2])
         topic_bytes, payload = bytes(frames[0]), bytes(frames[1])
         if len(payload) > self.max_message_bytes:
-            return Rejected("too_large", f"payload of {len(payload)} bytes exceeds {self.max_message_bytes}")
+            return Rejected(RejectReason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {self.max_message_bytes}")
         try:
             topic = topic_bytes.decode("utf-8")
         except UnicodeDecodeError:
-            return Rejected("invalid_utf8", "topic frame is not valid UTF-8")
+            return Rejected(RejectReason.INVALID_UTF8, "topic frame is not valid UTF-8")
         decoder = self._decoders.get(topic)
         if decoder is not None:
             try:
@@ -99,45 +97,46 @@ class Validator:
         try:
             payload.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return Rejected("invalid_utf8", f"payload is not valid UTF-8 (byte {exc.start})")
+            return Rejected(RejectReason.INVALID_UTF8, f"payload is not valid UTF-8 (byte {exc.start})")
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            return Rejected("invalid_json", _short(f"payload is not JSON: {exc}"))
+            return Rejected(RejectReason.INVALID_JSON, _short(f"payload is not JSON: {exc}"))
         if not isinstance(doc, dict):
-            return Rejected("not_object", f"payload is a JSON {type(doc).__name__}, not an object")
+            return Rejected(RejectReason.NOT_OBJECT, f"payload is a JSON {type(doc).__name__}, not an object")
         event = doc.get("event")
         if topic.startswith(RESERVED_PREFIX):
-            return Rejected("reserved_event", f"topic {_quote(topic)} is made by the agent, not taken from the bus")
+            return Rejected(RejectReason.RESERVED_EVENT, f"topic {_quote(topic)} is made by the agent, not taken from the bus")
         if isinstance(event, str) and event.startswith(RESERVED_PREFIX):
-            return Rejected("reserved_event", f"event {_quote(event)} is made by the agent, not taken from the bus")
+            return Rejected(RejectReason.RESERVED_EVENT, f"event {_quote(event)} is made by the agent, not taken from the bus")
         if topic not in EVENT_DATA_TYPES:
-            return Rejected("unknown_event", f"topic {_quote(topic)} is not a bus event")
+            return Rejected(RejectReason.UNKNOWN_EVENT, f"topic {_quote(topic)} is not a bus event")
         if "event" not in doc:
-            return Rejected("missing_field", "payload has no 'event'")
+            return Rejected(RejectReason.MISSING_FIELD, "payload has no 'event'")
         if not isinstance(event, str):
-            return Rejected("wrong_type", f"'event' must be a string, not {type(event).__name__}")
+            return Rejected(RejectReason.WRONG_TYPE, f"'event' must be a string, not {type(event).__name__}")
         if event != topic:
-            return Rejected("topic_mismatch", f"topic {_quote(topic)} but event {_quote(event)}")
+            return Rejected(RejectReason.TOPIC_MISMATCH, f"topic {_quote(topic)} but event {_quote(event)}")
         for key in ("time", "data"):
             if key not in doc:
-                return Rejected("missing_field", f"payload has no {key!r}")
+                return Rejected(RejectReason.MISSING_FIELD, f"payload has no {key!r}")
         data = doc["data"]
         if isinstance(data, dict):
             required = required_data_field(topic)
             if required not in data:
-                return Rejected("missing_field", f"data has no {required!r} (required for {topic})")
+                return Rejected(RejectReason.MISSING_FIELD, f"data has no {required!r} (required for {topic})")
         try:
             self._decoders[topic].decode(payload)
         except msgspec.ValidationError as exc:
             message = str(exc)
-            reason = "missing_field" if message.startswith("Object missing required field") else "wrong_type"
+            reason = (RejectReason.MISSING_FIELD if message.startswith("Object missing required field")
+                      else RejectReason.WRONG_TYPE)
             return Rejected(reason, _short(message))
         except RecursionError:
-            return Rejected("invalid_json", "payload is nested too deeply")
+            return Rejected(RejectReason.INVALID_JSON, "payload is nested too deeply")
         except Exception as exc:  # msgspec and orjson disagree: keep it out of the journal
-            return Rejected("invalid_json", _short(f"payload is not JSON: {exc}"))
-        return Rejected("invalid_json", "payload could not be decoded")  # defensive: fast path disagreed
+            return Rejected(RejectReason.INVALID_JSON, _short(f"payload is not JSON: {exc}"))
+        return Rejected(RejectReason.INVALID_JSON, "payload could not be decoded")  # defensive: fast path disagreed
 
 
 REJECT_LOG_INTERVAL = 60.0  # s between two log lines for one reject reason
@@ -148,11 +147,11 @@ class RejectLog:
     """Counts rejects per reason; logs one line per reason per REJECT_LOG_INTERVAL with the count suppressed since."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+        self.counts: dict[RejectReason, int] = {}
         self.total = 0
         self._rate = RateLimited(REJECT_LOG_INTERVAL)  # one kind per reason
 
-    def reject(self, reason: str, detail: str, n: int = 1) -> None:
+    def reject(self, reason: RejectReason, detail: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
         self.total += n
         suppressed = self._rate.allow(reason, n)

@@ -11,6 +11,8 @@ names a value instead of spelling it.
 
 from __future__ import annotations
 
+import enum
+
 # ------------------------------------------------------------ where the agent's sockets are by default
 
 # agent.runtime_dir's default (common/config.py), which eventsinkctl falls back on without loading the
@@ -28,20 +30,25 @@ PUBLISHER_STATES = (PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEE
 
 # ------------------------------------------------------------ reject reasons (eventsink_bus_rejected_total)
 
-REJECT_REASONS = (
-    "frame_count",
-    "too_large",
-    "invalid_utf8",
-    "invalid_json",
-    "not_object",
-    "unknown_event",
-    "reserved_event",  # an eventsink_* name: those are the agent's own
-    "topic_mismatch",
-    "missing_field",
-    "wrong_type",
-    "journal_full",
-)
-JOURNAL_FULL = "journal_full"
+class RejectReason(enum.StrEnum):
+    """Why the broker refused a bus message (label `reason`); a member equals its string value."""
+
+    FRAME_COUNT = "frame_count"
+    TOO_LARGE = "too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_EVENT = "unknown_event"
+    RESERVED_EVENT = "reserved_event"  # an eventsink_* name: those are the agent's own
+    TOPIC_MISMATCH = "topic_mismatch"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    # The broker's, never the validator's: the journal cannot take the message now (at the
+    # bound or on a full disk), or ever (larger than the bound allows).
+    JOURNAL_FULL = "journal_full"
+
+
+REJECT_REASONS = tuple(RejectReason)
 
 # ------------------------------------------------------------ POST outcomes (label `outcome`)
 
@@ -74,3 +81,7 @@ def stop_event(version: int) -> str:
 
 SCHEMA_FORMATS = ("openapi", "swagger")  # OpenAPI 3.x JSON (the default), Swagger 2.0 JSON
 DEFAULT_SCHEMA_FORMAT = SCHEMA_FORMATS[0]
+
+
+# old names, removed after the merge
+JOURNAL_FULL = RejectReason.JOURNAL_FULL

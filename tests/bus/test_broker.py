@@ -350,7 +350,10 @@ def test_a_crash_while_checking_one_message_is_counted_not_fatal(root):
             raise RuntimeError("boom")
 
     b = Broker(make_config(root))
-    b.validator = ExplodingValidator()
-    b.process([[b"conference_started", b"{}"], [b"x"]])  # no journal needed: nothing is accepted
-    assert b.rejects.counts == {"invalid_json": 2}
-    assert b.received == 0
+    try:
+        b.validator = ExplodingValidator()
+        b.process([[b"conference_started", b"{}"], [b"x"]])  # no journal needed: nothing is accepted
+        assert b.rejects.counts == {"invalid_json": 2}
+        assert b.received == 0
+    finally:
+        b.close()  # its loop's wake pipe

@@ -18,14 +18,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bus.events import EVENT_DATA_TYPES
-from bus.validate import REASONS, Accepted, Rejected, Validator
+from bus.validate import Accepted, Rejected, Validator
+from common.vocabulary import REJECT_REASONS, RejectReason
 from tests.bus.test_schema import frames_of, schema_accepts, valid_message
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 150
 LIMIT = 64 * 1024  # max_message_bytes of the validator under test
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
-BUS_REASONS = set(REASONS) - {"journal_full"}  # journal_full is the broker's, never the validator's
+BUS_REASONS = set(REJECT_REASONS) - {RejectReason.JOURNAL_FULL}  # journal_full is the broker's, never the validator's
 
 EVENTS = sorted(EVENT_DATA_TYPES)
 topics = st.one_of(

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator, validate
 
+from common.vocabulary import SCHEMA_FORMATS
 from bus import schema
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 from bus.validate import Accepted, Rejected, Validator
@@ -297,7 +298,7 @@ def _json_kinds(doc: dict, prop: dict, prefix: str, swagger: bool) -> set[str]:
     return kinds
 
 
-@pytest.mark.parametrize("fmt", schema.FORMATS)
+@pytest.mark.parametrize("fmt", SCHEMA_FORMATS)
 def test_every_events_md_field_appears_with_its_type(fmt):
     doc = schema.document(fmt)
     swagger = fmt == "swagger"
@@ -324,7 +325,7 @@ def test_every_events_md_field_appears_with_its_type(fmt):
                     assert _json_kinds(doc, items["properties"][name], prefix, swagger) == kinds, (event, list_field, name)
 
 
-@pytest.mark.parametrize("fmt", schema.FORMATS)
+@pytest.mark.parametrize("fmt", SCHEMA_FORMATS)
 def test_envelope_bulk_and_lifecycle_schemas(fmt):
     doc = schema.document(fmt)
     defs = doc["definitions"] if fmt == "swagger" else doc["components"]["schemas"]
@@ -363,7 +364,7 @@ def test_data_schemas_are_msgspecs_own():
 
 
 def test_cli_prints_the_same_documents():
-    for fmt in schema.FORMATS:
+    for fmt in SCHEMA_FORMATS:
         out = subprocess.run([sys.executable, "-m", "agent", "schema", "--format", fmt], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, MediaStream
-from bus.validate import REASONS, Accepted, Rejected, Validator
+from bus.validate import Accepted, Rejected, Validator
+from common.vocabulary import REJECT_REASONS, RejectReason
 
 MAX = 4096
 
@@ -131,12 +132,12 @@ def test_rejects_name_the_reason(v, reason, fr):
     result = v.check(fr)
     assert isinstance(result, Rejected), result
     assert result.reason == reason, result
-    assert result.reason in REASONS
+    assert result.reason in REJECT_REASONS
     assert 0 < len(result.detail) <= 160
 
 
 def test_every_bus_reason_is_covered():
-    assert {r for r, _ in REJECTS} == set(REASONS) - {"journal_full"}
+    assert {r for r, _ in REJECTS} == set(REJECT_REASONS) - {RejectReason.JOURNAL_FULL}
 
 
 def test_detail_never_carries_the_payload(v):
@@ -186,7 +187,7 @@ def test_fuzz_never_raises_and_accepts_only_valid(topic, event, data, extra):
         assert doc["event"] == topic and isinstance(doc["data"], dict)
         msgspec.convert(doc, EVENT_MESSAGE_TYPES[topic])
     else:
-        assert result.reason in REASONS
+        assert result.reason in REJECT_REASONS
 
 
 def test_a_16_byte_third_frame_is_the_number_and_validated_like_two_frames():

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 
-from bus.broker import BATCH_BYTES, RESERVE_MAX_BYTES
+from bus.housekeeping import RESERVE_MAX_BYTES
+from bus.ingress import BATCH_BYTES
 from tests.e2e.harness import sink, wait_until
 from tests.faults.oracle import Ledger, Tally, journal_file_bytes, journal_rows
 

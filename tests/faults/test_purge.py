@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from bus.broker import HOUSEKEEPING_INTERVAL
+from bus.housekeeping import HOUSEKEEPING_INTERVAL
 from tests.e2e.harness import sink, wait_until
 from tests.faults.oracle import Ledger, Tally, journal_cursors, journal_rows
 
