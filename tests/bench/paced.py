@@ -28,28 +28,12 @@ from dataclasses import dataclass
 
 from tests.bench import loadgen
 from tests.bench.runs import (TIMEOUT_SLACK, AgentUnderTest, NginxTarget, Sizes, await_ready, deadline_for,
-                              finish_tools, kill_tools, proc_cpu, publishers, send_go, start_tool)
+                              finish_tools, kill_tools, proc_cpu, publishers, send_go, start_tool, task_cpu_ns)
 from tests.bench.servers import Nginx
 from tests.e2e.harness import REPO
 
 DELIVERY_IDLE = 5.0  # s without a new delivery after which a wait gives up
 POLL_INTERVAL = 0.02
-
-
-def task_cpu_ns(pid: int) -> int:
-    """ns on CPU of every live thread of PID (/proc/PID/task/*/schedstat); 0 when it is gone."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass  # the thread has just exited
-    return total
 
 
 @dataclass(frozen=True)

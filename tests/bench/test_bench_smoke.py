@@ -32,7 +32,8 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
         assert r[key]["lost"] == 0 and r[key]["rss_small_kb"] > 0 and r[key]["rss_full_kb"] > 0, r[key]
         replay = r[key]["replay"]  # the drained events, replayed from retention
         assert replay["lost"] == 0 and replay["events"] == r[key]["events"] and replay["rate"] > 0, replay
-    assert r["in_order"]["cpu_seconds"] > 0
+    # schedstat (ns), not the clock ticks of cpu_seconds: 200 events in order can take less than a tick a process
+    assert r["in_order"]["cpu_task_seconds"] > 0
     for key in ("flat", "paced"):  # the bare pycurl loop
         assert r["curl"][key]["requests"] > 0 and r["curl"][key]["ok"] == r["curl"][key]["requests"], r["curl"]
         assert r["curl"][key]["cpu_seconds"] > 0
