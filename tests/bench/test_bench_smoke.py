@@ -94,5 +94,6 @@ def test_the_floor_delivers_every_event_of_a_few_hundred(tmp_path):
     (run,) = row["by_rate"]
     assert run["events"] >= 400 and run["published"] == run["events"] == run["delivered"], run
     assert answered.requests == answered.ok == answered.events == run["events"]  # nginx's access log: one 2xx line per event
-    # 300 events in the window: seconds of CPU, never below schedstat's ns nor a clock tick of two processes
-    assert run["delivered_in_window"] >= 300 and run["cpu_seconds"] > 0.001 and run["cpu_ticks_seconds"] > 0, run
+    # The window is about 300 events (fewer by those delivered past the warm-up before it opened): tens of ms
+    # of CPU in two processes, so more than 1 ms by schedstat and more than nothing in clock ticks.
+    assert run["delivered_in_window"] >= 200 and run["cpu_seconds"] > 0.001 and run["cpu_ticks_seconds"] > 0, run
