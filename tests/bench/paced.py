@@ -1,14 +1,16 @@
-"""Issue 10's rows ("a Conferencing Node barely notices the agent"): what the agent costs at a realistic rate.
+"""The paced rows ("a Conferencing Node barely notices the agent"): what the agent costs at a realistic rate.
 
 Owns the paced rows (a loadgen publisher process sends the simulated mix at a
-fixed rate while the agent, with 1 or 3 sinks to the same nginx, or the naive
-peer delivers it), the idle row (the agent with 3 sinks and no events) and the
-bare pycurl loop (tests/bench/curl_loop.py: the in-order ceiling of one
-connection, and the CPU of one POST at a paced 200/s).
+fixed rate while the agent, with 1 or 3 sinks to the same nginx, the naive peer
+or the floor delivers it), the idle row (the agent with 3 sinks and no events)
+and the bare pycurl loop (tests/bench/curl_loop.py: the in-order ceiling of one
+connection, and the CPU of one POST at a paced 200/s). The floor
+(tests/bench/floor.py) is the agent's data path written as bare as Python allows:
+the agent with one sink is judged against it, run for run (`alternated`).
 
 CPU is read from /proc for every process of what is measured (the agent: the
-supervisor, the broker and every worker; the naive peer: its one process), never
-the publisher's or nginx's: the sum over all threads of /proc/PID/task/TID/schedstat
+supervisor, the broker and every worker; the naive peer: its one process; the
+floor: its two), never the publisher's or nginx's: the sum over all threads of /proc/PID/task/TID/schedstat
 (ns on CPU, so an idle agent's few ms are seen), with utime + stime (clock ticks,
 which also count threads that have exited) beside it as a check. A window opens
 once the warm-up's events have been delivered (process start-up, first
@@ -24,32 +26,17 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tests.bench import loadgen
 from tests.bench.runs import (TIMEOUT_SLACK, AgentUnderTest, NginxTarget, Sizes, await_ready, deadline_for,
-                              finish_tools, kill_tools, proc_cpu, publishers, send_go, start_tool)
+                              finish_tools, kill_tools, proc_cpu, publishers, send_go, start_tool, task_cpu_ns)
 from tests.bench.servers import Nginx
 from tests.e2e.harness import REPO
 
 DELIVERY_IDLE = 5.0  # s without a new delivery after which a wait gives up
 POLL_INTERVAL = 0.02
-
-
-def task_cpu_ns(pid: int) -> int:
-    """ns on CPU of every live thread of PID (/proc/PID/task/*/schedstat); 0 when it is gone."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass  # the thread has just exited
-    return total
+FLOOR_RATE = 200.0  # ev/s: the rate of the floor row and of the agent / floor goal
 
 
 @dataclass(frozen=True)
@@ -193,6 +180,55 @@ def naive_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float
     finally:
         kill_tools([peer])
     return {"sinks": 1, "processes": 1, "by_rate": by_rate}
+
+
+def floor_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], workdir: str,
+                label: str) -> dict:
+    """The floor (tests/bench/floor.py: its journal and its poster process) at each rate of `sizes.paced_rates`,
+    fed by the same paced publisher; CPU of both processes."""
+    target = NginxTarget(nginx, label)
+    endpoint, relay = f"ipc://{workdir}/{label}.sock", f"ipc://{workdir}/{label}-relay.sock"
+    total = str(sum(counts[rate] for rate in sizes.paced_rates))
+    # the poster first: it connects and subscribes, and the journal says "ready" once that subscription arrived
+    poster = start_tool([sys.executable, "-m", "tests.bench.floor", "post", relay, target.url, total])
+    journal = start_tool([sys.executable, "-m", "tests.bench.floor", "journal", endpoint, relay,
+                          os.path.join(workdir, f"{label}.db"), total])
+    try:
+        await_ready([poster, journal], "the floor")
+        consumer = Consumer(endpoint, [journal.pid, poster.pid], [target])
+        by_rate = paced_rates(consumer, corpus_file, counts, sizes)
+        finish_tools([journal, poster], TIMEOUT_SLACK)
+    finally:
+        kill_tools([journal, poster])
+    return {"sinks": 1, "processes": 2, "by_rate": by_rate}
+
+
+def alternated(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], workdir: str) -> dict:
+    """The floor, the agent with one sink and the naive peer, one after the other, `sizes.repeat` rounds: a
+    shared machine's noise then falls on all three alike. The floor runs at FLOOR_RATE only; the agent and
+    the naive peer at every paced rate in the first round, at FLOOR_RATE in the others. Per rate, the run
+    with the median CPU per delivered event counts (every round's figure under "runs")."""
+    rounds: dict[str, list[dict]] = {"paced_floor": [], "paced_1": [], "paced_naive": []}
+    floor_only = replace(sizes, paced_rates=(FLOOR_RATE,))
+    for i in range(sizes.repeat):
+        these = sizes if i == 0 else floor_only
+        rounds["paced_floor"].append(floor_paced(nginx, floor_only, corpus_file, counts, workdir, f"paced-floor-{i}"))
+        rounds["paced_1"].append(agent_paced(nginx, these, corpus_file, counts, 1, f"paced-1-{i}"))
+        rounds["paced_naive"].append(naive_paced(nginx, these, corpus_file, counts, workdir, f"paced-naive-{i}"))
+    return {key: _median_by_rate(done) for key, done in rounds.items()}
+
+
+def _median_by_rate(done: list[dict]) -> dict:
+    """DONE's first result, with each rate's run the one of median CPU per delivered event (the lower middle
+    of an even count) over every result that ran it."""
+    merged = dict(done[0])
+    merged["by_rate"] = []
+    for rate in sorted(run["paced_at"] for run in done[0]["by_rate"]):
+        runs = [run for d in done for run in d["by_rate"] if run["paced_at"] == rate]
+        ordered = sorted(runs, key=lambda run: run["cpu_us_per_delivered"])
+        merged["by_rate"].append({**ordered[(len(ordered) - 1) // 2],
+                                  "runs": [run["cpu_us_per_delivered"] for run in runs]})
+    return merged
 
 
 def idle(nginx: Nginx, sizes: Sizes, sinks: int = 3) -> dict:

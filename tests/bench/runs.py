@@ -92,6 +92,22 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
+def task_cpu_ns(pid: int) -> int:
+    """ns on CPU of every live thread of PID (/proc/PID/task/*/schedstat); 0 when it is gone."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # the thread has just exited
+    return total
+
+
 def proc_rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -138,6 +154,10 @@ class AgentUnderTest:
     def cpu(self) -> float:
         """CPU seconds used so far by the supervisor, the broker and the workers."""
         return sum(proc_cpu(pid) for pid in self.pids())
+
+    def task_cpu(self) -> float:
+        """The same from schedstat (ns): never 0 for a run that did any work, as clock ticks can be."""
+        return sum(task_cpu_ns(pid) for pid in self.pids()) / 1e9
 
     def status(self) -> dict:
         return self.agent.sink_status("bench")
@@ -249,16 +269,17 @@ def agent_rate(target, corpus: loadgen.Corpus, n: int, **sink_options) -> dict:
         started = target.wait(1, TIMEOUT_SLACK)  # eventsink_started: the sink is up
         if started.events < 1:
             raise RuntimeError(f"the sink never delivered eventsink_started:\n{a.agent.log()[-2000:]}")
-        cpu0 = a.cpu()
+        cpu0, task0 = a.cpu(), a.task_cpu()
         t0 = time.time()
         a.send(messages)
         tally = target.wait(n + 1, deadline_for(n))
-        cpu = a.cpu() - cpu0
+        cpu, task = a.cpu() - cpu0, a.task_cpu() - task0
         status = a.status()
     events = tally.events - 1
     seconds = tally.last - t0
     return {"events": events, "lost": n - events, "seconds": seconds, "rate": _rate(events, seconds),
             "requests": tally.requests - 1, "cpu_seconds": cpu, "cpu_per_10k": cpu / max(1, events) * 10_000,
+            "cpu_task_seconds": task,
             "failures": status["failures"], "options": sink_options}
 
 

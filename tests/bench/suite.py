@@ -79,8 +79,9 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         step("bulk", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"bulk-{i}"), corpus, sizes.bulk_events,
                                                bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval), n)
         options_rows(step, nginx, corpus, sizes)
-        step("paced_naive", lambda i: paced.naive_paced(nginx, sizes, paced_file, paced_counts, workdir, "paced-naive"))
-        step("paced_1", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 1, "paced-1"))
+        # the floor, the agent with one sink and the naive peer, alternated: r["paced_floor"], ["paced_1"], ["paced_naive"]
+        step("paced_alternated", lambda i: paced.alternated(nginx, sizes, paced_file, paced_counts, workdir))
+        r.update(r.pop("paced_alternated"))
         step("paced_3", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 3, "paced-3"))
         step("idle", lambda i: paced.idle(nginx, sizes, sinks=3))
         step("idle_console", lambda i: console_cost.idle_with_console(nginx, sizes, sinks=3))
