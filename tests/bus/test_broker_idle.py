@@ -12,7 +12,7 @@ import pytest
 
 from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
 from bus.journal_reader import JournalReader
-from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
+from tests.bus.harness import BrokerRun, make_config
 
 pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)
 
