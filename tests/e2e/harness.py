@@ -10,14 +10,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from agent.ctl import ControlClient
 from agent.demo import free_port, render_config
-from tests.helpers import read_log
+from tests.helpers import read_log, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,21 +23,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def render_toml(node: dict, agent: dict, tuning: dict, sinks: list[dict]) -> str:
     tables = {name: t for name, t in (("node", node), ("agent", agent), ("tuning", tuning)) if t}
     return render_config(tables, sinks)
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    """Poll pred until it returns a truthy value (returned) or the deadline passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - the agent may not be up yet
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
 
 
 class Agent:

@@ -29,7 +29,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bus import schema
-from tests.e2e.harness import REPO, Agent, free_port, render_toml, sink, wait_until
+from tests.e2e.harness import REPO, Agent, free_port, render_toml, sink
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,10 @@ import os
 import signal
 
 from sinks.receiver import Receiver
-from tests.e2e.harness import Agent, sink, wait_until
+from tests.e2e.harness import Agent, sink
 from tests.faults.conftest import LoadGen
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 RATE = 500  # events/s while the agent is stopped, restarted or killed
 FLOW = 3000  # events in the flow: six seconds at RATE

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 
 from bus.broker import BATCH_BYTES, RESERVE_MAX_BYTES
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally, journal_file_bytes, journal_rows
+from tests.helpers import wait_until
 
 SMALL, LARGE = 1_000, 100_000
 PUBLISHERS = 4

@@ -23,7 +23,8 @@ import orjson
 import pytest
 import zmq
 
-from tests.e2e.harness import Agent, sink, wait_until
+from tests.e2e.harness import Agent, sink
+from tests.helpers import wait_until
 
 RATE = 500  # events/s
 RESTARTS = 2

@@ -14,8 +14,9 @@ import signal
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 BEFORE_START = 500
 RATE = 500  # events/s, through each fault

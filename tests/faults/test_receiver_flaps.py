@@ -10,8 +10,9 @@ import threading
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 TOTAL = 2000
 RATE = 250  # events/s: eight seconds of traffic under the faults
