@@ -197,3 +197,25 @@ def cmdline(pid: int) -> str:
 
 def sink(name: str, url: str, **extra) -> dict:
     return {"name": name, "url": url, "locations": ["Oslo"], **extra}
+
+
+def publish(agent: Agent, events: list[tuple[str, dict]]) -> None:
+    """Publish EVENTS, (name, data) pairs, on the agent's bus once the broker hears the publisher."""
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        for name, data in events:
+            pub.publish(name, data)
+
+
+# One conference's events as a conference process publishes them (docs/events.md).
+CONF = {"name": "Weekly sync", "service_type": "conference", "is_locked": False, "tag": ""}
+
+
+def participant(uuid, **extra):
+    return {"uuid": uuid, "conference": "Weekly sync", "display_name": f"Alice {uuid}", "protocol": "WebRTC",
+            "role": "chair", "call_direction": "in", "has_media": True, "rx_bandwidth": 1024, **extra}
+
+
+def media(uuid):
+    return {"uuid": uuid, "media_streams": [{"stream_id": "0", "stream_type": "audio", "node": "10.44.99.2",
+                                             "rx_codec": "opus", "rx_bitrate": 64, "rx_packet_loss": 0.0}]}

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import sink
-from tests.e2e.test_delivery import CONF, media, participant
+from tests.e2e.harness import CONF, media, participant, sink
 from tests.helpers import dedupe_bulk, wait_until
 
 pytestmark = pytest.mark.e2e
