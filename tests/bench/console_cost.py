@@ -1,4 +1,4 @@
-"""Issue 19's rows: what the console costs the node.
+"""The console's rows: what the console costs the node (README, "The console").
 
 - `idle_with_console`: the agent with 3 sinks and its console on, no browser
   connected, left alone as the idle row is (tests/bench/paced.py); its CPU over the

@@ -2,10 +2,10 @@
 
 `rows(results)` turns the measurements (tests/bench/runs.py, tests/bench/paced.py)
 into table rows (with a "vs last" column when a previous run's JSON is given),
-`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost, issue 19's console, and
+`goals(results)` checks the idle-cost goals (and the Publisher's cost, the console's, and
 eventsinkctl status against curl on the same socket), each a figure or a ratio of
-figures from the same run against its bound. The goals of the earlier bench issue
-that issue 10 retired stay in the table as ratio rows noted "(retired goal)".
+figures from the same run against its bound. The throughput goals the idle-cost goals
+retired stay in the table as ratio rows noted "(retired goal)".
 `write` saves `bench-STAMP.{txt,json,png}` and `latest.*` under the results folder.
 """
 
@@ -212,7 +212,7 @@ def _goal(what: str, figure: float, op: str, bound: float, detail: str) -> Goal:
 
 
 def goals(r: dict) -> list[Goal]:
-    """Issue 10's Done-when lines, issue 15's Publisher cost and eventsinkctl's start, each from this run."""
+    """The idle-cost goals, the Publisher's cost and eventsinkctl's start, each from this run."""
     agent_200, naive_200 = paced_at(r["paced_1"], 200), paced_at(r["paced_naive"], 200)
     three_200, idle = paced_at(r["paced_3"], 200), r["idle"]
     a_us, n_us = agent_200["cpu_us_per_delivered"], naive_200["cpu_us_per_delivered"]
@@ -260,7 +260,7 @@ def goals(r: dict) -> list[Goal]:
 
 
 def console_goals(r: dict) -> list[Goal]:
-    """Issue 19's two lines: the console idle, and one browser following Live."""
+    """The console's two goals: the console idle, and one browser following Live."""
     out = []
     if "idle_console" in r:
         c, i = r["idle_console"], r["idle"]
@@ -287,7 +287,7 @@ def render(r: dict, last: dict | None = None) -> str:
         before = previous.get(row.key)
         vs = f"{row.value / before:.2f}x" if before else "-"
         lines.append(f"{row.row:<4}{row.what:<58}{_fmt(row.value, row.unit):>16}{vs:>9}  {row.note}")
-    lines += ["", "goals (issues 10 and 15, Done when; eventsinkctl's start):",
+    lines += ["", "goals (the idle and Publisher costs; eventsinkctl's start):",
               f"{'goal':<62}{'measured':>10}{'bound':>9}  result"]
     for goal in goals(r):
         lines.append(f"{goal.what:<62}{goal.figure:>10.2f}{goal.op + ' ' + format(goal.bound, 'g'):>9}  "

@@ -1,4 +1,4 @@
-"""The broker sleeps when idle and amortises under load (issue 10): a real broker
+"""The broker sleeps when idle and amortises under load (README, Design): a real broker
 subprocess, counted from the outside (context switches in /proc, reports on its
 supervisor link, journal transactions in its report)."""
 

@@ -1,5 +1,5 @@
 """What survives an agent start, restart or kill, for a bare PUB socket and for
-`Publisher` (issue 15's "measure first"): `python -m tests.faults.measure_publishers`.
+`Publisher` (the figures to measure before changing either): `python -m tests.faults.measure_publishers`.
 
 For each client (`pub`: a bare pyzmq PUB socket; `publisher`: bus.publisher.Publisher)
 and each scenario it runs a real agent, a receiver and one publisher process

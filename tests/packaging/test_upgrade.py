@@ -1,5 +1,5 @@
-"""A package upgrade under load loses nothing and duplicates nothing (issue 15,
-docs/bus.md): the installed .deb is upgraded to a rebuilt higher version while
+"""A package upgrade under load loses nothing and duplicates nothing (docs/bus.md,
+"The Publisher"): the installed .deb is upgraded to a rebuilt higher version while
 a conference process publishes 200 events/s through `Publisher`, and every
 event reaches the sink exactly once.
 
@@ -55,7 +55,7 @@ from bus.publisher import Publisher
 endpoint, prefix, rate, max_seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 flush_timeout = float(sys.argv[5])
 if not hasattr(Publisher, "flush"):
-    print(json.dumps({"error": "this Publisher has no flush(): it predates docs/bus.md's (issue 15)"}), flush=True)
+    print(json.dumps({"error": "this Publisher has no flush(): it predates docs/bus.md's Publisher"}), flush=True)
     sys.exit(2)
 stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
