@@ -32,9 +32,7 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
         assert r[key]["lost"] == 0 and r[key]["rss_small_kb"] > 0 and r[key]["rss_full_kb"] > 0, r[key]
         replay = r[key]["replay"]  # the drained events, replayed from retention
         assert replay["lost"] == 0 and replay["events"] == r[key]["events"] and replay["rate"] > 0, replay
-    # In clock ticks (10 ms): 200 events in order can cost less than one, so 0 is a measurement; below 0,
-    # a process of the agent was replaced during the run (the sum lost its ticks).
-    assert r["in_order"]["cpu_seconds"] >= 0, r["in_order"]
+    assert r["in_order"]["cpu_seconds"] > 0
     for key in ("flat", "paced"):  # the bare pycurl loop
         assert r["curl"][key]["requests"] > 0 and r["curl"][key]["ok"] == r["curl"][key]["requests"], r["curl"]
         assert r["curl"][key]["cpu_seconds"] > 0
