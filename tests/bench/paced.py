@@ -1,4 +1,4 @@
-"""The idle-cost rows ("a Conferencing Node barely notices the agent"): what the agent costs at a realistic rate.
+"""Issue 10's rows ("a Conferencing Node barely notices the agent"): what the agent costs at a realistic rate.
 
 Owns the paced rows (a loadgen publisher process sends the simulated mix at a
 fixed rate while the agent, with 1 or 3 sinks to the same nginx, or the naive
