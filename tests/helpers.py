@@ -1,4 +1,6 @@
-"""Small helpers shared by test modules of different packages."""
+"""Small helpers shared by test modules of different packages: the suite's one poll with a deadline
+(`wait_until`), short temporary directories, log files read whole, fixtures that stop what they
+started, a journal's size on disk and its sampled peak, and what a deduplicating bulk receiver keeps."""
 
 from __future__ import annotations
 
