@@ -94,10 +94,12 @@ class Flapper(threading.Thread):
         return True
 
     def run(self) -> None:
-        for i in range(1000):
-            if not self._hold(self.FAULTS[i % len(self.FAULTS)], FAULT_SECONDS) or not self._hold(None, HEALTHY_SECONDS):
-                break
-        self.set(None)
+        try:
+            for i in range(1000):
+                if not self._hold(self.FAULTS[i % len(self.FAULTS)], FAULT_SECONDS) or not self._hold(None, HEALTHY_SECONDS):
+                    break
+        finally:  # healthy again even if reading the agent's counts failed: the test then names the faults it saw
+            self.set(None)
 
     def stop(self) -> None:
         self.done.set()

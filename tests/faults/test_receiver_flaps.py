@@ -35,7 +35,7 @@ def test_a_flapping_receiver_loses_nothing(make_agent, receiver, proxy, loadgen,
     try:
         ledger.add_published("f", gen.wait())
         for more in range(MORE_LIMIT):  # a fault needs POSTs to meet it: events flow until each has
-            if flapper.cycled():
+            if flapper.cycled() or not flapper.is_alive():
                 break
             again = loadgen(agent.publish_endpoint, f"m{more}", MORE, rate=RATE, mix=True)
             ledger.add_published(again.prefix, again.wait())
