@@ -17,6 +17,9 @@ TEST_WORKERS ?= 3
 # The unit tests: no real agent process (supervisor, broker, sink worker), no e2e/faults/packaging/bench.
 UNIT_TESTS := tests/agent tests/alarms tests/bus tests/common tests/sinks tests/tools tests/test_import_graph.py tests/test_parallel.py tests/test_docs_contract.py
 
+# The suite's own habits: its one wait helper, and the product's size limits.
+UNIT_TESTS += tests/test_helpers.py tests/test_code_size.py
+
 .PHONY: demo test check bench fuzz soak deb docs apt venv clean
 
 demo: $(STAMP)

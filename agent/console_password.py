@@ -1,4 +1,4 @@
-"""`eventsink-agent console-password --file PATH` (docs/commands.md and 9): asks for the
+"""`eventsink-agent console-password --file PATH` (docs/commands.md, docs/console.md): asks for the
 console's password twice on a terminal (or reads one line from stdin when it is not
 one) and writes its hash (common/passwords.py) to PATH, mode 0600."""
 

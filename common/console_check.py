@@ -1,4 +1,4 @@
-"""The rules `check` applies to the `[console]` section (docs/config.md and 9): a
+"""The rules `check` applies to the `[console]` section (docs/config.md, docs/console.md): a
 `listen` that is HOST:PORT and loopback unless TLS is set, TLS files that are
 PEM (the key not readable by other users), a password file that is there,
 readable and a hash written by `console-password`, a positive `session_hours`.

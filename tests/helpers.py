@@ -1,4 +1,6 @@
-"""Small helpers shared by test modules of different packages."""
+"""Small helpers shared by test modules of different packages: the suite's one poll with a deadline
+(`wait_until`), short temporary directories, log files read whole, fixtures that stop what they
+started, a journal's size on disk and its sampled peak, and what a deduplicating bulk receiver keeps."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -19,6 +24,28 @@ def short_tmpdir() -> Iterator[str]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def wait_until(pred: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, interval: float = 0.05,
+               retry_on: tuple[type[Exception], ...] = (Exception,)) -> T:
+    """Poll PRED every INTERVAL seconds until it returns a truthy value, which is returned, or TIMEOUT
+    seconds have passed: then an AssertionError naming WHAT and the last exception PRED raised.
+    An exception of a RETRY_ON class counts as "not yet" (an agent still starting refuses its
+    socket, a file is not written yet); any other propagates at once (retry_on=() for none)."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = pred()
+            if value:
+                return value
+        except retry_on as exc:
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_exc!r})" if last_exc else "")) from last_exc
 
 
 def read_log(path: str) -> str:

@@ -12,7 +12,8 @@ import threading
 import uuid
 
 from tests import parallel
-from tests.e2e.harness import REPO, wait_until
+from tests.e2e.harness import REPO
+from tests.helpers import wait_until
 
 
 def test_whole_directories_get_their_group_and_others_none():

@@ -20,7 +20,7 @@ from agent.control import ROUTES
 from agent.ctl import build_parser
 from agent.errors import CommandError
 from agent.render import format_seconds
-from tests.agent.test_control import ALARMS, STATUS, FakeSupervisor
+from tests.agent.control_fakes import ALARMS, STATUS, FakeSupervisor
 
 
 def test_registry_names_and_routes_are_unique():

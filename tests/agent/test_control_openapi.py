@@ -1,7 +1,7 @@
 """Every answer of a real control server agrees with its OpenAPI document (docs/openapi.json).
 
 Hypothesis sends well-formed and malformed requests to a ControlServer on a Unix
-socket (with the fake supervisor of test_control.py): the document's paths with
+socket (with the fake supervisor of control_fakes.py): the document's paths with
 valid and invalid parameters, wrong methods, unknown routes, bodies that are
 empty, JSON objects, other JSON, not JSON or too large, and broken framing.
 Each answer must have a status the document lists for that operation (an
@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 
 from agent.control import ROUTES, ControlServer
 from agent.openapi import COMMON_ERRORS, openapi_document
-from tests.agent.test_control import FakeSupervisor
+from tests.agent.control_fakes import FakeSupervisor
 
 MAX_BODY = 4096  # small, so an oversized body is quick to send
 DOC = openapi_document()

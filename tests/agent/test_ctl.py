@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from agent import ctl
-from tests.agent.test_control import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
+from tests.agent.control_fakes import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,4 +1,4 @@
-"""The supervisor sleeps when idle (issue 10): no tick, only signals, its sockets,
+"""The supervisor sleeps when idle (README, Design): no tick, only signals, its sockets,
 its children's exits and real deadlines wake it; children report on change
 plus a heartbeat, and nothing the supervisor does relies on periodic reports."""
 
@@ -10,7 +10,7 @@ import pytest
 from agent.processes import SystemClock
 from agent.publishers import STOP_RESEND_INTERVAL
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
-from tests.agent.test_supervisor_process import wait_for
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def running():
     r.sup.start = start
     t = threading.Thread(target=r.sup.run)
     t.start()
-    wait_for(lambda: r.sup.link is not None and len(r.launcher.children) == 4, what="the supervisor started")
+    wait_until(lambda: r.sup.link is not None and len(r.launcher.children) == 4, timeout=15.0,
+               what="the supervisor started", retry_on=())
     yield r, polls
     r.sup.request("shutdown").result(timeout=5)
     for child in r.launcher.children:  # fake workers do not act on the shutdown message
@@ -68,12 +69,12 @@ def test_an_idle_supervisor_sleeps_in_one_poll(running):
 def test_a_child_exit_wakes_the_sleeping_loop(running):
     r, polls = running
     r.launcher.current("siem").exit(1)  # no report, no command: only its exit fd says so
-    st = wait_for(lambda: (s := r.sup.request("status").result(timeout=5)["sinks"][1])["state"] == "crashed" and s,
-                  what="the crash noticed")
+    st = wait_until(lambda: (s := r.sup.request("status").result(timeout=5)["sinks"][1])["state"] == "crashed" and s,
+                    timeout=15.0, what="the crash noticed", retry_on=())
     assert st["pid"] is None
     # The restart after its backoff is a real deadline: the loop wakes for it on its own.
-    wait_for(lambda: r.sup.request("status").result(timeout=5)["sinks"][1]["state"] == "starting",
-             what="the restart after the backoff")
+    wait_until(lambda: r.sup.request("status").result(timeout=5)["sinks"][1]["state"] == "starting",
+               timeout=15.0, what="the restart after the backoff", retry_on=())
     assert len(r.launcher.of("siem")) == 2
 
 

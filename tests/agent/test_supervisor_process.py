@@ -15,18 +15,9 @@ import pytest
 from common import config as config_mod
 from agent.supervisor import Supervisor
 from tools.receiver import Receiver
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.agent_process  # runs the supervisor with real children as real processes (not in `make check`)
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -62,11 +53,12 @@ locations = ["Oslo"]
             def sink():
                 return sup.request("status").result(timeout=5)["sinks"][0]
 
-            first = wait_for(lambda: (s := sink())["state"] == "running" and s, what="worker running")
+            first = wait_until(lambda: (s := sink())["state"] == "running" and s, timeout=15.0, what="worker running",
+                               retry_on=())
             assert first["pid"] and rx.wait_events(1, timeout=10)
             os.kill(first["pid"], signal.SIGKILL)
-            second = wait_for(lambda: (s := sink())["state"] == "running" and s["pid"] != first["pid"] and s,
-                              what="worker restarted")
+            second = wait_until(lambda: (s := sink())["state"] == "running" and s["pid"] != first["pid"] and s,
+                                timeout=15.0, what="worker restarted", retry_on=())
             assert second["restarts"] == 1
             assert rx.wait_for(lambda r: sum(e["event"] == "eventsink_started" for e in r.events) == 2, timeout=10)
             t0 = time.monotonic()

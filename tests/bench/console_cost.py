@@ -1,4 +1,4 @@
-"""Issue 19's rows: what the console costs the node.
+"""The console's rows: what the console costs the node (README, "The console").
 
 - `idle_with_console`: the agent with 3 sinks and its console on, no browser
   connected, left alone as the idle row is (tests/bench/paced.py); its CPU over the
@@ -22,7 +22,8 @@ from tests.bench import paced
 from tests.bench.runs import TIMEOUT_SLACK, AgentUnderTest, NginxTarget, Sizes, await_ready, kill_tools, publishers
 from tests.bench.servers import Nginx
 from tests.console.harness import Browser, ConsoleAgent
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
+from tests.helpers import wait_until
 
 LIVE_RATE = 200.0
 

@@ -2,7 +2,7 @@
 
 `rows(results)` turns the measurements (tests/bench/runs.py, tests/bench/paced.py)
 into table rows (with a "vs last" column when a previous run's JSON is given),
-`goals(results)` checks issue 10's Done-when goals (and issue 15's Publisher cost, issue 19's console, and
+`goals(results)` checks the idle-cost goals (and the Publisher's cost, the console's, and
 eventsinkctl status against curl on the same socket), each a figure or a ratio of
 figures from the same run against its bound: the agent with one sink at a paced 200 ev/s
 is judged against the floor (tests/bench/floor.py, alternated with it run for run), no longer
@@ -238,7 +238,7 @@ def _goal(what: str, figure: float, op: str, bound: float, detail: str) -> Goal:
 
 
 def goals(r: dict) -> list[Goal]:
-    """Issue 10's Done-when lines, issue 15's Publisher cost and eventsinkctl's start, each from this run."""
+    """The idle-cost goals, the Publisher's cost, the floor and eventsinkctl's start, each from this run."""
     agent_200, floor_200 = paced_at(r["paced_1"], 200), paced_at(r["paced_floor"], 200)
     three_200, idle = paced_at(r["paced_3"], 200), r["idle"]
     a_us, f_us = agent_200["cpu_us_per_delivered"], floor_200["cpu_us_per_delivered"]
@@ -286,7 +286,7 @@ def goals(r: dict) -> list[Goal]:
 
 
 def console_goals(r: dict) -> list[Goal]:
-    """Issue 19's two lines: the console idle, and one browser following Live."""
+    """The console's two goals: the console idle, and one browser following Live."""
     out = []
     if "idle_console" in r:
         c, i = r["idle_console"], r["idle"]
@@ -313,7 +313,7 @@ def render(r: dict, last: dict | None = None) -> str:
         before = previous.get(row.key)
         vs = f"{row.value / before:.2f}x" if before else "-"
         lines.append(f"{row.row:<4}{row.what:<58}{_fmt(row.value, row.unit):>16}{vs:>9}  {row.note}")
-    lines += ["", "goals (issues 10 and 15, Done when; eventsinkctl's start):",
+    lines += ["", "goals (the idle and Publisher costs; eventsinkctl's start):",
               f"{'goal':<62}{'measured':>10}{'bound':>9}  result"]
     for goal in goals(r):
         lines.append(f"{goal.what:<62}{goal.figure:>10.2f}{goal.op + ' ' + format(goal.bound, 'g'):>9}  "

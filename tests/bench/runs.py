@@ -25,7 +25,8 @@ from bus.journal import Journal
 from tests.bench import loadgen
 from tests.bench.receiver import FarReceiver
 from tests.bench.servers import Nginx, PathTally, free_port, run_wrk
-from tests.e2e.harness import REPO, Agent, render_toml, sink, wait_until
+from tests.e2e.harness import REPO, Agent, render_toml, sink
+from tests.helpers import wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIN_RATE = 50.0  # events/s below which a run is given up on (bounds every wait)

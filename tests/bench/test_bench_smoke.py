@@ -57,7 +57,7 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     assert r["idle"]["processes"] == 5 and r["idle"]["delivered_in_window"] == 0
     assert r["idle"]["cpu_seconds"] > 0 and r["idle"]["seconds"] >= TINY.idle_seconds
     assert r["idle_console"]["processes"] == 6 and r["idle_console"]["delivered_in_window"] == 0  # + the console
-    lf = r["live_follow"]  # issue 19: both runs measured in one agent, the follower got every POST of its run
+    lf = r["live_follow"]  # the console's cost: both runs measured in one agent, the follower got every POST of its run
     assert lf["processes"] == 4 and lf["nobody"]["lost"] == 0 and lf["one_browser"]["lost"] == 0
     assert lf["followed"] >= lf["one_browser"]["delivered"] > 0
     ctl = r["ctl_status"]  # eventsinkctl and curl both answered by the agent, every run timed
@@ -68,8 +68,8 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     text = open(paths["txt"]).read()
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
-    # issue 10's Done-when lines, issue 15's Publisher cost, issue 19's console and eventsinkctl's start; the
-    # retired goals are rows only
+    # the idle-cost goals, the Publisher's cost, the console's and eventsinkctl's start; the retired
+    # goals are rows only
     assert len(saved["goals"]) == 17 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]

@@ -1,4 +1,5 @@
-"""Shared fixtures of the bus tests."""
+"""Shared fixtures of the bus tests: a short directory under /tmp (`root`, its Unix socket
+paths stay short), a tiny tmpfs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import subprocess
 import tempfile
 
 import pytest
+
+from tests.helpers import short_tmpdir
+
+
+@pytest.fixture
+def root():
+    with short_tmpdir() as d:
+        yield d
 
 
 @pytest.fixture

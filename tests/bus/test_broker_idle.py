@@ -1,4 +1,4 @@
-"""The broker sleeps when idle and amortises under load (issue 10): a real broker
+"""The broker sleeps when idle and amortises under load (README, Design): a real broker
 subprocess, counted from the outside (context switches in /proc, reports on its
 supervisor link, journal transactions in its report)."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
 from bus.journal_reader import JournalReader
-from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
+from tests.bus.harness import BrokerRun, make_config
 
 pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)
 

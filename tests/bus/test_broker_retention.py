@@ -15,7 +15,7 @@ import time
 import pytest
 
 from bus.journal_reader import JournalReader
-from tests.bus.test_broker import BrokerRun, make_config, root  # noqa: F401 - root is a fixture
+from tests.bus.harness import BrokerRun, make_config
 from tests.helpers import Sampler
 
 pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bus.events import EVENT_DATA_TYPES
 from bus.validate import Accepted, Rejected, Validator
 from common.vocabulary import REJECT_REASONS, RejectReason
-from tests.bus.test_schema import frames_of, schema_accepts, valid_message
+from tests.bus.messages import frames_of, schema_accepts, valid_message
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 150
 LIMIT = 64 * 1024  # max_message_bytes of the validator under test

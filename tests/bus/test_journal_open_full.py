@@ -13,7 +13,7 @@ from bus.journal import JournalAdmin
 from bus.journal_schema import JournalFull
 from bus.journal_writer import JournalWriter
 from common.config import encode_spec, parse
-from tests.bus.test_broker import start_broker
+from tests.bus.harness import start_broker
 
 
 class FullDiskConnection:

@@ -3,37 +3,34 @@ against docs/bus.md, docs/delivery.md and docs/events.md, and in agreement with 
 generated messages (accepted ones validate against the schema, ones rejected for a
 missing or wrong-typed field do not).
 
-Also holds the hypothesis strategies derived from bus.events that the fuzz tests reuse.
+The hypothesis strategies it draws messages from are in tests/bus/messages.py (the fuzz tests share them).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
 import sys
 
 import msgspec
-import msgspec.inspect as mi
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator, validate
 
 from common.vocabulary import SCHEMA_FORMATS
 from bus import schema
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 from bus.validate import Accepted, Rejected, Validator
+from tests.bus.messages import (ARR, NULL, B, I, N, S, as_envelope, bus_events, data_type_info, envelope_validator,
+                                frames_of, openapi, schema_accepts, times, valid_message, versions_of, wrong_struct)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 60  # per generated-case test in `make test`
 
 # ------------------------------------------------------------ docs/events.md, as a table
 
-S, I, N, B, NULL, ARR, OBJ = "string", "integer", "number", "boolean", "null", "array", "object"
 CONFERENCE_FIELDS = {"name": {S}, "service_type": {S}, "is_locked": {B}, "guests_muted": {B}, "is_started": {B},
                      "start_time": {N}, "tag": {S}}
 PARTICIPANT_FIELDS = {
@@ -78,137 +75,6 @@ V1_EVENTS = {"conference_started", "conference_updated", "conference_ended", "pa
 V2_EVENTS = (V1_EVENTS - {"eventsink_stopped"}) | {"participant_media_stream_window",
                                                    "participant_media_streams_destroyed", "eventsink_ended"}
 HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature", "User-Agent"}
-
-
-# ------------------------------------------------------------ helpers shared with the fuzz tests
-
-
-@functools.cache
-def openapi() -> dict:
-    return schema.document("openapi")
-
-
-@functools.cache
-def envelope_validator(version: int, event: str) -> Draft202012Validator:
-    """A JSON Schema validator for EVENT's envelope at VERSION, straight from the OpenAPI document."""
-    doc = openapi()
-    root = {"$ref": f"#/components/schemas/{schema.envelope_name(version, event)}", "components": doc["components"]}
-    return Draft202012Validator(root)
-
-
-def versions_of(event: str) -> list[int]:
-    return [v for v in schema.PROTOCOL_VERSIONS if event in schema.events_of(v)]
-
-
-def as_envelope(message: dict, version: int, seq: int = 1) -> dict:
-    """A bus message as a sink of VERSION receives it."""
-    return {"node": "10.44.99.2", "seq": seq, "version": version, **message}
-
-
-def schema_accepts(message: dict) -> bool:
-    """True when every version's envelope schema for message['event'] accepts it (False if any rejects)."""
-    results = [envelope_validator(v, message["event"]).is_valid(as_envelope(message, v)) for v in versions_of(message["event"])]
-    assert results, message["event"]
-    assert len(set(results)) == 1, f"versions disagree on {message!r:.300}"
-    return results[0]
-
-
-def _unwrap(t):
-    while isinstance(t, mi.Metadata):
-        t = t.type
-    return t
-
-
-def _kinds(t) -> set[str]:
-    """The JSON kinds a msgspec type accepts ('number' = a non-integral number)."""
-    t = _unwrap(t)
-    if isinstance(t, mi.UnionType):
-        return set().union(*(_kinds(x) for x in t.types))
-    return {mi.StrType: {S}, mi.IntType: {I}, mi.FloatType: {I, N}, mi.BoolType: {B}, mi.NoneType: {NULL},
-            mi.ListType: {ARR}, mi.StructType: {OBJ}}[type(t)]
-
-
-_KIND_VALUES = {
-    S: st.text(max_size=8),
-    I: st.integers(-(2**63), 2**63 - 1),
-    N: st.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda x: not x.is_integer()),
-    B: st.booleans(),
-    NULL: st.none(),
-    ARR: st.lists(st.integers(0, 9), max_size=2),
-    OBJ: st.dictionaries(st.text(max_size=4), st.integers(0, 9), max_size=2),
-}
-
-
-def valid_value(t) -> st.SearchStrategy:
-    """Values a msgspec type (from msgspec.inspect) accepts."""
-    t = _unwrap(t)
-    if isinstance(t, mi.UnionType):
-        return st.one_of([valid_value(x) for x in t.types])
-    if isinstance(t, mi.StrType):
-        return st.text(max_size=20)
-    if isinstance(t, mi.IntType):
-        return st.integers(-(2**63), 2**63 - 1)
-    if isinstance(t, mi.FloatType):
-        return st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
-    if isinstance(t, mi.BoolType):
-        return st.booleans()
-    if isinstance(t, mi.NoneType):
-        return st.none()
-    if isinstance(t, mi.ListType):
-        return st.lists(valid_value(t.item_type), max_size=3)
-    if isinstance(t, mi.StructType):
-        return valid_struct(t)
-    raise TypeError(t)
-
-
-def valid_struct(t: mi.StructType) -> st.SearchStrategy:
-    required = {f.encode_name: valid_value(f.type) for f in t.fields if f.required}
-    optional = {f.encode_name: valid_value(f.type) for f in t.fields if not f.required}
-    return st.fixed_dictionaries(required, optional=optional)
-
-
-def wrong_value(t) -> st.SearchStrategy:
-    """Values of a JSON kind the type does not accept (or lists/objects with such a value inside)."""
-    options = [_KIND_VALUES[k] for k in (S, I, N, B, NULL, ARR, OBJ) if k not in _kinds(t)]
-    inner = _unwrap(t)
-    if isinstance(inner, mi.UnionType):
-        inner = next(_unwrap(x) for x in inner.types if not isinstance(_unwrap(x), mi.NoneType))
-    if isinstance(inner, mi.ListType):
-        options.append(st.lists(wrong_value(inner.item_type), min_size=1, max_size=2))
-    if isinstance(inner, mi.StructType):
-        options.append(wrong_struct(inner))
-    return st.one_of(options)
-
-
-def wrong_struct(t: mi.StructType) -> st.SearchStrategy:
-    """A valid object of type T with exactly one field (maybe nested) given a wrong value."""
-
-    @st.composite
-    def build(draw):
-        obj = draw(valid_struct(t))
-        field = draw(st.sampled_from(t.fields))
-        obj[field.encode_name] = draw(wrong_value(field.type))
-        return obj
-
-    return build()
-
-
-def data_type_info(event: str) -> mi.StructType:
-    return mi.type_info(EVENT_DATA_TYPES[event])
-
-
-bus_events = st.sampled_from(sorted(EVENT_DATA_TYPES))
-times = st.floats(0, 4e9, allow_nan=False) | st.integers(0, 2**32)
-
-
-@st.composite
-def valid_message(draw, event: str | None = None) -> dict:
-    event = event or draw(bus_events)
-    return {"event": event, "time": draw(times), "data": draw(valid_struct(data_type_info(event)))}
-
-
-def frames_of(message: dict) -> list[bytes]:
-    return [message["event"].encode(), orjson.dumps(message)]
 
 
 # ------------------------------------------------------------ the documents

@@ -1,4 +1,4 @@
-"""The [console] section: defaults, and every rule `check` applies to it (docs/config.md and 9)."""
+"""The [console] section: defaults, and every rule `check` applies to it (docs/config.md, docs/console.md)."""
 
 import os
 import subprocess

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from tools.demo import free_port
 from common import passwords
-from tests.e2e.harness import Agent, render_toml, wait_until
+from tests.e2e.harness import Agent, render_toml
+from tests.helpers import wait_until
 
 PASSWORD = "console-pass-3e9b71"
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')

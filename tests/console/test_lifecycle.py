@@ -14,7 +14,8 @@ import pytest
 
 from tools.receiver import Receiver
 from tests.console.harness import Browser, ConsoleAgent
-from tests.e2e.harness import Agent, cmdline, sink, wait_until
+from tests.e2e.harness import Agent, cmdline, sink
+from tests.helpers import wait_until
 from tests.tls_files import make_pki
 
 

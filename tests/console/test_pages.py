@@ -21,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from tests.console.browser import Chromium
 from tests.console.conftest import POISON, SECRETS
 from tests.console.harness import PASSWORD
-from tests.e2e.harness import wait_until
+from tests.helpers import wait_until
 
 CONF = {"name": "Weekly sync", "service_type": "conference", "is_locked": False, "tag": ""}
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.console.conftest import SECRETS
 from tests.console.harness import PASSWORD, Browser
-from tests.e2e.harness import wait_until
+from tests.helpers import wait_until
 
 PAGES = ["/", "/sinks/cdr", "/sinks/siem", "/alarms", "/live", "/schema", "/config"]
 DATA = ["/schema/openapi.json", "/schema/swagger.json", "/api/status", "/api/alarms", "/live/stream"]

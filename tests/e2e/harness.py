@@ -10,14 +10,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from agent.ctl import ControlClient
 from tools.demo import free_port, render_config
-from tests.helpers import read_log
+from tests.helpers import read_log, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,21 +23,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def render_toml(node: dict, agent: dict, tuning: dict, sinks: list[dict]) -> str:
     tables = {name: t for name, t in (("node", node), ("agent", agent), ("tuning", tuning)) if t}
     return render_config(tables, sinks)
-
-
-def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    """Poll pred until it returns a truthy value (returned) or the deadline passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - the agent may not be up yet
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
 
 
 class Agent:
@@ -214,3 +197,25 @@ def cmdline(pid: int) -> str:
 
 def sink(name: str, url: str, **extra) -> dict:
     return {"name": name, "url": url, "locations": ["Oslo"], **extra}
+
+
+def publish(agent: Agent, events: list[tuple[str, dict]]) -> None:
+    """Publish EVENTS, (name, data) pairs, on the agent's bus once the broker hears the publisher."""
+    with agent.publisher() as pub:
+        agent.bus_ready(pub)
+        for name, data in events:
+            pub.publish(name, data)
+
+
+# One conference's events as a conference process publishes them (docs/events.md).
+CONF = {"name": "Weekly sync", "service_type": "conference", "is_locked": False, "tag": ""}
+
+
+def participant(uuid, **extra):
+    return {"uuid": uuid, "conference": "Weekly sync", "display_name": f"Alice {uuid}", "protocol": "WebRTC",
+            "role": "chair", "call_direction": "in", "has_media": True, "rx_bandwidth": 1024, **extra}
+
+
+def media(uuid):
+    return {"uuid": uuid, "media_streams": [{"stream_id": "0", "stream_type": "audio", "node": "10.44.99.2",
+                                             "rx_codec": "opus", "rx_bitrate": 64, "rx_packet_loss": 0.0}]}

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.e2e.harness import free_port, sink, wait_until
+from tests.e2e.harness import free_port, sink
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 

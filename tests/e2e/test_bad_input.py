@@ -4,7 +4,7 @@ reason, never forwarded, and valid events around it are delivered."""
 import orjson
 import pytest
 
-from tests.e2e.harness import wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 

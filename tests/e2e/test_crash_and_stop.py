@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import signal
 
 import pytest
 
-from tests.e2e.harness import Agent, sink, wait_until
-from tests.helpers import dedupe_bulk
+from tests.e2e.harness import Agent, sink
+from tests.helpers import dedupe_bulk, wait_until
 
 pytestmark = pytest.mark.e2e
 

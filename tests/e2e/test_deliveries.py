@@ -25,7 +25,8 @@ import threading
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
+from tests.helpers import wait_until
 from tests.sinks.real_servers import Tinyproxy
 
 pytestmark = pytest.mark.e2e

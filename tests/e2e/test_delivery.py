@@ -6,22 +6,10 @@ import time
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import CONF, media, participant, sink
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
-
-CONF = {"name": "Weekly sync", "service_type": "conference", "is_locked": False, "tag": ""}
-
-
-def participant(uuid, **extra):
-    return {"uuid": uuid, "conference": "Weekly sync", "display_name": f"Alice {uuid}", "protocol": "WebRTC",
-            "role": "chair", "call_direction": "in", "has_media": True, "rx_bandwidth": 1024, **extra}
-
-
-def media(uuid):
-    return {"uuid": uuid, "media_streams": [{"stream_id": "0", "stream_type": "audio", "node": "10.44.99.2",
-                                             "rx_codec": "opus", "rx_bitrate": 64, "rx_packet_loss": 0.0}]}
-
 
 def names(events):
     return [e["event"] for e in events]

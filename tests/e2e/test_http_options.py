@@ -17,8 +17,8 @@ import tempfile
 import pytest
 
 from tests.bench.runs import proc_cpu
-from tests.e2e.harness import free_port, sink, wait_until
-from tests.e2e.test_security import publish
+from tests.e2e.harness import free_port, publish, sink
+from tests.helpers import wait_until
 from tests.sinks.real_servers import Tinyproxy
 from tests.tls_files import make_pki
 

@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
-from tests.e2e.test_delivery import CONF, media, participant
-from tests.helpers import dedupe_bulk
+from tests.e2e.harness import CONF, media, participant, sink
+from tests.helpers import dedupe_bulk, wait_until
 
 pytestmark = pytest.mark.e2e
 

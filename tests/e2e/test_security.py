@@ -29,7 +29,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bus import schema
-from tests.e2e.harness import REPO, Agent, free_port, render_toml, sink, wait_until
+from tests.e2e.harness import REPO, Agent, free_port, publish, render_toml, sink
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +41,6 @@ CONF = {"name": "Weekly sync", "service_type": "conference"}
 
 def participant(uuid: str, **extra) -> dict:
     return {"uuid": uuid, "conference": "Weekly sync", "display_name": f"P {uuid}", **extra}
-
-
-def publish(agent: Agent, events: list[tuple[str, dict]]) -> None:
-    with agent.publisher() as pub:
-        agent.bus_ready(pub)
-        for name, data in events:
-            pub.publish(name, data)
 
 
 def verify(request) -> dict:

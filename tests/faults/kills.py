@@ -7,7 +7,7 @@ import random
 import signal
 import time
 
-from tests.e2e.harness import wait_until
+from tests.helpers import wait_until
 
 
 def kill_workers(agent, rng: random.Random, times: int, sink: str = "cdr",

@@ -1,5 +1,5 @@
 """What survives an agent start, restart or kill, for a bare PUB socket and for
-`Publisher` (issue 15's "measure first"): `python -m tests.faults.measure_publishers`.
+`Publisher` (the figures to measure before changing either): `python -m tests.faults.measure_publishers`.
 
 For each client (`pub`: a bare pyzmq PUB socket; `publisher`: bus.publisher.Publisher)
 and each scenario it runs a real agent, a receiver and one publisher process
@@ -25,9 +25,10 @@ import os
 import signal
 
 from tools.receiver import Receiver
-from tests.e2e.harness import Agent, sink, wait_until
+from tests.e2e.harness import Agent, sink
 from tests.faults.conftest import LoadGen
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 RATE = 500  # events/s while the agent is stopped, restarted or killed
 FLOW = 3000  # events in the flow: six seconds at RATE

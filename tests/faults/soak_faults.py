@@ -21,8 +21,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from tests.e2e.harness import wait_until
 from tests.faults.soak_rig import DEAD_LETTER_SINK, RESPONSE_TIMEOUT, SINKS, SoakRig
+from tests.helpers import wait_until
 
 AGENT_FAULTS = ("kill_broker", "kill_worker", "kill_agent", "sigterm", "reload", "replay", "redrive")
 RECEIVER_FAULTS = ("http_500", "http_503_retry_after", "http_413", "http_400_some", "timeout", "reset", "go_away")

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 
 from tools.receiver import Receiver
-from tests.e2e.harness import REPO, Agent, sink, wait_until
+from tests.e2e.harness import REPO, Agent, sink
 from tests.faults.proxy import FaultProxy
+from tests.helpers import wait_until
 
 # Backoff short enough that a healed receiver is retried within seconds; the alarm's limit far
 # above any wait an outage of the soak reaches (its faults last seconds), so it never stops a sink.

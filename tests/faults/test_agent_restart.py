@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import signal
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 BACKLOG = 500
 

@@ -9,8 +9,9 @@ import os
 
 from bus.housekeeping import RESERVE_MAX_BYTES
 from bus.ingress import BATCH_BYTES
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally, journal_file_bytes, journal_rows
+from tests.helpers import wait_until
 
 SMALL, LARGE = 1_000, 100_000
 PUBLISHERS = 4

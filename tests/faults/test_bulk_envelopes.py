@@ -13,10 +13,10 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.kills import kill_workers
 from tests.faults.oracle import Ledger, Tally
-from tests.helpers import dedupe_bulk
+from tests.helpers import dedupe_bulk, wait_until
 
 TOTAL = 3000
 RATE = 700  # events/s: the flow lasts about four seconds

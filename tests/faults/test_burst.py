@@ -4,8 +4,9 @@ and delivered (bulk envelopes, pipelined)."""
 
 from __future__ import annotations
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 PUBLISHERS = 4
 PER_PUBLISHER = 25_000

@@ -10,9 +10,10 @@ import random
 import signal
 import threading
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
+from tests.faults.flapper import Flapper
 from tests.faults.oracle import Ledger, Tally
-from tests.faults.test_receiver_flaps import Flapper
+from tests.helpers import wait_until
 
 PER_PUBLISHER = 1500
 RATE = 250  # events/s per publisher: six seconds of traffic

@@ -16,8 +16,9 @@ import signal
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally, journal_epoch
+from tests.helpers import wait_until
 
 BEFORE = 300  # events journaled (and left undelivered) before the journal is damaged
 

@@ -10,9 +10,10 @@ import random
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.kills import kill_workers
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 TOTAL = 3000
 RATE = 700  # events/s

@@ -1,5 +1,5 @@
 """Graceful restarts of the whole agent (SIGTERM, then a fresh start) under a
-steady stream from a bare ZeroMQ PUB (issue 15): nothing that reached the
+steady stream from a bare ZeroMQ PUB (docs/bus.md, "The Publisher"): nothing that reached the
 broker is lost, nothing is journaled twice.
 
 What "already handed to ZeroMQ" covers for a bare PUB: what the broker's
@@ -23,7 +23,8 @@ import orjson
 import pytest
 import zmq
 
-from tests.e2e.harness import Agent, sink, wait_until
+from tests.e2e.harness import Agent, sink
+from tests.helpers import wait_until
 
 RATE = 500  # events/s
 RESTARTS = 2

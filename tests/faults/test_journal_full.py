@@ -14,9 +14,9 @@ import tempfile
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally, journal_rows
-from tests.helpers import Sampler
+from tests.helpers import Sampler, wait_until
 
 JOURNAL_FULL = "Eventsink Journal Full"
 FLOOD = 20_000  # events offered while the receiver is slow: far more than the bound holds

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 PER_PUBLISHER = 2000
 RATE = 500  # events/s per publisher: four seconds of traffic

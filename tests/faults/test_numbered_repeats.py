@@ -9,8 +9,9 @@ import signal
 import orjson
 import zmq
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import journal_head
+from tests.helpers import wait_until
 
 PID = b"\x07" * 8
 

@@ -1,4 +1,4 @@
-"""Issue 15's rows for conference processes that publish through `Publisher`:
+"""What docs/bus.md promises conference processes that publish through `Publisher`:
 events published before the agent's first start are all delivered, once, in
 order; three graceful restarts of the agent, three `kill -9`s of the broker,
 and three `kill -9`s of the whole agent followed by a start, each under 500
@@ -14,8 +14,9 @@ import signal
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
+from tests.helpers import wait_until
 
 BEFORE_START = 500
 RATE = 500  # events/s, through each fault

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 
 from bus.housekeeping import HOUSEKEEPING_INTERVAL
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally, journal_cursors, journal_rows
+from tests.helpers import wait_until
 
 N = 1000
 

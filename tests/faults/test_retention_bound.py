@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.harness import sink, wait_until
+from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally, journal_rows
-from tests.helpers import Sampler
+from tests.helpers import Sampler, wait_until
 
 BATCH_BYTES = 100 * 1024  # undelivered at most: one batch (a 200 kB event is a batch of its own)
 FILLS = 3  # the events published weigh the bound this many times over

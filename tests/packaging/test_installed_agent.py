@@ -13,10 +13,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -25,37 +23,12 @@ import pytest
 
 from bus.publisher import Publisher
 from tools.receiver import Receiver
+from tests.helpers import wait_until
 from tests.packaging.conftest import PACKAGING, need_tool, sh
-from tests.packaging.test_prometheus_assets import CONTRACT_METRICS, dashboard_exprs
+from tests.packaging.harness import (CONTRACT_METRICS, NOT_UP_YET, USER, agent_base_dir, dashboard_exprs, free_port,
+                                      http_get, launch_installed_agent)
 
-USER = "eventsink-agent"
 EVENTS = 7  # conference events the test publishes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.1):
-    """Poll PRED until truthy (returned) or the deadline (test failure naming WHAT)."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
-
-
-def http_get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
-        return resp.read().decode("utf-8")
 
 
 def as_user(user: str, group: str, groups: list[str], argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -99,47 +72,6 @@ class RunningAgent:
         return True
 
 
-def agent_base_dir(receiver_url: str, metrics_port: int) -> tuple[str, str]:
-    """(base, config path): a temp dir owned by the agent's user with a config whose runtime and
-    state dirs are inside it, one sink "cdr" posting to RECEIVER_URL."""
-    base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
-    config = f"""
-[node]
-address = "127.0.0.1"
-location = "Oslo"
-
-[agent]
-runtime_dir = "{base}/run"
-state_dir = "{base}/state"
-metrics_listen = "127.0.0.1:{metrics_port}"
-
-[[sink]]
-name = "cdr"
-url = "{receiver_url}"
-locations = ["Oslo"]
-"""
-    config_path = os.path.join(base, "agent.toml")
-    with open(config_path, "w", encoding="utf-8") as fh:
-        fh.write(config)
-    shutil.chown(base, USER, USER)
-    os.chmod(base, 0o750)
-    shutil.chown(config_path, "root", USER)
-    os.chmod(config_path, 0o640)
-    return base, config_path
-
-
-def launch_installed_agent(config_path: str, log_path: str) -> subprocess.Popen:
-    """`/usr/bin/eventsink-agent run` as the unit's ExecStart runs it: as user eventsink-agent
-    with umask 027, its output appended to LOG_PATH."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--",
-             "/bin/sh", "-c", 'umask 027 && exec /usr/bin/eventsink-agent run --config "$0"', config_path],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=os.path.dirname(config_path), env=env,
-        )
-
-
 @pytest.fixture(scope="module")
 def agent(installed):
     """`/usr/bin/eventsink-agent run` of the installed package, as user eventsink-agent
@@ -153,8 +85,9 @@ def agent(installed):
     running = RunningAgent(base, proc, receiver, metrics_port, log_path)
     try:
         wait_until(lambda: running.alive() and "eventsink_publisher_running" in http_get(running.metrics_url),
-                   30, "the installed agent's /metrics")
-        wait_until(lambda: running.alive() and os.path.exists(running.publish_socket), 10, "publish.sock")
+                   30, "the installed agent's /metrics", interval=0.1, retry_on=NOT_UP_YET)
+        wait_until(lambda: running.alive() and os.path.exists(running.publish_socket), 10, "publish.sock",
+                   interval=0.1, retry_on=NOT_UP_YET)
         with Publisher(f"ipc://{running.publish_socket}") as pub:
             assert pub.wait_ready(10), "the agent never subscribed on its publish socket"
             for i in range(EVENTS):
@@ -239,7 +172,7 @@ def prometheus(agent):
         return "Ready" in http_get(f"{url}/-/ready")
 
     try:
-        wait_until(ready, 30, "prometheus to be ready")
+        wait_until(ready, 30, "prometheus to be ready", interval=0.1, retry_on=NOT_UP_YET)
         yield url
     finally:
         proc.terminate()
@@ -266,7 +199,8 @@ def test_prometheus_scrapes_the_delivered_count_per_sink(agent, prometheus):
         values = {r["metric"].get("sink"): float(r["value"][1]) for r in result}
         return values.get("cdr") == delivered
 
-    wait_until(scraped, 30, f"Prometheus to report eventsink_events_delivered_total{{sink=\"cdr\"}} == {delivered}")
+    wait_until(scraped, 30, f"Prometheus to report eventsink_events_delivered_total{{sink=\"cdr\"}} == {delivered}",
+               interval=0.1, retry_on=NOT_UP_YET)
     result = prom_query(prometheus, 'eventsink_events_delivered_total{sink="cdr", job="eventsink-agent"}')
     assert len(result) == 1 and result[0]["metric"]["instance"] == f"127.0.0.1:{agent.metrics_port}"
 
@@ -278,7 +212,7 @@ def test_prometheus_evaluates_the_shipped_rules_and_nothing_fires(agent, prometh
         never = "0001-01-01"  # Prometheus's zero time: not evaluated yet
         return rules if rules and all(not r.get("lastEvaluation", never).startswith(never) for r in rules) else []
 
-    rules = wait_until(evaluated, 20, "every shipped rule to be evaluated")
+    rules = wait_until(evaluated, 20, "every shipped rule to be evaluated", interval=0.1, retry_on=NOT_UP_YET)
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     assert len(rules) >= 6
     # a healthy agent with a healthy receiver: no alert is firing
@@ -292,7 +226,7 @@ def test_every_dashboard_query_runs_and_delivered_per_second_has_the_sink(agent,
         prom_query(prometheus, expr)  # a bad query is status "error" (HTTP 400)
     delivered_rate = next(e for e in exprs if "rate(eventsink_events_delivered_total" in e)
     wait_until(lambda: any(r["metric"].get("sink") == "cdr" for r in prom_query(prometheus, delivered_rate)),
-               20, "the dashboard's delivered/s query to return the sink")
+               20, "the dashboard's delivered/s query to return the sink", interval=0.1, retry_on=NOT_UP_YET)
 
 
 def test_sigterm_stops_the_installed_agent_gracefully(agent):

@@ -7,32 +7,11 @@ import json
 import os
 import re
 
-from tests.packaging.conftest import PACKAGING, need_tool, sh
+from tests.packaging.conftest import need_tool, sh
+from tests.packaging.harness import ASSETS, CONTRACT_METRICS, DASHBOARD, dashboard_exprs
 
-ASSETS = os.path.join(PACKAGING, "prometheus")
 RULES = os.path.join(ASSETS, "eventsink-agent.rules.yml")
 RULES_TEST = os.path.join(ASSETS, "eventsink-agent.rules.test.yml")
-DASHBOARD = os.path.join(ASSETS, "eventsink-agent.dashboard.json")
-
-# docs/metrics.md: name -> type.
-CONTRACT_METRICS = {
-    "eventsink_bus_received_total": "counter",
-    "eventsink_bus_rejected_total": "counter",
-    "eventsink_events_delivered_total": "counter",
-    "eventsink_post_attempts_total": "counter",
-    "eventsink_post_duration_seconds": "histogram",
-    "eventsink_event_age_seconds": "histogram",
-    "eventsink_backlog_events": "gauge",
-    "eventsink_in_flight_posts": "gauge",
-    "eventsink_retry_backoff_seconds": "gauge",
-    "eventsink_publisher_running": "gauge",
-    "eventsink_alarm_active": "gauge",
-    "eventsink_worker_restarts_total": "counter",
-    "eventsink_journal_bytes": "gauge",
-    "eventsink_journal_retained_events": "gauge",
-    "eventsink_dead_letters_total": "counter",
-    "eventsink_dead_letter_events": "gauge",
-}
 ALARMS = ("Eventsink Reached Maximum Backoff", "Eventsink Reached Maximum Concurrent POSTs", "Eventsink Journal Full")
 
 
@@ -46,12 +25,6 @@ def metric_names(text: str) -> set[str]:
                 name = family
         names.add(name)
     return names
-
-
-def dashboard_exprs() -> list[str]:
-    with open(DASHBOARD, encoding="utf-8") as fh:
-        dash = json.load(fh)
-    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
 
 
 def test_promtool_checks_the_rules():

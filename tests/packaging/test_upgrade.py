@@ -1,5 +1,5 @@
-"""A package upgrade under load loses nothing and duplicates nothing (issue 15,
-docs/bus.md): the installed .deb is upgraded to a rebuilt higher version while
+"""A package upgrade under load loses nothing and duplicates nothing (docs/bus.md,
+"The Publisher"): the installed .deb is upgraded to a rebuilt higher version while
 a conference process publishes 200 events/s through `Publisher`, and every
 event reaches the sink exactly once.
 
@@ -30,9 +30,9 @@ import pytest
 
 from tools.receiver import Receiver
 from tests.faults.oracle import Tally, journal_head
+from tests.helpers import wait_until
 from tests.packaging.conftest import BUILD_SCRIPT, PACKAGE, dpkg, install, need_tool, package_status, sh
-from tests.packaging.test_installed_agent import (USER, agent_base_dir, free_port, http_get,
-                                                  launch_installed_agent, wait_until)
+from tests.packaging.harness import NOT_UP_YET, USER, agent_base_dir, free_port, http_get, launch_installed_agent
 
 pytestmark = pytest.mark.root
 
@@ -55,7 +55,7 @@ from bus.publisher import Publisher
 endpoint, prefix, rate, max_seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 flush_timeout = float(sys.argv[5])
 if not hasattr(Publisher, "flush"):
-    print(json.dumps({"error": "this Publisher has no flush(): it predates docs/bus.md's (issue 15)"}), flush=True)
+    print(json.dumps({"error": "this Publisher has no flush(): it predates docs/bus.md's Publisher"}), flush=True)
     sys.exit(2)
 stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -127,7 +127,7 @@ def wait_subscribed_socket(proc: subprocess.Popen, base: str, metrics_port: int,
         return os.path.exists(os.path.join(base, "run", "publish.sock")) and \
             "eventsink_publisher_running" in http_get(f"http://127.0.0.1:{metrics_port}/metrics")
 
-    wait_until(up, 30, "the installed agent's publish socket and /metrics")
+    wait_until(up, 30, "the installed agent's publish socket and /metrics", interval=0.1, retry_on=NOT_UP_YET)
 
 
 def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installed, higher_deb, request):
@@ -169,7 +169,8 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
                 return tally.update().distinct >= n
             return pred
 
-        wait_until(delivered_at_least(BEFORE_UPGRADE), 30, f"{BEFORE_UPGRADE} events delivered by {old_version}")
+        wait_until(delivered_at_least(BEFORE_UPGRADE), 30, f"{BEFORE_UPGRADE} events delivered by {old_version}",
+                   interval=0.1, retry_on=NOT_UP_YET)
 
         # prerm: the unit is stopped (SIGTERM, waited for) before dpkg replaces any file.
         upgrade_started = time.monotonic()
@@ -182,7 +183,7 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
         wait_subscribed_socket(agent, base, metrics_port, log)
         downtime = time.monotonic() - upgrade_started
         wait_until(delivered_at_least(delivered_by_old + AFTER_UPGRADE), 60,
-                   f"{AFTER_UPGRADE} more events delivered by {new_version}")
+                   f"{AFTER_UPGRADE} more events delivered by {new_version}", interval=0.1, retry_on=NOT_UP_YET)
 
         publisher.send_signal(signal.SIGTERM)  # the conference process finishes: flush, close
         out, err = publisher.communicate(timeout=FLUSH_TIMEOUT + 30)
@@ -196,7 +197,8 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
             return tally.update().distinct >= published
 
         try:
-            wait_until(all_delivered, 60, f"all {published} published events delivered")
+            wait_until(all_delivered, 60, f"all {published} published events delivered",
+                       interval=0.1, retry_on=NOT_UP_YET)
         except pytest.fail.Exception:
             pass  # what never comes is counted as lost below, with the other figures
         tally.update()

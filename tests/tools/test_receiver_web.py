@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from tools.receiver_web import loopback_listen
-from tests.sinks.harness import wait_until
+from tests.helpers import wait_until
 from tests.tools.receiver_web_helpers import PASSWORD, envelope, get, post, receiver_with_page
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,7 +27,7 @@ def test_the_page_shows_what_arrived_without_javascript_newest_first_and_escaped
                                  service_type="conference"), "msg_aaa") == 200
         assert post(rx, envelope(2), "msg_bbb") == 200
         assert post(rx, envelope(3), "msg_ccc", password="wrong") == 401
-        wait_until(lambda: page_count(page) == 3, what="the page to hold three requests")
+        wait_until(lambda: page_count(page) == 3, what="the page to hold three requests", interval=0.02, retry_on=())
         status, _, html = get(page, "/")
     assert status == 200
     assert html.index('id="request-3"') < html.index('id="request-2"') < html.index('id="request-1"')
@@ -51,7 +51,7 @@ def test_seq_gaps_resets_and_duplicate_ids_are_flagged():
     with receiver_with_page() as (rx, page):
         for seq, wid in ((1, "m1"), (3, "m3"), (3, "m3"), (1, "m9")):
             assert post(rx, envelope(seq), wid) == 200
-        wait_until(lambda: page_count(page) == 4, what="four requests on the page")
+        wait_until(lambda: page_count(page) == 4, what="four requests on the page", interval=0.02, retry_on=())
         _, _, html = get(page, "/")
     flags = re.findall(r'<span class="flag[^"]*">([^<]*)</span>', html)
     assert flags == ["reset", "duplicate", "gap: missing 2"]  # newest first
@@ -82,7 +82,7 @@ def test_no_inline_script_or_style_and_a_strict_policy():
 def test_the_stream_sends_each_new_request_as_one_event():
     with receiver_with_page() as (rx, page):
         post(rx, envelope(1), "m1")
-        wait_until(lambda: page_count(page) == 1, what="the first request on the page")
+        wait_until(lambda: page_count(page) == 1, what="the first request on the page", interval=0.02, retry_on=())
         conn = http.client.HTTPConnection(page.host, page.port, timeout=10)
         conn.request("GET", "/stream?after=1")
         response = conn.getresponse()
@@ -136,7 +136,7 @@ def test_the_receive_command_serves_its_page_until_sigterm():
         assert conn.getresponse().status == 200
         conn.close()
         page = type("Page", (), {"host": "127.0.0.1", "port": web_port})()
-        wait_until(lambda: page_count(page) == 1, what="the command's page to show the event")
+        wait_until(lambda: page_count(page) == 1, what="the command's page to show the event", interval=0.02, retry_on=())
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     finally:
@@ -156,7 +156,7 @@ def test_a_bulk_envelope_is_one_request_with_each_event_and_a_bad_one_says_why()
         conn.request("PUT", "/events", b"{}")
         assert conn.getresponse().status == 405
         conn.close()
-        wait_until(lambda: page_count(page) == 2, what="two requests on the page")
+        wait_until(lambda: page_count(page) == 2, what="two requests on the page", interval=0.02, retry_on=())
         _, _, html = get(page, "/")
     bulk_entry = html[html.index('id="request-1"'):]
     assert re.findall(r'<span class="flag info">([^<]*)</span>', bulk_entry) == ["bulk 1/2", "bulk 2/2"]
