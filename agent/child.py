@@ -18,12 +18,13 @@ from __future__ import annotations
 import collections
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.backoff import Backoff
 from common.config import SinkConfig
 from common.link import BrokerReport, WorkerReport
 from common.logs import SUPPORT, RateLimited
+from agent.deadline import Deadline, Schedule
 from agent.processes import exit_description
 from agent.reports import WorkerCounters
 from agent.states import PublisherState, change_state
@@ -49,6 +50,11 @@ class Retiring:
     kill_at: float
     counters: object = None  # its figures: WorkerCounters of a worker, the last BrokerReport of a broker
     killed: bool = False
+    kill_timer: Deadline = field(default_factory=Deadline)  # kill_at, as a timer of the loop
+
+    def done(self) -> None:
+        """It exited or was killed: its SIGKILL deadline no longer matters."""
+        self.kill_timer.clear()
 
 
 class Child:
@@ -72,7 +78,8 @@ class Child:
         self.removed = False  # a sink dropped by a reload: shut down, then its cursor row goes
         # restarts
         self.restart_backoff: Backoff = RESTART_POLICY
-        self.restart_at: float | None = None
+        self._schedule: Schedule | None = None
+        self._restart = Deadline()  # a crashed child's restart, once its backoff has passed
         self.restarts = 0  # automatic restarts after an unexpected exit
         self._recent: collections.deque[float] = collections.deque(maxlen=STORM_RESTARTS * 4)
         self._storm_log = RateLimited(STORM_WINDOW)
@@ -81,6 +88,19 @@ class Child:
     def process_name(self) -> str:
         """The launcher's name for the process (shown in its log lines)."""
         return self.name
+
+    def bind(self, schedule: Schedule | None) -> None:
+        """Keep this child's deadlines as timers of SCHEDULE's loop (agent/deadline.py)."""
+        self._schedule = schedule
+        self._restart.bind(schedule)
+
+    @property
+    def restart_at(self) -> float | None:
+        return self._restart.when
+
+    @restart_at.setter
+    def restart_at(self, when: float | None) -> None:
+        self._restart.set(when)
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +145,8 @@ class Child:
         handle = self.handle
         if handle is None:
             return None
-        self.retiring = Retiring(handle, kill_at, self._take_counters())
+        self.retiring = Retiring(handle, kill_at, self._take_counters(), kill_timer=Deadline(self._schedule))
+        self.retiring.kill_timer.set(kill_at)
         self.handle = None
         self.started_at = None
         return handle
@@ -136,6 +157,7 @@ class Child:
             log.info("%s: process (pid %d) exited after shutdown: %s", self.label, self.retiring.handle.pid,
                      exit_description(code))
             self._fold(self.retiring.counters)
+            self.retiring.done()
             self.retiring = None
         if self.handle is None or (code := self.handle.poll()) is None:
             return None
@@ -151,6 +173,7 @@ class Child:
             log.warning("%s: process (pid %d) did not exit in time: SIGKILL", self.label, r.handle.pid)
             r.handle.kill()
             r.killed = True
+            r.done()
 
     def forget_failures_if_stable(self, now: float) -> None:
         """Reset the restart backoff once the current process has run BACKOFF_RESET_AFTER seconds."""
@@ -164,11 +187,6 @@ class Child:
 
     def handles(self) -> list:
         return [h for h in (self.handle, self.retiring.handle if self.retiring else None) if h is not None]
-
-    def deadlines(self):
-        yield self.restart_at
-        if self.retiring is not None and not self.retiring.killed:
-            yield self.retiring.kill_at
 
     # ---------------------------------------------------------------- counters (per role)
 
@@ -217,6 +235,7 @@ class SinkChild(Child):
         self.backlog = 0  # kept from the last report after a worker dies: the backlog is durable
         self.backlog_armed = True
         self.stop_sent_at: float | None = None
+        self.stop_resend = Deadline()  # the next stop_publisher, while the worker says its publisher runs
         # What the current worker was given: (node, tuning, sink config) and a digest of its
         # credentials (http_options.credentials_digest); and the credentials it should have.
         self.given_view: tuple | None = None
@@ -230,6 +249,10 @@ class SinkChild(Child):
     @property
     def process_name(self) -> str:
         return f"worker {self.name}"
+
+    def bind(self, schedule: Schedule | None) -> None:
+        super().bind(schedule)
+        self.stop_resend.bind(schedule)
 
     def totals(self) -> WorkerCounters:
         total = self.base.plus(self.current)

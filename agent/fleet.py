@@ -6,16 +6,19 @@ purpose (a `shutdown` message, SIGKILL after CHILD_GRACE), reaping exits,
 restarting crashed ones after their backoff, and the two-phase graceful stop
 (workers first, then the broker, all within STOP_BUDGET).
 
-The supervisor's loop calls `reap` and `tick` when woken (a child's exit fd,
-a report, a command) or at one of `deadlines()`, never on a clock tick, so
-nothing here may rely on being called periodically.
+Each deadline here (a restart after its backoff, a SIGKILL after CHILD_GRACE)
+is a timer of the supervisor's loop (common/loop.py) that its child sets and
+clears (agent/deadline.py), and each live child's exit fd (a pidfd) is a
+handler of that loop: the supervisor calls `reap` and `tick` when woken by one
+of them, a report or a command, never on a clock tick, so nothing here may
+rely on being called periodically.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 from common.config import ConfigError, ConsoleConfig, SinkConfig
 from common.internal import CHILD_GRACE, worker_identity
@@ -28,6 +31,7 @@ from agent.states import PublisherState
 log = logging.getLogger("agent.supervisor")
 
 S = PublisherState
+CHILD_POLL_INTERVAL = 0.1  # s between two looks at a child whose exit cannot be watched (no pidfd)
 STOP_BUDGET = 9.0  # s the whole graceful stop may take (the contract allows 10)
 BROKER_JOURNAL_CORRUPT = 3  # the broker's exit code for a corrupt journal (bus/broker.py)
 
@@ -45,14 +49,21 @@ class GracefulStop:
 
 
 class Fleet:
-    """The broker and the sink workers. `spec_for(child)` gives the bytes a child starts with."""
+    """The broker and the sink workers. `spec_for(child)` gives the bytes a child starts with.
 
-    def __init__(self, launcher, spec_for: Callable[[Child], bytes]):
+    LOOP (common/loop.py; None in tests of the state alone) gets the children's deadlines as
+    timers and their exit fds as handlers; each calls ON_DUE, the supervisor's turn of work."""
+
+    def __init__(self, launcher, spec_for: Callable[[Child], bytes], loop: Any = None,
+                 on_due: Callable[[], None] | None = None):
         self.launcher = launcher
         self.spec_for = spec_for
+        self.loop = loop
+        self.on_due = on_due or (lambda: None)
+        self._watched: dict[Any, Any] = {}  # handle -> its exit fd (a loop handler) or its polling timer
         self.link = None  # the supervisor link, once bound
         self.journal = None
-        self.broker = BrokerChild()
+        self.broker = self._adopt(BrokerChild())
         self.sinks: dict[str, SinkChild] = {}
         self.removed: list[SinkChild] = []  # dropped by reload, still shutting down
         self.console: ConsoleChild | None = None  # while [console] listen is set (or it is shutting down)
@@ -70,9 +81,50 @@ class Fleet:
     def handles(self) -> list:
         return [h for child in self.all() for h in child.handles()]
 
-    def deadlines(self) -> Iterator[float | None]:
-        for child in self.all():
-            yield from child.deadlines()
+    def schedule(self, when: float):
+        """A timer of the loop that wakes the supervisor at WHEN (agent/deadline.py's Schedule)."""
+        return self.loop.call_at(when, self.on_due) if self.loop is not None else None
+
+    def _adopt(self, child: Child) -> Child:
+        child.bind(self.schedule)
+        return child
+
+    # ---------------------------------------------------------------- exits
+
+    def watch_exits(self) -> None:
+        """Each live process's exit fd is a loop handler; a reaped one's is dropped (then closed)."""
+        if self.loop is None:
+            return
+        live = self.handles()
+        for handle in [h for h in self._watched if h not in live]:
+            self._unwatch(handle)
+        for handle in live:
+            if handle not in self._watched:
+                self._watch(handle)
+
+    def _watch(self, handle) -> None:
+        fd = handle.exit_fd()
+        if fd is None:  # no pidfd: look at it again shortly
+            self._watched[handle] = self.loop.call_later(CHILD_POLL_INTERVAL, self._poll_exit, handle)
+            return
+        self._watched[handle] = fd
+        self.loop.add_handler(fd, lambda events: self.on_due())
+
+    def _poll_exit(self, handle) -> None:
+        self._watched.pop(handle, None)
+        self.on_due()  # reaps it if it exited; watch_exits looks at it again otherwise
+
+    def _unwatch(self, handle) -> None:
+        watched = self._watched.pop(handle)
+        if isinstance(watched, int):
+            self.loop.remove_handler(watched)
+            handle.release()  # closed only once out of the poller: the number may be reused at once
+        else:
+            watched.cancel()
+
+    def unwatch_all(self) -> None:
+        for handle in list(self._watched):
+            self._unwatch(handle)
 
     # ---------------------------------------------------------------- starting
 
@@ -88,7 +140,7 @@ class Fleet:
 
     def add(self, sink: SinkConfig, now: float) -> SinkChild:
         """A sink newly at this node: its worker starts once no removed namesake is shutting down."""
-        child = SinkChild(sink)
+        child = self._adopt(SinkChild(sink))
         self.sinks[sink.name] = child
         child.pending_spawn = True
         if not self._name_busy(child):
@@ -118,7 +170,7 @@ class Fleet:
                 if not current.busy:
                     self.console = None
             return
-        child = ConsoleChild(settings)
+        child = self._adopt(ConsoleChild(settings))
         if current is not None and current.busy:
             child.retiring, current.retiring = current.retiring, None  # the new one waits for the old one
         self.console = child

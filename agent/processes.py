@@ -4,10 +4,11 @@ reading the time.
 `Launcher.spawn(argv, stdin_bytes, name) -> ChildHandle` starts a child with
 fork+exec, hands it its spec on stdin (never argv: no secrets in `ps`) and
 closes stdin. A handle's `exit_fd()` is a file descriptor that becomes
-readable when the child exits (a Linux pidfd), so the supervisor sleeps in
-poll() until something happens instead of looking at its children on a tick;
-None when there is none (the supervisor then polls that child on a short
-interval). `Clock` gives `monotonic()` for every duration and `wall()` for
+readable when the child exits (a Linux pidfd), a handler of the supervisor's
+loop, so the supervisor sleeps until something happens instead of looking at
+its children on a tick; None when there is none (the supervisor then looks at
+that child on a short interval). `release()` closes it, once the loop no
+longer polls it. `Clock` gives `monotonic()` for every duration and `wall()` for
 timestamps shown to operators. Unit tests replace both with fakes.
 """
 
@@ -30,6 +31,8 @@ class ChildHandle(Protocol):
     def poll(self) -> int | None: ...
 
     def exit_fd(self) -> int | None: ...
+
+    def release(self) -> None: ...
 
     def terminate(self) -> None: ...
 
@@ -70,16 +73,17 @@ class PopenChild:
             self._pidfd = None
 
     def poll(self) -> int | None:
-        code = self.proc.poll()
-        if code is not None and self._pidfd is not None:
-            # The supervisor drops an exited child's fd from its poller before it polls again.
-            os.close(self._pidfd)
-            self._pidfd = None
-        return code
+        return self.proc.poll()
 
     def exit_fd(self) -> int | None:
-        """Readable once the child has exited; None after poll() has seen the exit."""
+        """Readable once the child has exited; None once released."""
         return self._pidfd
+
+    def release(self) -> None:
+        """Close the exit fd (the supervisor's loop has stopped polling it)."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     def _signal(self, sig: int) -> None:
         if self.proc.poll() is not None:

@@ -121,6 +121,7 @@ class Publishers:
         elif child.state is S.STOPPED and r.publisher == "running":
             if child.stop_sent_at is None or now - child.stop_sent_at >= STOP_RESEND_INTERVAL:
                 self.send_stop_publisher(child, now)
+        child.stop_resend.set(self.stop_resend_at(child))
 
     def refresh_dead_letters(self) -> None:
         """Each sink's count of held dead letters, read from the journal: at start, when a worker
@@ -168,6 +169,7 @@ class Publishers:
 
     def send_stop_publisher(self, child: SinkChild, now: float) -> None:
         child.stop_sent_at = now
+        child.stop_resend.set(self.stop_resend_at(child))
         if not self.fleet.link.send(worker_identity(child.name), {"type": "stop_publisher"}):
             log.warning("sink %s: stop_publisher could not be sent (worker not connected); retrying on its next report", child.name)
 
@@ -179,15 +181,10 @@ class Publishers:
             return child.stop_sent_at + STOP_RESEND_INTERVAL
         return None
 
-    def deadlines(self) -> list[float]:
-        """The loop's deadlines of this side: stop_publisher resends, attempts and deliveries answers."""
-        due = [d for d in map(self.stop_resend_at, self.fleet.sinks.values()) if d is not None]
-        asked = [d for d in (self.attempts.deadline(), self.deliveries.deadline()) if d is not None]
-        return due + asked
-
     def on_deadlines(self) -> None:
-        """Each turn: resend what is due, fail the requests whose worker went or was too slow, and
-        forget the followers that ended."""
+        """Each turn of the supervisor: resend what is due, fail the requests whose worker went or
+        was too slow, and forget the followers that ended. Their deadlines are timers of the loop
+        (each child's stop_resend, AttemptAsks), which wake the supervisor for this."""
         self.resend_stops()
         now = self.clock.monotonic()
         self.attempts.expire(now)
@@ -200,6 +197,8 @@ class Publishers:
             due = self.stop_resend_at(child)
             if due is not None and now >= due:
                 self.send_stop_publisher(child, now)
+            else:
+                child.stop_resend.set(due)  # gone when the worker's publisher no longer runs
 
     # ---------------------------------------------------------------- config updates
 

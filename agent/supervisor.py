@@ -1,23 +1,23 @@
-"""The supervisor process's main loop (gunicorn arbiter style): it starts the
-broker and one worker per sink (agent/fleet.py, agent/child.py), and then,
-until a graceful stop has finished, sleeps until something happens and acts
-on it: a child's report (agent/publishers.py), a command (agent/actions/),
-a child's exit, or a deadline.
+"""The supervisor process (gunicorn arbiter style): it starts the broker and one
+worker per sink (agent/fleet.py, agent/child.py), and then, until a graceful
+stop has finished, sleeps in its loop (common/loop.py) until something
+happens and acts on it: a child's report (agent/publishers.py), a command
+(agent/actions/), a child's exit, a signal or a deadline.
 
-Signal handlers and the control server only put a command on the queue and
-wake the loop (a self-pipe polled together with the supervisor link's
-ROUTER); the loop alone changes state. SIGTERM/SIGINT queue `shutdown`,
-SIGHUP queues `reload`. There is no tick: children report on change plus a
-slow heartbeat (common/internal.py), child exits wake the loop through their
-pidfd (agent/processes.py), and the poll timeout is the soonest real deadline
-(a restart after its backoff, a SIGKILL, a stop_publisher to resend, a
-worker's answer to `attempts`). Every duration comes from the injected clock.
+Everything that wakes it is a handler of that one loop: the supervisor link's
+ROUTER, each live child's exit fd (a pidfd), each deadline as a timer its
+owner sets (a restart after its backoff, a SIGKILL, a stop_publisher to
+resend, a worker's answer to `attempts`: agent/deadline.py), the control
+server's threads handing a command over with `add_callback`, and signals
+(SIGTERM/SIGINT queue `shutdown`, SIGHUP queues `reload`) as loop callbacks.
+The loop's thread alone changes state. There is no tick: children report on
+change plus a slow heartbeat (common/internal.py). Every duration comes from
+the injected clock, which is also the loop's.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import signal
 import threading
@@ -29,6 +29,7 @@ import zmq
 from common import config as config_mod
 from common.config import Config, Paths
 from common.logs import SUPPORT
+from common.loop import Loop
 from agent import console_child
 from agent.child import Child, SinkChild
 from agent.actions import RELOAD, SHUTDOWN, action_named
@@ -38,13 +39,12 @@ from agent.processes import PopenLauncher, SystemClock
 from agent.publishers import Publishers
 from agent.runtime import RuntimeFiles, StartupError, open_journal
 from agent.servers import start_control, start_metrics
-from agent.wakeup import Wakeup
 from alarms.registry import AlarmRegistry
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
 
-CHILD_POLL_INTERVAL = 0.1  # s between two looks at a child whose exit cannot be watched (no pidfd)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Supervisor:
@@ -58,15 +58,14 @@ class Supervisor:
         self.serve = serve  # False in unit tests: no control socket, no metrics listener
         self.alarms = AlarmRegistry()
         self.files = RuntimeFiles(self.paths)
-        self.fleet = Fleet(launcher or PopenLauncher(), self._spec_for)
+        self.loop = Loop(clock=self.clock.monotonic, on_error=self._bug)
+        self.fleet = Fleet(launcher or PopenLauncher(), self._spec_for, self.loop, self._settle)
         self.publishers = Publishers(self.fleet, self.alarms, self.clock, lambda: self.config)
         self.link = None
         self._ctx: zmq.Context | None = None
-        self._poller: zmq.Poller | None = None
-        self._watched_fds: set[int] = set()  # child exit fds registered in the poller
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (Action, params, Future or None)
         self._lock = threading.RLock()  # held by the loop while it works; by metrics while it reads
-        self.wakeup = Wakeup(self._enqueue_signal)
+        self._intake = threading.Lock()  # no command is handed to the loop once close() has begun
         self._accepting = True
         self._control = self._metrics_server = None
         self._owns_sockets = False
@@ -76,32 +75,42 @@ class Supervisor:
     def stopping(self) -> bool:
         return self.fleet.stopping is not None
 
+    @property
+    def done(self) -> bool:
+        """A graceful stop has finished."""
+        return self.fleet.stopping is not None and self.fleet.stopping.done
+
     def run(self) -> int:
         """Start everything, run until a graceful stop, return the exit code."""
         # Handlers first: a SIGTERM/SIGHUP during start() (default action: die, leaving the
-        # children running) is queued and handled by the loop once start() is done.
-        self.wakeup.install_signals()
+        # children running) waits as a loop callback until start() is done.
+        self.install_signals()
         try:
             self.start()
         except BaseException as exc:
-            self.wakeup.restore_signals()
-            self.close()  # never leave children behind
+            self.close()  # never leave children behind (and the signals as they were)
             if not isinstance(exc, StartupError):
                 raise
             log.error("not starting: %s", exc)
             return 1
-        self.wakeup.arm()
         try:
-            # The first turn does not block: a signal or a child exit during start() came
-            # before the self-pipe was armed for signals.
-            done = self.step(block=False)
-            while not done:
-                done = self.step()
+            self.loop.add_callback(self._settle)  # the first turn: a child that died during start()
+            self.loop.run()
         finally:
-            self.wakeup.restore_signals()
             self.close()
         log.info("agent stopped")
         return self.exit_code
+
+    def install_signals(self) -> None:
+        """SIGTERM/SIGINT queue `shutdown`, SIGHUP `reload` (as loop callbacks; main thread only)."""
+        for signum in HANDLED_SIGNALS:
+            self.loop.add_signal_handler(signum, self.on_signal)
+
+    def on_signal(self, signum: int) -> None:
+        """On the loop: a signal's command joins the queue, in order with the control server's."""
+        action = RELOAD if signum == signal.SIGHUP else SHUTDOWN
+        self._queue.put((action, {"why": signal.Signals(signum).name}, None))
+        self._on_queued()
 
     def request(self, command: str, **params: Any) -> Future:
         """Thread-safe: queue COMMAND for the main loop; the future gets its result or CommandError."""
@@ -109,12 +118,18 @@ class Supervisor:
         found = action_named(command)
         if found is None or found.execute is None:
             future.set_exception(CommandError(400, f"unknown command {command[:40]!r}"))
-        elif not self._accepting:
-            future.set_exception(CommandError(503, "the agent is not running"))
-        else:
-            self._queue.put((found, params, future))
-            self.wakeup.wake()
+            return future
+        with self._intake:
+            if not self._accepting:
+                future.set_exception(CommandError(503, "the agent is not running"))
+            else:
+                self._queue.put((found, params, future))
+                self.loop.add_callback(self._on_queued)
         return future
+
+    def wake(self) -> None:
+        """Thread-safe: a turn of the loop's work soon (a follower of the deliveries ended)."""
+        self.loop.add_callback(self._settle)
 
     def begin_stop(self, why: str) -> None:
         self.fleet.begin_stop(why, self.clock.monotonic())
@@ -132,16 +147,13 @@ class Supervisor:
             self.fleet.journal.drop_cursors_except(here)
         except Exception as exc:  # OSError, sqlite3.Error, JournalCorrupt: one line, exit 1
             raise StartupError(f"cannot open the journal {self.paths.journal_path}: {exc}") from None
-        self.wakeup.open()
         self._ctx = zmq.Context()
         try:
             self.link = self.fleet.link = self._make_link()
         except zmq.ZMQError as exc:
             raise StartupError(f"cannot bind {self.paths.supervisor_endpoint}: {exc}") from None
         self._owns_sockets = True  # locks held and our ROUTER bound: the ipc files are ours to remove
-        self._poller = zmq.Poller()
-        self._poller.register(self.link.socket, zmq.POLLIN)
-        self._poller.register(self.wakeup.read_fd, zmq.POLLIN)
+        self.loop.add_handler(self.link.socket, self._on_link)
         if self.serve:
             self._control = start_control(self.paths.control_socket, self)
             if self.config.agent.metrics_listen:
@@ -151,6 +163,7 @@ class Supervisor:
         for sink in self.config.sinks_here():
             self.fleet.add(sink, now)
         self.fleet.set_console(console_child.wanted(self.config), now)
+        self.fleet.watch_exits()
         self.publishers.refresh_dead_letters()  # held across restarts of the agent
         log.info(
             "agent started: %d sink(s) at location %s, %d configured elsewhere; broker pid %s; control socket %s; "
@@ -173,8 +186,9 @@ class Supervisor:
         return config_mod.encode_spec(config_mod.resolve_secrets(self.config))
 
     def close(self) -> None:
-        """Release everything (safe after a partial start): children, servers, sockets, locks."""
-        self._accepting = False
+        """Release everything (safe after a partial start): children, servers, sockets, signals, locks."""
+        with self._intake:
+            self._accepting = False
         self._fail_queued()
         for handle in self.fleet.handles():
             if handle.poll() is None:
@@ -185,14 +199,16 @@ class Supervisor:
             if server is not None:
                 server.stop()
         self._control = self._metrics_server = None
+        self.fleet.unwatch_all()
         if self.link is not None:
+            self.loop.remove_handler(self.link.socket)
             self.link.close()
         if self._ctx is not None:
             self._ctx.term()
         if self.fleet.journal is not None:
             self.fleet.journal.close()
         self.link = self.fleet.link = self._ctx = self.fleet.journal = None
-        self.wakeup.close()
+        self.loop.close()
         if self._owns_sockets:
             self.files.remove_sockets(control=served_control)
             self._owns_sockets = False
@@ -212,49 +228,42 @@ class Supervisor:
             if future is not None and future.set_running_or_notify_cancel():
                 future.set_exception(CommandError(503, "the agent is stopping"))
 
-    def _enqueue_signal(self, signum: int) -> None:
-        # Called in the signal handler: only enqueue, the main loop acts.
-        action = RELOAD if signum == signal.SIGHUP else SHUTDOWN
-        self._queue.put((action, {"why": signal.Signals(signum).name}, None))
-
     # ================================================================ the main loop
 
     def step(self, block: bool = True) -> bool:
-        """One turn of the main loop; True once a graceful stop has finished."""
-        self._watch_child_exits()
-        timeout = self._poll_timeout() if block else 0.0
-        # Rounded up: a deadline 0.4 ms away must not turn into a busy loop of zero-timeout polls.
-        self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
+        """One turn of the loop (tests drive it so); True once a graceful stop has finished."""
+        self.loop.run_once(None if block else 0.0)
+        return self.done
+
+    def time_to_next_deadline(self) -> float | None:
+        """Seconds the loop may sleep before a timer is due; None: until something wakes it."""
+        due = self.loop.next_timer()
+        return None if due is None else max(0.0, due - self.clock.monotonic())
+
+    def _on_link(self, events: int = 0) -> None:
+        """The ROUTER is readable: every report and answer waiting, then the work they call for."""
         with self._lock:
-            self.wakeup.drain()
             for identity, msg in self.link.receive():
                 self._guard(self.publishers.on_message, identity, msg)
+            self._settle()
+
+    def _on_queued(self) -> None:
+        with self._lock:
             self._run_queued()
+            self._settle()
+
+    def _settle(self) -> None:
+        """After anything woke the loop: reap exits, act on what is due, watch the new children."""
+        with self._lock:
             self._guard(self._reap)
             self._guard(self.fleet.tick, self.clock.monotonic())
             self._guard(self.publishers.on_deadlines)
-            return self.fleet.stopping is not None and self.fleet.stopping.done
+            self._guard(self.fleet.watch_exits)
+            if self.done:
+                self.loop.stop()
 
-    def _poll_timeout(self) -> float | None:
-        """Seconds until the soonest deadline; None (sleep until woken) when there is none."""
-        now = self.clock.monotonic()
-        deadlines = [d for d in self.fleet.deadlines() if d is not None]
-        deadlines += self.publishers.deadlines()  # stop_publisher resends, workers' answers due
-        if any(fd is None for fd in self._child_exit_fds()):
-            deadlines.append(now + CHILD_POLL_INTERVAL)
-        return max(0.0, min(deadlines) - now) if deadlines else None
-
-    def _child_exit_fds(self) -> list[int | None]:
-        return [getattr(handle, "exit_fd", lambda: None)() for handle in self.fleet.handles() if handle.poll() is None]
-
-    def _watch_child_exits(self) -> None:
-        """Poll every live child's exit fd: a child's death wakes the loop (no tick needed)."""
-        wanted = {fd for fd in self._child_exit_fds() if fd is not None}
-        for fd in self._watched_fds - wanted:
-            self._poller.unregister(fd)
-        for fd in wanted - self._watched_fds:
-            self._poller.register(fd, zmq.POLLIN)
-        self._watched_fds = wanted
+    def _bug(self, exc: BaseException) -> None:
+        log.error("BUG in the supervisor loop; carrying on", exc_info=exc)
 
     def _guard(self, fn: Callable, *args) -> None:
         try:

@@ -5,7 +5,7 @@ so the answer comes later: `AttemptAsks` (held by agent/publishers.py) sends the
 worker an `Attempts` with a fresh token over the supervisor link, keeps the
 Future until the worker's `AttemptsAnswer` with that token arrives, and fails
 it with 503 when that worker exits or is replaced first, or does not answer
-within ANSWER_TIMEOUT (a deadline of the supervisor's loop, not a tick). A
+within ANSWER_TIMEOUT (a timer of the supervisor's loop, not a tick). A
 sink with no worker running has made no attempts since one started: [] at once.
 """
 
@@ -21,6 +21,7 @@ import msgspec
 from common.internal import worker_identity
 from common.link import Attempts
 from agent.actions.unit import Action, sink_child
+from agent.deadline import Deadline
 from agent.commands import attempts as command
 from agent.commands.attempts import parse_limit
 from agent.errors import CommandError
@@ -49,6 +50,7 @@ class AttemptAsks:
         self.items = items
         self._pending: dict[int, _Pending] = {}
         self._tokens = itertools.count(1)
+        self._due = Deadline(fleet.schedule)  # the soonest answer due, as a timer of the loop
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -62,6 +64,7 @@ class AttemptAsks:
             raise CommandError(503, f"the worker of sink {child.name} is not connected yet; try again")
         future: Future = Future()
         self._pending[token] = _Pending(future, child.name, child.handle, self.clock.monotonic() + ANSWER_TIMEOUT)
+        self._due.set(self.deadline())
         return future
 
     def answered(self, identity: bytes, answer: Any) -> None:
@@ -72,6 +75,7 @@ class AttemptAsks:
             self.fleet.link.note_bad(identity, f"{self.items} answer for token {answer.token} from another sink")
             return
         del self._pending[answer.token]
+        self._due.set(self.deadline())
         pending.future.set_result([msgspec.to_builtins(a) for a in getattr(answer, self.items)])
 
     def deadline(self) -> float | None:
@@ -89,6 +93,7 @@ class AttemptAsks:
                 continue
             del self._pending[token]
             p.future.set_exception(CommandError(503, why))
+        self._due.set(self.deadline())
 
 
 def attempts(supervisor: Any, params: dict[str, Any]) -> Future | list:

@@ -35,7 +35,7 @@ def follow(supervisor: Any, params: dict[str, Any]) -> Any:
     sink = params.get("sink")
     if sink is not None:
         sink = sink_child(supervisor, params).name
-    return supervisor.publishers.feed.follow(sink, supervisor.wakeup.wake)
+    return supervisor.publishers.feed.follow(sink, supervisor.wake)
 
 
 DELIVERIES = Action(command.DELIVERIES, deliveries)

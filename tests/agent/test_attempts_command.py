@@ -96,7 +96,7 @@ def test_a_worker_that_is_not_connected_is_503(rig):
 
 def test_no_answer_by_the_deadline_is_503_and_the_loop_wakes_for_it(rig):
     future = ATTEMPTS.run(rig.sup, {"sink": "cdr"})
-    assert rig.sup._poll_timeout() == pytest.approx(ANSWER_TIMEOUT)  # a deadline, not a tick
+    assert rig.sup.time_to_next_deadline() == pytest.approx(ANSWER_TIMEOUT)  # a deadline, not a tick
     rig.clock.advance(ANSWER_TIMEOUT - 0.01)
     rig.step()
     assert not future.done()
@@ -106,7 +106,7 @@ def test_no_answer_by_the_deadline_is_503_and_the_loop_wakes_for_it(rig):
         future.result(timeout=0)
     assert exc.value.status == 503 and "did not answer" in exc.value.message
     answer(rig, asked(rig)["token"], [ENTRY])  # too late: nobody waits for it, nothing breaks
-    assert rig.sup._poll_timeout() is None or rig.sup._poll_timeout() > 0
+    assert rig.sup.time_to_next_deadline() is None or rig.sup.time_to_next_deadline() > 0
 
 
 def test_a_worker_that_exits_before_answering_is_503(rig):

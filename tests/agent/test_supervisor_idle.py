@@ -25,7 +25,7 @@ def rig():
 
 def test_an_idle_supervisor_has_no_deadline_to_wake_for(rig):
     assert all(s["state"] == "running" for s in rig.ask("status")["sinks"])
-    assert rig.sup._poll_timeout() is None  # before: LOOP_INTERVAL, ten wake-ups a second
+    assert rig.sup.time_to_next_deadline() is None  # before: LOOP_INTERVAL, ten wake-ups a second
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def running():
 
     def start():
         original_start()
-        poll = r.sup._poller.poll
-        r.sup._poller.poll = lambda timeout=None: polls.append(timeout) or poll(timeout)
+        poll = r.sup.loop._poller.poll
+        r.sup.loop._poller.poll = lambda timeout=None: polls.append(timeout) or poll(timeout)
 
     r.sup.start = start
     t = threading.Thread(target=r.sup.run)
@@ -81,12 +81,12 @@ def test_stop_publisher_is_resent_at_its_deadline_without_a_new_report(rig):
     rig.report("cdr", "backoff_exceeded")
     rig.report("cdr", "running")  # the worker has not obeyed (yet); it may stay silent until its heartbeat
     assert len(rig.link.to("cdr", "stop_publisher")) == 1
-    assert rig.sup._poll_timeout() == pytest.approx(STOP_RESEND_INTERVAL)
+    assert rig.sup.time_to_next_deadline() == pytest.approx(STOP_RESEND_INTERVAL)
     rig.clock.advance(STOP_RESEND_INTERVAL)
     rig.step()
     assert len(rig.link.to("cdr", "stop_publisher")) == 2
     rig.report("cdr", "paused")
-    assert rig.sup._poll_timeout() is None
+    assert rig.sup.time_to_next_deadline() is None
 
 
 def test_a_crash_after_a_stable_run_is_forgiven_without_a_tick(rig):
