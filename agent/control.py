@@ -30,8 +30,10 @@ from typing import Any
 
 import msgspec
 
-from agent.actions import BODY, CALLER_UID, RawJSON, action_of
+from agent.actions.registry import action_of
+from agent.actions.unit import BODY, CALLER_UID, RawJSON
 from agent.commands import COMMANDS, Command
+from agent.control_http import IDLE_TIMEOUT, MAX_BODY, READ_TIMEOUT
 from agent.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, Stream, json_bytes, response
 from agent.control_http import serve_stream
 from agent.control_http import send as send_bytes
@@ -41,9 +43,6 @@ from common.sockets import drop_connections
 
 log = logging.getLogger("agent.control")
 
-MAX_BODY = 64 * 1024  # bytes of request body
-READ_TIMEOUT = 5.0  # s a client gets to deliver one whole request (head and body)
-IDLE_TIMEOUT = 5.0  # s a keep-alive connection may wait between requests
 MAX_CONNECTIONS = 64
 BUSY_READ_TIMEOUT = 0.5  # s the accept thread waits for a refused client's request head
 MAX_REQUESTS_PER_CONNECTION = 1000

@@ -20,6 +20,9 @@ from typing import Any
 from agent import __version__
 
 MAX_HEAD = 16 * 1024  # bytes of request line + headers
+MAX_BODY = 64 * 1024  # bytes of request body
+READ_TIMEOUT = 5.0  # s a client gets to deliver one whole request (head and body)
+IDLE_TIMEOUT = 5.0  # s a keep-alive connection may wait between requests
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 

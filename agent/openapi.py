@@ -16,14 +16,13 @@ from typing import Any
 
 import msgspec
 
-from agent.actions import action_of
 from agent.actions.attempts import ANSWER_TIMEOUT
 from agent.commands import COMMANDS, Command
 from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 from agent.commands import deliveries
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT
 from agent.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
-from agent.control import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
+from agent.control_http import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
 from agent.states import PublisherState
 
 API_VERSION = "1"  # the /v1 of the paths; bumped only with an incompatible change
@@ -292,7 +291,7 @@ def error_responses(command: Command) -> dict[int, str]:
     return dict(sorted(errors.items()))
 
 
-def operation(command: Command) -> dict[str, Any]:
+def operation(command: Command, body: Any) -> dict[str, Any]:
     if command.name not in RESPONSE_SCHEMAS:
         raise KeyError(f"agent/openapi.py: no response schema for the command {command.name!r}")
     responses: dict[str, Any] = {
@@ -303,7 +302,6 @@ def operation(command: Command) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": command.name, "summary": command.help, "responses": responses}
     if params := parameters(command):
         op["parameters"] = params
-    body = action_of(command).body
     if body is not None:
         ref = {"$ref": f"#/components/schemas/{body.__name__}"}
         required = any(f.required for f in msgspec.structs.fields(body))
@@ -314,12 +312,14 @@ def operation(command: Command) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every command in COMMANDS."""
+def document_of(actions: tuple) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every command in COMMANDS; ACTIONS (agent/actions/registry.py)
+    give the body each takes (passed in: the registry serves this document, so imports this module)."""
+    body_of = {a.name: a.body for a in actions}
     paths: dict[str, dict[str, Any]] = {}
     for command in COMMANDS:
-        paths.setdefault(command.path, {})[command.method.lower()] = operation(command)
-    bodies = [body for c in COMMANDS if (body := action_of(c).body) is not None]
+        paths.setdefault(command.path, {})[command.method.lower()] = operation(command, body_of[command.name])
+    bodies = [body for c in COMMANDS if (body := body_of[c.name]) is not None]
     _, body_schemas = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
     return {
         "openapi": "3.1.0",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.openapi import openapi_document
+from agent.actions.registry import openapi_document
 
 INTRO = """\
 # Control API

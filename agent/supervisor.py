@@ -32,7 +32,7 @@ from common.logs import SUPPORT
 from common.loop import Loop
 from agent import console_child
 from agent.child import Child, SinkChild
-from agent.actions import RELOAD, SHUTDOWN, action_named
+from agent.actions.registry import RELOAD, SHUTDOWN, action_named
 from agent.errors import CommandError
 from agent.fleet import BROKER_JOURNAL_CORRUPT, Fleet
 from agent.processes import PopenLauncher, SystemClock

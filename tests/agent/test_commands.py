@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agent import actions
-from agent.actions import action_named
+from agent.actions import registry as actions, unit as action_unit
+from agent.actions.registry import action_named
 from agent.commands import (
     COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError,
     command_named, exit_code, render_status,
@@ -77,7 +77,7 @@ def test_actions_call_the_supervisor():
 
 
 def test_ask_times_out_as_503(monkeypatch):
-    monkeypatch.setattr(actions.unit, "SUPERVISOR_TIMEOUT", 0.05)
+    monkeypatch.setattr(action_unit, "SUPERVISOR_TIMEOUT", 0.05)
 
     class Silent:
         def request(self, command, **params):

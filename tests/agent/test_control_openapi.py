@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from agent.control import ROUTES, ControlServer
-from agent.openapi import COMMON_ERRORS, openapi_document
+from agent.actions.registry import openapi_document
+from agent.openapi import COMMON_ERRORS
 from tests.agent.test_control import FakeSupervisor
 
 MAX_BODY = 4096  # small, so an oversized body is quick to send

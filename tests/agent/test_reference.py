@@ -8,7 +8,7 @@ from openapi_spec_validator import validate
 from agent import reference
 from agent.commands import COMMANDS
 from agent.metrics import MetricsView, families
-from agent.openapi import openapi_document
+from agent.actions.registry import openapi_document
 from agent.reference_config import SECTIONS, described_fields
 from agent.reference_metrics import exposed_name, metrics_markdown
 from common.config import RESOLVED_FIELDS, Config, SinkConfig

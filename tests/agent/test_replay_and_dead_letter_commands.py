@@ -11,7 +11,7 @@ import pytest
 from bus.journal import Journal
 from bus.journal_reader import JournalReader
 from common.timespec import iso_utc
-from agent.actions import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
+from agent.actions.registry import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
 from agent.actions.dead_letters import RedriveBody
 from agent.actions.replay import ReplayBody
 from agent.errors import CommandError
