@@ -25,10 +25,6 @@ DEFAULT_CONFIG = "/etc/eventsink-agent/agent.toml"
 log = logging.getLogger("agent.cli")
 
 
-class OperatorError(Exception):
-    """A mistake the operator can fix: shown as one line, exit 1."""
-
-
 def _error(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
@@ -177,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", metavar="S", type=_positive, default=None,
                    help="stop after S seconds (default: run until Ctrl-C)")
 
+    _add_receive(add)
+    _add_import_pexip(add)
+
+    p = add("console-password", cmd_console_password, "set the browser console's password",
+            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
+            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
+    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
+    return parser
+
+
+def _add_receive(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("receive", cmd_receive, "run a stand-alone test receiver for event sinks",
             "A test receiver: prints each event on one line, checks Basic auth or a bearer token and signatures, "
             "decompresses gzip bodies, unpacks bulk envelopes, and flags seq gaps, resets and duplicate webhook-ids. "
@@ -187,13 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web", metavar="HOST:PORT", default="",
                    help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)")
     _add_receive_checks(p)
-    _add_import_pexip(add)
-
-    p = add("console-password", cmd_console_password, "set the browser console's password",
-            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
-            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
-    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
-    return parser
 
 
 def _add_import_pexip(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -224,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         return args.func(args)
-    except OperatorError as exc:
-        _error(str(exc))
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

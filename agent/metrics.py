@@ -80,7 +80,6 @@ def families(view: MetricsView) -> list:
     in_flight = GaugeMetricFamily("eventsink_in_flight_posts", "POSTs under way.", labels=["sink"])
     backoff = GaugeMetricFamily("eventsink_retry_backoff_seconds", "The sink's current retry wait, 0 when healthy.", labels=["sink"])
     running = GaugeMetricFamily("eventsink_publisher_running", "1 while the sink's publisher runs, 0 otherwise.", labels=["sink"])
-    alarm = GaugeMetricFamily("eventsink_alarm_active", "1 while that alarm is raised.", labels=["sink", "alarm"])
     restarts = CounterMetricFamily("eventsink_worker_restarts", "Worker processes restarted by the supervisor after an unexpected exit.", labels=["sink"])
     journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
     dead_lettered = CounterMetricFamily("eventsink_dead_letters", "Events set aside as dead letters.", labels=["sink"])
@@ -88,7 +87,6 @@ def families(view: MetricsView) -> list:
     retained = GaugeMetricFamily("eventsink_journal_retained_events", "Delivered events kept for replay.",
                                  value=view.journal_retained)
 
-    active = set(view.alarms)
     for s in view.sinks:
         c = s.counters
         delivered.add_metric([s.name], c.delivered)
@@ -103,6 +101,15 @@ def families(view: MetricsView) -> list:
         restarts.add_metric([s.name], s.restarts)
         dead_lettered.add_metric([s.name], c.dead_lettered)
         dead_held.add_metric([s.name], s.dead_letters)
+    return [received, rejected, duplicates, delivered, attempts, duration, age, backlog, in_flight, backoff, running,
+            alarm_family(view), restarts, journal, retained, dead_lettered, dead_held]
+
+
+def alarm_family(view: MetricsView) -> GaugeMetricFamily:
+    """eventsink_alarm_active: every known alarm of every sink and of the node, 1 while raised."""
+    alarm = GaugeMetricFamily("eventsink_alarm_active", "1 while that alarm is raised.", labels=["sink", "alarm"])
+    active = set(view.alarms)
+    for s in view.sinks:
         for name in SINK_ALARMS:
             alarm.add_metric([s.name, name], 1 if (name, s.name) in active else 0)
     for name in NODE_ALARMS:
@@ -111,9 +118,7 @@ def families(view: MetricsView) -> list:
     known = {(n, s.name) for s in view.sinks for n in SINK_ALARMS} | {(n, None) for n in NODE_ALARMS}
     for name, sink in sorted(active - known, key=lambda a: (a[0], a[1] or "")):
         alarm.add_metric([sink or "", name], 1)
-
-    return [received, rejected, duplicates, delivered, attempts, duration, age, backlog, in_flight, backoff, running, alarm, restarts,
-            journal, retained, dead_lettered, dead_held]
+    return alarm
 
 
 class AgentCollector:
