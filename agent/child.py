@@ -27,12 +27,12 @@ from common.logs import SUPPORT, RateLimited
 from agent.deadline import Deadline, Schedule
 from agent.processes import exit_description
 from agent.reports import WorkerCounters
-from agent.states import PublisherState, change_state
+from agent.states import ChildState, change_state
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
 
-S = PublisherState
+S = ChildState
 WORKER_ARGV = [sys.executable, "-m", "sinks.worker"]
 BROKER_ARGV = [sys.executable, "-m", "bus.broker"]
 # Worker and broker restarts (README, "Behaviour where the contract is silent": their own backoff policy).
@@ -106,7 +106,7 @@ class Child:
     def pid(self) -> int | None:
         return self.handle.pid if self.handle is not None else None
 
-    def change_state(self, new: PublisherState, reason: str, now: float) -> None:
+    def change_state(self, new: ChildState, reason: str, now: float) -> None:
         change_state(self, new, reason, now=now)
 
     # ---------------------------------------------------------------- spawning
@@ -243,7 +243,7 @@ class SinkChild(Child):
         self.wanted_digest: str | None = None
         # A replay's start (agent/actions/replay.py): placed on the cursor when the next worker spawns.
         self.replay_start: ReplayStart | None = None
-        self.dead_letters = 0  # held in the journal (agent/publishers.py refreshes it)
+        self.dead_letters = 0  # held in the journal (agent/worker_reports.py refreshes it)
         self.dead_letters_seen: tuple[int, int, int] = (0, 0, 0)  # (pid, set aside, redriven) last reported
 
     @property

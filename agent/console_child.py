@@ -15,9 +15,9 @@ import msgspec
 
 from common.config import Config, ConsoleConfig
 from agent.child import Child
-from agent.states import PublisherState
+from agent.states import ChildState
 
-S = PublisherState
+S = ChildState
 CONSOLE_ARGV = [sys.executable, "-m", "console"]
 
 

@@ -26,11 +26,11 @@ from agent.child import BrokerChild, Child, SinkChild
 from agent.console_child import ConsoleChild
 from agent.processes import exit_description
 from sinks import shadow
-from agent.states import PublisherState
+from agent.states import ChildState
 
 log = logging.getLogger("agent.supervisor")
 
-S = PublisherState
+S = ChildState
 CHILD_POLL_INTERVAL = 0.1  # s between two looks at a child whose exit cannot be watched (no pidfd)
 STOP_BUDGET = 9.0  # s the whole graceful stop may take (the contract allows 10)
 BROKER_JOURNAL_CORRUPT = 3  # the broker's exit code for a corrupt journal (bus/broker.py)

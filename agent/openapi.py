@@ -23,7 +23,7 @@ from agent.commands import deliveries
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT
 from agent.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
 from agent.control_http import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
-from agent.states import PublisherState
+from agent.states import ChildState
 
 API_VERSION = "1"  # the /v1 of the paths; bumped only with an incompatible change
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -78,7 +78,7 @@ SINK_STATUS = {
         "url": {"type": "string", "description": "the sink's URL without credentials"},
         "locations": {**_STRINGS, "description": "the system locations whose nodes run the sink"},
         "version": {"type": "integer", "enum": [1, 2]},
-        "state": {"type": "string", "enum": [s.value for s in PublisherState]},
+        "state": {"type": "string", "enum": [s.value for s in ChildState]},
         "pid": {"type": ["integer", "null"], "description": "the worker's process id; null when none runs"},
         "backlog": _COUNT,
         "in_flight": _COUNT,

@@ -26,8 +26,8 @@ import logging
 log = logging.getLogger("agent.states")
 
 
-class PublisherState(str, enum.Enum):
-    """A sink's publisher as operators see it (`state` in docs/control-api.md)."""
+class ChildState(str, enum.Enum):
+    """A child's state as operators see it (`state` in docs/control-api.md): a sink's publisher, or the broker."""
 
     STARTING = "starting"  # a worker process is being started, or has not yet said its publisher runs
     RUNNING = "running"  # the worker reported its publisher running
@@ -38,7 +38,7 @@ class PublisherState(str, enum.Enum):
         return self.value
 
 
-S = PublisherState
+S = ChildState
 
 # Publisher sending (or about to): what an alarm can stop.
 STOPPABLE_STATES = frozenset({S.STARTING, S.RUNNING})
@@ -47,7 +47,7 @@ RUNNING_STATES = frozenset({S.RUNNING})
 # A worker process is meant to be alive in these states.
 PROCESS_STATES = frozenset({S.STARTING, S.RUNNING, S.STOPPED})
 
-TRANSITIONS: dict[PublisherState, frozenset[PublisherState]] = {
+TRANSITIONS: dict[ChildState, frozenset[ChildState]] = {
     S.STARTING: frozenset({S.RUNNING, S.STOPPED, S.CRASHED, S.STARTING}),
     S.RUNNING: frozenset({S.STOPPED, S.CRASHED, S.STARTING}),
     S.STOPPED: frozenset({S.STARTING, S.CRASHED}),
@@ -59,11 +59,11 @@ class IllegalTransition(RuntimeError):
     """A state change the table forbids: a bug in the supervisor, never an operator mistake."""
 
 
-def allowed(old: PublisherState, new: PublisherState) -> bool:
+def allowed(old: ChildState, new: ChildState) -> bool:
     return new in TRANSITIONS[old]
 
 
-def change_state(slot, new: PublisherState, reason: str, *, now: float) -> None:
+def change_state(slot, new: ChildState, reason: str, *, now: float) -> None:
     """Move SLOT to NEW (logging REASON); the only place a publisher state changes.
 
     Records when and why, keeps `publisher_running` in step, and on CRASHED

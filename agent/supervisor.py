@@ -1,7 +1,7 @@
 """The supervisor process (gunicorn arbiter style): it starts the broker and one
 worker per sink (agent/fleet.py, agent/child.py), and then, until a graceful
 stop has finished, sleeps in its loop (common/loop.py) until something
-happens and acts on it: a child's report (agent/publishers.py), a command
+happens and acts on it: a child's report (agent/worker_reports.py), a command
 (agent/actions/), a child's exit, a signal or a deadline.
 
 Everything that wakes it is a handler of that one loop: the supervisor link's
@@ -36,7 +36,7 @@ from agent.actions.registry import RELOAD, SHUTDOWN, action_named
 from agent.errors import CommandError
 from agent.fleet import BROKER_JOURNAL_CORRUPT, Fleet
 from agent.processes import PopenLauncher, SystemClock
-from agent.publishers import Publishers
+from agent.worker_reports import WorkerReports
 from agent.runtime import RuntimeFiles, StartupError, open_journal
 from agent.servers import start_control, start_metrics
 from alarms.registry import AlarmRegistry
@@ -60,7 +60,7 @@ class Supervisor:
         self.files = RuntimeFiles(self.paths)
         self.loop = Loop(clock=self.clock.monotonic, on_error=self._bug)
         self.fleet = Fleet(launcher or PopenLauncher(), self._spec_for, self.loop, self._settle)
-        self.publishers = Publishers(self.fleet, self.alarms, self.clock, lambda: self.config)
+        self.reports = WorkerReports(self.fleet, self.alarms, self.clock, lambda: self.config)
         self.link = None
         self._ctx: zmq.Context | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (Action, params, Future or None)
@@ -164,7 +164,7 @@ class Supervisor:
             self.fleet.add(sink, now)
         self.fleet.set_console(console_child.wanted(self.config), now)
         self.fleet.watch_exits()
-        self.publishers.refresh_dead_letters()  # held across restarts of the agent
+        self.reports.refresh_dead_letters()  # held across restarts of the agent
         log.info(
             "agent started: %d sink(s) at location %s, %d configured elsewhere; broker pid %s; control socket %s; "
             "metrics %s; console %s",
@@ -180,7 +180,7 @@ class Supervisor:
 
     def _spec_for(self, child: Child) -> bytes:
         if isinstance(child, SinkChild):
-            return self.publishers.worker_spec(child)
+            return self.reports.worker_spec(child)
         if isinstance(child, console_child.ConsoleChild):
             return console_child.console_spec(self.config)
         return config_mod.encode_spec(config_mod.resolve_secrets(self.config))
@@ -244,7 +244,7 @@ class Supervisor:
         """The ROUTER is readable: every report and answer waiting, then the work they call for."""
         with self._lock:
             for identity, msg in self.link.receive():
-                self._guard(self.publishers.on_message, identity, msg)
+                self._guard(self.reports.on_message, identity, msg)
             self._settle()
 
     def _on_queued(self) -> None:
@@ -257,7 +257,7 @@ class Supervisor:
         with self._lock:
             self._guard(self._reap)
             self._guard(self.fleet.tick, self.clock.monotonic())
-            self._guard(self.publishers.on_deadlines)
+            self._guard(self.reports.on_deadlines)
             self._guard(self.fleet.watch_exits)
             if self.done:
                 self.loop.stop()

@@ -11,6 +11,8 @@ names a value instead of spelling it.
 
 from __future__ import annotations
 
+import enum
+
 # ------------------------------------------------------------ where the agent's sockets are by default
 
 # agent.runtime_dir's default (common/config.py), which eventsinkctl falls back on without loading the
@@ -19,12 +21,19 @@ DEFAULT_RUNTIME_DIR = "/run/eventsink-agent"
 
 # ------------------------------------------------------------ a worker's publisher (report field `publisher`)
 
-PUBLISHER_RUNNING = "running"  # sending
-PUBLISHER_PAUSED = "paused"  # stopped by the supervisor (or started stopped): sends nothing, counts the backlog
-# After a failure the next wait would exceed max_retry_backoff: the worker stopped sending by
-# itself and waits for the supervisor to raise the alarm and answer stop_publisher.
-PUBLISHER_BACKOFF_EXCEEDED = "backoff_exceeded"
-PUBLISHER_STATES = (PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED)
+
+
+class PublisherState(enum.StrEnum):
+    """What a worker reports of its publisher (a sink's state as operators see it is agent/states.py's)."""
+
+    RUNNING = "running"  # sending
+    PAUSED = "paused"  # stopped by the supervisor (or started stopped): sends nothing, counts the backlog
+    # After a failure the next wait would exceed max_retry_backoff: the worker stopped sending by
+    # itself and waits for the supervisor to raise the alarm and answer stop_publisher.
+    BACKOFF_EXCEEDED = "backoff_exceeded"
+
+
+PUBLISHER_STATES = tuple(PublisherState)
 
 # ------------------------------------------------------------ reject reasons (eventsink_bus_rejected_total)
 
@@ -74,3 +83,9 @@ def stop_event(version: int) -> str:
 
 SCHEMA_FORMATS = ("openapi", "swagger")  # OpenAPI 3.x JSON (the default), Swagger 2.0 JSON
 DEFAULT_SCHEMA_FORMAT = SCHEMA_FORMATS[0]
+
+
+# old names, removed after the merge
+PUBLISHER_RUNNING = PublisherState.RUNNING
+PUBLISHER_PAUSED = PublisherState.PAUSED
+PUBLISHER_BACKOFF_EXCEEDED = PublisherState.BACKOFF_EXCEEDED

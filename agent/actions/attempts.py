@@ -1,7 +1,7 @@
 """`attempts` on the main loop (docs/control-api.md, `GET /v1/sinks/NAME/attempts?limit=N`).
 
 Only the worker knows a sink's attempts (sinks/attempts.py keeps its last 1000),
-so the answer comes later: `AttemptAsks` (held by agent/publishers.py) sends the
+so the answer comes later: `AttemptAsks` (held by agent/worker_reports.py) sends the
 worker an `Attempts` with a fresh token over the supervisor link, keeps the
 Future until the worker's `AttemptsAnswer` with that token arrives, and fails
 it with 503 when that worker exits or is replaced first, or does not answer
@@ -103,7 +103,7 @@ def attempts(supervisor: Any, params: dict[str, Any]) -> Future | list:
         limit = parse_limit(params.get("limit"))
     except ValueError as exc:
         raise CommandError(400, str(exc)) from None
-    return supervisor.publishers.attempts.ask(child, limit)
+    return supervisor.reports.attempts.ask(child, limit)
 
 
 ATTEMPTS = Action(command.ATTEMPTS, attempts)

@@ -60,7 +60,7 @@ def redrive(supervisor: Any, params: dict[str, Any]) -> dict:
     if count:
         support.warning("sink %s: %d dead letters redriven (sent again before the backlog)", child.name, count)
         restart_publisher(supervisor, child, "redrive")
-    supervisor.publishers.refresh_dead_letters()
+    supervisor.reports.refresh_dead_letters()
     return {"redriven": count}
 
 
@@ -75,7 +75,7 @@ def discard(supervisor: Any, params: dict[str, Any]) -> dict:
     uid = params.get(CALLER_UID)
     support.warning("sink %s: dead letter %s discarded for good by uid %s", child.name, letter,
                     "unknown" if uid is None else uid)
-    supervisor.publishers.refresh_dead_letters()
+    supervisor.reports.refresh_dead_letters()
     return {"discarded": letter}
 
 

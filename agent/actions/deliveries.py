@@ -24,7 +24,7 @@ def deliveries(supervisor: Any, params: dict[str, Any]) -> Future | list:
         limit = parse_deliveries_limit(params.get("limit"))
     except ValueError as exc:
         raise CommandError(400, str(exc)) from None
-    return supervisor.publishers.deliveries.ask(child, limit)
+    return supervisor.reports.deliveries.ask(child, limit)
 
 
 def follow(supervisor: Any, params: dict[str, Any]) -> Any:
@@ -35,7 +35,7 @@ def follow(supervisor: Any, params: dict[str, Any]) -> Any:
     sink = params.get("sink")
     if sink is not None:
         sink = sink_child(supervisor, params).name
-    return supervisor.publishers.feed.follow(sink, supervisor.wake)
+    return supervisor.reports.feed.follow(sink, supervisor.wake)
 
 
 DELIVERIES = Action(command.DELIVERIES, deliveries)

@@ -36,9 +36,9 @@ def reload(supervisor: Any, params: dict[str, Any]) -> dict:
     for name in plan.changed:
         child = fleet.sinks[name]
         child.config = plan.config.sink_named(name)
-        supervisor.publishers.send_update(child, announce=True)
+        supervisor.reports.send_update(child, announce=True)
     for name in plan.quiet_updates:
-        supervisor.publishers.send_update(fleet.sinks[name], announce=False)
+        supervisor.reports.send_update(fleet.sinks[name], announce=False)
     fleet.drop_stale_cursors()
     fleet.set_console(console_child.wanted(plan.config), now)
     log.info("config reloaded: added %s, changed %s, removed %s", plan.added or "-", plan.changed or "-", plan.removed or "-")

@@ -25,7 +25,7 @@ def status(supervisor: Any, params: dict[str, Any]) -> dict:
             "state": broker.state.value,
         },
         "deliveries": {  # GET /v1/deliveries?follow=1: its open streams, the workers streaming for them
-            "followers": len(supervisor.publishers.feed.followers),
+            "followers": len(supervisor.reports.feed.followers),
             "streaming": sorted(c.name for c in supervisor.fleet.sinks.values()
                                 if c.report is not None and c.report.streaming),
         },

@@ -49,7 +49,7 @@ def test_the_worker_is_asked_and_its_answer_is_the_result(rig):
     assert future.result(timeout=0) == [success, ENTRY]
     Draft202012Validator({**RESPONSE_SCHEMAS["attempts"], "components": openapi_document()["components"]}).validate(
         future.result())
-    assert len(rig.sup.publishers.attempts) == 0
+    assert len(rig.sup.reports.attempts) == 0
 
 
 def test_through_the_request_queue_the_answer_comes_later(rig):

@@ -120,7 +120,7 @@ def test_redrive_marks_them_and_restarts_the_publisher(rig):
 
 def test_discard_deletes_one_and_logs_the_callers_uid(rig, caplog):
     hold(rig, 7)
-    rig.sup.publishers.refresh_dead_letters()
+    rig.sup.reports.refresh_dead_letters()
     assert rig.sup.fleet.sinks["cdr"].dead_letters == 1
     with pytest.raises(CommandError) as err:
         DISCARD.run(rig.sup, {"sink": "cdr", "id": "epoch-8", CALLER_UID: 1234})

@@ -13,12 +13,12 @@ from agent.states import (
     STOPPABLE_STATES,
     TRANSITIONS,
     IllegalTransition,
-    PublisherState,
+    ChildState,
     allowed,
     change_state,
 )
 
-S = PublisherState
+S = ChildState
 
 ALLOWED = {
     (S.STARTING, S.RUNNING), (S.STARTING, S.STOPPED), (S.STARTING, S.CRASHED), (S.STARTING, S.STARTING),

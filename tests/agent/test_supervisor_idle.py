@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agent.processes import SystemClock
-from agent.publishers import STOP_RESEND_INTERVAL
+from agent.worker_reports import STOP_RESEND_INTERVAL
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 from tests.agent.test_supervisor_process import wait_for
 

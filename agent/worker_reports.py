@@ -25,19 +25,20 @@ from common.internal import BROKER_IDENTITY, worker_identity
 from common.link import (AttemptsAnswer, BrokerReport, Deliveries, DeliveriesAnswer, DeliveriesStreamed, WorkerReport,
                          parse_message)
 from common.logs import SUPPORT
+from common.vocabulary import PublisherState
 from agent.child import SinkChild
 from agent.actions.attempts import AttemptAsks
 from agent.deliveries_feed import DeliveryFeed
 from agent.fleet import Fleet
-from agent.states import STOPPABLE_STATES, PublisherState
+from agent.states import STOPPABLE_STATES, ChildState
 from alarms import rules
 from alarms.registry import JOURNAL_FULL, AlarmRegistry
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
 
-S = PublisherState
-STOP_RESEND_INTERVAL = 1.0  # s between two stop_publisher to a worker that still says "running"
+S = ChildState
+STOP_RESEND_INTERVAL = 1.0  # s between two stop_publisher to a worker that still says its publisher runs
 
 
 def worker_view(config: Config, name: str) -> tuple:
@@ -45,7 +46,7 @@ def worker_view(config: Config, name: str) -> tuple:
     return (config.node, config.tuning, config.sink_named(name))
 
 
-class Publishers:
+class WorkerReports:
     """Reports in, publisher states, alarms and config updates out (for the supervisor's loop).
 
     FLEET holds the children and, once bound, the supervisor link (`fleet.link`); CONFIG
@@ -116,9 +117,9 @@ class Publishers:
             active = self.alarms.for_sink(child.name)
             if active:
                 self.stop_publisher(child, f"alarm {active[0].name} is still active", now)
-            elif r.publisher == "running":
+            elif r.publisher == PublisherState.RUNNING:
                 child.change_state(S.RUNNING, "the worker reports its publisher running", now)
-        elif child.state is S.STOPPED and r.publisher == "running":
+        elif child.state is S.STOPPED and r.publisher == PublisherState.RUNNING:
             if child.stop_sent_at is None or now - child.stop_sent_at >= STOP_RESEND_INTERVAL:
                 self.send_stop_publisher(child, now)
         child.stop_resend.set(self.stop_resend_at(child))
@@ -177,7 +178,7 @@ class Publishers:
     def stop_resend_at(child: SinkChild) -> float | None:
         """When a stop_publisher is due again: the worker's last report still says its publisher runs."""
         if (child.state is S.STOPPED and child.handle is not None and child.stop_sent_at is not None
-                and child.report is not None and child.report.publisher == "running"):
+                and child.report is not None and child.report.publisher == PublisherState.RUNNING):
             return child.stop_sent_at + STOP_RESEND_INTERVAL
         return None
 
