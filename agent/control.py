@@ -32,7 +32,7 @@ import msgspec
 
 from agent.actions.registry import action_of
 from agent.actions.unit import BODY, CALLER_UID, RawJSON
-from agent.commands import COMMANDS, Command
+from agent.commands.registry import COMMANDS, Command
 from agent.control_http import IDLE_TIMEOUT, MAX_BODY, READ_TIMEOUT
 from agent.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, Stream, json_bytes, response
 from agent.control_http import serve_stream

@@ -1,7 +1,7 @@
 """`eventsinkctl`: the operator's thin client of the control socket.
 
 Owns the command line (subcommands built from the descriptions in
-`agent.commands.COMMANDS`), the choice of socket (`--socket`, else the config's
+`agent.commands.registry.COMMANDS`), the choice of socket (`--socket`, else the config's
 `agent.control_socket` with `--config`, else `$EVENTSINK_SOCKET`, else the
 default), and HTTP over the unix socket (`ControlClient`, docs/control-api.md).
 Answers are rendered by each command; exit codes come from
@@ -12,23 +12,30 @@ small program: it imports the commands' descriptions only, never their actions
 (agent/actions/: zmq, sqlite3, msgspec, the journal), and speaks the one
 request it needs itself (`exchange`: HTTP/1.1 with `Connection: close`, as the
 control server answers it) rather than through http.client and its email
-parser. tests/agent/test_ctl_imports.py keeps it so.
+parser. A plain subcommand imports its one description only
+(`agent.commands.CTL_UNITS`), and the connection is the C socket module's
+(`_socket`): socket.py's enum conversions and selectors would be a fifth of the
+start. tests/agent/test_ctl_imports.py keeps it so.
 """
 
 from __future__ import annotations
 
+import _socket
 import argparse
+import importlib
 import json
 import os
-import socket
 import sys
 
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any
 
+    from agent.commands.unit import Command
+
 from agent import __version__
-from agent.commands import COMMANDS, BadValue, Command, Reply, Unreachable, UsageError, exit_code
+from agent.commands import CTL_UNITS
+from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
 from common.vocabulary import DEFAULT_RUNTIME_DIR
 
 PROG = "eventsinkctl"
@@ -81,8 +88,8 @@ class ControlClient:
             decoded = None
         return Reply(status, decoded), raw
 
-    def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _connect(self) -> _socket.socket:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.socket_path)
@@ -106,7 +113,7 @@ def unreachable(where: str, exc: OSError) -> str:
     return f"cannot connect to the agent at {where}: {exc.strerror or exc}"
 
 
-def exchange(sock: socket.socket, method: str, path: str, payload: bytes | None) -> tuple[int, bytes]:
+def exchange(sock: _socket.socket, method: str, path: str, payload: bytes | None) -> tuple[int, bytes]:
     """One HTTP/1.1 request on the connected SOCK -> (status, body). OSError (a ConnectionError when the
     agent closes it early or answers what is not HTTP), TimeoutError past the socket's timeout."""
     head = f"{method} {path} HTTP/1.1\r\nHost: agent\r\nAccept: application/json\r\nConnection: close\r\n"
@@ -138,14 +145,14 @@ def exchange(sock: socket.socket, method: str, path: str, payload: bytes | None)
     return status, body[:length]
 
 
-def _recv(sock: socket.socket) -> bytes:
+def _recv(sock: _socket.socket) -> bytes:
     chunk = sock.recv(65536)
     if not chunk:
         raise ConnectionError("the agent closed the connection")
     return chunk
 
 
-def _dechunk(sock: socket.socket, data: bytes) -> bytes:
+def _dechunk(sock: _socket.socket, data: bytes) -> bytes:
     """A chunked body (DATA: what came after the head), read to its last chunk (trailers are not kept)."""
     out = b""
     while True:
@@ -217,7 +224,7 @@ def requested(argv: list[str]) -> str | None:
     """The subcommand ARGV names, when that is plain before parsing: its first word, after only --socket and
     --config with their values. None for anything else (--help, --version, an abbreviated option, no or an
     unknown subcommand): then the parser is built whole, and argparse says what it says about it."""
-    names = {c.name for c in COMMANDS if c.in_ctl}
+    names = CTL_UNITS
     value_next = False
     for arg in argv:
         if value_next:
@@ -229,10 +236,31 @@ def requested(argv: list[str]) -> str | None:
     return None
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout at the terminal's width, found as shutil.get_terminal_size finds it, without
+    importing shutil (and its imports) at every start: argparse makes a formatter for each add_argument."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """eventsinkctl's parser, with every subcommand, or with ONLY that one (`requested`: the subcommand parses
     the rest of the line alike either way, and building the others is most of the parser's cost)."""
-    where = argparse.ArgumentParser(add_help=False)
+    where = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     where.add_argument(
         "--socket", metavar="PATH", default=argparse.SUPPRESS,
         help=f"the agent's control socket (default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})",
@@ -240,16 +268,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     where.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="read the control socket's path from this agent config")
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=_Formatter,
         parents=[where],
         description="Control a running eventsink-agent through its control socket.",
         epilog="exit status: 0 ok, 1 the agent refused or failed, 2 usage error, 3 agent not running",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        if not command.in_ctl or only not in (None, command.name):
-            continue
-        p = sub.add_parser(command.name, parents=[where], help=command.help, description=command.help[:1].upper() + command.help[1:] + ".")
+    for command in [described(only)] if only is not None else ctl_commands():
+        p = sub.add_parser(command.name, parents=[where], formatter_class=_Formatter, help=command.help,
+                           description=command.help[:1].upper() + command.help[1:] + ".")
         helps = dict(command.field_help)
         for field in command.fields:
             p.add_argument(field, metavar=field.upper(), help=helps.get(field))
@@ -258,6 +286,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the agent's JSON answer as it is")
         p.set_defaults(command=command)
     return parser
+
+
+def described(name: str) -> Command:
+    """The description of eventsinkctl's subcommand NAME, importing its module only."""
+    module, attr = CTL_UNITS[name].split(":")
+    return getattr(importlib.import_module(f"agent.commands.{module}"), attr)
+
+
+def ctl_commands() -> list[Command]:
+    """eventsinkctl's subcommands, in the registry's order (every description is imported)."""
+    from agent.commands.registry import COMMANDS
+
+    return [c for c in COMMANDS if c.in_ctl]
 
 
 def request_parts(command: Command, args: argparse.Namespace) -> tuple[dict, dict, dict | None]:

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from agent.actions.attempts import ANSWER_TIMEOUT
-from agent.commands import COMMANDS, Command
+from agent.commands.registry import COMMANDS, Command
 from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 from agent.commands import deliveries
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from agent import cli, ctl
-from agent.commands import COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from agent.commands.registry import COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
 INTRO = """\
 # Commands

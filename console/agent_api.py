@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from tornado.ioloop import IOLoop
 
-from agent.commands import Unreachable
+from agent.commands.client import Unreachable
 from agent.ctl import AgentFailed, ControlClient
 
 log = logging.getLogger("console")

@@ -21,7 +21,7 @@ from agent.actions.schema import SCHEMA
 from agent.actions.shutdown import SHUTDOWN
 from agent.actions.status import STATUS
 from agent.actions.unit import BODY, CALLER_UID, Action, RawJSON, ask
-from agent.commands import LOOP_COMMANDS, Command
+from agent.commands.registry import LOOP_COMMANDS, Command
 from agent.commands import openapi_doc as openapi_command
 from agent import openapi
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent.actions import registry as actions, unit as action_unit
 from agent.actions.registry import action_named
-from agent.commands import (
+from agent.commands.registry import (
     COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError,
     command_named, exit_code, render_status,
 )

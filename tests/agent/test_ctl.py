@@ -12,6 +12,8 @@ import threading
 import pytest
 
 from agent import ctl
+from agent.commands import CTL_UNITS
+from agent.commands.registry import COMMANDS
 from tests.agent.test_control import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -280,3 +282,10 @@ def test_usage_errors_after_a_plain_subcommand_read_as_before(capsys):
                 parser.parse_args(argv)
             texts.append((done.value.code, capsys.readouterr()))
         assert texts[0] == texts[1], argv
+
+
+def test_each_subcommand_is_found_where_the_package_says_and_only_those():
+    """agent.commands.CTL_UNITS (what a plain subcommand imports) names each command eventsinkctl offers."""
+    offered = [c for c in COMMANDS if c.in_ctl]
+    assert list(CTL_UNITS) == [c.name for c in offered]
+    assert [ctl.described(c.name) for c in offered] == offered

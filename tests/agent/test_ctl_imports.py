@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from agent.commands import COMMANDS
+from agent.commands.registry import COMMANDS
 from tests.agent.test_control import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

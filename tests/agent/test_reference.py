@@ -6,7 +6,7 @@ import msgspec
 from openapi_spec_validator import validate
 
 from agent import reference
-from agent.commands import COMMANDS
+from agent.commands.registry import COMMANDS
 from agent.metrics import MetricsView, families
 from agent.actions.registry import openapi_document
 from agent.reference_config import SECTIONS, described_fields
