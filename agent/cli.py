@@ -4,8 +4,8 @@ Owns the subcommands `run`, `check`, `schema`, `demo`, `receive`, `import-pexip`
 `console-password`: their arguments, help, and the rule that an operator mistake (bad path, bad
 config, socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
-`--help` and `check` stay fast: agent.supervisor, bus.schema, agent.demo,
-sinks.receive_command, agent.import_pexip.
+`--help` and `check` stay fast: agent.supervision.supervisor, bus.schema, agent.demo,
+sinks.receive_command, agent.pexip.importer.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure("supervisor", logs.config_secrets(config))
     for w in result.warnings:
         log.warning("config: %s", w.render(args.config))
-    from agent.control import ControlSocketError
+    from agent.server.control import ControlSocketError
 
-    supervisor = importlib.import_module("agent.supervisor")
+    supervisor = importlib.import_module("agent.supervision.supervisor")
     try:
         return int(supervisor.Supervisor(args.config, config).run() or 0)
     except ControlSocketError as exc:
@@ -95,7 +95,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def cmd_import_pexip(args: argparse.Namespace) -> int:
-    return int(importlib.import_module("agent.import_pexip").main(args) or 0)
+    return int(importlib.import_module("agent.pexip.importer").main(args) or 0)
 
 
 def cmd_console_password(args: argparse.Namespace) -> int:

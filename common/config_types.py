@@ -37,7 +37,7 @@ DEFAULT_PATH = "/etc/eventsink-agent/agent.toml"
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # One line per key, for docs/config.md (agent/reference_config.py); a ClassVar is not a key.
+    # One line per key, for docs/config.md (agent/reference/config.py); a ClassVar is not a key.
     KEY_HELP: ClassVar[dict[str, str]] = {}
 
 

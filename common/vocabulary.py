@@ -24,7 +24,7 @@ DEFAULT_RUNTIME_DIR = "/run/eventsink-agent"
 
 
 class PublisherState(enum.StrEnum):
-    """What a worker reports of its publisher (a sink's state as operators see it is agent/states.py's)."""
+    """What a worker reports of its publisher (a sink's state as operators see it is agent/supervision/states.py's)."""
 
     RUNNING = "running"  # sending
     PAUSED = "paused"  # stopped by the supervisor (or started stopped): sends nothing, counts the backlog

@@ -9,12 +9,12 @@ Every command is two small units with the same module name:
   (unit.py) with its name, help, method and path (`{field}` segments), its
   query fields, whether it reads a JSON body, its `CliArg`s, and its renderer,
   plus whatever the client needs to check a value before sending it. It may
-  import the standard library, agent/render.py, agent/commands/ and the light
+  import the standard library, agent/client/render.py, agent/commands/ and the light
   helpers of common/ (timespec, vocabulary) only: `eventsinkctl` imports any
   description, and tests/agent/test_ctl_imports.py fails when one pulls in
   zmq, pycurl, sqlite3, msgspec or http.client. Nor typing or dataclasses,
   for start-up's sake: annotations name `Any` under `TYPE_CHECKING = False`.
-- `agent/actions/NAME.py`, its action (server side): an `Action` holding the
+- `agent/server/actions/NAME.py`, its action (server side): an `Action` holding the
   description and its `execute(supervisor, params)` on the main loop (or
   `serve` on the control server's thread), its msgspec body type, and the
   server's rules for it (`refused_while_stopping`, `wants_caller`). It imports
@@ -23,8 +23,8 @@ Every command is two small units with the same module name:
 To add a command: write both modules, add the description to `COMMANDS` in
 agent/commands/registry.py (or to `LOOP_COMMANDS` only, if it is not on the
 socket) and, when `eventsinkctl` offers it, to `CTL_UNITS` below, the action to
-`ACTIONS` in agent/actions/registry.py, give it a response schema in
-agent/openapi.py, and run `make docs`. tests/agent/test_command_units.py checks
+`ACTIONS` in agent/server/actions/registry.py, give it a response schema in
+agent/server/openapi.py, and run `make docs`. tests/agent/test_command_units.py checks
 that every description has exactly one action and that the two agree on the body.
 
 A command written as one unit, the way they were before this split
@@ -38,13 +38,13 @@ and move `execute`/`serve`, the body Struct, `refused_while_stopping` and
 
 This package's own module names only where each of `eventsinkctl`'s
 subcommands is described, so that a plain `eventsinkctl status` imports that
-one description (agent/ctl.py), not the registry and every description;
+one description (agent/client/ctl.py), not the registry and every description;
 tests/agent/test_ctl.py checks that it names each one the registry offers.
 """
 
 from __future__ import annotations
 
-# eventsinkctl's subcommand -> "module:NAME" of its description in this package (agent/ctl.py)
+# eventsinkctl's subcommand -> "module:NAME" of its description in this package (agent/client/ctl.py)
 CTL_UNITS = {
     "status": "status:STATUS", "alarms": "alarms:ALARMS", "restart": "restart:RESTART", "reload": "reload:RELOAD",
     "replay": "replay:REPLAY", "attempts": "attempts:ATTEMPTS", "deliveries": "deliveries:DELIVERIES",

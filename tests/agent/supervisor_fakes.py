@@ -12,9 +12,9 @@ import textwrap
 import threading
 
 from common import config as config_mod
-from agent.childlink import ChildLink
+from agent.supervision.childlink import ChildLink
 from common.internal import HISTOGRAM_BOUNDS, worker_identity
-from agent.supervisor import Supervisor
+from agent.supervision.supervisor import Supervisor
 
 
 class FakeClock:

@@ -9,13 +9,13 @@ import concurrent.futures
 import pytest
 from jsonschema import Draft202012Validator
 
-from agent import ctl
-from agent.actions.registry import ATTEMPTS
-from agent.actions.attempts import ANSWER_TIMEOUT
+from agent.client import ctl
+from agent.server.actions.registry import ATTEMPTS
+from agent.server.actions.attempts import ANSWER_TIMEOUT
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT, parse_limit
-from agent.errors import CommandError
-from agent.actions.registry import openapi_document
-from agent.openapi import RESPONSE_SCHEMAS
+from agent.client.errors import CommandError
+from agent.server.actions.registry import openapi_document
+from agent.server.openapi import RESPONSE_SCHEMAS
 from common.internal import worker_identity
 from tests.agent.supervisor_fakes import Rig
 

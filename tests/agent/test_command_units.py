@@ -10,10 +10,10 @@ import signal
 
 import pytest
 
-from agent.actions.registry import ACTIONS, ALARMS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS, action_of, unpaired
+from agent.server.actions.registry import ACTIONS, ALARMS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS, action_of, unpaired
 from agent.commands.registry import COMMANDS, LOOP_COMMANDS
-from agent.control import ControlServer
-from agent.errors import CommandError
+from agent.server.control import ControlServer
+from agent.client.errors import CommandError
 from tests.agent.supervisor_fakes import Rig
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agent.actions import registry as actions, unit as action_unit
-from agent.actions.registry import action_named
+from agent.server.actions import registry as actions, unit as action_unit
+from agent.server.actions.registry import action_named
 from agent.commands.registry import (
     COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError,
     command_named, exit_code, render_status,
@@ -16,10 +16,10 @@ from agent.commands.registry import (
 from agent.commands.alarms import render_alarms
 from agent.commands.reload import render_reload
 from agent.commands.restart import render_restart
-from agent.control import ROUTES
-from agent.ctl import build_parser
-from agent.errors import CommandError
-from agent.render import format_seconds
+from agent.server.control import ROUTES
+from agent.client.ctl import build_parser
+from agent.client.errors import CommandError
+from agent.client.render import format_seconds
 from tests.agent.test_control import ALARMS, STATUS, FakeSupervisor
 
 
@@ -178,7 +178,7 @@ def test_restart_and_reload_rendering():
 
 
 def test_a_concrete_path_wins_over_a_template_that_matches_it():
-    from agent.control import _route
+    from agent.server.control import _route
 
     command, params, allowed = _route("DELETE", "/v1/sinks/cdr/dead-letters/redrive")
     assert command is None and allowed == ["POST"]  # a wrong method, not a dead letter named "redrive"

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from agent.actions import unit as action_unit
+from agent.server.actions import unit as action_unit
 from bus import schema as bus_schema
-from agent.control import ControlServer, ControlSocketError
-from agent.ctl import ControlClient
-from agent.errors import CommandError
+from agent.server.control import ControlServer, ControlSocketError
+from agent.client.ctl import ControlClient
+from agent.client.errors import CommandError
 from tests.helpers import short_tmpdir
 
 STATUS = {
@@ -46,7 +46,7 @@ ALARMS = [
 
 
 class FakeSupervisor:
-    """Answers like agent.supervisor.Supervisor.request: a Future per command."""
+    """Answers like agent.supervision.supervisor.Supervisor.request: a Future per command."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []

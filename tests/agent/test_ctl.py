@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from agent import ctl
+from agent.client import ctl
 from agent.commands import CTL_UNITS
 from agent.commands.registry import COMMANDS
 from tests.agent.test_control import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def run_ctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "agent.ctl", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "agent.client.ctl", *args], capture_output=True, text=True,
                           timeout=30, cwd=REPO, env=full_env)
 
 
@@ -181,7 +181,7 @@ def test_console_script_installed():
 
 def test_sink_name_not_utf8_is_one_plain_line(server, supervisor):
     # A shell may hand over a name that is not UTF-8 (Python sees a surrogate escape).
-    out = subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
+    out = subprocess.run([sys.executable, "-m", "agent.client.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
                          capture_output=True, timeout=30, cwd=REPO,
                          env={k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV})
     stderr = out.stderr.decode("utf-8", "replace")

@@ -11,10 +11,10 @@ import pytest
 from bus.journal import Journal
 from bus.journal_reader import JournalReader
 from common.timespec import iso_utc
-from agent.actions.registry import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
-from agent.actions.dead_letters import RedriveBody
-from agent.actions.replay import ReplayBody
-from agent.errors import CommandError
+from agent.server.actions.registry import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
+from agent.server.actions.dead_letters import RedriveBody
+from agent.server.actions.replay import ReplayBody
+from agent.client.errors import CommandError
 from sinks.shadow import shadow_path
 from tests.agent.supervisor_fakes import Rig
 

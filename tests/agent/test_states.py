@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from common.backoff import Backoff
-from agent.states import (
+from agent.supervision.states import (
     PROCESS_STATES,
     RUNNING_STATES,
     STOPPABLE_STATES,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from agent.processes import SystemClock
-from agent.worker_reports import STOP_RESEND_INTERVAL
+from agent.supervision.processes import SystemClock
+from agent.supervision.worker_reports import STOP_RESEND_INTERVAL
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 from tests.agent.test_supervisor_process import wait_for
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from common import config as config_mod
-from agent.supervisor import Supervisor
+from agent.supervision.supervisor import Supervisor
 from sinks.receiver import Receiver
 
 pytestmark = pytest.mark.agent_process  # runs the supervisor with real children as real processes (not in `make check`)

@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from common import config as config_mod
-from agent.errors import CommandError
-from agent.reload import plan_reload
+from agent.client.errors import CommandError
+from agent.supervision.reload import plan_reload
 from tests.agent.supervisor_fakes import Rig, config_text
 
 BASE_SINKS = (("a", "Oslo", 1), ("b", "Oslo", 2), ("c", "Oslo", 2))

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from agent.fleet import STOP_BUDGET
+from agent.supervision.fleet import STOP_BUDGET
 from common.internal import CHILD_GRACE
-from agent.processes import SystemClock
+from agent.supervision.processes import SystemClock
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 
 
