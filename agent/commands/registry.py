@@ -1,8 +1,7 @@
 """The registry of the control commands' descriptions (agent/commands/, where
 the pattern is told): COMMANDS on the control socket, in the order
 `eventsinkctl --help` lists them, LOOP_COMMANDS the supervisor accepts, a
-command by name, and the client's envelope and exit codes named once more for
-its users.
+command by name. The client's envelope and exit codes are agent/commands/client.py's.
 """
 
 from __future__ import annotations
@@ -11,9 +10,6 @@ from agent.commands.alarms import ALARMS
 from agent.commands.attempts import ATTEMPTS
 from agent.commands.config_view import CONFIG
 from agent.commands.deliveries import DELIVERIES, FOLLOW
-from agent.commands.client import (
-    EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BadValue, Reply, Unreachable, UsageError, exit_code,
-)
 from agent.commands.dead_letters import DEAD_LETTERS, DISCARD, REDRIVE
 from agent.commands.openapi_doc import OPENAPI
 from agent.commands.reload import RELOAD
@@ -21,8 +17,8 @@ from agent.commands.replay import REPLAY
 from agent.commands.restart import RESTART
 from agent.commands.schema import SCHEMA
 from agent.commands.shutdown import SHUTDOWN
-from agent.commands.status import STATUS, STATUS_COLUMNS, render_status
-from agent.commands.unit import CliArg, Command, render_raw
+from agent.commands.status import STATUS
+from agent.commands.unit import Command
 
 COMMANDS: tuple[Command, ...] = (
     STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DELIVERIES, FOLLOW, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA,
@@ -36,8 +32,6 @@ def command_named(name: str) -> Command | None:
 
 
 __all__ = [
-    "ALARMS", "ATTEMPTS", "COMMANDS", "CONFIG", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "EXIT_FAILED", "EXIT_OK",
-    "EXIT_UNREACHABLE", "EXIT_USAGE", "FOLLOW", "LOOP_COMMANDS", "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART",
-    "SCHEMA", "SHUTDOWN", "STATUS", "STATUS_COLUMNS", "BadValue", "CliArg", "Command", "Reply", "Unreachable",
-    "UsageError", "command_named", "exit_code", "render_raw", "render_status",
+    "ALARMS", "ATTEMPTS", "COMMANDS", "CONFIG", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "FOLLOW", "LOOP_COMMANDS",
+    "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA", "SHUTDOWN", "STATUS", "command_named",
 ]

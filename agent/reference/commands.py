@@ -13,7 +13,8 @@ import argparse
 
 from agent import cli
 from agent.client import ctl
-from agent.commands.registry import COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from agent.commands.client import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from agent.commands.registry import COMMANDS
 
 INTRO = """\
 # Commands

@@ -32,7 +32,8 @@ import msgspec
 
 from agent.server.actions.registry import action_of
 from agent.server.actions.unit import BODY, CALLER_UID, RawJSON
-from agent.commands.registry import COMMANDS, Command
+from agent.commands.registry import COMMANDS
+from agent.commands.unit import Command
 from agent.server.control_http import IDLE_TIMEOUT, MAX_BODY, READ_TIMEOUT
 from agent.server.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, Stream, json_bytes, response
 from agent.server.control_http import serve_stream

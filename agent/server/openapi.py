@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 from agent.server.actions.attempts import ANSWER_TIMEOUT
-from agent.commands.registry import COMMANDS, Command
+from agent.commands.registry import COMMANDS
+from agent.commands.unit import Command
 from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 from agent.commands import deliveries
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT

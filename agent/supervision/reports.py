@@ -13,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.internal import HISTOGRAM_BOUNDS
-from common.link import BrokerReport, Hist, WorkerReport
-
-# BrokerReport is re-exported only for tests that still import it from here.
-__all__ = ["BrokerReport", "HistFigures", "WorkerCounters"]
+from common.link import Hist, WorkerReport
 
 
 # ------------------------------------------------------------ counters

@@ -9,10 +9,9 @@ import pytest
 
 from agent.server.actions import registry as actions, unit as action_unit
 from agent.server.actions.registry import action_named
-from agent.commands.registry import (
-    COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError,
-    command_named, exit_code, render_status,
-)
+from agent.commands.client import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError, exit_code
+from agent.commands.registry import COMMANDS, command_named
+from agent.commands.status import render_status
 from agent.commands.alarms import render_alarms
 from agent.commands.reload import render_reload
 from agent.commands.restart import render_restart

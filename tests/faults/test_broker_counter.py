@@ -2,7 +2,7 @@
 its last report are still counted (the fault suite's broker test found them missing)."""
 
 from agent.supervision.child import BrokerChild as BrokerSlot
-from agent.supervision.reports import BrokerReport
+from common.link import BrokerReport
 
 
 class Handle:

@@ -21,7 +21,8 @@ from agent.server.actions.schema import SCHEMA
 from agent.server.actions.shutdown import SHUTDOWN
 from agent.server.actions.status import STATUS
 from agent.server.actions.unit import BODY, CALLER_UID, Action, RawJSON, ask
-from agent.commands.registry import LOOP_COMMANDS, Command
+from agent.commands.registry import LOOP_COMMANDS
+from agent.commands.unit import Command
 from agent.commands import openapi_doc as openapi_command
 from agent.server import openapi
 
