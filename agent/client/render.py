@@ -4,7 +4,7 @@ agent/commands/ (one description per command)."""
 
 from __future__ import annotations
 
-import datetime
+import time
 
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def format_time(value: Any) -> str:
         return "-"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+            # time, not datetime: eventsinkctl starts without importing datetime (agent/client/ctl.py)
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
         except (OverflowError, OSError, ValueError):
             return str(value)
     return str(value)
