@@ -10,7 +10,7 @@ metric, label or value the agent does not export.
 from __future__ import annotations
 
 from agent.supervision.metrics import MetricsView, SinkView, families
-from agent.supervision.reports import WorkerCounters
+from agent.supervision.counters import WorkerCounters
 
 SAMPLE_SINK = "SINK"
 # Labels whose values are open-ended: the document names what they hold instead of listing them.

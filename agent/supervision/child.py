@@ -26,7 +26,7 @@ from common.link import BrokerReport, WorkerReport
 from common.logs import SUPPORT, RateLimited
 from agent.supervision.deadline import Deadline, Schedule
 from agent.supervision.processes import exit_description
-from agent.supervision.reports import WorkerCounters
+from agent.supervision.counters import WorkerCounters
 from agent.supervision.states import ChildState, change_state
 
 log = logging.getLogger("agent.supervisor")

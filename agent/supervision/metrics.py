@@ -2,7 +2,7 @@
 supervisor's state (a custom collector: nothing is registered globally).
 
 Counters come from the children's reports, folded across child restarts by
-agent/supervision/child.py (with agent/supervision/reports.py's counters) so that they never go backwards; histograms from the HIST
+agent/supervision/child.py (with agent/supervision/counters.py's counters) so that they never go backwards; histograms from the HIST
 snapshots workers report; gauges from the last report and the supervisor's
 own state. Labels carry only sink names, alarm names, reasons and outcomes:
 never a URL, user name or secret.
@@ -26,7 +26,7 @@ from prometheus_client.utils import floatToGoString
 
 from common.internal import HISTOGRAM_BOUNDS
 from common.vocabulary import POST_OUTCOMES, REJECT_REASONS
-from agent.supervision.reports import HistFigures, WorkerCounters
+from agent.supervision.counters import HistFigures, WorkerCounters
 from alarms.registry import NODE_ALARMS, SINK_ALARMS
 
 # The label values known in advance (common/vocabulary.py), exported as 0 before they first happen.
