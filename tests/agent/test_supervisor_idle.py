@@ -46,6 +46,8 @@ def running():
     t = threading.Thread(target=r.sup.run)
     t.start()
     wait_for(lambda: r.sup.link is not None and len(r.launcher.children) == 4, what="the supervisor started")
+    # Its first turn (what came during start) may not have run yet: idleness is measured from its first sleep.
+    wait_for(lambda: polls and polls[-1] is None, what="the loop asleep")
     yield r, polls
     r.sup.request("shutdown").result(timeout=5)
     for child in r.launcher.children:  # fake workers do not act on the shutdown message
