@@ -1,4 +1,4 @@
-"""The supervisor sleeps when idle (issue 10): no tick, only signals, its sockets,
+"""The supervisor sleeps when idle: no tick, only signals, its sockets,
 its children's exits and real deadlines wake it; children report on change
 plus a heartbeat, and nothing the supervisor does relies on periodic reports."""
 
