@@ -4,8 +4,8 @@ Owns the subcommands `run`, `check`, `schema`, `demo`, `receive`, `import-pexip`
 `console-password`: their arguments, help, and the rule that an operator mistake (bad path, bad
 config, socket in use) ends in one plain sentence on stderr and a non-zero exit, never
 a traceback. The work itself is done elsewhere and imported lazily, so
-`--help` and `check` stay fast: agent.supervisor, bus.schema, tools.demo,
-tools.receive_command, agent.import_pexip.
+`--help` and `check` stay fast: agent.supervision.supervisor, bus.schema, tools.demo,
+tools.receive_command, agent.pexip.importer.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ PROG = "eventsink-agent"
 DEFAULT_CONFIG = "/etc/eventsink-agent/agent.toml"
 
 log = logging.getLogger("agent.cli")
-
-
-class OperatorError(Exception):
-    """A mistake the operator can fix: shown as one line, exit 1."""
 
 
 def _error(message: str) -> None:
@@ -50,9 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure("supervisor", logs.config_secrets(config))
     for w in result.warnings:
         log.warning("config: %s", w.render(args.config))
-    from agent.control import ControlSocketError
+    from agent.server.control import ControlSocketError
 
-    supervisor = importlib.import_module("agent.supervisor")
+    supervisor = importlib.import_module("agent.supervision.supervisor")
     try:
         return int(supervisor.Supervisor(args.config, config).run() or 0)
     except ControlSocketError as exc:
@@ -99,7 +95,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def cmd_import_pexip(args: argparse.Namespace) -> int:
-    return int(importlib.import_module("agent.import_pexip").main(args) or 0)
+    return int(importlib.import_module("agent.pexip.importer").main(args) or 0)
 
 
 def cmd_console_password(args: argparse.Namespace) -> int:
@@ -177,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", metavar="S", type=_positive, default=None,
                    help="stop after S seconds (default: run until Ctrl-C)")
 
+    _add_receive(add)
+    _add_import_pexip(add)
+
+    p = add("console-password", cmd_console_password, "set the browser console's password",
+            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
+            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
+    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
+    return parser
+
+
+def _add_receive(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("receive", cmd_receive, "run a stand-alone test receiver for event sinks",
             "A test receiver: prints each event on one line, checks Basic auth or a bearer token and signatures, "
             "decompresses gzip bodies, unpacks bulk envelopes, and flags seq gaps, resets and duplicate webhook-ids. "
@@ -187,13 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web", metavar="HOST:PORT", default="",
                    help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)")
     _add_receive_checks(p)
-    _add_import_pexip(add)
-
-    p = add("console-password", cmd_console_password, "set the browser console's password",
-            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
-            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
-    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
-    return parser
 
 
 def _add_import_pexip(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -224,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         return args.func(args)
-    except OperatorError as exc:
-        _error(str(exc))
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

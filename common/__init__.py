@@ -1,6 +1,6 @@
 """What every process of the agent shares, at the bottom of the import graph.
 
-The configuration types and their checks (`config`, `config_check`,
+The configuration, its types and their checks (`config`, `config_types`, `config_check`,
 `http_options`), the supervisor link (`internal`), logging and redaction
 (`logs`) and the one backoff policy (`backoff`). `agent/` (the supervisor and
 the commands), `bus/` (the broker and the journal), `sinks/` (the workers) and

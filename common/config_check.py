@@ -19,7 +19,7 @@ import msgspec
 
 from common import http_options
 from common.console_check import check_console
-from common.config import (
+from common.config_types import (
     BUS_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, ConsoleConfig, NodeConfig,
     Problem, SinkConfig, TuningConfig, parse_listen, redact_url, secret_key,
 )

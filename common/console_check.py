@@ -14,7 +14,7 @@ import stat
 from typing import Any, Callable
 
 from common import passwords
-from common.config import parse_listen
+from common.config_types import parse_listen
 from common.http_options import pem_problem, readable_by_others
 
 Report = Callable[..., None]

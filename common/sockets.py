@@ -1,5 +1,5 @@
 """Plain-socket helpers shared by the HTTP servers in this project (the control
-socket, agent/control.py, and the test receiver, tools/receiver.py).
+socket, agent/server/control.py, and the test receiver, tools/receiver.py).
 
 Owns `drop_connections`: ending every open connection of a server at once, so
 that the threads serving them return from their blocking reads.

@@ -21,12 +21,19 @@ DEFAULT_RUNTIME_DIR = "/run/eventsink-agent"
 
 # ------------------------------------------------------------ a worker's publisher (report field `publisher`)
 
-PUBLISHER_RUNNING = "running"  # sending
-PUBLISHER_PAUSED = "paused"  # stopped by the supervisor (or started stopped): sends nothing, counts the backlog
-# After a failure the next wait would exceed max_retry_backoff: the worker stopped sending by
-# itself and waits for the supervisor to raise the alarm and answer stop_publisher.
-PUBLISHER_BACKOFF_EXCEEDED = "backoff_exceeded"
-PUBLISHER_STATES = (PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED)
+
+
+class PublisherState(enum.StrEnum):
+    """What a worker reports of its publisher (a sink's state as operators see it is agent/supervision/states.py's)."""
+
+    RUNNING = "running"  # sending
+    PAUSED = "paused"  # stopped by the supervisor (or started stopped): sends nothing, counts the backlog
+    # After a failure the next wait would exceed max_retry_backoff: the worker stopped sending by
+    # itself and waits for the supervisor to raise the alarm and answer stop_publisher.
+    BACKOFF_EXCEEDED = "backoff_exceeded"
+
+
+PUBLISHER_STATES = tuple(PublisherState)
 
 # ------------------------------------------------------------ reject reasons (eventsink_bus_rejected_total)
 
@@ -85,3 +92,6 @@ DEFAULT_SCHEMA_FORMAT = SCHEMA_FORMATS[0]
 
 # old names, removed after the merge
 JOURNAL_FULL = RejectReason.JOURNAL_FULL
+PUBLISHER_RUNNING = PublisherState.RUNNING
+PUBLISHER_PAUSED = PublisherState.PAUSED
+PUBLISHER_BACKOFF_EXCEEDED = PublisherState.BACKOFF_EXCEEDED

@@ -1,4 +1,4 @@
-"""The console's only way into the agent: the control socket (agent/ctl.py's
+"""The console's only way into the agent: the control socket (agent/client/ctl.py's
 ControlClient), called on a worker thread so the event loop never blocks, and the
 deliveries stream (`GET /v1/deliveries?follow=1`, NDJSON) read line by line, through
 http.client here (eventsinkctl's client speaks its one request itself and imports no
@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 from tornado.ioloop import IOLoop
 
-from agent.commands import Unreachable
-from agent.ctl import AgentFailed, ControlClient
+from agent.commands.client import Unreachable
+from agent.client.ctl import AgentFailed, ControlClient
 
 log = logging.getLogger("console")
 CALL_TIMEOUT = 15.0  # s; the control server itself answers 503 after 10 s

@@ -42,7 +42,7 @@ def read(path: str) -> str:
 
 def test_the_walk_sees_the_product():
     modules = product_modules()
-    for expected in ("agent/supervisor.py", "common/config.py", "sinks/worker.py", "packaging/build_deb.py"):
+    for expected in ("agent/supervision/supervisor.py", "common/config.py", "sinks/worker.py", "packaging/build_deb.py"):
         assert expected in modules
     assert not [m for m in modules if m.startswith("tests/")]
 

@@ -27,13 +27,20 @@ TOOLS = "tools"  # above everything: it may import any package, no product packa
 LAZY_TOOLS_IMPORTERS = ("agent/cli.py",)
 
 
+def modules_of(package: str) -> list[str]:
+    """Every module of PACKAGE, its subpackages' too, as paths inside it."""
+    found = []
+    for root, dirs, names in os.walk(os.path.join(REPO, package)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        found += [os.path.relpath(os.path.join(root, n), os.path.join(REPO, package)) for n in sorted(names) if n.endswith(".py")]
+    return found
+
+
 def package_imports() -> dict[str, dict[str, set[str]]]:
     """package -> imported package -> the modules that import it."""
     graph: dict[str, dict[str, set[str]]] = {p: {} for p in PACKAGES}
     for package in PACKAGES:
-        for name in sorted(os.listdir(os.path.join(REPO, package))):
-            if not name.endswith(".py"):
-                continue
+        for name in modules_of(package):
             path = os.path.join(REPO, package, name)
             with open(path, encoding="utf-8") as fh:
                 tree = ast.parse(fh.read(), path)

@@ -129,7 +129,7 @@ class Demo:
             )
 
     def agent_status(self) -> dict | None:
-        from agent.ctl import ControlClient
+        from agent.client.ctl import ControlClient
 
         try:
             status, body = ControlClient(self.control_socket, timeout=2.0).call("GET", "/v1/status")

@@ -1,5 +1,5 @@
 """`alarms`: the active alarms (docs/control-api.md, `GET /v1/alarms`). Its work
-is agent/actions/alarms.py."""
+is agent/server/actions/alarms.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 from agent.commands.unit import Command
-from agent.render import cell as _cell
-from agent.render import format_time, list_table
+from agent.client.render import cell as _cell
+from agent.client.render import format_time, list_table
 
 
 def render_alarms(body: Any) -> str:

@@ -1,6 +1,6 @@
 """`attempts`: a sink's most recent POST attempts since its worker started,
 newest first (docs/control-api.md, `GET /v1/sinks/NAME/attempts?limit=N`).
-Only the worker knows them; how the agent asks it is agent/actions/attempts.py.
+Only the worker knows them; how the agent asks it is agent/server/actions/attempts.py.
 `parse_limit` is shared: eventsinkctl checks `--limit` with it, the agent `?limit=`.
 """
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from agent.commands.unit import CliArg, Command
-from agent.render import cell, format_post_duration, list_table
+from agent.client.render import cell, format_post_duration, list_table
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000  # a larger limit is clamped: the worker keeps no more

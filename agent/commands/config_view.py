@@ -1,7 +1,7 @@
 """`config`: the running configuration with every secret shown as `***`, and what
 `check` says of the config file now (`GET /v1/config`, for the console's
 Configuration page, docs/console.md); not an eventsinkctl subcommand. Its work
-is agent/actions/config_view.py."""
+is agent/server/actions/config_view.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The dead-letter commands (docs/delivery.md and docs/control-api.md): `dead-letters` lists a sink's
 dead letters, `redrive` sends them (all, or some) again, `discard` deletes one
-for good. Their work is agent/actions/dead_letters.py.
+for good. Their work is agent/server/actions/dead_letters.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from agent.commands.unit import CliArg, Command
-from agent.render import cell, list_table, one_field
+from agent.client.render import cell, list_table, one_field
 
 SINK_HELP = (("sink", "the sink's name, as in the config"),)
 IDS_HELP = "webhook-ids of the dead letters to send again; left out or empty: all of the sink's"

@@ -8,7 +8,7 @@ last 100, sinks/deliveries.py), so it is asked as `attempts` asks.
 `GET /v1/deliveries?follow=1[&sink=NAME]`: a stream of NDJSON lines, one per
 POST of every sink (or that one) as it completes, until the client closes.
 eventsinkctl does not offer it (`curl --unix-socket SOCK -N
-'http://agent/v1/deliveries?follow=1'`). Their work is agent/actions/deliveries.py.
+'http://agent/v1/deliveries?follow=1'`). Their work is agent/server/actions/deliveries.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from agent.commands.attempts import parse_limit
 from agent.commands.unit import CliArg, Command
-from agent.render import cell, format_post_duration
+from agent.client.render import cell, format_post_duration
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100  # a larger limit is clamped: the worker keeps no more

@@ -1,6 +1,6 @@
 """`openapi`: this control API as an OpenAPI 3 document (`GET /v1/openapi.json`,
 docs/control-api.md); not an eventsinkctl subcommand. Its work is
-agent/actions/openapi_doc.py."""
+agent/server/actions/openapi_doc.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`reload`: re-read the config file and apply the difference; a bad file
 changes nothing (docs/control-api.md, `POST /v1/reload`; SIGHUP runs it too).
-Its work is agent/actions/reload.py."""
+Its work is agent/server/actions/reload.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from agent.commands.unit import Command
-from agent.render import cell as _cell
+from agent.client.render import cell as _cell
 
 
 def render_reload(body: Any) -> str:

@@ -1,6 +1,6 @@
 """`replay`: send a sink's retained events again, from a point in time
 (docs/delivery.md and docs/control-api.md, `POST /v1/sinks/NAME/replay`,
-`eventsinkctl replay`). Its work is agent/actions/replay.py.
+`eventsinkctl replay`). Its work is agent/server/actions/replay.py.
 
 The client turns `--since` into Unix seconds (an age counts back from the
 operator's clock) and sends it in the JSON body with `dry_run`.

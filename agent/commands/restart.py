@@ -1,12 +1,12 @@
 """`restart`: clear a sink's alarms and give it a fresh worker, so that its
 publisher starts again at `seq` 1 and its whole backlog is delivered
 (docs/control-api.md, `POST /v1/sinks/NAME/restart`). Its work is
-agent/actions/restart.py."""
+agent/server/actions/restart.py."""
 
 from __future__ import annotations
 
 from agent.commands.unit import Command
-from agent.render import one_field
+from agent.client.render import one_field
 
 SINK_HELP = (("sink", "the sink's name, as in the config"),)
 

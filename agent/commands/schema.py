@@ -1,6 +1,6 @@
 """`schema`: the event schema document, OpenAPI 3 or Swagger 2
 (`GET /v1/schema?format=`, docs/control-api.md); not an eventsinkctl
-subcommand. Its work is agent/actions/schema.py."""
+subcommand. Its work is agent/server/actions/schema.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`shutdown`: stop gracefully, workers first, then the broker. Not on the
 control socket: SIGTERM, SIGINT and the agent itself give it
-(docs/control-api.md). Its work is agent/actions/shutdown.py."""
+(docs/control-api.md). Its work is agent/server/actions/shutdown.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`status`: each sink's state, backlog, deliveries, failures, backoff and alarms,
 and the bus's figures (docs/control-api.md, `GET /v1/status`). Its work is
-agent/actions/status.py."""
+agent/server/actions/status.py."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 from agent.commands.unit import Command
-from agent.render import alarm_names as _alarm_names
-from agent.render import cell as _cell
-from agent.render import format_seconds, format_time, table
-from agent.render import total as _total
+from agent.client.render import alarm_names as _alarm_names
+from agent.client.render import cell as _cell
+from agent.client.render import format_seconds, format_time, table
+from agent.client.render import total as _total
 
 
 STATUS_COLUMNS = ["SINK", "STATE", "PID", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILURES", "BACKOFF", "ALARMS", "LAST RESTART"]

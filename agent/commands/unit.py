@@ -5,13 +5,13 @@ A `Command` says what one operator command is, not how it is carried out: its
 name and help, its HTTP method and path (path fields), its optional query
 fields, whether it reads a JSON body, how `eventsinkctl` offers it (`cli`: its
 options beyond the path fields) and how it renders the answer. The server's
-route table (agent/control.py), `eventsinkctl`'s subcommands (agent/ctl.py)
-and the OpenAPI document (agent/openapi.py) are all built from these units.
+route table (agent/server/control.py), `eventsinkctl`'s subcommands (agent/client/ctl.py)
+and the OpenAPI document (agent/server/openapi.py) are all built from these units.
 
 The work (`execute` on the supervisor's main loop, the body's msgspec type,
-...) is the command's `Action`, in agent/actions/: imported by the agent only,
+...) is the command's `Action`, in agent/server/actions/: imported by the agent only,
 never by `eventsinkctl`, so a description imports nothing heavier than the
-standard library and agent/render.py.
+standard library and agent/client/render.py.
 """
 
 from __future__ import annotations

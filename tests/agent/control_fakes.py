@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from agent.control import ControlServer
-from agent.errors import CommandError
+from agent.server.control import ControlServer
+from agent.client.errors import CommandError
 from tests.helpers import short_tmpdir
 
 STATUS = {

@@ -9,11 +9,12 @@ import os
 import shutil
 import tempfile
 import textwrap
+import threading
 
 from common import config as config_mod
-from agent.childlink import ChildLink
+from agent.supervision.childlink import ChildLink
 from common.internal import HISTOGRAM_BOUNDS, worker_identity
-from agent.supervisor import Supervisor
+from agent.supervision.supervisor import Supervisor
 
 
 class FakeClock:
@@ -44,6 +45,7 @@ class FakeChild:
         self.signals: list[str] = []
         self.exit_on_term = exit_on_term
         self._exit_r, self._exit_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._fds_lock = threading.Lock()  # the test's thread exits it while the loop's may release it
 
     @property
     def code(self) -> int | None:
@@ -51,10 +53,11 @@ class FakeChild:
 
     @code.setter
     def code(self, value: int | None) -> None:
-        self._code = value
-        if value is not None and self._exit_w >= 0:
-            os.close(self._exit_w)  # end of file: readable from now on, as a pidfd of a dead process
-            self._exit_w = -1
+        with self._fds_lock:
+            if value is not None and self._exit_w >= 0:
+                os.close(self._exit_w)  # end of file: readable from now on, as a pidfd of a dead process
+                self._exit_w = -1
+            self._code = value
 
     def poll(self) -> int | None:
         return self.code
@@ -62,11 +65,16 @@ class FakeChild:
     def exit_fd(self) -> int | None:
         return self._exit_r if self._exit_r >= 0 else None
 
+    def release(self) -> None:
+        """As a pidfd is closed once the supervisor's loop no longer polls it."""
+        self.close_fds()
+
     def close_fds(self) -> None:
-        for fd in (self._exit_r, self._exit_w):
-            if fd >= 0:
-                os.close(fd)
-        self._exit_r = self._exit_w = -1
+        with self._fds_lock:
+            for fd in (self._exit_r, self._exit_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._exit_r = self._exit_w = -1
 
     def terminate(self) -> None:
         self.signals.append("TERM")
@@ -272,6 +280,8 @@ class Rig:
     def step(self, n: int = 1) -> bool:
         done = False
         for _ in range(n):
+            if self.link.inbox:  # reports handed in by the test: as if the ROUTER had become readable
+                self.sup.loop.add_callback(self.sup._on_link)
             done = self.sup.step(block=False)
         return done
 

@@ -9,12 +9,13 @@ import concurrent.futures
 import pytest
 from jsonschema import Draft202012Validator
 
-from agent import ctl
-from agent.actions import ATTEMPTS
-from agent.actions.attempts import ANSWER_TIMEOUT
+from agent.client import ctl
+from agent.server.actions.registry import ATTEMPTS
+from agent.server.actions.attempts import ANSWER_TIMEOUT
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT, parse_limit
-from agent.errors import CommandError
-from agent.openapi import RESPONSE_SCHEMAS, openapi_document
+from agent.client.errors import CommandError
+from agent.server.actions.registry import openapi_document
+from agent.server.openapi import RESPONSE_SCHEMAS
 from common.internal import worker_identity
 from tests.agent.supervisor_fakes import Rig
 
@@ -48,7 +49,7 @@ def test_the_worker_is_asked_and_its_answer_is_the_result(rig):
     assert future.result(timeout=0) == [success, ENTRY]
     Draft202012Validator({**RESPONSE_SCHEMAS["attempts"], "components": openapi_document()["components"]}).validate(
         future.result())
-    assert len(rig.sup.publishers.attempts) == 0
+    assert len(rig.sup.reports.attempts) == 0
 
 
 def test_through_the_request_queue_the_answer_comes_later(rig):
@@ -96,7 +97,7 @@ def test_a_worker_that_is_not_connected_is_503(rig):
 
 def test_no_answer_by_the_deadline_is_503_and_the_loop_wakes_for_it(rig):
     future = ATTEMPTS.run(rig.sup, {"sink": "cdr"})
-    assert rig.sup._poll_timeout() == pytest.approx(ANSWER_TIMEOUT)  # a deadline, not a tick
+    assert rig.sup.time_to_next_deadline() == pytest.approx(ANSWER_TIMEOUT)  # a deadline, not a tick
     rig.clock.advance(ANSWER_TIMEOUT - 0.01)
     rig.step()
     assert not future.done()
@@ -106,7 +107,7 @@ def test_no_answer_by_the_deadline_is_503_and_the_loop_wakes_for_it(rig):
         future.result(timeout=0)
     assert exc.value.status == 503 and "did not answer" in exc.value.message
     answer(rig, asked(rig)["token"], [ENTRY])  # too late: nobody waits for it, nothing breaks
-    assert rig.sup._poll_timeout() is None or rig.sup._poll_timeout() > 0
+    assert rig.sup.time_to_next_deadline() is None or rig.sup.time_to_next_deadline() > 0
 
 
 def test_a_worker_that_exits_before_answering_is_503(rig):

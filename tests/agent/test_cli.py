@@ -152,7 +152,7 @@ def test_run_starts_supervisor_with_path_and_config(tmp, monkeypatch):
         def run(self):
             return 0
 
-    monkeypatch.setitem(sys.modules, "agent.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
+    monkeypatch.setitem(sys.modules, "agent.supervision.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
     monkeypatch.setattr("common.logs.configure", lambda label, secrets=(): seen.setdefault("logs", (label, list(secrets))))
     assert cli.main(["run", "--config", path]) == 0
     config_path, config = seen["args"]
@@ -161,7 +161,7 @@ def test_run_starts_supervisor_with_path_and_config(tmp, monkeypatch):
 
 
 def test_run_control_socket_in_use_is_one_line(tmp, monkeypatch, capsys):
-    from agent.control import ControlSocketError
+    from agent.server.control import ControlSocketError
 
     class Supervisor:
         def __init__(self, *a):
@@ -170,7 +170,7 @@ def test_run_control_socket_in_use_is_one_line(tmp, monkeypatch, capsys):
         def run(self):
             raise ControlSocketError("another agent is already answering on the control socket /run/x.sock")
 
-    monkeypatch.setitem(sys.modules, "agent.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
+    monkeypatch.setitem(sys.modules, "agent.supervision.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
     monkeypatch.setattr("common.logs.configure", lambda *a, **k: None)
     assert cli.main(["run", "--config", write(tmp, VALID)]) == 1
     err = capsys.readouterr().err.strip().splitlines()

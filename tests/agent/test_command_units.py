@@ -10,10 +10,10 @@ import signal
 
 import pytest
 
-from agent.actions import ACTIONS, ALARMS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS, action_of, unpaired
-from agent.commands import COMMANDS, LOOP_COMMANDS
-from agent.control import ControlServer
-from agent.errors import CommandError
+from agent.server.actions.registry import ACTIONS, ALARMS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS, action_of, unpaired
+from agent.commands.registry import COMMANDS, LOOP_COMMANDS
+from agent.server.control import ControlServer
+from agent.client.errors import CommandError
 from tests.agent.supervisor_fakes import Rig
 
 
@@ -118,7 +118,7 @@ def test_reload_of_a_bad_file_changes_nothing(rig):
 def test_sighup_queues_the_reload_command_and_logs_its_outcome(rig, caplog):
     rig.write(sinks=(("cdr", "Oslo", 2),))
     with caplog.at_level(logging.INFO, logger="agent.supervisor"):
-        rig.sup.wakeup.handle_signal(signal.SIGHUP, None)
+        rig.sup.loop.add_callback(rig.sup.on_signal, signal.SIGHUP)  # what its signal handler does
         rig.step()
     assert list(rig.sup.fleet.sinks) == ["cdr"]
     assert "SIGHUP: " in caplog.text
@@ -135,7 +135,7 @@ def test_shutdown_begins_the_graceful_stop_once(rig):
 
 
 def test_sigterm_queues_the_shutdown_command(rig):
-    rig.sup.wakeup.handle_signal(signal.SIGTERM, None)
+    rig.sup.loop.add_callback(rig.sup.on_signal, signal.SIGTERM)  # what its signal handler does
     rig.step()
     assert rig.sup.stopping
 

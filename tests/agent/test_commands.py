@@ -7,19 +7,18 @@ import json
 
 import pytest
 
-from agent import actions
-from agent.actions import action_named
-from agent.commands import (
-    COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError,
-    command_named, exit_code, render_status,
-)
+from agent.server.actions import registry as actions, unit as action_unit
+from agent.server.actions.registry import action_named
+from agent.commands.client import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError, exit_code
+from agent.commands.registry import COMMANDS, command_named
+from agent.commands.status import render_status
 from agent.commands.alarms import render_alarms
 from agent.commands.reload import render_reload
 from agent.commands.restart import render_restart
-from agent.control import ROUTES
-from agent.ctl import build_parser
-from agent.errors import CommandError
-from agent.render import format_seconds
+from agent.server.control import ROUTES
+from agent.client.ctl import build_parser
+from agent.client.errors import CommandError
+from agent.client.render import format_seconds
 from tests.agent.control_fakes import ALARMS, STATUS, FakeSupervisor
 
 
@@ -77,7 +76,7 @@ def test_actions_call_the_supervisor():
 
 
 def test_ask_times_out_as_503(monkeypatch):
-    monkeypatch.setattr(actions.unit, "SUPERVISOR_TIMEOUT", 0.05)
+    monkeypatch.setattr(action_unit, "SUPERVISOR_TIMEOUT", 0.05)
 
     class Silent:
         def request(self, command, **params):
@@ -178,7 +177,7 @@ def test_restart_and_reload_rendering():
 
 
 def test_a_concrete_path_wins_over_a_template_that_matches_it():
-    from agent.control import _route
+    from agent.server.control import _route
 
     command, params, allowed = _route("DELETE", "/v1/sinks/cdr/dead-letters/redrive")
     assert command is None and allowed == ["POST"]  # a wrong method, not a dead letter named "redrive"

@@ -4,7 +4,7 @@ every secret masked, and what check says of the file."""
 from types import SimpleNamespace
 
 from common import config as cfg
-from agent.actions.config_view import config_view
+from agent.server.actions.config_view import config_view
 
 SECRETIVE = """
 [node]

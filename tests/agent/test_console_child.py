@@ -8,9 +8,9 @@ import sys
 import msgspec
 
 from common.config import ConsoleConfig, parse
-from agent.console_child import ConsoleChild, console_spec, wanted
-from agent.fleet import Fleet
-from agent.states import PublisherState as S
+from agent.supervision.console_child import ConsoleChild, console_spec, wanted
+from agent.supervision.fleet import Fleet
+from agent.supervision.states import ChildState as S
 from tests.agent.supervisor_fakes import FakeClock, FakeLauncher
 
 TEXT = """

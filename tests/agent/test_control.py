@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from agent.actions import unit as action_unit
+from agent.server.actions import unit as action_unit
 from bus import schema as bus_schema
-from agent.control import ControlServer, ControlSocketError
-from agent.ctl import ControlClient
+from agent.server.control import ControlServer, ControlSocketError
+from agent.client.ctl import ControlClient
 from tests.agent.control_fakes import (ALARMS, STATUS, FakeSupervisor, server, supervisor,  # noqa: F401 (fixtures)
                                        tmpdir_short)
 

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from agent.control import ROUTES, ControlServer
-from agent.openapi import COMMON_ERRORS, openapi_document
+from agent.server.control import ROUTES, ControlServer
+from agent.server.actions.registry import openapi_document
+from agent.server.openapi import COMMON_ERRORS
 from tests.agent.control_fakes import FakeSupervisor
 
 MAX_BODY = 4096  # small, so an oversized body is quick to send
@@ -35,7 +36,7 @@ FRAMING_ERRORS = set(COMMON_ERRORS)
 
 
 class RealShapedSupervisor(FakeSupervisor):
-    """The fake supervisor answering with the shapes agent/supervisor.py gives (ISO times, alarm names)."""
+    """The fake supervisor answering with the shapes agent/supervision/supervisor.py gives (ISO times, alarm names)."""
 
     def __init__(self) -> None:
         super().__init__()

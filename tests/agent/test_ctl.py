@@ -11,7 +11,9 @@ import threading
 
 import pytest
 
-from agent import ctl
+from agent.client import ctl
+from agent.commands import CTL_UNITS
+from agent.commands.registry import COMMANDS
 from tests.agent.control_fakes import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def run_ctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "agent.ctl", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "agent.client.ctl", *args], capture_output=True, text=True,
                           timeout=30, cwd=REPO, env=full_env)
 
 
@@ -179,7 +181,7 @@ def test_console_script_installed():
 
 def test_sink_name_not_utf8_is_one_plain_line(server, supervisor):
     # A shell may hand over a name that is not UTF-8 (Python sees a surrogate escape).
-    out = subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
+    out = subprocess.run([sys.executable, "-m", "agent.client.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
                          capture_output=True, timeout=30, cwd=REPO,
                          env={k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV})
     stderr = out.stderr.decode("utf-8", "replace")
@@ -280,3 +282,10 @@ def test_usage_errors_after_a_plain_subcommand_read_as_before(capsys):
                 parser.parse_args(argv)
             texts.append((done.value.code, capsys.readouterr()))
         assert texts[0] == texts[1], argv
+
+
+def test_each_subcommand_is_found_where_the_package_says_and_only_those():
+    """agent.commands.CTL_UNITS (what a plain subcommand imports) names each command eventsinkctl offers."""
+    offered = [c for c in COMMANDS if c.in_ctl]
+    assert list(CTL_UNITS) == [c.name for c in offered]
+    assert [ctl.described(c.name) for c in offered] == offered

@@ -15,14 +15,14 @@ import sys
 
 import pytest
 
-from agent.commands import COMMANDS
+from agent.commands.registry import COMMANDS
 from tests.agent.control_fakes import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The server side and what only it needs: the bus (pyzmq), delivery (pycurl), the journal (sqlite3),
-# bodies and config (msgspec, common.config), the actions, and http.client (the client speaks its own request).
-SERVER_SIDE = ("zmq", "pycurl", "sqlite3", "msgspec", "http.client", "common.config", "agent.actions",
-               "agent.child", "agent.reports", "common.internal")
+# bodies and config (msgspec, common.config), the control server and its actions, the supervision, and http.client (the client speaks its own request).
+SERVER_SIDE = ("zmq", "pycurl", "sqlite3", "msgspec", "http.client", "common.config", "agent.server",
+               "agent.supervision", "common.internal")
 # Costly at start and not needed by a plain command (tomllib, for --config, does import typing).
 HEAVY = ("concurrent.futures", "dataclasses", "typing", "tomllib")
 
@@ -43,11 +43,11 @@ def loaded_after(code: str, *argv: str) -> tuple[subprocess.CompletedProcess, li
     return done, line.split()[1:]
 
 
-CTL = "import sys\nfrom agent.ctl import main\nsys.exit(main())\n"  # what the eventsinkctl script runs
+CTL = "import sys\nfrom agent.client.ctl import main\nsys.exit(main())\n"  # what the eventsinkctl script runs
 
 
 def test_importing_the_client_loads_nothing_of_the_server():
-    _, found = loaded_after("import agent.ctl\nagent.ctl.build_parser()\n")
+    _, found = loaded_after("import agent.client.ctl\nagent.client.ctl.build_parser()\n")
     assert found == []
 
 

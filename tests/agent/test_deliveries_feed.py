@@ -1,5 +1,5 @@
-"""The followers of GET /v1/deliveries?follow=1 (agent/deliveries_feed.py) and the control
-server's streamed answer (agent/control_http.py `serve_stream`), over real socket pairs:
+"""The followers of GET /v1/deliveries?follow=1 (agent/server/deliveries_feed.py) and the control
+server's streamed answer (agent/server/control_http.py `serve_stream`), over real socket pairs:
 
 - a follower's queue is bounded: a client that does not read is dropped, and its stream ends;
 - the feed tells a worker to stream when its sink is first followed, tells a new worker of
@@ -20,8 +20,8 @@ import msgspec
 
 from common.internal import worker_identity
 from common.link import DeliveriesStreamed, DeliveryEntry
-from agent.control_http import serve_stream
-from agent.deliveries_feed import DeliveryFeed, Follower
+from agent.server.control_http import serve_stream
+from agent.server.deliveries_feed import DeliveryFeed, Follower
 
 
 class FakeLink:

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import cli
-from agent.import_pexip import sink_name
-from agent.pexip_output import toml_value
+from agent.pexip.importer import sink_name
+from agent.pexip.output import toml_value
 from common import config as cfg
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "pexip")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import msgspec
 from openapi_spec_validator import validate
 
-from agent import reference
-from agent.commands import COMMANDS
-from agent.metrics import MetricsView, families
-from agent.openapi import openapi_document
-from agent.reference_config import SECTIONS, described_fields
-from agent.reference_metrics import exposed_name, metrics_markdown
+from agent.reference import documents as reference
+from agent.commands.registry import COMMANDS
+from agent.supervision.metrics import MetricsView, families
+from agent.server.actions.registry import openapi_document
+from agent.reference.config import SECTIONS, described_fields
+from agent.reference.metrics import exposed_name, metrics_markdown
 from common.config import RESOLVED_FIELDS, Config, SinkConfig
 
 
@@ -66,8 +66,9 @@ def test_every_event_and_field_is_documented():
 
 
 def test_every_command_of_both_programs_is_documented():
-    from agent import cli, ctl
-    from agent.reference_commands import _subparsers
+    from agent import cli
+    from agent.client import ctl
+    from agent.reference.commands import _subparsers
 
     text = reference.GENERATED["docs/commands.md"]()
     for prog, parser in ((cli.PROG, cli.build_parser()), (ctl.PROG, ctl.build_parser())):

@@ -11,10 +11,10 @@ import pytest
 from bus.journal import Journal
 from bus.journal_reader import JournalReader
 from common.timespec import iso_utc
-from agent.actions import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
-from agent.actions.dead_letters import RedriveBody
-from agent.actions.replay import ReplayBody
-from agent.errors import CommandError
+from agent.server.actions.registry import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
+from agent.server.actions.dead_letters import RedriveBody
+from agent.server.actions.replay import ReplayBody
+from agent.client.errors import CommandError
 from sinks.shadow import shadow_path
 from tests.agent.supervisor_fakes import Rig
 
@@ -120,7 +120,7 @@ def test_redrive_marks_them_and_restarts_the_publisher(rig):
 
 def test_discard_deletes_one_and_logs_the_callers_uid(rig, caplog):
     hold(rig, 7)
-    rig.sup.publishers.refresh_dead_letters()
+    rig.sup.reports.refresh_dead_letters()
     assert rig.sup.fleet.sinks["cdr"].dead_letters == 1
     with pytest.raises(CommandError) as err:
         DISCARD.run(rig.sup, {"sink": "cdr", "id": "epoch-8", CALLER_UID: 1234})

@@ -7,18 +7,18 @@ import logging
 import pytest
 
 from common.backoff import Backoff
-from agent.states import (
+from agent.supervision.states import (
     PROCESS_STATES,
     RUNNING_STATES,
     STOPPABLE_STATES,
     TRANSITIONS,
     IllegalTransition,
-    PublisherState,
+    ChildState,
     allowed,
     change_state,
 )
 
-S = PublisherState
+S = ChildState
 
 ALLOWED = {
     (S.STARTING, S.RUNNING), (S.STARTING, S.STOPPED), (S.STARTING, S.CRASHED), (S.STARTING, S.STARTING),

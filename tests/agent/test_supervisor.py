@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from common import config as config_mod
-from agent.errors import CommandError
+from agent.client.errors import CommandError
 from common.internal import worker_identity
-from agent.supervisor import Supervisor
+from agent.supervision.supervisor import Supervisor
 from tests.agent.supervisor_fakes import Rig, TestSupervisor, worker_report
 
 

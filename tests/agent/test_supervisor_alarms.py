@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from agent.errors import CommandError
+from agent.client.errors import CommandError
 from common.internal import CHILD_GRACE
 from alarms.registry import JOURNAL_FULL, MAX_BACKOFF, MAX_CONCURRENT_POSTS
 from tests.agent.supervisor_fakes import Rig

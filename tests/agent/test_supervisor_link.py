@@ -10,7 +10,7 @@ import orjson
 import pytest
 import zmq
 
-from agent.childlink import ChildLink
+from agent.supervision.childlink import ChildLink
 from common.internal import connect_to_supervisor, send_nowait, worker_identity
 
 

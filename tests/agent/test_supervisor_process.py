@@ -13,7 +13,7 @@ import time
 import pytest
 
 from common import config as config_mod
-from agent.supervisor import Supervisor
+from agent.supervision.supervisor import Supervisor
 from tools.receiver import Receiver
 from tests.helpers import wait_until
 

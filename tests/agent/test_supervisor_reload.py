@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from common import config as config_mod
-from agent.errors import CommandError
-from agent.reload import plan_reload
+from agent.client.errors import CommandError
+from agent.supervision.reload import plan_reload
 from tests.agent.supervisor_fakes import Rig, config_text
 
 BASE_SINKS = (("a", "Oslo", 1), ("b", "Oslo", 2), ("c", "Oslo", 2))
@@ -98,12 +98,12 @@ def test_agent_section_changes_wait_for_a_restart(rig, caplog):
 
 def test_sighup_reloads_and_a_bad_file_is_only_logged(rig, caplog):
     rig.write(sinks=(("a", "Oslo", 1), ("b", "Oslo", 2)))
-    rig.sup.wakeup.handle_signal(signal.SIGHUP, None)
+    rig.sup.loop.add_callback(rig.sup.on_signal, signal.SIGHUP)  # what its signal handler does
     rig.step()
     assert [s["name"] for s in rig.ask("status")["sinks"]] == ["a", "b"]
     rig.write(text="this is not toml [")
     with caplog.at_level(logging.ERROR, logger="agent.supervisor"):
-        rig.sup.wakeup.handle_signal(signal.SIGHUP, None)
+        rig.sup.loop.add_callback(rig.sup.on_signal, signal.SIGHUP)  # what its signal handler does
         assert rig.step() is False
     assert "not valid TOML" in caplog.text and "config not reloaded" in caplog.text
     assert [s["name"] for s in rig.ask("status")["sinks"]] == ["a", "b"]

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from agent.fleet import STOP_BUDGET
+from agent.supervision.fleet import STOP_BUDGET
 from common.internal import CHILD_GRACE
-from agent.processes import SystemClock
+from agent.supervision.processes import SystemClock
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 
 
@@ -93,7 +93,7 @@ def test_real_signals_only_enqueue_and_wake_the_loop(rig):
     """SIGHUP and SIGTERM sent to this process reach the loop through the wake-up pipe."""
     rig.write(sinks=(("cdr", "Oslo", 2),))
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    rig.sup.wakeup.install_signals()
+    rig.sup.install_signals()
     try:
         os.kill(os.getpid(), signal.SIGHUP)
         rig.step()
@@ -102,7 +102,7 @@ def test_real_signals_only_enqueue_and_wake_the_loop(rig):
         rig.step()
         assert rig.sup.stopping
     finally:
-        rig.sup.wakeup.restore_signals()
+        rig.sup.loop.restore_signals()
     assert {sig: signal.getsignal(sig) for sig in before} == before
 
 

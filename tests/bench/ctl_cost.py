@@ -27,7 +27,7 @@ from tests.bench.runs import AgentUnderTest, TIMEOUT_SLACK
 RUNS = 20
 # The environment of the Python runs: with byte-code caching, as an installed eventsinkctl has it.
 CACHED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-CTL_MAIN = "import sys; from agent.ctl import main; sys.exit(main())"  # what the eventsinkctl script runs
+CTL_MAIN = "import sys; from agent.client.ctl import main; sys.exit(main())"  # what the eventsinkctl script runs
 
 
 def ctl_command(socket_path: str) -> list[str]:

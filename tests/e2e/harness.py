@@ -13,7 +13,7 @@ import tempfile
 import urllib.request
 from typing import Any
 
-from agent.ctl import ControlClient
+from agent.client.ctl import ControlClient
 from tools.demo import free_port, render_config
 from tests.helpers import read_log, wait_until
 
@@ -127,7 +127,7 @@ class Agent:
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
         """`eventsinkctl --socket THIS_AGENT ARGS` as a real process (output as text)."""
-        return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", self.control_socket, *args],
+        return subprocess.run([sys.executable, "-m", "agent.client.ctl", "--socket", self.control_socket, *args],
                               cwd=REPO, capture_output=True, text=True, timeout=30)
 
     def outward_texts(self, status: dict | None = None) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """The broker's received counter across a kill -9: events the dead broker journaled after
 its last report are still counted (the fault suite's broker test found them missing)."""
 
-from agent.child import BrokerChild as BrokerSlot
-from agent.reports import BrokerReport
+from agent.supervision.child import BrokerChild as BrokerSlot
+from common.link import BrokerReport
 
 
 class Handle:

@@ -1,0 +1,5 @@
+"""The client of the control socket: `eventsinkctl` (ctl), the rendering of
+answers as text (render) and the control surface's one error type (errors).
+Imports neither pyzmq nor pycurl nor sqlite3 nor msgspec
+(tests/agent/test_ctl_imports.py).
+"""
