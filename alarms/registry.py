@@ -8,12 +8,6 @@ from dataclasses import dataclass
 
 from common.timespec import iso_utc  # noqa: F401 - alarms are stamped with it; callers import it here
 
-MAX_BACKOFF = "Eventsink Reached Maximum Backoff"
-MAX_CONCURRENT_POSTS = "Eventsink Reached Maximum Concurrent POSTs"
-JOURNAL_FULL = "Eventsink Journal Full"
-
-SINK_ALARMS = (MAX_BACKOFF, MAX_CONCURRENT_POSTS)
-NODE_ALARMS = (JOURNAL_FULL,)
 
 
 @dataclass(frozen=True)

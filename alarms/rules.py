@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.vocabulary import PUBLISHER_BACKOFF_EXCEEDED
-from alarms.registry import JOURNAL_FULL, MAX_BACKOFF, MAX_CONCURRENT_POSTS
+from common.vocabulary import AlarmName
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,12 @@ def sink_alarms(
     out: list[Decision] = []
     if publisher == PUBLISHER_BACKOFF_EXCEEDED:
         out.append(Decision(
-            MAX_BACKOFF,
+            AlarmName.MAX_BACKOFF,
             f"the next retry wait ({next_backoff:g} s) would exceed max_retry_backoff ({max_retry_backoff:g} s)",
         ))
     if backlog_armed and backlog > max_background_posts:
         out.append(Decision(
-            MAX_CONCURRENT_POSTS,
+            AlarmName.MAX_CONCURRENT_POSTS,
             f"{backlog} events waiting, above max_background_posts ({max_background_posts})",
         ))
     return out
@@ -60,7 +60,7 @@ def journal_alarm(*, journal_full: bool, journal_bytes: int, max_journal_mb: flo
     if not journal_full:
         return None
     return Decision(
-        JOURNAL_FULL,
+        AlarmName.JOURNAL_FULL,
         f"the journal cannot grow ({journal_bytes / 1048576:.1f} MiB on disk, max_journal_mb {max_journal_mb:g}, "
         "or the disk is full); new events are rejected, accepted ones are kept",
     )

@@ -84,6 +84,20 @@ def stop_event(version: int) -> str:
     return STOPPED if version == 1 else ENDED
 
 
+# ------------------------------------------------------------ alarms (the control API's `alarms`, label `alarm`)
+
+
+class AlarmName(enum.StrEnum):
+    """The alarms the supervisor raises; the values are what operators see and match on."""
+
+    MAX_BACKOFF = "Eventsink Reached Maximum Backoff"  # per sink
+    MAX_CONCURRENT_POSTS = "Eventsink Reached Maximum Concurrent POSTs"  # per sink
+    JOURNAL_FULL = "Eventsink Journal Full"  # node-wide: the journal refuses events
+
+
+SINK_ALARMS = (AlarmName.MAX_BACKOFF, AlarmName.MAX_CONCURRENT_POSTS)
+NODE_ALARMS = (AlarmName.JOURNAL_FULL,)
+
 # ------------------------------------------------------------ the schema document
 
 SCHEMA_FORMATS = ("openapi", "swagger")  # OpenAPI 3.x JSON (the default), Swagger 2.0 JSON

@@ -27,7 +27,7 @@ from prometheus_client.utils import floatToGoString
 from common.internal import HISTOGRAM_BOUNDS
 from common.vocabulary import POST_OUTCOMES, REJECT_REASONS
 from agent.supervision.counters import HistFigures, WorkerCounters
-from alarms.registry import NODE_ALARMS, SINK_ALARMS
+from common.vocabulary import NODE_ALARMS, SINK_ALARMS
 
 # The label values known in advance (common/vocabulary.py), exported as 0 before they first happen.
 

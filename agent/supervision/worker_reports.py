@@ -32,7 +32,8 @@ from agent.server.deliveries_feed import DeliveryFeed
 from agent.supervision.fleet import Fleet
 from agent.supervision.states import STOPPABLE_STATES, ChildState
 from alarms import rules
-from alarms.registry import JOURNAL_FULL, AlarmRegistry
+from alarms.registry import AlarmRegistry
+from common.vocabulary import AlarmName
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
@@ -148,8 +149,8 @@ class WorkerReports:
         if decision is not None:
             if alarms.raise_alarm(decision.name, None, decision.detail, wall=self.clock.wall()):
                 support.error("alarm raised: %s: %s", decision.name, decision.detail)
-        elif alarms.clear(JOURNAL_FULL, None):
-            support.warning("alarm cleared: %s: the journal accepts events again", JOURNAL_FULL)
+        elif alarms.clear(AlarmName.JOURNAL_FULL, None):
+            support.warning("alarm cleared: %s: the journal accepts events again", AlarmName.JOURNAL_FULL)
 
     # ---------------------------------------------------------------- alarms and publishers
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from alarms.registry import JOURNAL_FULL, MAX_BACKOFF, MAX_CONCURRENT_POSTS
+from common.vocabulary import AlarmName
 from tests.agent.supervisor_fakes import Rig, hist
 
 CONTRACT = {  # name (as the parser reports it) -> (type, labels)
@@ -127,15 +127,15 @@ def test_counters_and_histograms_fold_across_worker_restarts(rig):
 
 def test_alarm_gauges_are_0_or_1_and_journal_full_has_an_empty_sink_label(rig):
     text = scrape(rig)
-    assert value(text, "eventsink_alarm_active", sink="cdr", alarm=MAX_BACKOFF) == 0
-    assert value(text, "eventsink_alarm_active", sink="", alarm=JOURNAL_FULL) == 0
+    assert value(text, "eventsink_alarm_active", sink="cdr", alarm=AlarmName.MAX_BACKOFF) == 0
+    assert value(text, "eventsink_alarm_active", sink="", alarm=AlarmName.JOURNAL_FULL) == 0
     rig.report("cdr", "backoff_exceeded")
     rig.broker_report(journal_full=True)
     text = scrape(rig)
-    assert value(text, "eventsink_alarm_active", sink="cdr", alarm=MAX_BACKOFF) == 1
-    assert value(text, "eventsink_alarm_active", sink="cdr", alarm=MAX_CONCURRENT_POSTS) == 0
-    assert value(text, "eventsink_alarm_active", sink="siem", alarm=MAX_BACKOFF) == 0
-    assert value(text, "eventsink_alarm_active", sink="", alarm=JOURNAL_FULL) == 1
+    assert value(text, "eventsink_alarm_active", sink="cdr", alarm=AlarmName.MAX_BACKOFF) == 1
+    assert value(text, "eventsink_alarm_active", sink="cdr", alarm=AlarmName.MAX_CONCURRENT_POSTS) == 0
+    assert value(text, "eventsink_alarm_active", sink="siem", alarm=AlarmName.MAX_BACKOFF) == 0
+    assert value(text, "eventsink_alarm_active", sink="", alarm=AlarmName.JOURNAL_FULL) == 1
     assert value(text, "eventsink_publisher_running", sink="cdr") == 0
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from agent.client.errors import CommandError
 from common.internal import CHILD_GRACE
-from alarms.registry import JOURNAL_FULL, MAX_BACKOFF, MAX_CONCURRENT_POSTS
+from common.vocabulary import AlarmName
 from tests.agent.supervisor_fakes import Rig
 
 
@@ -26,15 +26,15 @@ def test_backoff_exceeded_raises_alarm_stops_publisher_and_logs_reason(rig, capl
     with caplog.at_level(logging.INFO):
         rig.report("cdr", "backoff_exceeded", next_backoff=64.0, current_backoff=32.0)
     st = rig.sink_status("cdr")
-    assert st["state"] == "stopped" and st["alarms"] == [MAX_BACKOFF]
+    assert st["state"] == "stopped" and st["alarms"] == [AlarmName.MAX_BACKOFF]
     assert not rig.slot("cdr").publisher_running
     assert rig.link.to("cdr", "stop_publisher") == [{"type": "stop_publisher"}]
     assert rig.link.to("siem", "stop_publisher") == []
     [alarm] = rig.ask("alarms")
-    assert alarm["name"] == MAX_BACKOFF and alarm["sink"] == "cdr"
+    assert alarm["name"] == AlarmName.MAX_BACKOFF and alarm["sink"] == "cdr"
     assert alarm["raised_at"] == "2023-11-14T22:13:20.000Z"
     assert "64 s" in alarm["detail"] and "60 s" in alarm["detail"]
-    lines = [r for r in caplog.records if r.name == "support.events" and MAX_BACKOFF in r.getMessage()]
+    lines = [r for r in caplog.records if r.name == "support.events" and AlarmName.MAX_BACKOFF in r.getMessage()]
     assert lines and "cdr" in lines[0].getMessage() and "stopping its publisher" in lines[0].getMessage()
     # the sibling is untouched
     assert rig.sink_status("siem")["state"] == "running"
@@ -45,7 +45,7 @@ def test_backlog_above_max_background_posts_raises_concurrency_alarm(rig):
     assert rig.sink_status("cdr")["alarms"] == []  # at the limit: fine
     rig.report("cdr", "running", backlog=21)
     st = rig.sink_status("cdr")
-    assert st["alarms"] == [MAX_CONCURRENT_POSTS] and st["state"] == "stopped"
+    assert st["alarms"] == [AlarmName.MAX_CONCURRENT_POSTS] and st["state"] == "stopped"
     assert len(rig.link.to("cdr", "stop_publisher")) == 1
     assert "21 events waiting" in rig.ask("alarms")[0]["detail"]
 
@@ -54,7 +54,7 @@ def test_a_second_alarm_on_a_stopped_sink_does_not_stop_it_again(rig):
     rig.report("cdr", "backoff_exceeded")
     rig.report("cdr", "paused", backlog=50)
     st = rig.sink_status("cdr")
-    assert sorted(st["alarms"]) == sorted([MAX_BACKOFF, MAX_CONCURRENT_POSTS])
+    assert sorted(st["alarms"]) == sorted([AlarmName.MAX_BACKOFF, AlarmName.MAX_CONCURRENT_POSTS])
     assert st["state"] == "stopped"
     assert len(rig.link.to("cdr", "stop_publisher")) == 1
     rig.report("cdr", "paused", backlog=60)
@@ -134,7 +134,7 @@ def test_restart_drains_a_backlog_built_while_stopped(rig):
     assert rig.sink_status("cdr")["state"] == "running" and rig.ask("alarms") == []
     rig.report("cdr", "running", backlog=10)
     rig.report("cdr", "running", backlog=21)
-    assert rig.sink_status("cdr")["alarms"] == [MAX_CONCURRENT_POSTS]
+    assert rig.sink_status("cdr")["alarms"] == [AlarmName.MAX_CONCURRENT_POSTS]
 
 
 def test_worker_restarted_after_a_crash_stays_stopped_while_its_alarm_is_active(rig):
@@ -146,7 +146,7 @@ def test_worker_restarted_after_a_crash_stays_stopped_while_its_alarm_is_active(
     rig.step()
     rig.report("cdr", "running")
     st = rig.sink_status("cdr")
-    assert st["state"] == "stopped" and st["alarms"] == [MAX_BACKOFF]
+    assert st["state"] == "stopped" and st["alarms"] == [AlarmName.MAX_BACKOFF]
     assert len(rig.link.to("cdr", "stop_publisher")) == 2
 
 
@@ -154,13 +154,13 @@ def test_journal_full_alarm_is_node_wide_and_cleared_by_the_broker(rig, caplog):
     with caplog.at_level(logging.INFO, logger="support.events"):
         rig.broker_report(journal_full=True, journal_bytes=3 * 1048576)
     [alarm] = rig.ask("alarms")
-    assert alarm["name"] == JOURNAL_FULL and alarm["sink"] is None and "3.0 MiB" in alarm["detail"]
+    assert alarm["name"] == AlarmName.JOURNAL_FULL and alarm["sink"] is None and "3.0 MiB" in alarm["detail"]
     assert rig.ask("status")["bus"]["journal_full"] is True
     assert all(s["state"] == "running" for s in rig.ask("status")["sinks"])
     assert rig.link.to("cdr", "stop_publisher") == []
     rig.broker_report(journal_full=False)
     assert rig.ask("alarms") == []
-    assert "alarm cleared" in caplog.text and JOURNAL_FULL in caplog.text
+    assert "alarm cleared" in caplog.text and AlarmName.JOURNAL_FULL in caplog.text
 
 
 def test_restart_is_refused_while_stopping(rig):
