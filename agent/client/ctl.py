@@ -120,7 +120,7 @@ def unreachable(where: str, exc: OSError) -> str:
     return f"cannot connect to the agent at {where}: {exc.strerror or exc}"
 
 
-def socket_path(args: argparse.Namespace) -> str:
+def socket_path(args: argparse.Namespace | QuickArgs) -> str:
     """--socket, else the config's control socket (--config), else $EVENTSINK_SOCKET, else the default."""
     if args.socket:
         return args.socket
@@ -177,7 +177,7 @@ class QuickArgs:
 def quick_args(argv: list[str]) -> QuickArgs | None:
     """ARGV read without argparse when it is plain: a subcommand without options of its own (`CliArg`s), its
     path fields as words that do not start with '-', --json after it, and --socket/--config (PATH or =PATH)
-    anywhere, the last one counting, as argparse reads such a line (tests/agent/test_ctl.py). None for
+    anywhere, the last one counting, as argparse reads such a line (tests/agent/test_ctl_quick.py). None for
     anything else (--help, an abbreviation, an option value that starts with '-', a missing or extra word):
     argparse then reads it and says what it says about it."""
     name = requested(argv)
@@ -189,7 +189,7 @@ def quick_args(argv: list[str]) -> QuickArgs | None:
     flags = iter(argv)
     for arg in flags:
         if arg in ("--socket", "--config"):
-            value = next(flags, "-")
+            value = next(flags, "-")  # no value at all is left to argparse, as a value that starts with '-'
             if value.startswith("-"):
                 return None
             values[arg[2:]] = value
@@ -276,7 +276,7 @@ def ctl_commands() -> list[Command]:
     return [c for c in COMMANDS if c.in_ctl]
 
 
-def request_parts(command: Command, args: argparse.Namespace) -> tuple[dict, dict, dict | None]:
+def request_parts(command: Command, args: argparse.Namespace | QuickArgs) -> tuple[dict, dict, dict | None]:
     """The path fields, query fields and JSON body (None: none) of COMMAND's request; BadValue on a bad value."""
     params = {f: getattr(args, f) for f in command.fields}
     query: dict[str, Any] = {}

@@ -33,7 +33,8 @@ def test_a_plain_line_is_read_as_argparse_reads_it(argv):
 
 
 @pytest.mark.parametrize("argv", [
-    [], ["--help"], ["--version"], ["status", "--help"], ["status", "-h"], ["status", "--js"], ["--sock", "/s", "status"],
+    [], ["--help"], ["--version"], ["status", "--help"], ["status", "-h"], ["status", "--js"],
+    ["--sock", "/s", "status"],
     ["--json", "status"], ["status", "extra"], ["restart"], ["restart", "a", "b"], ["restart", "-x"], ["status", "--"],
     ["status", "--socket"], ["status", "--socket", "--json"], ["status", "--json=1"], ["restart", ""], ["bogus"],
     ["replay", "x", "--since", "2h"], ["attempts", "x"], ["redrive", "x", "a"],  # commands with options of their own
