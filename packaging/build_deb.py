@@ -12,7 +12,9 @@ the steps share (names, BuildError, run, log) packaging/deb_common.py's.
 How the venv is made relocatable: it is created *inside the staging tree*
 (`python3.X -m venv STAGE/opt/eventsink-agent`), then every text file that names
 the staging path (console-script shebangs, pyvenv.cfg) is rewritten to
-/opt/eventsink-agent, and the build fails if any file still names it. The
+/opt/eventsink-agent, and the build fails if any file still names it.
+eventsinkctl's script is then replaced by its launcher (packaging/deb_launcher.py:
+Python isolated and without site, the quicker start). The
 venv's interpreter links point at /usr/bin/python3.X (an absolute path, valid
 on every node with the same Debian release). No .pyc ships (Debian policy);
 postinst byte-compiles on the node and prerm removes the byte-code. This needs
@@ -39,6 +41,7 @@ import time
 from deb_common import (COMMANDS, CONFFILE, HERE, PACKAGE, ROOT, VENV_PATH, BuildError, install_file, log,
                         project_version, run)
 from deb_docs import changelog_checked, changelog_with_entry, install_docs
+from deb_launcher import site_packages, write_ctl_launcher
 
 SYSTEM_PYTHON = os.environ.get("EVENTSINK_DEB_PYTHON", "/usr/bin/python3")
 
@@ -155,7 +158,17 @@ def build_venv(stage: str, work: str, wheelhouse: str) -> tuple[str, str]:
     for cmd_name in COMMANDS:
         if not os.path.exists(os.path.join(venv, "bin", cmd_name)):
             raise BuildError(f"the venv has no bin/{cmd_name}: check setup.cfg's console_scripts")
+    install_ctl_launcher(stage, venv, xy)
     return venv, xy
+
+
+def install_ctl_launcher(stage: str, venv: str, xy: str) -> None:
+    """Replaces pip's eventsinkctl script with the launcher that starts Python isolated and without site
+    (packaging/deb_launcher.py); it names the venv's final paths, so it needs no relocation."""
+    packages = site_packages(VENV_PATH, xy)
+    if not os.path.isdir(os.path.join(stage, packages.lstrip("/"), "agent")):
+        raise BuildError(f"the venv has no {packages}/agent for eventsinkctl's launcher")
+    write_ctl_launcher(os.path.join(venv, "bin", "eventsinkctl"), f"{VENV_PATH}/bin/python3", packages)
 
 
 def install_with_wheelhouse(pip: list[str], src: str, constraints: str | None, wheelhouse: str, env: dict) -> None:

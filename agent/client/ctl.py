@@ -10,30 +10,33 @@ Answers are rendered by each command; exit codes come from
 An operator runs it by hand and scripts run it in loops, so it starts as a
 small program: it imports the commands' descriptions only, never their actions
 (agent/server/actions/: zmq, sqlite3, msgspec, the journal), and speaks the one
-request it needs itself (`exchange`: HTTP/1.1 with `Connection: close`, as the
-control server answers it) rather than through http.client and its email
-parser. A plain subcommand imports its one description only
-(`agent.commands.CTL_UNITS`), and the connection is the C socket module's
-(`_socket`): socket.py's enum conversions and selectors would be a fifth of the
-start. tests/agent/test_ctl_imports.py keeps it so.
+request it needs itself (agent/client/wire.py: HTTP/1.1 and the answer's JSON,
+without http.client, its email parser, or the json package's regular
+expressions). A plain subcommand imports its one description only
+(`agent.commands.CTL_UNITS`); a line argparse would read plainly (`quick_args`:
+the subcommand, its path fields, --socket, --config, --json) is read without
+argparse, whose imports (re, enum, gettext) would be a third of the start; and
+the connection is the C socket module's (`_socket`): socket.py's enum
+conversions and selectors would be a fifth of it.
+tests/agent/test_ctl_imports.py keeps it so.
 """
 
 from __future__ import annotations
 
 import _socket
-import argparse
-import json
 import os
 import sys
 
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from agent.commands.unit import Command
 
 from agent import __version__
 from agent.commands import CTL_UNITS
+from agent.client.wire import decode_json, exchange
 from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
 from common.vocabulary import DEFAULT_RUNTIME_DIR
 
@@ -41,7 +44,6 @@ PROG = "eventsinkctl"
 DEFAULT_SOCKET = os.path.join(DEFAULT_RUNTIME_DIR, "control.sock")
 SOCKET_ENV = "EVENTSINK_SOCKET"
 CLIENT_TIMEOUT = 20.0  # s; the agent itself gives up on its supervisor after 10 s
-MAX_HEAD = 64 * 1024  # bytes of an answer's status line and headers
 
 
 class AgentFailed(Exception):
@@ -69,7 +71,7 @@ class ControlClient:
         return self.request(command.method, command.request_path(params or {}, query), body)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[Reply, bytes]:
-        payload = None if body is None else json.dumps(body).encode()
+        payload = None if body is None else _json_bytes(body)
         sock = self._connect()
         try:
             status, raw = exchange(sock, method, path, payload)
@@ -80,7 +82,7 @@ class ControlClient:
         finally:
             sock.close()
         try:
-            decoded = json.loads(raw) if raw.strip() else None
+            decoded = decode_json(raw) if raw.strip() else None
         except ValueError:
             if 200 <= status < 300:
                 raise AgentFailed("the agent's answer is not JSON") from None
@@ -101,6 +103,12 @@ class ControlClient:
         return sock
 
 
+def _json_bytes(body: Any) -> bytes:
+    import json  # only a request with a body (reload, replay, redrive, discard) encodes one
+
+    return json.dumps(body).encode()
+
+
 def unreachable(where: str, exc: OSError) -> str:
     """Why no agent answers on the socket at WHERE, in one sentence."""
     if isinstance(exc, FileNotFoundError):
@@ -112,84 +120,7 @@ def unreachable(where: str, exc: OSError) -> str:
     return f"cannot connect to the agent at {where}: {exc.strerror or exc}"
 
 
-def exchange(sock: _socket.socket, method: str, path: str, payload: bytes | None) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on the connected SOCK -> (status, body). OSError (a ConnectionError when the
-    agent closes it early or answers what is not HTTP), TimeoutError past the socket's timeout."""
-    head = f"{method} {path} HTTP/1.1\r\nHost: agent\r\nAccept: application/json\r\nConnection: close\r\n"
-    if payload is not None:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-    sock.sendall(head.encode("ascii") + b"\r\n" + (payload or b""))
-    data = b""
-    while True:
-        end = data.find(b"\r\n\r\n")
-        if end >= 0:
-            status, length, chunked = _parse_head(data[:end])
-            if status >= 200:  # a 1xx (100 Continue) is followed by the real answer
-                break
-            data = data[end + 4:]
-            continue
-        if len(data) > MAX_HEAD:
-            raise ConnectionError("the answer's head is too long")
-        data += _recv(sock)
-    body = data[end + 4:]
-    if chunked:
-        return status, _dechunk(sock, body)
-    while length is None or len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            if length is None:  # no Content-Length: the answer ends with the connection
-                return status, body
-            raise ConnectionError("the answer was cut short")
-        body += chunk
-    return status, body[:length]
-
-
-def _recv(sock: _socket.socket) -> bytes:
-    chunk = sock.recv(65536)
-    if not chunk:
-        raise ConnectionError("the agent closed the connection")
-    return chunk
-
-
-def _dechunk(sock: _socket.socket, data: bytes) -> bytes:
-    """A chunked body (DATA: what came after the head), read to its last chunk (trailers are not kept)."""
-    out = b""
-    while True:
-        while b"\r\n" not in data:
-            data += _recv(sock)
-        line, data = data.split(b"\r\n", 1)
-        size_text = line.split(b";")[0].strip()
-        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
-            raise ConnectionError("a bad chunk size")
-        size = int(size_text, 16)
-        if size == 0:
-            return out
-        while len(data) < size + 2:
-            data += _recv(sock)
-        out, data = out + data[:size], data[size + 2:]
-
-
-def _parse_head(head: bytes) -> tuple[int, int | None, bool]:
-    """An answer's status line and headers -> (status, Content-Length or None, chunked); ConnectionError when
-    it is not HTTP."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ConnectionError("the answer is not HTTP")
-    length, chunked = None, False
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        name = name.strip().lower()
-        if name == "content-length":
-            if not value.strip().isdigit():
-                raise ConnectionError("a bad Content-Length")
-            length = int(value)
-        elif name == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-    return int(parts[1]), length, chunked
-
-
-def socket_path(args: argparse.Namespace) -> str:
+def socket_path(args: argparse.Namespace | QuickArgs) -> str:
     """--socket, else the config's control socket (--config), else $EVENTSINK_SOCKET, else the default."""
     if args.socket:
         return args.socket
@@ -235,12 +166,54 @@ def requested(argv: list[str]) -> str | None:
     return None
 
 
-class _Formatter(argparse.HelpFormatter):
+class QuickArgs:
+    """A command line `quick_args` read: the attributes argparse's Namespace would hold, with --socket and
+    --config None when not given (as main() sets them)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def quick_args(argv: list[str]) -> QuickArgs | None:
+    """ARGV read without argparse when it is plain: a subcommand without options of its own (`CliArg`s), its
+    path fields as words that do not start with '-', --json after it, and --socket/--config (PATH or =PATH)
+    anywhere, the last one counting, as argparse reads such a line (tests/agent/test_ctl_quick.py). None for
+    anything else (--help, an abbreviation, an option value that starts with '-', a missing or extra word):
+    argparse then reads it and says what it says about it."""
+    name = requested(argv)
+    command = described(name) if name is not None else None
+    if command is None or command.cli:
+        return None
+    values: dict[str, Any] = {"socket": None, "config": None}
+    words: list[str] = []
+    flags = iter(argv)
+    for arg in flags:
+        if arg in ("--socket", "--config"):
+            value = next(flags, "-")  # no value at all is left to argparse, as a value that starts with '-'
+            if value.startswith("-"):
+                return None
+            values[arg[2:]] = value
+        elif arg.startswith(("--socket=", "--config=")):
+            values[arg[2:8]] = arg[9:]  # "socket" or "config", then what follows the "="
+        elif arg == "--json" and words:
+            values["json"] = True
+        elif arg.startswith("-") or not arg:
+            return None
+        else:
+            words.append(arg)
+    if len(words) != 1 + len(command.fields):
+        return None
+    values.update(zip(command.fields, words[1:]), command_name=name, command=command)
+    values.setdefault("json", False)
+    return QuickArgs(**values)
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
     """argparse's help layout at the terminal's width, found as shutil.get_terminal_size finds it, without
     importing shutil (and its imports) at every start: argparse makes a formatter for each add_argument."""
+    import argparse
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_terminal_columns() - 2)
+    return argparse.HelpFormatter(prog, width=_terminal_columns() - 2)
 
 
 def _terminal_columns() -> int:
@@ -259,7 +232,9 @@ def _terminal_columns() -> int:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """eventsinkctl's parser, with every subcommand, or with ONLY that one (`requested`: the subcommand parses
     the rest of the line alike either way, and building the others is most of the parser's cost)."""
-    where = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
+    import argparse  # not for a line quick_args reads
+
+    where = argparse.ArgumentParser(add_help=False, formatter_class=_formatter)
     where.add_argument(
         "--socket", metavar="PATH", default=argparse.SUPPRESS,
         help=f"the agent's control socket (default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})",
@@ -267,7 +242,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     where.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="read the control socket's path from this agent config")
     parser = argparse.ArgumentParser(
         prog=PROG,
-        formatter_class=_Formatter,
+        formatter_class=_formatter,
         parents=[where],
         description="Control a running eventsink-agent through its control socket.",
         epilog="exit status: 0 ok, 1 the agent refused or failed, 2 usage error, 3 agent not running",
@@ -275,7 +250,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     for command in [described(only)] if only is not None else ctl_commands():
-        p = sub.add_parser(command.name, parents=[where], formatter_class=_Formatter, help=command.help,
+        p = sub.add_parser(command.name, parents=[where], formatter_class=_formatter, help=command.help,
                            description=command.help[:1].upper() + command.help[1:] + ".")
         helps = dict(command.field_help)
         for field in command.fields:
@@ -301,7 +276,7 @@ def ctl_commands() -> list[Command]:
     return [c for c in COMMANDS if c.in_ctl]
 
 
-def request_parts(command: Command, args: argparse.Namespace) -> tuple[dict, dict, dict | None]:
+def request_parts(command: Command, args: argparse.Namespace | QuickArgs) -> tuple[dict, dict, dict | None]:
     """The path fields, query fields and JSON body (None: none) of COMMAND's request; BadValue on a bad value."""
     params = {f: getattr(args, f) for f in command.fields}
     query: dict[str, Any] = {}
@@ -335,15 +310,23 @@ def fail(message: str, outcome: Reply | BaseException, problems: list[str] | tup
     return exit_code(outcome)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(requested(argv))
+def parsed_args(argv: list[str]) -> argparse.Namespace | int:
+    """ARGV read by argparse, --socket and --config None when not given; the exit code instead for --help,
+    --version (0) and usage errors (2)."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors (2)
+        args = build_parser(requested(argv)).parse_args(argv)
+    except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     args.socket = getattr(args, "socket", None)
     args.config = getattr(args, "config", None)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = quick_args(argv) or parsed_args(argv)
+    if isinstance(args, int):
+        return args
     command: Command = args.command
     try:
         params, query, body = request_parts(command, args)

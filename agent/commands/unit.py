@@ -16,10 +16,9 @@ standard library and agent/client/render.py.
 
 from __future__ import annotations
 
-import re
-
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
+    import re
     from collections.abc import Callable
     from typing import Any
 
@@ -84,10 +83,16 @@ class Command:
     @property
     def fields(self) -> tuple[str, ...]:
         """The required fields, in path order."""
+        if "{" not in self.path:  # `re` (and enum) only for a path that has fields: not at `status`'s start
+            return ()
+        import re
+
         return tuple(re.findall(r"\{(\w+)\}", self.path))
 
     def path_pattern(self) -> re.Pattern[str]:
         """The path as a regex; each field matches one non-empty path segment."""
+        import re  # the server's routes only
+
         parts = re.split(r"(\{\w+\})", self.path)
         rx = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
         return re.compile(f"^{rx}$")
@@ -100,6 +105,7 @@ class Command:
         # urllib.parse is imported only by the requests that need it (`status` has neither fields nor query).
         path = self.path
         if self.fields:
+            import re
             from urllib.parse import quote
 
             path = re.sub(r"\{(\w+)\}", lambda m: quote(params[m.group(1)], safe="", errors="surrogateescape"), path)

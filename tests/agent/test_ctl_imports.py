@@ -25,25 +25,32 @@ SERVER_SIDE = ("zmq", "pycurl", "sqlite3", "msgspec", "http.client", "common.con
                "agent.supervision", "common.internal")
 # Costly at start and not needed by a plain command (tomllib, for --config, does import typing).
 HEAVY = ("concurrent.futures", "dataclasses", "typing", "tomllib")
+# What a plain line (agent/client/ctl.py's quick_args) is read and answered without: argparse and its
+# gettext, the json package, and `re` under all three.
+SLOW_PATH = ("argparse", "gettext", "json", "re")
 
 
-def loaded_after(code: str, *argv: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run CODE in a fresh interpreter (argv ARGV); which of SERVER_SIDE and HEAVY (or their submodules) it
+def loaded_after(code: str, *argv: str, watched: tuple[str, ...] = SERVER_SIDE + HEAVY, flags: tuple[str, ...] = (),
+                 ) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run CODE in a fresh interpreter (Python's FLAGS, argv ARGV); which of WATCHED (or their submodules) it
     had loaded when it exited, even by SystemExit."""
-    watched = SERVER_SIDE + HEAVY
     probe = ("import atexit, sys\n"
              "def _report():\n"
              f"    found = sorted(m for m in sys.modules if any(m == w or m.startswith(w + '.') for w in {watched!r}))\n"
              "    sys.stderr.write('\\nLOADED ' + ' '.join(found) + '\\n')\n"
              "atexit.register(_report)\n" + code)
     env = {k: v for k, v in os.environ.items() if k != "EVENTSINK_SOCKET"}
-    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=30,
+    done = subprocess.run([sys.executable, *flags, "-c", probe, *argv], capture_output=True, text=True, timeout=30,
                           cwd=REPO, env=env)
     line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED"))
     return done, line.split()[1:]
 
 
 CTL = "import sys\nfrom agent.client.ctl import main\nsys.exit(main())\n"  # what the eventsinkctl script runs
+# What the installed launcher runs (packaging/deb_launcher.py), with this tree as its site-packages: the dev
+# venv's own start (its editable install's finder) imports `re` before any of eventsinkctl.
+LAUNCHER_FLAGS = ("-I", "-S")
+LAUNCHED = f"import sys\nsys.path.append({REPO!r})\n" + CTL
 
 
 def test_importing_the_client_loads_nothing_of_the_server():
@@ -61,6 +68,15 @@ def test_a_real_status_loads_nothing_of_the_server(server):
     done, found = loaded_after(CTL, "--socket", server.path, "status", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == STATUS
+    assert found == []
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_plain_status_is_read_and_answered_without_argparse_json_or_re(server, json_flag):
+    done, found = loaded_after(LAUNCHED, "--socket", server.path, "status", *json_flag, watched=SLOW_PATH,
+                               flags=LAUNCHER_FLAGS)
+    assert done.returncode == 0, done.stderr
+    assert ("SINK" in done.stdout) if not json_flag else (json.loads(done.stdout) == STATUS)
     assert found == []
 
 

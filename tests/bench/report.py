@@ -123,20 +123,27 @@ def _floor_rows(r: dict) -> list[Row]:
 
 
 def _ctl_rows(r: dict) -> list[Row]:
-    """Row 12 (tests/bench/ctl_cost.py): eventsinkctl status against curl --unix-socket, same agent, same run."""
+    """Row 12 (tests/bench/ctl_cost.py): eventsinkctl status as installed against curl --unix-socket, same
+    agent, same run; pip's script in the same layout and the dev venv's script as information."""
     c = r.get("ctl_status")
     if not c:  # results saved before the row existed
         return []
     ctl, curl, py = c["ctl"], c["curl"], c["python"]
-    return [
-        Row("12", "eventsinkctl status, spawn to exit", ctl["median_ms"], "ms", "ctl_status",
+    out = [
+        Row("12", "eventsinkctl status (installed launcher), spawn to exit", ctl["median_ms"], "ms", "ctl_status",
             f"median of {c['runs']}; min {ctl['min_ms']:.1f}, max {ctl['max_ms']:.1f} ms"),
         Row("12", "curl --unix-socket .../v1/status, same socket", curl["median_ms"], "ms", "ctl_curl",
             f"median of {c['runs']}, alternating with eventsinkctl"),
-        Row("12", "  python -c pass, the same Python's start", py["median_ms"], "ms", "ctl_python",
+        Row("12", "  python3 -IS -c pass, the launcher's Python's start", py["median_ms"], "ms", "ctl_python",
             "the floor of any client written in Python"),
         Row("12", "  eventsinkctl status / curl", c["ratio"], "x", "ctl_status_ratio", "goal <= 3"),
     ]
+    for key, label in (("ctl_pip", "pip's console script, same installed layout"),
+                       ("ctl_dev", "the dev venv's console script (editable install)")):
+        if key in c:  # results saved before these were timed have neither
+            out.append(Row("12", f"  eventsinkctl status, {label}", c[key]["median_ms"], "ms", key,
+                           f"informational; {c[key]['median_ms'] / curl['median_ms']:.2f}x curl"))
+    return out
 
 
 def rows(r: dict) -> list[Row]:

@@ -117,9 +117,10 @@ def test_the_package_holds_the_commands_config_unit_docs_and_man_pages(extracted
 
 def test_the_venv_is_relocated_to_opt_and_uses_debians_python(extracted, deb_path):
     venv = os.path.join(extracted, VENV)
-    for cmd in ("eventsink-agent", "eventsinkctl"):
+    # eventsinkctl's launcher starts Python isolated and without site (packaging/deb_launcher.py)
+    for cmd, flags in (("eventsink-agent", ""), ("eventsinkctl", " -IS")):
         with open(os.path.join(venv, "bin", cmd), encoding="utf-8") as fh:
-            assert fh.readline().strip() == f"#!/{VENV}/bin/python3"
+            assert fh.readline().strip() == f"#!/{VENV}/bin/python3{flags}"
     assert re.fullmatch(r"/usr/bin/python3\.\d+", venv_interpreter(os.path.join(venv, "bin")))
     with open(os.path.join(venv, "pyvenv.cfg"), encoding="utf-8") as fh:
         cfg = dict(line.split(" = ", 1) for line in fh.read().splitlines() if " = " in line)
