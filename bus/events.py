@@ -250,7 +250,8 @@ def _message_type(event: str, data_type: type) -> type:
     return msgspec.defstruct(
         _camel(event) + "Message",
         [
-            ("event", Annotated[Literal[event], Meta(description="The event name; equals the ZeroMQ topic frame.")]),  # type: ignore[valid-type]
+            # msgspec takes plain strings in a Literal, not StrEnum members
+            ("event", Annotated[Literal[str(event)], Meta(description="The event name; equals the ZeroMQ topic frame.")]),  # type: ignore[valid-type]
             ("time", Annotated[float, Meta(description="Unix time of the event, as the conference process saw it.")]),
             ("data", Annotated[data_type, Meta(description="The event's fields.")]),
         ],

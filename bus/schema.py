@@ -207,7 +207,8 @@ def _envelope_type(version: int, event: str) -> type:
         ("seq", Annotated[Literal[0], Meta(description=_SEQ)] if bulk else Annotated[int, Meta(ge=1, description=_SEQ)]),
         ("version", Annotated[Literal[version], Meta(description=_VERSION)]),  # type: ignore[valid-type]
         ("time", Annotated[float, Meta(description=_TIME)]),
-        ("event", Annotated[Literal[event], Meta(description=_EVENT)]),  # type: ignore[valid-type]
+        # msgspec takes plain strings in a Literal, not StrEnum members
+        ("event", Annotated[Literal[str(event)], Meta(description=_EVENT)]),  # type: ignore[valid-type]
         ("data", data),
     ]
     return msgspec.defstruct(envelope_name(version, event), fields, module=__name__)

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import msgspec
 
-from common.vocabulary import DEFAULT_RUNTIME_DIR
+from common.runtime_dir import DEFAULT_RUNTIME_DIR
 
 ROLES = ("transcoding", "proxying")
 BUS_EVENTS = (

@@ -1,26 +1,19 @@
 """The words the processes share: the values one process writes and another
 reads, or that two processes must spell alike (docs/internals.md lists them).
 
-Owns the publisher states a worker reports, the reject reasons of the broker
-(label `reason`), the POST outcomes of a worker (label `outcome`), the names of
-the events the agent makes itself, the formats of the schema document, and
-the default runtime directory (where the agent and eventsinkctl look for the sockets).
-Each is a tuple in the documented order, plus one constant per value so code
-names a value instead of spelling it.
+Owns, each as one `enum.StrEnum` (a member equals its string, so the wire, the
+metrics labels and JSON carry the plain value): the publisher states a worker
+reports, the reject reasons of the broker (label `reason`), the POST outcomes of
+a worker (label `outcome`), the names of the events the agent makes itself, the
+alarms, and the formats of the schema document. Code names a member; the tuples
+give the documented order.
 """
 
 from __future__ import annotations
 
 import enum
 
-# ------------------------------------------------------------ where the agent's sockets are by default
-
-# agent.runtime_dir's default (common/config.py), which eventsinkctl falls back on without loading the
-# config (docs/config.md: the control socket is {runtime_dir}/control.sock).
-DEFAULT_RUNTIME_DIR = "/run/eventsink-agent"
-
 # ------------------------------------------------------------ a worker's publisher (report field `publisher`)
-
 
 
 class PublisherState(enum.StrEnum):
@@ -36,6 +29,7 @@ class PublisherState(enum.StrEnum):
 PUBLISHER_STATES = tuple(PublisherState)
 
 # ------------------------------------------------------------ reject reasons (eventsink_bus_rejected_total)
+
 
 class RejectReason(enum.StrEnum):
     """Why the broker refused a bus message (label `reason`); a member equals its string value."""
@@ -59,29 +53,46 @@ REJECT_REASONS = tuple(RejectReason)
 
 # ------------------------------------------------------------ POST outcomes (label `outcome`)
 
-SUCCESS, HTTP_ERROR, REDIRECT, TIMEOUT, CONNECTION_ERROR, TLS_ERROR = (
-    "success", "http_error", "redirect", "timeout", "connection_error", "tls_error",
-)
-POST_OUTCOMES = (SUCCESS, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR, TLS_ERROR, REDIRECT)
+
+
+class PostOutcome(enum.StrEnum):
+    """How one POST ended (label `outcome`), in the documented order."""
+
+    SUCCESS = "success"  # a 2xx answer
+    HTTP_ERROR = "http_error"  # any other status (redirects aside)
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+    REDIRECT = "redirect"  # a 3xx: never followed
+
+
+POST_OUTCOMES = tuple(PostOutcome)
 
 # ------------------------------------------------------------ the agent's own events
 
 RESERVED_PREFIX = "eventsink_"  # no conference process may publish a name starting with this
-STARTED = "eventsink_started"  # a publisher started: always seq 1
-UPDATED = "eventsink_updated"  # a reload changed the sink's settings
-STOPPED = "eventsink_stopped"  # version 1: the sink was removed or the agent stops
-ENDED = "eventsink_ended"  # version 2: the same
-BULK_EVENT = "eventsink_bulk"  # the envelope around a batch in bulk mode
-LIFECYCLE_EVENTS = (STARTED, UPDATED, STOPPED, ENDED)
+
+
+class AgentEvent(enum.StrEnum):
+    """The events the agent makes itself (docs/events.md); each name starts with RESERVED_PREFIX."""
+
+    STARTED = "eventsink_started"  # a publisher started: always seq 1
+    UPDATED = "eventsink_updated"  # a reload changed the sink's settings
+    STOPPED = "eventsink_stopped"  # version 1: the sink was removed or the agent stops
+    ENDED = "eventsink_ended"  # version 2: the same
+    BULK = "eventsink_bulk"  # the envelope around a batch in bulk mode
+
+
+LIFECYCLE_EVENTS = (AgentEvent.STARTED, AgentEvent.UPDATED, AgentEvent.STOPPED, AgentEvent.ENDED)
 LIFECYCLE_EVENTS_OF_VERSION = {
-    1: (STARTED, UPDATED, STOPPED),
-    2: (STARTED, UPDATED, ENDED),
+    1: (AgentEvent.STARTED, AgentEvent.UPDATED, AgentEvent.STOPPED),
+    2: (AgentEvent.STARTED, AgentEvent.UPDATED, AgentEvent.ENDED),
 }
 
 
 def stop_event(version: int) -> str:
     """The stop event's name: Pexip's name for each protocol version."""
-    return STOPPED if version == 1 else ENDED
+    return AgentEvent.STOPPED if version == 1 else AgentEvent.ENDED
 
 
 # ------------------------------------------------------------ alarms (the control API's `alarms`, label `alarm`)
@@ -100,11 +111,24 @@ NODE_ALARMS = (AlarmName.JOURNAL_FULL,)
 
 # ------------------------------------------------------------ the schema document
 
-SCHEMA_FORMATS = ("openapi", "swagger")  # OpenAPI 3.x JSON (the default), Swagger 2.0 JSON
-DEFAULT_SCHEMA_FORMAT = SCHEMA_FORMATS[0]
+
+
+class SchemaFormat(enum.StrEnum):
+    """The formats of `eventsink-agent schema` and GET /v1/schema."""
+
+    OPENAPI = "openapi"  # OpenAPI 3.x JSON, the default
+    SWAGGER = "swagger"  # Swagger 2.0 JSON
+
+
+SCHEMA_FORMATS = tuple(SchemaFormat)
+DEFAULT_SCHEMA_FORMAT = SchemaFormat.OPENAPI
 
 
 # old names, removed after the merge
+SUCCESS, HTTP_ERROR, REDIRECT = PostOutcome.SUCCESS, PostOutcome.HTTP_ERROR, PostOutcome.REDIRECT
+TIMEOUT, CONNECTION_ERROR, TLS_ERROR = PostOutcome.TIMEOUT, PostOutcome.CONNECTION_ERROR, PostOutcome.TLS_ERROR
+STARTED, UPDATED, STOPPED, ENDED = AgentEvent.STARTED, AgentEvent.UPDATED, AgentEvent.STOPPED, AgentEvent.ENDED
+BULK_EVENT = AgentEvent.BULK
 JOURNAL_FULL = RejectReason.JOURNAL_FULL
 PUBLISHER_RUNNING = PublisherState.RUNNING
 PUBLISHER_PAUSED = PublisherState.PAUSED

@@ -38,7 +38,7 @@ from agent import __version__
 from agent.commands import CTL_UNITS
 from agent.client.wire import decode_json, exchange
 from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
-from common.vocabulary import DEFAULT_RUNTIME_DIR
+from common.runtime_dir import DEFAULT_RUNTIME_DIR
 
 PROG = "eventsinkctl"
 DEFAULT_SOCKET = os.path.join(DEFAULT_RUNTIME_DIR, "control.sock")
