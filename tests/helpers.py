@@ -131,3 +131,17 @@ def dedupe_bulk(requests) -> tuple[dict[str, list[tuple[str, str]]], list[str], 
             continue
         stored[wid] = inner
     return stored, broken, repeats
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRODUCT = ("agent", "alarms", "bus", "common", "console", "sinks", "tools", "packaging")  # what ships
+
+
+def product_modules() -> list[str]:
+    """Every .py file of the product directories that exist here, relative to the repository."""
+    found = []
+    for top in PRODUCT:
+        for folder, dirs, files in os.walk(os.path.join(REPO, top)):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__" and d != "build")
+            found += [os.path.relpath(os.path.join(folder, f), REPO) for f in sorted(files) if f.endswith(".py")]
+    return found

@@ -8,20 +8,10 @@ from __future__ import annotations
 import ast
 import os
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PRODUCT = ("agent", "alarms", "bus", "common", "console", "sinks", "tools", "packaging")
+from tests.helpers import REPO, product_modules
+
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 50
-
-
-def product_modules() -> list[str]:
-    """Every .py file of the product directories that exist here, relative to the repository."""
-    found = []
-    for top in PRODUCT:
-        for folder, dirs, files in os.walk(os.path.join(REPO, top)):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__" and d != "build")
-            found += [os.path.relpath(os.path.join(folder, f), REPO) for f in sorted(files) if f.endswith(".py")]
-    return found
 
 
 def long_functions(source: str, max_lines: int) -> list[tuple[int, str, int]]:

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 
-import pytest
 
-from agent.server.control import ControlServer
 from agent.client.errors import CommandError
-from tests.helpers import short_tmpdir
 
 STATUS = {
     "node": {"address": "10.44.99.2", "location": "Oslo", "role": "transcoding"},
@@ -72,22 +68,3 @@ class FakeSupervisor:
         else:
             fut.set_exception(CommandError(404, f"unknown command {command}"))
         return fut
-
-
-@pytest.fixture
-def tmpdir_short():
-    with short_tmpdir() as d:
-        yield d
-
-
-@pytest.fixture
-def supervisor():
-    return FakeSupervisor()
-
-
-@pytest.fixture
-def server(tmpdir_short, supervisor):
-    srv = ControlServer(os.path.join(tmpdir_short, "control.sock"), supervisor)
-    srv.start()
-    yield srv
-    srv.stop()

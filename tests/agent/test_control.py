@@ -18,8 +18,7 @@ from agent.server.actions import unit as action_unit
 from bus import schema as bus_schema
 from agent.server.control import ControlServer, ControlSocketError
 from agent.client.ctl import ControlClient
-from tests.agent.control_fakes import (ALARMS, STATUS, FakeSupervisor, server, supervisor,  # noqa: F401 (fixtures)
-                                       tmpdir_short)
+from tests.agent.control_fakes import ALARMS, STATUS, FakeSupervisor
 
 
 def client(srv: ControlServer) -> ControlClient:

@@ -14,7 +14,7 @@ import pytest
 from agent.client import ctl
 from agent.commands import CTL_UNITS
 from agent.commands.registry import COMMANDS
-from tests.agent.control_fakes import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
+from tests.agent.control_fakes import STATUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from agent.commands.registry import COMMANDS
-from tests.agent.control_fakes import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
+from tests.agent.control_fakes import STATUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The server side and what only it needs: the bus (pyzmq), delivery (pycurl), the journal (sqlite3),

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.agent.control_fakes import STATUS, server, supervisor, tmpdir_short  # noqa: F401 (fixtures)
+from tests.agent.control_fakes import STATUS
 from tests.bench.ctl_cost import REPO, installed_ctl
 
 
