@@ -30,11 +30,6 @@ class CursorTracker:
         return self._cursor
 
     @property
-    def high(self) -> int:
-        """The highest offset ever added (the cursor when none was)."""
-        return self._high
-
-    @property
     def undone(self) -> int:
         """Offsets added and not yet done: the events this sink holds in memory."""
         return len(self._pending)
@@ -70,7 +65,3 @@ class CursorTracker:
         while order and order[0] not in pending:
             order.popleft()
         self._cursor = order[0] - 1 if order else self._high
-
-    def done_many(self, offsets) -> None:
-        for offset in offsets:
-            self.done(offset)

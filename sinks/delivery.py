@@ -4,8 +4,9 @@ Owns `Dispatcher` (the send queue, at most `max_in_flight` POSTs under way on
 the sink's `HttpClient` (sinks/http.py), the sink's backoff with one probe per
 wait, counters, histograms and the ring of recent attempts, `recent`:
 sinks/attempts.py; and of the POSTs as sent, `sent`: sinks/deliveries.py) and `FailureLog` (failures on `support.events`, rate-limited). Everything runs on the worker's one thread:
-`pump` starts what the policy allows, `collect` accounts for what libcurl
-finished; `try_take`/`finish` take an explicit clock value so the policy is
+`pump` starts what the policy allows (and asks `wake_at` for the end of a wait),
+`collect` accounts for what libcurl finished and hands every Post that is done
+(delivered or set aside) to `on_done(post, result)`, once; `try_take`/`finish` take an explicit clock value so the policy is
 tested without sockets or a real clock.
 
 Backoff belongs to the sink: after a failure nothing is sent for the current
@@ -38,7 +39,7 @@ from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBL
 from sinks.attempts import AttemptRing
 from sinks.deliveries import DeliveryRing
 from sinks.http import HttpClient, Result, Timeouts
-from sinks.shaping import Post
+from sinks.post import Post
 
 # The publisher states this module sets (re-exported under their short names).
 RUNNING, PAUSED, BACKOFF_EXCEEDED = PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED
@@ -80,14 +81,18 @@ class Dispatcher:
 
     `put` appends Posts in send order; `pump` starts the oldest eligible ones
     on the client (as many as `limit` and the backoff allow), `collect` hands
-    libcurl's results to `finish`. Delivered Posts land in `completed` for the
-    worker.
+    libcurl's results to `finish`.
     """
 
     def __init__(self, sink: str, client: HttpClient, backoff: Backoff, limit: int,
                  on_state_change: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 max_rate: float = 0.0, judge: Callable[[Post, Result], tuple[Post, ...]] | None = None):
+                 max_rate: float = 0.0, judge: Callable[[Post, Result], tuple[Post, ...]] | None = None,
+                 on_done: Callable[[Post, Result], None] | None = None,
+                 wake_at: Callable[[float], None] | None = None):
         self.sink = sink
+        # Exactly once per Post: delivered, or set aside by `judge` (the worker's acknowledger).
+        self._on_done = on_done or (lambda post, result: None)
+        self.wake_at = wake_at  # pump() has something to start then (a backoff wait, pacing)
         # A failed Post -> what to retry (sinks/dead_letters.py: itself, its halves, or nothing).
         self.judge = judge or (lambda post, result: (post,))
         self._client = client
@@ -96,7 +101,6 @@ class Dispatcher:
         self.limit = max(1, limit)
         self.state = RUNNING
         self._exceeded_wait: float | None = None  # the wait that stopped sending (BACKOFF_EXCEEDED)
-        self.completed: deque[Post] = deque()  # delivered, for the worker
         self.attempts = dict.fromkeys(POST_OUTCOMES, 0)
         self.delivered = 0
         self.failures = 0
@@ -183,7 +187,7 @@ class Dispatcher:
         result = self._client.post(post.body, post.webhook_id, timeouts)
         self._count(post, result)
         if result.ok:
-            self.completed.append(post)
+            self._on_done(post, result)
         return result
 
     @property
@@ -208,12 +212,22 @@ class Dispatcher:
 
     def pump(self, now: float) -> int:
         """Start every POST the policy allows at NOW; returns how many started."""
-        started = 0
-        while (attempt := self.try_take(now)) is not None:
-            self._client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
-            started += 1
-        if started:
-            self._client.kick()  # the requests leave now, not one poll later
+        started = kicked = 0
+        client = self._client
+        while True:
+            wait = self._wait_needed(now)
+            if wait == 0.0:
+                attempt = self._grant(now)
+                client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
+                started += 1
+            elif started > kicked:  # the requests leave now, not one poll later
+                kicked = started
+                client.started()
+                self.collect(now)  # a POST can end as it starts (a scheme libcurl refuses)
+            else:
+                break
+        if wait and self.wake_at is not None:
+            self.wake_at(now + wait)
         return started
 
     def collect(self, now: float) -> int:
@@ -221,34 +235,22 @@ class Dispatcher:
         done = self._client.finished()
         for attempt, result in done:
             self.finish(attempt, result, now)
-        self._swap_client()
+        if self._next_client is not None:
+            self._swap_client()
         return len(done)
+
+    def next_deadline(self, now: float) -> float | None:
+        """The dispatcher's own next moment (libcurl's are the client's): the end of a backoff wait
+        or of the pacing when pump() has something to start, or (someone follows) the streaming
+        of POSTs held back."""
+        wait = self._wait_needed(now)  # 0.0: pump() could start something now
+        due = None if wait is None else now + wait
+        if self.sent.fresh and (due is None or self.sent.stream_at < due):
+            due = self.sent.stream_at
+        return due
 
     def _clients(self) -> tuple[HttpClient, ...]:
         return (self._client,) if self._next_client is None else (self._client, self._next_client)
-
-    def socket_ready(self, fd: int, events: int) -> None:
-        """One of libcurl's sockets polled ready (on the old client while a new one waits)."""
-        for client in self._clients():
-            if fd in client.watched:
-                client.socket_ready(fd, events)
-                return
-
-    def timer_due(self, now: float) -> None:
-        for client in self._clients():
-            client.timer_due(now)
-
-    def next_deadline(self, now: float) -> float | None:
-        """The nearest moment something must happen without a socket event: libcurl's timer, a
-        response watchdog, the end of a backoff wait when pump() has something to start, or
-        (someone follows) the streaming of POSTs held back."""
-        due = [c for c in (client.next_deadline() for client in self._clients()) if c is not None]
-        wait = self._wait_needed(now)  # 0.0: pump() could start something now
-        if wait is not None:
-            due.append(now + wait)
-        if self.sent.fresh:
-            due.append(self.sent.stream_at)
-        return min(due, default=None)
 
     def wait_idle(self, timeout: float) -> bool:
         """Drive the POSTs under way until none is left (True) or TIMEOUT passes (False)."""
@@ -306,10 +308,13 @@ class Dispatcher:
             self.backoff = self.backoff.succeeded()
             self._probing = False
             self.highest_acked_seq = max(self.highest_acked_seq, post.seq + len(post.times) - 1)
-            self.completed.append(post)
             self.failure_log.success(self._client.url)
+            self._on_done(post, result)
         else:
-            retry = self.judge(post, result) if self.state != PAUSED and not self._closed else ()
+            judged = self.state != PAUSED and not self._closed
+            retry = self.judge(post, result) if judged else ()
+            if judged and not retry:  # set aside: done, not delivered
+                self._on_done(post, result)
             for again in retry:
                 heapq.heappush(self._retry, (again.seq, next(self._tiebreak), again))
             if len(retry) > 1:  # a bulk envelope split to find a refused event: an answer, not an outage

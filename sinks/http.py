@@ -9,11 +9,13 @@ per-attempt request (headers, Basic auth, `webhook-id`, Standard Webhooks
 signature), and the mapping of every answer or libcurl error to exactly one
 outcome (`Result`).
 
-No threads: the multi is driven by its owner's poll loop through the socket
-and timer callbacks (`watch`, `next_deadline`, `socket_ready`, `timer_due`),
-and finished transfers are collected with `finished()`. `post()` drives the
-same machinery with a private poll for a one-off attempt (the stop event at
-shutdown, tests), so both paths run the same code.
+No threads: given the worker's loop (common/loop.py), libcurl's socket callback
+becomes `add_handler`/`update_handler`/`remove_handler` and its timer callback
+one loop timer (tornado's curl_httpclient is the model); that timer is also the
+response watchdog's. When transfers end, `on_finished()` tells the owner, which
+takes their results with `finished()`. Without a loop, `post()` and `drive()`
+drive the same machinery with a private poll (a one-off attempt: the stop event
+at shutdown, tests), so both paths run the same code.
 
 libcurl has one limit for connecting (`CONNECTTIMEOUT`) but none for "the
 answer once connected", so `response_timeout` is kept here: each transfer has
@@ -25,11 +27,13 @@ long before and costs nothing), and a transfer with no answer within
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pycurl
 
@@ -40,7 +44,11 @@ from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, REDI
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
+from sinks.deadline import Deadline
 from sinks.signing import Signer
+
+if TYPE_CHECKING:
+    from common.loop import Loop
 
 OUTCOMES = POST_OUTCOMES
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -52,7 +60,7 @@ _TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90,
 _AFTER_HANDSHAKE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR})
 _HTTP_ONLY = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # The poll bits of curl's socket callback and of socket_action happen to be zmq's and poll(2)'s
-# IN/OUT (1, 2), so a watch callback can hand them to a zmq.Poller unchanged.
+# IN/OUT (1, 2), so they go to the loop's zmq.Poller unchanged.
 WATCH_IN, WATCH_OUT = pycurl.POLL_IN, pycurl.POLL_OUT
 
 
@@ -118,7 +126,7 @@ class Transfer:
 class HttpClient:
     """One sink's HTTP side: a CurlMulti, `max_in_flight` kept-alive handles, one POST per start()."""
 
-    def __init__(self, sink: SinkConfig, tuning: TuningConfig, watch: Callable[[int, int], None] | None = None):
+    def __init__(self, sink: SinkConfig, tuning: TuningConfig, loop: Loop | None = None):
         self.key = self.settings_key(sink, tuning)
         self.url = redact_url(sink.url)  # credentials go in the Authorization header, never to libcurl
         self.timeouts = Timeouts(tuning.connection_timeout, tuning.response_timeout)
@@ -129,7 +137,9 @@ class HttpClient:
         self._gzip = sink.compression == "gzip"
         self._client_certificate = ClientCertificate.of(sink)  # read now: renewed files make a new client
         self._proxy = Proxy.of(sink.proxy)
-        self._watch = watch
+        self._loop = loop
+        self._due = None if loop is None else Deadline(loop, self._due_now)  # libcurl's timer, the watchdog
+        self.on_finished: Callable[[], None] | None = None  # the owner's: results wait in finished()
         self.watched: dict[int, int] = {}  # fd -> WATCH_* bits libcurl waits for
         self._timer_at: float | None = None  # libcurl's own timer, monotonic
         self._idle: list[Transfer] = []
@@ -265,15 +275,23 @@ class HttpClient:
     # ------------------------------------------------------------ the poll loop's side
 
     def _on_socket(self, what: int, fd: int, multi, data) -> None:
+        loop = self._loop
         if what == pycurl.POLL_REMOVE:
-            self.watched.pop(fd, None)
-            what = 0
-        else:
-            self.watched[fd] = what
-        if self._watch is not None:
-            self._watch(fd, what)
+            if self.watched.pop(fd, None) is not None and loop is not None:
+                try:
+                    loop.remove_handler(fd)
+                except KeyError:
+                    pass  # waited for nothing (bits 0): the poller had let it go already
+            return
+        if loop is not None:
+            if fd in self.watched:
+                loop.update_handler(fd, what)
+            else:  # once per connection: kept-alive sockets stay registered
+                loop.add_handler(fd, functools.partial(self._socket_event, fd), what)
+        self.watched[fd] = what
 
     def _on_timer(self, timeout_ms: int) -> None:
+        # Only noted: the loop timer is armed once the action that made libcurl ask is over.
         self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
 
     def next_deadline(self) -> float | None:
@@ -292,12 +310,43 @@ class HttpClient:
         self._multi.socket_action(fd, events & 7)
         self._collect()
 
+    def _socket_event(self, fd: int, events: int) -> None:
+        """The loop's handler of one of libcurl's sockets."""
+        self._multi.socket_action(fd, events & 7)
+        self.kick()
+        self._settle()
+
+    def _due_now(self) -> None:
+        """The loop timer: libcurl's timer or a watchdog came due."""
+        self.timer_due(time.monotonic())
+        self._settle()
+
+    def _settle(self) -> None:
+        """After an action on the loop: tell the owner about ended POSTs, arm the loop timer."""
+        if self._done and self.on_finished is not None:
+            self.on_finished()
+        due = self._timer_at
+        for t in self._busy.values():
+            if due is None or t.deadline < due:
+                due = t.deadline
+        if due is not None:
+            self._due.at(due)
+
     def kick(self) -> None:
         """Let libcurl act on the transfers just added (it asks for that with a 0 ms timer)."""
         if self._timer_at is not None and self._timer_at <= time.monotonic():
             self._timer_at = None
             self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
-            self._collect()
+        self._collect()
+
+    def started(self) -> None:
+        """The owner started POSTs on the loop: let them leave now and arm the loop timer (results
+        that came at once stay in finished(): the owner is the one asking)."""
+        self.kick()
+        if self._loop is not None:
+            on_finished, self.on_finished = self.on_finished, None
+            self._settle()
+            self.on_finished = on_finished
 
     def timer_due(self, now: float) -> None:
         """Run libcurl's timer if it is due, and the response-timeout watchdog."""
@@ -361,9 +410,10 @@ class HttpClient:
 
     def close(self) -> None:
         self.abort_all()
-        if self._watch is not None:
+        if self._loop is not None:
             for fd in list(self.watched):
-                self._watch(fd, 0)
+                self._on_socket(pycurl.POLL_REMOVE, fd, None, None)
+            self._due.cancel()
         self.watched.clear()
         for t in self._idle:
             t.handle.close()

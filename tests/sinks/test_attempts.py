@@ -16,7 +16,8 @@ from sinks import attempts
 from common.timespec import iso_utc
 from sinks.attempts import RING_SIZE, AttemptRing
 from sinks.delivery import CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, Dispatcher, Result
-from sinks.shaping import Post, wrap
+from sinks.post import Post
+from sinks.shaping import wrap
 from tests.sinks.harness import FakeClient
 
 PASSWORD, URL_PASSWORD, TOKEN = "pw-Zq81-topsecret", "urlpass-77", "tok-9f8e7d"

@@ -14,7 +14,7 @@ from sinks import deliveries
 from sinks.curl_options import gzip_body
 from sinks.deliveries import RING_SIZE, DeliveryRing
 from sinks.delivery import HTTP_ERROR, SUCCESS, Dispatcher, Result
-from sinks.shaping import Post
+from sinks.post import Post
 from tests.sinks.harness import FakeClient
 
 PASSWORD, TOKEN, HEADER_VALUE, SIGNING = "pw-Rg81-topsecret", "tok-Rg9f8e", "hdr-Rg77", "whsec_c2VjcmV0LXJpbmc="
