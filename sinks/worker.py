@@ -43,7 +43,7 @@ from common.vocabulary import STARTED, UPDATED
 from bus.journal import JournalCorrupt
 from bus.journal_reader import JournalReader
 from sinks import attempts, deliveries
-from sinks.cursor import CursorTracker
+from sinks.acknowledger import Acknowledger
 from sinks.dead_letters import DeadLetters
 from sinks.envelope_book import EnvelopeBook
 from sinks.deadline import Deadline
@@ -64,9 +64,6 @@ READS_PER_TURN = 8  # journal reads per loop turn (the loop stays responsive dur
 FEED_PER_TURN = 4096  # live messages taken per loop turn
 RCVHWM = 10000  # live messages ZeroMQ may buffer; more are dropped and read from the journal
 JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
-# s between cursor commits to SQLite (when it moved): every acknowledgement is in the cursor
-# shadow at once (sinks/shadow.py), so this only bounds what a power loss may deliver twice.
-COMMIT_INTERVAL = 1.0
 STALL_TICK = 0.05  # s before a deadline that could not be acted on is looked at again
 HEAD_CHECK_BUSY = 1.0  # s: the journal head is read this soon after live traffic
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
@@ -82,13 +79,14 @@ class Worker:
         self.name = sink.name
         self.paths = Paths.of(config)
         self.reader = JournalReader(self.paths.journal_path, sink.name)
-        self.committed = self.reader.cursor()  # what SQLite holds
-        # The shadow may know acknowledgements made after the last SQLite commit (a kill -9).
-        self.shadow = CursorShadow(shadow_path(self.paths.state_dir, sink.name), self.reader.epoch)
-        cursor, acked = self.shadow.resume(self.committed)
-        self._acked_before = set(acked)  # acknowledged above the mark before a crash: not sent again
-        self.tracker = CursorTracker(cursor)
-        self._shadowed = cursor
+        self.loop = Loop()
+        self._timers(self.loop)
+        self.dead_letters = DeadLetters(sink, self.reader)
+        self.acks = Acknowledger(self.reader, CursorShadow(shadow_path(self.paths.state_dir, sink.name),
+                                                           self.reader.epoch),
+                                 self.dead_letters, self.loop, self._journal_call, self._on_timer)
+        self.tracker = self.acks.tracker
+        cursor = self.tracker.cursor
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
         self.bad_frames = 0
@@ -98,17 +96,14 @@ class Worker:
         self._row_size = 1024.0  # running mean payload size, to size journal reads
         self._stop = False
         self.stop_event_asked = False
-        self.loop = Loop()
-        self._timers(self.loop)
         tuning = config.tuning
-        self.dead_letters = DeadLetters(sink, self.reader)
         self.dispatcher = Dispatcher(
             sink.name, self._new_client(HttpClient(sink, tuning, loop=self.loop)),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
             sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge, on_done=self._done,
             on_state_change=self._state_changed, wake_at=self._pump_due.at)
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
-                             emit=self.dispatcher.put, discard=self._discarded)
+                             emit=self.dispatcher.put, discard=self.acks.discarded)
         self.shaper.on_hold = self._held_due.at
         self.batcher = self._new_batcher(sink)  # bulk: with self.book, the envelopes recorded
         self._sockets()
@@ -120,7 +115,6 @@ class Worker:
         self._bulk_due = Deadline(loop, self._on_timer)  # the batcher's envelope, the book's record retry
         self._read_due = Deadline(loop, self._on_timer)  # reads paused after a failed journal call
         self._stream_due = Deadline(loop, self._stream)  # POSTs held back from a follower
-        self._commit_due = Deadline(loop, self._commit_now)
         self._head_due = Deadline(loop, self._check_head)
         self._report_due = Deadline(loop, self._report_if_changed)
         self._heartbeat = Deadline(loop, self._report_if_changed)
@@ -184,7 +178,6 @@ class Worker:
                 self.put(post)
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
-        self._last_commit = now
         self._head_due.set(now + HEAD_CHECK_BUSY)  # events journaled before the feed connected
         self.report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         self._work(now)
@@ -199,7 +192,7 @@ class Worker:
             self.link.close()
             self.ctx.term()
             self.reader.close()
-            self.shadow.close()
+            self.acks.close()
         return 0
 
     def _work(self, now: float) -> None:
@@ -258,48 +251,18 @@ class Worker:
         if sent.fresh:
             self._stream_due.at(sent.stream_at)
 
-    # ------------------------------------------------------------ the acknowledger
-
     def _done(self, post: Post, result: Result) -> None:
-        """The one end of every Post: delivered (RESULT ok) or set aside as a dead letter."""
-        offsets = post.offsets
-        self.shadow.acknowledged(offsets)
-        done = self.tracker.done
-        for offset in offsets:
-            done(offset)
-        if result.ok and self.dead_letters.redriving:
-            self.dead_letters.delivered(post)
+        """The one end of every Post (delivered or set aside): the acknowledger's, then a follower's."""
+        self.acks.done(post, result)
         if self.dispatcher.sent.fresh:
             self._arm_stream()
-        self._acknowledge()
 
-    def _discarded(self, offset: int) -> None:
-        """Filtered out or merged: done without a POST of its own."""
-        self.tracker.done(offset)
-        self._acknowledge()
-
-    def _acknowledge(self) -> None:
-        """Write the low-water mark to the shadow whenever it moved (8 bytes into a shared mapping)."""
-        cursor = self.tracker.cursor
-        if cursor != self._shadowed:
-            self._shadowed = cursor
-            self.shadow.moved(cursor)
-            if self._commit_due.when is None:
-                self._commit_due.set(self._last_commit + COMMIT_INTERVAL)
-
-    def _commit_now(self) -> None:
-        now = self._last_commit = time.monotonic()
-        if self.tracker.cursor > self.committed:
-            self.commit()
-            if self.tracker.cursor > self.committed:  # the journal refused: again after an interval
-                self._commit_due.set(now + COMMIT_INTERVAL)
-            self._work(now)
+    @property
+    def committed(self) -> int:
+        return self.acks.committed
 
     def commit(self) -> None:
-        cursor = self.tracker.cursor
-        if self._journal_call(lambda: self.reader.commit_cursor(cursor) or True):
-            self.committed = cursor
-            self.shadow.committed(cursor)
+        self.acks.commit()
 
     # ------------------------------------------------------------ intake: the feed and the journal
 
@@ -369,10 +332,11 @@ class Worker:
     def _accept(self, offset: int, payload: bytes, now: float) -> None:
         self.tracker.add(offset, len(payload))
         self.next_offset = offset + 1
-        if self._acked_before and offset in self._acked_before:
+        acked_before = self.acks.acked_before
+        if acked_before and offset in acked_before:
             # Acknowledged by the receiver before this worker's predecessor died (cursor shadow).
-            self._acked_before.discard(offset)
-            self._discarded(offset)
+            acked_before.discard(offset)
+            self.acks.discarded(offset)
             return
         self.shaper.offer(offset, payload, now)
 
