@@ -184,7 +184,7 @@ class WorkerModel(RuleBasedStateMachine):
             for post in posts:
                 self.received.update(post.offsets)
                 for offset in post.offsets:
-                self.tracker.done(offset)
+                    self.tracker.done(offset)
             if self.next_offset > len(self.journal) and not self.shaper.held and not posts \
                     and (self.batcher is None or not len(self.batcher)):
                 break
