@@ -45,6 +45,7 @@ class Acknowledger:
         self._committed_now = committed_now  # the worker's: a report may be due
         self._last_commit = time.monotonic()
         self._commit_due = Deadline(loop, self._commit_now)
+        self._commit_armed = False  # _commit_due is pending (a flag: cheaper than asking it per event)
 
     def done(self, post: Post, result: Result) -> None:
         """POST is delivered (RESULT ok) or set aside as a dead letter: its offsets are done."""
@@ -68,14 +69,17 @@ class Acknowledger:
         if cursor != self._shadowed:
             self._shadowed = cursor
             self.shadow.moved(cursor)
-            if self._commit_due.when is None:
+            if not self._commit_armed:
+                self._commit_armed = True
                 self._commit_due.set(self._last_commit + COMMIT_INTERVAL)
 
     def _commit_now(self) -> None:
         now = self._last_commit = time.monotonic()
+        self._commit_armed = False
         if self.tracker.cursor > self.committed:
             self.commit()
             if self.tracker.cursor > self.committed:  # the journal refused: again after an interval
+                self._commit_armed = True
                 self._commit_due.set(now + COMMIT_INTERVAL)
             self._committed_now()
 

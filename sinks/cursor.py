@@ -16,28 +16,20 @@ from collections import deque
 class CursorTracker:
     """Low-water mark: O(1) amortised per offset, memory bounded by the offsets not yet passed."""
 
-    __slots__ = ("_cursor", "_high", "_order", "_pending", "_bytes")
+    __slots__ = ("cursor", "_high", "_order", "_pending", "undone_bytes")
 
     def __init__(self, cursor: int):
-        self._cursor = cursor  # every offset <= this is done
+        # Plain attributes, not properties: the worker reads both per event.
+        self.cursor = cursor  # every offset <= this is done
         self._high = cursor  # the highest offset added so far
         self._order: deque[int] = deque()  # added offsets above the cursor, ascending
         self._pending: dict[int, int] = {}  # added offsets not yet done -> their size in bytes
-        self._bytes = 0
-
-    @property
-    def cursor(self) -> int:
-        return self._cursor
+        self.undone_bytes = 0  # the sizes given for the offsets not yet done (what they weigh in memory)
 
     @property
     def undone(self) -> int:
         """Offsets added and not yet done: the events this sink holds in memory."""
         return len(self._pending)
-
-    @property
-    def undone_bytes(self) -> int:
-        """The sizes given for the offsets not yet done (what they weigh in memory)."""
-        return self._bytes
 
     def add(self, offset: int, size: int = 0) -> None:
         """Take OFFSET (of SIZE bytes) into memory; offsets must be added in ascending order."""
@@ -46,17 +38,17 @@ class CursorTracker:
         self._high = offset
         if not self._order:
             # Everything below OFFSET is done: a gap in the journal was never ours.
-            self._cursor = offset - 1
+            self.cursor = offset - 1
         self._order.append(offset)
         self._pending[offset] = size
-        self._bytes += size
+        self.undone_bytes += size
 
     def done(self, offset: int) -> None:
         """OFFSET is delivered, filtered out or merged; unknown or repeated offsets are ignored."""
         size = self._pending.pop(offset, None)
         if size is None:
             return
-        self._bytes -= size
+        self.undone_bytes -= size
         pending = self._pending
         order = self._order
         if offset != order[0]:
@@ -64,4 +56,4 @@ class CursorTracker:
         order.popleft()
         while order and order[0] not in pending:
             order.popleft()
-        self._cursor = order[0] - 1 if order else self._high
+        self.cursor = order[0] - 1 if order else self._high

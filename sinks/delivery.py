@@ -223,7 +223,8 @@ class Dispatcher:
             elif started > kicked:  # the requests leave now, not one poll later
                 kicked = started
                 client.started()
-                self.collect(now)  # a POST can end as it starts (a scheme libcurl refuses)
+                if not self.collect(now):  # a POST can end as it starts (a refused scheme, a fast answer)
+                    break  # nothing changed: WAIT still holds
             else:
                 break
         if wait and self.wake_at is not None:
@@ -305,10 +306,12 @@ class Dispatcher:
         if result.ok:
             # Reset, but a wait under way still runs out: a request already in flight when
             # the failure came may succeed meanwhile; nothing new starts before the wait is over.
-            self.backoff = self.backoff.succeeded()
+            if self.backoff.failures or self.backoff.floor:  # the common case needs no new Backoff
+                self.backoff = self.backoff.succeeded()
             self._probing = False
             self.highest_acked_seq = max(self.highest_acked_seq, post.seq + len(post.times) - 1)
-            self.failure_log.success(self._client.url)
+            if self.failure_log.failing:
+                self.failure_log.success(self._client.url)
             self._on_done(post, result)
         else:
             judged = self.state != PAUSED and not self._closed
@@ -354,7 +357,7 @@ class Dispatcher:
         self.recent.record(wall, post, result)
         self.sent.record(wall, post, result)
         if result.ok:
-            self.delivered += post.count
+            self.delivered += len(post.times)  # post.count, without a call per POST
             for t in post.times:
                 if t > 0:  # 0: the publisher's time was not a number
                     self.event_age.observe(max(0.0, wall - t))

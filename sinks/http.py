@@ -77,10 +77,10 @@ class Result:
     # What was given to libcurl: (the header lines, the body as sent), references only (the ring of
     # POSTs as sent, sinks/deliveries.py, formats them when asked). Holds secrets: never display it.
     request: tuple | None = field(default=None, repr=False, compare=False)
+    ok: bool = field(init=False, repr=False, compare=False)  # a 2xx: set once, read by every stage after
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome == SUCCESS
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", self.outcome == SUCCESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +204,7 @@ class HttpClient:
         """Begin one POST of BODY; its Result comes back from finished() with TOKEN."""
         if self._gzip:  # compressed before signing: the signature covers the bytes as sent
             body = gzip_body(body)
-        t = self._idle.pop() if self._idle else self._new_handle()
-        t.reset()
+        t = self._idle.pop() if self._idle else self._new_handle()  # idle ones were reset as they ended
         t.token = token
         t.timeouts = timeouts or self.timeouts
         headers = self._static_headers + [f"webhook-id: {webhook_id}"]
@@ -216,7 +215,7 @@ class HttpClient:
         c.setopt(pycurl.POSTFIELDSIZE, len(body))
         c.setopt(pycurl.POSTFIELDS, body)
         t.request = (headers, body)
-        if t.limits != t.timeouts:  # set once per handle, again only for an attempt with its own
+        if t.limits is not t.timeouts:  # set once per handle, again only for an attempt with its own
             t.limits = t.timeouts
             c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeouts.connect * 1000)))
             c.setopt(pycurl.TIMEOUT_MS, max(1, int((t.timeouts.connect + t.timeouts.response) * 1000)))

@@ -163,9 +163,9 @@ class Shaper:
             if item is not None:
                 self._replay_item(offset, event, item, now)
                 return
-        action = self.settings.action(event.event)
+        action = self.settings.actions.get(event.event) or self.settings.action(event.event)
         if action == SEND:
-            self._emit(offset, event, now)
+            self._emit(offset, event, now, published=published)
         elif action == DROP:
             self._discard(offset)
         else:
@@ -300,9 +300,10 @@ class Shaper:
 
     # ------------------------------------------------------------ output
 
-    def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = ()) -> None:
-        post = self._post(event.event, (offset,) + merged, bytes(event.time),
-                          event.data if data is None else data, f"{self.epoch}-{offset}", _published(event), now)
+    def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = (),
+              published: float | None = None) -> None:
+        post = self._post(event.event, (offset,) + merged, bytes(event.time), event.data if data is None else data,
+                          f"{self.epoch}-{offset}", _published(event) if published is None else published, now)
         self._emit_post(post)
 
     def _post(self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str,

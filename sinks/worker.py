@@ -67,6 +67,7 @@ JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
 STALL_TICK = 0.05  # s before a deadline that could not be acted on is looked at again
 HEAD_CHECK_BUSY = 1.0  # s: the journal head is read this soon after live traffic
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class Worker:
@@ -95,6 +96,7 @@ class Worker:
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
         self._row_size = 1024.0  # running mean payload size, to size journal reads
         self._stop = False
+        self.accepting = True  # the publisher runs and no stop was asked (kept as the two change)
         self.stop_event_asked = False
         tuning = config.tuning
         self.dispatcher = Dispatcher(
@@ -139,6 +141,7 @@ class Worker:
 
     def request_stop(self, stop_event: bool = False) -> None:
         self._stop = True
+        self.accepting = False
         self.stop_event_asked = self.stop_event_asked or stop_event
         self.loop.stop()
 
@@ -161,10 +164,6 @@ class Worker:
             self.book.alone(wrap([post], self.sink.version))
         elif not self.book.route(post):  # held by a recorded envelope: re-formed as it was
             self.batcher.add(post)
-
-    @property
-    def accepting(self) -> bool:
-        return self.dispatcher.state == RUNNING and not self._stop
 
     # ------------------------------------------------------------ the loop
 
@@ -198,8 +197,8 @@ class Worker:
     def _work(self, now: float) -> None:
         """After any input (a feed batch, a command, ended POSTs, a timer): move the pipeline on."""
         if self.accepting:
-            if self.next_offset <= self.head and not self._reading:
-                self._reading = True
+            if self.next_offset <= self.head and not self._reading and self._can_read(now):
+                self._reading = True  # not for a full window: reading waits for acknowledgements
                 self.loop.add_callback(self._catch_up)
             if self.batcher is not None:
                 self._work_bulk(now)
@@ -296,11 +295,16 @@ class Worker:
 
     def _drain_feed(self, events: int = 0) -> None:
         now = time.monotonic()
-        recv = self.sub.recv
+        sub = self.sub
+        recv = sub.recv
         accepting = self.accepting
-        for _ in range(FEED_PER_TURN):
+        tracker = self.tracker
+        for taken in range(FEED_PER_TURN):
             # recv_multipart, inlined: its RCVMORE getsockopt (and enum conversion) per frame costs
-            # more than reading Frame.more.
+            # more than reading Frame.more. The poll said a message is ready; after it, one EVENTS
+            # look is cheaper than the exception a paced feed would end every turn with.
+            if taken == 1 and not sub.getsockopt(_EVENTS) & _POLLIN:
+                break
             try:
                 frame = recv(_NOBLOCK, copy=False)
             except zmq.Again:
@@ -318,7 +322,8 @@ class Worker:
                 # The fan-out may drop (a full queue): read the head soon after traffic, in case
                 # the last messages of a burst were the ones dropped.
                 self._head_due.at(now + HEAD_CHECK_BUSY)
-            if offset == self.next_offset and accepting and self._room() > 0:
+            if offset == self.next_offset and accepting and tracker.undone < WINDOW \
+                    and tracker.undone_bytes <= WINDOW_BYTES - self._row_size:  # self._room() > 0, inlined
                 self._accept(offset, frames[2], now)
             # below next_offset: a duplicate; above it: a gap, read from the journal
         self._work(now)
@@ -397,6 +402,7 @@ class Worker:
 
     def _state_changed(self) -> None:
         """A change of state is told at once (it raises or clears an alarm), after this turn's work."""
+        self.accepting = self.dispatcher.state == RUNNING and not self._stop
         self.loop.add_callback(self._report_if_changed)
 
     def report(self, now: float) -> None:
