@@ -56,7 +56,13 @@ class Acknowledger:
             done(offset)
         if result.ok and self.dead_letters.redriving:
             self.dead_letters.delivered(post)
-        self._moved()
+        cursor = self.tracker.cursor  # self._moved(), inlined: once per POST
+        if cursor != self._shadowed:
+            self._shadowed = cursor
+            self.shadow.moved(cursor)
+            if not self._commit_armed:
+                self._commit_armed = True
+                self._commit_due.set(self._last_commit + COMMIT_INTERVAL)
 
     def discarded(self, offset: int) -> None:
         """Filtered out, merged, or acknowledged before a crash: done without a POST of its own."""

@@ -16,7 +16,7 @@ from collections import deque
 class CursorTracker:
     """Low-water mark: O(1) amortised per offset, memory bounded by the offsets not yet passed."""
 
-    __slots__ = ("cursor", "_high", "_order", "_pending", "undone_bytes")
+    __slots__ = ("cursor", "_high", "_order", "_pending", "undone", "undone_bytes")
 
     def __init__(self, cursor: int):
         # Plain attributes, not properties: the worker reads both per event.
@@ -24,12 +24,8 @@ class CursorTracker:
         self._high = cursor  # the highest offset added so far
         self._order: deque[int] = deque()  # added offsets above the cursor, ascending
         self._pending: dict[int, int] = {}  # added offsets not yet done -> their size in bytes
+        self.undone = 0  # offsets added and not yet done: the events this sink holds in memory
         self.undone_bytes = 0  # the sizes given for the offsets not yet done (what they weigh in memory)
-
-    @property
-    def undone(self) -> int:
-        """Offsets added and not yet done: the events this sink holds in memory."""
-        return len(self._pending)
 
     def add(self, offset: int, size: int = 0) -> None:
         """Take OFFSET (of SIZE bytes) into memory; offsets must be added in ascending order."""
@@ -42,6 +38,7 @@ class CursorTracker:
         self._order.append(offset)
         self._pending[offset] = size
         self.undone_bytes += size
+        self.undone += 1
 
     def done(self, offset: int) -> None:
         """OFFSET is delivered, filtered out or merged; unknown or repeated offsets are ignored."""
@@ -49,6 +46,7 @@ class CursorTracker:
         if size is None:
             return
         self.undone_bytes -= size
+        self.undone -= 1
         pending = self._pending
         order = self._order
         if offset != order[0]:

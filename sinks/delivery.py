@@ -112,6 +112,7 @@ class Dispatcher:
         self._on_state_change = on_state_change
         self._clock = clock
         self._queue: deque[Post] = deque()
+        self.put: Callable[[Post], None] = self._queue.append  # appends Posts in send order (no Python frame)
         self.highest_sent_seq = 0  # the last seq put on the wire (a bulk Post carries len(times) seqs)
         self.highest_acked_seq = 0  # the last seq a 2xx acknowledged
         self._retry: list[tuple[int, int, Post]] = []  # heap: oldest seq first
@@ -126,9 +127,6 @@ class Dispatcher:
         self._paced_until = 0.0  # max_rate: no POST starts before this
 
     # ------------------------------------------------------------ the worker's side
-
-    def put(self, post: Post) -> None:
-        self._queue.append(post)
 
     @property
     def queued(self) -> int:
@@ -214,26 +212,35 @@ class Dispatcher:
         """Start every POST the policy allows at NOW; returns how many started."""
         started = kicked = 0
         client = self._client
+        wait = None
         while True:
-            wait = self._wait_needed(now)
-            if wait == 0.0:
+            while self._queue or self._retry:  # nothing queued: no policy to ask
+                wait = self._wait_needed(now)
+                if wait != 0.0:
+                    break
                 attempt = self._grant(now)
-                client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
+                post = attempt.post
+                client.start(post.body, post.webhook_id, attempt, now)
                 started += 1
-            elif started > kicked:  # the requests leave now, not one poll later
-                kicked = started
-                client.started()
-                if not self.collect(now):  # a POST can end as it starts (a refused scheme, a fast answer)
-                    break  # nothing changed: WAIT still holds
             else:
+                wait = None
+            if started == kicked:
                 break
+            kicked = started  # the requests leave now, not one poll later
+            client.started()
+            if not self.collect(now):  # a POST can end as it starts (a refused scheme, a fast answer)
+                break  # nothing changed: WAIT still holds
         if wait and self.wake_at is not None:
             self.wake_at(now + wait)
         return started
 
     def collect(self, now: float) -> int:
         """Account for the POSTs libcurl finished; returns how many."""
-        done = self._client.finished()
+        client = self._client
+        done = client.done
+        if not done:
+            return 0
+        client.done = []
         for attempt, result in done:
             self.finish(attempt, result, now)
         if self._next_client is not None:

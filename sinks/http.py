@@ -139,12 +139,13 @@ class HttpClient:
         self._proxy = Proxy.of(sink.proxy)
         self._loop = loop
         self._due = None if loop is None else Deadline(loop, self._due_now)  # libcurl's timer, the watchdog
-        self.on_finished: Callable[[], None] | None = None  # the owner's: results wait in finished()
+        self._armed_at = float("inf")  # when _due runs (kept here: compared once per action)
+        self.on_finished: Callable[[], None] | None = None  # the owner's: results wait in `done`
         self.watched: dict[int, int] = {}  # fd -> WATCH_* bits libcurl waits for
         self._timer_at: float | None = None  # libcurl's own timer, monotonic
         self._idle: list[Transfer] = []
         self._busy: dict[pycurl.Curl, Transfer] = {}
-        self._done: list[tuple[object, Result]] = []
+        self.done: list[tuple[object, Result]] = []  # (token, Result) of POSTs ended, for the owner to take
         self.connects = 0  # new connections opened (keep-alive reuse shows as few)
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -226,7 +227,7 @@ class HttpClient:
 
     def finished(self) -> list[tuple[object, Result]]:
         """The (token, Result) of every POST that ended since the last call."""
-        done, self._done = self._done, []
+        done, self.done = self.done, []
         return done
 
     def _collect(self) -> None:
@@ -243,8 +244,15 @@ class HttpClient:
         t = self._busy.pop(c)
         self._multi.remove_handle(c)
         self.connects += c.getinfo(pycurl.NUM_CONNECTS)
-        self._done.append((t.token, self._result(t, errno, message)))
-        t.reset()
+        status = 0 if errno or t.aborted else c.getinfo(pycurl.RESPONSE_CODE)
+        if 200 <= status < 300:  # the common case, without _result's frame
+            result = Result(SUCCESS, status, max(1e-6, time.monotonic() - t.started), request=t.request)
+        else:
+            result = self._result(t, errno, message)
+        self.done.append((t.token, result))
+        t.token = t.request = None  # t.reset(), inlined: a 2xx left no lines or answer worth keeping
+        t.lines.clear()
+        t.answer.clear()
         self._idle.append(t)
 
     def _result(self, t: Transfer, errno: int, message: str) -> Result:
@@ -296,7 +304,7 @@ class HttpClient:
     def next_deadline(self) -> float | None:
         """When the loop must act at the latest: now while finished POSTs wait for finished() (one
         can end inside kick(), after the loop collected), else libcurl's timer or a watchdog."""
-        if self._done:
+        if self.done:
             return 0.0  # long past: the loop must not sleep (a fresh monotonic() would round up to 1 ms)
         due = self._timer_at
         for t in self._busy.values():
@@ -317,18 +325,23 @@ class HttpClient:
 
     def _due_now(self) -> None:
         """The loop timer: libcurl's timer or a watchdog came due."""
+        self._armed_at = float("inf")
         self.timer_due(time.monotonic())
         self._settle()
 
     def _settle(self) -> None:
         """After an action on the loop: tell the owner about ended POSTs, arm the loop timer."""
-        if self._done and self.on_finished is not None:
+        if self.done and self.on_finished is not None:
             self.on_finished()
+        self._arm()
+
+    def _arm(self) -> None:
         due = self._timer_at
         for t in self._busy.values():
             if due is None or t.deadline < due:
                 due = t.deadline
-        if due is not None:
+        if due is not None and due < self._armed_at:  # a later one: the pending timer looks again then
+            self._armed_at = due
             self._due.at(due)
 
     def kick(self) -> None:
@@ -340,12 +353,10 @@ class HttpClient:
 
     def started(self) -> None:
         """The owner started POSTs on the loop: let them leave now and arm the loop timer (results
-        that came at once stay in finished(): the owner is the one asking)."""
+        that came at once stay in `done`: the owner is the one asking)."""
         self.kick()
         if self._loop is not None:
-            on_finished, self.on_finished = self.on_finished, None
-            self._settle()
-            self.on_finished = on_finished
+            self._arm()
 
     def timer_due(self, now: float) -> None:
         """Run libcurl's timer if it is due, and the response-timeout watchdog."""
@@ -369,7 +380,7 @@ class HttpClient:
         t.aborted = f"no answer within response_timeout ({t.timeouts.response:g} s)"
         self._busy.pop(t.handle)
         self._multi.remove_handle(t.handle)
-        self._done.append((t.token, self._result(t, 0, "")))
+        self.done.append((t.token, self._result(t, 0, "")))
         t.reset()
         # An aborted handle's connection is closed by libcurl; the handle itself is reusable.
         self._idle.append(t)
@@ -381,9 +392,9 @@ class HttpClient:
         token = object()
         self.start(body, webhook_id, token, timeouts=timeouts)
         while True:
-            for i, (done_token, result) in enumerate(self._done):
+            for i, (done_token, result) in enumerate(self.done):
                 if done_token is token:  # other POSTs' results stay for finished()
-                    del self._done[i]
+                    del self.done[i]
                     return result
             self.drive(self.next_deadline())
 
@@ -413,6 +424,7 @@ class HttpClient:
             for fd in list(self.watched):
                 self._on_socket(pycurl.POLL_REMOVE, fd, None, None)
             self._due.cancel()
+            self._armed_at = float("inf")
         self.watched.clear()
         for t in self._idle:
             t.handle.close()

@@ -155,7 +155,10 @@ class Shaper:
                             self.sink, offset, exc, self.bad_payloads)
             self._discard(offset)
             return
-        published = _published(event)
+        try:  # _published(event), inlined: once per event
+            published = float(event.time)
+        except ValueError:
+            published = 0.0
         if published > self.latest_published:
             self.latest_published = published
         if self.recorded is not None:
@@ -302,9 +305,12 @@ class Shaper:
 
     def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = (),
               published: float | None = None) -> None:
-        post = self._post(event.event, (offset,) + merged, bytes(event.time), event.data if data is None else data,
-                          f"{self.epoch}-{offset}", _published(event) if published is None else published, now)
-        self._emit_post(post)
+        # self._post(...), inlined: once per event
+        self.seq = seq = self.seq + 1
+        s, name = self.settings, event.event
+        body = envelope.envelope(s.node, seq, s.version, bytes(event.time), name, event.data if data is None else data)
+        self._emit_post(Post(seq, name, body, f"{self.epoch}-{offset}", (offset,) + merged,
+                             (_published(event) if published is None else published,), now))
 
     def _post(self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str,
               published: float, now: float) -> Post:

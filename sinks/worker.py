@@ -48,7 +48,7 @@ from sinks.dead_letters import DeadLetters
 from sinks.envelope_book import EnvelopeBook
 from sinks.deadline import Deadline
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
-from sinks.http import HttpClient, Result
+from sinks.http import HttpClient
 from sinks.post import Post
 from sinks.shadow import CursorShadow, shadow_path
 from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, ShapeSettings, Shaper, wrap
@@ -102,7 +102,7 @@ class Worker:
         self.dispatcher = Dispatcher(
             sink.name, self._new_client(HttpClient(sink, tuning, loop=self.loop)),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
-            sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge, on_done=self._done,
+            sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge, on_done=self.acks.done,
             on_state_change=self._state_changed, wake_at=self._pump_due.at)
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
                              emit=self.dispatcher.put, discard=self.acks.discarded)
@@ -121,6 +121,7 @@ class Worker:
         self._report_due = Deadline(loop, self._report_if_changed)
         self._heartbeat = Deadline(loop, self._report_if_changed)
         self._reading = False  # a catch-up step is queued on the loop
+        self._head_check_at = 0.0  # when _head_due runs (kept here: the feed compares it per message)
         self._dirty = False  # something a report tells may have changed since the last one
 
     def _sockets(self) -> None:
@@ -177,7 +178,8 @@ class Worker:
                 self.put(post)
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
-        self._head_due.set(now + HEAD_CHECK_BUSY)  # events journaled before the feed connected
+        self._head_check_at = now + HEAD_CHECK_BUSY  # events journaled before the feed connected
+        self._head_due.set(self._head_check_at)
         self.report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
         self._work(now)
         try:
@@ -203,6 +205,8 @@ class Worker:
             if self.batcher is not None:
                 self._work_bulk(now)
             self.dispatcher.pump(now)
+        if self.dispatcher.sent.fresh:  # someone follows: what was just sent goes out by stream_at
+            self._stream_due.at(self.dispatcher.sent.stream_at)
         if not self._dirty:
             self._dirty = True
             self._report_due.at(self._last_report + internal.REPORT_INTERVAL)
@@ -250,12 +254,6 @@ class Worker:
         if sent.fresh:
             self._stream_due.at(sent.stream_at)
 
-    def _done(self, post: Post, result: Result) -> None:
-        """The one end of every Post (delivered or set aside): the acknowledger's, then a follower's."""
-        self.acks.done(post, result)
-        if self.dispatcher.sent.fresh:
-            self._arm_stream()
-
     @property
     def committed(self) -> int:
         return self.acks.committed
@@ -289,7 +287,8 @@ class Worker:
 
     def _check_head(self) -> None:
         now = time.monotonic()
-        self._head_due.set(now + internal.HEARTBEAT_INTERVAL)
+        self._head_check_at = now + internal.HEARTBEAT_INTERVAL
+        self._head_due.set(self._head_check_at)
         self._journal_call(lambda: self._see_head(self.reader.head()))
         self._work(now)
 
@@ -321,7 +320,9 @@ class Worker:
                 self.head = offset
                 # The fan-out may drop (a full queue): read the head soon after traffic, in case
                 # the last messages of a burst were the ones dropped.
-                self._head_due.at(now + HEAD_CHECK_BUSY)
+                if now + HEAD_CHECK_BUSY < self._head_check_at:
+                    self._head_check_at = now + HEAD_CHECK_BUSY
+                    self._head_due.at(self._head_check_at)
             if offset == self.next_offset and accepting and tracker.undone < WINDOW \
                     and tracker.undone_bytes <= WINDOW_BYTES - self._row_size:  # self._room() > 0, inlined
                 self._accept(offset, frames[2], now)
