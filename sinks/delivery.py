@@ -219,8 +219,7 @@ class Dispatcher:
                 if wait != 0.0:
                     break
                 attempt = self._grant(now)
-                post = attempt.post
-                client.start(post.body, post.webhook_id, attempt, now)
+                client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
                 started += 1
             else:
                 wait = None
