@@ -142,6 +142,7 @@ class HttpClient:
         self._armed_at = float("inf")  # when _due runs (kept here: compared once per action)
         self.on_finished: Callable[[], None] | None = None  # the owner's: results wait in `done`
         self.watched: dict[int, int] = {}  # fd -> WATCH_* bits libcurl waits for
+        self._parked: dict[int, int] = {}  # on the loop: kept-alive sockets no POST uses now -> their bits
         self._timer_at: float | None = None  # libcurl's own timer, monotonic
         self._idle: list[Transfer] = []
         self._busy: dict[pycurl.Curl, Transfer] = {}
@@ -284,18 +285,31 @@ class HttpClient:
     def _on_socket(self, what: int, fd: int, multi, data) -> None:
         loop = self._loop
         if what == pycurl.POLL_REMOVE:
-            if self.watched.pop(fd, None) is not None and loop is not None:
-                try:
-                    loop.remove_handler(fd)
-                except KeyError:
-                    pass  # waited for nothing (bits 0): the poller had let it go already
+            bits = self.watched.pop(fd, None)
+            if bits is not None and loop is not None:
+                # A kept-alive connection between two POSTs: it stays in the loop, waiting for input
+                # only, so the next POST on it costs no poller calls. Input while parked means the
+                # server closed it, and a socket libcurl closed polls as an error: either way
+                # `_socket_event` takes it out of the loop then.
+                if bits != WATCH_IN:
+                    loop.update_handler(fd, WATCH_IN)
+                self._parked[fd] = WATCH_IN
             return
         if loop is not None:
-            if fd in self.watched:
-                loop.update_handler(fd, what)
-            else:  # once per connection: kept-alive sockets stay registered
+            bits = self._parked.pop(fd, None)
+            if bits is None:
+                bits = self.watched.get(fd)
+            if bits is None:  # once per connection
                 loop.add_handler(fd, functools.partial(self._socket_event, fd), what)
+            elif bits != what:
+                loop.update_handler(fd, what)
         self.watched[fd] = what
+
+    def _unloop(self, fd: int) -> None:
+        try:
+            self._loop.remove_handler(fd)
+        except KeyError:
+            pass  # waited for nothing (bits 0): the poller had let it go already
 
     def _on_timer(self, timeout_ms: int) -> None:
         # Only noted: the loop timer is armed once the action that made libcurl ask is over.
@@ -319,6 +333,10 @@ class HttpClient:
 
     def _socket_event(self, fd: int, events: int) -> None:
         """The loop's handler of one of libcurl's sockets (kick() and _settle(), inlined: once per answer)."""
+        if fd in self._parked:  # closed by the server (libcurl sees it at reuse) or by libcurl
+            del self._parked[fd]
+            self._unloop(fd)
+            return
         multi = self._multi
         multi.socket_action(fd, events & 7)
         if self._timer_at is not None and self._timer_at <= time.monotonic():
@@ -430,11 +448,12 @@ class HttpClient:
     def close(self) -> None:
         self.abort_all()
         if self._loop is not None:
-            for fd in list(self.watched):
-                self._on_socket(pycurl.POLL_REMOVE, fd, None, None)
+            for fd in [*self.watched, *self._parked]:
+                self._unloop(fd)
             self._due.cancel()
             self._armed_at = float("inf")
         self.watched.clear()
+        self._parked.clear()
         for t in self._idle:
             t.handle.close()
         self._idle.clear()
