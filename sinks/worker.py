@@ -187,7 +187,7 @@ class Worker:
                 self.loop.run()
             shut_down(self)
         finally:
-            self.dispatcher.release()
+            self.dispatcher.clients.close()
             self.loop.close()
             self.sub.close(0)
             self.link.close()
@@ -205,8 +205,8 @@ class Worker:
             if self.batcher is not None:
                 self._work_bulk(now)
             self.dispatcher.pump(now)
-        if self.dispatcher.sent.fresh:  # someone follows: what was just sent goes out by stream_at
-            self._stream_due.at(self.dispatcher.sent.stream_at)
+        if self.dispatcher.counts.sent.fresh:  # someone follows: what was just sent goes out by stream_at
+            self._stream_due.at(self.dispatcher.counts.sent.stream_at)
         if not self._dirty:
             self._dirty = True
             self._report_due.at(self._last_report + internal.REPORT_INTERVAL)
@@ -244,13 +244,13 @@ class Worker:
 
     def _stream(self) -> None:
         now = time.monotonic()
-        sent = self.dispatcher.sent
+        sent = self.dispatcher.counts.sent
         if sent.fresh and now >= sent.stream_at:  # someone follows
             deliveries.stream(self.link, sent, self.name, self.config, now)
         self._arm_stream()
 
     def _arm_stream(self) -> None:
-        sent = self.dispatcher.sent
+        sent = self.dispatcher.counts.sent
         if sent.fresh:
             self._stream_due.at(sent.stream_at)
 
@@ -388,8 +388,8 @@ class Worker:
     def _figures(self) -> tuple:
         """What a report tells, in short: a new report is due when this changes."""
         d = self.dispatcher
-        return (d.state, self._backlog(), d.in_flight, d.delivered, d.failures, d.backoff.failures,
-                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.sent.following)
+        return (d.state, self._backlog(), d.in_flight, d.counts.delivered, d.counts.failures, d.backoff.failures,
+                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.counts.sent.following)
 
     def _backlog(self) -> int:
         return self.tracker.undone + max(0, self.head - self.next_offset + 1)
@@ -414,7 +414,7 @@ class Worker:
             sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
             cursor=self.committed, head=self.head,  # the durable cursor
             dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven,
-            streaming=self.dispatcher.sent.following, **self.dispatcher.snapshot(),
+            streaming=self.dispatcher.counts.sent.following, **self.dispatcher.snapshot(),
         ))
 
     def _drain_link(self, events: int = 0) -> None:
@@ -424,9 +424,9 @@ class Worker:
             elif isinstance(command, Update):
                 self.update(command.config, command.announce)
             elif isinstance(command, Attempts):  # formatted only now, never per attempt
-                internal.send_nowait(self.link, attempts.answer(self.dispatcher.recent, command, self.name, self.config))
+                internal.send_nowait(self.link, attempts.answer(self.dispatcher.counts.recent, command, self.name, self.config))
             elif isinstance(command, deliveries.COMMANDS):  # the POSTs as sent: formatted only now, or streamed
-                deliveries.obey(command, self.dispatcher.sent, self.link, self.name, self.config)
+                deliveries.obey(command, self.dispatcher.counts.sent, self.link, self.name, self.config)
                 self._arm_stream()
             else:
                 self.request_stop(command.stop_event)

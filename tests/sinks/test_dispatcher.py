@@ -48,7 +48,7 @@ def test_in_order_one_at_a_time():
     d.finish(a, OK, now=0.0)
     assert d.try_take(0.0).post.seq == 2
     assert [(p.seq, r) for p, r in d.done] == [(1, OK)]  # exactly once
-    assert d.delivered == 1 and d.attempts["success"] == 1
+    assert d.counts.delivered == 1 and d.counts.attempts["success"] == 1
 
 
 def test_failure_waits_then_retries_the_oldest_and_doubles():
@@ -185,7 +185,7 @@ def test_a_post_that_ends_while_it_starts_is_collected_at_once():
     d.put(post(1))
     now = real_time.monotonic()
     assert d.pump(now) == 1
-    assert d.in_flight == 0 and d.failures == 1 and d.attempts["connection_error"] == 1
+    assert d.in_flight == 0 and d.counts.failures == 1 and d.counts.attempts["connection_error"] == 1
     client.close()
 
 
