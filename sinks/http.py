@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import os
 import select
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, REDI
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
+from sinks.curl_outcome import last_answer, outcome_of, parse_headers, reason, reason_phrase
 from sinks.deadline import Deadline
 from sinks.signing import Signer
 
@@ -55,9 +55,6 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER_AGENT = f"eventsink-agent/{common.__version__}"
 ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)
 
-# libcurl errors that are TLS problems; every other error is a connection_error (timeouts aside).
-_TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
-_AFTER_HANDSHAKE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR})
 _HTTP_ONLY = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # The poll bits of curl's socket callback and of socket_action happen to be zmq's and poll(2)'s
 # IN/OUT (1, 2), so they go to the loop's zmq.Poller unchanged.
@@ -262,20 +259,20 @@ class HttpClient:
         if t.aborted:
             return Result(TIMEOUT, None, duration, detail=t.aborted, request=t.request)
         if errno:
-            return Result(_outcome_of(errno, message), None, duration, detail=_reason(c, errno, message),
+            return Result(outcome_of(errno, message), None, duration, detail=reason(c, errno, message),
                           request=t.request)
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
             return Result(SUCCESS, status, duration, request=t.request)
-        answer = _last_answer(t.lines)
-        headers = _parse_headers(answer)
+        answer = last_answer(t.lines)
+        headers = parse_headers(answer)
         if 300 <= status < 400:
             location = headers.get("location")
             where = redact_url(location) if location else "no Location"
             return Result(REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
                           answer=bytes(t.answer), request=t.request)
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
-        detail = f"HTTP {status} {_reason_phrase(answer)}".rstrip()
+        detail = f"HTTP {status} {reason_phrase(answer)}".rstrip()
         if retry_after is not None:
             detail += f" (Retry-After {retry_after:g} s)"
         return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer), t.request)
@@ -458,51 +455,3 @@ class HttpClient:
             t.handle.close()
         self._idle.clear()
         self._multi.close()
-
-
-def _outcome_of(errno: int, message: str) -> str:
-    if errno == pycurl.E_OPERATION_TIMEDOUT:
-        return TIMEOUT
-    if errno in _TLS_ERRORS:
-        return TLS_ERROR
-    if errno in _AFTER_HANDSHAKE and " alert " in message:
-        # TLS 1.3: a server that wants a client certificate (or dislikes the one given) says so with
-        # an alert after the handshake, so it surfaces on the first read ("tlsv13 alert certificate
-        # required"), not as a handshake error.
-        return TLS_ERROR
-    return CONNECTION_ERROR
-
-
-def _reason(c: pycurl.Curl, errno: int, message: str) -> str:
-    """libcurl's message, with the system's word for the socket error when there is one."""
-    text = message or f"libcurl error {errno}"
-    os_errno = c.getinfo(pycurl.OS_ERRNO)
-    if os_errno:
-        word = os.strerror(os_errno)
-        if word.lower() not in text.lower():
-            text = f"{text} ({word})"
-    return text[:300]
-
-
-def _last_answer(lines: list[bytes]) -> list[bytes]:
-    """The header lines of the final answer (after a 100 Continue or a proxy's CONNECT answer)."""
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith(b"HTTP/"):
-            return lines[i:]
-    return lines
-
-
-def _parse_headers(lines: list[bytes]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        name, sep, value = raw.decode("latin-1").partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return headers
-
-
-def _reason_phrase(lines: list[bytes]) -> str:
-    if not lines:
-        return ""
-    parts = lines[0].decode("latin-1").strip().split(" ", 2)
-    return parts[2] if len(parts) == 3 else ""
