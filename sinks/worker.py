@@ -17,7 +17,7 @@ report, the heartbeat, the cursor commit, the head check. Signals are loop
 callbacks. The pipeline is straight: feed -> shaper -> batcher (bulk) ->
 dispatcher -> HTTP client, and every Post comes back once, through the
 dispatcher's `on_done`, to `_done` here (cursor, cursor shadow, dead letters;
-the rings are the dispatcher's). Nothing wakes the worker periodically: while
+the rings are sinks/delivery_counts.py's). Nothing wakes the worker periodically: while
 nothing happens it sleeps until its heartbeat report.
 """
 
