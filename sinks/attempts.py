@@ -45,7 +45,7 @@ class AttemptRing:
 
     def record(self, wall: float, post: Any, result: Any) -> None:
         """One attempt of POST that ended with RESULT (sinks.http.Result) at WALL (time.time())."""
-        self._entries.append((wall, post.seq, post.count, post.webhook_id, result.outcome, result.status,
+        self._entries.append((wall, post.seq, len(post.times), post.webhook_id, result.outcome, result.status,
                               result.duration, result.detail))
 
     def __len__(self) -> int:

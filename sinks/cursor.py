@@ -16,33 +16,16 @@ from collections import deque
 class CursorTracker:
     """Low-water mark: O(1) amortised per offset, memory bounded by the offsets not yet passed."""
 
-    __slots__ = ("_cursor", "_high", "_order", "_pending", "_bytes")
+    __slots__ = ("cursor", "_high", "_order", "_pending", "undone", "undone_bytes")
 
     def __init__(self, cursor: int):
-        self._cursor = cursor  # every offset <= this is done
+        # Plain attributes, not properties: the worker reads both per event.
+        self.cursor = cursor  # every offset <= this is done
         self._high = cursor  # the highest offset added so far
         self._order: deque[int] = deque()  # added offsets above the cursor, ascending
         self._pending: dict[int, int] = {}  # added offsets not yet done -> their size in bytes
-        self._bytes = 0
-
-    @property
-    def cursor(self) -> int:
-        return self._cursor
-
-    @property
-    def high(self) -> int:
-        """The highest offset ever added (the cursor when none was)."""
-        return self._high
-
-    @property
-    def undone(self) -> int:
-        """Offsets added and not yet done: the events this sink holds in memory."""
-        return len(self._pending)
-
-    @property
-    def undone_bytes(self) -> int:
-        """The sizes given for the offsets not yet done (what they weigh in memory)."""
-        return self._bytes
+        self.undone = 0  # offsets added and not yet done: the events this sink holds in memory
+        self.undone_bytes = 0  # the sizes given for the offsets not yet done (what they weigh in memory)
 
     def add(self, offset: int, size: int = 0) -> None:
         """Take OFFSET (of SIZE bytes) into memory; offsets must be added in ascending order."""
@@ -51,17 +34,19 @@ class CursorTracker:
         self._high = offset
         if not self._order:
             # Everything below OFFSET is done: a gap in the journal was never ours.
-            self._cursor = offset - 1
+            self.cursor = offset - 1
         self._order.append(offset)
         self._pending[offset] = size
-        self._bytes += size
+        self.undone_bytes += size
+        self.undone += 1
 
     def done(self, offset: int) -> None:
         """OFFSET is delivered, filtered out or merged; unknown or repeated offsets are ignored."""
         size = self._pending.pop(offset, None)
         if size is None:
             return
-        self._bytes -= size
+        self.undone_bytes -= size
+        self.undone -= 1
         pending = self._pending
         order = self._order
         if offset != order[0]:
@@ -69,8 +54,4 @@ class CursorTracker:
         order.popleft()
         while order and order[0] not in pending:
             order.popleft()
-        self._cursor = order[0] - 1 if order else self._high
-
-    def done_many(self, offsets) -> None:
-        for offset in offsets:
-            self.done(offset)
+        self.cursor = order[0] - 1 if order else self._high

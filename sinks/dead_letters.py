@@ -21,8 +21,9 @@ asks it before queueing the retry):
 - a single event answered so for the `dead_letter_after`-th time in a row is
   set aside: written to the journal's dead-letter table (bus/journal.py) with
   the envelope as sent, the status and up to 200 characters of the answer,
-  logged on support.events, counted, and released: its journal offsets are done
-  (the cursor moves on; its seq stays used). Only once the row is written: a
+  logged on support.events, counted, and judged done (nothing to retry): the
+  dispatcher hands it to the worker's acknowledger, so its journal offsets are
+  done (the cursor moves on; its seq stays used). Only once the row is written: a
   journal that refuses it leaves the event to be retried.
 Setting an event aside does not touch the backoff (only a success resets it),
 so a receiver that refuses everything still ends in the Maximum Backoff alarm.
@@ -36,13 +37,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 
 from common.config import SinkConfig
 from common.logs import SUPPORT
 from sinks.http import Result
-from sinks.shaping import Post, Shaper, wrap
+from sinks.post import Post
+from sinks.shaping import Shaper, wrap
 
 log = logging.getLogger("sinks.worker")
 support = logging.getLogger(SUPPORT)
@@ -58,7 +59,6 @@ class DeadLetters:
         self.name = sink.name
         self.reader = reader  # bus.journal.JournalReader: accepted_at, set_aside, redrive_rows, forget_dead_letter
         self.configure(sink)
-        self.released: deque[Post] = deque()  # set aside: their offsets are done, not delivered
         self.set_aside = 0  # events set aside by this worker (eventsink_dead_letters_total)
         self.redriven = 0  # redriven dead letters delivered by this worker
         self.redriving = 0  # redriven ones not delivered yet (0: delivered Posts need no look)
@@ -87,8 +87,7 @@ class DeadLetters:
         post.strikes += 1
         if post.strikes < self.after or not self._set_aside(post, result):
             return (post,)
-        self.released.append(post)
-        return ()
+        return ()  # set aside: the dispatcher hands it to the acknowledger (its offsets are done)
 
     def _set_aside(self, post: Post, result: Result) -> bool:
         single = post.parts[0] if post.parts else post

@@ -2,10 +2,11 @@
 
 Owns `Dispatcher` (the send queue, at most `max_in_flight` POSTs under way on
 the sink's `HttpClient` (sinks/http.py), the sink's backoff with one probe per
-wait, counters, histograms and the ring of recent attempts, `recent`:
-sinks/attempts.py; and of the POSTs as sent, `sent`: sinks/deliveries.py) and `FailureLog` (failures on `support.events`, rate-limited). Everything runs on the worker's one thread:
-`pump` starts what the policy allows, `collect` accounts for what libcurl
-finished; `try_take`/`finish` take an explicit clock value so the policy is
+wait; what the attempts add up to is `counts`, sinks/delivery_counts.py, the client
+swap while POSTs are under way is `ClientSlot` here). Everything runs on the worker's one thread:
+`pump` starts what the policy allows (and asks `wake_at` for the end of a wait),
+`collect` accounts for what libcurl finished and hands every Post that is done
+(delivered or set aside) to `on_done(post, result)`, once; `try_take`/`finish` take an explicit clock value so the policy is
 tested without sockets or a real clock.
 
 Backoff belongs to the sink: after a failure nothing is sent for the current
@@ -31,14 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from common.backoff import Backoff
-from common.internal import Histogram
-from common.logs import SUPPORT, RateLimited, suppressed_note
+from common.logs import SUPPORT
 from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
                                PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
-from sinks.attempts import AttemptRing
-from sinks.deliveries import DeliveryRing
+from sinks.delivery_counts import DeliveryCounts, FailureLog
 from sinks.http import HttpClient, Result, Timeouts
-from sinks.shaping import Post
+from sinks.post import Post
 
 # The publisher states this module sets (re-exported under their short names).
 RUNNING, PAUSED, BACKOFF_EXCEEDED = PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED
@@ -46,26 +45,28 @@ RUNNING, PAUSED, BACKOFF_EXCEEDED = PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISH
 support_log = logging.getLogger(SUPPORT)
 
 
-class FailureLog:
-    """Logs failures on support.events: the first of a kind, then at most one line per kind every EVERY s."""
+class ClientSlot:
+    """The sink's HTTP client, and the one with new settings that takes over once no POST is under way
+    on the old (a POST keeps the client it started on)."""
 
-    def __init__(self, sink: str, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self.sink = sink
-        self._rate = RateLimited(every, clock)  # one kind per (outcome, status)
-        self.failing = 0  # consecutive failures
+    def __init__(self, client: HttpClient):
+        self.current = client
+        self.waiting: HttpClient | None = None
 
-    def failure(self, url: str, result: Result, then: str) -> None:
-        self.failing += 1
-        suppressed = self._rate.allow((result.outcome, result.status))
-        if suppressed is not None:
-            support_log.warning("sink %s: POST to %s failed: %s: %s; %s%s", self.sink, url, result.outcome,
-                                result.detail or "no detail", then, suppressed_note(suppressed))
+    def offer(self, client: HttpClient) -> None:
+        if self.waiting is not None:  # superseded before it took over
+            self.waiting.close()
+        self.waiting = client
 
-    def success(self, url: str) -> None:
-        if self.failing:
-            support_log.info("sink %s: POST to %s succeeded after %d failed attempts", self.sink, url, self.failing)
-            self.failing = 0
-            self._rate.forget()
+    def swap(self) -> None:
+        old, self.current, self.waiting = self.current, self.waiting, None
+        old.close()
+
+    def close(self) -> None:
+        """Close both (POSTs still under way end without a result: they stay in the journal)."""
+        for client in (self.current, self.waiting):
+            if client is not None:
+                client.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,34 +81,31 @@ class Dispatcher:
 
     `put` appends Posts in send order; `pump` starts the oldest eligible ones
     on the client (as many as `limit` and the backoff allow), `collect` hands
-    libcurl's results to `finish`. Delivered Posts land in `completed` for the
-    worker.
+    libcurl's results to `finish`.
     """
 
     def __init__(self, sink: str, client: HttpClient, backoff: Backoff, limit: int,
                  on_state_change: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 max_rate: float = 0.0, judge: Callable[[Post, Result], tuple[Post, ...]] | None = None):
+                 max_rate: float = 0.0, judge: Callable[[Post, Result], tuple[Post, ...]] | None = None,
+                 on_done: Callable[[Post, Result], None] | None = None,
+                 wake_at: Callable[[float], None] | None = None):
         self.sink = sink
+        # Exactly once per Post: delivered, or set aside by `judge` (the worker's acknowledger).
+        self._on_done = on_done or (lambda post, result: None)
+        self.wake_at = wake_at  # pump() has something to start then (a backoff wait, pacing)
         # A failed Post -> what to retry (sinks/dead_letters.py: itself, its halves, or nothing).
         self.judge = judge or (lambda post, result: (post,))
-        self._client = client
-        self._next_client: HttpClient | None = None  # swapped in once nothing is in flight on the old one
+        self.clients = ClientSlot(client)
         self.backoff = backoff
         self.limit = max(1, limit)
         self.state = RUNNING
         self._exceeded_wait: float | None = None  # the wait that stopped sending (BACKOFF_EXCEEDED)
-        self.completed: deque[Post] = deque()  # delivered, for the worker
-        self.attempts = dict.fromkeys(POST_OUTCOMES, 0)
-        self.delivered = 0
-        self.failures = 0
-        self.post_duration = Histogram()
-        self.event_age = Histogram()
-        self.recent = AttemptRing()  # the last POST attempts, for `eventsinkctl attempts`
-        self.sent = DeliveryRing()  # the last POSTs as sent, for `eventsinkctl deliveries` and followers
+        self.counts = DeliveryCounts()  # what `snapshot` reports, and the rings of recent and sent POSTs
         self.failure_log = FailureLog(sink)
         self._on_state_change = on_state_change
         self._clock = clock
         self._queue: deque[Post] = deque()
+        self.put: Callable[[Post], None] = self._queue.append  # appends Posts in send order (no Python frame)
         self.highest_sent_seq = 0  # the last seq put on the wire (a bulk Post carries len(times) seqs)
         self.highest_acked_seq = 0  # the last seq a 2xx acknowledged
         self._retry: list[tuple[int, int, Post]] = []  # heap: oldest seq first
@@ -123,9 +121,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------ the worker's side
 
-    def put(self, post: Post) -> None:
-        self._queue.append(post)
-
     @property
     def queued(self) -> int:
         return len(self._queue) + len(self._retry)
@@ -136,7 +131,8 @@ class Dispatcher:
 
     @property
     def client(self) -> HttpClient:
-        return self._next_client or self._client
+        """The client of the current settings (the one waiting to take over, if any)."""
+        return self.clients.waiting or self.clients.current
 
     def configure(self, limit: int, initial: float, maximum: float, client: HttpClient | None = None,
                   max_rate: float = 0.0) -> None:
@@ -146,15 +142,9 @@ class Dispatcher:
         self.max_rate = max_rate
         self.backoff = replace(self.backoff, initial=initial, maximum=maximum)
         if client is not None:
-            if self._next_client is not None:
-                self._next_client.close()
-            self._next_client = client
-            self._swap_client()
-
-    def _swap_client(self) -> None:
-        if self._next_client is not None and self._in_flight == 0:
-            old, self._client, self._next_client = self._client, self._next_client, None
-            old.close()
+            self.clients.offer(client)
+            if self._in_flight == 0:
+                self.clients.swap()
 
     def pause(self) -> int:
         """Stop sending and forget what is queued (it stays in the journal); returns how many Posts were dropped."""
@@ -168,11 +158,6 @@ class Dispatcher:
         """No further attempts start."""
         self._closed = True
 
-    def release(self) -> None:
-        """Close the clients (POSTs still under way end without a result: they stay in the journal)."""
-        for client in self._clients():
-            client.close()
-
     def last_seq_out(self) -> int:
         """The seq a receiver may have seen last: the last acknowledged one, or, while a POST
         is still under way (it may yet arrive), the last one sent."""
@@ -180,10 +165,10 @@ class Dispatcher:
 
     def send_once(self, post: Post, timeouts: Timeouts) -> Result:
         """One attempt outside the queue and the backoff (the stop event at shutdown)."""
-        result = self._client.post(post.body, post.webhook_id, timeouts)
-        self._count(post, result)
+        result = self.clients.current.post(post.body, post.webhook_id, timeouts)
+        self.counts.count(post, result)
         if result.ok:
-            self.completed.append(post)
+            self._on_done(post, result)
         return result
 
     @property
@@ -197,58 +182,58 @@ class Dispatcher:
         waiting = self.backoff.current if self.backoff.failures else 0.0
         return {
             "in_flight": self._in_flight,
-            "delivered": self.delivered,
-            "failures": self.failures,
             "current_backoff": waiting,
             "next_backoff": self.next_backoff,
-            "attempts": dict(self.attempts),
-            "post_duration": self.post_duration.snapshot(),
-            "event_age": self.event_age.snapshot(),
+            **self.counts.snapshot(),
         }
 
     def pump(self, now: float) -> int:
         """Start every POST the policy allows at NOW; returns how many started."""
-        started = 0
-        while (attempt := self.try_take(now)) is not None:
-            self._client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
-            started += 1
-        if started:
-            self._client.kick()  # the requests leave now, not one poll later
+        started = kicked = 0
+        client = self.clients.current
+        wait = None
+        while True:
+            while self._queue or self._retry:  # nothing queued: no policy to ask
+                wait = self._wait_needed(now)
+                if wait != 0.0:
+                    break
+                attempt = self._grant(now)
+                client.start(attempt.post.body, attempt.post.webhook_id, attempt, now)
+                started += 1
+            else:
+                wait = None
+            if started == kicked:
+                break
+            kicked = started  # the requests leave now, not one poll later
+            client.started()
+            if not self.collect(now):  # a POST can end as it starts (a refused scheme, a fast answer)
+                break  # nothing changed: WAIT still holds
+        if wait and self.wake_at is not None:
+            self.wake_at(now + wait)
         return started
 
     def collect(self, now: float) -> int:
         """Account for the POSTs libcurl finished; returns how many."""
-        done = self._client.finished()
+        client = self.clients.current
+        done = client.done
+        if not done:
+            return 0
+        client.done = []
         for attempt, result in done:
             self.finish(attempt, result, now)
-        self._swap_client()
+        if self.clients.waiting is not None and self._in_flight == 0:
+            self.clients.swap()
         return len(done)
 
-    def _clients(self) -> tuple[HttpClient, ...]:
-        return (self._client,) if self._next_client is None else (self._client, self._next_client)
-
-    def socket_ready(self, fd: int, events: int) -> None:
-        """One of libcurl's sockets polled ready (on the old client while a new one waits)."""
-        for client in self._clients():
-            if fd in client.watched:
-                client.socket_ready(fd, events)
-                return
-
-    def timer_due(self, now: float) -> None:
-        for client in self._clients():
-            client.timer_due(now)
-
     def next_deadline(self, now: float) -> float | None:
-        """The nearest moment something must happen without a socket event: libcurl's timer, a
-        response watchdog, the end of a backoff wait when pump() has something to start, or
-        (someone follows) the streaming of POSTs held back."""
-        due = [c for c in (client.next_deadline() for client in self._clients()) if c is not None]
+        """The dispatcher's own next moment (libcurl's are the client's): the end of a backoff wait
+        or of the pacing when pump() has something to start, or (someone follows) the streaming
+        of POSTs held back."""
         wait = self._wait_needed(now)  # 0.0: pump() could start something now
-        if wait is not None:
-            due.append(now + wait)
-        if self.sent.fresh:
-            due.append(self.sent.stream_at)
-        return min(due, default=None)
+        due = None if wait is None else now + wait
+        if self.counts.sent.fresh and (due is None or self.counts.sent.stream_at < due):
+            due = self.counts.sent.stream_at
+        return due
 
     def wait_idle(self, timeout: float) -> bool:
         """Drive the POSTs under way until none is left (True) or TIMEOUT passes (False)."""
@@ -257,8 +242,8 @@ class Dispatcher:
             now = self._clock()
             if now >= deadline:
                 return False
-            due = self._client.next_deadline()
-            self._client.drive(deadline if due is None else min(due, deadline))
+            due = self.clients.current.next_deadline()
+            self.clients.current.drive(deadline if due is None else min(due, deadline))
             self.collect(self._clock())
         return True
 
@@ -270,7 +255,7 @@ class Dispatcher:
 
     def _wait_needed(self, now: float) -> float | None:
         """0.0 when an attempt may start now, else seconds to wait (None: until something changes)."""
-        if self._closed or self.state != RUNNING or self._in_flight >= self.limit or self._next_client is not None:
+        if self._closed or self.state != RUNNING or self._in_flight >= self.limit or self.clients.waiting is not None:
             return None
         if not (self._queue or self._retry):
             return None
@@ -299,21 +284,26 @@ class Dispatcher:
         self._in_flight -= 1
         if attempt.probe:
             self._probe_in_flight = False
-        self._count(post, result)
+        self.counts.count(post, result)
         if result.ok:
             # Reset, but a wait under way still runs out: a request already in flight when
             # the failure came may succeed meanwhile; nothing new starts before the wait is over.
-            self.backoff = self.backoff.succeeded()
+            if self.backoff.failures or self.backoff.floor:  # the common case needs no new Backoff
+                self.backoff = self.backoff.succeeded()
             self._probing = False
             self.highest_acked_seq = max(self.highest_acked_seq, post.seq + len(post.times) - 1)
-            self.completed.append(post)
-            self.failure_log.success(self._client.url)
+            if self.failure_log.failing:
+                self.failure_log.success(self.clients.current.url)
+            self._on_done(post, result)
         else:
-            retry = self.judge(post, result) if self.state != PAUSED and not self._closed else ()
+            judged = self.state != PAUSED and not self._closed
+            retry = self.judge(post, result) if judged else ()
+            if judged and not retry:  # set aside: done, not delivered
+                self._on_done(post, result)
             for again in retry:
                 heapq.heappush(self._retry, (again.seq, next(self._tiebreak), again))
             if len(retry) > 1:  # a bulk envelope split to find a refused event: an answer, not an outage
-                self.failure_log.failure(self._client.url, result, "split in halves")
+                self.failure_log.failure(self.clients.current.url, result, "split in halves")
                 return
             self._failed(attempt, result, now)
 
@@ -323,14 +313,14 @@ class Dispatcher:
             if result.retry_after:
                 self._resume_at = max(self._resume_at, now + result.retry_after)
                 self._probing = True
-            self.failure_log.failure(self._client.url, result, "already in backoff")
+            self.failure_log.failure(self.clients.current.url, result, "already in backoff")
             return
         self.backoff = self.backoff.failed(result.retry_after)
         self._generation += 1
         self._probing = True
         if self.backoff.exceeded or self.state == BACKOFF_EXCEEDED:
             self._resume_at = float("inf")
-            self.failure_log.failure(self._client.url, result, "stopped")
+            self.failure_log.failure(self.clients.current.url, result, "stopped")
             if self.state == RUNNING:
                 self._exceeded_wait = self.backoff.current
                 support_log.error("sink %s: the next retry wait (%g s) exceeds max_retry_backoff (%g s); "
@@ -340,21 +330,7 @@ class Dispatcher:
             return
         wait = self.backoff.current
         self._resume_at = now + wait
-        self.failure_log.failure(self._client.url, result, f"retrying the oldest event in {wait:g} s")
-
-    def _count(self, post: Post, result: Result) -> None:
-        self.attempts[result.outcome] += 1
-        self.post_duration.observe(result.duration)
-        wall = time.time()  # one clock read for the ring and event_age
-        self.recent.record(wall, post, result)
-        self.sent.record(wall, post, result)
-        if result.ok:
-            self.delivered += post.count
-            for t in post.times:
-                if t > 0:  # 0: the publisher's time was not a number
-                    self.event_age.observe(max(0.0, wall - t))
-        else:
-            self.failures += 1
+        self.failure_log.failure(self.clients.current.url, result, f"retrying the oldest event in {wait:g} s")
 
     def _set_state(self, state: str) -> None:
         if state != self.state:

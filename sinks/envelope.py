@@ -85,8 +85,9 @@ def json_time(wall: float) -> bytes:
 
 def envelope(node: bytes, seq: int, version: int, time: bytes, event: str, data: msgspec.Raw | bytes) -> bytes:
     """One envelope `{"node", "seq", "version", "time", "event", "data"}`; NODE, TIME and DATA are JSON bytes."""
+    name = _names.get(event) or json_string(event)  # json_string's cache, without its call
     return b'{"node":%b,"seq":%d,"version":%d,"time":%b,"event":%b,"data":%b}' % (
-        node, seq, version, time, json_string(event), data,
+        node, seq, version, time, name, data,
     )
 
 

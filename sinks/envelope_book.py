@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 from bus.envelope_records import Item, pack
 from bus.journal_schema import is_full
-from sinks.shaping import Post, wrap
+from sinks.post import Post
+from sinks.shaping import wrap
 
 log = logging.getLogger("sinks.worker")
 

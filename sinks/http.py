@@ -9,11 +9,13 @@ per-attempt request (headers, Basic auth, `webhook-id`, Standard Webhooks
 signature), and the mapping of every answer or libcurl error to exactly one
 outcome (`Result`).
 
-No threads: the multi is driven by its owner's poll loop through the socket
-and timer callbacks (`watch`, `next_deadline`, `socket_ready`, `timer_due`),
-and finished transfers are collected with `finished()`. `post()` drives the
-same machinery with a private poll for a one-off attempt (the stop event at
-shutdown, tests), so both paths run the same code.
+No threads: given the worker's loop (common/loop.py), libcurl's socket callback
+becomes `add_handler`/`update_handler`/`remove_handler` and its timer callback
+one loop timer (tornado's curl_httpclient is the model); that timer is also the
+response watchdog's. When transfers end, `on_finished()` tells the owner, which
+takes their results with `finished()`. Without a loop, `post()` and `drive()`
+drive the same machinery with a private poll (a one-off attempt: the stop event
+at shutdown, tests), so both paths run the same code.
 
 libcurl has one limit for connecting (`CONNECTTIMEOUT`) but none for "the
 answer once connected", so `response_timeout` is kept here: each transfer has
@@ -25,11 +27,12 @@ long before and costs nothing), and a transfer with no answer within
 from __future__ import annotations
 
 import base64
-import os
+import functools
 import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pycurl
 
@@ -40,19 +43,21 @@ from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, REDI
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
+from sinks.curl_outcome import last_answer, outcome_of, parse_headers, reason, reason_phrase
+from sinks.deadline import Deadline
 from sinks.signing import Signer
+
+if TYPE_CHECKING:
+    from common.loop import Loop
 
 OUTCOMES = POST_OUTCOMES
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER_AGENT = f"eventsink-agent/{common.__version__}"
 ANSWER_KEPT = 512  # bytes of a response body kept (for the failure's detail)
 
-# libcurl errors that are TLS problems; every other error is a connection_error (timeouts aside).
-_TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
-_AFTER_HANDSHAKE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR})
 _HTTP_ONLY = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 # The poll bits of curl's socket callback and of socket_action happen to be zmq's and poll(2)'s
-# IN/OUT (1, 2), so a watch callback can hand them to a zmq.Poller unchanged.
+# IN/OUT (1, 2), so they go to the loop's zmq.Poller unchanged.
 WATCH_IN, WATCH_OUT = pycurl.POLL_IN, pycurl.POLL_OUT
 
 
@@ -69,10 +74,10 @@ class Result:
     # What was given to libcurl: (the header lines, the body as sent), references only (the ring of
     # POSTs as sent, sinks/deliveries.py, formats them when asked). Holds secrets: never display it.
     request: tuple | None = field(default=None, repr=False, compare=False)
+    ok: bool = field(init=False, repr=False, compare=False)  # a 2xx: set once, read by every stage after
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome == SUCCESS
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", self.outcome == SUCCESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,7 @@ class Transfer:
 class HttpClient:
     """One sink's HTTP side: a CurlMulti, `max_in_flight` kept-alive handles, one POST per start()."""
 
-    def __init__(self, sink: SinkConfig, tuning: TuningConfig, watch: Callable[[int, int], None] | None = None):
+    def __init__(self, sink: SinkConfig, tuning: TuningConfig, loop: Loop | None = None):
         self.key = self.settings_key(sink, tuning)
         self.url = redact_url(sink.url)  # credentials go in the Authorization header, never to libcurl
         self.timeouts = Timeouts(tuning.connection_timeout, tuning.response_timeout)
@@ -129,12 +134,16 @@ class HttpClient:
         self._gzip = sink.compression == "gzip"
         self._client_certificate = ClientCertificate.of(sink)  # read now: renewed files make a new client
         self._proxy = Proxy.of(sink.proxy)
-        self._watch = watch
+        self._loop = loop
+        self._due = None if loop is None else Deadline(loop, self._due_now)  # libcurl's timer, the watchdog
+        self._armed_at = float("inf")  # when _due runs (kept here: compared once per action)
+        self.on_finished: Callable[[], None] | None = None  # the owner's: results wait in `done`
         self.watched: dict[int, int] = {}  # fd -> WATCH_* bits libcurl waits for
+        self._parked: dict[int, int] = {}  # on the loop: kept-alive sockets no POST uses now -> their bits
         self._timer_at: float | None = None  # libcurl's own timer, monotonic
         self._idle: list[Transfer] = []
         self._busy: dict[pycurl.Curl, Transfer] = {}
-        self._done: list[tuple[object, Result]] = []
+        self.done: list[tuple[object, Result]] = []  # (token, Result) of POSTs ended, for the owner to take
         self.connects = 0  # new connections opened (keep-alive reuse shows as few)
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -194,8 +203,7 @@ class HttpClient:
         """Begin one POST of BODY; its Result comes back from finished() with TOKEN."""
         if self._gzip:  # compressed before signing: the signature covers the bytes as sent
             body = gzip_body(body)
-        t = self._idle.pop() if self._idle else self._new_handle()
-        t.reset()
+        t = self._idle.pop() if self._idle else self._new_handle()  # idle ones were reset as they ended
         t.token = token
         t.timeouts = timeouts or self.timeouts
         headers = self._static_headers + [f"webhook-id: {webhook_id}"]
@@ -206,7 +214,7 @@ class HttpClient:
         c.setopt(pycurl.POSTFIELDSIZE, len(body))
         c.setopt(pycurl.POSTFIELDS, body)
         t.request = (headers, body)
-        if t.limits != t.timeouts:  # set once per handle, again only for an attempt with its own
+        if t.limits is not t.timeouts:  # set once per handle, again only for an attempt with its own
             t.limits = t.timeouts
             c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(t.timeouts.connect * 1000)))
             c.setopt(pycurl.TIMEOUT_MS, max(1, int((t.timeouts.connect + t.timeouts.response) * 1000)))
@@ -217,7 +225,7 @@ class HttpClient:
 
     def finished(self) -> list[tuple[object, Result]]:
         """The (token, Result) of every POST that ended since the last call."""
-        done, self._done = self._done, []
+        done, self.done = self.done, []
         return done
 
     def _collect(self) -> None:
@@ -234,8 +242,15 @@ class HttpClient:
         t = self._busy.pop(c)
         self._multi.remove_handle(c)
         self.connects += c.getinfo(pycurl.NUM_CONNECTS)
-        self._done.append((t.token, self._result(t, errno, message)))
-        t.reset()
+        status = 0 if errno or t.aborted else c.getinfo(pycurl.RESPONSE_CODE)
+        if 200 <= status < 300:  # the common case, without _result's frame
+            result = Result(SUCCESS, status, max(1e-6, time.monotonic() - t.started), request=t.request)
+        else:
+            result = self._result(t, errno, message)
+        self.done.append((t.token, result))
+        t.token = t.request = None  # t.reset(), inlined: a 2xx left no lines or answer worth keeping
+        t.lines.clear()
+        t.answer.clear()
         self._idle.append(t)
 
     def _result(self, t: Transfer, errno: int, message: str) -> Result:
@@ -244,20 +259,20 @@ class HttpClient:
         if t.aborted:
             return Result(TIMEOUT, None, duration, detail=t.aborted, request=t.request)
         if errno:
-            return Result(_outcome_of(errno, message), None, duration, detail=_reason(c, errno, message),
+            return Result(outcome_of(errno, message), None, duration, detail=reason(c, errno, message),
                           request=t.request)
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
             return Result(SUCCESS, status, duration, request=t.request)
-        answer = _last_answer(t.lines)
-        headers = _parse_headers(answer)
+        answer = last_answer(t.lines)
+        headers = parse_headers(answer)
         if 300 <= status < 400:
             location = headers.get("location")
             where = redact_url(location) if location else "no Location"
             return Result(REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
                           answer=bytes(t.answer), request=t.request)
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
-        detail = f"HTTP {status} {_reason_phrase(answer)}".rstrip()
+        detail = f"HTTP {status} {reason_phrase(answer)}".rstrip()
         if retry_after is not None:
             detail += f" (Retry-After {retry_after:g} s)"
         return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer), t.request)
@@ -265,21 +280,42 @@ class HttpClient:
     # ------------------------------------------------------------ the poll loop's side
 
     def _on_socket(self, what: int, fd: int, multi, data) -> None:
+        loop = self._loop
         if what == pycurl.POLL_REMOVE:
-            self.watched.pop(fd, None)
-            what = 0
-        else:
-            self.watched[fd] = what
-        if self._watch is not None:
-            self._watch(fd, what)
+            bits = self.watched.pop(fd, None)
+            if bits is not None and loop is not None:
+                # A kept-alive connection between two POSTs: it stays in the loop, waiting for input
+                # only, so the next POST on it costs no poller calls. Input while parked means the
+                # server closed it, and a socket libcurl closed polls as an error: either way
+                # `_socket_event` takes it out of the loop then.
+                if bits != WATCH_IN:
+                    loop.update_handler(fd, WATCH_IN)
+                self._parked[fd] = WATCH_IN
+            return
+        if loop is not None:
+            bits = self._parked.pop(fd, None)
+            if bits is None:
+                bits = self.watched.get(fd)
+            if bits is None:  # once per connection
+                loop.add_handler(fd, functools.partial(self._socket_event, fd), what)
+            elif bits != what:
+                loop.update_handler(fd, what)
+        self.watched[fd] = what
+
+    def _unloop(self, fd: int) -> None:
+        try:
+            self._loop.remove_handler(fd)
+        except KeyError:
+            pass  # waited for nothing (bits 0): the poller had let it go already
 
     def _on_timer(self, timeout_ms: int) -> None:
+        # Only noted: the loop timer is armed once the action that made libcurl ask is over.
         self._timer_at = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
 
     def next_deadline(self) -> float | None:
         """When the loop must act at the latest: now while finished POSTs wait for finished() (one
         can end inside kick(), after the loop collected), else libcurl's timer or a watchdog."""
-        if self._done:
+        if self.done:
             return 0.0  # long past: the loop must not sleep (a fresh monotonic() would round up to 1 ms)
         due = self._timer_at
         for t in self._busy.values():
@@ -292,12 +328,59 @@ class HttpClient:
         self._multi.socket_action(fd, events & 7)
         self._collect()
 
+    def _socket_event(self, fd: int, events: int) -> None:
+        """The loop's handler of one of libcurl's sockets (kick() and _settle(), inlined: once per answer)."""
+        if fd in self._parked:  # closed by the server (libcurl sees it at reuse) or by libcurl
+            del self._parked[fd]
+            self._unloop(fd)
+            return
+        multi = self._multi
+        multi.socket_action(fd, events & 7)
+        if self._timer_at is not None and self._timer_at <= time.monotonic():
+            self._timer_at = None
+            multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+        self._collect()
+        if self.done and self.on_finished is not None:
+            self.on_finished()
+        self._arm()
+
+    def _due_now(self) -> None:
+        """The loop timer: libcurl's timer or a watchdog came due."""
+        self._armed_at = float("inf")
+        self.timer_due(time.monotonic())
+        self._settle()
+
+    def _settle(self) -> None:
+        """After an action on the loop: tell the owner about ended POSTs, arm the loop timer."""
+        if self.done and self.on_finished is not None:
+            self.on_finished()
+        self._arm()
+
+    def _arm(self) -> None:
+        due = self._timer_at
+        for t in self._busy.values():
+            if due is None or t.deadline < due:
+                due = t.deadline
+        if due is not None and due < self._armed_at:  # a later one: the pending timer looks again then
+            self._armed_at = due
+            self._due.at(due)
+
     def kick(self) -> None:
         """Let libcurl act on the transfers just added (it asks for that with a 0 ms timer)."""
         if self._timer_at is not None and self._timer_at <= time.monotonic():
             self._timer_at = None
             self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
-            self._collect()
+        self._collect()
+
+    def started(self) -> None:
+        """The owner started POSTs on the loop: let them leave now and arm the loop timer (results
+        that came at once stay in `done`: the owner is the one asking). kick(), inlined: once per POST."""
+        if self._timer_at is not None and self._timer_at <= time.monotonic():
+            self._timer_at = None
+            self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+        self._collect()
+        if self._loop is not None:
+            self._arm()
 
     def timer_due(self, now: float) -> None:
         """Run libcurl's timer if it is due, and the response-timeout watchdog."""
@@ -321,7 +404,7 @@ class HttpClient:
         t.aborted = f"no answer within response_timeout ({t.timeouts.response:g} s)"
         self._busy.pop(t.handle)
         self._multi.remove_handle(t.handle)
-        self._done.append((t.token, self._result(t, 0, "")))
+        self.done.append((t.token, self._result(t, 0, "")))
         t.reset()
         # An aborted handle's connection is closed by libcurl; the handle itself is reusable.
         self._idle.append(t)
@@ -333,9 +416,9 @@ class HttpClient:
         token = object()
         self.start(body, webhook_id, token, timeouts=timeouts)
         while True:
-            for i, (done_token, result) in enumerate(self._done):
+            for i, (done_token, result) in enumerate(self.done):
                 if done_token is token:  # other POSTs' results stay for finished()
-                    del self._done[i]
+                    del self.done[i]
                     return result
             self.drive(self.next_deadline())
 
@@ -361,59 +444,14 @@ class HttpClient:
 
     def close(self) -> None:
         self.abort_all()
-        if self._watch is not None:
-            for fd in list(self.watched):
-                self._watch(fd, 0)
+        if self._loop is not None:
+            for fd in [*self.watched, *self._parked]:
+                self._unloop(fd)
+            self._due.cancel()
+            self._armed_at = float("inf")
         self.watched.clear()
+        self._parked.clear()
         for t in self._idle:
             t.handle.close()
         self._idle.clear()
         self._multi.close()
-
-
-def _outcome_of(errno: int, message: str) -> str:
-    if errno == pycurl.E_OPERATION_TIMEDOUT:
-        return TIMEOUT
-    if errno in _TLS_ERRORS:
-        return TLS_ERROR
-    if errno in _AFTER_HANDSHAKE and " alert " in message:
-        # TLS 1.3: a server that wants a client certificate (or dislikes the one given) says so with
-        # an alert after the handshake, so it surfaces on the first read ("tlsv13 alert certificate
-        # required"), not as a handshake error.
-        return TLS_ERROR
-    return CONNECTION_ERROR
-
-
-def _reason(c: pycurl.Curl, errno: int, message: str) -> str:
-    """libcurl's message, with the system's word for the socket error when there is one."""
-    text = message or f"libcurl error {errno}"
-    os_errno = c.getinfo(pycurl.OS_ERRNO)
-    if os_errno:
-        word = os.strerror(os_errno)
-        if word.lower() not in text.lower():
-            text = f"{text} ({word})"
-    return text[:300]
-
-
-def _last_answer(lines: list[bytes]) -> list[bytes]:
-    """The header lines of the final answer (after a 100 Continue or a proxy's CONNECT answer)."""
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith(b"HTTP/"):
-            return lines[i:]
-    return lines
-
-
-def _parse_headers(lines: list[bytes]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        name, sep, value = raw.decode("latin-1").partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return headers
-
-
-def _reason_phrase(lines: list[bytes]) -> str:
-    if not lines:
-        return ""
-    parts = lines[0].decode("latin-1").strip().split(" ", 2)
-    return parts[2] if len(parts) == 3 else ""

@@ -8,8 +8,9 @@ version 1 never sees the media events), the media-stream cache that pairs a
 disconnected's data), and the bulk batcher. Pure: the monotonic time is passed
 to each call, the wall clock and the id source of lifecycle events are handed
 in (`wall_clock`, `new_id`), and results leave through two callbacks,
-`emit(Post)` and `discard(offset)` (an offset that is done without a POST of
-its own).
+`emit(Post)` (the next stage's `put`) and `discard(offset)` (an offset that
+is done without a POST of its own); `on_hold(deadline)` tells the owner's
+loop when a held event's wait ends.
 
 An event that a recorded bulk envelope already holds (`recorded(offset)`, the
 worker's sinks/envelope_book.py) is shaped as it was the first time, not by
@@ -33,6 +34,7 @@ from common.config import Config, SinkConfig
 from common.logs import RateLimited
 from common.vocabulary import BULK_EVENT, RESERVED_PREFIX, stop_event  # noqa: F401 (stop_event: its old home)
 from sinks import envelope
+from sinks.post import Post
 
 log = logging.getLogger("sinks.shaping")
 
@@ -48,27 +50,6 @@ SEND, DROP, PAIR = "send", "drop", "pair"
 
 def _random_id() -> str:
     return _uuid.uuid4().hex
-
-
-@dataclass(slots=True)
-class Post:
-    """One POST: its body and what it stands for."""
-
-    seq: int  # the seq of its (first) envelope: retries go oldest first
-    event: str
-    body: bytes
-    webhook_id: str
-    offsets: tuple[int, ...]  # journal offsets done once it is delivered
-    times: tuple[float, ...]  # publish time of each event inside (event_age)
-    entered: float = 0.0  # monotonic time it entered the send order
-    strikes: int = 0  # answers in a row with a dead-letter status (sinks/dead_letters.py)
-    dead_letter: int = 0  # a redriven dead letter: its journal offset (0: not one)
-    parts: tuple["Post", ...] = ()  # a bulk envelope: the Posts inside (to split it)
-
-    @property
-    def count(self) -> int:
-        """Events inside (a bulk counts each inner envelope)."""
-        return len(self.times)
 
 
 @dataclass(frozen=True)
@@ -149,6 +130,7 @@ class Shaper:
         self.latest_published = 0.0  # the latest publish time offered so far
         self._emit_post = emit
         self._discard = discard
+        self.on_hold: Callable[[float], None] | None = None  # a held event's deadline, for the owner's timer
         self._disconnects: dict[str, _Held] = {}  # uuid -> held participant_disconnected
         self._media: dict[str, _Held] = {}  # uuid -> held participant_media_streams_destroyed
 
@@ -173,7 +155,10 @@ class Shaper:
                             self.sink, offset, exc, self.bad_payloads)
             self._discard(offset)
             return
-        published = _published(event)
+        try:  # _published(event), inlined: once per event
+            published = float(event.time)
+        except ValueError:
+            published = 0.0
         if published > self.latest_published:
             self.latest_published = published
         if self.recorded is not None:
@@ -181,9 +166,9 @@ class Shaper:
             if item is not None:
                 self._replay_item(offset, event, item, now)
                 return
-        action = self.settings.action(event.event)
+        action = self.settings.actions.get(event.event) or self.settings.action(event.event)
         if action == SEND:
-            self._emit(offset, event, now)
+            self._emit(offset, event, now, published=published)
         elif action == DROP:
             self._discard(offset)
         else:
@@ -230,6 +215,8 @@ class Shaper:
         if old is not None:
             self._release_alone(old)
         cache[uuid] = _Held(offset, event, now + wait, _published(event) + wait)
+        if self.on_hold is not None:
+            self.on_hold(now + wait)
 
     def _replay_item(self, offset: int, event: envelope.BusEvent, item: tuple[int, tuple[int, ...]],
                      now: float) -> None:
@@ -316,10 +303,14 @@ class Shaper:
 
     # ------------------------------------------------------------ output
 
-    def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = ()) -> None:
-        post = self._post(event.event, (offset,) + merged, bytes(event.time),
-                          event.data if data is None else data, f"{self.epoch}-{offset}", _published(event), now)
-        self._emit_post(post)
+    def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = (),
+              published: float | None = None) -> None:
+        # self._post(...), inlined: once per event
+        self.seq = seq = self.seq + 1
+        s, name = self.settings, event.event
+        body = envelope.envelope(s.node, seq, s.version, bytes(event.time), name, event.data if data is None else data)
+        self._emit_post(Post(seq, name, body, f"{self.epoch}-{offset}", (offset,) + merged,
+                             (_published(event) if published is None else published,), now))
 
     def _post(self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str,
               published: float, now: float) -> Post:

@@ -7,20 +7,23 @@ offset seen, read later), shapes them (sinks/shaping.py), starts their POSTs
 on libcurl (sinks/delivery.py, sinks/http.py), moves and commits the cursor
 (sinks/cursor.py), reports to the supervisor and obeys its commands
 (docs/internals.md; an update's config is checked in sinks/worker_update.py, the
-graceful stop after the loop is sinks/worker_shutdown.py). Signal handlers only set a flag
-and wake the loop.
+graceful stop after the loop is sinks/worker_shutdown.py).
 
-One thread: a single zmq.Poller waits on the live feed, the supervisor link,
-the wake pipe and libcurl's sockets together, with a timeout that is the
-nearest real deadline (libcurl's timer, a held event, a bulk envelope, the end
-of a backoff wait, a due report or cursor commit). Nothing wakes the worker
-periodically: while nothing happens it sleeps until its heartbeat report.
+One thread on the one loop of common/loop.py: the live feed, the supervisor
+link and libcurl's sockets are its handlers; every deadline is a loop timer
+that the component owning it arms (sinks/deadline.py): a held event, a bulk
+envelope, a record retry, the end of a backoff wait, libcurl's timer, a due
+report, the heartbeat, the cursor commit, the head check. Signals are loop
+callbacks. The pipeline is straight: feed -> shaper -> batcher (bulk) ->
+dispatcher -> HTTP client, and every Post comes back once, through the
+dispatcher's `on_done`, to `_done` here (cursor, cursor shadow, dead letters;
+the rings are sinks/delivery_counts.py's). Nothing wakes the worker periodically: while
+nothing happens it sleeps until its heartbeat report.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sqlite3
@@ -32,6 +35,7 @@ import zmq
 
 from common import internal, logs
 from common.backoff import Backoff
+from common.loop import Loop
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
@@ -39,13 +43,15 @@ from common.vocabulary import STARTED, UPDATED
 from bus.journal import JournalCorrupt
 from bus.journal_reader import JournalReader
 from sinks import attempts, deliveries
-from sinks.cursor import CursorTracker
+from sinks.acknowledger import Acknowledger
 from sinks.dead_letters import DeadLetters
 from sinks.envelope_book import EnvelopeBook
-from sinks.shadow import CursorShadow, shadow_path
+from sinks.deadline import Deadline
 from sinks.delivery import PAUSED, RUNNING, Dispatcher
 from sinks.http import HttpClient
-from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Post, ShapeSettings, Shaper, wrap
+from sinks.post import Post
+from sinks.shadow import CursorShadow, shadow_path
+from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, ShapeSettings, Shaper, wrap
 from sinks.worker_shutdown import shut_down
 from sinks.worker_update import check_update
 
@@ -58,12 +64,10 @@ READS_PER_TURN = 8  # journal reads per loop turn (the loop stays responsive dur
 FEED_PER_TURN = 4096  # live messages taken per loop turn
 RCVHWM = 10000  # live messages ZeroMQ may buffer; more are dropped and read from the journal
 JOURNAL_RETRY = 0.5  # s reads pause after a failed journal call
-# s between cursor commits to SQLite (when it moved): every acknowledgement is in the cursor
-# shadow at once (sinks/shadow.py), so this only bounds what a power loss may deliver twice.
-COMMIT_INTERVAL = 1.0
 STALL_TICK = 0.05  # s before a deadline that could not be acted on is looked at again
 HEAD_CHECK_BUSY = 1.0  # s: the journal head is read this soon after live traffic
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost Python-level work per call
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class Worker:
@@ -76,13 +80,14 @@ class Worker:
         self.name = sink.name
         self.paths = Paths.of(config)
         self.reader = JournalReader(self.paths.journal_path, sink.name)
-        self.committed = self.reader.cursor()  # what SQLite holds
-        # The shadow may know acknowledgements made after the last SQLite commit (a kill -9).
-        self.shadow = CursorShadow(shadow_path(self.paths.state_dir, sink.name), self.reader.epoch)
-        cursor, acked = self.shadow.resume(self.committed)
-        self._acked_before = set(acked)  # acknowledged above the mark before a crash: not sent again
-        self.tracker = CursorTracker(cursor)
-        self._shadowed = cursor
+        self.loop = Loop()
+        self._timers(self.loop)
+        self.dead_letters = DeadLetters(sink, self.reader)
+        self.acks = Acknowledger(self.reader, CursorShadow(shadow_path(self.paths.state_dir, sink.name),
+                                                           self.reader.epoch),
+                                 self.dead_letters, self.loop, self._journal_call, self._on_timer)
+        self.tracker = self.acks.tracker
+        cursor = self.tracker.cursor
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
         self.bad_frames = 0
@@ -91,118 +96,172 @@ class Worker:
         self._journal_retry_at = 0.0  # after a failed journal call, reads pause briefly
         self._row_size = 1024.0  # running mean payload size, to size journal reads
         self._stop = False
+        self.accepting = True  # the publisher runs and no stop was asked (kept as the two change)
         self.stop_event_asked = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self.poller = zmq.Poller()  # the feed, the link, the wake pipe and libcurl's sockets
-        self.poller.register(self._wake_r, zmq.POLLIN)
         tuning = config.tuning
-        self.dead_letters = DeadLetters(sink, self.reader)
         self.dispatcher = Dispatcher(
-            sink.name, HttpClient(sink, tuning, watch=self._watch),
+            sink.name, self._new_client(HttpClient(sink, tuning, loop=self.loop)),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
-            sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge,
-        )
+            sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge, on_done=self.acks.done,
+            on_state_change=self._state_changed, wake_at=self._pump_due.at)
         self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
-                             emit=self._enqueue, discard=self.tracker.done)
+                             emit=self.dispatcher.put, discard=self.acks.discarded)
+        self.shaper.on_hold = self._held_due.at
         self.batcher = self._new_batcher(sink)  # bulk: with self.book, the envelopes recorded
+        self._sockets()
 
-    # ------------------------------------------------------------ plumbing
+    def _timers(self, loop: Loop) -> None:
+        """Every deadline of the worker, each a loop timer armed by what owns it."""
+        self._pump_due = Deadline(loop, self._on_timer)  # the dispatcher's backoff wait or pacing
+        self._held_due = Deadline(loop, self._expire_held)  # the shaper's held events
+        self._bulk_due = Deadline(loop, self._on_timer)  # the batcher's envelope, the book's record retry
+        self._read_due = Deadline(loop, self._on_timer)  # reads paused after a failed journal call
+        self._stream_due = Deadline(loop, self._stream)  # POSTs held back from a follower
+        self._head_due = Deadline(loop, self._check_head)
+        self._report_due = Deadline(loop, self._report_if_changed)
+        self._heartbeat = Deadline(loop, self._report_if_changed)
+        self._reading = False  # a catch-up step is queued on the loop
+        self._head_check_at = 0.0  # when _head_due runs (kept here: the feed compares it per message)
+        self._dirty = False  # something a report tells may have changed since the last one
 
-    def wake(self) -> None:
-        """Wake the main loop (from a signal handler)."""
-        try:
-            os.write(self._wake_w, b"!")
-        except OSError:
-            pass  # the pipe is full: the loop is awake anyway
+    def _sockets(self) -> None:
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, RCVHWM)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(self.paths.fanout_endpoint)
+        self.link = internal.connect_to_supervisor(self.ctx, self.paths.supervisor_endpoint,
+                                                   internal.worker_identity(self.name))
+        self.loop.add_handler(self.sub, self._drain_feed)
+        self.loop.add_handler(self.link, self._drain_link)
 
-    def _watch(self, fd: int, bits: int) -> None:
-        """libcurl's socket callback: keep FD in the poller with the bits it waits for (0: none)."""
-        if bits:
-            self.poller.register(fd, bits)  # curl's POLL_IN/POLL_OUT are zmq's POLLIN/POLLOUT
-        else:
-            try:
-                self.poller.unregister(fd)
-            except KeyError:
-                pass
+    def _new_client(self, client: HttpClient) -> HttpClient:
+        client.on_finished = self._posts_ended
+        return client
 
     def request_stop(self, stop_event: bool = False) -> None:
         self._stop = True
+        self.accepting = False
         self.stop_event_asked = self.stop_event_asked or stop_event
-        self.wake()
+        self.loop.stop()
 
     def _new_batcher(self, sink: SinkConfig) -> Batcher | None:
-        """Bulk: a batcher for new envelopes and the book that records them; None (and no book) otherwise."""
+        """Bulk: a batcher for new envelopes and the book that records them; None (and no book) otherwise.
+        The shaper's next stage is the batcher's front (`_put_bulk`) or the dispatcher."""
         self.book = self.shaper.recorded = self.dead_letters.on_split = None
+        self.put = self.shaper._emit_post = self.dispatcher.put
         if not sink.bulk:
             return None
         self.book = EnvelopeBook(self.reader, self.reader.epoch, sink.version, self.tracker.cursor,
                                  self.dispatcher.put)
         self.shaper.recorded, self.dead_letters.on_split = self.book.item_of, self.book.split
+        self.put = self.shaper._emit_post = self._put_bulk
         return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.book.formed)
 
-    def _enqueue(self, post: Post) -> None:
-        if self.batcher is None:
-            self.dispatcher.put(post)
-        elif not post.offsets:  # agent-made or a redriven dead letter: never shares an envelope
+    def _put_bulk(self, post: Post) -> None:
+        if not post.offsets:  # agent-made or a redriven dead letter: never shares an envelope
             self.batcher.flush()
             self.book.alone(wrap([post], self.sink.version))
         elif not self.book.route(post):  # held by a recorded envelope: re-formed as it was
             self.batcher.add(post)
 
-    @property
-    def accepting(self) -> bool:
-        return self.dispatcher.state == RUNNING and not self._stop
-
     # ------------------------------------------------------------ the loop
 
     def run(self) -> int:
-        ctx = zmq.Context()
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, RCVHWM)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.connect(self.paths.fanout_endpoint)
-        self.link = internal.connect_to_supervisor(ctx, self.paths.supervisor_endpoint,
-                                                   internal.worker_identity(self.name))
-        poller = self.poller
-        poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.link, zmq.POLLIN)
         now = time.monotonic()
         if self.start_paused:  # its sink has an alarm: count the backlog, send nothing
             self.dispatcher.pause()
         else:
-            self._enqueue(self.shaper.lifecycle(STARTED, now))
+            self.put(self.shaper.lifecycle(STARTED, now))
             for post in self.dead_letters.redriven_posts(self.shaper, now):  # before the backlog
-                self._enqueue(post)
+                self.put(post)
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
                  self.tracker.cursor, self.head)
-        self._last_commit = now
-        self._next_head_check = now + HEAD_CHECK_BUSY  # events journaled before the feed connected
+        self._head_check_at = now + HEAD_CHECK_BUSY  # events journaled before the feed connected
+        self._head_due.set(self._head_check_at)
         self.report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
+        self._work(now)
         try:
-            while not self._stop:
-                # Rounded up to whole ms: zmq truncates, and a deadline 0.4 ms away would spin.
-                for item, events in poller.poll(math.ceil(self._poll_timeout(time.monotonic()) * 1000)):
-                    if item is self.sub:
-                        self._drain_feed()
-                    elif item is self.link:
-                        self._drain_link()
-                    elif item == self._wake_r:
-                        self._drain_wake()
-                    else:
-                        self.dispatcher.socket_ready(item, events)
-                self._turn(time.monotonic())
+            if not self._stop:
+                self.loop.run()
             shut_down(self)
         finally:
-            self.dispatcher.release()
+            self.dispatcher.clients.close()
+            self.loop.close()
             self.sub.close(0)
             self.link.close()
-            ctx.term()
+            self.ctx.term()
             self.reader.close()
-            self.shadow.close()
+            self.acks.close()
         return 0
+
+    def _work(self, now: float) -> None:
+        """After any input (a feed batch, a command, ended POSTs, a timer): move the pipeline on."""
+        if self.accepting:
+            if self.next_offset <= self.head and not self._reading and self._can_read(now):
+                self._reading = True  # not for a full window: reading waits for acknowledgements
+                self.loop.add_callback(self._catch_up)
+            if self.batcher is not None:
+                self._work_bulk(now)
+            self.dispatcher.pump(now)
+        if self.dispatcher.counts.sent.fresh:  # someone follows: what was just sent goes out by stream_at
+            self._stream_due.at(self.dispatcher.counts.sent.stream_at)
+        if not self._dirty:
+            self._dirty = True
+            self._report_due.at(self._last_report + internal.REPORT_INTERVAL)
+
+    def _work_bulk(self, now: float) -> None:
+        batcher, book = self.batcher, self.book
+        batcher.tick(now)
+        book.flush_due(self.next_offset, now, self.shaper)
+        book.send_recorded(now)  # recorded before the first POST
+        for due in (batcher.next_deadline(), book.next_deadline()):
+            if due is not None:
+                self._bulk_due.at(due)
+
+    def _on_timer(self) -> None:
+        self._work(time.monotonic())
+
+    def _posts_ended(self) -> None:
+        """The HTTP client has results: account for them (each Post reaches `_done` once)."""
+        now = time.monotonic()
+        self.dispatcher.collect(now)
+        self._work(now)
+
+    def _expire_held(self) -> None:
+        now = time.monotonic()
+        if self.accepting:
+            # With unread events behind a full window, a held event's partner may be among them.
+            stalled = (self.next_offset <= self.head and self._read_room() == 0
+                       and self.tracker.undone > self.shaper.held)
+            self.shaper.expire(now, read_all=not stalled)
+            due = self.shaper.next_deadline()
+            if due is not None:
+                # One still past cannot be acted on yet (a stalled window): look again after a tick.
+                self._held_due.at(due if due > now else now + STALL_TICK)
+        self._work(now)
+
+    def _stream(self) -> None:
+        now = time.monotonic()
+        sent = self.dispatcher.counts.sent
+        if sent.fresh and now >= sent.stream_at:  # someone follows
+            deliveries.stream(self.link, sent, self.name, self.config, now)
+        self._arm_stream()
+
+    def _arm_stream(self) -> None:
+        sent = self.dispatcher.counts.sent
+        if sent.fresh:
+            self._stream_due.at(sent.stream_at)
+
+    @property
+    def committed(self) -> int:
+        return self.acks.committed
+
+    def commit(self) -> None:
+        self.acks.commit()
+
+    # ------------------------------------------------------------ intake: the feed and the journal
 
     def _room(self) -> int:
         """How many more journal events fit in memory now."""
@@ -222,136 +281,96 @@ class Worker:
         return (self.accepting and self.next_offset <= self.head and now >= self._journal_retry_at
                 and self._read_room() > 0)
 
-    def _poll_timeout(self, now: float) -> float:
-        if self._can_read(now):
-            return 0.0  # catching up
-        due = [self._last_report + internal.HEARTBEAT_INTERVAL, self._next_head_check]
-        if self._unreported:  # as the last turn left it
-            due.append(self._last_report + internal.REPORT_INTERVAL)
-        if self.tracker.cursor > self.committed:
-            due.append(self._last_commit + COMMIT_INTERVAL)
-        for deadline in (self.shaper.next_deadline(), self.batcher.next_deadline() if self.batcher else None,
-                         self.book.next_deadline() if self.book else None):
-            if deadline is not None:
-                # One still past after a turn cannot be acted on yet (a held event in a stalled
-                # window, a stopped publisher): look again after a tick, do not spin.
-                due.append(deadline if deadline > now else now + STALL_TICK)
-        deadline = self.dispatcher.next_deadline(now)  # libcurl's timers, the end of a backoff wait
-        if deadline is not None:
-            due.append(deadline)
-        return max(0.0, min(due) - now)
-
-    def _turn(self, now: float) -> None:
-        dispatcher = self.dispatcher
-        dispatcher.timer_due(now)
-        dispatcher.collect(now)
-        self.collect()
-        if dispatcher.sent.fresh and now >= dispatcher.sent.stream_at:  # someone follows
-            deliveries.stream(self.link, dispatcher.sent, self.name, self.config, now)
-        self._acknowledge()
-        if self.accepting:
-            self._catch_up(now)
-            # With unread events behind a full window, a held event's partner may be among them.
-            stalled = (self.next_offset <= self.head and self._read_room() == 0
-                       and self.tracker.undone > self.shaper.held)
-            self.shaper.expire(now, read_all=not stalled)
-            if self.batcher is not None:
-                self.batcher.tick(now)
-                self.book.flush_due(self.next_offset, now, self.shaper)
-                self.book.send_recorded(now)  # recorded before the first POST
-            self._acknowledge()  # events filtered out or merged are done too
-            dispatcher.pump(now)
-        if now >= self._next_head_check:
-            self._next_head_check = now + internal.HEARTBEAT_INTERVAL
-            self._journal_call(lambda: self._see_head(self.reader.head()))
-        if self.tracker.cursor > self.committed and now - self._last_commit >= COMMIT_INTERVAL:
-            self._last_commit = now
-            self.commit()
-        figures = self._figures()
-        if figures != self._reported:
-            if figures[0] != self._reported[0] or now - self._last_report >= internal.REPORT_INTERVAL:
-                self.report(now)  # a change of state at once, other changes at most every REPORT_INTERVAL
-        elif now - self._last_report >= internal.HEARTBEAT_INTERVAL:
-            self.report(now)
-        self._unreported = self._reported != figures
-
-    def _figures(self) -> tuple:
-        """What a report tells, in short: a new report is due when this changes."""
-        d = self.dispatcher
-        return (d.state, self._backlog(), d.in_flight, d.delivered, d.failures, d.backoff.failures,
-                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.sent.following)
-
-    def _backlog(self) -> int:
-        return self.tracker.undone + max(0, self.head - self.next_offset + 1)
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-
     def _see_head(self, offset: int) -> None:
         if offset > self.head:
             self.head = offset
 
-    def _drain_feed(self) -> None:
+    def _check_head(self) -> None:
         now = time.monotonic()
-        recv = self.sub.recv
-        for _ in range(FEED_PER_TURN):
+        self._head_check_at = now + internal.HEARTBEAT_INTERVAL
+        self._head_due.set(self._head_check_at)
+        self._journal_call(lambda: self._see_head(self.reader.head()))
+        self._work(now)
+
+    def _drain_feed(self, events: int = 0) -> None:
+        now = time.monotonic()
+        sub = self.sub
+        recv = sub.recv
+        accepting = self.accepting
+        tracker = self.tracker
+        for taken in range(FEED_PER_TURN):
             # recv_multipart, inlined: its RCVMORE getsockopt (and enum conversion) per frame costs
-            # more than reading Frame.more.
+            # more than reading Frame.more. The poll said a message is ready; after it, one EVENTS
+            # look is cheaper than the exception a paced feed would end every turn with.
+            if taken == 1 and not sub.getsockopt(_EVENTS) & _POLLIN:
+                break
             try:
                 frame = recv(_NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                break
             frames = [frame.bytes]
             while frame.more:
                 frame = recv(_NOBLOCK, copy=False)
                 frames.append(frame.bytes)
             if len(frames) != 3 or len(frames[1]) != 8:
-                self.bad_frames += 1
-                if self._bad_frame_log.allow(now=now) is not None:
-                    log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
-                                self.name, len(frames), self.bad_frames)
+                self._bad_frame(len(frames), now)
                 continue
             offset = int.from_bytes(frames[1], "big")
             if offset > self.head:
                 self.head = offset
                 # The fan-out may drop (a full queue): read the head soon after traffic, in case
                 # the last messages of a burst were the ones dropped.
-                self._next_head_check = min(self._next_head_check, now + HEAD_CHECK_BUSY)
-            if offset == self.next_offset and self.accepting and self._room() > 0:
+                if now + HEAD_CHECK_BUSY < self._head_check_at:
+                    self._head_check_at = now + HEAD_CHECK_BUSY
+                    self._head_due.at(self._head_check_at)
+            if offset == self.next_offset and accepting and tracker.undone < WINDOW \
+                    and tracker.undone_bytes <= WINDOW_BYTES - self._row_size:  # self._room() > 0, inlined
                 self._accept(offset, frames[2], now)
             # below next_offset: a duplicate; above it: a gap, read from the journal
+        self._work(now)
+
+    def _bad_frame(self, frames: int, now: float) -> None:
+        self.bad_frames += 1
+        if self._bad_frame_log.allow(now=now) is not None:
+            log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
+                        self.name, frames, self.bad_frames)
 
     def _accept(self, offset: int, payload: bytes, now: float) -> None:
         self.tracker.add(offset, len(payload))
         self.next_offset = offset + 1
-        if self._acked_before and offset in self._acked_before:
+        acked_before = self.acks.acked_before
+        if acked_before and offset in acked_before:
             # Acknowledged by the receiver before this worker's predecessor died (cursor shadow).
-            self._acked_before.discard(offset)
-            self.tracker.done(offset)
+            acked_before.discard(offset)
+            self.acks.discarded(offset)
             return
         self.shaper.offer(offset, payload, now)
 
-    def _catch_up(self, now: float) -> None:
+    def _catch_up(self) -> None:
+        """At most READS_PER_TURN journal reads, then the loop's other work (a catch-up stays responsive)."""
+        self._reading = False
+        now = time.monotonic()
         for _ in range(READS_PER_TURN):
             if not self._can_read(now):
-                return
+                break
             limit = min(self._read_room(), READ_BATCH)
             rows = self._journal_call(lambda: self.reader.read(self.next_offset - 1, limit))
             if rows is None:
-                return
+                self._read_due.at(self._journal_retry_at)
+                break
             if not rows:  # nothing above next_offset after all
                 self.head = self.next_offset - 1
-                return
+                break
             size = 0
             for offset, _topic, payload in rows:
                 size += len(payload)
                 self._accept(offset, payload, now)
             self._row_size = max(64.0, 0.5 * self._row_size + 0.5 * size / len(rows))
             self._see_head(self.next_offset - 1)
+        if self._can_read(now):  # more to read: after what else is ready
+            self._reading = True
+            self.loop.add_callback(self._catch_up)
+        self._work(now)
 
     def _journal_call(self, fn):
         try:
@@ -364,57 +383,54 @@ class Worker:
                             self.name, exc, self.journal_errors)
             return None
 
-    def collect(self) -> None:
-        completed, dead_letters = self.dispatcher.completed, self.dead_letters
-        while completed:
-            post = completed.popleft()
-            self.shadow.acknowledged(post.offsets)
-            self.tracker.done_many(post.offsets)
-            if dead_letters.redriving:
-                dead_letters.delivered(post)
-        while dead_letters.released:  # set aside: done, not delivered
-            offsets = dead_letters.released.popleft().offsets
-            self.shadow.acknowledged(offsets)
-            self.tracker.done_many(offsets)
-
-    def _acknowledge(self) -> None:
-        """Write the low-water mark to the shadow whenever it moved (8 bytes into a shared mapping)."""
-        cursor = self.tracker.cursor
-        if cursor != self._shadowed:
-            self._shadowed = cursor
-            self.shadow.moved(cursor)
-
-    def commit(self) -> None:
-        cursor = self.tracker.cursor
-        if self._journal_call(lambda: self.reader.commit_cursor(cursor) or True):
-            self.committed = cursor
-            self.shadow.committed(cursor)
-
     # ------------------------------------------------------------ supervisor link
+
+    def _figures(self) -> tuple:
+        """What a report tells, in short: a new report is due when this changes."""
+        d = self.dispatcher
+        return (d.state, self._backlog(), d.in_flight, d.counts.delivered, d.counts.failures, d.backoff.failures,
+                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.counts.sent.following)
+
+    def _backlog(self) -> int:
+        return self.tracker.undone + max(0, self.head - self.next_offset + 1)
+
+    def _report_if_changed(self) -> None:
+        """A change is told at most every REPORT_INTERVAL; with none, the heartbeat."""
+        now = time.monotonic()
+        self._dirty = False
+        if self._figures() != self._reported or now - self._last_report >= internal.HEARTBEAT_INTERVAL:
+            self.report(now)
+
+    def _state_changed(self) -> None:
+        """A change of state is told at once (it raises or clears an alarm), after this turn's work."""
+        self.accepting = self.dispatcher.state == RUNNING and not self._stop
+        self.loop.add_callback(self._report_if_changed)
 
     def report(self, now: float) -> None:
         self._last_report = now
         self._reported = self._figures()
-        self._unreported = False
+        self._heartbeat.set(now + internal.HEARTBEAT_INTERVAL)
         internal.send_nowait(self.link, WorkerReport(
             sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
             cursor=self.committed, head=self.head,  # the durable cursor
-            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven, streaming=self.dispatcher.sent.following,
-            **self.dispatcher.snapshot(),
+            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven,
+            streaming=self.dispatcher.counts.sent.following, **self.dispatcher.snapshot(),
         ))
 
-    def _drain_link(self) -> None:
+    def _drain_link(self, events: int = 0) -> None:
         for command in internal.commands(self.link, f"sink {self.name}"):
             if isinstance(command, StopPublisher):
                 self.stop_publisher()
             elif isinstance(command, Update):
                 self.update(command.config, command.announce)
             elif isinstance(command, Attempts):  # formatted only now, never per attempt
-                internal.send_nowait(self.link, attempts.answer(self.dispatcher.recent, command, self.name, self.config))
+                internal.send_nowait(self.link, attempts.answer(self.dispatcher.counts.recent, command, self.name, self.config))
             elif isinstance(command, deliveries.COMMANDS):  # the POSTs as sent: formatted only now, or streamed
-                deliveries.obey(command, self.dispatcher.sent, self.link, self.name, self.config)
+                deliveries.obey(command, self.dispatcher.counts.sent, self.link, self.name, self.config)
+                self._arm_stream()
             else:
                 self.request_stop(command.stop_event)
+        self._work(time.monotonic())
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""
@@ -431,10 +447,11 @@ class Worker:
 
     def update(self, raw_config, announce: bool) -> None:
         """Apply new node/sink/tuning settings live; announce with eventsink_updated if asked."""
-        usable = check_update(raw_config, self.name, self.dispatcher.client.key, self._watch)
+        usable = check_update(raw_config, self.name, self.dispatcher.client.key, self.loop)
         if usable is None:
             return
-        config, sink, client = usable.config, usable.sink, usable.client
+        config, sink = usable.config, usable.sink
+        client = None if usable.client is None else self._new_client(usable.client)
         tuning = config.tuning
         logs.configure(f"sink:{self.name}", logs.config_secrets(config))
         self.config, self.sink = config, sink
@@ -452,7 +469,7 @@ class Worker:
                                   max_rate=sink.max_rate)
         log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
         if announce and self.accepting:
-            self._enqueue(self.shaper.lifecycle(UPDATED, time.monotonic()))
+            self.put(self.shaper.lifecycle(UPDATED, time.monotonic()))
 
 
 def main() -> int:
@@ -472,7 +489,7 @@ def main() -> int:
         log.error("sink %s: cannot start: %s", name, exc)
         return 1
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which shuts us down
-    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    worker.loop.add_signal_handler(signal.SIGTERM, lambda signum: worker.request_stop())
     return worker.run()
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from common import internal, logs
 from common.vocabulary import stop_event
@@ -19,16 +19,32 @@ from sinks.delivery import RUNNING
 from sinks.http import Timeouts
 from sinks.shaping import wrap
 
-if TYPE_CHECKING:
-    from sinks.worker import Worker
-
 log = logging.getLogger("sinks.worker")
 
 IN_FLIGHT_GRACE = 1.0  # s in-flight POSTs get at shutdown
 STOP_EVENT_TIMEOUT = (1.0, 1.5)  # s (connect, read) of the one stop-event attempt
 
 
-def shut_down(worker: Worker) -> None:
+class Stopping(Protocol):
+    """What the stop needs of a worker (sinks/worker.py's Worker; named here so neither module imports
+    the other's importer)."""
+
+    name: str
+    config: object
+    sink: object
+    dispatcher: object
+    shaper: object
+    batcher: object
+    tracker: object
+    committed: int
+    stop_event_asked: bool
+
+    def commit(self) -> None: ...
+
+    def report(self, now: float) -> None: ...
+
+
+def shut_down(worker: Stopping) -> None:
     """Stop the worker's publisher gracefully, within the supervisor's CHILD_GRACE."""
     signal.signal(signal.SIGALRM, lambda *_: _force_exit(worker.name))
     signal.setitimer(signal.ITIMER_REAL, internal.CHILD_GRACE - 0.5)
@@ -38,17 +54,15 @@ def shut_down(worker: Worker) -> None:
     if not dispatcher.wait_idle(IN_FLIGHT_GRACE):
         log.info("sink %s: leaving %d POSTs in flight at shutdown (they stay in the journal)",
                  worker.name, dispatcher.in_flight)
-    worker.collect()
-    if worker.stop_event_asked and running:
+    if worker.stop_event_asked and running:  # what ended went to the worker's acknowledger at once
         _send_stop_event(worker)
-    worker.collect()
     if worker.tracker.cursor > worker.committed:
         worker.commit()
     worker.report(time.monotonic())
     log.info("sink %s: stopped (cursor %d)", worker.name, worker.committed)
 
 
-def _send_stop_event(worker: Worker) -> None:
+def _send_stop_event(worker: Stopping) -> None:
     tuning, sink, dispatcher = worker.config.tuning, worker.sink, worker.dispatcher
     # Events queued, unsent or failed go back to the journal and get new seqs after the next
     # start; the stop event follows the last seq a receiver may have seen, so it sees no gap.

@@ -11,12 +11,12 @@ shaper, batcher and dispatcher is sinks/worker.py's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 
 from common.config import Config, SinkConfig
+from common.loop import Loop
 from sinks.http import HttpClient
 
 log = logging.getLogger("sinks.worker")  # the worker's own logger: these lines are the worker's
@@ -31,11 +31,11 @@ class UsableUpdate:
     client: HttpClient | None  # None: the connection settings did not change; keep the current client
 
 
-def check_update(raw_config, name: str, client_key, watch: Callable) -> UsableUpdate | None:
+def check_update(raw_config, name: str, client_key, loop: Loop) -> UsableUpdate | None:
     """RAW_CONFIG (decoded JSON) checked for sink NAME; None, logged, when it is unusable.
 
-    `client_key` is the current client's `HttpClient.settings_key`; `watch` is
-    what a new client registers its sockets with."""
+    `client_key` is the current client's `HttpClient.settings_key`; `loop` is
+    where a new client registers its sockets and its timer."""
     try:
         config = msgspec.convert(raw_config, Config)
     except (msgspec.ValidationError, TypeError) as exc:
@@ -48,7 +48,7 @@ def check_update(raw_config, name: str, client_key, watch: Callable) -> UsableUp
     client = None
     if HttpClient.settings_key(sink, config.tuning) != client_key:
         try:
-            client = HttpClient(sink, config.tuning, watch=watch)
+            client = HttpClient(sink, config.tuning, loop=loop)
         except (OSError, ValueError) as exc:
             log.error("sink %s: keeping the old connection settings: the new ones are unusable (%s)", name, exc)
             return None

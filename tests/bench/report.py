@@ -98,7 +98,17 @@ def _paced_rows(r: dict) -> list[Row]:
                            lf[key]["core_percent"], "% core", f"live_{key}", _window(lf[key])))
         out.append(Row("19", "  one browser on Live costs (points of one core)", lf["extra_core_points"], "% core",
                        "live_extra", f"{lf['followed']:,} POSTs streamed to it"))
-    return out + _ctl_rows(r)
+    return out + _ctl_rows(r) + _calls_rows(r)
+
+
+def _calls_rows(r: dict) -> list[Row]:
+    """The sink worker's Python calls per delivered event (tests/bench/calls_per_event.py)."""
+    c = r.get("calls_per_event")
+    if not c:  # results saved before the row existed
+        return []
+    return [Row("20", f"sink worker Python calls per delivered event, paced {c['paced_at']:g} ev/s, 1 sink",
+                c["calls_per_event"], "calls", "calls_per_event",
+                f"{c['calls_in_window']:,} calls for {c['delivered_in_window']:,} events; goal <= 50")]
 
 
 def _median_of(run: dict) -> str:
@@ -289,6 +299,9 @@ def goals(r: dict) -> list[Goal]:
         *([_goal("eventsinkctl status / curl --unix-socket, same socket", c["ratio"], "<=", 3,
                  f"{c['ctl']['median_ms']:.1f} / {c['curl']['median_ms']:.1f} ms, medians of {c['runs']}")]
           if (c := r.get("ctl_status")) else []),
+        *([_goal(f"sink worker Python calls per event, paced {k['paced_at']:g} ev/s, 1 sink", k["calls_per_event"],
+                 "<=", 50, f"{k['calls_in_window']:,} calls / {k['delivered_in_window']:,} events")]
+          if (k := r.get("calls_per_event")) else []),
     ]
 
 

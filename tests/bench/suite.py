@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from tests.bench import console_cost, ctl_cost, loadgen, paced, publisher_cost, runs
+from tests.bench import calls_per_event, console_cost, ctl_cost, loadgen, paced, publisher_cost, runs
 from tests.bench.runs import TINY, Sizes  # noqa: F401 - the public sizes
 from tests.bench.servers import Nginx, envelope_body
 
@@ -85,6 +85,7 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         step("paced_3", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 3, "paced-3"))
         step("idle", lambda i: paced.idle(nginx, sizes, sinks=3))
         step("idle_console", lambda i: console_cost.idle_with_console(nginx, sizes, sinks=3))
+        step("calls_per_event", lambda i: calls_per_event.calls_per_event(nginx, sizes, corpus, workdir))
         step("live_follow", lambda i: console_cost.live_follow(nginx, sizes, paced_file, paced_counts))
     for name, kind in (("broker", "publisher"), ("broker_lean", "lean")):
         bursts = step(name, lambda i: runs.broker_burst(sizes, corpus_file, kind), n)

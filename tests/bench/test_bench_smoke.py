@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import replace
 
-from tests.bench import loadgen, paced, report
+from tests.bench import calls_per_event, loadgen, paced, report
 from tests.bench.servers import Nginx
 from tests.bench.suite import TINY, run_all
 
@@ -63,14 +63,16 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     ctl = r["ctl_status"]  # eventsinkctl and curl both answered by the agent, every run timed
     assert len(ctl["ctl"]["runs_ms"]) == len(ctl["curl"]["runs_ms"]) == TINY.ctl_runs and ctl["ratio"] > 0, ctl
 
+    calls = r["calls_per_event"]  # counted in the one sink worker, over events it delivered
+    assert calls["lost"] == 0 and calls["delivered_in_window"] > 0 and calls["calls_per_event"] > 0, calls
     last = {"table": [{"key": "in_order", "value": 1.0}]}
     paths = report.write(r, str(tmp_path), last)
     text = open(paths["txt"]).read()
     assert "agent, max_in_flight=1 (in order) -> nginx" in text and "vs last" in text
     saved = json.load(open(os.path.join(tmp_path, "latest.json")))
-    # the idle-cost goals, the Publisher's cost, the console's and eventsinkctl's start; the retired
-    # goals are rows only
-    assert len(saved["goals"]) == 17 and {g["met"] for g in saved["goals"]} <= {True, False}
+    # the idle-cost goals, the Publisher's cost, the console's and eventsinkctl's start, the floor and the
+    # worker's calls per event; the retired goals are rows only
+    assert len(saved["goals"]) == 18 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
     assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio",
@@ -97,3 +99,14 @@ def test_the_floor_delivers_every_event_of_a_few_hundred(tmp_path):
     # The window is about 300 events (fewer by those delivered past the warm-up before it opened): tens of ms
     # of CPU in two processes, so more than 1 ms by schedstat and more than nothing in clock ticks.
     assert run["delivered_in_window"] >= 200 and run["cpu_seconds"] > 0.001 and run["cpu_ticks_seconds"] > 0, run
+
+
+def test_calls_per_event_row_at_a_small_count(tmp_path):
+    """The calls-per-event row alone, at TINY sizes: the probe counted the one worker's calls over events it delivered."""
+    corpus = loadgen.corpus(200)
+    with Nginx() as nginx:
+        calls = calls_per_event.calls_per_event(nginx, TINY, corpus, str(tmp_path))
+    assert calls["lost"] == 0 and calls["delivered_in_window"] > 0, calls
+    assert calls["calls_in_window"] > calls["delivered_in_window"]  # more than one call per event: counted
+    (row,) = report._calls_rows({"calls_per_event": calls})
+    assert row.key == "calls_per_event" and row.value == calls["calls_per_event"]

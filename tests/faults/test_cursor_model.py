@@ -118,7 +118,8 @@ class WorkerModel(RuleBasedStateMachine):
         post = self.in_flight.pop(index % len(self.in_flight))
         if ok:
             self.received.update(post.offsets)
-            self.tracker.done_many(post.offsets)
+            for offset in post.offsets:
+                self.tracker.done(offset)
         elif not self.paused:
             self.queued.insert(0, post)
 
@@ -182,7 +183,8 @@ class WorkerModel(RuleBasedStateMachine):
             self.queued.clear()  # the same list: the batcher emits into it
             for post in posts:
                 self.received.update(post.offsets)
-                self.tracker.done_many(post.offsets)
+                for offset in post.offsets:
+                    self.tracker.done(offset)
             if self.next_offset > len(self.journal) and not self.shaper.held and not posts \
                     and (self.batcher is None or not len(self.batcher)):
                 break

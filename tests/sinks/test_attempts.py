@@ -16,7 +16,8 @@ from sinks import attempts
 from common.timespec import iso_utc
 from sinks.attempts import RING_SIZE, AttemptRing
 from sinks.delivery import CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, Dispatcher, Result
-from sinks.shaping import Post, wrap
+from sinks.post import Post
+from sinks.shaping import wrap
 from tests.sinks.harness import FakeClient
 
 PASSWORD, URL_PASSWORD, TOKEN = "pw-Zq81-topsecret", "urlpass-77", "tok-9f8e7d"
@@ -47,7 +48,7 @@ def test_each_finished_post_is_recorded_newest_first_with_its_outcome_and_reason
     d.finish(b, Result(CONNECTION_ERROR, None, 0.5, detail=""), now=1.0)
     c = d.try_take(3.0)
     d.finish(c, Result(SUCCESS, 204, 0.125), now=3.0)
-    answer = attempts.answer(d.recent, link.Attempts(7, 50), "cdr", None)
+    answer = attempts.answer(d.counts.recent, link.Attempts(7, 50), "cdr", None)
     assert answer.token == 7 and answer.sink == "cdr"
     got = [(e.seq, e.events, e.webhook_id, e.outcome, e.status, e.duration, e.detail) for e in answer.attempts]
     assert got == [
@@ -67,9 +68,9 @@ def test_the_stop_event_outside_the_queue_is_recorded_too():
         def post(self, body, webhook_id, timeouts):
             return Result(SUCCESS, 200, 0.01)
 
-    d._client = Once()
+    d.clients.current = Once()
     d.send_once(post(9), None)
-    [e] = attempts.answer(d.recent, link.Attempts(1, 5), "cdr", None).attempts
+    [e] = attempts.answer(d.counts.recent, link.Attempts(1, 5), "cdr", None).attempts
     assert (e.seq, e.outcome, e.status) == (9, SUCCESS, 200)
 
 
@@ -96,7 +97,7 @@ def test_a_dispatcher_keeps_only_the_last_thousand_attempts():
     d = dispatcher(RING_SIZE + 100)
     for i in range(RING_SIZE + 100):
         d.finish(d.try_take(float(i)), Result(SUCCESS, 200, 0.001), now=float(i))
-    assert len(d.recent) == RING_SIZE and d.recent.newest(1)[0][1] == RING_SIZE + 100
+    assert len(d.counts.recent) == RING_SIZE and d.counts.recent.newest(1)[0][1] == RING_SIZE + 100
 
 
 def test_iso_time_has_milliseconds_and_z():

@@ -14,7 +14,7 @@ from sinks import deliveries
 from sinks.curl_options import gzip_body
 from sinks.deliveries import RING_SIZE, DeliveryRing
 from sinks.delivery import HTTP_ERROR, SUCCESS, Dispatcher, Result
-from sinks.shaping import Post
+from sinks.post import Post
 from tests.sinks.harness import FakeClient
 
 PASSWORD, TOKEN, HEADER_VALUE, SIGNING = "pw-Rg81-topsecret", "tok-Rg9f8e", "hdr-Rg77", "whsec_c2VjcmV0LXJpbmc="
@@ -42,9 +42,9 @@ def test_the_dispatcher_records_each_ended_post_with_the_request_it_was_given():
     attempt = d.try_take(0.0)
     failed = Result(HTTP_ERROR, 500, 0.2, detail="HTTP 500", request=(["webhook-id: wh-1"], b'{"a":1}'))
     d.finish(attempt, failed, now=0.0)
-    (wall, p, r), = d.sent.newest(5)
+    (wall, p, r), = d.counts.sent.newest(5)
     assert p is attempt.post and r is failed  # references, nothing copied or formatted
-    shown = deliveries.answer(d.sent, link.Deliveries(3, 20), "cdr", None).deliveries
+    shown = deliveries.answer(d.counts.sent, link.Deliveries(3, 20), "cdr", None).deliveries
     assert [(e.seq, e.outcome, e.status, e.body, e.headers) for e in shown] == [
         (1, HTTP_ERROR, 500, '{"a":1}', {"webhook-id": "wh-1"})]
 
@@ -130,9 +130,9 @@ def test_stream_sends_the_fresh_posts_over_the_link_and_empties_the_list():
 def test_posts_held_back_during_a_burst_are_a_deadline_of_the_loop():
     d = Dispatcher("cdr", FakeClient(), Backoff(initial=0.01, maximum=100.0), 1, clock=lambda: 0.0)
     assert d.next_deadline(0.0) is None
-    d.sent.follow(True)
-    d.sent.stream_at = 7.5  # streamed at 7.4: the next batch no sooner
-    d.sent.record(7.45, post(1), sent(1, b"{}"))
+    d.counts.sent.follow(True)
+    d.counts.sent.stream_at = 7.5  # streamed at 7.4: the next batch no sooner
+    d.counts.sent.record(7.45, post(1), sent(1, b"{}"))
     assert d.next_deadline(7.45) == 7.5
-    d.sent.follow(False)
+    d.counts.sent.follow(False)
     assert d.next_deadline(7.45) is None  # nobody follows: nothing held, no wake-up

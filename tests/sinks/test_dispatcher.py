@@ -5,7 +5,7 @@ import pytest
 from common.backoff import Backoff
 from sinks.delivery import (BACKOFF_EXCEEDED, CONNECTION_ERROR, HTTP_ERROR, PAUSED, RUNNING, SUCCESS, Dispatcher,
                             Result)
-from sinks.shaping import Post
+from sinks.post import Post
 
 
 class FakeClient:
@@ -29,7 +29,9 @@ def post(seq):
 def rig(limit=1, initial=1.0, maximum=100.0, n=5):
     changes = []
     d = Dispatcher("cdr", FakeClient(), Backoff(initial=initial, maximum=maximum), limit,
-                   on_state_change=lambda: changes.append(d.state), clock=lambda: 0.0)
+                   on_state_change=lambda: changes.append(d.state), clock=lambda: 0.0,
+                   on_done=lambda p, result: d.done.append((p, result)))
+    d.done = []  # what on_done was handed, in order
     for s in range(1, n + 1):
         d.put(post(s))
     return d, changes
@@ -45,8 +47,8 @@ def test_in_order_one_at_a_time():
     assert a.post.seq == 1 and d.try_take(0.0) is None  # max_in_flight = 1
     d.finish(a, OK, now=0.0)
     assert d.try_take(0.0).post.seq == 2
-    assert [p.seq for p in d.completed] == [1]
-    assert d.delivered == 1 and d.attempts["success"] == 1
+    assert [(p.seq, r) for p, r in d.done] == [(1, OK)]  # exactly once
+    assert d.counts.delivered == 1 and d.counts.attempts["success"] == 1
 
 
 def test_failure_waits_then_retries_the_oldest_and_doubles():
@@ -141,7 +143,7 @@ def test_pause_drops_queue_and_late_failures_are_not_requeued():
     d.pause()
     d.finish(a, FAIL, now=0.0)
     assert d.queued == 0 and d.try_take(100.0) is None
-    assert d.completed == type(d.completed)()
+    assert d.done == []
 
 
 def test_configure_changes_limit_and_bounds_and_swaps_the_client():
@@ -169,9 +171,9 @@ def test_a_success_already_in_flight_resets_but_the_wait_runs_out():
 
 
 def test_a_post_that_ends_while_it_starts_is_collected_at_once():
-    """A POST can end inside pump()'s kick, after the loop collected (here: a scheme libcurl is not
-    allowed to speak fails at once): the worker must not sleep on it (it once slept forever with
-    one POST counted in flight)."""
+    """A POST can end inside pump()'s kick (here: a scheme libcurl is not allowed to speak fails at
+    once): pump() must account for it before it returns, or the worker sleeps on it (it once slept
+    forever with one POST counted in flight)."""
     import time as real_time
 
     from common.config import TuningConfig
@@ -182,11 +184,8 @@ def test_a_post_that_ends_while_it_starts_is_collected_at_once():
     d = Dispatcher("cdr", client, Backoff(initial=1.0, maximum=100.0), 1)
     d.put(post(1))
     now = real_time.monotonic()
-    assert d.pump(now) == 1 and d.in_flight == 1
-    deadline = d.next_deadline(now)
-    assert deadline is not None and deadline <= real_time.monotonic()  # act now, do not sleep
-    d.collect(real_time.monotonic())
-    assert d.in_flight == 0 and d.failures == 1 and d.attempts["connection_error"] == 1
+    assert d.pump(now) == 1
+    assert d.in_flight == 0 and d.counts.failures == 1 and d.counts.attempts["connection_error"] == 1
     client.close()
 
 

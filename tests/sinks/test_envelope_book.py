@@ -16,7 +16,8 @@ from bus.journal import Journal
 from bus.journal_reader import JournalReader
 from sinks import envelope
 from sinks.envelope_book import EnvelopeBook, items_of
-from sinks.shaping import Batcher, Post, ShapeSettings, Shaper, wrap
+from sinks.post import Post
+from sinks.shaping import Batcher, ShapeSettings, Shaper, wrap
 
 DISCONNECTED, MEDIA = "participant_disconnected", "participant_media_streams_destroyed"
 

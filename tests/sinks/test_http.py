@@ -13,7 +13,7 @@ import pytest
 
 from common.config import TuningConfig
 from sinks import signing
-from sinks.delivery import FailureLog
+from sinks.delivery_counts import FailureLog
 from sinks.http import (CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR, HttpClient, Result,
                         Timeouts)
 from tools.receiver import Receiver

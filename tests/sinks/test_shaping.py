@@ -5,7 +5,8 @@ import json
 import orjson
 import pytest
 
-from sinks.shaping import Batcher, Post, ShapeSettings, Shaper, stop_event, wrap
+from sinks.post import Post
+from sinks.shaping import Batcher, ShapeSettings, Shaper, stop_event, wrap
 from sinks import envelope
 
 EPOCH = "00112233aabbccdd"
