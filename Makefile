@@ -18,7 +18,7 @@ TEST_WORKERS ?= 3
 UNIT_TESTS := tests/agent tests/alarms tests/bus tests/common tests/sinks tests/tools tests/test_import_graph.py tests/test_parallel.py tests/test_docs_contract.py
 
 # The suite's own habits: its one wait helper, and the product's size limits.
-UNIT_TESTS += tests/test_helpers.py tests/test_code_size.py
+UNIT_TESTS += tests/test_helpers.py tests/test_code_size.py tests/test_one_loop.py
 
 .PHONY: demo test check bench fuzz soak deb docs apt venv clean
 
