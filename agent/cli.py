@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from agent import __version__
-from common.vocabulary import DEFAULT_SCHEMA_FORMAT, SCHEMA_FORMATS
+from common.vocabulary import SchemaFormat, SCHEMA_FORMATS
 
 PROG = "eventsink-agent"
 DEFAULT_CONFIG = "/etc/eventsink-agent/agent.toml"
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("schema", cmd_schema, "print the event schema document",
             "Print the event schema: every event's envelope and data, per protocol version.")
-    p.add_argument("--format", choices=SCHEMA_FORMATS, default=DEFAULT_SCHEMA_FORMAT,
+    p.add_argument("--format", choices=SCHEMA_FORMATS, default=SchemaFormat.OPENAPI,
                    help="openapi (OpenAPI 3.x JSON, the default) or swagger (Swagger 2.0 JSON)")
 
     p = add("demo", cmd_demo, "run a self-contained demo and show delivered events live",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.vocabulary import PUBLISHER_BACKOFF_EXCEEDED
+from common.vocabulary import PublisherState
 from common.vocabulary import AlarmName
 
 
@@ -42,7 +42,7 @@ def sink_alarms(
 ) -> list[Decision]:
     """The sink alarms a worker report calls for (already-active ones are the registry's business)."""
     out: list[Decision] = []
-    if publisher == PUBLISHER_BACKOFF_EXCEEDED:
+    if publisher == PublisherState.BACKOFF_EXCEEDED:
         out.append(Decision(
             AlarmName.MAX_BACKOFF,
             f"the next retry wait ({next_backoff:g} s) would exceed max_retry_backoff ({max_retry_backoff:g} s)",

@@ -27,12 +27,12 @@ import msgspec
 from msgspec import Meta
 
 from common import __version__
-from common.vocabulary import BULK_EVENT, LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FORMATS
+from common.vocabulary import AgentEvent, LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FORMATS
 from bus.events import CONFERENCE_EVENTS, EVENT_DATA_TYPES, PARTICIPANT_EVENTS, VERSION_2_ONLY_EVENTS
 
 __all__ = [
     "PROTOCOL_VERSIONS",
-    "BULK_EVENT",
+    "AgentEvent.BULK",
     "render",
     "document",
     "events_of",
@@ -160,7 +160,7 @@ def _camel(name: str) -> str:
 def events_of(version: int) -> tuple[str, ...]:
     """Every event name a sink of VERSION can receive, lifecycle and bulk included."""
     bus = CONFERENCE_EVENTS + PARTICIPANT_EVENTS + (VERSION_2_ONLY_EVENTS if version == 2 else ())
-    return bus + LIFECYCLE_EVENTS_OF_VERSION[version] + (BULK_EVENT,)
+    return bus + LIFECYCLE_EVENTS_OF_VERSION[version] + (AgentEvent.BULK,)
 
 
 def envelope_name(version: int, event: str) -> str:
@@ -183,7 +183,7 @@ def _data_type(event: str) -> type:
 
 
 def _event_description(version: int, event: str) -> str:
-    if event == BULK_EVENT:
+    if event == AgentEvent.BULK:
         return _BULK
     if event in _LIFECYCLE:
         return _LIFECYCLE[event] + " data is always {}."
@@ -197,7 +197,7 @@ def _event_description(version: int, event: str) -> str:
 
 def _envelope_type(version: int, event: str) -> type:
     """EVENT's envelope for VERSION as a msgspec type (so its schema comes from msgspec too)."""
-    bulk = event == BULK_EVENT
+    bulk = event == AgentEvent.BULK
     data: Any = (
         Annotated[list[dict[str, Any]], Meta(description="The bundled envelopes, each with its own seq, in seq order.")]
         if bulk else Annotated[_data_type(event), Meta(description="The event's fields.")]
@@ -250,8 +250,8 @@ def _components() -> dict[str, dict]:
     _, components = msgspec.json.schema_components(types, ref_template=_OAS_REF)
     components = _walk(components, _tidy)
     for version in PROTOCOL_VERSIONS:
-        inner = [envelope_name(version, e) for e in events_of(version) if e != BULK_EVENT]
-        bulk = components[envelope_name(version, BULK_EVENT)]
+        inner = [envelope_name(version, e) for e in events_of(version) if e != AgentEvent.BULK]
+        bulk = components[envelope_name(version, AgentEvent.BULK)]
         bulk["properties"]["data"]["items"] = {"anyOf": [{"$ref": _OAS_REF.format(name=n)} for n in inner]}
     return components
 

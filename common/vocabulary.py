@@ -122,14 +122,3 @@ class SchemaFormat(enum.StrEnum):
 
 SCHEMA_FORMATS = tuple(SchemaFormat)
 DEFAULT_SCHEMA_FORMAT = SchemaFormat.OPENAPI
-
-
-# old names, removed after the merge
-SUCCESS, HTTP_ERROR, REDIRECT = PostOutcome.SUCCESS, PostOutcome.HTTP_ERROR, PostOutcome.REDIRECT
-TIMEOUT, CONNECTION_ERROR, TLS_ERROR = PostOutcome.TIMEOUT, PostOutcome.CONNECTION_ERROR, PostOutcome.TLS_ERROR
-STARTED, UPDATED, STOPPED, ENDED = AgentEvent.STARTED, AgentEvent.UPDATED, AgentEvent.STOPPED, AgentEvent.ENDED
-BULK_EVENT = AgentEvent.BULK
-JOURNAL_FULL = RejectReason.JOURNAL_FULL
-PUBLISHER_RUNNING = PublisherState.RUNNING
-PUBLISHER_PAUSED = PublisherState.PAUSED
-PUBLISHER_BACKOFF_EXCEEDED = PublisherState.BACKOFF_EXCEEDED

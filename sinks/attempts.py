@@ -25,7 +25,7 @@ from typing import Any
 from common import logs
 from common.link import AttemptEntry, Attempts, AttemptsAnswer
 from common.timespec import iso_utc
-from common.vocabulary import SUCCESS
+from common.vocabulary import PostOutcome
 
 RING_SIZE = 1000  # attempts kept: the most `limit` may ask for
 # scheme://user:password@ -> scheme:// (libcurl is only given redacted URLs, but a detail may quote
@@ -79,7 +79,7 @@ def scrubber(config: Any) -> Callable[[str], str]:
 def entry(raw: tuple, scrub: Callable[[str], str]) -> AttemptEntry:
     """One ring entry as the answer shows it."""
     wall, seq, events, webhook_id, outcome, status, duration, detail = raw
-    if outcome == SUCCESS:
+    if outcome == PostOutcome.SUCCESS:
         text = f"HTTP {status}"
     else:
         text = scrub(detail or "no detail")  # the words FailureLog writes after the outcome

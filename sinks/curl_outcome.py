@@ -12,7 +12,7 @@ import os
 
 import pycurl
 
-from common.vocabulary import CONNECTION_ERROR, TIMEOUT, TLS_ERROR
+from common.vocabulary import PostOutcome
 
 # libcurl errors that are TLS problems; every other error is a connection_error (timeouts aside).
 _TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
@@ -21,15 +21,15 @@ _AFTER_HANDSHAKE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR})
 
 def outcome_of(errno: int, message: str) -> str:
     if errno == pycurl.E_OPERATION_TIMEDOUT:
-        return TIMEOUT
+        return PostOutcome.TIMEOUT
     if errno in _TLS_ERRORS:
-        return TLS_ERROR
+        return PostOutcome.TLS_ERROR
     if errno in _AFTER_HANDSHAKE and " alert " in message:
         # TLS 1.3: a server that wants a client certificate (or dislikes the one given) says so with
         # an alert after the handshake, so it surfaces on the first read ("tlsv13 alert certificate
         # required"), not as a handshake error.
-        return TLS_ERROR
-    return CONNECTION_ERROR
+        return PostOutcome.TLS_ERROR
+    return PostOutcome.CONNECTION_ERROR
 
 
 def reason(c: pycurl.Curl, errno: int, message: str) -> str:

@@ -33,14 +33,10 @@ from dataclasses import dataclass, replace
 
 from common.backoff import Backoff
 from common.logs import SUPPORT
-from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, PUBLISHER_BACKOFF_EXCEEDED,  # noqa: F401
-                               PUBLISHER_PAUSED, PUBLISHER_RUNNING, REDIRECT, SUCCESS, TIMEOUT, TLS_ERROR)
+from common.vocabulary import PublisherState
 from sinks.delivery_counts import DeliveryCounts, FailureLog
 from sinks.http import HttpClient, Result, Timeouts
 from sinks.post import Post
-
-# The publisher states this module sets (re-exported under their short names).
-RUNNING, PAUSED, BACKOFF_EXCEEDED = PUBLISHER_RUNNING, PUBLISHER_PAUSED, PUBLISHER_BACKOFF_EXCEEDED
 
 support_log = logging.getLogger(SUPPORT)
 
@@ -98,8 +94,8 @@ class Dispatcher:
         self.clients = ClientSlot(client)
         self.backoff = backoff
         self.limit = max(1, limit)
-        self.state = RUNNING
-        self._exceeded_wait: float | None = None  # the wait that stopped sending (BACKOFF_EXCEEDED)
+        self.state = PublisherState.RUNNING
+        self._exceeded_wait: float | None = None  # the wait that stopped sending (PublisherState.BACKOFF_EXCEEDED)
         self.counts = DeliveryCounts()  # what `snapshot` reports, and the rings of recent and sent POSTs
         self.failure_log = FailureLog(sink)
         self._on_state_change = on_state_change
@@ -151,7 +147,7 @@ class Dispatcher:
         dropped = len(self._queue) + len(self._retry)
         self._queue.clear()
         self._retry.clear()
-        self._set_state(PAUSED)
+        self._set_state(PublisherState.PAUSED)
         return dropped
 
     def close(self) -> None:
@@ -255,7 +251,7 @@ class Dispatcher:
 
     def _wait_needed(self, now: float) -> float | None:
         """0.0 when an attempt may start now, else seconds to wait (None: until something changes)."""
-        if self._closed or self.state != RUNNING or self._in_flight >= self.limit or self.clients.waiting is not None:
+        if self._closed or self.state != PublisherState.RUNNING or self._in_flight >= self.limit or self.clients.waiting is not None:
             return None
         if not (self._queue or self._retry):
             return None
@@ -296,7 +292,7 @@ class Dispatcher:
                 self.failure_log.success(self.clients.current.url)
             self._on_done(post, result)
         else:
-            judged = self.state != PAUSED and not self._closed
+            judged = self.state != PublisherState.PAUSED and not self._closed
             retry = self.judge(post, result) if judged else ()
             if judged and not retry:  # set aside: done, not delivered
                 self._on_done(post, result)
@@ -318,15 +314,15 @@ class Dispatcher:
         self.backoff = self.backoff.failed(result.retry_after)
         self._generation += 1
         self._probing = True
-        if self.backoff.exceeded or self.state == BACKOFF_EXCEEDED:
+        if self.backoff.exceeded or self.state == PublisherState.BACKOFF_EXCEEDED:
             self._resume_at = float("inf")
             self.failure_log.failure(self.clients.current.url, result, "stopped")
-            if self.state == RUNNING:
+            if self.state == PublisherState.RUNNING:
                 self._exceeded_wait = self.backoff.current
                 support_log.error("sink %s: the next retry wait (%g s) exceeds max_retry_backoff (%g s); "
                                   "sending stopped until the publisher is restarted",
                                   self.sink, self._exceeded_wait, self.backoff.maximum)
-                self._set_state(BACKOFF_EXCEEDED)
+                self._set_state(PublisherState.BACKOFF_EXCEEDED)
             return
         wait = self.backoff.current
         self._resume_at = now + wait

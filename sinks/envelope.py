@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from common.vocabulary import BULK_EVENT
+from common.vocabulary import AgentEvent
 
 BULK_NODE = b'"127.0.0.1"'
 
@@ -94,5 +94,5 @@ def envelope(node: bytes, seq: int, version: int, time: bytes, event: str, data:
 def bulk(version: int, wall: float, envelopes: list[bytes]) -> bytes:
     """An `eventsink_bulk` envelope holding ENVELOPES (complete envelope bytes) in order."""
     return b'{"event":"%b","node":%b,"seq":0,"version":%d,"time":%b,"data":[%b]}' % (
-        BULK_EVENT.encode(), BULK_NODE, version, json_time(wall), b",".join(envelopes),
+        AgentEvent.BULK.encode(), BULK_NODE, version, json_time(wall), b",".join(envelopes),
     )

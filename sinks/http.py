@@ -38,8 +38,7 @@ import pycurl
 
 import common
 from common.backoff import RETRY_AFTER_STATUSES, parse_retry_after
-from common.vocabulary import (CONNECTION_ERROR, HTTP_ERROR, POST_OUTCOMES, REDIRECT, SUCCESS,  # noqa: F401
-                               TIMEOUT, TLS_ERROR)
+from common.vocabulary import PostOutcome, POST_OUTCOMES
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
 from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
                                   set_handle_options, set_multi_options)
@@ -77,7 +76,7 @@ class Result:
     ok: bool = field(init=False, repr=False, compare=False)  # a 2xx: set once, read by every stage after
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ok", self.outcome == SUCCESS)
+        object.__setattr__(self, "ok", self.outcome == PostOutcome.SUCCESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +243,7 @@ class HttpClient:
         self.connects += c.getinfo(pycurl.NUM_CONNECTS)
         status = 0 if errno or t.aborted else c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:  # the common case, without _result's frame
-            result = Result(SUCCESS, status, max(1e-6, time.monotonic() - t.started), request=t.request)
+            result = Result(PostOutcome.SUCCESS, status, max(1e-6, time.monotonic() - t.started), request=t.request)
         else:
             result = self._result(t, errno, message)
         self.done.append((t.token, result))
@@ -257,25 +256,25 @@ class HttpClient:
         c = t.handle
         duration = max(1e-6, time.monotonic() - t.started)
         if t.aborted:
-            return Result(TIMEOUT, None, duration, detail=t.aborted, request=t.request)
+            return Result(PostOutcome.TIMEOUT, None, duration, detail=t.aborted, request=t.request)
         if errno:
             return Result(outcome_of(errno, message), None, duration, detail=reason(c, errno, message),
                           request=t.request)
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
-            return Result(SUCCESS, status, duration, request=t.request)
+            return Result(PostOutcome.SUCCESS, status, duration, request=t.request)
         answer = last_answer(t.lines)
         headers = parse_headers(answer)
         if 300 <= status < 400:
             location = headers.get("location")
             where = redact_url(location) if location else "no Location"
-            return Result(REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
+            return Result(PostOutcome.REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
                           answer=bytes(t.answer), request=t.request)
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
         detail = f"HTTP {status} {reason_phrase(answer)}".rstrip()
         if retry_after is not None:
             detail += f" (Retry-After {retry_after:g} s)"
-        return Result(HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer), t.request)
+        return Result(PostOutcome.HTTP_ERROR, status, duration, retry_after, detail, bytes(t.answer), t.request)
 
     # ------------------------------------------------------------ the poll loop's side
 

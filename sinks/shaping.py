@@ -32,7 +32,7 @@ import orjson
 
 from common.config import Config, SinkConfig
 from common.logs import RateLimited
-from common.vocabulary import BULK_EVENT, RESERVED_PREFIX, stop_event  # noqa: F401 (stop_event: its old home)
+from common.vocabulary import AgentEvent, RESERVED_PREFIX
 from sinks import envelope
 from sinks.post import Post
 
@@ -376,4 +376,4 @@ def wrap(batch: list[Post], version: int, wall: float | None = None, webhook_id:
     body = envelope.bulk(version, _time.time() if wall is None else wall, [p.body for p in batch])
     if webhook_id is None:
         webhook_id = f"{first.webhook_id}+{len(batch)}"
-    return Post(first.seq, BULK_EVENT, body, webhook_id, offsets, times, first.entered, parts=tuple(batch))
+    return Post(first.seq, AgentEvent.BULK, body, webhook_id, offsets, times, first.entered, parts=tuple(batch))

@@ -39,7 +39,7 @@ from common.loop import Loop
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
-from common.vocabulary import STARTED, UPDATED
+from common.vocabulary import AgentEvent, PublisherState
 from bus.journal import JournalCorrupt
 from bus.journal_reader import JournalReader
 from sinks import attempts, deliveries
@@ -47,7 +47,7 @@ from sinks.acknowledger import Acknowledger
 from sinks.dead_letters import DeadLetters
 from sinks.envelope_book import EnvelopeBook
 from sinks.deadline import Deadline
-from sinks.delivery import PAUSED, RUNNING, Dispatcher
+from sinks.delivery import Dispatcher
 from sinks.http import HttpClient
 from sinks.post import Post
 from sinks.shadow import CursorShadow, shadow_path
@@ -173,7 +173,7 @@ class Worker:
         if self.start_paused:  # its sink has an alarm: count the backlog, send nothing
             self.dispatcher.pause()
         else:
-            self.put(self.shaper.lifecycle(STARTED, now))
+            self.put(self.shaper.lifecycle(AgentEvent.STARTED, now))
             for post in self.dead_letters.redriven_posts(self.shaper, now):  # before the backlog
                 self.put(post)
         log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
@@ -403,7 +403,7 @@ class Worker:
 
     def _state_changed(self) -> None:
         """A change of state is told at once (it raises or clears an alarm), after this turn's work."""
-        self.accepting = self.dispatcher.state == RUNNING and not self._stop
+        self.accepting = self.dispatcher.state == PublisherState.RUNNING and not self._stop
         self.loop.add_callback(self._report_if_changed)
 
     def report(self, now: float) -> None:
@@ -434,7 +434,7 @@ class Worker:
 
     def stop_publisher(self) -> None:
         """Stop sending; what was in memory stays in the journal, the feed is still counted."""
-        if self.dispatcher.state == PAUSED:  # a repeated command
+        if self.dispatcher.state == PublisherState.PAUSED:  # a repeated command
             self.report(time.monotonic())
             return
         dropped = self.dispatcher.pause()
@@ -469,7 +469,7 @@ class Worker:
                                   max_rate=sink.max_rate)
         log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
         if announce and self.accepting:
-            self.put(self.shaper.lifecycle(UPDATED, time.monotonic()))
+            self.put(self.shaper.lifecycle(AgentEvent.UPDATED, time.monotonic()))
 
 
 def main() -> int:

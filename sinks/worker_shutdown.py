@@ -14,8 +14,7 @@ import time
 from typing import Protocol
 
 from common import internal, logs
-from common.vocabulary import stop_event
-from sinks.delivery import RUNNING
+from common.vocabulary import PublisherState, stop_event
 from sinks.http import Timeouts
 from sinks.shaping import wrap
 
@@ -49,7 +48,7 @@ def shut_down(worker: Stopping) -> None:
     signal.signal(signal.SIGALRM, lambda *_: _force_exit(worker.name))
     signal.setitimer(signal.ITIMER_REAL, internal.CHILD_GRACE - 0.5)
     dispatcher = worker.dispatcher
-    running = dispatcher.state == RUNNING
+    running = dispatcher.state == PublisherState.RUNNING
     dispatcher.close()
     if not dispatcher.wait_idle(IN_FLIGHT_GRACE):
         log.info("sink %s: leaving %d POSTs in flight at shutdown (they stay in the journal)",

@@ -14,7 +14,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from bus.events import EVENT_DATA_TYPES, VERSION_2_ONLY_EVENTS, required_data_field
-from common.vocabulary import BULK_EVENT, LIFECYCLE_EVENTS_OF_VERSION
+from common.vocabulary import AgentEvent, LIFECYCLE_EVENTS_OF_VERSION
 
 _SCALARS = {mi.StrType: "string", mi.IntType: "integer", mi.FloatType: "number", mi.BoolType: "boolean"}
 
@@ -101,7 +101,7 @@ def events_markdown() -> str:
     parts[-1] += "\n"
     lifecycle = list(dict.fromkeys(e for evs in LIFECYCLE_EVENTS_OF_VERSION.values() for e in evs))
     parts.append(
-        "The agent makes " + ", ".join(f"`{e}`" for e in lifecycle) + f" and `{BULK_EVENT}` itself "
+        "The agent makes " + ", ".join(f"`{e}`" for e in lifecycle) + f" and `{AgentEvent.BULK}` itself "
         "(a process may not publish them): the lifecycle events carry `data` = `{}` and are described, with "
         "the bulk envelope, in [delivery.md](delivery.md).\n"
     )

@@ -14,8 +14,9 @@ from common.backoff import Backoff
 from common.config import Config, NodeConfig, SinkConfig
 from sinks import attempts
 from common.timespec import iso_utc
+from common.vocabulary import PostOutcome
 from sinks.attempts import RING_SIZE, AttemptRing
-from sinks.delivery import CONNECTION_ERROR, HTTP_ERROR, REDIRECT, SUCCESS, Dispatcher, Result
+from sinks.delivery import Dispatcher, Result
 from sinks.post import Post
 from sinks.shaping import wrap
 from tests.sinks.harness import FakeClient
@@ -43,18 +44,18 @@ def config() -> Config:
 def test_each_finished_post_is_recorded_newest_first_with_its_outcome_and_reason():
     d = dispatcher()
     a = d.try_take(0.0)
-    d.finish(a, Result(HTTP_ERROR, 500, 0.25, detail="HTTP 500 Internal Server Error"), now=0.0)
+    d.finish(a, Result(PostOutcome.HTTP_ERROR, 500, 0.25, detail="HTTP 500 Internal Server Error"), now=0.0)
     b = d.try_take(1.0)  # the retry of seq 1
-    d.finish(b, Result(CONNECTION_ERROR, None, 0.5, detail=""), now=1.0)
+    d.finish(b, Result(PostOutcome.CONNECTION_ERROR, None, 0.5, detail=""), now=1.0)
     c = d.try_take(3.0)
-    d.finish(c, Result(SUCCESS, 204, 0.125), now=3.0)
+    d.finish(c, Result(PostOutcome.SUCCESS, 204, 0.125), now=3.0)
     answer = attempts.answer(d.counts.recent, link.Attempts(7, 50), "cdr", None)
     assert answer.token == 7 and answer.sink == "cdr"
     got = [(e.seq, e.events, e.webhook_id, e.outcome, e.status, e.duration, e.detail) for e in answer.attempts]
     assert got == [
-        (1, 1, "wh-1", SUCCESS, 204, 0.125, "HTTP 204"),
-        (1, 1, "wh-1", CONNECTION_ERROR, None, 0.5, "no detail"),  # what support.events writes for it
-        (1, 1, "wh-1", HTTP_ERROR, 500, 0.25, "HTTP 500 Internal Server Error"),
+        (1, 1, "wh-1", PostOutcome.SUCCESS, 204, 0.125, "HTTP 204"),
+        (1, 1, "wh-1", PostOutcome.CONNECTION_ERROR, None, 0.5, "no detail"),  # what support.events writes for it
+        (1, 1, "wh-1", PostOutcome.HTTP_ERROR, 500, 0.25, "HTTP 500 Internal Server Error"),
     ]
     stamps = [e.at for e in answer.attempts]
     assert stamps == sorted(stamps, reverse=True)
@@ -66,18 +67,18 @@ def test_the_stop_event_outside_the_queue_is_recorded_too():
 
     class Once(FakeClient):
         def post(self, body, webhook_id, timeouts):
-            return Result(SUCCESS, 200, 0.01)
+            return Result(PostOutcome.SUCCESS, 200, 0.01)
 
     d.clients.current = Once()
     d.send_once(post(9), None)
     [e] = attempts.answer(d.counts.recent, link.Attempts(1, 5), "cdr", None).attempts
-    assert (e.seq, e.outcome, e.status) == (9, SUCCESS, 200)
+    assert (e.seq, e.outcome, e.status) == (9, PostOutcome.SUCCESS, 200)
 
 
 def test_a_bulk_envelope_shows_its_first_seq_and_its_events():
     ring = AttemptRing()
     bulk = wrap([post(5), post(6), post(7)], 2, wall=0.0)
-    ring.record(1_700_000_000.0, bulk, Result(SUCCESS, 200, 0.01))
+    ring.record(1_700_000_000.0, bulk, Result(PostOutcome.SUCCESS, 200, 0.01))
     [e] = attempts.entries(ring.newest(10), None)
     assert (e.seq, e.events, e.webhook_id) == (5, 3, "wh-5+3")
 
@@ -85,7 +86,7 @@ def test_a_bulk_envelope_shows_its_first_seq_and_its_events():
 def test_the_ring_stays_bounded_and_keeps_the_newest():
     ring = AttemptRing()
     for seq in range(1, RING_SIZE + 301):
-        ring.record(float(seq), post(seq), Result(SUCCESS, 200, 0.001))
+        ring.record(float(seq), post(seq), Result(PostOutcome.SUCCESS, 200, 0.001))
     assert len(ring) == RING_SIZE
     newest = ring.newest(RING_SIZE + 50)
     assert len(newest) == RING_SIZE and newest[0][1] == RING_SIZE + 300 and newest[-1][1] == 301
@@ -96,7 +97,7 @@ def test_the_ring_stays_bounded_and_keeps_the_newest():
 def test_a_dispatcher_keeps_only_the_last_thousand_attempts():
     d = dispatcher(RING_SIZE + 100)
     for i in range(RING_SIZE + 100):
-        d.finish(d.try_take(float(i)), Result(SUCCESS, 200, 0.001), now=float(i))
+        d.finish(d.try_take(float(i)), Result(PostOutcome.SUCCESS, 200, 0.001), now=float(i))
     assert len(d.counts.recent) == RING_SIZE and d.counts.recent.newest(1)[0][1] == RING_SIZE + 100
 
 
@@ -111,9 +112,9 @@ def test_iso_time_has_milliseconds_and_z():
 def test_no_credential_survives_in_a_detail():
     ring = AttemptRing()
     leaky = [
-        Result(REDIRECT, 302, 0.01, detail=f"HTTP 302 redirect to http://user:{URL_PASSWORD}@10.0.0.1/x (not followed)"),
-        Result(HTTP_ERROR, 401, 0.01, detail=f"HTTP 401 bad password {PASSWORD}"),
-        Result(HTTP_ERROR, 403, 0.01, detail=f"HTTP 403 token {TOKEN} refused"),
+        Result(PostOutcome.REDIRECT, 302, 0.01, detail=f"HTTP 302 redirect to http://user:{URL_PASSWORD}@10.0.0.1/x (not followed)"),
+        Result(PostOutcome.HTTP_ERROR, 401, 0.01, detail=f"HTTP 401 bad password {PASSWORD}"),
+        Result(PostOutcome.HTTP_ERROR, 403, 0.01, detail=f"HTTP 403 token {TOKEN} refused"),
     ]
     for i, result in enumerate(leaky):
         ring.record(1_700_000_000.0 + i, post(i + 1), result)
@@ -140,7 +141,7 @@ def test_the_link_messages_round_trip_as_structs():
     ask = link.parse_command(internal.decode(internal.encode(link.Attempts(3, 20))))
     assert ask == link.Attempts(3, 20)
     ring = AttemptRing()
-    ring.record(1_700_000_000.0, post(1), Result(HTTP_ERROR, 500, 0.2, detail="HTTP 500"))
+    ring.record(1_700_000_000.0, post(1), Result(PostOutcome.HTTP_ERROR, 500, 0.2, detail="HTTP 500"))
     frame = internal.encode(attempts.answer(ring, ask, "cdr", None))
     back = link.parse_message(internal.decode(frame))
     assert isinstance(back, link.AttemptsAnswer) and back.token == 3 and back.attempts[0].status == 500

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from common.config import SinkConfig
-from common.vocabulary import CONNECTION_ERROR, HTTP_ERROR, TIMEOUT
+from common.vocabulary import PostOutcome
 from sinks.dead_letters import DeadLetters
 from sinks.http import Result
 from sinks.post import Post
@@ -41,7 +41,7 @@ def event(seq: int, offset: int) -> Post:
 
 
 def refused(status: int = 400, answer: bytes = b'{"error": "unknown field x_new"}') -> Result:
-    return Result(HTTP_ERROR, status, 0.01, detail=f"HTTP {status} Bad Request", answer=answer)
+    return Result(PostOutcome.HTTP_ERROR, status, 0.01, detail=f"HTTP {status} Bad Request", answer=answer)
 
 
 def letters(after: int = 3, statuses=(400, 413, 415, 422), reader=None) -> DeadLetters:
@@ -61,8 +61,8 @@ def test_after_n_refusals_in_a_row_the_event_is_set_aside_and_released():
     assert detail == 'HTTP 400 Bad Request: {"error": "unknown field x_new"}'
 
 
-@pytest.mark.parametrize("other", [Result(HTTP_ERROR, 500, 0.1), Result(HTTP_ERROR, 401, 0.1),
-                                   Result(TIMEOUT, None, 5.0), Result(CONNECTION_ERROR, None, 0.0)])
+@pytest.mark.parametrize("other", [Result(PostOutcome.HTTP_ERROR, 500, 0.1), Result(PostOutcome.HTTP_ERROR, 401, 0.1),
+                                   Result(PostOutcome.TIMEOUT, None, 5.0), Result(PostOutcome.CONNECTION_ERROR, None, 0.0)])
 def test_any_other_outcome_resets_the_strikes(other):
     dl = letters(after=2)
     p = event(1, 10)
@@ -135,6 +135,6 @@ def test_the_dispatcher_retries_the_halves_at_once_without_a_backoff_wait():
     assert d.backoff.failures == 0  # split: no doubling wait
     half = d.try_take(100.0)
     assert half is not None and [p.seq for p in half.post.parts] == [1, 2]
-    d.finish(half, Result(HTTP_ERROR, 500, 0.1), now=100.0)
+    d.finish(half, Result(PostOutcome.HTTP_ERROR, 500, 0.1), now=100.0)
     assert d.backoff.failures == 1 and d.try_take(100.0) is None  # an outage does wait
     assert isinstance(attempt, Attempt)

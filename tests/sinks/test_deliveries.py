@@ -11,9 +11,10 @@ from common import internal, link
 from common.backoff import Backoff
 from common.config import Config, NodeConfig, SinkConfig
 from sinks import deliveries
+from common.vocabulary import PostOutcome
 from sinks.curl_options import gzip_body
 from sinks.deliveries import RING_SIZE, DeliveryRing
-from sinks.delivery import HTTP_ERROR, SUCCESS, Dispatcher, Result
+from sinks.delivery import Dispatcher, Result
 from sinks.post import Post
 from tests.sinks.harness import FakeClient
 
@@ -33,20 +34,20 @@ def config() -> Config:
 def sent(seq: int, body: bytes, *extra: str) -> Result:
     lines = ["Content-Type: application/json", "User-Agent: eventsink-agent/test", "Expect:",
              f"webhook-id: wh-{seq}", *extra]
-    return Result(SUCCESS, 200, 0.01, request=(lines, body))
+    return Result(PostOutcome.SUCCESS, 200, 0.01, request=(lines, body))
 
 
 def test_the_dispatcher_records_each_ended_post_with_the_request_it_was_given():
     d = Dispatcher("cdr", FakeClient(), Backoff(initial=0.01, maximum=100.0), 1, clock=lambda: 0.0)
     d.put(post(1, b'{"a":1}'))
     attempt = d.try_take(0.0)
-    failed = Result(HTTP_ERROR, 500, 0.2, detail="HTTP 500", request=(["webhook-id: wh-1"], b'{"a":1}'))
+    failed = Result(PostOutcome.HTTP_ERROR, 500, 0.2, detail="HTTP 500", request=(["webhook-id: wh-1"], b'{"a":1}'))
     d.finish(attempt, failed, now=0.0)
     (wall, p, r), = d.counts.sent.newest(5)
     assert p is attempt.post and r is failed  # references, nothing copied or formatted
     shown = deliveries.answer(d.counts.sent, link.Deliveries(3, 20), "cdr", None).deliveries
     assert [(e.seq, e.outcome, e.status, e.body, e.headers) for e in shown] == [
-        (1, HTTP_ERROR, 500, '{"a":1}', {"webhook-id": "wh-1"})]
+        (1, PostOutcome.HTTP_ERROR, 500, '{"a":1}', {"webhook-id": "wh-1"})]
 
 
 def test_bounded_newest_first_and_limited():

@@ -3,8 +3,8 @@
 import pytest
 
 from common.backoff import Backoff
-from sinks.delivery import (BACKOFF_EXCEEDED, CONNECTION_ERROR, HTTP_ERROR, PAUSED, RUNNING, SUCCESS, Dispatcher,
-                            Result)
+from common.vocabulary import PostOutcome, PublisherState
+from sinks.delivery import Dispatcher, Result
 from sinks.post import Post
 
 
@@ -37,8 +37,8 @@ def rig(limit=1, initial=1.0, maximum=100.0, n=5):
     return d, changes
 
 
-OK = Result(SUCCESS, 200, 0.01)
-FAIL = Result(HTTP_ERROR, 500, 0.01, detail="HTTP 500")
+OK = Result(PostOutcome.SUCCESS, 200, 0.01)
+FAIL = Result(PostOutcome.HTTP_ERROR, 500, 0.01, detail="HTTP 500")
 
 
 def test_in_order_one_at_a_time():
@@ -102,7 +102,7 @@ def test_a_failed_probe_doubles():
 def test_retry_after_sets_a_floor():
     d, _ = rig(initial=0.2)
     a = d.try_take(0.0)
-    d.finish(a, Result(HTTP_ERROR, 503, 0.0, retry_after=3.0), now=0.0)
+    d.finish(a, Result(PostOutcome.HTTP_ERROR, 503, 0.0, retry_after=3.0), now=0.0)
     assert d.snapshot()["current_backoff"] == 3.0
     assert d.try_take(2.9) is None and d.try_take(3.0) is not None
 
@@ -113,13 +113,13 @@ def test_exceeding_the_maximum_stops_sending_and_reports():
     for wait in (0.1, 0.2, 0.4):
         a = d.try_take(now)
         d.finish(a, FAIL, now=now)
-        assert d.state == RUNNING and d.snapshot()["current_backoff"] == pytest.approx(wait)
+        assert d.state == PublisherState.RUNNING and d.snapshot()["current_backoff"] == pytest.approx(wait)
         now += wait
     a = d.try_take(now)
-    d.finish(a, Result(CONNECTION_ERROR, detail="refused"), now=now)
-    assert d.state == BACKOFF_EXCEEDED and changes == [BACKOFF_EXCEEDED]
+    d.finish(a, Result(PostOutcome.CONNECTION_ERROR, detail="refused"), now=now)
+    assert d.state == PublisherState.BACKOFF_EXCEEDED and changes == [PublisherState.BACKOFF_EXCEEDED]
     assert d.try_take(now + 1e6) is None
-    assert d.pause() == 5 and d.state == PAUSED and changes == [BACKOFF_EXCEEDED, PAUSED]
+    assert d.pause() == 5 and d.state == PublisherState.PAUSED and changes == [PublisherState.BACKOFF_EXCEEDED, PublisherState.PAUSED]
     assert d.queued == 0
 
 
@@ -132,7 +132,7 @@ def test_the_stop_is_logged_and_reported_with_one_figure(caplog):
             a = d.try_take(now)
             d.finish(a, FAIL, now=now)
             now += 1.0
-    assert d.state == BACKOFF_EXCEEDED
+    assert d.state == PublisherState.BACKOFF_EXCEEDED
     [line] = [r.getMessage() for r in caplog.records if "exceeds max_retry_backoff" in r.getMessage()]
     assert d.snapshot()["next_backoff"] == pytest.approx(0.8) and "(0.8 s)" in line
 

@@ -14,7 +14,8 @@ import tempfile
 import pytest
 
 from common.config import TuningConfig
-from sinks.http import HTTP_ERROR, SUCCESS, TLS_ERROR, HttpClient
+from common.vocabulary import PostOutcome
+from sinks.http import HttpClient
 from tools.receiver import Receiver
 from tests.sinks.harness import make_sink
 from tests.tls_files import make_pki, new_key_and_cert
@@ -45,21 +46,21 @@ def pki():
 def test_extra_headers_and_the_bearer_token_go_on_every_post():
     with Receiver(bearer_token=TOKEN) as r:
         c = client(r.url, headers={"X-Api-Key": "key-55aa", "X-Empty": ""}, bearer_token=TOKEN)
-        assert [c.post(BODY, f"h-{i}").outcome for i in range(2)] == [SUCCESS, SUCCESS]
+        assert [c.post(BODY, f"h-{i}").outcome for i in range(2)] == [PostOutcome.SUCCESS, PostOutcome.SUCCESS]
         for q in r.requests:
             assert q.headers["x-api-key"] == "key-55aa" and q.headers["x-empty"] == ""
             assert q.headers["authorization"] == f"Bearer {TOKEN}"
         refused = client(r.url).post(BODY, "no-token")  # the receiver really checks the token
-        assert refused.outcome == HTTP_ERROR and refused.status == 401
+        assert refused.outcome == PostOutcome.HTTP_ERROR and refused.status == 401
         assert_no_secret([refused.detail, repr(c)], [TOKEN, "key-55aa"])
 
 
 def test_a_receiver_that_requires_a_client_certificate(pki):
     with Receiver(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_cert) as r:
         without = client(r.url, ca_file=pki.ca_cert).post(BODY, "no-cert")
-        assert without.outcome == TLS_ERROR, without
+        assert without.outcome == PostOutcome.TLS_ERROR, without
         c = client(r.url, ca_file=pki.ca_cert, client_cert=pki.client_cert, client_key=pki.client_key)
-        assert c.post(BODY, "with-cert").outcome == SUCCESS
+        assert c.post(BODY, "with-cert").outcome == PostOutcome.SUCCESS
         assert [q.headers["webhook-id"] for q in r.requests] == ["with-cert"] and r.events[0]["seq"] == 1
         assert_no_secret([without.detail, repr(c)], [pki.client_key])
 
@@ -75,12 +76,12 @@ def test_renewed_certificate_files_behind_the_same_paths_make_a_new_client(pki):
         with Receiver(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=new_ca[0]) as r:
             sink = make_sink(r.url, ca_file=pki.ca_cert, client_cert=cert, client_key=key)
             old = HttpClient(sink, TuningConfig())
-            assert old.post(BODY, "old").outcome == TLS_ERROR
+            assert old.post(BODY, "old").outcome == PostOutcome.TLS_ERROR
             shutil.copyfile(renewed[0], cert)  # renewed: same paths, new content
             shutil.copyfile(renewed[1], key)
             assert HttpClient.settings_key(sink, TuningConfig()) != old.key  # the worker builds a new client
-            assert old.post(BODY, "old-again").outcome == TLS_ERROR  # a client keeps what it read
-            assert HttpClient(sink, TuningConfig()).post(BODY, "new").outcome == SUCCESS
+            assert old.post(BODY, "old-again").outcome == PostOutcome.TLS_ERROR  # a client keeps what it read
+            assert HttpClient(sink, TuningConfig()).post(BODY, "new").outcome == PostOutcome.SUCCESS
             assert [q.headers["webhook-id"] for q in r.requests] == ["new"]
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -96,7 +97,7 @@ def test_an_unreadable_client_key_is_an_error_that_does_not_name_the_key(pki):
 def test_gzip_bodies_decompress_to_the_exact_envelope_and_the_signature_covers_the_bytes_sent():
     with Receiver(secret=SECRET) as r:
         c = client(r.url, compression="gzip", secret=SECRET)
-        assert c.post(BODY, "gz-1").outcome == SUCCESS
+        assert c.post(BODY, "gz-1").outcome == PostOutcome.SUCCESS
         q = r.requests[0]
         assert q.headers["content-encoding"] == "gzip" and q.headers["webhook-id"] == "gz-1"
         assert q.body != BODY and len(q.body) < len(BODY) // 4
@@ -116,7 +117,7 @@ def test_ipv6_loopback_url():
         pytest.skip("this machine has no ::1")
     with Receiver(host="::1") as r:
         assert r.url.startswith("http://[::1]:")
-        assert client(r.url).post(BODY, "v6").outcome == SUCCESS
+        assert client(r.url).post(BODY, "v6").outcome == PostOutcome.SUCCESS
         assert [q.headers["webhook-id"] for q in r.requests] == ["v6"]
 
 

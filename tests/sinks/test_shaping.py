@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from sinks.post import Post
-from sinks.shaping import Batcher, ShapeSettings, Shaper, stop_event, wrap
+from common.vocabulary import stop_event
+from sinks.shaping import Batcher, ShapeSettings, Shaper, wrap
 from sinks import envelope
 
 EPOCH = "00112233aabbccdd"
