@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from agent import __version__
-from common.vocabulary import SchemaFormat, SCHEMA_FORMATS
+from common.vocabulary import SCHEMA_FORMATS, SchemaFormat
 
 PROG = "eventsink-agent"
 DEFAULT_CONFIG = "/etc/eventsink-agent/agent.toml"
@@ -127,16 +127,32 @@ def _add_receive_checks(p: argparse.ArgumentParser) -> None:
     """`receive`'s checks: what it requires of a request, and its TLS."""
     p.add_argument("--username", metavar="U", default="", help="require Basic auth with this user name")
     p.add_argument("--password", metavar="P", default="", help="the Basic auth password (with --username)")
-    p.add_argument("--password-file", metavar="FILE", default="",
-                   help="read the Basic auth password from FILE (as the agent reads password_file)")
-    p.add_argument("--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret")
+    p.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default="",
+        help="read the Basic auth password from FILE (as the agent reads password_file)",
+    )
+    p.add_argument(
+        "--secret", metavar="S", default="", help="verify Standard Webhooks signatures with this whsec_ secret"
+    )
     p.add_argument("--secret-file", metavar="FILE", default="", help="read the whsec_ secret from FILE")
-    p.add_argument("--bearer-token-file", metavar="FILE", default="",
-                   help="require Authorization: Bearer with the first line of FILE (not with --username)")
+    p.add_argument(
+        "--bearer-token-file",
+        metavar="FILE",
+        default="",
+        help="require Authorization: Bearer with the first line of FILE (not with --username)",
+    )
     p.add_argument("--tls-cert", metavar="FILE", default="", help="serve https with this PEM certificate (chain)")
-    p.add_argument("--tls-key", metavar="FILE", default="", help="its PEM private key (default: in the --tls-cert file)")
-    p.add_argument("--client-ca", metavar="FILE", default="",
-                   help="require a client certificate signed by a CA in this PEM file (with --tls-cert)")
+    p.add_argument(
+        "--tls-key", metavar="FILE", default="", help="its PEM private key (default: in the --tls-cert file)"
+    )
+    p.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        default="",
+        help="require a client certificate signed by a CA in this PEM file (with --tls-cert)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,73 +163,142 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, description: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description)
         p.set_defaults(func=func)
         return p
 
     config_help = f"the agent's config file (default: {DEFAULT_CONFIG})"
-    p = add("run", cmd_run, "run the agent in the foreground",
-            "Run the agent in the foreground until SIGTERM or SIGINT (graceful stop). SIGHUP re-reads the config.")
+    p = add(
+        "run",
+        cmd_run,
+        "run the agent in the foreground",
+        "Run the agent in the foreground until SIGTERM or SIGINT (graceful stop). SIGHUP re-reads the config.",
+    )
     p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG, help=config_help)
 
-    p = add("check", cmd_check, "validate a config file",
-            "Validate a config file: print each problem with its key and line; exit 0 if valid, 1 if not. "
-            "Warnings do not fail.")
+    p = add(
+        "check",
+        cmd_check,
+        "validate a config file",
+        "Validate a config file: print each problem with its key and line; exit 0 if valid, 1 if not. "
+        "Warnings do not fail.",
+    )
     p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG, help=config_help)
 
-    p = add("schema", cmd_schema, "print the event schema document",
-            "Print the event schema: every event's envelope and data, per protocol version.")
-    p.add_argument("--format", choices=SCHEMA_FORMATS, default=SchemaFormat.OPENAPI,
-                   help="openapi (OpenAPI 3.x JSON, the default) or swagger (Swagger 2.0 JSON)")
+    p = add(
+        "schema",
+        cmd_schema,
+        "print the event schema document",
+        "Print the event schema: every event's envelope and data, per protocol version.",
+    )
+    p.add_argument(
+        "--format",
+        choices=SCHEMA_FORMATS,
+        default=SchemaFormat.OPENAPI,
+        help="openapi (OpenAPI 3.x JSON, the default) or swagger (Swagger 2.0 JSON)",
+    )
 
-    p = add("demo", cmd_demo, "run a self-contained demo and show delivered events live",
-            "Start an agent with a built-in config, a simulated conference workload and a local receiver, "
-            "and show the delivered events live until Ctrl-C.")
-    p.add_argument("--duration", metavar="S", type=_positive, default=None,
-                   help="stop after S seconds (default: run until Ctrl-C)")
+    p = add(
+        "demo",
+        cmd_demo,
+        "run a self-contained demo and show delivered events live",
+        "Start an agent with a built-in config, a simulated conference workload and a local receiver, "
+        "and show the delivered events live until Ctrl-C.",
+    )
+    p.add_argument(
+        "--duration", metavar="S", type=_positive, default=None, help="stop after S seconds (default: run until Ctrl-C)"
+    )
 
     _add_receive(add)
     _add_import_pexip(add)
 
-    p = add("console-password", cmd_console_password, "set the browser console's password",
-            "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
-            "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).")
-    p.add_argument("--file", metavar="PATH", required=True, help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd")
+    p = add(
+        "console-password",
+        cmd_console_password,
+        "set the browser console's password",
+        "Ask for the console user admin's password twice (or read one line from stdin when it is not a "
+        "terminal) and write its salted scrypt hash to FILE, mode 0600 (the console's password_file).",
+    )
+    p.add_argument(
+        "--file",
+        metavar="PATH",
+        required=True,
+        help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd",
+    )
     return parser
 
 
 def _add_receive(add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add("receive", cmd_receive, "run a stand-alone test receiver for event sinks",
-            "A test receiver: prints each event on one line, checks Basic auth or a bearer token and signatures, "
-            "decompresses gzip bodies, unpacks bulk envelopes, and flags seq gaps, resets and duplicate webhook-ids. "
-            "Over TLS it can require a client certificate. Secrets given on the command line show in ps: "
-            "prefer the -file options.")
-    p.add_argument("--listen", metavar="HOST:PORT", type=_listen, default="127.0.0.1:8080",
-                   help="address to listen on (default: 127.0.0.1:8080)")
-    p.add_argument("--web", metavar="HOST:PORT", default="",
-                   help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)")
+    p = add(
+        "receive",
+        cmd_receive,
+        "run a stand-alone test receiver for event sinks",
+        "A test receiver: prints each event on one line, checks Basic auth or a bearer token and signatures, "
+        "decompresses gzip bodies, unpacks bulk envelopes, and flags seq gaps, resets and duplicate webhook-ids. "
+        "Over TLS it can require a client certificate. Secrets given on the command line show in ps: "
+        "prefer the -file options.",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=_listen,
+        default="127.0.0.1:8080",
+        help="address to listen on (default: 127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        default="",
+        help="also serve what was received as a live page at http://HOST:PORT/ (loopback addresses only)",
+    )
     _add_receive_checks(p)
 
 
 def _add_import_pexip(add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add("import-pexip", cmd_import_pexip, "write an agent.toml from a Pexip Infinity Management Node's export",
-            "Turn the saved answers of a Management Node's configuration API (event_sink, system_location, global; "
-            "each the list {\"meta\", \"objects\"} as ?limit=0 gives it, or one object) into an agent.toml for "
-            "this node. Passwords go to mode-0600 password files beside -o PATH, never into the TOML; "
-            "fields it does not use are named on stderr.")
-    p.add_argument("--event-sinks", metavar="FILE", required=True,
-                   help="saved answer of /api/admin/configuration/v1/event_sink/")
-    p.add_argument("--locations", metavar="FILE", default="",
-                   help="saved answer of /api/admin/configuration/v1/system_location/ (which sinks run where)")
-    p.add_argument("--global", dest="global_", metavar="FILE", default="",
-                   help="saved answer of /api/admin/configuration/v1/global/ (the es_* tuning)")
+    p = add(
+        "import-pexip",
+        cmd_import_pexip,
+        "write an agent.toml from a Pexip Infinity Management Node's export",
+        "Turn the saved answers of a Management Node's configuration API (event_sink, system_location, global; "
+        'each the list {"meta", "objects"} as ?limit=0 gives it, or one object) into an agent.toml for '
+        "this node. Passwords go to mode-0600 password files beside -o PATH, never into the TOML; "
+        "fields it does not use are named on stderr.",
+    )
+    p.add_argument(
+        "--event-sinks", metavar="FILE", required=True, help="saved answer of /api/admin/configuration/v1/event_sink/"
+    )
+    p.add_argument(
+        "--locations",
+        metavar="FILE",
+        default="",
+        help="saved answer of /api/admin/configuration/v1/system_location/ (which sinks run where)",
+    )
+    p.add_argument(
+        "--global",
+        dest="global_",
+        metavar="FILE",
+        default="",
+        help="saved answer of /api/admin/configuration/v1/global/ (the es_* tuning)",
+    )
     p.add_argument("--address", metavar="A", required=True, help="this node's primary IP address ([node] address)")
     p.add_argument("--location", metavar="L", required=True, help="this node's system location ([node] location)")
-    p.add_argument("--role", metavar="R", choices=("transcoding", "proxying"), default="transcoding",
-                   help="transcoding (default) or proxying (a Proxying Edge Node)")
-    p.add_argument("-o", dest="output", metavar="PATH", default="",
-                   help="write the TOML here (never over an existing file), passwords beside it; default: stdout")
+    p.add_argument(
+        "--role",
+        metavar="R",
+        choices=("transcoding", "proxying"),
+        default="transcoding",
+        help="transcoding (default) or proxying (a Proxying Edge Node)",
+    )
+    p.add_argument(
+        "-o",
+        dest="output",
+        metavar="PATH",
+        default="",
+        help="write the TOML here (never over an existing file), passwords beside it; default: stdout",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

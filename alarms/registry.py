@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from common.timespec import iso_utc  # noqa: F401 - alarms are stamped with it; callers import it here
 
 
-
 @dataclass(frozen=True)
 class Alarm:
     name: str

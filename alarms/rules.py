@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.vocabulary import PublisherState
-from common.vocabulary import AlarmName
+from common.vocabulary import AlarmName, PublisherState
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,19 @@ def sink_alarms(
     """The sink alarms a worker report calls for (already-active ones are the registry's business)."""
     out: list[Decision] = []
     if publisher == PublisherState.BACKOFF_EXCEEDED:
-        out.append(Decision(
-            AlarmName.MAX_BACKOFF,
-            f"the next retry wait ({next_backoff:g} s) would exceed max_retry_backoff ({max_retry_backoff:g} s)",
-        ))
+        out.append(
+            Decision(
+                AlarmName.MAX_BACKOFF,
+                f"the next retry wait ({next_backoff:g} s) would exceed max_retry_backoff ({max_retry_backoff:g} s)",
+            )
+        )
     if backlog_armed and backlog > max_background_posts:
-        out.append(Decision(
-            AlarmName.MAX_CONCURRENT_POSTS,
-            f"{backlog} events waiting, above max_background_posts ({max_background_posts})",
-        ))
+        out.append(
+            Decision(
+                AlarmName.MAX_CONCURRENT_POSTS,
+                f"{backlog} events waiting, above max_background_posts ({max_background_posts})",
+            )
+        )
     return out
 
 

@@ -64,19 +64,19 @@ import time
 
 import zmq
 
+from bus import handover
+from bus.housekeeping import FULL_MESSAGE, JournalKeeper, Rows
+from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
+from bus.journal_schema import JournalCorrupt, JournalFull
+from bus.journal_writer import JournalWriter
+from bus.numbering import NUMBER_BYTES, Numbering
+from bus.publisher import READY_TOPIC
+from bus.validate import Accepted, RejectLog, Validator
 from common import internal, logs
 from common.config import Config, Paths, decode_spec
 from common.link import BrokerReport, Shutdown
 from common.loop import Loop, Timer
 from common.vocabulary import RejectReason
-from bus.housekeeping import FULL_MESSAGE, JournalKeeper, Rows
-from bus import handover
-from bus.ingress import BATCH_BYTES, BATCH_SECONDS, IngressDrain
-from bus.publisher import READY_TOPIC
-from bus.journal_schema import JournalCorrupt, JournalFull
-from bus.journal_writer import JournalWriter
-from bus.numbering import NUMBER_BYTES, Numbering
-from bus.validate import Accepted, RejectLog, Validator
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -105,9 +105,14 @@ class Broker:
         self.head = 0  # the highest offset assigned, kept here so a report costs no query
         self.intake: IngressDrain | None = None  # batches off the ingress socket (open())
         self.keeper = JournalKeeper(
-            self.loop, int(config.agent.max_journal_mb * 1024 * 1024), config.agent.retention_hours * 3600,
-            self.rejects, on_full_change=self.report, on_round_done=self.schedule_report,
-            backlogged=lambda: self.intake is not None and self.intake.backlogged)
+            self.loop,
+            int(config.agent.max_journal_mb * 1024 * 1024),
+            config.agent.retention_hours * 3600,
+            self.rejects,
+            on_full_change=self.report,
+            on_round_done=self.schedule_report,
+            backlogged=lambda: self.intake is not None and self.intake.backlogged,
+        )
         self.reported: tuple | None = None  # the figures of the last report
         self.reported_at = float("-inf")
         self._report_timer: Timer | None = None
@@ -133,9 +138,16 @@ class Broker:
         self.fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
         self.fanout.setsockopt(zmq.LINGER, 1000)
         self.fanout.bind(self.paths.fanout_endpoint)
-        self.supervisor = internal.connect_to_supervisor(self.ctx, self.paths.supervisor_endpoint, internal.BROKER_IDENTITY)
-        log.info("broker listening on %s, journal %s (epoch %s, head %d)",
-                 self.paths.publish_endpoint, self.paths.journal_path, self.journal.epoch, self.journal.head())
+        self.supervisor = internal.connect_to_supervisor(
+            self.ctx, self.paths.supervisor_endpoint, internal.BROKER_IDENTITY
+        )
+        log.info(
+            "broker listening on %s, journal %s (epoch %s, head %d)",
+            self.paths.publish_endpoint,
+            self.paths.journal_path,
+            self.journal.epoch,
+            self.journal.head(),
+        )
 
     def _bind_ingress(self) -> zmq.Socket:
         assert self.ctx is not None
@@ -254,8 +266,15 @@ class Broker:
     def figures(self) -> tuple:
         """What a report tells; a report is due (after REPORT_INTERVAL) when it changed."""
         keeper = self.keeper
-        return (self.received, self.rejects.total, keeper.used_estimate, keeper.full, self.head, keeper.retained,
-                self.numbering.duplicates)
+        return (
+            self.received,
+            self.rejects.total,
+            keeper.used_estimate,
+            keeper.full,
+            self.head,
+            keeper.retained,
+            self.numbering.duplicates,
+        )
 
     def report_due(self) -> float:
         changed = self.figures() != self.reported
@@ -285,11 +304,20 @@ class Broker:
         self.reported = self.figures()
         self.reported_at = time.monotonic()
         keeper = self.keeper
-        internal.send_nowait(self.supervisor, BrokerReport(
-            pid=os.getpid(), received=self.received, rejected=dict(self.rejects.counts),
-            journal_bytes=keeper.used_estimate, journal_full=keeper.full, head=self.head,
-            transactions=self.transactions, retained=keeper.retained, duplicates=self.numbering.duplicates,
-        ))
+        internal.send_nowait(
+            self.supervisor,
+            BrokerReport(
+                pid=os.getpid(),
+                received=self.received,
+                rejected=dict(self.rejects.counts),
+                journal_bytes=keeper.used_estimate,
+                journal_full=keeper.full,
+                head=self.head,
+                transactions=self.transactions,
+                retained=keeper.retained,
+                duplicates=self.numbering.duplicates,
+            ),
+        )
         self.schedule_report()
 
     # ------------------------------------------------------------ graceful stop
@@ -318,8 +346,11 @@ class Broker:
         deadline = time.monotonic() + SHUTDOWN_HANDOVER_SECONDS
         self._journal_until(lambda: handover.still_open(connections) and time.monotonic() < deadline)
         if handover.still_open(connections):
-            log.warning("a publisher did not end its connection within %.0f s; what it sends now waits for the "
-                        "next broker or is lost", SHUTDOWN_HANDOVER_SECONDS)
+            log.warning(
+                "a publisher did not end its connection within %.0f s; what it sends now waits for the "
+                "next broker or is lost",
+                SHUTDOWN_HANDOVER_SECONDS,
+            )
         # ZeroMQ has closed them after passing on everything they carried: take the rest.
         self._journal_until(lambda: True, quiet=True, wait=0.0)
         self.ingress.close(linger=0)
@@ -353,7 +384,7 @@ def _topic_bytes(topic: str) -> bytes:
 
 def _ipc_path(endpoint: str) -> str | None:
     if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
-        return endpoint[len("ipc://"):]
+        return endpoint[len("ipc://") :]
     return None
 
 
@@ -362,7 +393,9 @@ def main() -> int:
         config, _ = decode_spec(sys.stdin.buffer.read())
     except Exception as exc:
         logs.configure("broker")
-        log.error("cannot read the broker spec on stdin: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        log.error(
+            "cannot read the broker spec on stdin: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        )
         return 2
     finally:
         try:

@@ -46,8 +46,18 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 class DeadLetterShelf:
     """The worker's side; its class provides `_db`, `sink` and `_write(sql, params)`."""
 
-    def set_aside(self, offset: int, topic: str, payload: bytes, accepted_at: float | None, webhook_id: str,
-                  event: str, attempts: int, status: int | None, detail: str) -> None:
+    def set_aside(
+        self,
+        offset: int,
+        topic: str,
+        payload: bytes,
+        accepted_at: float | None,
+        webhook_id: str,
+        event: str,
+        attempts: int,
+        status: int | None,
+        detail: str,
+    ) -> None:
         """Keep this event as a dead letter of this sink (replacing one at the same offset: a redriven
         event that failed again is set aside anew, with redrive cleared). ACCEPTED_AT None: the one
         the replaced dead letter had (its event row may be purged by now), else 0."""
@@ -56,15 +66,29 @@ class DeadLetterShelf:
             "attempts, status, detail, set_aside_at, redrive) VALUES (?, ?, ?, ?, "
             'COALESCE(?, (SELECT accepted_at FROM dead_letters WHERE sink = ? AND "offset" = ?), 0), '
             "?, ?, ?, ?, ?, ?, 0)",
-            (self.sink, offset, topic, payload, accepted_at, self.sink, offset, webhook_id, event, attempts, status,
-             detail[:DETAIL_MAX_CHARS], time.time()),
+            (
+                self.sink,
+                offset,
+                topic,
+                payload,
+                accepted_at,
+                self.sink,
+                offset,
+                webhook_id,
+                event,
+                attempts,
+                status,
+                detail[:DETAIL_MAX_CHARS],
+                time.time(),
+            ),
         )
 
     def redrive_rows(self) -> list[tuple[int, str, bytes, str]]:
         """This sink's dead letters flagged for redrive, in journal order: (offset, topic, payload, webhook_id)."""
         return self._db.execute(
             'SELECT "offset", topic, payload, webhook_id FROM dead_letters WHERE sink = ? AND redrive = 1 '
-            'ORDER BY "offset"', (self.sink,),
+            'ORDER BY "offset"',
+            (self.sink,),
         ).fetchall()
 
     def forget_dead_letter(self, offset: int) -> None:
@@ -79,9 +103,22 @@ class DeadLetterDesk:
         """SINK's dead letters in journal order."""
         with self._lock:
             rows = self._db.execute(
-                f'SELECT {_COLUMNS} FROM dead_letters WHERE sink = ? ORDER BY "offset"', (sink,)).fetchall()
-        return [DeadLetter(id=r[0], event=r[1], accepted_at=r[2], attempts=r[3], status=r[4], detail=r[5],
-                           offset=r[6], redrive=bool(r[7]), set_aside_at=r[8]) for r in rows]
+                f'SELECT {_COLUMNS} FROM dead_letters WHERE sink = ? ORDER BY "offset"', (sink,)
+            ).fetchall()
+        return [
+            DeadLetter(
+                id=r[0],
+                event=r[1],
+                accepted_at=r[2],
+                attempts=r[3],
+                status=r[4],
+                detail=r[5],
+                offset=r[6],
+                redrive=bool(r[7]),
+                set_aside_at=r[8],
+            )
+            for r in rows
+        ]
 
     def mark_redrive(self, sink: str, ids: Sequence[str] | None) -> int:
         """Flag SINK's dead letters IDS (None or empty: all of them) to be sent again; returns how many are
@@ -95,11 +132,17 @@ class DeadLetterDesk:
                 else:
                     wanted = list(dict.fromkeys(ids))  # each once, first-named order kept
                     for webhook_id in wanted:
-                        if db.execute("SELECT 1 FROM dead_letters WHERE sink = ? AND webhook_id = ?",
-                                      (sink, webhook_id)).fetchone() is None:
+                        if (
+                            db.execute(
+                                "SELECT 1 FROM dead_letters WHERE sink = ? AND webhook_id = ?", (sink, webhook_id)
+                            ).fetchone()
+                            is None
+                        ):
                             raise KeyError(webhook_id)
-                    db.executemany("UPDATE dead_letters SET redrive = 1 WHERE sink = ? AND webhook_id = ?",
-                                   [(sink, w) for w in wanted])
+                    db.executemany(
+                        "UPDATE dead_letters SET redrive = 1 WHERE sink = ? AND webhook_id = ?",
+                        [(sink, w) for w in wanted],
+                    )
                     count = len(wanted)
                 db.execute("COMMIT")
             except BaseException:
@@ -110,8 +153,12 @@ class DeadLetterDesk:
     def discard_dead_letter(self, sink: str, webhook_id: str) -> bool:
         """Delete SINK's dead letter WEBHOOK_ID for good; False when there is none."""
         with self._lock:
-            return self._db.execute("DELETE FROM dead_letters WHERE sink = ? AND webhook_id = ?",
-                                    (sink, webhook_id)).rowcount > 0
+            return (
+                self._db.execute(
+                    "DELETE FROM dead_letters WHERE sink = ? AND webhook_id = ?", (sink, webhook_id)
+                ).rowcount
+                > 0
+            )
 
     def dead_letter_counts(self) -> dict[str, int]:
         """Dead letters held, per sink (sinks without any are absent)."""

@@ -53,20 +53,24 @@ class EnvelopeShelf:
 
     def envelope_horizon(self, cursor: int) -> int:
         """The greatest `low` of this sink's records reaching above CURSOR (0: none)."""
-        row = self._db.execute("SELECT MAX(low) FROM envelopes WHERE sink = ? AND high > ?",
-                               (self.sink, cursor)).fetchone()
+        row = self._db.execute(
+            "SELECT MAX(low) FROM envelopes WHERE sink = ? AND high > ?", (self.sink, cursor)
+        ).fetchone()
         return row[0] or 0
 
     def envelopes_straddling(self, cursor: int) -> list[tuple[int, list[Item]]]:
         """Records that begin at or below CURSOR and hold offsets above it: (low, items)."""
-        rows = self._db.execute("SELECT low, members FROM envelopes WHERE sink = ? AND high > ? AND low <= ?",
-                                (self.sink, cursor, cursor)).fetchall()
+        rows = self._db.execute(
+            "SELECT low, members FROM envelopes WHERE sink = ? AND high > ? AND low <= ?", (self.sink, cursor, cursor)
+        ).fetchall()
         return [(low, unpack(blob)) for low, blob in rows]
 
     def envelopes_beginning(self, after: int, through: int) -> list[tuple[int, list[Item]]]:
         """Records whose least offset is in AFTER+1..THROUGH: (low, items), by low."""
-        rows = self._db.execute("SELECT low, members FROM envelopes WHERE sink = ? AND low > ? AND low <= ? "
-                                "ORDER BY low", (self.sink, after, through)).fetchall()
+        rows = self._db.execute(
+            "SELECT low, members FROM envelopes WHERE sink = ? AND low > ? AND low <= ? ORDER BY low",
+            (self.sink, after, through),
+        ).fetchall()
         return [(low, unpack(blob)) for low, blob in rows]
 
     def record_envelopes(self, envelopes: Sequence[Sequence[Item]], replacing: int | None = None) -> None:
@@ -106,4 +110,3 @@ class EnvelopeDesk:
             self._db.execute(f"DELETE FROM envelopes WHERE sink NOT IN ({','.join('?' * len(keep))})", keep)
         else:
             self._db.execute("DELETE FROM envelopes")
-

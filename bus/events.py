@@ -196,8 +196,7 @@ class ParticipantDisconnectedData(ParticipantData):
     duration: _opt(float, "Length of the call leg, seconds.") = UNSET
     end_time: _opt(float, "Unix time the leg ended.") = UNSET
     media_streams: _opt(
-        list[MediaStream],
-        "Version 1 sinks only: the leg's end-of-call media statistics, merged in by the agent.",
+        list[MediaStream], "Version 1 sinks only: the leg's end-of-call media statistics, merged in by the agent."
     ) = UNSET
 
 
@@ -251,7 +250,10 @@ def _message_type(event: str, data_type: type) -> type:
         _camel(event) + "Message",
         [
             # msgspec takes plain strings in a Literal, not StrEnum members
-            ("event", Annotated[Literal[str(event)], Meta(description="The event name; equals the ZeroMQ topic frame.")]),  # type: ignore[valid-type]
+            (
+                "event",
+                Annotated[Literal[str(event)], Meta(description="The event name; equals the ZeroMQ topic frame.")],
+            ),  # type: ignore[valid-type]
             ("time", Annotated[float, Meta(description="Unix time of the event, as the conference process saw it.")]),
             ("data", Annotated[data_type, Meta(description="The event's fields.")]),
         ],

@@ -39,7 +39,7 @@ def ipc_address(endpoint: str) -> str | None:
     """The AF_UNIX address of an ipc:// ENDPOINT as getsockname() reports it (abstract: a NUL first)."""
     if not endpoint.startswith("ipc://"):
         return None
-    name = endpoint[len("ipc://"):]
+    name = endpoint[len("ipc://") :]
     return "\0" + name[1:] if name.startswith("@") else name
 
 
@@ -57,9 +57,12 @@ def _is_connection_of(fd: int, address: str) -> bool:
     except OSError:
         return False
     try:
-        return (sock.family == socket.AF_UNIX and sock.type == socket.SOCK_STREAM
-                and sock.getsockname() == address
-                and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        return (
+            sock.family == socket.AF_UNIX
+            and sock.type == socket.SOCK_STREAM
+            and sock.getsockname() == address
+            and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        )
     except OSError:
         return False
     finally:

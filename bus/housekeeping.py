@@ -40,17 +40,16 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 
-from typing import Callable
-
-from common import logs
-from common.logs import RateLimited, suppressed_note
-from common.loop import Loop, Timer
-from common.vocabulary import RejectReason
 from bus.journal_files import SpaceReserve
 from bus.journal_schema import JournalFull
 from bus.journal_writer import JournalWriter
 from bus.validate import REJECT_LOG_INTERVAL, RejectLog
+from common import logs
+from common.logs import RateLimited, suppressed_note
+from common.loop import Loop, Timer
+from common.vocabulary import RejectReason
 
 log = logging.getLogger("eventsink.bus")
 support = logging.getLogger(logs.SUPPORT)
@@ -82,9 +81,17 @@ Rows = list[tuple[str, bytes]]  # (topic, payload) or an Accepted: what the jour
 class JournalKeeper:
     """Housekeeping rounds, room and the journal-full state of the broker's journal (see the module docstring)."""
 
-    def __init__(self, loop: Loop, bound_bytes: int, retention_seconds: float, rejects: RejectLog, *,
-                 on_full_change: Callable[[], None], on_round_done: Callable[[], None],
-                 backlogged: Callable[[], bool]):
+    def __init__(
+        self,
+        loop: Loop,
+        bound_bytes: int,
+        retention_seconds: float,
+        rejects: RejectLog,
+        *,
+        on_full_change: Callable[[], None],
+        on_round_done: Callable[[], None],
+        backlogged: Callable[[], bool],
+    ):
         """ON_FULL_CHANGE: the full state changed (report at once); ON_ROUND_DONE: a round may have
         changed the figures (a report is due sooner); BACKLOGGED: whether the ingress's last drain
         left messages queued (a burst is coming in)."""
@@ -127,8 +134,9 @@ class JournalKeeper:
             self._schedule_round(0.0)  # rows from before a restart may be purgeable
         # Never more than a quarter of the room there is: a reserve that cannot be made at all
         # (a small or nearly full disk) would leave a full journal no way to drain.
-        reserve_bytes = max(RESERVE_MIN_BYTES, min(RESERVE_MAX_BYTES, self.bound_bytes // 8,
-                                                   disk_room(reserve_path) // 4))
+        reserve_bytes = max(
+            RESERVE_MIN_BYTES, min(RESERVE_MAX_BYTES, self.bound_bytes // 8, disk_room(reserve_path) // 4)
+        )
         self.reserve = SpaceReserve(reserve_path, reserve_bytes)
         # Un-checkpointed WAL must fit in the reserve: on a full disk, copying it into the
         # database is the first step of draining. A batch (one transaction) stays within it too.
@@ -138,7 +146,9 @@ class JournalKeeper:
         # the workers' cursor commits) write WAL too, and the journal must never pass the bound.
         self.append_bound = max(0, self.bound_bytes - self.wal_limit)
         if not self.reserve.ensure():
-            support.warning("cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes)
+            support.warning(
+                "cannot set aside %d bytes of disk next to the journal: the disk is nearly full", reserve_bytes
+            )
 
     # ------------------------------------------------------------ deadlines on the loop
 
@@ -191,8 +201,7 @@ class JournalKeeper:
         self._schedule_retry()
         if self.used_estimate >= self.resume_mark():
             return
-        if self.disk_full and (free_bytes(self.state_dir) < self.reserve.size * 3 // 2
-                               or not self.reserve.ensure()):
+        if self.disk_full and (free_bytes(self.state_dir) < self.reserve.size * 3 // 2 or not self.reserve.ensure()):
             return  # no room for the reserve and as much again: still full
         if self.journal.probe_write():
             self.disk_full = False
@@ -214,8 +223,11 @@ class JournalKeeper:
         size = len(row[0]) + len(row[1])
         if sum(self.estimate(1, size)) <= self.append_bound - EMPTY_JOURNAL_PAGES * self.page_size:
             return False
-        self.rejects.reject(RejectReason.JOURNAL_FULL, f"an event of {size} bytes is more than the journal can ever hold "
-                            f"({self.bound_bytes} bytes, max_journal_mb)")
+        self.rejects.reject(
+            RejectReason.JOURNAL_FULL,
+            f"an event of {size} bytes is more than the journal can ever hold "
+            f"({self.bound_bytes} bytes, max_journal_mb)",
+        )
         return True
 
     def estimate(self, count: int, size: int) -> tuple[int, int]:
@@ -256,7 +268,9 @@ class JournalKeeper:
                     keep = self.rows_that_fit(len(rows), size)  # in order: the later ones wait, or are refused
             if not keep:
                 self.full_need = sum(self.estimate(1, size // len(rows)))  # one row: see resume_mark
-                self.enter_full(f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)")
+                self.enter_full(
+                    f"it holds {self.used_estimate} bytes, the bound is {self.bound_bytes} (max_journal_mb)"
+                )
                 self.rejects.reject(RejectReason.JOURNAL_FULL, FULL_MESSAGE, len(rows))
                 return
             if keep < len(rows):
@@ -283,7 +297,9 @@ class JournalKeeper:
             if not self.full:
                 log.error("journal write failed: %s: %s", type(exc).__name__, exc)
             self.enter_full(f"the journal cannot be written ({type(exc).__name__}: {exc})")
-            self.rejects.reject(RejectReason.JOURNAL_FULL, "the journal cannot be written; event not accepted", len(rows))
+            self.rejects.reject(
+                RejectReason.JOURNAL_FULL, "the journal cannot be written; event not accepted", len(rows)
+            )
             return False
         self._round_soon()
         publish(rows, offsets)
@@ -310,8 +326,13 @@ class JournalKeeper:
         """True while a burst is coming in: deleting delivered rows (and handing their pages back) would
         compete with journaling it, and the pages are about to be reused anyway. Never longer than
         PURGE_MAX_DEFER, never on a journal that is full or holds half its bound."""
-        return (self.backlogged() and time.monotonic() - self.purged_at < PURGE_MAX_DEFER and not self.full
-                and not self.disk_full and self.used_estimate < PURGE_DEFER_MAX_RATIO * self.bound_bytes)
+        return (
+            self.backlogged()
+            and time.monotonic() - self.purged_at < PURGE_MAX_DEFER
+            and not self.full
+            and not self.disk_full
+            and self.used_estimate < PURGE_DEFER_MAX_RATIO * self.bound_bytes
+        )
 
     def housekeeping(self) -> None:
         assert self.journal is not None

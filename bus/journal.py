@@ -60,8 +60,11 @@ class JournalAdmin(DeadLetterDesk, EnvelopeDesk, JournalHandle):
             head = self._db.execute(HEAD_SQL).fetchone()[0]
             if not 0 <= offset <= head:
                 raise ValueError(f"cursor {offset} is outside 0..{head} (the journal's head)")
-            self._db.execute('INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
-                             'ON CONFLICT(sink) DO UPDATE SET "offset" = excluded."offset"', (sink, offset))
+            self._db.execute(
+                'INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
+                'ON CONFLICT(sink) DO UPDATE SET "offset" = excluded."offset"',
+                (sink, offset),
+            )
 
     def drop_cursors_except(self, sinks: Iterable[str]) -> None:
         """Delete the cursor rows, the dead letters and the envelope records of every sink not in SINKS."""

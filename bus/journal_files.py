@@ -10,6 +10,7 @@ import time
 
 from bus.journal_schema import HEAD_SQL
 
+
 def quarantine(path: str, wall: float | None = None) -> tuple[str, int | None]:
     """Move a corrupt journal (with its -wal and -shm) aside as `PATH.corrupt-<UTC time>`, so a
     new one can start and the old one stays for inspection. Returns the new name and how many

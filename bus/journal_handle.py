@@ -22,7 +22,14 @@ from typing import NamedTuple
 
 from bus.journal_reader import Connection
 from bus.journal_schema import (
-    HEAD_SQL, JournalCorrupt, JournalFull, closed_if_unusable, connect, create_or_upgrade, is_full, read_epoch,
+    HEAD_SQL,
+    JournalCorrupt,
+    JournalFull,
+    closed_if_unusable,
+    connect,
+    create_or_upgrade,
+    is_full,
+    read_epoch,
 )
 from bus.shadow_marks import peek_mark, shadow_path
 
@@ -114,7 +121,7 @@ class JournalHandle(Connection):
     def holds_events(self) -> bool:
         """True while any event row is left."""
         with self._lock:
-            return self._db.execute('SELECT 1 FROM events LIMIT 1').fetchone() is not None
+            return self._db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
 
     def extent(self) -> Extent:
         """The rows held: lowest offset, delivered bound, head, the lowest delivered row's accepted_at."""
@@ -136,8 +143,10 @@ class JournalHandle(Connection):
     def _delivered_mark(self) -> int | None:
         """Inside the caller's transaction: the offset at or below which every sink has its rows (None:
         no cursor row). A sink's cursor row, or its shadow's mark when that vouches for a later one."""
-        marks = [peek_mark(shadow_path(self.shadow_dir, sink), self.epoch, committed)
-                 for sink, committed in self._db.execute('SELECT sink, "offset" FROM cursors')]
+        marks = [
+            peek_mark(shadow_path(self.shadow_dir, sink), self.epoch, committed)
+            for sink, committed in self._db.execute('SELECT sink, "offset" FROM cursors')
+        ]
         return min(marks, default=None)
 
     def retained(self) -> int:

@@ -55,8 +55,7 @@ class JournalReader(DeadLetterShelf, EnvelopeShelf, Connection):
     def read(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         """Up to LIMIT events with offset > AFTER, ascending: (offset, topic, payload)."""
         return self._db.execute(
-            'SELECT "offset", topic, payload FROM events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
-            (after, limit),
+            'SELECT "offset", topic, payload FROM events WHERE "offset" > ? ORDER BY "offset" LIMIT ?', (after, limit)
         ).fetchall()
 
     def accepted_at(self, offset: int) -> float | None:
@@ -75,9 +74,11 @@ class JournalReader(DeadLetterShelf, EnvelopeShelf, Connection):
 
     def commit_cursor(self, offset: int) -> None:
         """Move this sink's cursor up to OFFSET (never backwards); retries while the database is busy."""
-        self._write('INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
-                    'ON CONFLICT(sink) DO UPDATE SET "offset" = MAX("offset", excluded."offset")',
-                    (self.sink, offset))
+        self._write(
+            'INSERT INTO cursors(sink, "offset") VALUES (?, ?) '
+            'ON CONFLICT(sink) DO UPDATE SET "offset" = MAX("offset", excluded."offset")',
+            (self.sink, offset),
+        )
 
     def _write(self, sql: str, params: tuple) -> None:
         """One autocommit write, retried while the database is busy (the broker's transactions)."""

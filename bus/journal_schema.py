@@ -43,11 +43,11 @@ _SQLITE_NOTADB = 26
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     'CREATE TABLE IF NOT EXISTS events("offset" INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, '
-    'payload BLOB NOT NULL, accepted_at REAL NOT NULL)',
+    "payload BLOB NOT NULL, accepted_at REAL NOT NULL)",
     'CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, "offset" INTEGER NOT NULL)',
     'CREATE TABLE IF NOT EXISTS dead_letters(sink TEXT NOT NULL, "offset" INTEGER NOT NULL, topic TEXT NOT NULL, '
-    'payload BLOB NOT NULL, accepted_at REAL NOT NULL, webhook_id TEXT NOT NULL, event TEXT NOT NULL, '
-    'attempts INTEGER NOT NULL, status INTEGER, detail TEXT NOT NULL, set_aside_at REAL NOT NULL, '
+    "payload BLOB NOT NULL, accepted_at REAL NOT NULL, webhook_id TEXT NOT NULL, event TEXT NOT NULL, "
+    "attempts INTEGER NOT NULL, status INTEGER, detail TEXT NOT NULL, set_aside_at REAL NOT NULL, "
     'redrive INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(sink, "offset"))',
     "CREATE TABLE IF NOT EXISTS envelopes(sink TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL, "
     "members BLOB NOT NULL, PRIMARY KEY(sink, low))",
@@ -65,8 +65,20 @@ EXPECTED_COLUMNS = {
     "meta": ["key", "value"],
     "events": ["offset", "topic", "payload", "accepted_at"],
     "cursors": ["sink", "offset"],
-    "dead_letters": ["sink", "offset", "topic", "payload", "accepted_at", "webhook_id", "event", "attempts",
-                     "status", "detail", "set_aside_at", "redrive"],
+    "dead_letters": [
+        "sink",
+        "offset",
+        "topic",
+        "payload",
+        "accepted_at",
+        "webhook_id",
+        "event",
+        "attempts",
+        "status",
+        "detail",
+        "set_aside_at",
+        "redrive",
+    ],
     "envelopes": ["sink", "low", "high", "members"],
     "publishers": numbering.COLUMNS,
 }
@@ -107,7 +119,9 @@ def connect(path: str, *, must_exist: bool) -> sqlite3.Connection:
         if not os.path.exists(path):
             raise FileNotFoundError(f"journal {path} does not exist (the supervisor creates it)")
         uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23") + "?mode=rw"
-        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        db = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
     else:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

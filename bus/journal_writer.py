@@ -78,7 +78,9 @@ class JournalWriter(EnvelopeDesk, JournalHandle):
         """True when a tiny write transaction succeeds (the broker's test for leaving journal-full)."""
         with self._lock:
             try:
-                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('write_probe', ?)", (repr(time.time()),))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('write_probe', ?)", (repr(time.time()),)
+                )
                 return True
             except sqlite3.Error:
                 return False
@@ -93,8 +95,9 @@ class JournalWriter(EnvelopeDesk, JournalHandle):
 
     # ------------------------------------------------------------ housekeeping
 
-    def purge(self, max_rows: int | None = None, accepted_before: float | None = None,
-              until_bytes: int | None = None) -> int:
+    def purge(
+        self, max_rows: int | None = None, accepted_before: float | None = None, until_bytes: int | None = None
+    ) -> int:
         """Delete delivered events, oldest first: at most MAX_ROWS (None = no limit), only those
         accepted before ACCEPTED_BEFORE when given (retention), and when UNTIL_BYTES is given only
         until `used_bytes()` is at most that. In transactions of a quarter of the WAL limit, each
@@ -125,7 +128,9 @@ class JournalWriter(EnvelopeDesk, JournalHandle):
         WAL as it deletes, the vacuum after it twice that), fewer when only UNTIL_BYTES is due."""
         db = self._db
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        live = (db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
+        live = (
+            db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        ) * page_size
         low = db.execute('SELECT MIN("offset") FROM events').fetchone()[0]
         rows = 0 if low is None else db.execute(HEAD_SQL).fetchone()[0] - low + 1
         per_row = max(32, live // max(1, rows))
@@ -214,4 +219,3 @@ class JournalWriter(EnvelopeDesk, JournalHandle):
         except OSError:
             size = 0
         return size + wal_bytes(self.path)
-

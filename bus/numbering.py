@@ -32,8 +32,10 @@ PRUNE_INTERVAL = 3600.0  # s at least between two prunes while the broker runs
 
 TABLE_SQL = "CREATE TABLE IF NOT EXISTS publishers(id BLOB PRIMARY KEY, seq BLOB NOT NULL, seen_at REAL NOT NULL)"
 COLUMNS = ["id", "seq", "seen_at"]
-_UPSERT_SQL = ("INSERT INTO publishers(id, seq, seen_at) VALUES (?, ?, ?) "
-               "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, seen_at = excluded.seen_at")
+_UPSERT_SQL = (
+    "INSERT INTO publishers(id, seq, seen_at) VALUES (?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, seen_at = excluded.seen_at"
+)
 
 
 def record(db: sqlite3.Connection, rows: list, at: float) -> None:

@@ -115,8 +115,7 @@ def _topic_bytes(event: str) -> bytes:
 class Publisher:
     """One connection to the agent's bus; not thread-safe (one per thread)."""
 
-    def __init__(self, endpoint: str, *, buffer_max: int = 100_000, resend_max: int = 10_000,
-                 sndhwm: int = 1_000_000):
+    def __init__(self, endpoint: str, *, buffer_max: int = 100_000, resend_max: int = 10_000, sndhwm: int = 1_000_000):
         if buffer_max < 1:
             raise ValueError("buffer_max must be at least 1")
         if resend_max < 0:
@@ -235,7 +234,7 @@ class Publisher:
         self._ctx.term()
         return flushed
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Publisher:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -293,7 +292,7 @@ class Publisher:
         for i in range(0, len(items), 4):
             start, end = items[i + 2], items[i + 3]
             size = end - start
-            new[pos:pos + size] = buf[start:end]
+            new[pos : pos + size] = buf[start:end]
             ring.append(items[i])
             ring.append(items[i + 1])
             ring.append(pos)
@@ -312,8 +311,9 @@ class Publisher:
             self._pos = 0
             buf = self._buf
             self.resent += len(items) // 4
-            messages = [(items[i], bytes(buf[items[i + 2]:items[i + 3]]), items[i + 1])
-                        for i in range(0, len(items), 4)]
+            messages = [
+                (items[i], bytes(buf[items[i + 2] : items[i + 3]]), items[i + 1]) for i in range(0, len(items), 4)
+            ]
             self._kept.extendleft(reversed(messages))
 
     def _check_subscriptions(self) -> None:

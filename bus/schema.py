@@ -26,9 +26,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from common import __version__
-from common.vocabulary import AgentEvent, LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FORMATS
 from bus.events import CONFERENCE_EVENTS, EVENT_DATA_TYPES, PARTICIPANT_EVENTS, VERSION_2_ONLY_EVENTS
+from common import __version__
+from common.vocabulary import LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FORMATS, AgentEvent
 
 __all__ = [
     "PROTOCOL_VERSIONS",
@@ -47,18 +47,24 @@ _SWAGGER_REF = "#/definitions/"
 
 # ------------------------------------------------------------ plain-words descriptions
 
-_NODE = ("The originating Conferencing Node's primary IP address (node.address in the agent's config). "
-         "Always 127.0.0.1 on an eventsink_bulk envelope; the events inside carry their own node.")
-_SEQ = ("This sink's own counter on this node: 1, 2, 3 ... with no gaps. It starts again at 1, with an "
-        "eventsink_started event, every time the sink's publisher starts: agent start, a reload that adds "
-        "the sink, an operator restart of the sink, and a worker restart after a crash. Each node and each "
-        "sink counts on its own. A jump means events were missed; a return to 1 means the publisher "
-        "restarted (events delivered before may come again, with the same webhook-id). Always 0 on an "
-        "eventsink_bulk envelope; the events inside carry their own seq.")
+_NODE = (
+    "The originating Conferencing Node's primary IP address (node.address in the agent's config). "
+    "Always 127.0.0.1 on an eventsink_bulk envelope; the events inside carry their own node."
+)
+_SEQ = (
+    "This sink's own counter on this node: 1, 2, 3 ... with no gaps. It starts again at 1, with an "
+    "eventsink_started event, every time the sink's publisher starts: agent start, a reload that adds "
+    "the sink, an operator restart of the sink, and a worker restart after a crash. Each node and each "
+    "sink counts on its own. A jump means events were missed; a return to 1 means the publisher "
+    "restarted (events delivered before may come again, with the same webhook-id). Always 0 on an "
+    "eventsink_bulk envelope; the events inside carry their own seq."
+)
 _VERSION = "The sink's protocol version: 1 (original) or 2 (separate media stream events)."
-_TIME = ("Unix time in seconds (with a fraction) of the event, as the conference process saw it when it "
-         "published the event: not the time of delivery, and unchanged on retries. For eventsink_* "
-         "lifecycle events and eventsink_bulk envelopes: when the agent made them.")
+_TIME = (
+    "Unix time in seconds (with a fraction) of the event, as the conference process saw it when it "
+    "published the event: not the time of delivery, and unchanged on retries. For eventsink_* "
+    "lifecycle events and eventsink_bulk envelopes: when the agent made them."
+)
 _EVENT = "The event name."
 _LIFECYCLE = {
     "eventsink_started": "The sink's publisher started: always seq 1; the seq counter starts here.",
@@ -66,9 +72,11 @@ _LIFECYCLE = {
     "eventsink_stopped": "Version 1: the sink was removed by a reload or the agent is shutting down (best effort).",
     "eventsink_ended": "Version 2: the sink was removed by a reload or the agent is shutting down (best effort).",
 }
-_BULK = ("Sent instead of single events when the sink has bulk = true: up to bulk_max_events complete "
-         "envelopes in data, each with its own seq, in seq order. It goes out when full or when its oldest "
-         "event has waited bulk_interval seconds. node is 127.0.0.1 and seq is 0 on the outer envelope.")
+_BULK = (
+    "Sent instead of single events when the sink has bulk = true: up to bulk_max_events complete "
+    "envelopes in data, each with its own seq, in seq order. It goes out when full or when its oldest "
+    "event has waited bulk_interval seconds. node is 127.0.0.1 and seq is 0 on the outer envelope."
+)
 _OVERVIEW = """\
 What an event sink receives from eventsink-agent, the agent that runs on each Conferencing Node.
 
@@ -99,26 +107,32 @@ _HEADERS = {
     "WebhookId": {
         "name": "webhook-id",
         "required": True,
-        "description": ("Identifies this event (or bulk envelope) for deduplication: identical on every retry "
-                        "and every redelivery of it, different for every other event. Opaque text; compare "
-                        "it, do not parse it. Sent whether or not the sink has a secret."),
+        "description": (
+            "Identifies this event (or bulk envelope) for deduplication: identical on every retry "
+            "and every redelivery of it, different for every other event. Opaque text; compare "
+            "it, do not parse it. Sent whether or not the sink has a secret."
+        ),
         "type": "string",
     },
     "WebhookTimestamp": {
         "name": "webhook-timestamp",
         "required": False,
-        "description": ("Only when the sink has a secret: Unix time in whole seconds at which this attempt "
-                        "was signed; fresh on every retry. Standard Webhooks receivers reject a timestamp "
-                        "more than a few minutes from their own clock."),
+        "description": (
+            "Only when the sink has a secret: Unix time in whole seconds at which this attempt "
+            "was signed; fresh on every retry. Standard Webhooks receivers reject a timestamp "
+            "more than a few minutes from their own clock."
+        ),
         "type": "integer",
     },
     "WebhookSignature": {
         "name": "webhook-signature",
         "required": False,
-        "description": ("Only when the sink has a secret (`whsec_` + base64 key): `v1,` followed by the base64 "
-                        "HMAC-SHA256, keyed with the base64-decoded key, of `webhook-id` + '.' + "
-                        "`webhook-timestamp` + '.' + the exact request body, as in the Standard Webhooks "
-                        "specification. May hold several space-separated signatures; one match is enough."),
+        "description": (
+            "Only when the sink has a secret (`whsec_` + base64 key): `v1,` followed by the base64 "
+            "HMAC-SHA256, keyed with the base64-decoded key, of `webhook-id` + '.' + "
+            "`webhook-timestamp` + '.' + the exact request body, as in the Standard Webhooks "
+            "specification. May hold several space-separated signatures; one match is enough."
+        ),
         "type": "string",
     },
     "UserAgent": {
@@ -128,12 +142,16 @@ _HEADERS = {
         "type": "string",
     },
 }
-_AUTH = ("HTTP Basic authentication (`Authorization: Basic ...` header), sent only when the sink has a "
-         "username; username and password are case-sensitive.")
+_AUTH = (
+    "HTTP Basic authentication (`Authorization: Basic ...` header), sent only when the sink has a "
+    "username; username and password are case-sensitive."
+)
 _SUCCESS = "Delivered: any 2xx answer acknowledges the event (for a bulk envelope, every event inside)."
-_FAILURE = ("Not delivered: any other answer, including a 3xx (redirects are never followed), is a failure and "
-            "the sink retries later with backoff. 429 or 503 with a Retry-After header: the agent waits at "
-            "least that long.")
+_FAILURE = (
+    "Not delivered: any other answer, including a 3xx (redirects are never followed), is a failure and "
+    "the sink retries later with backoff. 429 or 503 with a Retry-After header: the agent waits at "
+    "least that long."
+)
 
 # ------------------------------------------------------------ the types
 
@@ -150,7 +168,10 @@ class EventEnvelope(msgspec.Struct):
     version: Annotated[Literal[1, 2], Meta(description=_VERSION)]
     time: Annotated[float, Meta(description=_TIME)]
     event: Annotated[str, Meta(description=_EVENT)]
-    data: Annotated[dict[str, Any] | list[dict[str, Any]], Meta(description="The event's fields (a list of envelopes for eventsink_bulk).")]
+    data: Annotated[
+        dict[str, Any] | list[dict[str, Any]],
+        Meta(description="The event's fields (a list of envelopes for eventsink_bulk)."),
+    ]
 
 
 def _camel(name: str) -> str:
@@ -189,9 +210,11 @@ def _event_description(version: int, event: str) -> str:
         return _LIFECYCLE[event] + " data is always {}."
     text = (_data_type(event).__doc__ or "").strip()
     if event == "participant_disconnected":
-        text += (" Version 1: data also carries the leg's media_streams (end-of-call statistics), merged in by "
-                 "the agent." if version == 1 else
-                 " Version 2: sent immediately after the leg's participant_media_streams_destroyed.")
+        text += (
+            " Version 1: data also carries the leg's media_streams (end-of-call statistics), merged in by the agent."
+            if version == 1
+            else " Version 2: sent immediately after the leg's participant_media_streams_destroyed."
+        )
     return text
 
 
@@ -200,11 +223,20 @@ def _envelope_type(version: int, event: str) -> type:
     bulk = event == AgentEvent.BULK
     data: Any = (
         Annotated[list[dict[str, Any]], Meta(description="The bundled envelopes, each with its own seq, in seq order.")]
-        if bulk else Annotated[_data_type(event), Meta(description="The event's fields.")]
+        if bulk
+        else Annotated[_data_type(event), Meta(description="The event's fields.")]
     )
     fields = [
-        ("node", Annotated[Literal["127.0.0.1"], Meta(description=_NODE)] if bulk else Annotated[str, Meta(description=_NODE)]),
-        ("seq", Annotated[Literal[0], Meta(description=_SEQ)] if bulk else Annotated[int, Meta(ge=1, description=_SEQ)]),
+        (
+            "node",
+            Annotated[Literal["127.0.0.1"], Meta(description=_NODE)]
+            if bulk
+            else Annotated[str, Meta(description=_NODE)],
+        ),
+        (
+            "seq",
+            Annotated[Literal[0], Meta(description=_SEQ)] if bulk else Annotated[int, Meta(ge=1, description=_SEQ)],
+        ),
         ("version", Annotated[Literal[version], Meta(description=_VERSION)]),  # type: ignore[valid-type]
         ("time", Annotated[float, Meta(description=_TIME)]),
         # msgspec takes plain strings in a Literal, not StrEnum members
@@ -258,8 +290,13 @@ def _components() -> dict[str, dict]:
 
 def _parameters() -> dict[str, dict]:
     return {
-        key: {"name": h["name"], "in": "header", "required": h["required"], "description": h["description"],
-              "schema": {"type": h["type"]}}
+        key: {
+            "name": h["name"],
+            "in": "header",
+            "required": h["required"],
+            "description": h["description"],
+            "schema": {"type": h["type"]},
+        }
         for key, h in _HEADERS.items()
     }
 
@@ -286,8 +323,13 @@ def _operation(version: int, event: str, fmt: str) -> dict:
     else:
         op["consumes"] = ["application/json"]
         op["parameters"] = [{"$ref": f"#/parameters/{key}"} for key in _HEADERS] + [
-            {"name": "envelope", "in": "body", "required": True, "description": "The event envelope.",
-             "schema": {"$ref": _SWAGGER_REF + name}}
+            {
+                "name": "envelope",
+                "in": "body",
+                "required": True,
+                "description": "The event envelope.",
+                "schema": {"$ref": _SWAGGER_REF + name},
+            }
         ]
         op["responses"] = {"200": {"description": _SUCCESS}, "default": {"description": _FAILURE}}
     return {"post": op}
@@ -301,14 +343,16 @@ def _tags() -> list[dict]:
 
 
 def _info() -> dict:
-    return {"title": "eventsink-agent events", "version": __version__, "description": _OVERVIEW,
-            "license": {"name": "MIT", "identifier": "MIT"}}
+    return {
+        "title": "eventsink-agent events",
+        "version": __version__,
+        "description": _OVERVIEW,
+        "license": {"name": "MIT", "identifier": "MIT"},
+    }
 
 
 def _openapi() -> dict:
-    webhooks = {
-        webhook_name(v, e): _operation(v, e, "openapi") for v in PROTOCOL_VERSIONS for e in events_of(v)
-    }
+    webhooks = {webhook_name(v, e): _operation(v, e, "openapi") for v in PROTOCOL_VERSIONS for e in events_of(v)}
     return {
         "openapi": "3.1.0",
         "info": _info(),
@@ -347,8 +391,13 @@ def _swagger_schema(schema: dict) -> dict:
 def _swagger() -> dict:
     definitions = _walk(copy.deepcopy(_components()), _swagger_schema)
     parameters = {
-        key: {"name": h["name"], "in": "header", "required": h["required"], "description": h["description"],
-              "type": h["type"]}
+        key: {
+            "name": h["name"],
+            "in": "header",
+            "required": h["required"],
+            "description": h["description"],
+            "type": h["type"],
+        }
         for key, h in _HEADERS.items()
     }
     paths = {"/" + webhook_name(v, e): _operation(v, e, "swagger") for v in PROTOCOL_VERSIONS for e in events_of(v)}
@@ -356,7 +405,8 @@ def _swagger() -> dict:
     info["license"] = {"name": "MIT"}
     info["description"] += (
         "\n\nSwagger 2.0 has no webhooks: each event is written here as a POST to a path named after its "
-        "version and event, but the agent POSTs every event to the sink's own configured URL.")
+        "version and event, but the agent POSTs every event to the sink's own configured URL."
+    )
     return {
         "swagger": "2.0",
         "info": info,

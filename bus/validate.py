@@ -31,10 +31,10 @@ from typing import NamedTuple
 import msgspec
 import orjson
 
-from common.logs import RateLimited, suppressed_note
-from common.vocabulary import RESERVED_PREFIX, RejectReason
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 from bus.numbering import NUMBER_BYTES
+from common.logs import RateLimited, suppressed_note
+from common.vocabulary import RESERVED_PREFIX, RejectReason
 
 DETAIL_MAX = 160  # characters of a detail string
 NAME_MAX = 60  # characters of a foreign name quoted in a detail
@@ -72,8 +72,11 @@ class Validator:
         number = None
         if len(frames) != 2:
             if len(frames) != 3 or len(frames[2]) != NUMBER_BYTES:
-                return Rejected(RejectReason.FRAME_COUNT, f"{len(frames)} frames (expected 2: event name, JSON payload; "
-                                               f"or 3 with a {NUMBER_BYTES}-byte number)")
+                return Rejected(
+                    RejectReason.FRAME_COUNT,
+                    f"{len(frames)} frames (expected 2: event name, JSON payload; "
+                    f"or 3 with a {NUMBER_BYTES}-byte number)",
+                )
             number = bytes(frames[2])
         topic_bytes, payload = bytes(frames[0]), bytes(frames[1])
         if len(payload) > self.max_message_bytes:
@@ -106,9 +109,13 @@ class Validator:
             return Rejected(RejectReason.NOT_OBJECT, f"payload is a JSON {type(doc).__name__}, not an object")
         event = doc.get("event")
         if topic.startswith(RESERVED_PREFIX):
-            return Rejected(RejectReason.RESERVED_EVENT, f"topic {_quote(topic)} is made by the agent, not taken from the bus")
+            return Rejected(
+                RejectReason.RESERVED_EVENT, f"topic {_quote(topic)} is made by the agent, not taken from the bus"
+            )
         if isinstance(event, str) and event.startswith(RESERVED_PREFIX):
-            return Rejected(RejectReason.RESERVED_EVENT, f"event {_quote(event)} is made by the agent, not taken from the bus")
+            return Rejected(
+                RejectReason.RESERVED_EVENT, f"event {_quote(event)} is made by the agent, not taken from the bus"
+            )
         if topic not in EVENT_DATA_TYPES:
             return Rejected(RejectReason.UNKNOWN_EVENT, f"topic {_quote(topic)} is not a bus event")
         if "event" not in doc:
@@ -129,8 +136,11 @@ class Validator:
             self._decoders[topic].decode(payload)
         except msgspec.ValidationError as exc:
             message = str(exc)
-            reason = (RejectReason.MISSING_FIELD if message.startswith("Object missing required field")
-                      else RejectReason.WRONG_TYPE)
+            reason = (
+                RejectReason.MISSING_FIELD
+                if message.startswith("Object missing required field")
+                else RejectReason.WRONG_TYPE
+            )
             return Rejected(reason, _short(message))
         except RecursionError:
             return Rejected(RejectReason.INVALID_JSON, "payload is nested too deeply")

@@ -39,10 +39,10 @@ class Backoff:
         """True when the current wait is above the maximum."""
         return self.current > self.maximum
 
-    def failed(self, retry_after: float | None = None) -> "Backoff":
+    def failed(self, retry_after: float | None = None) -> Backoff:
         return replace(self, failures=self.failures + 1, floor=max(0.0, retry_after or 0.0))
 
-    def succeeded(self) -> "Backoff":
+    def succeeded(self) -> Backoff:
         if not self.failures and not self.floor:
             return self  # the common case, once per delivered POST: no new object
         return replace(self, failures=0, floor=0.0)

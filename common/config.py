@@ -20,26 +20,26 @@ import msgspec
 from common import http_options
 from common.config_check import Checker, KeyLines
 from common.config_types import (
-    ROLES,
     BUS_EVENTS,
-    SECRET_KEYS,
-    RESOLVED_FIELDS,
-    SINK_NAME_RE,
     DEFAULT_PATH,
-    NodeConfig,
+    RESOLVED_FIELDS,
+    ROLES,
+    SECRET_KEYS,
+    SINK_NAME_RE,
     AgentConfig,
-    TuningConfig,
-    SinkConfig,
-    ConsoleConfig,
     Config,
-    Problem,
     ConfigError,
+    ConsoleConfig,
     LoadResult,
+    NodeConfig,
     Paths,
-    redact_url,
-    url_credentials,
-    secret_key,
+    Problem,
+    SinkConfig,
+    TuningConfig,
     parse_listen,
+    redact_url,
+    secret_key,
+    url_credentials,
 )
 
 __all__ = [
@@ -106,9 +106,13 @@ def resolve_secrets(config: Config) -> Config:
     sinks = []
     for s in config.sink:
         if s.password_file and not s.password:
-            s = msgspec.structs.replace(s, password=_read_secret_file(s, "password_file", http_options.read_password_file))
+            s = msgspec.structs.replace(
+                s, password=_read_secret_file(s, "password_file", http_options.read_password_file)
+            )
         if s.bearer_token_file:
-            s = msgspec.structs.replace(s, bearer_token=_read_secret_file(s, "bearer_token_file", http_options.read_bearer_token))
+            s = msgspec.structs.replace(
+                s, bearer_token=_read_secret_file(s, "bearer_token_file", http_options.read_bearer_token)
+            )
         sinks.append(s)
     return msgspec.structs.replace(config, sink=sinks)
 
@@ -118,7 +122,9 @@ def _read_secret_file(sink: SinkConfig, key: str, read: Callable[[str], str]) ->
     try:
         return read(path)
     except OSError as exc:
-        raise ConfigError([Problem(f"sink ({sink.name}).{key}", f"cannot read {path}: {exc.strerror or exc}")]) from None
+        raise ConfigError(
+            [Problem(f"sink ({sink.name}).{key}", f"cannot read {path}: {exc.strerror or exc}")]
+        ) from None
     except ValueError as exc:
         raise ConfigError([Problem(f"sink ({sink.name}).{key}", f"{path}: {exc}")]) from None
 

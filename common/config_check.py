@@ -18,11 +18,24 @@ from typing import Any
 import msgspec
 
 from common import http_options
-from common.console_check import check_console
 from common.config_types import (
-    BUS_EVENTS, RESOLVED_FIELDS, ROLES, SECRET_KEYS, SINK_NAME_RE, AgentConfig, Config, ConsoleConfig, NodeConfig,
-    Problem, SinkConfig, TuningConfig, parse_listen, redact_url, secret_key,
+    BUS_EVENTS,
+    RESOLVED_FIELDS,
+    ROLES,
+    SECRET_KEYS,
+    SINK_NAME_RE,
+    AgentConfig,
+    Config,
+    ConsoleConfig,
+    NodeConfig,
+    Problem,
+    SinkConfig,
+    TuningConfig,
+    parse_listen,
+    redact_url,
+    secret_key,
 )
+from common.console_check import check_console
 from common.vocabulary import LIFECYCLE_EVENTS
 
 
@@ -113,7 +126,9 @@ class Checker:
             self.problem("sink", "must be an array of tables: write [[sink]]", "sink")
         else:
             for i, s in enumerate(sinks_raw):
-                label = f"sink[{i}]" + (f" ({s['name']})" if isinstance(s, dict) and isinstance(s.get("name"), str) else "")
+                label = f"sink[{i}]" + (
+                    f" ({s['name']})" if isinstance(s, dict) and isinstance(s.get("name"), str) else ""
+                )
                 sinks.append(self.section("sink", s, SinkConfig, label, ("sink", i)))
         if node is not None:
             self.check_node(node)
@@ -142,7 +157,13 @@ class Checker:
         self.check_paths(config)
         for i, s in enumerate(config.sink):
             if s.locations and config.node.location not in s.locations:
-                self.warn(f"sink[{i}] ({s.name}).locations", f"sink not used at this node's location {config.node.location!r}", "sink", i, "locations")
+                self.warn(
+                    f"sink[{i}] ({s.name}).locations",
+                    f"sink not used at this node's location {config.node.location!r}",
+                    "sink",
+                    i,
+                    "locations",
+                )
         return None if self.problems else config
 
     def check_node(self, node: dict) -> None:
@@ -179,23 +200,41 @@ class Checker:
 
     def check_paths(self, config: Config) -> None:
         a = config.agent
-        for label, ep in (("agent.publish_endpoint", a.publish_endpoint), ("agent.runtime_dir", f"ipc://{a.runtime_dir}/supervisor.sock")):
+        for label, ep in (
+            ("agent.publish_endpoint", a.publish_endpoint),
+            ("agent.runtime_dir", f"ipc://{a.runtime_dir}/supervisor.sock"),
+        ):
             if ep.startswith("ipc://") and len(ep) - len("ipc://") > 106:
-                self.problem(label, "socket path too long (ipc paths must stay under 107 characters)", *label.split("."))
+                self.problem(
+                    label, "socket path too long (ipc paths must stay under 107 characters)", *label.split(".")
+                )
         if len(a.control_socket) > 106:
-            self.problem("agent.control_socket", "socket path too long (must stay under 107 characters)", "agent", "control_socket")
+            self.problem(
+                "agent.control_socket",
+                "socket path too long (must stay under 107 characters)",
+                "agent",
+                "control_socket",
+            )
 
     def check_tuning(self, tuning: dict) -> None:
         for key, v in tuning.items():
             if isinstance(v, (int, float)) and v < 0:
                 self.problem(f"tuning.{key}", f"must not be negative (got {v})", "tuning", key)
-        for key in ("connection_timeout", "response_timeout", "initial_retry_backoff", "max_retry_backoff", "max_background_posts"):
+        for key in (
+            "connection_timeout",
+            "response_timeout",
+            "initial_retry_backoff",
+            "max_retry_backoff",
+            "max_background_posts",
+        ):
             v = tuning.get(key)
             if isinstance(v, (int, float)) and v == 0:
                 self.problem(f"tuning.{key}", "must be greater than 0", "tuning", key)
         init, mx = tuning.get("initial_retry_backoff", 1), tuning.get("max_retry_backoff", 1800)
         if isinstance(init, (int, float)) and isinstance(mx, (int, float)) and 0 < mx < init:
-            self.problem("tuning.max_retry_backoff", "must not be less than initial_retry_backoff", "tuning", "max_retry_backoff")
+            self.problem(
+                "tuning.max_retry_backoff", "must not be less than initial_retry_backoff", "tuning", "max_retry_backoff"
+            )
 
     def check_sink_url(self, s: dict, label: str, at: tuple) -> None:
         url = s.get("url")
@@ -208,7 +247,12 @@ class Checker:
         except ValueError:
             ok = False
         if not ok:
-            self.problem(f"{label}.url", f"must be an http:// or https:// URL with a host (got {redact_url(url)!r:.80})", *at, "url")
+            self.problem(
+                f"{label}.url",
+                f"must be an http:// or https:// URL with a host (got {redact_url(url)!r:.80})",
+                *at,
+                "url",
+            )
         elif parts.scheme == "https" and s.get("verify_tls") is False:
             self.warn(f"{label}.verify_tls", "false: the sink's TLS certificate is not checked", *at, "verify_tls")
 
@@ -218,7 +262,12 @@ class Checker:
         at = ("sink", i)
         if isinstance(name, str):
             if not SINK_NAME_RE.match(name):
-                self.problem(f"{label}.name", "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit", *at, "name")
+                self.problem(
+                    f"{label}.name",
+                    "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                    *at,
+                    "name",
+                )
             if name in names:
                 self.problem(f"{label}.name", f"duplicate sink name (also sink[{names[name]}])", *at, "name")
             names.setdefault(name, i)
@@ -251,7 +300,9 @@ class Checker:
                 if not secret.startswith("whsec_") or not secret_key(secret):
                     raise ValueError
             except (ValueError, binascii.Error):
-                self.problem(f"{label}.secret", "must be 'whsec_' followed by a base64 key (Standard Webhooks)", *at, "secret")
+                self.problem(
+                    f"{label}.secret", "must be 'whsec_' followed by a base64 key (Standard Webhooks)", *at, "secret"
+                )
         events = s.get("events")
         if isinstance(events, list):
             for ev in events:

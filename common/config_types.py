@@ -255,7 +255,7 @@ class Paths:
     state_lock: str
 
     @classmethod
-    def of(cls, config: Config) -> "Paths":
+    def of(cls, config: Config) -> Paths:
         a = config.agent
         return cls(
             runtime_dir=a.runtime_dir,

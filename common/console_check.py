@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from common import passwords
 from common.config_types import parse_listen
@@ -34,7 +35,9 @@ def check_console(c: dict[str, Any], problem: Report, warn: Report) -> None:
     listen = c.get("listen", "")
     hours = c.get("session_hours")
     if isinstance(hours, (int, float)) and not 0 < hours <= 24 * 366:
-        problem("console.session_hours", f"must be greater than 0 and at most a year (got {hours})", *AT, "session_hours")
+        problem(
+            "console.session_hours", f"must be greater than 0 and at most a year (got {hours})", *AT, "session_hours"
+        )
     cert, key = c.get("tls_cert", ""), c.get("tls_key", "")
     if not isinstance(cert, str) or not isinstance(key, str):
         return
@@ -45,8 +48,13 @@ def check_console(c: dict[str, Any], problem: Report, warn: Report) -> None:
     if where is None:
         problem("console.listen", f"must be HOST:PORT, e.g. 127.0.0.1:9714 (got {listen!r:.60})", *AT, "listen")
     elif not is_loopback_host(where[0]) and not (cert and key):
-        problem("console.listen", f"{listen} is not a loopback address: set tls_cert and tls_key (the console "
-                "must speak HTTPS beyond this host), or listen on 127.0.0.1 and use an SSH tunnel", *AT, "listen")
+        problem(
+            "console.listen",
+            f"{listen} is not a loopback address: set tls_cert and tls_key (the console "
+            "must speak HTTPS beyond this host), or listen on 127.0.0.1 and use an SSH tunnel",
+            *AT,
+            "listen",
+        )
     pf = c.get("password_file", "/etc/eventsink-agent/console.passwd")
     if isinstance(pf, str):
         _check_password_file(pf, problem, warn)
@@ -70,14 +78,22 @@ def _check_tls(cert: str, key: str, problem: Report) -> None:
 
 def _check_password_file(path: str, problem: Report, warn: Report) -> None:
     if not path:
-        problem("console.password_file", "is required with listen (write it with `eventsink-agent console-password`)",
-                *AT, "password_file")
+        problem(
+            "console.password_file",
+            "is required with listen (write it with `eventsink-agent console-password`)",
+            *AT,
+            "password_file",
+        )
         return
     try:
         passwords.read_hash_file(path)
     except OSError as exc:
-        problem("console.password_file", f"cannot read {path}: {exc.strerror or exc} "
-                "(write it with `eventsink-agent console-password --file PATH`)", *AT, "password_file")
+        problem(
+            "console.password_file",
+            f"cannot read {path}: {exc.strerror or exc} (write it with `eventsink-agent console-password --file PATH`)",
+            *AT,
+            "password_file",
+        )
         return
     except passwords.BadHashFile as exc:
         problem("console.password_file", f"{path}: {exc}", *AT, "password_file")

@@ -53,9 +53,12 @@ def check_http_options(s: dict[str, Any], label: str, at: tuple, problem: Report
     statuses = s.get("dead_letter_statuses")
     for status in statuses if isinstance(statuses, list) else ():
         if not 400 <= status <= 499 or status in RETRIED_STATUSES:
-            problem(f"{label}.dead_letter_statuses",
-                    f"{status} is not a poison answer: give 4xx statuses other than 408 and 429 (those are retried)",
-                    *at, "dead_letter_statuses")
+            problem(
+                f"{label}.dead_letter_statuses",
+                f"{status} is not a poison answer: give 4xx statuses other than 408 and 429 (those are retried)",
+                *at,
+                "dead_letter_statuses",
+            )
 
 
 def _check_headers(s: dict[str, Any], label: str, at: tuple, problem: Report) -> None:
@@ -67,12 +70,21 @@ def _check_headers(s: dict[str, Any], label: str, at: tuple, problem: Report) ->
     for name, value in headers.items():
         lower = name.lower()
         if not HEADER_NAME_RE.match(name):
-            problem(key, f"header name {name!r:.60} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)", *at, "headers")
+            problem(
+                key,
+                f"header name {name!r:.60} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)",
+                *at,
+                "headers",
+            )
         elif lower in AGENT_HEADERS or lower.startswith("webhook-"):
             problem(key, f"{name} is set by the agent itself and cannot be configured", *at, "headers")
         elif lower == "authorization" and authorization_set:
-            problem(key, "Authorization is set by the agent when username (or url credentials) or bearer_token_file "
-                    "is given", *at, "headers")
+            problem(
+                key,
+                "Authorization is set by the agent when username (or url credentials) or bearer_token_file is given",
+                *at,
+                "headers",
+            )
         # The value is a secret: say which header, never what it holds.
         if isinstance(value, str) and any(c in value for c in "\r\n\0"):
             problem(key, f"the value of {name!r:.60} holds a line break or NUL", *at, "headers")
@@ -84,8 +96,12 @@ def _check_bearer_token_file(s: dict[str, Any], label: str, at: tuple, problem: 
         return
     key = f"{label}.bearer_token_file"
     if _basic_auth(s):
-        problem(key, "give username (Basic auth, also as credentials in the url) or bearer_token_file, not both",
-                *at, "bearer_token_file")
+        problem(
+            key,
+            "give username (Basic auth, also as credentials in the url) or bearer_token_file, not both",
+            *at,
+            "bearer_token_file",
+        )
     try:
         token = read_bearer_token(path)
     except OSError as exc:
@@ -178,7 +194,9 @@ def _check_key_matches(cert: str, key: str, label: str, at: tuple, problem: Repo
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=no_passphrase)
     except (ssl.SSLError, OSError):
-        problem(f"{label}.client_key", "does not belong to client_cert (or is not a usable private key)", *at, "client_key")
+        problem(
+            f"{label}.client_key", "does not belong to client_cert (or is not a usable private key)", *at, "client_key"
+        )
 
 
 def check_ca_file(path: str, key: str, at: tuple, problem: Report) -> None:
@@ -218,8 +236,12 @@ def _check_proxy(proxy: Any, label: str, at: tuple, problem: Report) -> None:
         ok = False
     if not ok:
         # The URL may carry credentials: it is not echoed.
-        problem(f"{label}.proxy", "must be an http:// or https:// URL with a host and a port, "
-                "e.g. http://proxy.example.com:3128", *at, "proxy")
+        problem(
+            f"{label}.proxy",
+            "must be an http:// or https:// URL with a host and a port, e.g. http://proxy.example.com:3128",
+            *at,
+            "proxy",
+        )
 
 
 def proxy_secrets(proxy: str) -> list[str]:

@@ -150,8 +150,11 @@ class DeliveriesStreamed(msgspec.Struct, tag_field="type", tag=DELIVERIES_STREAM
 
 
 Answer = AttemptsAnswer | DeliveriesAnswer | DeliveriesStreamed
-ANSWERS: dict[str, type] = {ATTEMPTS_ANSWER: AttemptsAnswer, DELIVERIES_ANSWER: DeliveriesAnswer,
-                            DELIVERIES_STREAMED: DeliveriesStreamed}
+ANSWERS: dict[str, type] = {
+    ATTEMPTS_ANSWER: AttemptsAnswer,
+    DELIVERIES_ANSWER: DeliveriesAnswer,
+    DELIVERIES_STREAMED: DeliveriesStreamed,
+}
 
 
 def parse_message(msg: dict) -> WorkerReport | BrokerReport | Answer:
@@ -212,8 +215,14 @@ class FollowDeliveries(msgspec.Struct, tag_field="type", tag="follow_deliveries"
 
 
 Command = StopPublisher | Update | Shutdown | Attempts | Deliveries | FollowDeliveries
-COMMANDS: dict[str, type] = {"stop_publisher": StopPublisher, "update": Update, "shutdown": Shutdown,
-                             "attempts": Attempts, "deliveries": Deliveries, "follow_deliveries": FollowDeliveries}
+COMMANDS: dict[str, type] = {
+    "stop_publisher": StopPublisher,
+    "update": Update,
+    "shutdown": Shutdown,
+    "attempts": Attempts,
+    "deliveries": Deliveries,
+    "follow_deliveries": FollowDeliveries,
+}
 
 
 class UnknownCommand(ValueError):

@@ -25,7 +25,8 @@ import signal
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -60,8 +61,9 @@ class Loop:
     an exception a callback raised (and the loop goes on); otherwise the exception propagates.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 on_error: Callable[[BaseException], None] | None = None):
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, on_error: Callable[[BaseException], None] | None = None
+    ):
         self.time = clock
         self.on_error = on_error
         self._poller = zmq.Poller()

@@ -42,7 +42,7 @@ def parse_time(value: object, now: float) -> float:
     except ValueError:
         raise ValueError(f"TIME must be {_EXAMPLES} (got {shown})") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return _checked(moment.timestamp(), text)
 
 
@@ -54,5 +54,5 @@ def _checked(seconds: float, given: object) -> float:
 
 def iso_utc(wall: float) -> str:
     """Unix time as ISO 8601 UTC, e.g. '2024-05-01T12:00:00.250Z'."""
-    stamp = datetime.datetime.fromtimestamp(wall, tz=datetime.timezone.utc)
+    stamp = datetime.datetime.fromtimestamp(wall, tz=datetime.UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")

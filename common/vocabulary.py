@@ -54,7 +54,6 @@ REJECT_REASONS = tuple(RejectReason)
 # ------------------------------------------------------------ POST outcomes (label `outcome`)
 
 
-
 class PostOutcome(enum.StrEnum):
     """How one POST ended (label `outcome`), in the documented order."""
 
@@ -110,7 +109,6 @@ SINK_ALARMS = (AlarmName.MAX_BACKOFF, AlarmName.MAX_CONCURRENT_POSTS)
 NODE_ALARMS = (AlarmName.JOURNAL_FULL,)
 
 # ------------------------------------------------------------ the schema document
-
 
 
 class SchemaFormat(enum.StrEnum):

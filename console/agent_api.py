@@ -10,12 +10,13 @@ import http.client
 import logging
 import socket
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from tornado.ioloop import IOLoop
 
-from agent.commands.client import Unreachable
 from agent.client.ctl import AgentFailed, ControlClient
+from agent.commands.client import Unreachable
 
 log = logging.getLogger("console")
 CALL_TIMEOUT = 15.0  # s; the control server itself answers 503 after 10 s
@@ -77,7 +78,7 @@ class AgentAPI:
     def sink_path(name: str, *rest: str) -> str:
         return "/".join(["/v1/sinks", urllib.parse.quote(name, safe=""), *rest])
 
-    def follow(self) -> "DeliveryStream":
+    def follow(self) -> DeliveryStream:
         return DeliveryStream(self.socket_path)
 
 

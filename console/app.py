@@ -92,8 +92,15 @@ async def serve(spec: ConsoleSpec) -> int:
     host, port = parse_listen(spec.console.listen) or ("", 0)
     app = make_app(spec)
     try:
-        server = app.listen(port, address=host, ssl_options=tls_context(spec.console), max_body_size=MAX_BODY,
-                            max_header_size=MAX_BODY, idle_connection_timeout=120, body_timeout=30)
+        server = app.listen(
+            port,
+            address=host,
+            ssl_options=tls_context(spec.console),
+            max_body_size=MAX_BODY,
+            max_header_size=MAX_BODY,
+            idle_connection_timeout=120,
+            body_timeout=30,
+        )
     except (OSError, ssl.SSLError) as exc:
         log.error("console: cannot serve on %s: %s", spec.console.listen, getattr(exc, "strerror", None) or exc)
         return 1

@@ -18,10 +18,9 @@ import collections
 import json
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
-
 import tornado.queues
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
@@ -87,8 +86,9 @@ class DeliveryFeed:
         self.generation += 1
         self.stream = self.api.follow()
         loop = IOLoop.current()
-        threading.Thread(target=self._read, args=(loop, self.generation, self.stream), name="deliveries",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(loop, self.generation, self.stream), name="deliveries", daemon=True
+        ).start()
 
     def close(self) -> None:
         self.generation += 1
@@ -216,5 +216,13 @@ class LivePage(ConsolePage):
                 problem = exc.message
         recent.sort(key=lambda d: str(d.get("at", "")), reverse=True)
         recent = [readable(d) for d in recent[:50]]
-        self.show("live.html", title="Live", page="live", names=names, chosen=chosen, recent=recent,
-                  problem=problem, user=USER)
+        self.show(
+            "live.html",
+            title="Live",
+            page="live",
+            names=names,
+            chosen=chosen,
+            recent=recent,
+            problem=problem,
+            user=USER,
+        )

@@ -40,8 +40,14 @@ class LoginPage(ConsolePage):
         self.show_login(None)
 
     def show_login(self, error: str | None) -> None:
-        self.render("login.html", title="Log in", page="login", error=error, notice=None,
-                    next=local_path(self.get_argument("next", "/")))
+        self.render(
+            "login.html",
+            title="Log in",
+            page="login",
+            error=error,
+            notice=None,
+            next=local_path(self.get_argument("next", "/")),
+        )
 
     async def post(self) -> None:
         limiter, addr = self.settings["limiter"], self.request.remote_ip

@@ -67,10 +67,13 @@ class ConsolePage(SecureHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
-        message = exc.message if isinstance(exc, Refusal) else {
-            403: "Refused: log in, and send forms from the console's own pages.",
-            404: "No such page.",
-        }.get(status_code, "The console could not answer this request.")
+        message = (
+            exc.message
+            if isinstance(exc, Refusal)
+            else {403: "Refused: log in, and send forms from the console's own pages.", 404: "No such page."}.get(
+                status_code, "The console could not answer this request."
+            )
+        )
         self.render("error.html", title="Not done", page="error", status=status_code, message=message, notice=None)
 
     async def ask(self, method: str, path: str, body: Any = None, raw: bool = False) -> Any:
@@ -89,8 +92,6 @@ class Refusal(tornado.web.HTTPError):
     def __init__(self, status: int, message: str):
         super().__init__(status, "%s", message)
         self.message = message
-
-
 
 
 async def find_sink(handler: ConsolePage, name: str) -> tuple[dict, dict]:
@@ -118,8 +119,16 @@ class SinkPage(ConsolePage):
         except AgentError as exc:
             attempts_error = exc.message
         dead = await self.ask("GET", self.api.sink_path(name, "dead-letters"))
-        self.show("sink.html", title=f"Sink {name}", page="sink", sink=sink, attempts=attempts,
-                  attempts_error=attempts_error, dead_letters=dead, replay=None)
+        self.show(
+            "sink.html",
+            title=f"Sink {name}",
+            page="sink",
+            sink=sink,
+            attempts=attempts,
+            attempts_error=attempts_error,
+            dead_letters=dead,
+            replay=None,
+        )
 
 
 class RestartAction(ConsolePage):
@@ -143,8 +152,9 @@ class ReplayAction(ConsolePage):
         if self.get_body_argument("confirm", "") != "yes":
             count = await self.ask("POST", path, {"since": since, "dry_run": True})
             _, sink = await find_sink(self, name)
-            self.show("replay.html", title=f"Replay {name}", page="replay", sink=sink, given=given,
-                      since=since, count=count)
+            self.show(
+                "replay.html", title=f"Replay {name}", page="replay", sink=sink, given=given, since=since, count=count
+            )
             return
         await self.ask("POST", path, {"since": since, "dry_run": False})
         self.back_to(sink_page(name), "replayed")
@@ -177,8 +187,13 @@ class SchemaPage(ConsolePage):
     @page
     async def get(self) -> None:
         doc = await self.ask("GET", "/v1/schema?format=openapi")
-        self.show("schema.html", title="View schema", page="schema", versions=schema_view.events_by_version(doc),
-                  info=doc.get("info", {}))
+        self.show(
+            "schema.html",
+            title="View schema",
+            page="schema",
+            versions=schema_view.events_by_version(doc),
+            info=doc.get("info", {}),
+        )
 
 
 class SchemaDownload(ConsolePage):

@@ -39,8 +39,12 @@ def fields_of(node: Any, schemas: dict) -> list[dict]:
         return []
     required = set(node.get("required", []))
     return [
-        {"name": key, "type": type_of(prop, schemas), "required": key in required,
-         "description": prop.get("description", "") if isinstance(prop, dict) else ""}
+        {
+            "name": key,
+            "type": type_of(prop, schemas),
+            "required": key in required,
+            "description": prop.get("description", "") if isinstance(prop, dict) else "",
+        }
         for key, prop in node.get("properties", {}).items()
     ]
 
@@ -54,9 +58,11 @@ def events_by_version(doc: dict) -> dict[int, list[dict]]:
         body = post.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
         envelope = schemas.get(_ref_name(body) or "", {})
         data = envelope.get("properties", {}).get("data", {})
-        out.setdefault(int(post.get("x-protocol-version", 0)), []).append({
-            "event": post.get("x-event", ""),
-            "summary": post.get("description", ""),
-            "fields": fields_of(data, schemas),
-        })
+        out.setdefault(int(post.get("x-protocol-version", 0)), []).append(
+            {
+                "event": post.get("x-event", ""),
+                "summary": post.get("description", ""),
+                "fields": fields_of(data, schemas),
+            }
+        )
     return dict(sorted(out.items()))

@@ -29,8 +29,10 @@ FAIL_WINDOW = 60.0  # s
 LOCKOUT = 60.0  # s
 MAX_TRACKED_ADDRESSES = 10_000  # bound on the rate limiter's memory under a spray of addresses
 MAX_SESSIONS = 1_000
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -133,8 +135,13 @@ class SecureHandler(tornado.web.RequestHandler):
 
     def start_session(self) -> None:
         sid = self.settings["sessions"].open()
-        self.set_signed_cookie(SESSION_COOKIE, sid, expires_days=None,
-                               max_age=int(self.settings["sessions"].lifetime), **self.cookie_flags())
+        self.set_signed_cookie(
+            SESSION_COOKIE,
+            sid,
+            expires_days=None,
+            max_age=int(self.settings["sessions"].lifetime),
+            **self.cookie_flags(),
+        )
 
     def end_session(self) -> None:
         self.settings["sessions"].close(self.session_id())

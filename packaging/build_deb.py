@@ -38,8 +38,19 @@ import sys
 import tempfile
 import time
 
-from deb_common import (COMMANDS, CONFFILE, HERE, PACKAGE, ROOT, VENV_PATH, BuildError, install_file, log,
-                        project_version, run)
+from deb_common import (
+    COMMANDS,
+    CONFFILE,
+    HERE,
+    PACKAGE,
+    ROOT,
+    VENV_PATH,
+    BuildError,
+    install_file,
+    log,
+    project_version,
+    run,
+)
 from deb_docs import changelog_checked, changelog_with_entry, install_docs
 from deb_launcher import site_packages, write_ctl_launcher
 
@@ -57,7 +68,9 @@ def system_python() -> tuple[str, str]:
     """(path of the versioned interpreter, 'X.Y') behind SYSTEM_PYTHON."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         raise BuildError(f"{SYSTEM_PYTHON} not found: apt-get install python3 python3-venv")
-    xy = run([SYSTEM_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True).stdout.strip()
+    xy = run(
+        [SYSTEM_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True
+    ).stdout.strip()
     versioned = f"/usr/bin/python{xy}"
     if not os.access(versioned, os.X_OK):
         raise BuildError(f"{versioned} not found")
@@ -91,7 +104,10 @@ def dev_constraints(path: str) -> str | None:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-            check=True, capture_output=True, text=True, timeout=60,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -109,8 +125,9 @@ def dev_constraints(path: str) -> str | None:
 def outer_pip_can_target() -> bool:
     """True when the pip of the interpreter running this script has --python (pip >= 22.3)."""
     try:
-        out = subprocess.run([sys.executable, "-m", "pip", "--version"], check=True, capture_output=True,
-                             text=True, timeout=60).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "--version"], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
         major, minor = (int(x) for x in out.split()[1].split(".")[:2])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return False
@@ -179,15 +196,29 @@ def install_with_wheelhouse(pip: list[str], src: str, constraints: str | None, w
     the build backend (setuptools, wheel), never of the project itself.
     """
     pinned = ["--constraint", constraints] if constraints else []
-    install = pip + ["install", "--quiet", "--no-compile", "--no-warn-script-location", "--prefer-binary",
-                     "--no-index", "--find-links", wheelhouse, *pinned, src]
+    install = pip + [
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--no-warn-script-location",
+        "--prefer-binary",
+        "--no-index",
+        "--find-links",
+        wheelhouse,
+        *pinned,
+        src,
+    ]
     if os.path.isdir(wheelhouse):
         if subprocess.run(install, capture_output=True, text=True, env=env).returncode == 0:
             return
     log(f"filling the wheel cache {wheelhouse} from the package index")
     os.makedirs(wheelhouse, exist_ok=True)
-    run(pip + ["wheel", "--quiet", "--prefer-binary", "--wheel-dir", wheelhouse, *pinned, src, "setuptools>=61", "wheel"],
-        env=env, capture_output=True)
+    run(
+        pip
+        + ["wheel", "--quiet", "--prefer-binary", "--wheel-dir", wheelhouse, *pinned, src, "setuptools>=61", "wheel"],
+        env=env,
+        capture_output=True,
+    )
     for name in os.listdir(wheelhouse):
         if name.startswith("eventsink_agent-"):
             os.remove(os.path.join(wheelhouse, name))
@@ -225,7 +256,9 @@ def install_tree(stage: str, venv: str, changelog: str) -> None:
         os.makedirs(P("usr", "bin"), exist_ok=True)
         os.symlink(f"{VENV_PATH}/bin/{name}", P("usr", "bin", name))
     install_file(os.path.join(HERE, "etc", "agent.toml"), P(CONFFILE.lstrip("/")))
-    install_file(os.path.join(HERE, "systemd", f"{PACKAGE}.service"), P("lib", "systemd", "system", f"{PACKAGE}.service"))
+    install_file(
+        os.path.join(HERE, "systemd", f"{PACKAGE}.service"), P("lib", "systemd", "system", f"{PACKAGE}.service")
+    )
     install_docs(stage, venv, changelog)
 
 
@@ -307,8 +340,12 @@ def write_debian_dir(stage: str, version: str, arch: str, depends: str) -> None:
     size = installed_size_kib(stage)
     with open(os.path.join(HERE, "debian", "control.in"), encoding="utf-8") as fh:
         control = fh.read()
-    control = (control.replace("@VERSION@", version).replace("@ARCH@", arch)
-               .replace("@INSTALLED_SIZE@", str(size)).replace("@DEPENDS@", depends))
+    control = (
+        control.replace("@VERSION@", version)
+        .replace("@ARCH@", arch)
+        .replace("@INSTALLED_SIZE@", str(size))
+        .replace("@DEPENDS@", depends)
+    )
     with open(os.path.join(debian, "control"), "w", encoding="utf-8") as fh:
         fh.write(control)
     with open(os.path.join(debian, "conffiles"), "w", encoding="utf-8") as fh:
@@ -383,12 +420,19 @@ def build(out_dir: str, wheelhouse: str, version: str | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the eventsink-agent .deb from this work tree.")
     parser.add_argument("--out", default=os.path.join(HERE, "build"), help="output directory (default packaging/build)")
-    parser.add_argument("--wheelhouse", default=os.path.join(HERE, "build", "wheelhouse"),
-                        help="cache of dependency wheels (default packaging/build/wheelhouse)")
-    parser.add_argument("--version", dest="package_version", metavar="VERSION",
-                        help="package version instead of agent.__version__ (e.g. a higher one to test an upgrade "
-                             "with); its changelog entry is written into the build directory, never into "
-                             "packaging/debian/changelog")
+    parser.add_argument(
+        "--wheelhouse",
+        default=os.path.join(HERE, "build", "wheelhouse"),
+        help="cache of dependency wheels (default packaging/build/wheelhouse)",
+    )
+    parser.add_argument(
+        "--version",
+        dest="package_version",
+        metavar="VERSION",
+        help="package version instead of agent.__version__ (e.g. a higher one to test an upgrade "
+        "with); its changelog entry is written into the build directory, never into "
+        "packaging/debian/changelog",
+    )
     args = parser.parse_args(argv)
     try:
         print(build(os.path.abspath(args.out), os.path.abspath(args.wheelhouse), args.package_version))

@@ -31,9 +31,11 @@ def changelog_with_entry(version: str, work: str) -> str:
         committed = fh.read()
     # The top entry's own trailer (maintainer and date), so the same tree builds the same package.
     trailer = next(line for line in committed.splitlines() if line.startswith(" -- "))
-    entry = (f"{PACKAGE} ({version}) unstable; urgency=medium\n\n"
-             f"  * Built with build_deb.py --version {version} (agent {project_version()}); not a release.\n\n"
-             f"{trailer}\n\n")
+    entry = (
+        f"{PACKAGE} ({version}) unstable; urgency=medium\n\n"
+        f"  * Built with build_deb.py --version {version} (agent {project_version()}); not a release.\n\n"
+        f"{trailer}\n\n"
+    )
     path = os.path.join(work, "changelog")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(entry + committed)
@@ -66,7 +68,9 @@ def install_docs(stage: str, venv: str, changelog: str) -> None:
     """Man pages, the doc directory (changelog, READMEs, examples, copyright) and the lintian overrides."""
     for page in sorted(os.listdir(os.path.join(HERE, "man"))):
         section = page.rsplit(".", 1)[1]
-        gzip_file(os.path.join(HERE, "man", page), os.path.join(stage, "usr", "share", "man", f"man{section}", page + ".gz"))
+        gzip_file(
+            os.path.join(HERE, "man", page), os.path.join(stage, "usr", "share", "man", f"man{section}", page + ".gz")
+        )
     doc = os.path.join(stage, DOC_DIR)
     gzip_file(changelog, os.path.join(doc, "changelog.Debian.gz"))
     install_file(os.path.join(HERE, "README.md"), os.path.join(doc, "README.Debian"))
@@ -79,5 +83,7 @@ def install_docs(stage: str, venv: str, changelog: str) -> None:
     bundled = "\n".join(f"  {n} {v}: {lic}" for n, v, lic in bundled_distributions(venv))
     with open(os.path.join(doc, "copyright"), "w", encoding="utf-8") as fh:
         fh.write(template.replace("@BUNDLED@", bundled))
-    install_file(os.path.join(HERE, "debian", "lintian-overrides"),
-                 os.path.join(stage, "usr", "share", "lintian", "overrides", PACKAGE))
+    install_file(
+        os.path.join(HERE, "debian", "lintian-overrides"),
+        os.path.join(stage, "usr", "share", "lintian", "overrides", PACKAGE),
+    )

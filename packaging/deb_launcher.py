@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 
 # Linux passes everything after the interpreter in a shebang as one argument: the two flags are one word.
-LAUNCHER = '''#!{python} -IS
+LAUNCHER = """#!{python} -IS
 # eventsinkctl, written by packaging/build_deb.py (packaging/deb_launcher.py says why it looks so).
 import sys
 sys.path.append({site_packages!r})
 from agent.client.ctl import main
 sys.exit(main())
-'''
+"""
 
 
 def site_packages(venv: str, xy: str) -> str:

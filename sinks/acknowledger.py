@@ -30,8 +30,15 @@ COMMIT_INTERVAL = 1.0
 class Acknowledger:
     """Cursor, shadow and commits of one worker; `done` and `discarded` are its two inputs."""
 
-    def __init__(self, reader, shadow: CursorShadow, dead_letters: DeadLetters, loop: Loop,
-                 journal_call: Callable, committed_now: Callable[[], None]):
+    def __init__(
+        self,
+        reader,
+        shadow: CursorShadow,
+        dead_letters: DeadLetters,
+        loop: Loop,
+        journal_call: Callable,
+        committed_now: Callable[[], None],
+    ):
         self.reader = reader
         self.shadow = shadow
         self.dead_letters = dead_letters
@@ -98,5 +105,3 @@ class Acknowledger:
     def close(self) -> None:
         self._commit_due.cancel()
         self.shadow.close()
-
-

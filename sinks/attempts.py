@@ -45,8 +45,18 @@ class AttemptRing:
 
     def record(self, wall: float, post: Any, result: Any) -> None:
         """One attempt of POST that ended with RESULT (sinks.http.Result) at WALL (time.time())."""
-        self._entries.append((wall, post.seq, len(post.times), post.webhook_id, result.outcome, result.status,
-                              result.duration, result.detail))
+        self._entries.append(
+            (
+                wall,
+                post.seq,
+                len(post.times),
+                post.webhook_id,
+                result.outcome,
+                result.status,
+                result.duration,
+                result.detail,
+            )
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,8 +93,16 @@ def entry(raw: tuple, scrub: Callable[[str], str]) -> AttemptEntry:
         text = f"HTTP {status}"
     else:
         text = scrub(detail or "no detail")  # the words FailureLog writes after the outcome
-    return AttemptEntry(at=iso_utc(wall), seq=seq, events=events, webhook_id=webhook_id, outcome=outcome,
-                        status=status, duration=round(duration, 6), detail=text)
+    return AttemptEntry(
+        at=iso_utc(wall),
+        seq=seq,
+        events=events,
+        webhook_id=webhook_id,
+        outcome=outcome,
+        status=status,
+        duration=round(duration, 6),
+        detail=text,
+    )
 
 
 def entries(raws: Iterable[tuple], config: Any) -> list[AttemptEntry]:

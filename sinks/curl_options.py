@@ -39,8 +39,16 @@ def gzip_body(body: bytes) -> bytes:
 def options_key(sink: SinkConfig) -> tuple:
     """What of the HTTP options needs a new client when it changes: the settings, and the digest of
     the bearer token and of the certificate files' content (renewed behind the same paths)."""
-    return (tuple(sorted(sink.headers.items())), sink.bearer_token, sink.client_cert, sink.client_key,
-            sink.proxy, sink.compression, sink.http_version, credentials_digest(sink))
+    return (
+        tuple(sorted(sink.headers.items())),
+        sink.bearer_token,
+        sink.client_cert,
+        sink.client_key,
+        sink.proxy,
+        sink.compression,
+        sink.http_version,
+        credentials_digest(sink),
+    )
 
 
 def option_headers(sink: SinkConfig) -> list[str]:
@@ -65,7 +73,7 @@ class ClientCertificate:
     key: bytes
 
     @classmethod
-    def of(cls, sink: SinkConfig) -> "ClientCertificate | None":
+    def of(cls, sink: SinkConfig) -> ClientCertificate | None:
         if not (sink.client_cert and sink.client_key):
             return None
         return cls(_read(sink.client_cert, "client_cert"), _read(sink.client_key, "client_key"))
@@ -89,7 +97,7 @@ class Proxy:
     password: str
 
     @classmethod
-    def of(cls, proxy: str) -> "Proxy | None":
+    def of(cls, proxy: str) -> Proxy | None:
         if not proxy:
             return None
         try:
@@ -98,20 +106,27 @@ class Proxy:
         except ValueError:
             scheme = host = port = None
         if scheme not in ("http", "https") or not host or port is None:
-            raise ValueError("proxy must be an http:// or https:// URL with a host and a port")  # not echoed: credentials
+            raise ValueError(
+                "proxy must be an http:// or https:// URL with a host and a port"
+            )  # not echoed: credentials
         shown = f"[{host}]" if ":" in host else host
-        return cls(f"{scheme}://{shown}:{port}", urllib.parse.unquote(parts.username or ""),
-                   urllib.parse.unquote(parts.password or ""))
+        return cls(
+            f"{scheme}://{shown}:{port}",
+            urllib.parse.unquote(parts.username or ""),
+            urllib.parse.unquote(parts.password or ""),
+        )
 
 
-def set_handle_options(c: pycurl.Curl, sink: SinkConfig, cert: ClientCertificate | None,
-                       proxy: Proxy | None, ca_file: str) -> None:
+def set_handle_options(
+    c: pycurl.Curl, sink: SinkConfig, cert: ClientCertificate | None, proxy: Proxy | None, ca_file: str
+) -> None:
     """Every HTTP option on one easy handle (once, when the handle is made)."""
     https = sink.url.lower().startswith("https:")
     if sink.http_version == "2":
         # ALPN over TLS; for http:// nothing negotiates, so the agent speaks HTTP/2 at once.
-        c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS if https
-                 else pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)
+        c.setopt(
+            pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS if https else pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+        )
         # A second POST waits for the first connection to tell whether it multiplexes, instead of
         # opening a connection of its own.
         c.setopt(pycurl.PIPEWAIT, 1)

@@ -102,17 +102,33 @@ class DeadLetters:
         answer = " ".join(answer.split())[:ANSWER_SHOWN]
         detail = f"{result.detail}: {answer}" if answer else result.detail
         try:
-            self.reader.set_aside(offset, single.event, single.body, accepted, single.webhook_id, single.event,
-                                  post.strikes, result.status, detail)
+            self.reader.set_aside(
+                offset,
+                single.event,
+                single.body,
+                accepted,
+                single.webhook_id,
+                single.event,
+                post.strikes,
+                result.status,
+                detail,
+            )
         except sqlite3.Error as exc:
             log.warning("sink %s: cannot set event %s aside (retrying it): %s", self.name, single.webhook_id, exc)
             return False
         self.set_aside += 1
         if single.dead_letter:  # a redriven one, set aside again: its row is back (the journal replaced it)
             self.redriving -= 1
-        support.warning("sink %s: event %s (%s, webhook-id %s) set aside as a dead letter after %d answers "
-                        "of HTTP %s: %s", self.name, offset, single.event, single.webhook_id, post.strikes,
-                        result.status, answer or "no answer body")
+        support.warning(
+            "sink %s: event %s (%s, webhook-id %s) set aside as a dead letter after %d answers of HTTP %s: %s",
+            self.name,
+            offset,
+            single.event,
+            single.webhook_id,
+            post.strikes,
+            result.status,
+            answer or "no answer body",
+        )
         return True
 
     # ------------------------------------------------------------ redrive

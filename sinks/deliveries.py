@@ -31,8 +31,8 @@ from typing import Any
 
 from common import internal
 from common.link import Deliveries, DeliveriesAnswer, DeliveriesStreamed, DeliveryEntry, FollowDeliveries
-from common.timespec import iso_utc
 from common.logs import RedactSecrets
+from common.timespec import iso_utc
 from sinks.attempts import worker_secrets
 
 RING_SIZE = 100  # POSTs kept: the most `limit` may ask for
@@ -69,7 +69,7 @@ class DeliveryRing:
         if not on:
             self.fresh.clear()
 
-    def masker(self, config: Any, sink: str) -> "Masker":
+    def masker(self, config: Any, sink: str) -> Masker:
         """The Masker of CONFIG (kept while the worker runs with it: building one reads the
         secrets, password and token files included, so a followed worker must not per turn)."""
         kept = self._masker
@@ -128,9 +128,17 @@ def entry(raw: tuple, masker: Masker) -> DeliveryEntry:
     wall, post, result = raw
     lines, body = result.request or ((), b"")
     headers = masker.headers(lines)
-    return DeliveryEntry(at=iso_utc(wall), webhook_id=post.webhook_id, seq=post.seq, events=post.count,
-                         outcome=result.outcome, status=result.status, duration=round(result.duration, 6),
-                         headers=headers, body=masker.body(body, headers))
+    return DeliveryEntry(
+        at=iso_utc(wall),
+        webhook_id=post.webhook_id,
+        seq=post.seq,
+        events=post.count,
+        outcome=result.outcome,
+        status=result.status,
+        duration=round(result.duration, 6),
+        headers=headers,
+        body=masker.body(body, headers),
+    )
 
 
 def answer(ring: DeliveryRing, ask: Deliveries, sink: str, config: Any) -> DeliveriesAnswer:
@@ -155,5 +163,5 @@ def stream(link: Any, ring: DeliveryRing, sink: str, config: Any, now: float) ->
     ring.stream_at = now + STREAM_INTERVAL
     masker = ring.masker(config, sink)
     for start in range(0, len(fresh), STREAM_BATCH):
-        batch = [entry(r, masker) for r in fresh[start:start + STREAM_BATCH]]
+        batch = [entry(r, masker) for r in fresh[start : start + STREAM_BATCH]]
         internal.send_nowait(link, DeliveriesStreamed(sink=sink, deliveries=batch))

@@ -80,11 +80,19 @@ class Dispatcher:
     libcurl's results to `finish`.
     """
 
-    def __init__(self, sink: str, client: HttpClient, backoff: Backoff, limit: int,
-                 on_state_change: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 max_rate: float = 0.0, judge: Callable[[Post, Result], tuple[Post, ...]] | None = None,
-                 on_done: Callable[[Post, Result], None] | None = None,
-                 wake_at: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        sink: str,
+        client: HttpClient,
+        backoff: Backoff,
+        limit: int,
+        on_state_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_rate: float = 0.0,
+        judge: Callable[[Post, Result], tuple[Post, ...]] | None = None,
+        on_done: Callable[[Post, Result], None] | None = None,
+        wake_at: Callable[[float], None] | None = None,
+    ):
         self.sink = sink
         # Exactly once per Post: delivered, or set aside by `judge` (the worker's acknowledger).
         self._on_done = on_done or (lambda post, result: None)
@@ -130,8 +138,9 @@ class Dispatcher:
         """The client of the current settings (the one waiting to take over, if any)."""
         return self.clients.waiting or self.clients.current
 
-    def configure(self, limit: int, initial: float, maximum: float, client: HttpClient | None = None,
-                  max_rate: float = 0.0) -> None:
+    def configure(
+        self, limit: int, initial: float, maximum: float, client: HttpClient | None = None, max_rate: float = 0.0
+    ) -> None:
         """New settings, live: concurrency, backoff bounds (failures so far kept), pacing, maybe a new
         client (it takes over once the POSTs under way on the old one have ended)."""
         self.limit = max(1, limit)
@@ -251,7 +260,12 @@ class Dispatcher:
 
     def _wait_needed(self, now: float) -> float | None:
         """0.0 when an attempt may start now, else seconds to wait (None: until something changes)."""
-        if self._closed or self.state != PublisherState.RUNNING or self._in_flight >= self.limit or self.clients.waiting is not None:
+        if (
+            self._closed
+            or self.state != PublisherState.RUNNING
+            or self._in_flight >= self.limit
+            or self.clients.waiting is not None
+        ):
             return None
         if not (self._queue or self._retry):
             return None
@@ -319,9 +333,13 @@ class Dispatcher:
             self.failure_log.failure(self.clients.current.url, result, "stopped")
             if self.state == PublisherState.RUNNING:
                 self._exceeded_wait = self.backoff.current
-                support_log.error("sink %s: the next retry wait (%g s) exceeds max_retry_backoff (%g s); "
-                                  "sending stopped until the publisher is restarted",
-                                  self.sink, self._exceeded_wait, self.backoff.maximum)
+                support_log.error(
+                    "sink %s: the next retry wait (%g s) exceeds max_retry_backoff (%g s); "
+                    "sending stopped until the publisher is restarted",
+                    self.sink,
+                    self._exceeded_wait,
+                    self.backoff.maximum,
+                )
                 self._set_state(PublisherState.BACKOFF_EXCEEDED)
             return
         wait = self.backoff.current

@@ -74,8 +74,15 @@ class FailureLog:
         self.failing += 1
         suppressed = self._rate.allow((result.outcome, result.status))
         if suppressed is not None:
-            support_log.warning("sink %s: POST to %s failed: %s: %s; %s%s", self.sink, url, result.outcome,
-                                result.detail or "no detail", then, suppressed_note(suppressed))
+            support_log.warning(
+                "sink %s: POST to %s failed: %s: %s; %s%s",
+                self.sink,
+                url,
+                result.outcome,
+                result.detail or "no detail",
+                then,
+                suppressed_note(suppressed),
+            )
 
     def success(self, url: str) -> None:
         if self.failing:

@@ -86,13 +86,15 @@ def json_time(wall: float) -> bytes:
 def envelope(node: bytes, seq: int, version: int, time: bytes, event: str, data: msgspec.Raw | bytes) -> bytes:
     """One envelope `{"node", "seq", "version", "time", "event", "data"}`; NODE, TIME and DATA are JSON bytes."""
     name = _names.get(event) or json_string(event)  # json_string's cache, without its call
-    return b'{"node":%b,"seq":%d,"version":%d,"time":%b,"event":%b,"data":%b}' % (
-        node, seq, version, time, name, data,
-    )
+    return b'{"node":%b,"seq":%d,"version":%d,"time":%b,"event":%b,"data":%b}' % (node, seq, version, time, name, data)
 
 
 def bulk(version: int, wall: float, envelopes: list[bytes]) -> bytes:
     """An `eventsink_bulk` envelope holding ENVELOPES (complete envelope bytes) in order."""
     return b'{"event":"%b","node":%b,"seq":0,"version":%d,"time":%b,"data":[%b]}' % (
-        AgentEvent.BULK.encode(), BULK_NODE, version, json_time(wall), b",".join(envelopes),
+        AgentEvent.BULK.encode(),
+        BULK_NODE,
+        version,
+        json_time(wall),
+        b",".join(envelopes),
     )

@@ -108,8 +108,7 @@ class EnvelopeBook:
         try:
             records = self.reader.envelopes_beginning(self._loaded, through)
         except sqlite3.Error as exc:  # new envelopes form instead: delivered again, never lost
-            log.warning("sink %s: cannot read bulk envelope records (%s); re-forming them anew",
-                        self.reader.sink, exc)
+            log.warning("sink %s: cannot read bulk envelope records (%s); re-forming them anew", self.reader.sink, exc)
             records = []
         self._loaded = through
         for low, items in records:
@@ -186,11 +185,16 @@ class EnvelopeBook:
             return True
         except sqlite3.Error as exc:
             if is_full(exc):
-                log.warning("sink %s: the journal cannot take %d bulk envelope records (%s); sending them "
-                            "unrecorded", self.reader.sink, len(envelopes), exc)
+                log.warning(
+                    "sink %s: the journal cannot take %d bulk envelope records (%s); sending them unrecorded",
+                    self.reader.sink,
+                    len(envelopes),
+                    exc,
+                )
                 return True
-            log.warning("sink %s: cannot record %d bulk envelopes yet (%s); retrying", self.reader.sink,
-                        len(envelopes), exc)
+            log.warning(
+                "sink %s: cannot record %d bulk envelopes yet (%s); retrying", self.reader.sink, len(envelopes), exc
+            )
             self._retry_at = now + RECORD_RETRY
             return False
 
@@ -201,8 +205,12 @@ class EnvelopeBook:
             self.reader.record_envelopes([items_of(h) for h in halves], replacing=min(whole.offsets))
             return True
         except sqlite3.Error as exc:
-            log.warning("sink %s: cannot record the halves of bulk envelope %s (%s); retrying it whole",
-                        self.reader.sink, whole.webhook_id, exc)
+            log.warning(
+                "sink %s: cannot record the halves of bulk envelope %s (%s); retrying it whole",
+                self.reader.sink,
+                whole.webhook_id,
+                exc,
+            )
             return False
 
     def next_deadline(self) -> float | None:

@@ -38,10 +38,17 @@ import pycurl
 
 import common
 from common.backoff import RETRY_AFTER_STATUSES, parse_retry_after
-from common.vocabulary import PostOutcome, POST_OUTCOMES
 from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
-from sinks.curl_options import (ClientCertificate, Proxy, gzip_body, option_headers, options_key,
-                                  set_handle_options, set_multi_options)
+from common.vocabulary import POST_OUTCOMES, PostOutcome
+from sinks.curl_options import (
+    ClientCertificate,
+    Proxy,
+    gzip_body,
+    option_headers,
+    options_key,
+    set_handle_options,
+    set_multi_options,
+)
 from sinks.curl_outcome import last_answer, outcome_of, parse_headers, reason, reason_phrase
 from sinks.deadline import Deadline
 from sinks.signing import Signer
@@ -88,8 +95,18 @@ class Timeouts:
 class Transfer:
     """One easy handle, kept alive across POSTs, and what its current POST gathered."""
 
-    __slots__ = ("handle", "token", "started", "deadline", "timeouts", "lines", "answer", "aborted", "limits",
-                 "request")
+    __slots__ = (
+        "handle",
+        "token",
+        "started",
+        "deadline",
+        "timeouts",
+        "lines",
+        "answer",
+        "aborted",
+        "limits",
+        "request",
+    )
 
     def __init__(self, handle: pycurl.Curl):
         self.handle = handle
@@ -154,16 +171,29 @@ class HttpClient:
     @staticmethod
     def settings_key(sink: SinkConfig, tuning: TuningConfig) -> tuple:
         """Everything that needs a new client when it changes."""
-        return (sink.url, sink.username, sink.password, sink.verify_tls, sink.ca_file, sink.secret,
-                sink.max_in_flight, tuning.connection_timeout, tuning.response_timeout, *options_key(sink))
+        return (
+            sink.url,
+            sink.username,
+            sink.password,
+            sink.verify_tls,
+            sink.ca_file,
+            sink.secret,
+            sink.max_in_flight,
+            tuning.connection_timeout,
+            tuning.response_timeout,
+            *options_key(sink),
+        )
 
     def __repr__(self) -> str:
         return f"HttpClient({self.url})"
 
     @staticmethod
     def _headers_of(sink: SinkConfig) -> list[str]:
-        headers = ["Content-Type: application/json", f"User-Agent: {USER_AGENT}",
-                   "Expect:"]  # no 100-continue wait for bodies over 1 KiB
+        headers = [
+            "Content-Type: application/json",
+            f"User-Agent: {USER_AGENT}",
+            "Expect:",
+        ]  # no 100-continue wait for bodies over 1 KiB
         user, password = (sink.username, sink.password) if sink.username else url_credentials(sink.url)
         if user:
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -197,8 +227,9 @@ class HttpClient:
     def in_flight(self) -> int:
         return len(self._busy)
 
-    def start(self, body: bytes, webhook_id: str, token: object, now: float | None = None,
-              timeouts: Timeouts | None = None) -> None:
+    def start(
+        self, body: bytes, webhook_id: str, token: object, now: float | None = None, timeouts: Timeouts | None = None
+    ) -> None:
         """Begin one POST of BODY; its Result comes back from finished() with TOKEN."""
         if self._gzip:  # compressed before signing: the signature covers the bytes as sent
             body = gzip_body(body)
@@ -258,8 +289,9 @@ class HttpClient:
         if t.aborted:
             return Result(PostOutcome.TIMEOUT, None, duration, detail=t.aborted, request=t.request)
         if errno:
-            return Result(outcome_of(errno, message), None, duration, detail=reason(c, errno, message),
-                          request=t.request)
+            return Result(
+                outcome_of(errno, message), None, duration, detail=reason(c, errno, message), request=t.request
+            )
         status = c.getinfo(pycurl.RESPONSE_CODE)
         if 200 <= status < 300:
             return Result(PostOutcome.SUCCESS, status, duration, request=t.request)
@@ -268,8 +300,14 @@ class HttpClient:
         if 300 <= status < 400:
             location = headers.get("location")
             where = redact_url(location) if location else "no Location"
-            return Result(PostOutcome.REDIRECT, status, duration, detail=f"HTTP {status} redirect to {where} (not followed)",
-                          answer=bytes(t.answer), request=t.request)
+            return Result(
+                PostOutcome.REDIRECT,
+                status,
+                duration,
+                detail=f"HTTP {status} redirect to {where} (not followed)",
+                answer=bytes(t.answer),
+                request=t.request,
+            )
         retry_after = parse_retry_after(headers.get("retry-after")) if status in RETRY_AFTER_STATUSES else None
         detail = f"HTTP {status} {reason_phrase(answer)}".rstrip()
         if retry_after is not None:
@@ -428,8 +466,11 @@ class HttpClient:
             poller.register(fd, (select.POLLIN if bits & WATCH_IN else 0) | (select.POLLOUT if bits & WATCH_OUT else 0))
         wait = 1.0 if until is None else max(0.0, until - time.monotonic())
         for fd, ev in poller.poll(wait * 1000):
-            bits = (1 if ev & (select.POLLIN | select.POLLHUP) else 0) | (2 if ev & select.POLLOUT else 0) \
+            bits = (
+                (1 if ev & (select.POLLIN | select.POLLHUP) else 0)
+                | (2 if ev & select.POLLOUT else 0)
                 | (4 if ev & select.POLLERR else 0)
+            )
             self.socket_ready(fd, bits)
         self.timer_due(time.monotonic())
 

@@ -23,7 +23,7 @@ class Post:
     entered: float = 0.0  # monotonic time it entered the send order
     strikes: int = 0  # answers in a row with a dead-letter status (sinks/dead_letters.py)
     dead_letter: int = 0  # a redriven dead letter: its journal offset (0: not one)
-    parts: tuple["Post", ...] = ()  # a bulk envelope: the Posts inside (to split it)
+    parts: tuple[Post, ...] = ()  # a bulk envelope: the Posts inside (to split it)
 
     @property
     def count(self) -> int:

@@ -28,10 +28,10 @@ import mmap
 import os
 import struct
 
-from bus.shadow_marks import (  # noqa: F401 - shadow_path, peek_mark: re-exported
-    BASE_AT as _BASE_AT, FORMAT, HEADER as _HEADER, MAGIC, MARK_AT as _MARK_AT, RING, SIZE, epoch_field,
-    peek_mark, shadow_path,
-)
+from bus.shadow_marks import BASE_AT as _BASE_AT
+from bus.shadow_marks import FORMAT, MAGIC, RING, SIZE, epoch_field
+from bus.shadow_marks import HEADER as _HEADER
+from bus.shadow_marks import MARK_AT as _MARK_AT
 
 _U64 = struct.Struct("<Q")
 
@@ -50,7 +50,7 @@ class CursorShadow:
             self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
-        self._slots = memoryview(self._map)[_HEADER.size:].cast("Q")
+        self._slots = memoryview(self._map)[_HEADER.size :].cast("Q")
 
     def resume(self, committed: int) -> tuple[int, frozenset[int]]:
         """Given the SQLite cursor COMMITTED: the mark to start from and the offsets above it
@@ -61,7 +61,7 @@ class CursorShadow:
             done = frozenset(o for o in self._slots if start < o <= start + RING)
         else:
             start, done = committed, frozenset()
-            self._map[_HEADER.size:] = bytes(SIZE - _HEADER.size)
+            self._map[_HEADER.size :] = bytes(SIZE - _HEADER.size)
         _HEADER.pack_into(self._map, 0, MAGIC, FORMAT, self._epoch, committed, start)
         return start, done
 

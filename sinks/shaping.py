@@ -32,7 +32,7 @@ import orjson
 
 from common.config import Config, SinkConfig
 from common.logs import RateLimited
-from common.vocabulary import AgentEvent, RESERVED_PREFIX
+from common.vocabulary import RESERVED_PREFIX, AgentEvent
 from sinks import envelope
 from sinks.post import Post
 
@@ -65,7 +65,7 @@ class ShapeSettings:
     actions: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def of(cls, config: Config, sink: SinkConfig) -> "ShapeSettings":
+    def of(cls, config: Config, sink: SinkConfig) -> ShapeSettings:
         return cls(
             node=envelope.json_string(config.node.address),
             version=sink.version,
@@ -110,10 +110,18 @@ class _Held:
 class Shaper:
     """Turns (offset, payload) into Posts in send order, holding disconnects for their media streams."""
 
-    def __init__(self, settings: ShapeSettings, epoch: str, sink: str,
-                 emit: Callable[[Post], None], discard: Callable[[int], None], *,
-                 wall_clock: Callable[[], float] = _time.time, new_id: Callable[[], str] = _random_id,
-                 recorded: Callable[[int], tuple[int, tuple[int, ...]] | None] | None = None):
+    def __init__(
+        self,
+        settings: ShapeSettings,
+        epoch: str,
+        sink: str,
+        emit: Callable[[Post], None],
+        discard: Callable[[int], None],
+        *,
+        wall_clock: Callable[[], float] = _time.time,
+        new_id: Callable[[], str] = _random_id,
+        recorded: Callable[[int], tuple[int, tuple[int, ...]] | None] | None = None,
+    ):
         self.settings = settings
         # offset -> the (offset, merged offsets) of the recorded inner envelope holding it, or None
         self.recorded = recorded
@@ -151,8 +159,13 @@ class Shaper:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             self.bad_payloads += 1
             if self._bad_payload_log.allow(now=now) is not None:
-                log.warning("sink %s: skipping journal offset %d: not a bus event (%s); %d skipped so far",
-                            self.sink, offset, exc, self.bad_payloads)
+                log.warning(
+                    "sink %s: skipping journal offset %d: not a bus event (%s); %d skipped so far",
+                    self.sink,
+                    offset,
+                    exc,
+                    self.bad_payloads,
+                )
             self._discard(offset)
             return
         try:  # _published(event), inlined: once per event
@@ -186,8 +199,9 @@ class Shaper:
         self.seq += 1
         doc = orjson.loads(sent_body)
         doc["seq"] = self.seq
-        return Post(self.seq, str(doc.get("event", "")), orjson.dumps(doc), webhook_id, (), (0.0,), now,
-                    dead_letter=offset)
+        return Post(
+            self.seq, str(doc.get("event", "")), orjson.dumps(doc), webhook_id, (), (0.0,), now, dead_letter=offset
+        )
 
     # ------------------------------------------------------------ the media-stream cache
 
@@ -209,7 +223,9 @@ class Shaper:
                 return
             self._hold(self._media, uuid, offset, event, now, self.settings.cache_expiration)
 
-    def _hold(self, cache: dict[str, _Held], uuid: str, offset: int, event: envelope.BusEvent, now: float, wait: float) -> None:
+    def _hold(
+        self, cache: dict[str, _Held], uuid: str, offset: int, event: envelope.BusEvent, now: float, wait: float
+    ) -> None:
         """Hold EVENT in CACHE under UUID for WAIT seconds; an earlier one it replaces is released alone."""
         old = cache.pop(uuid, None)
         if old is not None:
@@ -218,8 +234,9 @@ class Shaper:
         if self.on_hold is not None:
             self.on_hold(now + wait)
 
-    def _replay_item(self, offset: int, event: envelope.BusEvent, item: tuple[int, tuple[int, ...]],
-                     now: float) -> None:
+    def _replay_item(
+        self, offset: int, event: envelope.BusEvent, item: tuple[int, tuple[int, ...]], now: float
+    ) -> None:
         """OFFSET is in a recorded envelope as ITEM (its inner envelope's offset, the offsets merged
         into it): shape it as the first time, whatever the cache would do now."""
         primary, merged = item
@@ -251,8 +268,9 @@ class Shaper:
             del self._recorded_media[media_offset]  # its disconnect was skipped: done with it
             self._discard(media_offset)
 
-    def _merge(self, offset: int, event: envelope.BusEvent, media_offset: int, media: envelope.BusEvent,
-               now: float) -> None:
+    def _merge(
+        self, offset: int, event: envelope.BusEvent, media_offset: int, media: envelope.BusEvent, now: float
+    ) -> None:
         """Version 1: the disconnect at OFFSET with the media streams of MEDIA merged into its data."""
         streams = envelope.media_streams(media.data)
         data = event.data
@@ -278,8 +296,11 @@ class Shaper:
             self._discard(held.offset)
 
     def next_deadline(self) -> float | None:
-        deadlines = [h.deadline for h in (next(iter(self._disconnects.values()), None),
-                                          next(iter(self._media.values()), None)) if h is not None]
+        deadlines = [
+            h.deadline
+            for h in (next(iter(self._disconnects.values()), None), next(iter(self._media.values()), None))
+            if h is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def expire(self, now: float, read_all: bool = True) -> None:
@@ -303,17 +324,34 @@ class Shaper:
 
     # ------------------------------------------------------------ output
 
-    def _emit(self, offset: int, event: envelope.BusEvent, now: float, data=None, merged: tuple[int, ...] = (),
-              published: float | None = None) -> None:
+    def _emit(
+        self,
+        offset: int,
+        event: envelope.BusEvent,
+        now: float,
+        data=None,
+        merged: tuple[int, ...] = (),
+        published: float | None = None,
+    ) -> None:
         # self._post(...), inlined: once per event
         self.seq = seq = self.seq + 1
         s, name = self.settings, event.event
         body = envelope.envelope(s.node, seq, s.version, bytes(event.time), name, event.data if data is None else data)
-        self._emit_post(Post(seq, name, body, f"{self.epoch}-{offset}", (offset,) + merged,
-                             (_published(event) if published is None else published,), now))
+        self._emit_post(
+            Post(
+                seq,
+                name,
+                body,
+                f"{self.epoch}-{offset}",
+                (offset,) + merged,
+                (_published(event) if published is None else published,),
+                now,
+            )
+        )
 
-    def _post(self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str,
-              published: float, now: float) -> Post:
+    def _post(
+        self, name: str, offsets: tuple[int, ...], time_json: bytes, data, webhook_id: str, published: float, now: float
+    ) -> Post:
         self.seq += 1
         s = self.settings
         body = envelope.envelope(s.node, self.seq, s.version, time_json, name, data)
@@ -331,8 +369,15 @@ def _published(event: envelope.BusEvent) -> float:
 class Batcher:
     """Bulk mode: gathers Posts into `eventsink_bulk` Posts, full or when the oldest waited the interval."""
 
-    def __init__(self, max_events: int, interval: float, version: int, emit: Callable[[Post], None], *,
-                 wall_clock: Callable[[], float] = _time.time):
+    def __init__(
+        self,
+        max_events: int,
+        interval: float,
+        version: int,
+        emit: Callable[[Post], None],
+        *,
+        wall_clock: Callable[[], float] = _time.time,
+    ):
         self.wall_clock = wall_clock  # the `time` of a bulk envelope
         self.max_events = max_events
         self.interval = interval
@@ -360,7 +405,7 @@ class Batcher:
 
     def flush(self, wall: float | None = None) -> None:
         while self._pending:
-            batch, self._pending = self._pending[: self.max_events], self._pending[self.max_events:]
+            batch, self._pending = self._pending[: self.max_events], self._pending[self.max_events :]
             self._emit(wrap(batch, self.version, self.wall_clock() if wall is None else wall))
 
     def drop(self) -> None:

@@ -33,25 +33,26 @@ import time
 import msgspec
 import zmq
 
+from bus.journal import JournalCorrupt
+from bus.journal_reader import JournalReader
+from bus.shadow_marks import shadow_path
 from common import internal, logs
 from common.backoff import Backoff
-from common.loop import Loop
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
 from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
+from common.loop import Loop
 from common.vocabulary import AgentEvent, PublisherState
-from bus.journal import JournalCorrupt
-from bus.journal_reader import JournalReader
 from sinks import attempts, deliveries
 from sinks.acknowledger import Acknowledger
 from sinks.dead_letters import DeadLetters
-from sinks.envelope_book import EnvelopeBook
 from sinks.deadline import Deadline
 from sinks.delivery import Dispatcher
+from sinks.envelope_book import EnvelopeBook
 from sinks.http import HttpClient
 from sinks.post import Post
-from sinks.shadow import CursorShadow, shadow_path
-from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, ShapeSettings, Shaper, wrap
+from sinks.shadow import CursorShadow
+from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Shaper, ShapeSettings, wrap
 from sinks.worker_shutdown import shut_down
 from sinks.worker_update import check_update
 
@@ -83,9 +84,14 @@ class Worker:
         self.loop = Loop()
         self._timers(self.loop)
         self.dead_letters = DeadLetters(sink, self.reader)
-        self.acks = Acknowledger(self.reader, CursorShadow(shadow_path(self.paths.state_dir, sink.name),
-                                                           self.reader.epoch),
-                                 self.dead_letters, self.loop, self._journal_call, self._on_timer)
+        self.acks = Acknowledger(
+            self.reader,
+            CursorShadow(shadow_path(self.paths.state_dir, sink.name), self.reader.epoch),
+            self.dead_letters,
+            self.loop,
+            self._journal_call,
+            self._on_timer,
+        )
         self.tracker = self.acks.tracker
         cursor = self.tracker.cursor
         self.next_offset = cursor + 1  # the next journal offset to take into memory
@@ -100,12 +106,23 @@ class Worker:
         self.stop_event_asked = False
         tuning = config.tuning
         self.dispatcher = Dispatcher(
-            sink.name, self._new_client(HttpClient(sink, tuning, loop=self.loop)),
+            sink.name,
+            self._new_client(HttpClient(sink, tuning, loop=self.loop)),
             Backoff(initial=tuning.initial_retry_backoff, maximum=tuning.max_retry_backoff),
-            sink.max_in_flight, max_rate=sink.max_rate, judge=self.dead_letters.judge, on_done=self.acks.done,
-            on_state_change=self._state_changed, wake_at=self._pump_due.at)
-        self.shaper = Shaper(ShapeSettings.of(config, sink), self.reader.epoch, sink.name,
-                             emit=self.dispatcher.put, discard=self.acks.discarded)
+            sink.max_in_flight,
+            max_rate=sink.max_rate,
+            judge=self.dead_letters.judge,
+            on_done=self.acks.done,
+            on_state_change=self._state_changed,
+            wake_at=self._pump_due.at,
+        )
+        self.shaper = Shaper(
+            ShapeSettings.of(config, sink),
+            self.reader.epoch,
+            sink.name,
+            emit=self.dispatcher.put,
+            discard=self.acks.discarded,
+        )
         self.shaper.on_hold = self._held_due.at
         self.batcher = self._new_batcher(sink)  # bulk: with self.book, the envelopes recorded
         self._sockets()
@@ -131,8 +148,9 @@ class Worker:
         self.sub.setsockopt(zmq.RCVHWM, RCVHWM)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(self.paths.fanout_endpoint)
-        self.link = internal.connect_to_supervisor(self.ctx, self.paths.supervisor_endpoint,
-                                                   internal.worker_identity(self.name))
+        self.link = internal.connect_to_supervisor(
+            self.ctx, self.paths.supervisor_endpoint, internal.worker_identity(self.name)
+        )
         self.loop.add_handler(self.sub, self._drain_feed)
         self.loop.add_handler(self.link, self._drain_link)
 
@@ -153,8 +171,7 @@ class Worker:
         self.put = self.shaper._emit_post = self.dispatcher.put
         if not sink.bulk:
             return None
-        self.book = EnvelopeBook(self.reader, self.reader.epoch, sink.version, self.tracker.cursor,
-                                 self.dispatcher.put)
+        self.book = EnvelopeBook(self.reader, self.reader.epoch, sink.version, self.tracker.cursor, self.dispatcher.put)
         self.shaper.recorded, self.dead_letters.on_split = self.book.item_of, self.book.split
         self.put = self.shaper._emit_post = self._put_bulk
         return Batcher(sink.bulk_max_events, sink.bulk_interval, sink.version, self.book.formed)
@@ -176,8 +193,13 @@ class Worker:
             self.put(self.shaper.lifecycle(AgentEvent.STARTED, now))
             for post in self.dead_letters.redriven_posts(self.shaper, now):  # before the backlog
                 self.put(post)
-        log.info("sink %s: started (version %d, cursor %d, head %d)", self.name, self.sink.version,
-                 self.tracker.cursor, self.head)
+        log.info(
+            "sink %s: started (version %d, cursor %d, head %d)",
+            self.name,
+            self.sink.version,
+            self.tracker.cursor,
+            self.head,
+        )
         self._head_check_at = now + HEAD_CHECK_BUSY  # events journaled before the feed connected
         self._head_due.set(self._head_check_at)
         self.report(now)  # at once: the supervisor learns the publisher runs, with the backlog at start
@@ -233,8 +255,9 @@ class Worker:
         now = time.monotonic()
         if self.accepting:
             # With unread events behind a full window, a held event's partner may be among them.
-            stalled = (self.next_offset <= self.head and self._read_room() == 0
-                       and self.tracker.undone > self.shaper.held)
+            stalled = (
+                self.next_offset <= self.head and self._read_room() == 0 and self.tracker.undone > self.shaper.held
+            )
             self.shaper.expire(now, read_all=not stalled)
             due = self.shaper.next_deadline()
             if due is not None:
@@ -278,8 +301,9 @@ class Worker:
         return room if room >= min(READ_BATCH // 2, max(1, whole // 4)) or room == whole else 0
 
     def _can_read(self, now: float) -> bool:
-        return (self.accepting and self.next_offset <= self.head and now >= self._journal_retry_at
-                and self._read_room() > 0)
+        return (
+            self.accepting and self.next_offset <= self.head and now >= self._journal_retry_at and self._read_room() > 0
+        )
 
     def _see_head(self, offset: int) -> None:
         if offset > self.head:
@@ -323,8 +347,12 @@ class Worker:
                 if now + HEAD_CHECK_BUSY < self._head_check_at:
                     self._head_check_at = now + HEAD_CHECK_BUSY
                     self._head_due.at(self._head_check_at)
-            if offset == self.next_offset and accepting and tracker.undone < WINDOW \
-                    and tracker.undone_bytes <= WINDOW_BYTES - self._row_size:  # self._room() > 0, inlined
+            if (
+                offset == self.next_offset
+                and accepting
+                and tracker.undone < WINDOW
+                and tracker.undone_bytes <= WINDOW_BYTES - self._row_size
+            ):  # self._room() > 0, inlined
                 self._accept(offset, frames[2], now)
             # below next_offset: a duplicate; above it: a gap, read from the journal
         self._work(now)
@@ -332,8 +360,9 @@ class Worker:
     def _bad_frame(self, frames: int, now: float) -> None:
         self.bad_frames += 1
         if self._bad_frame_log.allow(now=now) is not None:
-            log.warning("sink %s: ignoring a fan-out message of %d frames (%d so far)",
-                        self.name, frames, self.bad_frames)
+            log.warning(
+                "sink %s: ignoring a fan-out message of %d frames (%d so far)", self.name, frames, self.bad_frames
+            )
 
     def _accept(self, offset: int, payload: bytes, now: float) -> None:
         self.tracker.add(offset, len(payload))
@@ -379,8 +408,12 @@ class Worker:
             self.journal_errors += 1
             self._journal_retry_at = time.monotonic() + JOURNAL_RETRY
             if self.journal_errors == 1 or self.journal_errors % 100 == 0:
-                log.warning("sink %s: journal access failed (%s); %d failures so far, retrying",
-                            self.name, exc, self.journal_errors)
+                log.warning(
+                    "sink %s: journal access failed (%s); %d failures so far, retrying",
+                    self.name,
+                    exc,
+                    self.journal_errors,
+                )
             return None
 
     # ------------------------------------------------------------ supervisor link
@@ -388,8 +421,19 @@ class Worker:
     def _figures(self) -> tuple:
         """What a report tells, in short: a new report is due when this changes."""
         d = self.dispatcher
-        return (d.state, self._backlog(), d.in_flight, d.counts.delivered, d.counts.failures, d.backoff.failures,
-                self.committed, self.head, self.dead_letters.set_aside, self.dead_letters.redriven, d.counts.sent.following)
+        return (
+            d.state,
+            self._backlog(),
+            d.in_flight,
+            d.counts.delivered,
+            d.counts.failures,
+            d.backoff.failures,
+            self.committed,
+            self.head,
+            self.dead_letters.set_aside,
+            self.dead_letters.redriven,
+            d.counts.sent.following,
+        )
 
     def _backlog(self) -> int:
         return self.tracker.undone + max(0, self.head - self.next_offset + 1)
@@ -410,12 +454,21 @@ class Worker:
         self._last_report = now
         self._reported = self._figures()
         self._heartbeat.set(now + internal.HEARTBEAT_INTERVAL)
-        internal.send_nowait(self.link, WorkerReport(
-            sink=self.name, pid=os.getpid(), publisher=self.dispatcher.state, backlog=self._backlog(),
-            cursor=self.committed, head=self.head,  # the durable cursor
-            dead_lettered=self.dead_letters.set_aside, redriven=self.dead_letters.redriven,
-            streaming=self.dispatcher.counts.sent.following, **self.dispatcher.snapshot(),
-        ))
+        internal.send_nowait(
+            self.link,
+            WorkerReport(
+                sink=self.name,
+                pid=os.getpid(),
+                publisher=self.dispatcher.state,
+                backlog=self._backlog(),
+                cursor=self.committed,
+                head=self.head,  # the durable cursor
+                dead_lettered=self.dead_letters.set_aside,
+                redriven=self.dead_letters.redriven,
+                streaming=self.dispatcher.counts.sent.following,
+                **self.dispatcher.snapshot(),
+            ),
+        )
 
     def _drain_link(self, events: int = 0) -> None:
         for command in internal.commands(self.link, f"sink {self.name}"):
@@ -424,7 +477,9 @@ class Worker:
             elif isinstance(command, Update):
                 self.update(command.config, command.announce)
             elif isinstance(command, Attempts):  # formatted only now, never per attempt
-                internal.send_nowait(self.link, attempts.answer(self.dispatcher.counts.recent, command, self.name, self.config))
+                internal.send_nowait(
+                    self.link, attempts.answer(self.dispatcher.counts.recent, command, self.name, self.config)
+                )
             elif isinstance(command, deliveries.COMMANDS):  # the POSTs as sent: formatted only now, or streamed
                 deliveries.obey(command, self.dispatcher.counts.sent, self.link, self.name, self.config)
                 self._arm_stream()
@@ -465,8 +520,9 @@ class Worker:
                 self.batcher.flush()
                 self.book.close(time.monotonic(), self.shaper)
             self.batcher = self._new_batcher(sink)
-        self.dispatcher.configure(sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client,
-                                  max_rate=sink.max_rate)
+        self.dispatcher.configure(
+            sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client, max_rate=sink.max_rate
+        )
         log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
         if announce and self.accepting:
             self.put(self.shaper.lifecycle(AgentEvent.UPDATED, time.monotonic()))

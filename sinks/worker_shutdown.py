@@ -51,8 +51,11 @@ def shut_down(worker: Stopping) -> None:
     running = dispatcher.state == PublisherState.RUNNING
     dispatcher.close()
     if not dispatcher.wait_idle(IN_FLIGHT_GRACE):
-        log.info("sink %s: leaving %d POSTs in flight at shutdown (they stay in the journal)",
-                 worker.name, dispatcher.in_flight)
+        log.info(
+            "sink %s: leaving %d POSTs in flight at shutdown (they stay in the journal)",
+            worker.name,
+            dispatcher.in_flight,
+        )
     if worker.stop_event_asked and running:  # what ended went to the worker's acknowledger at once
         _send_stop_event(worker)
     if worker.tracker.cursor > worker.committed:
@@ -69,12 +72,15 @@ def _send_stop_event(worker: Stopping) -> None:
     post = worker.shaper.lifecycle(stop_event(sink.version), time.monotonic())
     if worker.batcher is not None:
         post = wrap([post], sink.version)
-    timeout = Timeouts(connect=min(tuning.connection_timeout, STOP_EVENT_TIMEOUT[0]),
-                       response=min(tuning.response_timeout, STOP_EVENT_TIMEOUT[1]))
+    timeout = Timeouts(
+        connect=min(tuning.connection_timeout, STOP_EVENT_TIMEOUT[0]),
+        response=min(tuning.response_timeout, STOP_EVENT_TIMEOUT[1]),
+    )
     result = dispatcher.send_once(post, timeout)
     if not result.ok:
-        logging.getLogger(logs.SUPPORT).warning("sink %s: stop event not delivered: %s: %s", worker.name,
-                                                result.outcome, result.detail)
+        logging.getLogger(logs.SUPPORT).warning(
+            "sink %s: stop event not delivered: %s: %s", worker.name, result.outcome, result.detail
+        )
 
 
 def _force_exit(name: str) -> None:

@@ -14,8 +14,11 @@ RUN_ID = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "alone: runs with no other test of the session running at the same "
-                                       "time (pytest-xdist workers wait for it); see tests/parallel.py")
+    config.addinivalue_line(
+        "markers",
+        "alone: runs with no other test of the session running at the same "
+        "time (pytest-xdist workers wait for it); see tests/parallel.py",
+    )
     worker_input = getattr(config, "workerinput", None)
     if worker_input is not None:
         config.stash[RUN_ID] = worker_input[RUN_ID_KEY]

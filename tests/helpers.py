@@ -26,8 +26,14 @@ def short_tmpdir() -> Iterator[str]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def wait_until(pred: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, interval: float = 0.05,
-               retry_on: tuple[type[Exception], ...] = (Exception,)) -> T:
+def wait_until(
+    pred: Callable[[], T],
+    timeout: float = 10.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.05,
+    retry_on: tuple[type[Exception], ...] = (Exception,),
+) -> T:
     """Poll PRED every INTERVAL seconds until it returns a truthy value, which is returned, or TIMEOUT
     seconds have passed: then an AssertionError naming WHAT and the last exception PRED raised.
     An exception of a RETRY_ON class counts as "not yet" (an agent still starting refuses its
@@ -44,8 +50,9 @@ def wait_until(pred: Callable[[], T], timeout: float = 10.0, what: str = "condit
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                         + (f" (last error: {last_exc!r})" if last_exc else "")) from last_exc
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    ) from last_exc
 
 
 def read_log(path: str) -> str:
@@ -100,6 +107,7 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         return self.peak
+
 
 def dedupe_bulk(requests) -> tuple[dict[str, list[tuple[str, str]]], list[str], int]:
     """What a receiver deduplicating bulk POSTs on `webhook-id` keeps, from the 2xx REQUESTS of a

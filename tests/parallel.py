@@ -49,7 +49,7 @@ def add_directory_groups(items: list[pytest.Item]) -> None:
 
 
 def group_suffix(item: pytest.Item) -> str:
-    """"@NAME" for an item of xdist group(s) NAME (joined as pytest-xdist joins them), "" for others."""
+    """ "@NAME" for an item of xdist group(s) NAME (joined as pytest-xdist joins them), "" for others."""
     names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
     return "@" + "_".join(sorted(names)) if names else ""
 
@@ -112,7 +112,7 @@ class SummaryCollector:
             return
         for key, value in report.user_properties:
             if isinstance(key, str) and key.startswith(SUMMARY_PREFIX):
-                self.sections.setdefault(key[len(SUMMARY_PREFIX):], []).append(str(value))
+                self.sections.setdefault(key[len(SUMMARY_PREFIX) :], []).append(str(value))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         for section, lines in self.sections.items():

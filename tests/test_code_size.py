@@ -32,7 +32,12 @@ def read(path: str) -> str:
 
 def test_the_walk_sees_the_product():
     modules = product_modules()
-    for expected in ("agent/supervision/supervisor.py", "common/config.py", "sinks/worker.py", "packaging/build_deb.py"):
+    for expected in (
+        "agent/supervision/supervisor.py",
+        "common/config.py",
+        "sinks/worker.py",
+        "packaging/build_deb.py",
+    ):
         assert expected in modules
     assert not [m for m in modules if m.startswith("tests/")]
 
@@ -43,17 +48,26 @@ def test_no_product_module_is_over_500_lines():
 
 
 def test_no_product_function_is_over_50_lines():
-    over = [f"{path}:{line} {name} ({length} lines)" for path in product_modules()
-            for line, name, length in long_functions(read(path), MAX_FUNCTION_LINES)]
+    over = [
+        f"{path}:{line} {name} ({length} lines)"
+        for path in product_modules()
+        for line, name, length in long_functions(read(path), MAX_FUNCTION_LINES)
+    ]
     assert not over, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(over)
 
 
 def test_a_function_is_measured_from_its_def_to_its_last_line_without_decorators():
     """50 lines with two decorators above fit; a method of 53 lines does not, nor its nested function of 51."""
+
     def lines(indent: str, n: int) -> str:
         return "".join(f"{indent}x{i} = {i}\n" for i in range(n))
 
-    source = ("@decorator\n@another(1)\ndef fits():\n" + lines("    ", 49)
-              + "\n\nclass C:\n    def over(self):\n        def inner():\n" + lines("            ", 50) + "        return 1\n")
+    source = (
+        "@decorator\n@another(1)\ndef fits():\n"
+        + lines("    ", 49)
+        + "\n\nclass C:\n    def over(self):\n        def inner():\n"
+        + lines("            ", 50)
+        + "        return 1\n"
+    )
     assert long_functions(source, 50) == [(56, "over", 53), (57, "inner", 51)]
     assert long_functions(source, 51) == [(56, "over", 53)]

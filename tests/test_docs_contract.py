@@ -15,18 +15,32 @@ OUTSIDE = re.compile(r"\b" + "INTER" + r"FACE\b|\b" + "EVE" + r"NTS\.md\b|\b" + 
 CODE_DIRS = ("agent", "bus", "sinks", "common", "alarms", "console", "tools", "tests", "packaging", "docs")
 TEXT_SUFFIXES = (".py", ".md", ".yml", ".yaml", ".toml", ".cfg", ".service", ".sh", ".txt", ".j2", ".html", ".js")
 # Where each section of that contract lives now, for the failure message.
-PAGES = ("2 commands.md, 3 config.md, 4 bus.md, 5 delivery.md, 6 control-api.md, 7 metrics.md, 8 files.md, "
-         "9 console.md, 10 import-pexip.md; the event catalogue events.md; the design: README, Design")
+PAGES = (
+    "2 commands.md, 3 config.md, 4 bus.md, 5 delivery.md, 6 control-api.md, 7 metrics.md, 8 files.md, "
+    "9 console.md, 10 import-pexip.md; the event catalogue events.md; the design: README, Design"
+)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Outside docs/, also: a section number after a page's name or a section sign, and an issue by
 # its number or its possessive (spelt in pieces too, for the same reason).
 CITATION = re.compile(
     OUTSIDE.pattern
     + r"|\.md,?\s+(?:and|section|sections|§)\s*\d+\b|§\s*\d"
-    + r"|\b[Ii]ssues?[\s-]+#?\d+|\b[Ii]ssue" + r"'s\b")
+    + r"|\b[Ii]ssues?[\s-]+#?\d+|\b[Ii]ssue"
+    + r"'s\b"
+)
 # Not the project's own text: version control, environments, caches, build output, results.
-SKIP_DIRS = {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache", "build", "dist",
-             "results", "node_modules"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".ruff_cache",
+    "build",
+    "dist",
+    "results",
+    "node_modules",
+}
 
 
 def _files():
@@ -55,8 +69,9 @@ def test_no_file_cites_a_document_outside_the_repository():
 def _files_outside_docs():
     """Every text file of the repository but docs/ (a file holding a NUL byte is not text)."""
     for root, dirs, names in os.walk(REPO):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")
-                         and not (root == REPO and d == "docs"))
+        dirs[:] = sorted(
+            d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info") and not (root == REPO and d == "docs")
+        )
         for name in sorted(names):
             path = os.path.join(root, name)
             with open(path, "rb") as fh:
@@ -72,19 +87,45 @@ def citations(text: str) -> list[tuple[int, str]]:
 
 
 def test_no_file_outside_docs_cites_a_section_or_an_issue():
-    cited = [f"{os.path.relpath(path, REPO)}:{line}: {what}"
-             for path, text in _files_outside_docs() for line, what in citations(text)]
+    cited = [
+        f"{os.path.relpath(path, REPO)}:{line}: {what}"
+        for path, text in _files_outside_docs()
+        for line, what in citations(text)
+    ]
     assert not cited, f"say what it is about, pointing into docs/ (sections: {PAGES}):\n" + "\n".join(cited)
 
 
 def test_the_citation_check_tells_citations_from_prose():
-    cited = ["INTER" + "FACE 6", "see INTER" + "FACE.md", "EVE" + "NTS.md", "the DE" + "SIGN notes",
-             "docs/config.md " + "and 9", "metrics.md " + "section 7", "§" + " 4", "is" + "sue 10", "Is" + "sue 19's rows",
-             "(is" + "sues 10 and 15)", "a pre-is" + "sue-15 Publisher", "paced (is" + "sue\n10's rows)",
-             "is" + "sue #12", "the earlier is" + "sue's goals"]
-    prose = ["DE" + "SIGNATED", "DE" + "SIGNS", "INTER" + "FACES", "an interface", "the design", "open issues",
-             "known issues: none", "reis" + "sue 3 tokens", "issued by the old CA", "docs/config.md and docs/console.md",
-             "events.md", "tis" + "sue 5"]
+    cited = [
+        "INTER" + "FACE 6",
+        "see INTER" + "FACE.md",
+        "EVE" + "NTS.md",
+        "the DE" + "SIGN notes",
+        "docs/config.md " + "and 9",
+        "metrics.md " + "section 7",
+        "§" + " 4",
+        "is" + "sue 10",
+        "Is" + "sue 19's rows",
+        "(is" + "sues 10 and 15)",
+        "a pre-is" + "sue-15 Publisher",
+        "paced (is" + "sue\n10's rows)",
+        "is" + "sue #12",
+        "the earlier is" + "sue's goals",
+    ]
+    prose = [
+        "DE" + "SIGNATED",
+        "DE" + "SIGNS",
+        "INTER" + "FACES",
+        "an interface",
+        "the design",
+        "open issues",
+        "known issues: none",
+        "reis" + "sue 3 tokens",
+        "issued by the old CA",
+        "docs/config.md and docs/console.md",
+        "events.md",
+        "tis" + "sue 5",
+    ]
     assert [bool(citations(text)) for text in cited] == [True] * len(cited)
     assert [text for text in prose if citations(text)] == []
     assert citations("one\ntwo is" + "sue\n15") == [(2, "is" + "sue 15")]

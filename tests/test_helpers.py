@@ -20,7 +20,9 @@ def test_a_deadline_passed_fails_naming_what_and_the_last_error_of_a_retried_kin
         raise ConnectionRefusedError("agent not up")
 
     t0 = time.monotonic()
-    with pytest.raises(AssertionError, match=r"waiting for the agent's socket \(last error: ConnectionRefusedError") as err:
+    with pytest.raises(
+        AssertionError, match=r"waiting for the agent's socket \(last error: ConnectionRefusedError"
+    ) as err:
         wait_until(refused, 0.2, "the agent's socket", interval=0.01, retry_on=(OSError,))
     assert 0.2 <= time.monotonic() - t0 < 5
     assert isinstance(err.value.__cause__, ConnectionRefusedError)

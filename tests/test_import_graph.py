@@ -32,7 +32,11 @@ def modules_of(package: str) -> list[str]:
     found = []
     for root, dirs, names in os.walk(os.path.join(REPO, package)):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        found += [os.path.relpath(os.path.join(root, n), os.path.join(REPO, package)) for n in sorted(names) if n.endswith(".py")]
+        found += [
+            os.path.relpath(os.path.join(root, n), os.path.join(REPO, package))
+            for n in sorted(names)
+            if n.endswith(".py")
+        ]
     return found
 
 
@@ -67,7 +71,7 @@ def find_cycle(graph: dict[str, dict[str, set[str]]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         path.pop()
@@ -252,8 +256,10 @@ def circle_path(graph: dict[str, dict[str, object]], members: list[str]) -> list
 def describe_circle(graph: ModuleGraph, files: dict[str, str], members: list[str]) -> str:
     """The circle's members, then one way round it with the file and lines of each import."""
     path = circle_path(graph, members)
-    steps = [f"{a} -> {b} ({os.path.relpath(files[a], REPO)}:{','.join(map(str, sorted(graph[a][b])))})"
-             for a, b in zip(path, path[1:])]
+    steps = [
+        f"{a} -> {b} ({os.path.relpath(files[a], REPO)}:{','.join(map(str, sorted(graph[a][b])))})"
+        for a, b in zip(path, path[1:])
+    ]
     return "{" + ", ".join(members) + "}: " + "; ".join(steps)
 
 
@@ -262,7 +268,8 @@ def test_no_module_imports_a_module_that_imports_it():
     graph = module_imports(files)
     circles = import_circles(graph)
     assert not circles, "modules that import each other in a circle:\n" + "\n".join(
-        describe_circle(graph, files, members) for members in circles)
+        describe_circle(graph, files, members) for members in circles
+    )
 
 
 def test_the_module_walk_resolves_imports_and_finds_each_circle_once():
@@ -270,13 +277,23 @@ def test_the_module_walk_resolves_imports_and_finds_each_circle_once():
     (pkg/__init__ and the module pkg.name), a circle of three through a package __init__, one of
     two through a function-level import, and a chain that is no circle."""
     tree = ast.parse("from . import b\nfrom .c import thing\nimport p.q.r\n\ndef later():\n    from p import d\n")
-    names = [n for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-             for n in imported_names("p.a", "p/a.py", node)]
+    names = [
+        n
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for n in imported_names("p.a", "p/a.py", node)
+    ]
     assert names == ["p", "p.b", "p.c", "p.c.thing", "p.q.r", "p", "p.d"]
     assert imported_names("p", "p/__init__.py", ast.parse("from .a import x").body[0]) == ["p.a", "p.a.x"]
     assert imported_names("p.q.r", "p/q/r.py", ast.parse("from ..s import t").body[0]) == ["p.s", "p.s.t"]
-    graph = {"p": {"p.a": 1}, "p.a": {"p.b": 1}, "p.b": {"p": 1, "p.c": 1}, "p.c": {"p.d": 1}, "p.d": {"p.c": 1},
-             "p.e": {"p.a": 1, "p.c": 1}}
+    graph = {
+        "p": {"p.a": 1},
+        "p.a": {"p.b": 1},
+        "p.b": {"p": 1, "p.c": 1},
+        "p.c": {"p.d": 1},
+        "p.d": {"p.c": 1},
+        "p.e": {"p.a": 1, "p.c": 1},
+    }
     assert import_circles(graph) == [["p", "p.a", "p.b"], ["p.c", "p.d"]]
     assert circle_path(graph, ["p", "p.a", "p.b"]) == ["p", "p.a", "p.b", "p"]
     assert circle_path(graph, ["p.c", "p.d"]) == ["p.c", "p.d", "p.c"]
@@ -304,6 +321,9 @@ def test_no_module_of_the_suite_imports_a_test_module():
                     targets = imported_names(module, path, node)
                     if isinstance(node, ast.ImportFrom):  # `from tests.x import name`: a module only if test_*
                         targets = targets[:1] + [t for t in targets[1:] if t.rpartition(".")[2].startswith("test_")]
-                    found += [f"{os.path.relpath(path, REPO)}:{node.lineno} imports {t}" for t in targets
-                              if t.startswith("tests.") and t.rpartition(".")[2].startswith("test_")]
+                    found += [
+                        f"{os.path.relpath(path, REPO)}:{node.lineno} imports {t}"
+                        for t in targets
+                        if t.startswith("tests.") and t.rpartition(".")[2].startswith("test_")
+                    ]
     assert not found, "test modules imported:\n" + "\n".join(found)

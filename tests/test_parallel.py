@@ -87,7 +87,7 @@ def test_the_collector_keeps_summary_lines_by_section_in_run_order_from_teardown
     assert c.sections == {"fault suite": ["line 1", "line 2"]}
 
 
-SUITE = '''
+SUITE = """
 import fcntl, os, time
 import pytest
 
@@ -126,7 +126,7 @@ def test_grouped(i):
     with open(LOG + ".workers", "a") as fh:
         fh.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
     hold(f"g-{i}", 0.2)
-'''
+"""
 
 
 def test_a_real_xdist_run_starts_no_test_beside_an_alone_one_and_runs_a_group_on_one_worker(tmp_path):
@@ -134,17 +134,35 @@ def test_a_real_xdist_run_starts_no_test_beside_an_alone_one_and_runs_a_group_on
     (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
     log = tmp_path / "log"
     env = dict(os.environ, ESA_PARALLEL_LOG=str(log), PYTHONPATH=REPO)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p",
-                          "no:cacheprovider", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     seen = log.read_text().splitlines()  # "start NAME" / "end NAME", in the order they happened
     start, end = seen.index("start alone"), seen.index("end alone")
-    assert end == start + 1, f"other tests ran beside the alone one: {seen[start:end + 1]}"
+    assert end == start + 1, f"other tests ran beside the alone one: {seen[start : end + 1]}"
     running = [line for line in seen[:start] if line.startswith("start")]
     assert len(running) == len([line for line in seen[:start] if line.startswith("end")]), seen[:start]
     grouped = [line.split()[0] for line in seen if line.endswith(("g-0", "g-1", "g-2"))]
     assert grouped == ["start", "end"] * 3, f"tests of one group overlapped: {seen}"
     assert len(set((tmp_path / "log.workers").read_text().split())) == 1, "a group was split across workers"
-    assert len(seen) == 24 and any(a.startswith("start") and b.startswith("start") for a, b in zip(seen, seen[1:])), \
+    assert len(seen) == 24 and any(a.startswith("start") and b.startswith("start") for a, b in zip(seen, seen[1:])), (
         f"the run was not parallel at all, so it proves nothing: {seen}"
+    )

@@ -30,17 +30,60 @@ def new_key_and_cert(directory: str, name: str, ca: tuple[str, str] | None, exte
     """(cert, key) for CN=NAME: self-signed as a CA when CA is None, else signed by CA (cert, key)."""
     cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
     if ca is None:
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}")
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+        )
     else:
         csr = os.path.join(directory, f"{name}.csr")
-        _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        _openssl(
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+            "-subj",
+            f"/CN={name}",
+        )
         ext = os.path.join(directory, f"{name}.ext")
         with open(ext, "w") as fh:
             fh.write(extension + "\n")
-        _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-                 "-out", cert, "-days", "2", "-extfile", ext)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca[0],
+            "-CAkey",
+            ca[1],
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        )
     os.chmod(key, 0o600)
     return cert, key
 

@@ -25,15 +25,17 @@ import threading
 import time
 from typing import Any
 
-from tools.simulator import ConferenceSimulator
 from tools.receiver import Receiver
+from tools.simulator import ConferenceSimulator
 
 NODE = "127.0.0.1"
 LOCATION = "Demo"
 RATE = 3.0  # simulated events per second
 READY_TIMEOUT = 20.0  # s for the agent to answer with its sinks running
 STOP_TIMEOUT = 15.0  # s for the agent to exit after SIGTERM (it should take well under 10)
-DRAIN_TIMEOUT = 10.0  # s at most to let the last published events arrive before stopping (only reached when something is wrong)
+DRAIN_TIMEOUT = (
+    10.0  # s at most to let the last published events arrive before stopping (only reached when something is wrong)
+)
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V2_SINK, V1_SINK = "demo", "demo-v1-bulk"
 V2_ONLY = ("participant_media_stream_window", "participant_media_streams_destroyed")
@@ -107,10 +109,25 @@ class Demo:
             },
         }
         sinks = [
-            {"name": V2_SINK, "description": "shown live", "version": 2, "url": self.rx.url,
-             "username": self.username, "password": self.password, "secret": self.secret, "locations": [LOCATION]},
-            {"name": V1_SINK, "description": "version 1, bulk envelopes, counted quietly", "version": 1,
-             "url": self.rx_bulk.url, "bulk": True, "bulk_interval": 1.0, "locations": [LOCATION]},
+            {
+                "name": V2_SINK,
+                "description": "shown live",
+                "version": 2,
+                "url": self.rx.url,
+                "username": self.username,
+                "password": self.password,
+                "secret": self.secret,
+                "locations": [LOCATION],
+            },
+            {
+                "name": V1_SINK,
+                "description": "version 1, bulk envelopes, counted quietly",
+                "version": 1,
+                "url": self.rx_bulk.url,
+                "bulk": True,
+                "bulk_interval": 1.0,
+                "locations": [LOCATION],
+            },
         ]
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -124,7 +141,11 @@ class Demo:
             # the simulator first and the agent with SIGTERM.
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agent", "run", "--config", self.config_path],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.base, env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.base,
+                env=env,
                 process_group=0,
             )
 
@@ -244,10 +265,14 @@ class Demo:
             f"                {v1_bus} of {v1_due} to sink {V1_SINK!r} in {bulk_posts} bulk POSTs",
         ]
         for ev in sorted(set(by_published) | set(s["by_event"])):
-            lines.append(f"    {ev:<38} published {by_published.get(ev, 0):>4}   delivered {s['by_event'].get(ev, 0):>4}")
-        checks = (f"  checks        gaps {s['gaps'] + b['gaps']}, resets {s['resets'] + b['resets']}, "
-                  f"duplicates {s['duplicates'] + b['duplicates']}, out of order {s['out_of_order'] + b['out_of_order']}, "
-                  f"auth failures {s['auth_failures']}, bad signatures {s['bad_signatures']}")
+            lines.append(
+                f"    {ev:<38} published {by_published.get(ev, 0):>4}   delivered {s['by_event'].get(ev, 0):>4}"
+            )
+        checks = (
+            f"  checks        gaps {s['gaps'] + b['gaps']}, resets {s['resets'] + b['resets']}, "
+            f"duplicates {s['duplicates'] + b['duplicates']}, out of order {s['out_of_order'] + b['out_of_order']}, "
+            f"auth failures {s['auth_failures']}, bad signatures {s['bad_signatures']}"
+        )
         lines.append(checks)
         if agent_code is not None:
             lines.append(f"  agent         exited with status {agent_code}")

@@ -53,7 +53,11 @@ def receiver_from(args) -> Receiver:
     addr = parse_listen(listen)
     if addr is None:
         raise UsageError(f"--listen must be HOST:PORT (got {listen!r})")
-    username, password, secret = getattr(args, "username", None) or "", _secret(args, "password"), _secret(args, "secret")
+    username, password, secret = (
+        getattr(args, "username", None) or "",
+        _secret(args, "password"),
+        _secret(args, "secret"),
+    )
     token_file = getattr(args, "bearer_token_file", None) or ""
     tls_cert, tls_key, client_ca = (getattr(args, k, None) or None for k in ("tls_cert", "tls_key", "client_ca"))
     if password and not username:
@@ -64,8 +68,18 @@ def receiver_from(args) -> Receiver:
         raise UsageError("--tls-key and --client-ca need --tls-cert")
     token = _read(token_file, "--bearer-token-file", read_bearer_token) if token_file else None
     try:
-        return Receiver(addr[0], addr[1], username=username, password=password, secret=secret or None, out=sys.stdout,
-                        tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, bearer_token=token)
+        return Receiver(
+            addr[0],
+            addr[1],
+            username=username,
+            password=password,
+            secret=secret or None,
+            out=sys.stdout,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            client_ca=client_ca,
+            bearer_token=token,
+        )
     except OSError as exc:  # ssl.SSLError too: a certificate, key or CA file that cannot be used
         raise UsageError(f"cannot use the TLS files: {getattr(exc, 'reason', None) or exc.strerror or exc}") from None
     except ValueError as exc:
@@ -128,8 +142,12 @@ def main(args) -> int:
             print(f"{PROG}: cannot listen on {rx.host}:{rx.port}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         checks = _checks(rx)
-        print(f"{PROG}: listening on {rx.url}" + (f" (checking {', '.join(checks)})" if checks else "")
-              + "; Ctrl-C to stop", flush=True)
+        print(
+            f"{PROG}: listening on {rx.url}"
+            + (f" (checking {', '.join(checks)})" if checks else "")
+            + "; Ctrl-C to stop",
+            flush=True,
+        )
         try:
             page = _start_web(rx, web)
         except OSError as exc:

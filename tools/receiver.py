@@ -25,7 +25,6 @@ from tools.receiver_checks import basic_problem, bearer_problem, gunzip, secret_
 from tools.receiver_server import MAX_BODY, ReceivedRequest, ReceiverServer
 from tools.receiver_text import clock, event_line
 
-
 Script = Callable[[int], "tuple[int, dict[str, str] | None, float]"]
 # Called (under the receiver's lock, in a handler thread) with each recorded request, its envelope
 # and each event it carried with that event's flags: how the live page (tools/receiver_web.py) learns.
@@ -43,10 +42,20 @@ class _SeqTrack:
 class Receiver:
     """A real HTTP event receiver in a background thread, on 127.0.0.1 by default."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str | None = None,
-                 password: str | None = None, secret: str | None = None, out: TextIO | None = None,
-                 tls_cert: str | None = None, tls_key: str | None = None, client_ca: str | None = None,
-                 bearer_token: str | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        secret: str | None = None,
+        out: TextIO | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        client_ca: str | None = None,
+        bearer_token: str | None = None,
+    ):
         """CLIENT_CA: require a client certificate signed by it (TLS only); BEARER_TOKEN: require
         `Authorization: Bearer BEARER_TOKEN` (instead of Basic auth)."""
         self.host = host
@@ -94,7 +103,7 @@ class Receiver:
     def verifies_signatures(self) -> bool:
         return self._key is not None
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._stopped = False
         self._listen()
         return self
@@ -103,7 +112,7 @@ class Receiver:
         self._stopped = True
         self._close_listener()
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -124,8 +133,9 @@ class Receiver:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         server = ReceiverServer((self.host, self.port), self, family, self._tls)
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name=f"receiver:{self.port}", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"receiver:{self.port}", daemon=True
+        )
         self._server, self._thread = server, thread
         thread.start()
 
@@ -165,7 +175,7 @@ class Receiver:
             self._watchers.append(fn)
 
     # waiting -------------------------------------------------------------
-    def wait_for(self, pred: Callable[["Receiver"], Any], timeout: float = 10.0) -> bool:
+    def wait_for(self, pred: Callable[[Receiver], Any], timeout: float = 10.0) -> bool:
         with self._cond:
             return bool(self._cond.wait_for(lambda: pred(self), timeout))
 
@@ -226,7 +236,10 @@ class Receiver:
         if encoding == "gzip":
             req.content = gunzip(req.body, MAX_BODY)
             if req.content is None:
-                req.problem, req.kind = "Content-Encoding gzip, but the body is not gzip (or too large unpacked)", "bad_request"
+                req.problem, req.kind = (
+                    "Content-Encoding gzip, but the body is not gzip (or too large unpacked)",
+                    "bad_request",
+                )
                 return 400, {}, delay, None
         try:
             envelope = req.json()

@@ -40,12 +40,22 @@ KEPT = 200  # requests the page holds (newest); older ones stay only in the term
 BODY_SHOWN = 16 * 1024  # characters of a body shown; the rest is cut, and said so
 PROBLEMS_SHOWN = 20
 KEEPALIVE = 15.0  # s between comments on an idle stream: how a closed browser tab is noticed
-FIGURES = (("events", "Events"), ("requests", "Requests"), ("gaps", "Seq gaps"), ("missing", "Seqs missing"),
-           ("resets", "Seq resets"), ("out_of_order", "Out of order"), ("duplicates", "Duplicate ids"),
-           ("auth_failures", "Auth failures"), ("bad_signatures", "Bad signatures"),
-           ("bad_requests", "Bad requests"))
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+FIGURES = (
+    ("events", "Events"),
+    ("requests", "Requests"),
+    ("gaps", "Seq gaps"),
+    ("missing", "Seqs missing"),
+    ("resets", "Seq resets"),
+    ("out_of_order", "Out of order"),
+    ("duplicates", "Duplicate ids"),
+    ("auth_failures", "Auth failures"),
+    ("bad_signatures", "Bad signatures"),
+    ("bad_requests", "Bad requests"),
+)
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def loopback_listen(value: str) -> tuple[str, int]:
@@ -59,8 +69,10 @@ def loopback_listen(value: str) -> tuple[str, int]:
     except ValueError:
         loopback = False
     if not loopback:
-        raise ValueError(f"--web must be a loopback address (127.0.0.0/8 or ::1), since the page has no login "
-                         f"(got {host!r}); reach it from elsewhere through an SSH tunnel")
+        raise ValueError(
+            f"--web must be a loopback address (127.0.0.0/8 or ::1), since the page has no login "
+            f"(got {host!r}); reach it from elsewhere through an SSH tunnel"
+        )
     return addr
 
 
@@ -81,8 +93,14 @@ def _body_text(req: ReceivedRequest, envelope: dict | None) -> str:
     return text if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + f"\n... ({len(text) - BODY_SHOWN} more characters)"
 
 
-def entry_of(rx: Receiver, n: int, now: datetime.datetime, req: ReceivedRequest, envelope: dict | None,
-             seen: list[tuple[dict, list[str]]]) -> dict[str, Any]:
+def entry_of(
+    rx: Receiver,
+    n: int,
+    now: datetime.datetime,
+    req: ReceivedRequest,
+    envelope: dict | None,
+    seen: list[tuple[dict, list[str]]],
+) -> dict[str, Any]:
     """One received request (number n, arrived at `now`) as the page shows it and the stream sends it."""
     reached = req.method == "POST" and req.status != 413  # the checks ran (a bad method or size stops first)
     auth = _check(rx.username is not None or rx.bearer_token is not None, req.kind == "auth", reached, req.problem)
@@ -92,12 +110,17 @@ def entry_of(rx: Receiver, n: int, now: datetime.datetime, req: ReceivedRequest,
         "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "shown_time": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC",
         # A failed check's reason is shown as that check's result, not twice.
-        "method": req.method, "path": req.path, "status": req.status,
+        "method": req.method,
+        "path": req.path,
+        "status": req.status,
         "problem": "" if req.kind in ("auth", "signature") else req.problem or "",
         "webhook_id": req.headers.get("webhook-id", ""),
-        "auth": auth, "signature": sig,
-        "events": [{"seq": ev.get("seq"), "event": str(ev.get("event")), "about": describe(ev), "flags": flags}
-                   for ev, flags in seen],
+        "auth": auth,
+        "signature": sig,
+        "events": [
+            {"seq": ev.get("seq"), "event": str(ev.get("event")), "about": describe(ev), "flags": flags}
+            for ev, flags in seen
+        ],
         "body": _body_text(req, envelope),
     }
 
@@ -118,7 +141,7 @@ class LivePage:
 
     def record(self, req: ReceivedRequest, envelope: dict | None, seen: list[tuple[dict, list[str]]]) -> None:
         """A Receiver watcher (under the receiver's lock)."""
-        arrived = datetime.datetime.now(datetime.timezone.utc)
+        arrived = datetime.datetime.now(datetime.UTC)
         with self._lock:
             self._received.appendleft((len(self.rx.requests), arrived, req, envelope, seen))
         if self.followers:  # read after the append: a stream that starts meanwhile sees the request itself
@@ -171,8 +194,15 @@ class _Handler(_Guarded):
 class PageHandler(_Handler):
     def get(self) -> None:
         entries = self.live.entries()
-        self.render("page.html", entries=entries, url=self.live.rx.url, checks=_checks_text(self.live.rx),
-                    figures=FIGURES, count=entries[0]["n"] if entries else 0, **self.live.state())
+        self.render(
+            "page.html",
+            entries=entries,
+            url=self.live.rx.url,
+            checks=_checks_text(self.live.rx),
+            figures=FIGURES,
+            count=entries[0]["n"] if entries else 0,
+            **self.live.state(),
+        )
 
 
 class StreamHandler(_Handler):
@@ -234,12 +264,13 @@ class ReceiverWeb:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
-    def start(self) -> "ReceiverWeb":
+    def start(self) -> ReceiverWeb:
         """Binds at once (OSError when the port is taken), then serves from its thread."""
         sockets = tornado.netutil.bind_sockets(self.port, self.host)
         self.port = sockets[0].getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, args=(sockets,), name=f"receiver-web:{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, args=(sockets,), name=f"receiver-web:{self.port}", daemon=True
+        )
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -262,8 +293,11 @@ class ReceiverWeb:
         names = {self.host, "localhost", "127.0.0.1", "[::1]"} | ({f"[{self.host}]"} if ":" in self.host else set())
         return tornado.web.Application(
             [(r"/", PageHandler, {"live": live}), (r"/stream", StreamHandler, {"live": live})],
-            template_path=ASSETS, static_path=ASSETS, static_handler_class=StaticFiles,
-            autoescape="xhtml_escape", allowed_hosts=frozenset(f"{h}:{self.port}" for h in names),
+            template_path=ASSETS,
+            static_path=ASSETS,
+            static_handler_class=StaticFiles,
+            autoescape="xhtml_escape",
+            allowed_hosts=frozenset(f"{h}:{self.port}" for h in names),
             log_function=lambda handler: None,  # the terminal shows events, not page views
         )
 

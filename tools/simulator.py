@@ -28,18 +28,39 @@ MAX_PARTICIPANTS = 8  # per conference at once
 SIMULATED_EPOCH = 1_700_000_000.0  # the simulated clock's start (no clock given)
 
 CONFERENCE_NAMES = (
-    "Weekly sync", "Board meeting", "Sales all-hands", "Support standup", "Design review",
-    "Customer demo", "Town hall", "Incident bridge", "Onboarding", "Quarterly planning",
+    "Weekly sync",
+    "Board meeting",
+    "Sales all-hands",
+    "Support standup",
+    "Design review",
+    "Customer demo",
+    "Town hall",
+    "Incident bridge",
+    "Onboarding",
+    "Quarterly planning",
 )
 SERVICE_TYPES = (("conference", 8), ("lecture", 2), ("two_stage_dialing", 1), ("test_call", 1))
 DISPLAY_NAMES = (
-    "Alice Hansen", "Bjørn Olsen", "Chen Wei", "Fatima Rahman", "Kari Nordmann", "Ola Nordmann",
-    "Priya Natarajan", "Lukas Müller", "Sofia García", "Tomás O'Brien", "Meeting Room 4", "Oslo Boardroom",
+    "Alice Hansen",
+    "Bjørn Olsen",
+    "Chen Wei",
+    "Fatima Rahman",
+    "Kari Nordmann",
+    "Ola Nordmann",
+    "Priya Natarajan",
+    "Lukas Müller",
+    "Sofia García",
+    "Tomás O'Brien",
+    "Meeting Room 4",
+    "Oslo Boardroom",
 )
 PROTOCOLS = (("WebRTC", 10), ("SIP", 5), ("H323", 1), ("TEAMS", 2), ("MSSIP", 1), ("RTMP", 1))
 VENDORS = {
-    "WebRTC": ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0", "Mozilla/5.0 (Macintosh) Safari/17.4",
-               "Pexip Infinity Connect/2.3"),
+    "WebRTC": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/126.0",
+        "Mozilla/5.0 (Macintosh) Safari/17.4",
+        "Pexip Infinity Connect/2.3",
+    ),
     "SIP": ("Cisco CE 11.9.1", "Poly RealPresence Trio/7.2", "Yealink SIP-T58W"),
     "H323": ("Cisco TelePresence MCU 4.5", "Polycom HDX 8000"),
     "TEAMS": ("Microsoft Teams Room/4.19",),
@@ -47,8 +68,11 @@ VENDORS = {
     "RTMP": ("Wowza Streaming Engine 4.8",),
 }
 DISCONNECT_REASONS = (
-    ("Call disconnected", 12), ("Disconnected by an administrator", 1), ("Timer expired awaiting token refresh", 1),
-    ("Call rejected", 1), ("Media timeout", 1),
+    ("Call disconnected", 12),
+    ("Disconnected by an administrator", 1),
+    ("Timer expired awaiting token refresh", 1),
+    ("Call rejected", 1),
+    ("Media timeout", 1),
 )
 QUALITY_BUCKETS = ("0_unknown", "1_good", "2_ok", "3_bad", "4_terrible")
 DOC_NETWORKS = ("192.0.2.", "198.51.100.", "203.0.113.")
@@ -182,7 +206,9 @@ class _Workload:
             "role": role,
             "service_type": conf.data["service_type"],
             "display_name": name,
-            "source_alias": f"sip:{alias}@example.com" if protocol in ("SIP", "H323", "MSSIP") else f"{alias}@example.com",
+            "source_alias": f"sip:{alias}@example.com"
+            if protocol in ("SIP", "H323", "MSSIP")
+            else f"{alias}@example.com",
             "destination_alias": f"meet.{conf.name.lower().replace(' ', '-').replace('#', '')}@example.com",
             "remote_address": self.address(),
             "vendor": rng.choice(VENDORS[protocol]),
@@ -237,19 +263,37 @@ class _Workload:
         for i, kind in enumerate(self.streams(p)):
             sent = rng.randint(200, 1500)
             received = rng.randint(200, 1500)
-            history.append({
-                "stream_id": str(i), "stream_type": kind, "time": now, "time_delta": 10.0,
-                "tx_packets_sent": sent, "tx_packets_lost": rng.randint(0, sent * level // 40),
-                "rx_packets_received": received, "rx_packets_lost": rng.randint(0, received * level // 40),
-            })
+            history.append(
+                {
+                    "stream_id": str(i),
+                    "stream_type": kind,
+                    "time": now,
+                    "time_delta": 10.0,
+                    "tx_packets_sent": sent,
+                    "tx_packets_lost": rng.randint(0, sent * level // 40),
+                    "rx_packets_received": received,
+                    "rx_packets_lost": rng.randint(0, received * level // 40),
+                }
+            )
         for k in range(3):
-            recent.append({
-                "time": round(now - 10.0 * k, 3), "time_delta": 10.0, "quality": level if k == 0 else rng.randint(1, 4),
-                "audio": rng.randint(1, 4), "video": None if p.data["protocol"] == "RTMP" else rng.randint(1, 4),
-                "presentation": rng.randint(1, 4) if p.presented else None, "applicationsharing": None,
-            })
-        data = {"uuid": p.data["uuid"], "call_quality_was": was, "call_quality_now": now_bucket,
-                "packet_loss_history": history, "recent_quality": recent}
+            recent.append(
+                {
+                    "time": round(now - 10.0 * k, 3),
+                    "time_delta": 10.0,
+                    "quality": level if k == 0 else rng.randint(1, 4),
+                    "audio": rng.randint(1, 4),
+                    "video": None if p.data["protocol"] == "RTMP" else rng.randint(1, 4),
+                    "presentation": rng.randint(1, 4) if p.presented else None,
+                    "applicationsharing": None,
+                }
+            )
+        data = {
+            "uuid": p.data["uuid"],
+            "call_quality_was": was,
+            "call_quality_now": now_bucket,
+            "packet_loss_history": history,
+            "recent_quality": recent,
+        }
         return [("participant_media_stream_window", data)]
 
     def leave(self, conf: _Conference, p: _Participant) -> list[tuple[str, dict]]:
@@ -258,43 +302,66 @@ class _Workload:
         end = self.now()
         start = p.data["connect_time"]
         duration = round(max(end - start, 0.0), 3)
-        disconnected = {**p.data, "disconnect_reason": _weighted(rng, DISCONNECT_REASONS), "duration": duration,
-                        "end_time": end, "is_presenting": False}
+        disconnected = {
+            **p.data,
+            "disconnect_reason": _weighted(rng, DISCONNECT_REASONS),
+            "duration": duration,
+            "end_time": end,
+            "is_presenting": False,
+        }
         streams = []
         for i, kind in enumerate(self.streams(p)):
             video = kind != "audio"
             rx_recv, tx_sent = rng.randint(1_000, 900_000), rng.randint(1_000, 900_000)
             rx_lost, tx_lost = rng.randint(0, rx_recv // 200), rng.randint(0, tx_sent // 200)
-            streams.append({
-                "stream_id": str(i), "stream_type": kind, "node": self.node,
-                "start_time": start, "end_time": end,
-                "rx_codec": rng.choice(CODECS[kind]), "tx_codec": rng.choice(CODECS[kind]),
-                "rx_resolution": rng.choice(RESOLUTIONS) if video else "",
-                "tx_resolution": rng.choice(RESOLUTIONS) if video else "",
-                "rx_bitrate": rng.randint(400, 2000) if video else rng.randint(24, 64),
-                "tx_bitrate": rng.randint(400, 2000) if video else rng.randint(24, 64),
-                "rx_packets_received": rx_recv, "rx_packets_lost": rx_lost,
-                "tx_packets_sent": tx_sent, "tx_packets_lost": tx_lost,
-                "rx_fps": round(rng.uniform(15.0, 30.0), 1) if video else 0.0,
-                "tx_fps": round(rng.uniform(15.0, 30.0), 1) if video else 0.0,
-                "rx_packet_loss": round(100.0 * rx_lost / rx_recv, 2),
-                "tx_packet_loss": round(100.0 * tx_lost / tx_sent, 2),
-            })
+            streams.append(
+                {
+                    "stream_id": str(i),
+                    "stream_type": kind,
+                    "node": self.node,
+                    "start_time": start,
+                    "end_time": end,
+                    "rx_codec": rng.choice(CODECS[kind]),
+                    "tx_codec": rng.choice(CODECS[kind]),
+                    "rx_resolution": rng.choice(RESOLUTIONS) if video else "",
+                    "tx_resolution": rng.choice(RESOLUTIONS) if video else "",
+                    "rx_bitrate": rng.randint(400, 2000) if video else rng.randint(24, 64),
+                    "tx_bitrate": rng.randint(400, 2000) if video else rng.randint(24, 64),
+                    "rx_packets_received": rx_recv,
+                    "rx_packets_lost": rx_lost,
+                    "tx_packets_sent": tx_sent,
+                    "tx_packets_lost": tx_lost,
+                    "rx_fps": round(rng.uniform(15.0, 30.0), 1) if video else 0.0,
+                    "tx_fps": round(rng.uniform(15.0, 30.0), 1) if video else 0.0,
+                    "rx_packet_loss": round(100.0 * rx_lost / rx_recv, 2),
+                    "tx_packet_loss": round(100.0 * tx_lost / tx_sent, 2),
+                }
+            )
         destroyed = {"uuid": p.data["uuid"], "media_streams": streams}
         pair = [("participant_disconnected", disconnected), ("participant_media_streams_destroyed", destroyed)]
         return pair if rng.random() < 0.55 else pair[::-1]
 
 
-def batches(seed: int | None = None, *, node: str = "10.44.99.2", location: str = "Demo",
-            clock: Callable[[], float] | None = None) -> Iterator[list[tuple[str, dict]]]:
+def batches(
+    seed: int | None = None,
+    *,
+    node: str = "10.44.99.2",
+    location: str = "Demo",
+    clock: Callable[[], float] | None = None,
+) -> Iterator[list[tuple[str, dict]]]:
     """The mix as batches: each batch is what one action on the node produces (e.g. a leave = 2 events)."""
     work = _Workload(seed, node, location, clock)
     while True:
         yield work.next_batch()
 
 
-def events(seed: int | None = None, *, node: str = "10.44.99.2", location: str = "Demo",
-           clock: Callable[[], float] | None = None) -> Iterator[tuple[str, dict]]:
+def events(
+    seed: int | None = None,
+    *,
+    node: str = "10.44.99.2",
+    location: str = "Demo",
+    clock: Callable[[], float] | None = None,
+) -> Iterator[tuple[str, dict]]:
     """The endless mix as (event, data), deterministic for a seed when no clock is given
     (the times then come from a simulated clock starting at SIMULATED_EPOCH)."""
     for batch in batches(seed, node=node, location=location, clock=clock):
@@ -304,8 +371,15 @@ def events(seed: int | None = None, *, node: str = "10.44.99.2", location: str =
 class ConferenceSimulator:
     """Publishes the mix through a `bus.publisher.Publisher` at `rate` events per second."""
 
-    def __init__(self, publisher: Any, *, seed: int | None = None, rate: float = 3.0,
-                 node: str = "10.44.99.2", location: str = "Demo"):
+    def __init__(
+        self,
+        publisher: Any,
+        *,
+        seed: int | None = None,
+        rate: float = 3.0,
+        node: str = "10.44.99.2",
+        location: str = "Demo",
+    ):
         if rate <= 0:
             raise ValueError("rate must be greater than 0")
         self.publisher = publisher

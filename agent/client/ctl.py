@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from agent.commands.unit import Command
 
 from agent import __version__
-from agent.commands import CTL_UNITS
 from agent.client.wire import decode_json, exchange
+from agent.commands import CTL_UNITS
 from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
 from common.runtime_dir import DEFAULT_RUNTIME_DIR
 
@@ -65,8 +65,13 @@ class ControlClient:
         reply, _ = self.request(method, path, body)
         return reply.status, reply.body
 
-    def run(self, command: Command, params: dict[str, str] | None = None, query: dict[str, Any] | None = None,
-            body: dict[str, Any] | None = None) -> tuple[Reply, bytes]:
+    def run(
+        self,
+        command: Command,
+        params: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> tuple[Reply, bytes]:
         """One registered command (path fields, query fields, JSON body) -> its Reply and the raw answer."""
         return self.request(command.method, command.request_path(params or {}, query), body)
 
@@ -236,10 +241,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     where = argparse.ArgumentParser(add_help=False, formatter_class=_formatter)
     where.add_argument(
-        "--socket", metavar="PATH", default=argparse.SUPPRESS,
+        "--socket",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
         help=f"the agent's control socket (default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})",
     )
-    where.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="read the control socket's path from this agent config")
+    where.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="read the control socket's path from this agent config",
+    )
     parser = argparse.ArgumentParser(
         prog=PROG,
         formatter_class=_formatter,
@@ -250,8 +262,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     for command in [described(only)] if only is not None else ctl_commands():
-        p = sub.add_parser(command.name, parents=[where], formatter_class=_formatter, help=command.help,
-                           description=command.help[:1].upper() + command.help[1:] + ".")
+        p = sub.add_parser(
+            command.name,
+            parents=[where],
+            formatter_class=_formatter,
+            help=command.help,
+            description=command.help[:1].upper() + command.help[1:] + ".",
+        )
         helps = dict(command.field_help)
         for field in command.fields:
             p.add_argument(field, metavar=field.upper(), help=helps.get(field))

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-
 def cell(value: Any) -> str:
     if value is None or value == "":
         return "-"

@@ -34,12 +34,12 @@ def exchange(sock: _socket.socket, method: str, path: str, payload: bytes | None
             status, length, chunked = _parse_head(data[:end])
             if status >= 200:  # a 1xx (100 Continue) is followed by the real answer
                 break
-            data = data[end + 4:]
+            data = data[end + 4 :]
             continue
         if len(data) > MAX_HEAD:
             raise ConnectionError("the answer's head is too long")
         data += _recv(sock)
-    body = data[end + 4:]
+    body = data[end + 4 :]
     if chunked:
         return status, _dechunk(sock, body)
     while length is None or len(body) < length:
@@ -74,7 +74,7 @@ def _dechunk(sock: _socket.socket, data: bytes) -> bytes:
             return out
         while len(data) < size + 2:
             data += _recv(sock)
-        out, data = out + data[:size], data[size + 2:]
+        out, data = out + data[:size], data[size + 2 :]
 
 
 def _parse_head(head: bytes) -> tuple[int, int | None, bool]:

@@ -46,7 +46,14 @@ from __future__ import annotations
 
 # eventsinkctl's subcommand -> "module:NAME" of its description in this package (agent/client/ctl.py)
 CTL_UNITS = {
-    "status": "status:STATUS", "alarms": "alarms:ALARMS", "restart": "restart:RESTART", "reload": "reload:RELOAD",
-    "replay": "replay:REPLAY", "attempts": "attempts:ATTEMPTS", "deliveries": "deliveries:DELIVERIES",
-    "dead-letters": "dead_letters:DEAD_LETTERS", "redrive": "dead_letters:REDRIVE", "discard": "dead_letters:DISCARD",
+    "status": "status:STATUS",
+    "alarms": "alarms:ALARMS",
+    "restart": "restart:RESTART",
+    "reload": "reload:RELOAD",
+    "replay": "replay:REPLAY",
+    "attempts": "attempts:ATTEMPTS",
+    "deliveries": "deliveries:DELIVERIES",
+    "dead-letters": "dead_letters:DEAD_LETTERS",
+    "redrive": "dead_letters:REDRIVE",
+    "discard": "dead_letters:DISCARD",
 }

@@ -10,8 +10,8 @@ TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts with
 if TYPE_CHECKING:
     from typing import Any
 
-from agent.commands.unit import CliArg, Command
 from agent.client.render import cell, format_post_duration, list_table
+from agent.commands.unit import CliArg, Command
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000  # a larger limit is clamped: the worker keeps no more
@@ -35,19 +35,44 @@ def _cli_limit(value: str) -> int:
 
 
 def render_attempts(body: Any) -> str:
-    return list_table(body, "no attempts yet", COLUMNS, lambda a: [
-        cell(a.get("at")), cell(a.get("seq")), cell(a.get("events")), cell(a.get("webhook_id")),
-        cell(a.get("outcome")), cell(a.get("status")), format_post_duration(a.get("duration")),
-        cell(a.get("detail"))])
+    return list_table(
+        body,
+        "no attempts yet",
+        COLUMNS,
+        lambda a: [
+            cell(a.get("at")),
+            cell(a.get("seq")),
+            cell(a.get("events")),
+            cell(a.get("webhook_id")),
+            cell(a.get("outcome")),
+            cell(a.get("status")),
+            format_post_duration(a.get("duration")),
+            cell(a.get("detail")),
+        ],
+    )
 
 
 ATTEMPTS = Command(
-    "attempts", "show a sink's most recent POST attempts since its worker started, newest first",
-    "GET", "/v1/sinks/{sink}/attempts", render=render_attempts, query=("limit",),
+    "attempts",
+    "show a sink's most recent POST attempts since its worker started, newest first",
+    "GET",
+    "/v1/sinks/{sink}/attempts",
+    render=render_attempts,
+    query=("limit",),
     field_help=(
         ("sink", "the sink's name, as in the config"),
-        ("limit", f"how many attempts, newest first (default {DEFAULT_LIMIT}; more than {MAX_LIMIT} gives {MAX_LIMIT})"),
+        (
+            "limit",
+            f"how many attempts, newest first (default {DEFAULT_LIMIT}; more than {MAX_LIMIT} gives {MAX_LIMIT})",
+        ),
     ),
-    cli=(CliArg(("--limit",), "limit", "query", {"metavar": "N", "help": f"show at most N attempts (default "
-                                                 f"{DEFAULT_LIMIT}, at most {MAX_LIMIT})"}, convert=_cli_limit),),
+    cli=(
+        CliArg(
+            ("--limit",),
+            "limit",
+            "query",
+            {"metavar": "N", "help": f"show at most N attempts (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})"},
+            convert=_cli_limit,
+        ),
+    ),
 )

@@ -19,6 +19,10 @@ def render_config(body: Any) -> str:
 
 
 CONFIG = Command(
-    "config", "the running configuration (secrets as ***) and what check says of the config file",
-    "GET", "/v1/config", render=render_config, in_ctl=False,
+    "config",
+    "the running configuration (secrets as ***) and what check says of the config file",
+    "GET",
+    "/v1/config",
+    render=render_config,
+    in_ctl=False,
 )

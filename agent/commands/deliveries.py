@@ -17,9 +17,9 @@ TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts with
 if TYPE_CHECKING:
     from typing import Any
 
+from agent.client.render import cell, format_post_duration
 from agent.commands.attempts import parse_limit
 from agent.commands.unit import CliArg, Command
-from agent.client.render import cell, format_post_duration
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100  # a larger limit is clamped: the worker keeps no more
@@ -46,9 +46,11 @@ def render_deliveries(body: Any) -> str:
         if not isinstance(d, dict):
             continue
         events = d.get("events")
-        lines = [f"{cell(d.get('at'))}  seq {cell(d.get('seq'))}  {cell(events)} event{'' if events == 1 else 's'}  "
-                 f"{cell(d.get('webhook_id'))}  {cell(d.get('outcome'))} {cell(d.get('status'))}  "
-                 f"{format_post_duration(d.get('duration'))}"]
+        lines = [
+            f"{cell(d.get('at'))}  seq {cell(d.get('seq'))}  {cell(events)} event{'' if events == 1 else 's'}  "
+            f"{cell(d.get('webhook_id'))}  {cell(d.get('outcome'))} {cell(d.get('status'))}  "
+            f"{format_post_duration(d.get('duration'))}"
+        ]
         headers = d.get("headers")
         if isinstance(headers, dict):
             lines += [f"  {k}: {v}" for k, v in headers.items()]
@@ -62,19 +64,35 @@ def render_stream(body: Any) -> str:  # never rendered: eventsinkctl does not of
 
 
 DELIVERIES = Command(
-    "deliveries", "show a sink's most recent POSTs as sent (headers and body, secrets as ***), newest first",
-    "GET", "/v1/sinks/{sink}/deliveries", render=render_deliveries, query=("limit",),
+    "deliveries",
+    "show a sink's most recent POSTs as sent (headers and body, secrets as ***), newest first",
+    "GET",
+    "/v1/sinks/{sink}/deliveries",
+    render=render_deliveries,
+    query=("limit",),
     field_help=(
         ("sink", "the sink's name, as in the config"),
         ("limit", f"how many POSTs, newest first (default {DEFAULT_LIMIT}; more than {MAX_LIMIT} gives {MAX_LIMIT})"),
     ),
-    cli=(CliArg(("--limit",), "limit", "query", {"metavar": "N", "help": f"show at most N POSTs (default "
-                                                 f"{DEFAULT_LIMIT}, at most {MAX_LIMIT})"}, convert=_cli_limit),),
+    cli=(
+        CliArg(
+            ("--limit",),
+            "limit",
+            "query",
+            {"metavar": "N", "help": f"show at most N POSTs (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})"},
+            convert=_cli_limit,
+        ),
+    ),
 )
 
 FOLLOW = Command(
-    "follow", "stream every sink's POSTs as sent (or one sink's), one JSON object per line, until the client closes",
-    "GET", "/v1/deliveries", render=render_stream, in_ctl=False, query=("follow", "sink"),
+    "follow",
+    "stream every sink's POSTs as sent (or one sink's), one JSON object per line, until the client closes",
+    "GET",
+    "/v1/deliveries",
+    render=render_stream,
+    in_ctl=False,
+    query=("follow", "sink"),
     media_type="application/x-ndjson",
     field_help=(
         ("follow", "must be 1: the answer is a stream"),

@@ -7,6 +7,10 @@ from __future__ import annotations
 from agent.commands.unit import Command, render_raw
 
 OPENAPI = Command(
-    "openapi", "this control API as an OpenAPI 3 document (docs/control-api.md)", "GET", "/v1/openapi.json",
-    render=render_raw, in_ctl=False,
+    "openapi",
+    "this control API as an OpenAPI 3 document (docs/control-api.md)",
+    "GET",
+    "/v1/openapi.json",
+    render=render_raw,
+    in_ctl=False,
 )

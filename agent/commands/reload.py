@@ -8,8 +8,8 @@ TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts with
 if TYPE_CHECKING:
     from typing import Any
 
-from agent.commands.unit import Command
 from agent.client.render import cell as _cell
+from agent.commands.unit import Command
 
 
 def render_reload(body: Any) -> str:
@@ -24,5 +24,6 @@ def render_reload(body: Any) -> str:
     return "config reloaded" + (f" ({'; '.join(parts)})" if parts else "")
 
 
-RELOAD = Command("reload", "re-read the config file (a bad file changes nothing)", "POST", "/v1/reload",
-                 render=render_reload)
+RELOAD = Command(
+    "reload", "re-read the config file (a bad file changes nothing)", "POST", "/v1/reload", render=render_reload
+)

@@ -14,10 +14,10 @@ TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts with
 if TYPE_CHECKING:
     from typing import Any
 
-from common.timespec import parse_time
 from agent.commands.unit import CliArg, Command
+from common.timespec import parse_time
 
-SINCE_HELP = "Unix seconds, or an ISO 8601 string (an age such as \"2h\" is taken too)"
+SINCE_HELP = 'Unix seconds, or an ISO 8601 string (an age such as "2h" is taken too)'
 DRY_RUN_HELP = "only count the events a replay would send"
 
 
@@ -35,13 +35,25 @@ def render_replay(body: Any) -> str:
 
 
 REPLAY = Command(
-    "replay", "send a sink's retained events again, from --since TIME on (then its backlog and live events)",
-    "POST", "/v1/sinks/{sink}/replay", render=render_replay, body=True,
+    "replay",
+    "send a sink's retained events again, from --since TIME on (then its backlog and live events)",
+    "POST",
+    "/v1/sinks/{sink}/replay",
+    render=render_replay,
+    body=True,
     field_help=(("sink", "the sink's name, as in the config"),),
     cli=(
-        CliArg(("--since",), "since", "body", convert=since_to_seconds, kwargs={
-            "metavar": "TIME", "required": True,
-            "help": "Unix seconds, ISO 8601 (2026-12-01T08:00:00Z, or with an offset), or an age: 90s, 30m, 2h, 1d"}),
+        CliArg(
+            ("--since",),
+            "since",
+            "body",
+            convert=since_to_seconds,
+            kwargs={
+                "metavar": "TIME",
+                "required": True,
+                "help": "Unix seconds, ISO 8601 (2026-12-01T08:00:00Z, or with an offset), or an age: 90s, 30m, 2h, 1d",
+            },
+        ),
         CliArg(("--dry-run",), "dry_run", "body", kwargs={"action": "store_true", "help": DRY_RUN_HELP}),
     ),
 )

@@ -5,8 +5,8 @@ agent/server/actions/restart.py."""
 
 from __future__ import annotations
 
-from agent.commands.unit import Command
 from agent.client.render import one_field
+from agent.commands.unit import Command
 
 SINK_HELP = (("sink", "the sink's name, as in the config"),)
 
@@ -14,6 +14,10 @@ render_restart = one_field("restarted", "restarted sink {}", "restarted")
 
 
 RESTART = Command(
-    "restart", "clear a sink's alarms and start its publisher again (its backlog is delivered)",
-    "POST", "/v1/sinks/{sink}/restart", render=render_restart, field_help=SINK_HELP,
+    "restart",
+    "clear a sink's alarms and start its publisher again (its backlog is delivered)",
+    "POST",
+    "/v1/sinks/{sink}/restart",
+    render=render_restart,
+    field_help=SINK_HELP,
 )

@@ -7,6 +7,11 @@ from __future__ import annotations
 from agent.commands.unit import Command, render_raw
 
 SCHEMA = Command(
-    "schema", "the event schema document (?format=openapi|swagger)", "GET", "/v1/schema",
-    render=render_raw, in_ctl=False, query=("format",),
+    "schema",
+    "the event schema document (?format=openapi|swagger)",
+    "GET",
+    "/v1/schema",
+    render=render_raw,
+    in_ctl=False,
+    query=("format",),
 )

@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from agent.commands.unit import Command, render_raw
 
-SHUTDOWN = Command("shutdown", "stop gracefully: workers first, then the broker", "", "", render=render_raw,
-                   in_ctl=False)
+SHUTDOWN = Command(
+    "shutdown", "stop gracefully: workers first, then the broker", "", "", render=render_raw, in_ctl=False
+)

@@ -8,14 +8,24 @@ TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts with
 if TYPE_CHECKING:
     from typing import Any
 
-from agent.commands.unit import Command
 from agent.client.render import alarm_names as _alarm_names
 from agent.client.render import cell as _cell
 from agent.client.render import format_seconds, format_time, table
 from agent.client.render import total as _total
+from agent.commands.unit import Command
 
-
-STATUS_COLUMNS = ["SINK", "STATE", "PID", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILURES", "BACKOFF", "ALARMS", "LAST RESTART"]
+STATUS_COLUMNS = [
+    "SINK",
+    "STATE",
+    "PID",
+    "BACKLOG",
+    "IN-FLIGHT",
+    "DELIVERED",
+    "FAILURES",
+    "BACKOFF",
+    "ALARMS",
+    "LAST RESTART",
+]
 
 
 def render_status(body: Any) -> str:
@@ -60,6 +70,9 @@ def render_status(body: Any) -> str:
 
 
 STATUS = Command(
-    "status", "show each sink's state, backlog, deliveries, failures, backoff and alarms", "GET", "/v1/status",
+    "status",
+    "show each sink's state, backlog, deliveries, failures, backoff and alarms",
+    "GET",
+    "/v1/status",
     render=render_status,
 )

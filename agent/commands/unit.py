@@ -36,8 +36,15 @@ class CliArg:
 
     __slots__ = ("flags", "field", "to", "kwargs", "convert", "omit_default")
 
-    def __init__(self, flags: tuple[str, ...], field: str, to: str, kwargs: dict[str, Any] | None = None,
-                 convert: Callable[[Any], Any] | None = None, omit_default: bool = True):
+    def __init__(
+        self,
+        flags: tuple[str, ...],
+        field: str,
+        to: str,
+        kwargs: dict[str, Any] | None = None,
+        convert: Callable[[Any], Any] | None = None,
+        omit_default: bool = True,
+    ):
         self.flags = flags
         self.field = field
         self.to = to  # "query" or "body"
@@ -58,13 +65,35 @@ class Command:
     (it reads a JSON object; its Action's `body` type says which fields), FIELD_HELP, CLI and MEDIA_TYPE
     (of its success answer; "application/x-ndjson": a stream the server writes as it comes)."""
 
-    __slots__ = ("name", "help", "method", "path", "render", "in_ctl", "query", "body", "field_help", "cli",
-                 "media_type")
+    __slots__ = (
+        "name",
+        "help",
+        "method",
+        "path",
+        "render",
+        "in_ctl",
+        "query",
+        "body",
+        "field_help",
+        "cli",
+        "media_type",
+    )
 
-    def __init__(self, name: str, help: str, method: str, path: str, *, render: Callable[[Any], str],
-                 in_ctl: bool = True, query: tuple[str, ...] = (), body: bool = False,
-                 field_help: tuple[tuple[str, str], ...] = (), cli: tuple[CliArg, ...] = (),
-                 media_type: str = "application/json"):
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        method: str,
+        path: str,
+        *,
+        render: Callable[[Any], str],
+        in_ctl: bool = True,
+        query: tuple[str, ...] = (),
+        body: bool = False,
+        field_help: tuple[tuple[str, str], ...] = (),
+        cli: tuple[CliArg, ...] = (),
+        media_type: str = "application/json",
+    ):
         self.name = name
         self.help = help
         self.method = method

@@ -61,17 +61,18 @@ def _decode(path: str, raw: bytes, kind: str) -> Any:
 
 def _objects(path: str, doc: Any, kind: str) -> list[dict[str, Any]]:
     if isinstance(doc, list):
-        raise AnswerError(f"{path} is a JSON array; the API answers an object with \"meta\" and \"objects\", "
-                          f"or one {kind} object")
+        raise AnswerError(
+            f'{path} is a JSON array; the API answers an object with "meta" and "objects", or one {kind} object'
+        )
     if not isinstance(doc, dict):
         raise AnswerError(f"{path} holds a JSON {type(doc).__name__}, not a {kind} answer")
     if "objects" not in doc:
         if "meta" in doc:
-            raise AnswerError(f"{path} has \"meta\" but no \"objects\": it is not a complete {kind} answer")
+            raise AnswerError(f'{path} has "meta" but no "objects": it is not a complete {kind} answer')
         return [doc]  # one object, as .../KIND/ID/ answers
     objects = doc["objects"]
     if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
-        raise AnswerError(f"{path}: \"objects\" must be a list of {kind} objects")
+        raise AnswerError(f'{path}: "objects" must be a list of {kind} objects')
     _check_complete(path, doc.get("meta"), len(objects), kind)
     return objects
 
@@ -81,12 +82,13 @@ def _check_complete(path: str, meta: Any, count: int, kind: str) -> None:
     if meta is None:
         return
     if not isinstance(meta, dict):
-        raise AnswerError(f"{path}: \"meta\" must be an object")
+        raise AnswerError(f'{path}: "meta" must be an object')
     total = meta.get("total_count")
     if meta.get("next") or (isinstance(total, int) and not isinstance(total, bool) and total > count):
         shown = f"{count} of {total}" if isinstance(total, int) else f"{count}"
-        raise AnswerError(f"{path} is one page of a longer list ({shown} {kind} objects): "
-                          f"save it again with ?limit=0 to get them all")
+        raise AnswerError(
+            f"{path} is one page of a longer list ({shown} {kind} objects): save it again with ?limit=0 to get them all"
+        )
 
 
 def _check_kind(path: str, index: int, obj: dict[str, Any], kind: str) -> None:
@@ -96,7 +98,9 @@ def _check_kind(path: str, index: int, obj: dict[str, Any], kind: str) -> None:
         if found is None:
             raise AnswerError(f"{path}: object {index + 1} has a resource_uri that is not the configuration API's")
         if found[0] != kind:
-            raise AnswerError(f"{path} holds {found[0]} objects, not {kind} ones: check which file goes with which option")
+            raise AnswerError(
+                f"{path} holds {found[0]} objects, not {kind} ones: check which file goes with which option"
+            )
         return
     missing = [f for f in KIND_FIELDS[kind] if f not in obj]
     if missing or (kind == "global" and not any(k.startswith("es_") for k in obj)):

@@ -20,15 +20,33 @@ from typing import Any
 from agent.pexip.answers import AnswerError, read_answer, uri_kind_and_id
 
 # Pexip's event_sink fields -> the agent's [[sink]] keys ("name" and "password" are handled apart).
-SINK_FIELDS = {"description": "description", "url": "url", "username": "username", "version": "version",
-               "verify_tls_certificate": "verify_tls", "bulk_support": "bulk"}
-SINK_TYPES = {"name": str, "description": str, "url": str, "username": str, "password": str,
-              "version": int, "verify_tls_certificate": bool, "bulk_support": bool}
+SINK_FIELDS = {
+    "description": "description",
+    "url": "url",
+    "username": "username",
+    "version": "version",
+    "verify_tls_certificate": "verify_tls",
+    "bulk_support": "bulk",
+}
+SINK_TYPES = {
+    "name": str,
+    "description": str,
+    "url": str,
+    "username": str,
+    "password": str,
+    "version": int,
+    "verify_tls_certificate": bool,
+    "bulk_support": bool,
+}
 # Pexip's global es_* fields -> [tuning] keys ("Advanced event sink tuning").
-TUNING_FIELDS = {"es_connection_timeout": "connection_timeout", "es_initial_retry_backoff": "initial_retry_backoff",
-                 "es_maximum_retry_backoff": "max_retry_backoff", "es_maximum_deferred_posts": "max_background_posts",
-                 "es_media_streams_wait": "media_streams_wait",
-                 "es_short_term_memory_expiration": "cache_expiration"}
+TUNING_FIELDS = {
+    "es_connection_timeout": "connection_timeout",
+    "es_initial_retry_backoff": "initial_retry_backoff",
+    "es_maximum_retry_backoff": "max_retry_backoff",
+    "es_maximum_deferred_posts": "max_background_posts",
+    "es_media_streams_wait": "media_streams_wait",
+    "es_short_term_memory_expiration": "cache_expiration",
+}
 # Fields read only to tie objects together.
 LINK_FIELDS = {"id", "resource_uri"}
 USED_FIELDS = {
@@ -117,19 +135,27 @@ def map_sinks(plan: Plan, path: str) -> None:
 
 def _warn_sink(plan: Plan, s: ImportedSink) -> None:
     if s.name != s.pexip_name:
-        why = "another sink has that name" if NOT_A_NAME_RE.sub("-", s.pexip_name) == s.pexip_name else \
-            "a sink name is letters, digits, '_', '.' and '-'"
+        why = (
+            "another sink has that name"
+            if NOT_A_NAME_RE.sub("-", s.pexip_name) == s.pexip_name
+            else "a sink name is letters, digits, '_', '.' and '-'"
+        )
         plan.warnings.append(f"event sink {s.pexip_name!r} is named {s.name!r} ({why})")
     if s.keys.get("username") and not s.password:
-        plan.warnings.append(f"sink {s.name!r} has a username but the export has no password: "
-                             f"add password_file by hand before starting the agent")
+        plan.warnings.append(
+            f"sink {s.name!r} has a username but the export has no password: "
+            f"add password_file by hand before starting the agent"
+        )
     if s.password and not s.keys.get("username"):
         s.password = ""  # Basic auth needs both: no file for a password that would never be sent
-        plan.warnings.append(f"sink {s.name!r} has a password but no username: no Basic auth is sent, "
-                             f"and the password is left out")
+        plan.warnings.append(
+            f"sink {s.name!r} has a password but no username: no Basic auth is sent, and the password is left out"
+        )
     if s.password != s.password.strip():
-        plan.warnings.append(f"sink {s.name!r}: its password starts or ends with white space, which a "
-                             f"password_file cannot carry (it is read stripped)")
+        plan.warnings.append(
+            f"sink {s.name!r}: its password starts or ends with white space, which a "
+            f"password_file cannot carry (it is read stripped)"
+        )
 
 
 def _sink_for(ref: Any, sinks: list[ImportedSink]) -> ImportedSink | str:
@@ -139,8 +165,9 @@ def _sink_for(ref: Any, sinks: list[ImportedSink]) -> ImportedSink | str:
     found = uri_kind_and_id(ref) if isinstance(ref, str) else None
     wanted = found[1] if found and found[0] == "event_sink" else ref
     for s in sinks:
-        if (isinstance(wanted, int) and not isinstance(wanted, bool) and s.pexip_id == wanted) or \
-                (isinstance(ref, str) and s.resource_uri == ref):
+        if (isinstance(wanted, int) and not isinstance(wanted, bool) and s.pexip_id == wanted) or (
+            isinstance(ref, str) and s.resource_uri == ref
+        ):
             return s
     return repr(ref)[:100]
 
@@ -188,8 +215,10 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if args.locations:
         map_locations(plan, args.locations)
         if args.location not in plan.location_names:
-            plan.warnings.append(f"--location {args.location!r} is none of the locations in {args.locations} "
-                                 f"({', '.join(map(repr, plan.location_names)) or 'none'}): no sink runs here")
+            plan.warnings.append(
+                f"--location {args.location!r} is none of the locations in {args.locations} "
+                f"({', '.join(map(repr, plan.location_names)) or 'none'}): no sink runs here"
+            )
     else:
         plan.warnings.append("no --locations file: every sink gets locations = [] (it runs nowhere until you add some)")
     if args.global_:
@@ -213,6 +242,9 @@ def main(args: argparse.Namespace) -> int:
     for line in plan.warnings:
         print(f"warning: {line}", file=sys.stderr, flush=True)
     if args.output:
-        print(f"wrote {', '.join(written)}; check it with: eventsink-agent check --config {written[0]}",
-              file=sys.stderr, flush=True)
+        print(
+            f"wrote {', '.join(written)}; check it with: eventsink-agent check --config {written[0]}",
+            file=sys.stderr,
+            flush=True,
+        )
     return 0

@@ -38,8 +38,11 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return '"' + "".join(ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
-                         for c in str(value)) + '"'
+    return (
+        '"'
+        + "".join(ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in str(value))
+        + '"'
+    )
 
 
 def render(plan: Any, secrets: dict[str, tuple[str, str]]) -> str:
@@ -48,7 +51,7 @@ def render(plan: Any, secrets: dict[str, tuple[str, str]]) -> str:
     lines += [f"#   {what}: {toml_value(os.path.abspath(path))}" for what, path in plan.sources.items()]
     lines += ["", "[node]"] + [f"{k} = {toml_value(v)}" for k, v in plan.node.items()]
     if plan.tuning:
-        lines += ["", "[tuning]                        # Pexip's global \"Advanced event sink tuning\" (es_*)"]
+        lines += ["", '[tuning]                        # Pexip\'s global "Advanced event sink tuning" (es_*)']
         lines += [f"{k} = {toml_value(v)}" for k, v in plan.tuning.items()]
     for s in plan.sinks:
         origin = f"Pexip event sink {s.pexip_id}" if s.pexip_id is not None else "Pexip event sink"
@@ -68,8 +71,9 @@ def prove_it_passes_check(plan: Any, with_passwords: bool) -> None:
     if result.problems:
         first = result.problems[0]
         more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
-        raise OutputError(f"the config it would write does not pass check, so nothing is written: "
-                          f"{first.key}: {first.message}{more}")
+        raise OutputError(
+            f"the config it would write does not pass check, so nothing is written: {first.key}: {first.message}{more}"
+        )
     for w in result.warnings:
         if not (w.key.endswith(".locations") and w.message.startswith("is empty")):  # said already, by the import
             plan.warnings.append(f"check: {w.key}: {w.message}")
@@ -80,8 +84,10 @@ def write(plan: Any, output: str | None) -> list[str]:
     if not output:
         for s in plan.sinks:
             if s.password:
-                plan.warnings.append(f"sink {s.name!r}: its password is left out (it never goes into the TOML): "
-                                     f"give -o PATH to have it written to a password_file beside the config")
+                plan.warnings.append(
+                    f"sink {s.name!r}: its password is left out (it never goes into the TOML): "
+                    f"give -o PATH to have it written to a password_file beside the config"
+                )
         sys.stdout.write(render(plan, {}))
         sys.stdout.flush()
         return []
@@ -89,13 +95,17 @@ def write(plan: Any, output: str | None) -> list[str]:
     folder = os.path.dirname(toml_path)
     if not os.path.isdir(folder):
         raise OutputError(f"cannot write {toml_path}: the directory {folder} does not exist")
-    password_files = {s.name: (os.path.join(folder, f"{s.name}.password"), s.password) for s in plan.sinks if s.password}
+    password_files = {
+        s.name: (os.path.join(folder, f"{s.name}.password"), s.password) for s in plan.sinks if s.password
+    }
     files = [(toml_path, render(plan, {n: ("password_file", p) for n, (p, _) in password_files.items()}), 0o644)]
     files += [(p, secret + "\n", 0o600) for p, secret in password_files.values()]
     for path, _, _ in files:
         if os.path.lexists(path):
-            raise OutputError(f"{path} already exists: import-pexip never writes over a file "
-                              f"(choose another -o PATH, or move it away)")
+            raise OutputError(
+                f"{path} already exists: import-pexip never writes over a file "
+                f"(choose another -o PATH, or move it away)"
+            )
     _create_all(files)
     return [path for path, _, _ in files]
 

@@ -45,8 +45,12 @@ def operation_section(path: str, method: str, op: dict[str, Any]) -> str:
         lines.append("")
     lines += ["| status | meaning |", "| --- | --- |"]
     lines += [f"| {status} | {_cell(answer['description'])} |" for status, answer in op["responses"].items()]
-    (media, content), = op["responses"]["200"]["content"].items()
-    what = "Success body (JSON Schema)" if media == "application/json" else f"Success body: `{media}`, each line (JSON Schema)"
+    ((media, content),) = op["responses"]["200"]["content"].items()
+    what = (
+        "Success body (JSON Schema)"
+        if media == "application/json"
+        else f"Success body: `{media}`, each line (JSON Schema)"
+    )
     lines += ["", f"{what}:", "", "```json", json.dumps(content["schema"], indent=2), "```", ""]
     return "\n".join(lines)
 

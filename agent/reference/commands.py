@@ -50,9 +50,9 @@ PENDING: dict[str, dict[str, tuple[str, str]]] = {
             "`eventsink-agent console-password --file PATH`\n\n"
             "Asks for the browser console's password twice (or reads one line from stdin when it is not a\n"
             "terminal) and writes its salted hash, never the password, to PATH with mode 0600: the\n"
-            "`[console] password_file` ([console.md](console.md)).\n"
-        ),
-    },
+            "`[console] password_file` ([console.md](console.md)).\n",
+        )
+    }
 }
 
 
@@ -106,8 +106,11 @@ def program_section(prog: str, parser: argparse.ArgumentParser, exit_text: str, 
     common = set.intersection(*({o for a in p._actions for o in a.option_strings} for p in subs.values()))
     shared = [a for a in parser._actions if a.option_strings and _shown(a)]
     shared_names = {o for a in shared for o in a.option_strings} & common
-    every = [a for a in next(iter(subs.values()))._actions
-             if set(a.option_strings) & common and _shown(a) and not set(a.option_strings) & shared_names]
+    every = [
+        a
+        for a in next(iter(subs.values()))._actions
+        if set(a.option_strings) & common and _shown(a) and not set(a.option_strings) & shared_names
+    ]
     parts = [f"## `{prog}`\n", (parser.description or "") + "\n", "| command | does |", "| --- | --- |"]
     summaries.update({n: summary for n, (summary, _) in pending.items()})
     names = list(subs) + list(pending)
@@ -137,8 +140,10 @@ def program_section(prog: str, parser: argparse.ArgumentParser, exit_text: str, 
 def commands_markdown() -> str:
     """The text of docs/commands.md."""
     routes = {c.name: f"{c.method} {c.path}" for c in COMMANDS if c.in_ctl}
-    return "\n".join([
-        INTRO,
-        program_section(cli.PROG, cli.build_parser(), AGENT_EXIT, {}),
-        program_section(ctl.PROG, ctl.build_parser(), CTL_EXIT, routes),
-    ])
+    return "\n".join(
+        [
+            INTRO,
+            program_section(cli.PROG, cli.build_parser(), AGENT_EXIT, {}),
+            program_section(ctl.PROG, ctl.build_parser(), CTL_EXIT, routes),
+        ]
+    )

@@ -16,7 +16,14 @@ from typing import Any
 import msgspec
 
 from common.config import (
-    DEFAULT_PATH, RESOLVED_FIELDS, AgentConfig, Config, ConsoleConfig, NodeConfig, SinkConfig, TuningConfig,
+    DEFAULT_PATH,
+    RESOLVED_FIELDS,
+    AgentConfig,
+    Config,
+    ConsoleConfig,
+    NodeConfig,
+    SinkConfig,
+    TuningConfig,
 )
 from common.http_options import AGENT_HEADERS, RETRIED_STATUSES
 

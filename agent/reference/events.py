@@ -14,7 +14,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from bus.events import EVENT_DATA_TYPES, VERSION_2_ONLY_EVENTS, required_data_field
-from common.vocabulary import AgentEvent, LIFECYCLE_EVENTS_OF_VERSION
+from common.vocabulary import LIFECYCLE_EVENTS_OF_VERSION, AgentEvent
 
 _SCALARS = {mi.StrType: "string", mi.IntType: "integer", mi.FloatType: "number", mi.BoolType: "boolean"}
 
@@ -93,8 +93,12 @@ def _doc(struct: type) -> str:
 
 def events_markdown() -> str:
     """The text of docs/events.md."""
-    parts = [INTRO, "## The events on the bus\n", "| event | sent to | required field | what happened |",
-             "| --- | --- | --- | --- |"]
+    parts = [
+        INTRO,
+        "## The events on the bus\n",
+        "| event | sent to | required field | what happened |",
+        "| --- | --- | --- | --- |",
+    ]
     for event, tp in EVENT_DATA_TYPES.items():
         what = _doc(tp).split(": ", 1)[-1]
         parts.append(f"| [`{event}`](#{event}) | {_versions(event)} | `{required_data_field(event)}` | {what} |")

@@ -9,8 +9,8 @@ metric, label or value the agent does not export.
 
 from __future__ import annotations
 
-from agent.supervision.metrics import MetricsView, SinkView, families
 from agent.supervision.counters import WorkerCounters
+from agent.supervision.metrics import MetricsView, SinkView, families
 
 SAMPLE_SINK = "SINK"
 # Labels whose values are open-ended: the document names what they hold instead of listing them.

@@ -30,15 +30,26 @@ from typing import Any
 
 import msgspec
 
-from agent.server.actions.registry import action_of
-from agent.server.actions.unit import BODY, CALLER_UID, RawJSON
+from agent.client.errors import CommandError
 from agent.commands.registry import COMMANDS
 from agent.commands.unit import Command
-from agent.server.control_http import IDLE_TIMEOUT, MAX_BODY, READ_TIMEOUT
-from agent.server.control_http import HEAD_END, MAX_HEAD, BadRequest, ClientGone, Reader, Stream, json_bytes, response
-from agent.server.control_http import serve_stream
+from agent.server.actions.registry import action_of
+from agent.server.actions.unit import BODY, CALLER_UID, RawJSON
+from agent.server.control_http import (
+    HEAD_END,
+    IDLE_TIMEOUT,
+    MAX_BODY,
+    MAX_HEAD,
+    READ_TIMEOUT,
+    BadRequest,
+    ClientGone,
+    Reader,
+    Stream,
+    json_bytes,
+    response,
+    serve_stream,
+)
 from agent.server.control_http import send as send_bytes
-from agent.client.errors import CommandError
 from common.logs import RateLimited, suppressed_note
 from common.sockets import drop_connections
 
@@ -135,7 +146,7 @@ class ControlServer:
             pass
         self._inode = None
 
-    def __enter__(self) -> "ControlServer":
+    def __enter__(self) -> ControlServer:
         self.start()
         return self
 
@@ -207,7 +218,9 @@ class ControlServer:
                     self._count(f"bad_request:{exc.reason}")
                     self._log_bad(exc.reason, f"control socket: bad request ({exc.message})")
                     self._count(f"status:{exc.status}")
-                    send_bytes(conn, response(exc.status, json_bytes(CommandError(exc.status, exc.message).body()), close=True))
+                    send_bytes(
+                        conn, response(exc.status, json_bytes(CommandError(exc.status, exc.message).body()), close=True)
+                    )
                     return
                 self._count("requests")
                 status, payload, extra = self.dispatch(method, target, body, caller)
@@ -228,7 +241,7 @@ class ControlServer:
             conn.close()
             self._slots.release()
 
-    def _read_body(self, reader: "Reader", headers: dict[str, str]) -> bytes:
+    def _read_body(self, reader: Reader, headers: dict[str, str]) -> bytes:
         if "transfer-encoding" in headers:
             raise BadRequest(411, "chunked request bodies are not supported; send Content-Length", "chunked")
         raw = headers.get("content-length")
@@ -245,8 +258,9 @@ class ControlServer:
 
     # ---------------------------------------------------------------- routing
 
-    def dispatch(self, method: str, target: str, body: bytes,
-                 caller: int | None = None) -> tuple[int, bytes | Stream, dict[str, str]]:
+    def dispatch(
+        self, method: str, target: str, body: bytes, caller: int | None = None
+    ) -> tuple[int, bytes | Stream, dict[str, str]]:
         """One request (from the client with uid CALLER) -> (status, JSON body bytes or a Stream, extra
         headers). Never raises."""
         try:
@@ -352,9 +366,6 @@ def peer_uid(conn: socket.socket) -> int | None:
     return struct.unpack("3i", creds)[1]
 
 
-
-
-
 def clear_stale_socket(path: str) -> None:
     """Unlink PATH if it is a stale socket of ours (nobody answers, same owner); refuse anything else there."""
     try:
@@ -386,4 +397,6 @@ def clear_stale_socket(path: str) -> None:
         raise ControlSocketError(f"cannot check the existing control socket {path}: {exc.strerror or exc}") from None
     finally:
         probe.close()
-    raise ControlSocketError(f"another agent is already answering on the control socket {path} (in use by another process)")
+    raise ControlSocketError(
+        f"another agent is already answering on the control socket {path} (in use by another process)"
+    )

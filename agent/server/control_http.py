@@ -93,15 +93,21 @@ class Stream:
 
 
 def stream_head(media_type: str, chunked: bool) -> bytes:
-    head = ["HTTP/1.1 200 OK", f"Server: eventsink-agent/{__version__}", f"Content-Type: {media_type}",
-            "Cache-Control: no-store", "Connection: close"]
+    head = [
+        "HTTP/1.1 200 OK",
+        f"Server: eventsink-agent/{__version__}",
+        f"Content-Type: {media_type}",
+        "Cache-Control: no-store",
+        "Connection: close",
+    ]
     if chunked:
         head.append("Transfer-Encoding: chunked")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
 
 
-def serve_stream(conn: socket.socket, stream: Stream, *, chunked: bool,
-                 write_timeout: float = STREAM_WRITE_TIMEOUT) -> None:
+def serve_stream(
+    conn: socket.socket, stream: Stream, *, chunked: bool, write_timeout: float = STREAM_WRITE_TIMEOUT
+) -> None:
     """Write STREAM's lines to CONN as they come, until it ends or the client goes (EOF, an error,
     a write not taken within WRITE_TIMEOUT). Sleeps in poll() between lines: no tick. The
     connection is not reused afterwards."""
@@ -206,7 +212,9 @@ def parse_request_line(line: str) -> tuple[str, str, str]:
         raise BadRequest(400, "malformed request line", "garbage")
     method, target, version = words
     if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise BadRequest(505 if version.startswith("HTTP/") else 400, "only HTTP/1.0 and HTTP/1.1 are spoken here", "version")
+        raise BadRequest(
+            505 if version.startswith("HTTP/") else 400, "only HTTP/1.0 and HTTP/1.1 are spoken here", "version"
+        )
     if not (target.startswith("/") or target.startswith("http://")):
         raise BadRequest(400, "malformed request target", "garbage")
     return method, target, version

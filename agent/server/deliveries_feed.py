@@ -29,10 +29,10 @@ from typing import Any
 
 import msgspec
 
+from agent.client.errors import CommandError
+from agent.server.control_http import Stream
 from common.internal import worker_identity
 from common.link import DeliveriesStreamed, FollowDeliveries
-from agent.server.control_http import Stream
-from agent.client.errors import CommandError
 
 log = logging.getLogger("agent.control")
 

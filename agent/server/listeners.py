@@ -4,8 +4,8 @@ endpoint (agent/supervision/metrics.py). Each failure is one StartupError senten
 
 from __future__ import annotations
 
-from common.config import parse_listen
 from agent.supervision.runtime import StartupError
+from common.config import parse_listen
 
 
 def start_control(path: str, supervisor):

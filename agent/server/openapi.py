@@ -16,15 +16,15 @@ from typing import Any
 
 import msgspec
 
-from agent.server.actions.attempts import ANSWER_TIMEOUT
-from agent.commands.registry import COMMANDS
-from agent.commands.unit import Command
-from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 from agent.commands import deliveries
 from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT
-from agent.server.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
+from agent.commands.registry import COMMANDS
+from agent.commands.unit import Command
+from agent.server.actions.attempts import ANSWER_TIMEOUT
 from agent.server.control_http import IDLE_TIMEOUT, MAX_BODY, MAX_HEAD, READ_TIMEOUT
+from agent.server.deliveries_feed import MAX_FOLLOWERS, MAX_QUEUED_BYTES
 from agent.supervision.states import ChildState
+from common.vocabulary import POST_OUTCOMES, SCHEMA_FORMATS
 
 API_VERSION = "1"  # the /v1 of the paths; bumped only with an incompatible change
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -56,11 +56,7 @@ COMMAND_ERRORS: dict[str, dict[int, str]] = {
         400: "A `limit` that is not a whole number of at least 1",
         503: f"The sink's worker exited, is not connected yet, or did not answer within {ANSWER_TIMEOUT:g} s",
     },
-    "follow": {
-        400: "No `follow=1`",
-        404: "No such sink on this node",
-        503: f"{MAX_FOLLOWERS} clients already follow",
-    },
+    "follow": {400: "No `follow=1`", 404: "No such sink on this node", 503: f"{MAX_FOLLOWERS} clients already follow"},
 }
 NOT_FOUND = "No such {fields} on this node"
 
@@ -70,8 +66,18 @@ _COUNT = {"type": "integer", "minimum": 0}
 SINK_STATUS = {
     "type": "object",
     "required": [
-        "name", "url", "version", "state", "pid", "backlog", "in_flight", "delivered", "failures",
-        "current_backoff", "last_attempted_restart", "alarms",
+        "name",
+        "url",
+        "version",
+        "state",
+        "pid",
+        "backlog",
+        "in_flight",
+        "delivered",
+        "failures",
+        "current_backoff",
+        "last_attempted_restart",
+        "alarms",
     ],
     "properties": {
         "name": {"type": "string"},
@@ -127,8 +133,11 @@ ATTEMPT = {
         "outcome": {"type": "string", "enum": list(POST_OUTCOMES)},
         "status": {"type": ["integer", "null"], "description": "the HTTP status; null without an answer"},
         "duration": {"type": "number", "minimum": 0, "description": "seconds"},
-        "detail": {"type": "string", "description": "a failure's reason, as support.events gives it (never "
-                   "credentials); for a success `HTTP` and its status, e.g. `HTTP 200`"},
+        "detail": {
+            "type": "string",
+            "description": "a failure's reason, as support.events gives it (never "
+            "credentials); for a success `HTTP` and its status, e.g. `HTTP 200`",
+        },
     },
 }
 DELIVERY = {
@@ -137,14 +146,20 @@ DELIVERY = {
     "additionalProperties": False,
     "properties": {
         **{k: v for k, v in ATTEMPT["properties"].items() if k != "detail"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                    "description": "the request headers as given to libcurl; every secret (`Authorization`, the "
-                    "values of the configured `headers`, proxy credentials, passwords and tokens) is `***`"},
+        "headers": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "the request headers as given to libcurl; every secret (`Authorization`, the "
+            "values of the configured `headers`, proxy credentials, passwords and tokens) is `***`",
+        },
         "body": {"type": "string", "description": "the JSON as sent (decompressed when gzip), secrets as `***`"},
     },
 }
-FOLLOWED = {**DELIVERY, "required": ["sink", *DELIVERY["required"]],
-            "properties": {"sink": {"type": "string"}, **DELIVERY["properties"]}}
+FOLLOWED = {
+    **DELIVERY,
+    "required": ["sink", *DELIVERY["required"]],
+    "properties": {"sink": {"type": "string"}, **DELIVERY["properties"]},
+}
 RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "status": {
         "type": "object",
@@ -152,7 +167,11 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "node": {
                 "type": "object",
-                "properties": {"address": {"type": "string"}, "location": {"type": "string"}, "role": {"type": "string"}},
+                "properties": {
+                    "address": {"type": "string"},
+                    "location": {"type": "string"},
+                    "role": {"type": "string"},
+                },
             },
             "sinks": {"type": "array", "items": {"$ref": "#/components/schemas/SinkStatus"}},
             "bus": {
@@ -208,8 +227,10 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "events": {**_COUNT, "description": "retained events accepted at or after `since`: what is sent again"},
             "since": {"type": "string", "description": "ISO 8601 UTC"},
-            "oldest_retained": {"type": ["string", "null"],
-                                "description": "ISO 8601 UTC: how far back a replay can reach; null when nothing is retained"},
+            "oldest_retained": {
+                "type": ["string", "null"],
+                "description": "ISO 8601 UTC: how far back a replay can reach; null when nothing is retained",
+            },
             "dry_run": {"type": "boolean"},
         },
     },
@@ -217,11 +238,15 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "redrive": {"type": "object", "required": ["redriven"], "properties": {"redriven": _COUNT}},
     "discard": {"type": "object", "required": ["discarded"], "properties": {"discarded": {"type": "string"}}},
     "attempts": {
-        "type": "array", "items": {"$ref": "#/components/schemas/Attempt"}, "maxItems": MAX_LIMIT,
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Attempt"},
+        "maxItems": MAX_LIMIT,
         "description": "the sink's most recent POST attempts since its worker started, newest first",
     },
     "deliveries": {
-        "type": "array", "items": {"$ref": "#/components/schemas/Delivery"}, "maxItems": deliveries.MAX_LIMIT,
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Delivery"},
+        "maxItems": deliveries.MAX_LIMIT,
         "description": "the sink's most recent POSTs as sent, newest first",
     },
     "follow": {
@@ -235,16 +260,23 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "format": {"type": "string", "enum": list(SCHEMA_FORMATS), "default": SCHEMA_FORMATS[0]},
-    "limit": {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT,
-              "description": f"a larger value than {MAX_LIMIT} is taken as {MAX_LIMIT}"},
+    "limit": {
+        "type": "integer",
+        "minimum": 1,
+        "default": DEFAULT_LIMIT,
+        "description": f"a larger value than {MAX_LIMIT} is taken as {MAX_LIMIT}",
+    },
     "follow": {"type": "string", "enum": ["1"]},
     "sink": {"type": "string", "minLength": 1},
 }
 # A query field whose schema differs for one command: (command, field) -> schema.
 COMMAND_QUERY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
-    ("deliveries", "limit"): {"type": "integer", "minimum": 1, "default": deliveries.DEFAULT_LIMIT,
-                              "description": f"a larger value than {deliveries.MAX_LIMIT} is taken as "
-                                             f"{deliveries.MAX_LIMIT}"},
+    ("deliveries", "limit"): {
+        "type": "integer",
+        "minimum": 1,
+        "default": deliveries.DEFAULT_LIMIT,
+        "description": f"a larger value than {deliveries.MAX_LIMIT} is taken as {deliveries.MAX_LIMIT}",
+    }
 }
 ERROR_SCHEMA = {
     "type": "object",
@@ -274,12 +306,26 @@ def parameters(command: Command) -> list[dict[str, Any]]:
     helps = dict(command.field_help)
     out: list[dict[str, Any]] = []
     for name in command.fields:
-        out.append({"name": name, "in": "path", "required": True, "description": helps.get(name, name),
-                    "schema": {"type": "string", "minLength": 1}})
+        out.append(
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": helps.get(name, name),
+                "schema": {"type": "string", "minLength": 1},
+            }
+        )
     for name in command.query:
-        out.append({"name": name, "in": "query", "required": False, "description": helps.get(name, name),
-                    "schema": COMMAND_QUERY_SCHEMAS.get((command.name, name))
-                    or QUERY_SCHEMAS.get(name, {"type": "string"})})
+        out.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": helps.get(name, name),
+                "schema": COMMAND_QUERY_SCHEMAS.get((command.name, name))
+                or QUERY_SCHEMAS.get(name, {"type": "string"}),
+            }
+        )
     return out
 
 
@@ -306,8 +352,11 @@ def operation(command: Command, body: Any) -> dict[str, Any]:
     if body is not None:
         ref = {"$ref": f"#/components/schemas/{body.__name__}"}
         required = any(f.required for f in msgspec.structs.fields(body))
-        op["requestBody"] = {"required": required, "content": {"application/json": {"schema": ref}},
-                             "description": "a JSON object; a field left out takes its default"}
+        op["requestBody"] = {
+            "required": required,
+            "content": {"application/json": {"schema": ref}},
+            "description": "a JSON object; a field left out takes its default",
+        }
     op["x-eventsinkctl"] = command.in_ctl
     return op
 
@@ -327,8 +376,15 @@ def document_of(actions: tuple) -> dict[str, Any]:
         "info": {"title": "eventsink-agent control API", "version": API_VERSION, "description": DESCRIPTION},
         "servers": [{"url": "http://agent", "description": "any host name: the connection goes to the Unix socket"}],
         "paths": paths,
-        "components": {"schemas": {
-            "Error": ERROR_SCHEMA, "SinkStatus": SINK_STATUS, "Alarm": ALARM, "Attempt": ATTEMPT,
-            "DeadLetter": DEAD_LETTER, "Delivery": DELIVERY, **body_schemas,
-        }},
+        "components": {
+            "schemas": {
+                "Error": ERROR_SCHEMA,
+                "SinkStatus": SINK_STATUS,
+                "Alarm": ALARM,
+                "Attempt": ATTEMPT,
+                "DeadLetter": DEAD_LETTER,
+                "Delivery": DELIVERY,
+                **body_schemas,
+            }
+        },
     }

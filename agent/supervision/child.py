@@ -20,14 +20,14 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
+from agent.supervision.counters import WorkerCounters
+from agent.supervision.deadline import Deadline, Schedule
+from agent.supervision.processes import exit_description
+from agent.supervision.states import ChildState, change_state
 from common.backoff import Backoff
 from common.config import SinkConfig
 from common.link import BrokerReport, WorkerReport
 from common.logs import SUPPORT, RateLimited
-from agent.supervision.deadline import Deadline, Schedule
-from agent.supervision.processes import exit_description
-from agent.supervision.counters import WorkerCounters
-from agent.supervision.states import ChildState, change_state
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
@@ -119,7 +119,9 @@ class Child:
         if automatic:
             self._count_restart(now)
         self.attach(launcher.spawn(list(self.argv), spec, self.process_name), now)
-        log.info("%s: started (pid %d)%s", self.label, self.handle.pid, f", restart #{self.restarts}" if automatic else "")
+        log.info(
+            "%s: started (pid %d)%s", self.label, self.handle.pid, f", restart #{self.restarts}" if automatic else ""
+        )
 
     def _count_restart(self, now: float) -> None:
         """Count one automatic restart; a restart storm is logged at most once a window."""
@@ -128,8 +130,12 @@ class Child:
         in_window = sum(1 for t in self._recent if now - t <= STORM_WINDOW)
         if in_window < STORM_RESTARTS or self._storm_log.allow(now=now) is None:
             return
-        support.warning("%s: restart storm: restarted %d times in the last minute; next waits back off up to %g s",
-                        self.label, in_window, self.restart_backoff.maximum)
+        support.warning(
+            "%s: restart storm: restarted %d times in the last minute; next waits back off up to %g s",
+            self.label,
+            in_window,
+            self.restart_backoff.maximum,
+        )
 
     def restart_due(self, now: float) -> bool:
         """No process, none shutting down, and a crash backoff elapsed or a start pending."""
@@ -154,8 +160,12 @@ class Child:
     def reap(self, now: float) -> tuple[int, int] | None:
         """(pid, exit code) when the current process has just exited unbidden; it is detached."""
         if self.retiring is not None and (code := self.retiring.handle.poll()) is not None:
-            log.info("%s: process (pid %d) exited after shutdown: %s", self.label, self.retiring.handle.pid,
-                     exit_description(code))
+            log.info(
+                "%s: process (pid %d) exited after shutdown: %s",
+                self.label,
+                self.retiring.handle.pid,
+                exit_description(code),
+            )
             self._fold(self.retiring.counters)
             self.retiring.done()
             self.retiring = None
@@ -177,7 +187,11 @@ class Child:
 
     def forget_failures_if_stable(self, now: float) -> None:
         """Reset the restart backoff once the current process has run BACKOFF_RESET_AFTER seconds."""
-        if self.started_at is not None and self.restart_backoff.failures and now - self.started_at >= BACKOFF_RESET_AFTER:
+        if (
+            self.started_at is not None
+            and self.restart_backoff.failures
+            and now - self.started_at >= BACKOFF_RESET_AFTER
+        ):
             self.restart_backoff = self.restart_backoff.succeeded()
 
     @property

@@ -70,7 +70,9 @@ class ChildLink:
         """Count a message that is not a usable link message; log the first, then one a minute."""
         self.bad_messages += 1
         if self._bad_log.allow() is not None:
-            log.warning("supervisor link: ignored a bad message from %r (%s); %d so far", identity[:40], why, self.bad_messages)
+            log.warning(
+                "supervisor link: ignored a bad message from %r (%s); %d so far", identity[:40], why, self.bad_messages
+            )
 
     def close(self) -> None:
         self.socket.close(linger=LINGER_MS)

@@ -13,9 +13,9 @@ import sys
 
 import msgspec
 
-from common.config import Config, ConsoleConfig
 from agent.supervision.child import Child
 from agent.supervision.states import ChildState
+from common.config import Config, ConsoleConfig
 
 S = ChildState
 CONSOLE_ARGV = [sys.executable, "-m", "console"]
@@ -38,11 +38,13 @@ class ConsoleChild(Child):
 def console_spec(config: Config) -> bytes:
     """What the console process reads on stdin (console/app.py's ConsoleSpec)."""
     node = config.node
-    return msgspec.json.encode({
-        "console": config.console,
-        "control_socket": config.agent.control_socket,
-        "node": f"{node.address} ({node.location})",
-    })
+    return msgspec.json.encode(
+        {
+            "console": config.console,
+            "control_socket": config.agent.control_socket,
+            "node": f"{node.address} ({node.location})",
+        }
+    )
 
 
 def wanted(config: Config) -> ConsoleConfig | None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from common.internal import HISTOGRAM_BOUNDS
 from common.link import Hist, WorkerReport
 
-
 # ------------------------------------------------------------ counters
 
 
@@ -28,13 +27,15 @@ class HistFigures:
     count: int = 0
 
     @classmethod
-    def of(cls, hist: Hist | None) -> "HistFigures":
+    def of(cls, hist: Hist | None) -> HistFigures:
         if hist is None or len(hist.buckets) != len(HISTOGRAM_BOUNDS):
             return cls()
         return cls(list(hist.buckets), hist.sum, hist.count)
 
-    def plus(self, other: "HistFigures") -> "HistFigures":
-        return HistFigures([a + b for a, b in zip(self.buckets, other.buckets)], self.sum + other.sum, self.count + other.count)
+    def plus(self, other: HistFigures) -> HistFigures:
+        return HistFigures(
+            [a + b for a, b in zip(self.buckets, other.buckets)], self.sum + other.sum, self.count + other.count
+        )
 
 
 @dataclass
@@ -49,11 +50,17 @@ class WorkerCounters:
     dead_lettered: int = 0  # events set aside as dead letters
 
     @classmethod
-    def of(cls, r: WorkerReport) -> "WorkerCounters":
-        return cls(r.delivered, r.failures, dict(r.attempts), HistFigures.of(r.post_duration), HistFigures.of(r.event_age),
-                   r.dead_lettered)
+    def of(cls, r: WorkerReport) -> WorkerCounters:
+        return cls(
+            r.delivered,
+            r.failures,
+            dict(r.attempts),
+            HistFigures.of(r.post_duration),
+            HistFigures.of(r.event_age),
+            r.dead_lettered,
+        )
 
-    def plus(self, other: "WorkerCounters") -> "WorkerCounters":
+    def plus(self, other: WorkerCounters) -> WorkerCounters:
         attempts = dict(self.attempts)
         for k, v in other.attempts.items():
             attempts[k] = attempts.get(k, 0) + v

@@ -8,7 +8,8 @@ state alone) it only remembers the time.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # schedule(when) -> a timer with cancel(), or None without a loop: wakes the supervisor at WHEN
 Schedule = Callable[[float], Any]

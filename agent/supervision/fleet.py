@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from common.config import ConfigError, ConsoleConfig, SinkConfig
-from common.internal import CHILD_GRACE, worker_identity
 from agent.supervision.child import BrokerChild, Child, SinkChild
 from agent.supervision.console_child import ConsoleChild
 from agent.supervision.processes import exit_description
-from sinks import shadow
 from agent.supervision.states import ChildState
+from common.config import ConfigError, ConsoleConfig, SinkConfig
+from common.internal import CHILD_GRACE, worker_identity
+from sinks import shadow
 
 log = logging.getLogger("agent.supervisor")
 
@@ -54,8 +55,9 @@ class Fleet:
     LOOP (common/loop.py; None in tests of the state alone) gets the children's deadlines as
     timers and their exit fds as handlers; each calls ON_DUE, the supervisor's turn of work."""
 
-    def __init__(self, launcher, spec_for: Callable[[Child], bytes], loop: Any = None,
-                 on_due: Callable[[], None] | None = None):
+    def __init__(
+        self, launcher, spec_for: Callable[[Child], bytes], loop: Any = None, on_due: Callable[[], None] | None = None
+    ):
         self.launcher = launcher
         self.spec_for = spec_for
         self.loop = loop
@@ -220,7 +222,9 @@ class Fleet:
     def retire(self, child: SinkChild, *, stop_event: bool, now: float) -> None:
         """Ask the current worker to shut down (SIGKILL after CHILD_GRACE)."""
         handle = child.retire(kill_at=now + CHILD_GRACE)
-        if handle is not None and not self.link.send(worker_identity(child.name), {"type": "shutdown", "stop_event": stop_event}):
+        if handle is not None and not self.link.send(
+            worker_identity(child.name), {"type": "shutdown", "stop_event": stop_event}
+        ):
             handle.terminate()  # not connected: SIGTERM is a shutdown without stop event
 
     def remove(self, name: str, now: float) -> None:

@@ -24,10 +24,9 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from common.internal import HISTOGRAM_BOUNDS
-from common.vocabulary import POST_OUTCOMES, REJECT_REASONS
 from agent.supervision.counters import HistFigures, WorkerCounters
-from common.vocabulary import NODE_ALARMS, SINK_ALARMS
+from common.internal import HISTOGRAM_BOUNDS
+from common.vocabulary import NODE_ALARMS, POST_OUTCOMES, REJECT_REASONS, SINK_ALARMS
 
 # The label values known in advance (common/vocabulary.py), exported as 0 before they first happen.
 
@@ -65,27 +64,45 @@ def _buckets(h: HistFigures) -> list[tuple[str, float]]:
 
 def families(view: MetricsView) -> list:
     """Every metric family for VIEW (documented in docs/metrics.md: regenerate it after a change)."""
-    received = CounterMetricFamily("eventsink_bus_received", "Bus messages accepted and journaled.", value=view.received)
+    received = CounterMetricFamily(
+        "eventsink_bus_received", "Bus messages accepted and journaled.", value=view.received
+    )
     rejected = CounterMetricFamily("eventsink_bus_rejected", "Bus messages rejected, by reason.", labels=["reason"])
     for reason in sorted(set(REJECT_REASONS) | set(view.rejected)):
         rejected.add_metric([reason], view.rejected.get(reason, 0))
-    duplicates = CounterMetricFamily("eventsink_bus_duplicates", "Numbered bus messages already journaled, dropped.",
-                                     value=view.duplicates)
+    duplicates = CounterMetricFamily(
+        "eventsink_bus_duplicates", "Numbered bus messages already journaled, dropped.", value=view.duplicates
+    )
 
-    delivered = CounterMetricFamily("eventsink_events_delivered", "Events acknowledged by a 2xx answer (bulk: each inner event).", labels=["sink"])
+    delivered = CounterMetricFamily(
+        "eventsink_events_delivered", "Events acknowledged by a 2xx answer (bulk: each inner event).", labels=["sink"]
+    )
     attempts = CounterMetricFamily("eventsink_post_attempts", "POSTs by outcome.", labels=["sink", "outcome"])
     duration = HistogramMetricFamily("eventsink_post_duration_seconds", "Time of one POST.", labels=["sink"])
-    age = HistogramMetricFamily("eventsink_event_age_seconds", "Time from publication to a 2xx answer.", labels=["sink"])
-    backlog = GaugeMetricFamily("eventsink_backlog_events", "Events accepted for the sink, not yet delivered.", labels=["sink"])
+    age = HistogramMetricFamily(
+        "eventsink_event_age_seconds", "Time from publication to a 2xx answer.", labels=["sink"]
+    )
+    backlog = GaugeMetricFamily(
+        "eventsink_backlog_events", "Events accepted for the sink, not yet delivered.", labels=["sink"]
+    )
     in_flight = GaugeMetricFamily("eventsink_in_flight_posts", "POSTs under way.", labels=["sink"])
-    backoff = GaugeMetricFamily("eventsink_retry_backoff_seconds", "The sink's current retry wait, 0 when healthy.", labels=["sink"])
-    running = GaugeMetricFamily("eventsink_publisher_running", "1 while the sink's publisher runs, 0 otherwise.", labels=["sink"])
-    restarts = CounterMetricFamily("eventsink_worker_restarts", "Worker processes restarted by the supervisor after an unexpected exit.", labels=["sink"])
+    backoff = GaugeMetricFamily(
+        "eventsink_retry_backoff_seconds", "The sink's current retry wait, 0 when healthy.", labels=["sink"]
+    )
+    running = GaugeMetricFamily(
+        "eventsink_publisher_running", "1 while the sink's publisher runs, 0 otherwise.", labels=["sink"]
+    )
+    restarts = CounterMetricFamily(
+        "eventsink_worker_restarts",
+        "Worker processes restarted by the supervisor after an unexpected exit.",
+        labels=["sink"],
+    )
     journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
     dead_lettered = CounterMetricFamily("eventsink_dead_letters", "Events set aside as dead letters.", labels=["sink"])
     dead_held = GaugeMetricFamily("eventsink_dead_letter_events", "Dead letters the sink holds now.", labels=["sink"])
-    retained = GaugeMetricFamily("eventsink_journal_retained_events", "Delivered events kept for replay.",
-                                 value=view.journal_retained)
+    retained = GaugeMetricFamily(
+        "eventsink_journal_retained_events", "Delivered events kept for replay.", value=view.journal_retained
+    )
 
     for s in view.sinks:
         c = s.counters
@@ -101,8 +118,25 @@ def families(view: MetricsView) -> list:
         restarts.add_metric([s.name], s.restarts)
         dead_lettered.add_metric([s.name], c.dead_lettered)
         dead_held.add_metric([s.name], s.dead_letters)
-    return [received, rejected, duplicates, delivered, attempts, duration, age, backlog, in_flight, backoff, running,
-            alarm_family(view), restarts, journal, retained, dead_lettered, dead_held]
+    return [
+        received,
+        rejected,
+        duplicates,
+        delivered,
+        attempts,
+        duration,
+        age,
+        backlog,
+        in_flight,
+        backoff,
+        running,
+        alarm_family(view),
+        restarts,
+        journal,
+        retained,
+        dead_lettered,
+        dead_held,
+    ]
 
 
 def alarm_family(view: MetricsView) -> GaugeMetricFamily:

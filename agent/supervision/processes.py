@@ -130,4 +130,3 @@ def exit_description(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-

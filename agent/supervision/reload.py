@@ -45,9 +45,7 @@ def plan_reload(old: Config, new: Config, given_digests: dict[str, str | None] |
     worker runs with, None if unknown) secrets are resolved (ConfigError if one cannot be)
     and rotated credentials count as a change."""
     needs_restart = [
-        f"agent.{key}"
-        for key in old.agent.__struct_fields__
-        if getattr(old.agent, key) != getattr(new.agent, key)
+        f"agent.{key}" for key in old.agent.__struct_fields__ if getattr(old.agent, key) != getattr(new.agent, key)
     ]
     effective = msgspec.structs.replace(new, agent=old.agent)
     before = {s.name: s for s in old.sinks_here()}
@@ -66,8 +64,11 @@ def plan_reload(old: Config, new: Config, given_digests: dict[str, str | None] |
     if given_digests is not None:
         resolved = config_mod.resolve_secrets(effective)
         plan.digests = {name: credentials_digest(resolved.sink_named(name)) for name in after}
-        rotated = [n for n in after if n in before and n not in plan.changed
-                   and given_digests.get(n) not in (None, plan.digests[n])]
+        rotated = [
+            n
+            for n in after
+            if n in before and n not in plan.changed and given_digests.get(n) not in (None, plan.digests[n])
+        ]
         plan.changed += rotated
         plan.quiet_updates = [n for n in plan.quiet_updates if n not in rotated]
     return plan

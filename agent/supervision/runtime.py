@@ -40,7 +40,7 @@ def ensure_dir(path: str) -> None:
 
 
 def socket_path_of(endpoint: str) -> str | None:
-    return endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else None
+    return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
 
 
 class RuntimeFiles:
@@ -124,7 +124,8 @@ class RuntimeFiles:
 
 def open_journal(path: str):
     """The journal, checked page by page; a corrupt one is moved aside and a new one started."""
-    from bus.journal import JournalAdmin as Journal, JournalCorrupt, quarantine  # the supervisor's handle
+    from bus.journal import JournalAdmin as Journal  # the supervisor's handle
+    from bus.journal import JournalCorrupt, quarantine
 
     try:
         return Journal(path, verify=True)
@@ -132,7 +133,11 @@ def open_journal(path: str):
         why = str(exc)
     moved, lost = quarantine(path)
     logging.getLogger(SUPPORT).error(
-        "%s: moved it aside as %s and started a new journal; %s", why, moved,
-        "events it held that not every sink had are lost: how many is unknown" if lost is None
-        else f"up to {lost} events it held that not every sink had are lost")
+        "%s: moved it aside as %s and started a new journal; %s",
+        why,
+        moved,
+        "events it held that not every sink had are lost: how many is unknown"
+        if lost is None
+        else f"up to {lost} events it held that not every sink had are lost",
+    )
     return Journal(path)

@@ -21,25 +21,26 @@ import logging
 import queue
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import zmq
 
+from agent.client.errors import CommandError
+from agent.server.actions.registry import RELOAD, SHUTDOWN, action_named
+from agent.server.listeners import start_control, start_metrics
+from agent.supervision import console_child
+from agent.supervision.child import Child, SinkChild
+from agent.supervision.fleet import BROKER_JOURNAL_CORRUPT, Fleet
+from agent.supervision.processes import PopenLauncher, SystemClock
+from agent.supervision.runtime import RuntimeFiles, StartupError, open_journal
+from agent.supervision.worker_reports import WorkerReports
+from alarms.registry import AlarmRegistry
 from common import config as config_mod
 from common.config import Config, Paths
 from common.logs import SUPPORT
 from common.loop import Loop
-from agent.supervision import console_child
-from agent.supervision.child import Child, SinkChild
-from agent.server.actions.registry import RELOAD, SHUTDOWN, action_named
-from agent.client.errors import CommandError
-from agent.supervision.fleet import BROKER_JOURNAL_CORRUPT, Fleet
-from agent.supervision.processes import PopenLauncher, SystemClock
-from agent.supervision.worker_reports import WorkerReports
-from agent.supervision.runtime import RuntimeFiles, StartupError, open_journal
-from agent.server.listeners import start_control, start_metrics
-from alarms.registry import AlarmRegistry
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
@@ -48,8 +49,16 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Supervisor:
-    def __init__(self, config_path: str, config: Config, *, launcher=None, clock=None,
-                 journal_factory: Callable[[str], Any] | None = None, serve: bool = True):
+    def __init__(
+        self,
+        config_path: str,
+        config: Config,
+        *,
+        launcher=None,
+        clock=None,
+        journal_factory: Callable[[str], Any] | None = None,
+        serve: bool = True,
+    ):
         self.config_path = config_path
         self.config = config
         self.paths = Paths.of(config)
@@ -168,8 +177,12 @@ class Supervisor:
         log.info(
             "agent started: %d sink(s) at location %s, %d configured elsewhere; broker pid %s; control socket %s; "
             "metrics %s; console %s",
-            len(self.fleet.sinks), self.config.node.location, len(self.config.sink) - len(self.fleet.sinks),
-            self.fleet.broker.pid, self.paths.control_socket, self.config.agent.metrics_listen or "off",
+            len(self.fleet.sinks),
+            self.config.node.location,
+            len(self.config.sink) - len(self.fleet.sinks),
+            self.fleet.broker.pid,
+            self.paths.control_socket,
+            self.config.agent.metrics_listen or "off",
             self.config.console.listen or "off",
         )
 
@@ -275,8 +288,11 @@ class Supervisor:
         if self.fleet.reap(self.clock.monotonic()):
             # Restarting it would only fail again (a crash loop): stop the agent instead; its
             # next start (systemd: Restart=on-failure) moves the journal aside and begins anew.
-            support.error("the broker found the journal corrupt: stopping the agent (exit code %d); "
-                          "its next start moves the file aside and starts a new journal", BROKER_JOURNAL_CORRUPT)
+            support.error(
+                "the broker found the journal corrupt: stopping the agent (exit code %d); "
+                "its next start moves the file aside and starts a new journal",
+                BROKER_JOURNAL_CORRUPT,
+            )
             self.exit_code = BROKER_JOURNAL_CORRUPT
             self.begin_stop("the journal is corrupt")
 
@@ -301,12 +317,25 @@ class Supervisor:
 
         with self._lock:
             sinks = [
-                SinkView(name=c.name, counters=c.totals(), backlog=c.backlog, in_flight=c.in_flight,
-                         retry_backoff=c.current_backoff, running=c.publisher_running, restarts=c.restarts,
-                         dead_letters=c.dead_letters)
+                SinkView(
+                    name=c.name,
+                    counters=c.totals(),
+                    backlog=c.backlog,
+                    in_flight=c.in_flight,
+                    retry_backoff=c.current_backoff,
+                    running=c.publisher_running,
+                    restarts=c.restarts,
+                    dead_letters=c.dead_letters,
+                )
                 for c in self.fleet.sinks.values()
             ]
             b = self.fleet.broker
-            return MetricsView(sinks=sinks, alarms=[(a.name, a.sink) for a in self.alarms.active()],
-                               received=b.received, rejected=b.rejected, duplicates=b.duplicates,
-                               journal_bytes=b.journal_bytes, journal_retained=b.retained)
+            return MetricsView(
+                sinks=sinks,
+                alarms=[(a.name, a.sink) for a in self.alarms.active()],
+                received=b.received,
+                rejected=b.rejected,
+                duplicates=b.duplicates,
+                journal_bytes=b.journal_bytes,
+                journal_retained=b.retained,
+            )

@@ -14,26 +14,32 @@ The one place a link message becomes a typed report or answer is
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 
-from common import config as config_mod
-from common.config import Config, ConfigError
-from common.http_options import credentials_digest
-from common.internal import BROKER_IDENTITY, worker_identity
-from common.link import (AttemptsAnswer, BrokerReport, Deliveries, DeliveriesAnswer, DeliveriesStreamed, WorkerReport,
-                         parse_message)
-from common.logs import SUPPORT
-from common.vocabulary import PublisherState
-from agent.supervision.child import SinkChild
 from agent.server.actions.attempts import AttemptAsks
 from agent.server.deliveries_feed import DeliveryFeed
+from agent.supervision.child import SinkChild
 from agent.supervision.fleet import Fleet
 from agent.supervision.states import STOPPABLE_STATES, ChildState
 from alarms import rules
 from alarms.registry import AlarmRegistry
-from common.vocabulary import AlarmName
+from common import config as config_mod
+from common.config import Config, ConfigError
+from common.http_options import credentials_digest
+from common.internal import BROKER_IDENTITY, worker_identity
+from common.link import (
+    AttemptsAnswer,
+    BrokerReport,
+    Deliveries,
+    DeliveriesAnswer,
+    DeliveriesStreamed,
+    WorkerReport,
+    parse_message,
+)
+from common.logs import SUPPORT
+from common.vocabulary import AlarmName, PublisherState
 
 log = logging.getLogger("agent.supervisor")
 support = logging.getLogger(SUPPORT)
@@ -109,8 +115,11 @@ class WorkerReports:
         if not child.backlog_armed and rules.backlog_arms(r.backlog, tuning.max_background_posts):
             child.backlog_armed = True
         for decision in rules.sink_alarms(
-            publisher=r.publisher, backlog=r.backlog, next_backoff=r.next_backoff,
-            max_retry_backoff=tuning.max_retry_backoff, max_background_posts=tuning.max_background_posts,
+            publisher=r.publisher,
+            backlog=r.backlog,
+            next_backoff=r.next_backoff,
+            max_retry_backoff=tuning.max_retry_backoff,
+            max_background_posts=tuning.max_background_posts,
             backlog_armed=child.backlog_armed,
         ):
             self.raise_sink_alarm(child, decision, now)
@@ -159,7 +168,10 @@ class WorkerReports:
             return
         stopping = child.state in STOPPABLE_STATES
         support.error(
-            "alarm raised: %s for sink %s: %s; %s", decision.name, child.name, decision.detail,
+            "alarm raised: %s for sink %s: %s; %s",
+            decision.name,
+            child.name,
+            decision.detail,
             "stopping its publisher" if stopping else f"publisher already {child.state}",
         )
         if stopping:
@@ -173,13 +185,21 @@ class WorkerReports:
         child.stop_sent_at = now
         child.stop_resend.set(self.stop_resend_at(child))
         if not self.fleet.link.send(worker_identity(child.name), {"type": "stop_publisher"}):
-            log.warning("sink %s: stop_publisher could not be sent (worker not connected); retrying on its next report", child.name)
+            log.warning(
+                "sink %s: stop_publisher could not be sent (worker not connected); retrying on its next report",
+                child.name,
+            )
 
     @staticmethod
     def stop_resend_at(child: SinkChild) -> float | None:
         """When a stop_publisher is due again: the worker's last report still says its publisher runs."""
-        if (child.state is S.STOPPED and child.handle is not None and child.stop_sent_at is not None
-                and child.report is not None and child.report.publisher == PublisherState.RUNNING):
+        if (
+            child.state is S.STOPPED
+            and child.handle is not None
+            and child.stop_sent_at is not None
+            and child.report is not None
+            and child.report.publisher == PublisherState.RUNNING
+        ):
             return child.stop_sent_at + STOP_RESEND_INTERVAL
         return None
 

@@ -7,29 +7,49 @@ from __future__ import annotations
 import concurrent.futures
 import json
 
-
 from agent.client.errors import CommandError
 
 STATUS = {
     "node": {"address": "10.44.99.2", "location": "Oslo", "role": "transcoding"},
     "sinks": [
         {
-            "name": "cdr", "url": "https://collector.example.com/pexip", "version": 2, "state": "running",
-            "pid": 4242, "backlog": 3, "in_flight": 1, "delivered": 1234, "failures": 2,
-            "current_backoff": 0, "last_attempted_restart": None, "alarms": [],
+            "name": "cdr",
+            "url": "https://collector.example.com/pexip",
+            "version": 2,
+            "state": "running",
+            "pid": 4242,
+            "backlog": 3,
+            "in_flight": 1,
+            "delivered": 1234,
+            "failures": 2,
+            "current_backoff": 0,
+            "last_attempted_restart": None,
+            "alarms": [],
         },
         {
-            "name": "siem-long-name", "url": "http://127.0.0.1:9/x", "version": 1, "state": "stopped",
-            "pid": None, "backlog": 57, "in_flight": 0, "delivered": 0, "failures": 19,
-            "current_backoff": 120.0, "last_attempted_restart": 1764186000.0,
+            "name": "siem-long-name",
+            "url": "http://127.0.0.1:9/x",
+            "version": 1,
+            "state": "stopped",
+            "pid": None,
+            "backlog": 57,
+            "in_flight": 0,
+            "delivered": 0,
+            "failures": 19,
+            "current_backoff": 120.0,
+            "last_attempted_restart": 1764186000.0,
             "alarms": ["Eventsink Reached Maximum Backoff"],
         },
     ],
     "bus": {"received": 1291, "rejected": {}, "journal_bytes": 4096},
 }
 ALARMS = [
-    {"name": "Eventsink Reached Maximum Backoff", "sink": "siem-long-name", "raised_at": 1764186000.0,
-     "detail": "next retry wait 3600 s exceeds max_retry_backoff 1800 s"},
+    {
+        "name": "Eventsink Reached Maximum Backoff",
+        "sink": "siem-long-name",
+        "raised_at": 1764186000.0,
+        "detail": "next retry wait 3600 s exceeds max_retry_backoff 1800 s",
+    }
 ]
 
 

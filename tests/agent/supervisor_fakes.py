@@ -11,10 +11,10 @@ import tempfile
 import textwrap
 import threading
 
-from common import config as config_mod
 from agent.supervision.childlink import ChildLink
-from common.internal import HISTOGRAM_BOUNDS, worker_identity
 from agent.supervision.supervisor import Supervisor
+from common import config as config_mod
+from common.internal import HISTOGRAM_BOUNDS, worker_identity
 
 
 class FakeClock:
@@ -197,17 +197,38 @@ def hist(values=()) -> dict:
 
 def worker_report(sink: str, pid: int, publisher: str = "running", **fields) -> dict:
     msg = {
-        "type": "report", "role": "worker", "sink": sink, "pid": pid, "publisher": publisher,
-        "backlog": 0, "in_flight": 0, "delivered": 0, "failures": 0, "current_backoff": 0.0,
-        "next_backoff": 1.0, "cursor": 0, "head": 0, "attempts": {}, "post_duration": hist(), "event_age": hist(),
+        "type": "report",
+        "role": "worker",
+        "sink": sink,
+        "pid": pid,
+        "publisher": publisher,
+        "backlog": 0,
+        "in_flight": 0,
+        "delivered": 0,
+        "failures": 0,
+        "current_backoff": 0.0,
+        "next_backoff": 1.0,
+        "cursor": 0,
+        "head": 0,
+        "attempts": {},
+        "post_duration": hist(),
+        "event_age": hist(),
     }
     msg.update(fields)
     return msg
 
 
 def broker_report(pid: int, **fields) -> dict:
-    msg = {"type": "report", "role": "broker", "pid": pid, "received": 0, "rejected": {},
-           "journal_bytes": 4096, "journal_full": False, "head": 0}
+    msg = {
+        "type": "report",
+        "role": "broker",
+        "pid": pid,
+        "received": 0,
+        "rejected": {},
+        "journal_bytes": 4096,
+        "journal_full": False,
+        "head": 0,
+    }
     msg.update(fields)
     return msg
 
@@ -221,7 +242,9 @@ version = {version}
 """
 
 
-def config_text(base: str, sinks=(("cdr", "Oslo", 2),), tuning: str = "", node_extra: str = "", agent_extra: str = "") -> str:
+def config_text(
+    base: str, sinks=(("cdr", "Oslo", 2),), tuning: str = "", node_extra: str = "", agent_extra: str = ""
+) -> str:
     text = textwrap.dedent(f"""
         [node]
         address = "10.44.99.2"
@@ -253,8 +276,9 @@ class Rig:
         self.launcher = FakeLauncher()
         self.journals: list[FakeJournal] = []
         config = config_mod.load_or_raise(self.path)
-        self.sup = TestSupervisor(self.path, config, launcher=self.launcher, clock=self.clock,
-                                  journal_factory=self._journal, serve=False)
+        self.sup = TestSupervisor(
+            self.path, config, launcher=self.launcher, clock=self.clock, journal_factory=self._journal, serve=False
+        )
 
     def _journal(self, path):
         j = FakeJournal(path)
@@ -269,7 +293,7 @@ class Rig:
         with open(self.path, "w") as fh:
             fh.write(text if text is not None else config_text(self.base, **config_kw))
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.sup.start()
         return self
 
@@ -310,7 +334,7 @@ class Rig:
     def sink_status(self, name: str) -> dict:
         return next(s for s in self.ask("status")["sinks"] if s["name"] == name)
 
-    def __enter__(self) -> "Rig":
+    def __enter__(self) -> Rig:
         return self
 
     def __exit__(self, *exc) -> None:

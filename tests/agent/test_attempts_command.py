@@ -10,17 +10,24 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agent.client import ctl
-from agent.server.actions.registry import ATTEMPTS
-from agent.server.actions.attempts import ANSWER_TIMEOUT
-from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT, parse_limit
 from agent.client.errors import CommandError
-from agent.server.actions.registry import openapi_document
+from agent.commands.attempts import DEFAULT_LIMIT, MAX_LIMIT, parse_limit
+from agent.server.actions.attempts import ANSWER_TIMEOUT
+from agent.server.actions.registry import ATTEMPTS, openapi_document
 from agent.server.openapi import RESPONSE_SCHEMAS
 from common.internal import worker_identity
 from tests.agent.supervisor_fakes import Rig
 
-ENTRY = {"at": "2025-11-26T19:40:00.250Z", "seq": 1, "events": 1, "webhook_id": "e-cdr-started-1",
-         "outcome": "http_error", "status": 500, "duration": 0.012, "detail": "HTTP 500 Internal Server Error"}
+ENTRY = {
+    "at": "2025-11-26T19:40:00.250Z",
+    "seq": 1,
+    "events": 1,
+    "webhook_id": "e-cdr-started-1",
+    "outcome": "http_error",
+    "status": 500,
+    "duration": 0.012,
+    "detail": "HTTP 500 Internal Server Error",
+}
 
 
 @pytest.fixture
@@ -48,7 +55,8 @@ def test_the_worker_is_asked_and_its_answer_is_the_result(rig):
     answer(rig, ask["token"], [success, ENTRY])
     assert future.result(timeout=0) == [success, ENTRY]
     Draft202012Validator({**RESPONSE_SCHEMAS["attempts"], "components": openapi_document()["components"]}).validate(
-        future.result())
+        future.result()
+    )
     assert len(rig.sup.reports.attempts) == 0
 
 

@@ -70,7 +70,11 @@ BAD_CASES = {
     "non-http url": (VALID.replace("http://127.0.0.1:8080/events", "ftp://127.0.0.1/events"), "url", "http"),
     "unknown key": (VALID.replace('name = "cdr"', 'name = "cdr"\nretries = 5'), "retries", "unknown key"),
     "missing node.address": (VALID.replace('address = "10.44.99.2"\n', ""), "node.address", "required"),
-    "negative tuning value": (VALID.replace("max_retry_backoff = 600", "connection_timeout = -1"), "tuning.connection_timeout", "negative"),
+    "negative tuning value": (
+        VALID.replace("max_retry_backoff = 600", "connection_timeout = -1"),
+        "tuning.connection_timeout",
+        "negative",
+    ),
     "unknown role": (VALID.replace('role = "transcoding"', 'role = "edge"'), "node.role", "transcoding"),
     "broken toml": (VALID.replace("[tuning]", "[tuning"), "toml", "not valid TOML"),
 }
@@ -106,8 +110,17 @@ def test_check_missing_file_is_one_line(tmp):
     assert "cannot read" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["check", "--help"], ["schema", "--help"],
-                                  ["demo", "--help"], ["receive", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["check", "--help"],
+        ["schema", "--help"],
+        ["demo", "--help"],
+        ["receive", "--help"],
+    ],
+)
 def test_help_exits_0(argv, capsys):
     assert cli.main(argv) == 0
     assert capsys.readouterr().out.startswith("usage: eventsink-agent")
@@ -123,8 +136,13 @@ def test_console_scripts_help():
 
 
 def test_usage_errors_are_exit_2_without_traceback():
-    for argv in ([], ["bogus"], ["schema", "--format", "yaml"], ["receive", "--listen", "nohostport"],
-                 ["demo", "--duration", "-1"]):
+    for argv in (
+        [],
+        ["bogus"],
+        ["schema", "--format", "yaml"],
+        ["receive", "--listen", "nohostport"],
+        ["demo", "--duration", "-1"],
+    ):
         out = run_agent(*argv)
         assert out.returncode == 2, argv
         assert "Traceback" not in out.stderr and "usage:" in out.stderr
@@ -153,7 +171,9 @@ def test_run_starts_supervisor_with_path_and_config(tmp, monkeypatch):
             return 0
 
     monkeypatch.setitem(sys.modules, "agent.supervision.supervisor", types.SimpleNamespace(Supervisor=Supervisor))
-    monkeypatch.setattr("common.logs.configure", lambda label, secrets=(): seen.setdefault("logs", (label, list(secrets))))
+    monkeypatch.setattr(
+        "common.logs.configure", lambda label, secrets=(): seen.setdefault("logs", (label, list(secrets)))
+    )
     assert cli.main(["run", "--config", path]) == 0
     config_path, config = seen["args"]
     assert config_path == path and [s.name for s in config.sink] == ["cdr", "siem"]
@@ -204,13 +224,31 @@ def test_demo_and_receive_get_the_namespace(monkeypatch):
     assert cli.main(["demo", "--duration", "2.5"]) == 0
     assert cli.main(["demo"]) == 0
     assert [a.duration for a in got["demo"]] == [2.5, None]
-    assert cli.main(["receive", "--listen", "127.0.0.1:9999", "--username", "u", "--password", "p", "--secret", "whsec_eA=="]) == 5
+    assert (
+        cli.main(
+            ["receive", "--listen", "127.0.0.1:9999", "--username", "u", "--password", "p", "--secret", "whsec_eA=="]
+        )
+        == 5
+    )
     assert cli.main(["receive"]) == 5
     first, default = got["rx"]
     assert (first.listen, first.username, first.password, first.secret) == ("127.0.0.1:9999", "u", "p", "whsec_eA==")
     assert (default.listen, default.username, default.password, default.secret) == ("127.0.0.1:8080", "", "", "")
-    argv = ["receive", "--password-file", "/p", "--secret-file", "/s", "--bearer-token-file", "/t",
-            "--tls-cert", "/c", "--tls-key", "/k", "--client-ca", "/ca"]
+    argv = [
+        "receive",
+        "--password-file",
+        "/p",
+        "--secret-file",
+        "/s",
+        "--bearer-token-file",
+        "/t",
+        "--tls-cert",
+        "/c",
+        "--tls-key",
+        "/k",
+        "--client-ca",
+        "/ca",
+    ]
     assert cli.main(argv) == 5
     files = got["rx"][-1]
     assert (files.password_file, files.secret_file, files.bearer_token_file) == ("/p", "/s", "/t")

@@ -10,10 +10,20 @@ import signal
 
 import pytest
 
-from agent.server.actions.registry import ACTIONS, ALARMS, RELOAD, RESTART, SCHEMA, SHUTDOWN, STATUS, action_of, unpaired
-from agent.commands.registry import COMMANDS, LOOP_COMMANDS
-from agent.server.control import ControlServer
 from agent.client.errors import CommandError
+from agent.commands.registry import COMMANDS, LOOP_COMMANDS
+from agent.server.actions.registry import (
+    ACTIONS,
+    ALARMS,
+    RELOAD,
+    RESTART,
+    SCHEMA,
+    SHUTDOWN,
+    STATUS,
+    action_of,
+    unpaired,
+)
+from agent.server.control import ControlServer
 from tests.agent.supervisor_fakes import Rig
 
 
@@ -148,12 +158,15 @@ def test_schema_is_answered_on_the_server_thread():
 # ---------------------------------------------------------------- the one error envelope
 
 
-@pytest.mark.parametrize("method,target,body,status", [
-    ("GET", "/v1/nope", b"", 404),  # unknown route
-    ("DELETE", "/v1/status", b"", 405),  # wrong method
-    ("POST", "/v1/reload", b"{not json", 400),  # malformed body
-    ("POST", "/v1/reload", b"[1, 2]", 400),  # a body that is not an object
-])
+@pytest.mark.parametrize(
+    "method,target,body,status",
+    [
+        ("GET", "/v1/nope", b"", 404),  # unknown route
+        ("DELETE", "/v1/status", b"", 405),  # wrong method
+        ("POST", "/v1/reload", b"{not json", 400),  # malformed body
+        ("POST", "/v1/reload", b"[1, 2]", 400),  # a body that is not an object
+    ],
+)
 def test_every_bad_request_gets_the_one_error_envelope(method, target, body, status):
     server = ControlServer("/nonexistent/c.sock", supervisor=None)
     got, payload, _ = server.dispatch(method, target, body)

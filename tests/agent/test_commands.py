@@ -7,18 +7,28 @@ import json
 
 import pytest
 
-from agent.server.actions import registry as actions, unit as action_unit
-from agent.server.actions.registry import action_named
-from agent.commands.client import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Reply, Unreachable, UsageError, exit_code
-from agent.commands.registry import COMMANDS, command_named
-from agent.commands.status import render_status
-from agent.commands.alarms import render_alarms
-from agent.commands.reload import render_reload
-from agent.commands.restart import render_restart
-from agent.server.control import ROUTES
 from agent.client.ctl import build_parser
 from agent.client.errors import CommandError
 from agent.client.render import format_seconds
+from agent.commands.alarms import render_alarms
+from agent.commands.client import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Reply,
+    Unreachable,
+    UsageError,
+    exit_code,
+)
+from agent.commands.registry import COMMANDS, command_named
+from agent.commands.reload import render_reload
+from agent.commands.restart import render_restart
+from agent.commands.status import render_status
+from agent.server.actions import registry as actions
+from agent.server.actions import unit as action_unit
+from agent.server.actions.registry import action_named
+from agent.server.control import ROUTES
 from tests.agent.control_fakes import ALARMS, STATUS, FakeSupervisor
 
 
@@ -32,11 +42,19 @@ def test_registry_names_and_routes_are_unique():
 
 def test_contract_routes():
     assert {(c.method, c.path) for c in COMMANDS} == {
-        ("GET", "/v1/status"), ("GET", "/v1/alarms"), ("POST", "/v1/sinks/{sink}/restart"),
-        ("POST", "/v1/reload"), ("GET", "/v1/schema"), ("GET", "/v1/openapi.json"),
-        ("POST", "/v1/sinks/{sink}/replay"), ("GET", "/v1/sinks/{sink}/dead-letters"),
-        ("POST", "/v1/sinks/{sink}/dead-letters/redrive"), ("DELETE", "/v1/sinks/{sink}/dead-letters/{id}"),
-        ("GET", "/v1/sinks/{sink}/attempts"), ("GET", "/v1/sinks/{sink}/deliveries"), ("GET", "/v1/deliveries"),
+        ("GET", "/v1/status"),
+        ("GET", "/v1/alarms"),
+        ("POST", "/v1/sinks/{sink}/restart"),
+        ("POST", "/v1/reload"),
+        ("GET", "/v1/schema"),
+        ("GET", "/v1/openapi.json"),
+        ("POST", "/v1/sinks/{sink}/replay"),
+        ("GET", "/v1/sinks/{sink}/dead-letters"),
+        ("POST", "/v1/sinks/{sink}/dead-letters/redrive"),
+        ("DELETE", "/v1/sinks/{sink}/dead-letters/{id}"),
+        ("GET", "/v1/sinks/{sink}/attempts"),
+        ("GET", "/v1/sinks/{sink}/deliveries"),
+        ("GET", "/v1/deliveries"),
         ("GET", "/v1/config"),
     }
 
@@ -44,9 +62,22 @@ def test_contract_routes():
 def test_server_routes_and_ctl_subcommands_come_from_the_registry():
     assert [c for c, _ in ROUTES] == list(COMMANDS)
     sub = next(a for a in build_parser()._actions if a.dest == "command_name")
-    assert set(sub.choices) == {c.name for c in COMMANDS if c.in_ctl} == {
-        "status", "alarms", "restart", "reload", "replay", "attempts", "deliveries", "dead-letters", "redrive",
-            "discard"}
+    assert (
+        set(sub.choices)
+        == {c.name for c in COMMANDS if c.in_ctl}
+        == {
+            "status",
+            "alarms",
+            "restart",
+            "reload",
+            "replay",
+            "attempts",
+            "deliveries",
+            "dead-letters",
+            "redrive",
+            "discard",
+        }
+    )
 
 
 def test_fields_come_from_the_path():
@@ -134,9 +165,20 @@ def test_status_table_has_every_column_aligned():
     text = render_status(STATUS)
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("SINK"))
-    for col in ("SINK", "STATE", "PID", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILURES", "BACKOFF", "ALARMS", "LAST RESTART"):
+    for col in (
+        "SINK",
+        "STATE",
+        "PID",
+        "BACKLOG",
+        "IN-FLIGHT",
+        "DELIVERED",
+        "FAILURES",
+        "BACKOFF",
+        "ALARMS",
+        "LAST RESTART",
+    ):
         assert col in header
-    rows = lines[lines.index(header) + 1:]
+    rows = lines[lines.index(header) + 1 :]
     assert len(rows) == 2
     # every column starts at the same offset in the header and in each row
     for col, value_cdr, value_siem in (("STATE", "running", "stopped"), ("BACKLOG", "3", "57"), ("BACKOFF", "-", "2m")):
@@ -157,8 +199,21 @@ def test_status_never_shows_unknown_fields_as_crash():
     assert "x" in text and "A" in text
 
 
-@pytest.mark.parametrize("value, text", [(0, "-"), (None, "-"), (1, "1s"), (2.5, "2.5s"), (45, "45s"), (120, "2m"),
-                                         (150, "2m30s"), (1800, "30m"), (3600, "1h"), (3900, "1h5m")])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0, "-"),
+        (None, "-"),
+        (1, "1s"),
+        (2.5, "2.5s"),
+        (45, "45s"),
+        (120, "2m"),
+        (150, "2m30s"),
+        (1800, "30m"),
+        (3600, "1h"),
+        (3900, "1h5m"),
+    ],
+)
 def test_format_seconds(value, text):
     assert format_seconds(value) == text
 

@@ -3,8 +3,8 @@ every secret masked, and what check says of the file."""
 
 from types import SimpleNamespace
 
-from common import config as cfg
 from agent.server.actions.config_view import config_view
+from common import config as cfg
 
 SECRETIVE = """
 [node]

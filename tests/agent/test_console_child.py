@@ -7,10 +7,10 @@ import sys
 
 import msgspec
 
-from common.config import ConsoleConfig, parse
 from agent.supervision.console_child import ConsoleChild, console_spec, wanted
 from agent.supervision.fleet import Fleet
 from agent.supervision.states import ChildState as S
+from common.config import ConsoleConfig, parse
 from tests.agent.supervisor_fakes import FakeClock, FakeLauncher
 
 TEXT = """

@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from agent.server.actions import unit as action_unit
-from bus import schema as bus_schema
-from agent.server.control import ControlServer, ControlSocketError
 from agent.client.ctl import ControlClient
+from agent.server.actions import unit as action_unit
+from agent.server.control import ControlServer, ControlSocketError
+from bus import schema as bus_schema
 from tests.agent.control_fakes import ALARMS, STATUS, FakeSupervisor
 
 
@@ -85,7 +85,10 @@ def test_reload_ok_and_bad(server, supervisor):
     supervisor.reload_problems = ["agent.toml:3: node.address: is required"]
     code, body = client(server).call("POST", "/v1/reload")
     assert code == 400
-    assert body == {"error": "the config has problems; nothing changed", "problems": ["agent.toml:3: node.address: is required"]}
+    assert body == {
+        "error": "the config has problems; nothing changed",
+        "problems": ["agent.toml:3: node.address: is required"],
+    }
 
 
 def test_reload_with_non_object_body_is_400(server, supervisor):
@@ -104,7 +107,9 @@ def test_unknown_route_is_404(server, supervisor):
 
 
 def test_wrong_method_is_405_with_allow(server):
-    raw = raw_exchange(server.path, b"POST /v1/status HTTP/1.1\r\nHost: agent\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    raw = raw_exchange(
+        server.path, b"POST /v1/status HTTP/1.1\r\nHost: agent\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
     assert status_line(raw) == 405
     assert b"\r\nAllow: GET\r\n" in raw
     code, body = client(server).call("GET", "/v1/sinks/cdr/restart")
@@ -214,9 +219,10 @@ def test_bad_requests_of_one_kind_are_logged_once_a_minute_with_the_count_left_o
         assert status_line(raw_exchange(server.path, garbage)) == 400
         time.sleep(0.2)  # the connection thread logs after answering
     lines = [r.getMessage() for r in caplog.records if "bad request" in r.getMessage()]
-    assert lines == ["control socket: bad request (the Content-Length header is not a number)",
-                     "control socket: bad request (the Content-Length header is not a number)"
-                     " (2 more like it since the last line)"], lines
+    assert lines == [
+        "control socket: bad request (the Content-Length header is not a number)",
+        "control socket: bad request (the Content-Length header is not a number) (2 more like it since the last line)",
+    ], lines
 
 
 def test_garbage_line_answered_without_waiting_for_end_of_head(server):
@@ -319,12 +325,31 @@ def test_curl_over_unix_socket(server):
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl not installed")
-    out = subprocess.run([curl, "-sS", "--unix-socket", server.path, "http://agent/v1/status"],
-                         capture_output=True, timeout=20, check=True)
+    out = subprocess.run(
+        [curl, "-sS", "--unix-socket", server.path, "http://agent/v1/status"],
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )
     assert json.loads(out.stdout) == STATUS
-    out = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-                          "--unix-socket", server.path, "http://agent/v1/sinks/nope/restart"],
-                         capture_output=True, timeout=20, check=True)
+    out = subprocess.run(
+        [
+            curl,
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "--unix-socket",
+            server.path,
+            "http://agent/v1/sinks/nope/restart",
+        ],
+        capture_output=True,
+        timeout=20,
+        check=True,
+    )
     assert out.stdout == b"404"
 
 
@@ -384,4 +409,3 @@ def test_regular_file_at_path_is_refused_and_kept(tmpdir_short, supervisor):
 def test_missing_directory_is_a_clear_error(tmpdir_short, supervisor):
     with pytest.raises(ControlSocketError, match="cannot create the control socket"):
         ControlServer(os.path.join(tmpdir_short, "nodir", "c.sock"), supervisor).start()
-

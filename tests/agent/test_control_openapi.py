@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from agent.server.control import ROUTES, ControlServer
 from agent.server.actions.registry import openapi_document
+from agent.server.control import ROUTES, ControlServer
 from agent.server.openapi import COMMON_ERRORS
 from tests.agent.control_fakes import FakeSupervisor
 
@@ -104,8 +104,10 @@ def request(draw):
 BODIES = st.one_of(
     st.just(b""),
     st.just(b""),
-    st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3).map(lambda d: json.dumps(d).encode()),
-    st.sampled_from([b"[1, 2]", b"42", b'"text"', b"null", b"{", b"{\"a\": }"]),
+    st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3).map(
+        lambda d: json.dumps(d).encode()
+    ),
+    st.sampled_from([b"[1, 2]", b"42", b'"text"', b"null", b"{", b'{"a": }']),
     st.binary(min_size=1, max_size=64),
     st.integers(MAX_BODY + 1, 2 * MAX_BODY).map(lambda n: b"x" * n),
 )

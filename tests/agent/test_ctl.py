@@ -22,8 +22,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def run_ctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "agent.client.ctl", *args], capture_output=True, text=True,
-                          timeout=30, cwd=REPO, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.client.ctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=full_env,
+    )
 
 
 def assert_one_plain_line(text: str) -> str:
@@ -39,9 +45,20 @@ def test_status_table(server):
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     header = next(line for line in out.stdout.splitlines() if line.startswith("SINK"))
-    assert header.split() == ["SINK", "STATE", "PID", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILURES", "BACKOFF",
-                              "ALARMS", "LAST", "RESTART"]
-    rows = {line.split()[0]: line for line in out.stdout.splitlines()[out.stdout.splitlines().index(header) + 1:]}
+    assert header.split() == [
+        "SINK",
+        "STATE",
+        "PID",
+        "BACKLOG",
+        "IN-FLIGHT",
+        "DELIVERED",
+        "FAILURES",
+        "BACKOFF",
+        "ALARMS",
+        "LAST",
+        "RESTART",
+    ]
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[out.stdout.splitlines().index(header) + 1 :]}
     assert set(rows) == {"cdr", "siem-long-name"}
     assert rows["cdr"].split()[:7] == ["cdr", "running", "4242", "3", "1", "1234", "2"]
     assert "Eventsink Reached Maximum Backoff" in rows["siem-long-name"]
@@ -117,9 +134,11 @@ def test_socket_from_env_and_from_config(server, tmpdir_short):
     assert out.returncode == 0 and json.loads(out.stdout) == STATUS
     cfg = os.path.join(tmpdir_short, "agent.toml")
     with open(cfg, "w") as fh:
-        fh.write(f'[node]\naddress = "10.0.0.1"\nlocation = "Oslo"\n[agent]\ncontrol_socket = "{server.path}"\n'
-                 '[[sink]]\nname = "x"\nurl = "http://127.0.0.1:1/"\nlocations = ["Oslo"]\n'
-                 'password_file = "/nonexistent/unreadable-by-operators"\n')
+        fh.write(
+            f'[node]\naddress = "10.0.0.1"\nlocation = "Oslo"\n[agent]\ncontrol_socket = "{server.path}"\n'
+            '[[sink]]\nname = "x"\nurl = "http://127.0.0.1:1/"\nlocations = ["Oslo"]\n'
+            'password_file = "/nonexistent/unreadable-by-operators"\n'
+        )
     # --config wins over the environment; only [agent] is read (password files need not be readable)
     out = run_ctl("--config", cfg, "status", "--json", env={ctl.SOCKET_ENV: "/nonexistent/sock"})
     assert out.returncode == 0, out.stderr
@@ -163,8 +182,9 @@ def test_usage_errors_exit_2():
         assert "usage:" in out.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["alarms", "--help"], ["restart", "--help"],
-                                  ["reload", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["status", "--help"], ["alarms", "--help"], ["restart", "--help"], ["reload", "--help"]]
+)
 def test_help_exits_0(argv):
     out = run_ctl(*argv)
     assert out.returncode == 0
@@ -181,9 +201,13 @@ def test_console_script_installed():
 
 def test_sink_name_not_utf8_is_one_plain_line(server, supervisor):
     # A shell may hand over a name that is not UTF-8 (Python sees a surrogate escape).
-    out = subprocess.run([sys.executable, "-m", "agent.client.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
-                         capture_output=True, timeout=30, cwd=REPO,
-                         env={k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV})
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.client.ctl", "--socket", server.path.encode(), "restart", b"cdr\xff"],
+        capture_output=True,
+        timeout=30,
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != ctl.SOCKET_ENV},
+    )
     stderr = out.stderr.decode("utf-8", "replace")
     assert "Traceback" not in stderr
     assert out.returncode == 1, stderr
@@ -216,25 +240,35 @@ def exchange_with(answer: bytes, body: bytes | None = None) -> tuple[tuple[int, 
 def test_exchange_sends_one_request_and_reads_content_length():
     outcome, sent = exchange_with(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}trailing", b'{"a":1}')
     assert outcome == (200, b"{}")
-    assert sent == (b"POST /v1/reload HTTP/1.1\r\nHost: agent\r\nAccept: application/json\r\nConnection: close\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}")
+    assert sent == (
+        b"POST /v1/reload HTTP/1.1\r\nHost: agent\r\nAccept: application/json\r\nConnection: close\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}'
+    )
 
 
 def test_exchange_skips_100_continue_and_reads_to_the_end_without_a_length():
-    outcome, _ = exchange_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n{\"error\": \"x\"}")
+    outcome, _ = exchange_with(b'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n{"error": "x"}')
     assert outcome == (404, b'{"error": "x"}')
 
 
 def test_exchange_reads_a_chunked_answer():
-    outcome, _ = exchange_with(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                               b"3\r\n{\"a\r\n5;ext=1\r\n\": 1}\r\n0\r\n\r\n")
+    outcome, _ = exchange_with(
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n5;ext=1\r\n": 1}\r\n0\r\n\r\n'
+    )
     assert outcome == (200, b'{"a": 1}')
 
 
-@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nContent-Le", b"SSH-2.0-OpenSSH\r\n\r\n",
-                                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
-                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
 def test_exchange_refuses_what_is_not_a_whole_answer(answer):
     outcome, _ = exchange_with(answer)
     assert isinstance(outcome, ConnectionError)
@@ -255,20 +289,37 @@ def test_client_reports_an_agent_that_closes_without_answering(tmpdir_short):
 # ---------------------------------------------------------------- the parser built for one subcommand
 
 
-@pytest.mark.parametrize("argv,name", [
-    (["status"], "status"), (["--socket", "/s", "restart", "cdr"], "restart"), (["--socket=/s", "alarms"], "alarms"),
-    (["--config", "/c", "--socket", "status", "replay", "x", "--since", "2h"], "replay"),
-    (["--help"], None), (["--version"], None), (["--sock", "/s", "status"], None), (["bogus"], None), ([], None),
-    (["--socket", "/s"], None), (["schema"], None),  # not an eventsinkctl subcommand
-])
+@pytest.mark.parametrize(
+    "argv,name",
+    [
+        (["status"], "status"),
+        (["--socket", "/s", "restart", "cdr"], "restart"),
+        (["--socket=/s", "alarms"], "alarms"),
+        (["--config", "/c", "--socket", "status", "replay", "x", "--since", "2h"], "replay"),
+        (["--help"], None),
+        (["--version"], None),
+        (["--sock", "/s", "status"], None),
+        (["bogus"], None),
+        ([], None),
+        (["--socket", "/s"], None),
+        (["schema"], None),  # not an eventsinkctl subcommand
+    ],
+)
 def test_requested_names_the_subcommand_only_when_it_is_plain(argv, name):
     assert ctl.requested(argv) == name
 
 
-@pytest.mark.parametrize("argv", [
-    ["status"], ["--socket", "/s", "restart", "cdr", "--json"], ["--socket=/s", "replay", "x", "--since", "2h"],
-    ["--config", "/c", "attempts", "x", "--limit", "5"], ["redrive", "x", "a", "b"], ["discard", "x", "y", "--socket", "/t"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["--socket", "/s", "restart", "cdr", "--json"],
+        ["--socket=/s", "replay", "x", "--since", "2h"],
+        ["--config", "/c", "attempts", "x", "--limit", "5"],
+        ["redrive", "x", "a", "b"],
+        ["discard", "x", "y", "--socket", "/t"],
+    ],
+)
 def test_the_one_subcommand_parser_parses_as_the_whole_one(argv):
     whole, one = ctl.build_parser().parse_args(argv), ctl.build_parser(ctl.requested(argv)).parse_args(argv)
     assert vars(whole) == vars(one)

@@ -21,8 +21,17 @@ from tests.agent.control_fakes import STATUS
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The server side and what only it needs: the bus (pyzmq), delivery (pycurl), the journal (sqlite3),
 # bodies and config (msgspec, common.config), the control server and its actions, the supervision, and http.client (the client speaks its own request).
-SERVER_SIDE = ("zmq", "pycurl", "sqlite3", "msgspec", "http.client", "common.config", "agent.server",
-               "agent.supervision", "common.internal")
+SERVER_SIDE = (
+    "zmq",
+    "pycurl",
+    "sqlite3",
+    "msgspec",
+    "http.client",
+    "common.config",
+    "agent.server",
+    "agent.supervision",
+    "common.internal",
+)
 # Costly at start and not needed by a plain command (tomllib, for --config, does import typing).
 HEAVY = ("concurrent.futures", "dataclasses", "typing", "tomllib")
 # What a plain line (agent/client/ctl.py's quick_args) is read and answered without: argparse and its
@@ -30,18 +39,22 @@ HEAVY = ("concurrent.futures", "dataclasses", "typing", "tomllib")
 SLOW_PATH = ("argparse", "gettext", "json", "re")
 
 
-def loaded_after(code: str, *argv: str, watched: tuple[str, ...] = SERVER_SIDE + HEAVY, flags: tuple[str, ...] = (),
-                 ) -> tuple[subprocess.CompletedProcess, list[str]]:
+def loaded_after(
+    code: str, *argv: str, watched: tuple[str, ...] = SERVER_SIDE + HEAVY, flags: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run CODE in a fresh interpreter (Python's FLAGS, argv ARGV); which of WATCHED (or their submodules) it
     had loaded when it exited, even by SystemExit."""
-    probe = ("import atexit, sys\n"
-             "def _report():\n"
-             f"    found = sorted(m for m in sys.modules if any(m == w or m.startswith(w + '.') for w in {watched!r}))\n"
-             "    sys.stderr.write('\\nLOADED ' + ' '.join(found) + '\\n')\n"
-             "atexit.register(_report)\n" + code)
+    probe = (
+        "import atexit, sys\n"
+        "def _report():\n"
+        f"    found = sorted(m for m in sys.modules if any(m == w or m.startswith(w + '.') for w in {watched!r}))\n"
+        "    sys.stderr.write('\\nLOADED ' + ' '.join(found) + '\\n')\n"
+        "atexit.register(_report)\n" + code
+    )
     env = {k: v for k, v in os.environ.items() if k != "EVENTSINK_SOCKET"}
-    done = subprocess.run([sys.executable, *flags, "-c", probe, *argv], capture_output=True, text=True, timeout=30,
-                          cwd=REPO, env=env)
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", probe, *argv], capture_output=True, text=True, timeout=30, cwd=REPO, env=env
+    )
     line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED"))
     return done, line.split()[1:]
 
@@ -73,15 +86,22 @@ def test_a_real_status_loads_nothing_of_the_server(server):
 
 @pytest.mark.parametrize("json_flag", [[], ["--json"]])
 def test_a_plain_status_is_read_and_answered_without_argparse_json_or_re(server, json_flag):
-    done, found = loaded_after(LAUNCHED, "--socket", server.path, "status", *json_flag, watched=SLOW_PATH,
-                               flags=LAUNCHER_FLAGS)
+    done, found = loaded_after(
+        LAUNCHED, "--socket", server.path, "status", *json_flag, watched=SLOW_PATH, flags=LAUNCHER_FLAGS
+    )
     assert done.returncode == 0, done.stderr
     assert ("SINK" in done.stdout) if not json_flag else (json.loads(done.stdout) == STATUS)
     assert found == []
 
 
-@pytest.mark.parametrize("argv", [[c.name, *(["x"] * len(c.fields)), *(["--since", "2h"] if c.name == "replay" else [])]
-                                  for c in COMMANDS if c.in_ctl])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [c.name, *(["x"] * len(c.fields)), *(["--since", "2h"] if c.name == "replay" else [])]
+        for c in COMMANDS
+        if c.in_ctl
+    ],
+)
 def test_no_command_loads_the_server_even_against_no_agent(argv, tmpdir_short):
     done, found = loaded_after(CTL, "--socket", os.path.join(tmpdir_short, "none.sock"), *argv)
     assert done.returncode == 3, done.stderr  # agent not running: every command got as far as connecting

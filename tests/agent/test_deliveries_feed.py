@@ -18,10 +18,10 @@ from types import SimpleNamespace
 
 import msgspec
 
-from common.internal import worker_identity
-from common.link import DeliveriesStreamed, DeliveryEntry
 from agent.server.control_http import serve_stream
 from agent.server.deliveries_feed import DeliveryFeed, Follower
+from common.internal import worker_identity
+from common.link import DeliveriesStreamed, DeliveryEntry
 
 
 class FakeLink:
@@ -43,9 +43,17 @@ def fleet(*names: str) -> SimpleNamespace:
 
 
 def entry(seq: int) -> DeliveryEntry:
-    return DeliveryEntry(at="2026-01-01T00:00:00.000Z", webhook_id=f"wh-{seq}", seq=seq, events=1,
-                         outcome="success", status=200, duration=0.01, headers={"webhook-id": f"wh-{seq}"},
-                         body='{"seq":%d}' % seq)
+    return DeliveryEntry(
+        at="2026-01-01T00:00:00.000Z",
+        webhook_id=f"wh-{seq}",
+        seq=seq,
+        events=1,
+        outcome="success",
+        status=200,
+        duration=0.01,
+        headers={"webhook-id": f"wh-{seq}"},
+        body='{"seq":%d}' % seq,
+    )
 
 
 def told(f: SimpleNamespace) -> list[tuple[str, bool]]:
@@ -99,7 +107,11 @@ def test_the_feed_tells_workers_on_again_for_a_new_worker_and_off():
 def test_a_streamed_post_is_one_line_with_its_sink_for_each_follower_of_it():
     f = fleet("a", "b")
     feed = DeliveryFeed(f)
-    everything, only_a, only_b = feed.follow(None, lambda: None), feed.follow("a", lambda: None), feed.follow("b", lambda: None)
+    everything, only_a, only_b = (
+        feed.follow(None, lambda: None),
+        feed.follow("a", lambda: None),
+        feed.follow("b", lambda: None),
+    )
     feed.streamed(worker_identity("a"), DeliveriesStreamed(sink="a", deliveries=[entry(1), entry(2)]))
     lines = everything.take()
     assert [json.loads(line)["seq"] for line in lines] == [1, 2] and all(line.endswith(b"\n") for line in lines)
@@ -147,7 +159,7 @@ def _chunks(body: bytes) -> list[bytes]:
         if n == 0 or len(rest) < n + 2:
             break
         out.append(rest[:n])
-        body = rest[n + 2:]
+        body = rest[n + 2 :]
     return out
 
 

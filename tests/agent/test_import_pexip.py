@@ -30,8 +30,16 @@ def fixture(name: str) -> str:
 
 
 def run_import(capsys, *extra: str, sinks: str = "event_sink.json", location: str = "Oslo") -> tuple[int, str, str]:
-    argv = ["import-pexip", "--event-sinks", fixture(sinks) if "/" not in sinks else sinks,
-            "--address", "10.44.99.2", "--location", location, *extra]
+    argv = [
+        "import-pexip",
+        "--event-sinks",
+        fixture(sinks) if "/" not in sinks else sinks,
+        "--address",
+        "10.44.99.2",
+        "--location",
+        location,
+        *extra,
+    ]
     rc = cli.main(argv)
     out, err = capsys.readouterr()
     return rc, out, err
@@ -39,8 +47,16 @@ def run_import(capsys, *extra: str, sinks: str = "event_sink.json", location: st
 
 def full_import(capsys, tmp_path, *extra: str) -> tuple[str, str]:
     out_path = str(tmp_path / "agent.toml")
-    rc, out, err = run_import(capsys, "--locations", fixture("system_location.json"),
-                              "--global", fixture("global.json"), "-o", out_path, *extra)
+    rc, out, err = run_import(
+        capsys,
+        "--locations",
+        fixture("system_location.json"),
+        "--global",
+        fixture("global.json"),
+        "-o",
+        out_path,
+        *extra,
+    )
     assert rc == 0, err
     assert out == ""
     return out_path, err
@@ -69,7 +85,11 @@ def test_every_mapped_field_lands_where_section_10_says(capsys, tmp_path):
     assert cdr.locations == ["Oslo"]
     analytics = sinks["analytics"]
     assert (analytics.url, analytics.version, analytics.bulk, analytics.username) == (
-        "http://10.44.5.20:8080/webhook", 1, True, "")
+        "http://10.44.5.20:8080/webhook",
+        1,
+        True,
+        "",
+    )
     assert analytics.locations == ["Oslo", "London"]  # used by two locations
     siem = sinks["siem"]
     assert (siem.verify_tls, siem.bulk, siem.username, siem.password_file) == (False, True, "svc-pexip", "")
@@ -100,13 +120,16 @@ def test_every_path_it_writes_is_absolute(capsys, tmp_path, monkeypatch):
     assert written and all(os.path.isabs(p) for p in written)
 
 
-@pytest.mark.parametrize("extra", [
-    (),
-    ("--locations", "system_location.json"),
-    ("--locations", "system_location.json", "--global", "global.json"),
-    ("--global", "global_1.json", "--role", "proxying"),
-    ("--locations", "system_location.json", "--location", "Singapore"),
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),
+        ("--locations", "system_location.json"),
+        ("--locations", "system_location.json", "--global", "global.json"),
+        ("--global", "global_1.json", "--role", "proxying"),
+        ("--locations", "system_location.json", "--location", "Singapore"),
+    ],
+)
 @pytest.mark.parametrize("sinks", ["event_sink.json", "event_sink_3.json"])
 @pytest.mark.parametrize("to_file", [True, False])
 def test_check_passes_on_every_output(capsys, tmp_path, extra, sinks, to_file):
@@ -179,8 +202,10 @@ def test_o_over_an_existing_file_is_refused_and_the_file_unchanged(capsys, tmp_p
     existing.write_text("# mine\n")
     rc, out, err = run_import(capsys, "-o", str(existing))
     assert rc == 1 and out == ""
-    assert err == f"eventsink-agent: {existing} already exists: import-pexip never writes over a file " \
-                  "(choose another -o PATH, or move it away)\n"
+    assert (
+        err == f"eventsink-agent: {existing} already exists: import-pexip never writes over a file "
+        "(choose another -o PATH, or move it away)\n"
+    )
     assert existing.read_text() == "# mine\n"
     assert os.listdir(tmp_path) == ["agent.toml"]
 
@@ -205,10 +230,13 @@ def _variants(tmp_path) -> dict[str, tuple[str, str, str]]:
         "wrong kind, one object": (open(fixture("global_1.json")).read(), "holds global objects, not event_sink"),
         "one page of several": (open(fixture("event_sink_page1.json")).read(), "one page of a longer list (2 of 4"),
         "a number": ("42", "holds a JSON int"),
-        "meta only": ('{"meta": {"total_count": 0}}', "has \"meta\" but no \"objects\""),
+        "meta only": ('{"meta": {"total_count": 0}}', 'has "meta" but no "objects"'),
         "bad type": (full.replace('"version": 1', '"version": "one"'), "version must be an integer (got str)"),
         "no url": (full.replace('"url": "http://10.44.5.20:8080/webhook"', '"url": null'), "event sink 2 has no url"),
-        "check refuses": (full.replace("http://10.44.5.20", "ftp://10.44.5.20"), "does not pass check, so nothing is written: sink[1] (analytics).url"),
+        "check refuses": (
+            full.replace("http://10.44.5.20", "ftp://10.44.5.20"),
+            "does not pass check, so nothing is written: sink[1] (analytics).url",
+        ),
     }
 
 
@@ -223,11 +251,14 @@ def test_a_file_that_is_not_such_an_answer_gets_one_sentence_and_exit_1(capsys, 
     assert os.listdir(tmp_path) == ["event_sink.json"]
 
 
-@pytest.mark.parametrize("option, name, phrase", [
-    ("--locations", "event_sink.json", "holds event_sink objects, not system_location"),
-    ("--global", "system_location.json", "holds system_location objects, not global"),
-    ("--locations", "missing.json", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "option, name, phrase",
+    [
+        ("--locations", "event_sink.json", "holds event_sink objects, not system_location"),
+        ("--global", "system_location.json", "holds system_location objects, not global"),
+        ("--locations", "missing.json", "cannot read"),
+    ],
+)
 def test_a_wrong_file_for_the_other_options_is_one_sentence(capsys, option, name, phrase):
     rc, out, err = run_import(capsys, option, fixture(name))
     assert (rc, out) == (1, "") and err.count("\n") == 1 and phrase in err, err
@@ -236,11 +267,17 @@ def test_a_wrong_file_for_the_other_options_is_one_sentence(capsys, option, name
 def test_the_installed_command_answers_an_html_file_without_a_traceback(tmp_path):
     bad = tmp_path / "event_sink.json"
     bad.write_text("<html><head><title>401 Unauthorized</title></head></html>")
-    done = subprocess.run([ENTRY_POINT, "import-pexip", "--event-sinks", str(bad), "--address", "10.44.99.2",
-                           "--location", "Oslo"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [ENTRY_POINT, "import-pexip", "--event-sinks", str(bad), "--address", "10.44.99.2", "--location", "Oslo"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == f"eventsink-agent: {bad} is HTML, not a saved answer of " \
-                          "/api/admin/configuration/v1/event_sink/ (was it a login or error page?)\n"
+    assert (
+        done.stderr == f"eventsink-agent: {bad} is HTML, not a saved answer of "
+        "/api/admin/configuration/v1/event_sink/ (was it a login or error page?)\n"
+    )
 
 
 def test_sink_names_become_valid_and_unique():

@@ -72,9 +72,17 @@ def test_every_contract_metric_with_its_type_labels_and_help(rig):
 
 
 def test_values_from_reports(rig):
-    rig.report("cdr", "running", backlog=7, in_flight=2, current_backoff=4.0, delivered=11,
-               attempts={"success": 11, "http_error": 3}, post_duration=hist([0.002, 0.2, 3.0]),
-               event_age=hist([0.5]))
+    rig.report(
+        "cdr",
+        "running",
+        backlog=7,
+        in_flight=2,
+        current_backoff=4.0,
+        delivered=11,
+        attempts={"success": 11, "http_error": 3},
+        post_duration=hist([0.002, 0.2, 3.0]),
+        event_age=hist([0.5]),
+    )
     rig.broker_report(received=20, rejected={"invalid_json": 2}, journal_bytes=123456, retained=42, duplicates=5)
     text = scrape(rig)
     assert value(text, "eventsink_backlog_events", sink="cdr") == 7

@@ -5,12 +5,12 @@ from __future__ import annotations
 import msgspec
 from openapi_spec_validator import validate
 
-from agent.reference import documents as reference
 from agent.commands.registry import COMMANDS
-from agent.supervision.metrics import MetricsView, families
-from agent.server.actions.registry import openapi_document
+from agent.reference import documents as reference
 from agent.reference.config import SECTIONS, described_fields
 from agent.reference.metrics import exposed_name, metrics_markdown
+from agent.server.actions.registry import openapi_document
+from agent.supervision.metrics import MetricsView, families
 from common.config import RESOLVED_FIELDS, Config, SinkConfig
 
 

@@ -24,9 +24,14 @@ def rig():
     with open(token, "w") as fh:
         fh.write("token-one\n")
     os.chmod(token, 0o600)
-    r.write(config_text(r.base).replace(OLD_URL, f'url = "https://127.0.0.1:9/cdr"\nbearer_token_file = "{token}"\n'
-                                        f'client_cert = "{pki.client_cert}"\nclient_key = "{pki.client_key}"\n'
-                                        f'ca_file = "{pki.ca_cert}"'))
+    r.write(
+        config_text(r.base).replace(
+            OLD_URL,
+            f'url = "https://127.0.0.1:9/cdr"\nbearer_token_file = "{token}"\n'
+            f'client_cert = "{pki.client_cert}"\nclient_key = "{pki.client_key}"\n'
+            f'ca_file = "{pki.ca_cert}"',
+        )
+    )
     r.sup.config = config_mod.load_or_raise(r.path)
     r.start()
     r.report("cdr", "running")
@@ -61,7 +66,9 @@ def test_renewed_certificate_files_behind_the_same_paths_are_an_update(rig, whic
         cert, _ = new_key_and_cert(renewed, "test-ca", None)
         shutil.copyfile(cert, rig.pki.ca_cert)
     else:
-        cert, key = new_key_and_cert(renewed, "client", (rig.pki.ca_cert, rig.pki.ca_key), "extendedKeyUsage=clientAuth")
+        cert, key = new_key_and_cert(
+            renewed, "client", (rig.pki.ca_cert, rig.pki.ca_key), "extendedKeyUsage=clientAuth"
+        )
         shutil.copyfile(cert, rig.pki.client_cert)
         shutil.copyfile(key, rig.pki.client_key)
     assert rig.ask("reload")["changed"] == ["cdr"]

@@ -8,14 +8,14 @@ import os
 
 import pytest
 
+from agent.client.errors import CommandError
+from agent.server.actions.dead_letters import RedriveBody
+from agent.server.actions.registry import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
+from agent.server.actions.replay import ReplayBody
 from bus.journal import Journal
 from bus.journal_reader import JournalReader
+from bus.shadow_marks import shadow_path
 from common.timespec import iso_utc
-from agent.server.actions.registry import BODY, CALLER_UID, DEAD_LETTERS, DISCARD, REDRIVE, REPLAY
-from agent.server.actions.dead_letters import RedriveBody
-from agent.server.actions.replay import ReplayBody
-from agent.client.errors import CommandError
-from sinks.shadow import shadow_path
 from tests.agent.supervisor_fakes import Rig
 
 T0, T1 = 1_700_000_000.0, 1_700_003_600.0
@@ -50,7 +50,10 @@ def rig():
 def test_a_dry_run_counts_the_retained_events_since_time_and_changes_nothing(rig):
     answer = REPLAY.run(rig.sup, {"sink": "cdr", BODY: ReplayBody(since=T1, dry_run=True)})
     assert answer == {"events": 50, "since": iso_utc(T1), "oldest_retained": iso_utc(T0), "dry_run": True}
-    assert REPLAY.run(rig.sup, {"sink": "cdr", BODY: ReplayBody(since="2023-11-14T22:13:20Z", dry_run=True)})["events"] == 150
+    assert (
+        REPLAY.run(rig.sup, {"sink": "cdr", BODY: ReplayBody(since="2023-11-14T22:13:20Z", dry_run=True)})["events"]
+        == 150
+    )
     assert rig.link.to("cdr", "shutdown") == [] and rig.journal.cursors()["cdr"] == 150
     assert "would replay 50 events" in REPLAY.command.render(answer)
 
@@ -89,8 +92,17 @@ def hold(rig, *offsets):
     reader = JournalReader(rig.journal.path, "cdr")
     try:
         for offset in offsets:
-            reader.set_aside(offset, "conference_updated", b'{"seq": 9}', T0, f"epoch-{offset}",
-                             "conference_updated", 3, 400, "HTTP 400 Bad Request: unknown field")
+            reader.set_aside(
+                offset,
+                "conference_updated",
+                b'{"seq": 9}',
+                T0,
+                f"epoch-{offset}",
+                "conference_updated",
+                3,
+                400,
+                "HTTP 400 Bad Request: unknown field",
+            )
     finally:
         reader.close()
 
@@ -99,8 +111,15 @@ def test_dead_letters_lists_them_with_iso_times(rig):
     hold(rig, 7, 9)
     listed = DEAD_LETTERS.run(rig.sup, {"sink": "cdr"})
     assert [d["id"] for d in listed] == ["epoch-7", "epoch-9"]
-    assert listed[0] == {"id": "epoch-7", "event": "conference_updated", "accepted_at": iso_utc(T0), "attempts": 3,
-                         "status": 400, "detail": "HTTP 400 Bad Request: unknown field", "redrive": False}
+    assert listed[0] == {
+        "id": "epoch-7",
+        "event": "conference_updated",
+        "accepted_at": iso_utc(T0),
+        "attempts": 3,
+        "status": 400,
+        "detail": "HTTP 400 Bad Request: unknown field",
+        "redrive": False,
+    }
     assert DEAD_LETTERS.run(rig.sup, {"sink": "siem"}) == [] and DEAD_LETTERS.command.render([]) == "no dead letters"
     assert "epoch-9" in DEAD_LETTERS.command.render(listed)
 

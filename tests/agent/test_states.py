@@ -6,24 +6,30 @@ import logging
 
 import pytest
 
-from common.backoff import Backoff
 from agent.supervision.states import (
     PROCESS_STATES,
     RUNNING_STATES,
     STOPPABLE_STATES,
     TRANSITIONS,
-    IllegalTransition,
     ChildState,
+    IllegalTransition,
     allowed,
     change_state,
 )
+from common.backoff import Backoff
 
 S = ChildState
 
 ALLOWED = {
-    (S.STARTING, S.RUNNING), (S.STARTING, S.STOPPED), (S.STARTING, S.CRASHED), (S.STARTING, S.STARTING),
-    (S.RUNNING, S.STOPPED), (S.RUNNING, S.CRASHED), (S.RUNNING, S.STARTING),
-    (S.STOPPED, S.STARTING), (S.STOPPED, S.CRASHED),
+    (S.STARTING, S.RUNNING),
+    (S.STARTING, S.STOPPED),
+    (S.STARTING, S.CRASHED),
+    (S.STARTING, S.STARTING),
+    (S.RUNNING, S.STOPPED),
+    (S.RUNNING, S.CRASHED),
+    (S.RUNNING, S.STARTING),
+    (S.STOPPED, S.STARTING),
+    (S.STOPPED, S.CRASHED),
     (S.CRASHED, S.STARTING),
 }
 

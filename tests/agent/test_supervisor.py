@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from common import config as config_mod
 from agent.client.errors import CommandError
-from common.internal import worker_identity
 from agent.supervision.supervisor import Supervisor
+from common import config as config_mod
+from common.internal import worker_identity
 from tests.agent.supervisor_fakes import Rig, TestSupervisor, worker_report
 
 
@@ -53,11 +53,20 @@ def test_spec_carries_the_password_from_its_file_but_status_never_shows_it(rig):
     with open(secret_path, "w") as fh:
         fh.write("file-s3cret\n")
     os.chmod(secret_path, 0o600)
-    rig.write(rig_text := open(rig.path).read().replace(
-        'name = "cdr"', f'name = "cdr"\nusername = "u"\npassword_file = "{secret_path}"'))
+    rig.write(
+        rig_text := open(rig.path)
+        .read()
+        .replace('name = "cdr"', f'name = "cdr"\nusername = "u"\npassword_file = "{secret_path}"')
+    )
     assert "password_file" in rig_text
-    rig.sup = TestSupervisor(rig.path, config_mod.load_or_raise(rig.path), launcher=rig.launcher,
-                             clock=rig.clock, journal_factory=rig._journal, serve=False)
+    rig.sup = TestSupervisor(
+        rig.path,
+        config_mod.load_or_raise(rig.path),
+        launcher=rig.launcher,
+        clock=rig.clock,
+        journal_factory=rig._journal,
+        serve=False,
+    )
     started(rig)
     config, _ = config_mod.decode_spec(rig.launcher.current("cdr").stdin)
     assert config.sink_named("cdr").password == "file-s3cret"
@@ -91,8 +100,9 @@ def test_dirs_are_0750_and_locks_are_taken(rig):
 
 def test_second_agent_on_same_dirs_exits_1_with_one_clear_line(rig, caplog):
     started(rig)
-    other = TestSupervisor(rig.path, rig.sup.config, launcher=rig.launcher, clock=rig.clock,
-                           journal_factory=rig._journal, serve=False)
+    other = TestSupervisor(
+        rig.path, rig.sup.config, launcher=rig.launcher, clock=rig.clock, journal_factory=rig._journal, serve=False
+    )
     spawned = len(rig.launcher.children)
     with caplog.at_level(logging.ERROR, logger="agent.supervisor"):
         assert other.run() == 1
@@ -162,9 +172,12 @@ def test_reports_from_a_stale_pid_or_wrong_identity_are_ignored(rig):
 def test_malformed_link_messages_never_break_the_loop(rig):
     started(rig)
     pid = rig.launcher.current("cdr").pid
-    for msg in ({"type": "hello"}, {"type": "report", "role": "worker", "sink": "cdr", "pid": "x"},
-                {"type": "report", "role": "alien"}, {"type": "report", "role": "worker", "sink": "cdr", "pid": pid,
-                                                       "publisher": "running", "backlog": "lots"}):
+    for msg in (
+        {"type": "hello"},
+        {"type": "report", "role": "worker", "sink": "cdr", "pid": "x"},
+        {"type": "report", "role": "alien"},
+        {"type": "report", "role": "worker", "sink": "cdr", "pid": pid, "publisher": "running", "backlog": "lots"},
+    ):
         rig.link.inbox.append((worker_identity("cdr"), msg))
     rig.step()
     assert rig.link.bad_messages == 4

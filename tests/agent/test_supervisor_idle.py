@@ -32,8 +32,9 @@ def test_an_idle_supervisor_has_no_deadline_to_wake_for(rig):
 def running():
     """run() with the real clock in a thread, every poll of its loop counted."""
     r = Rig(sinks=(("cdr", "Oslo", 2), ("siem", "Oslo", 1), ("soc", "Oslo", 2)))
-    r.sup = TestSupervisor(r.path, r.sup.config, launcher=r.launcher, clock=SystemClock(),
-                           journal_factory=r._journal, serve=False)
+    r.sup = TestSupervisor(
+        r.path, r.sup.config, launcher=r.launcher, clock=SystemClock(), journal_factory=r._journal, serve=False
+    )
     polls = []
     original_start = r.sup.start
 
@@ -45,8 +46,12 @@ def running():
     r.sup.start = start
     t = threading.Thread(target=r.sup.run)
     t.start()
-    wait_until(lambda: r.sup.link is not None and len(r.launcher.children) == 4, timeout=15.0,
-               what="the supervisor started", retry_on=())
+    wait_until(
+        lambda: r.sup.link is not None and len(r.launcher.children) == 4,
+        timeout=15.0,
+        what="the supervisor started",
+        retry_on=(),
+    )
     # Its first turn (what came during start) may not have run yet: idleness is measured from its first sleep.
     wait_until(lambda: polls and polls[-1] is None, timeout=15.0, what="the loop asleep", retry_on=())
     yield r, polls
@@ -71,12 +76,20 @@ def test_an_idle_supervisor_sleeps_in_one_poll(running):
 def test_a_child_exit_wakes_the_sleeping_loop(running):
     r, polls = running
     r.launcher.current("siem").exit(1)  # no report, no command: only its exit fd says so
-    st = wait_until(lambda: (s := r.sup.request("status").result(timeout=5)["sinks"][1])["state"] == "crashed" and s,
-                    timeout=15.0, what="the crash noticed", retry_on=())
+    st = wait_until(
+        lambda: (s := r.sup.request("status").result(timeout=5)["sinks"][1])["state"] == "crashed" and s,
+        timeout=15.0,
+        what="the crash noticed",
+        retry_on=(),
+    )
     assert st["pid"] is None
     # The restart after its backoff is a real deadline: the loop wakes for it on its own.
-    wait_until(lambda: r.sup.request("status").result(timeout=5)["sinks"][1]["state"] == "starting",
-               timeout=15.0, what="the restart after the backoff", retry_on=())
+    wait_until(
+        lambda: r.sup.request("status").result(timeout=5)["sinks"][1]["state"] == "starting",
+        timeout=15.0,
+        what="the restart after the backoff",
+        retry_on=(),
+    )
     assert len(r.launcher.of("siem")) == 2
 
 

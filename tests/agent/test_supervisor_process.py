@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from common import config as config_mod
 from agent.supervision.supervisor import Supervisor
-from tools.receiver import Receiver
+from common import config as config_mod
 from tests.helpers import wait_until
+from tools.receiver import Receiver
 
 pytestmark = pytest.mark.agent_process  # runs the supervisor with real children as real processes (not in `make check`)
 
@@ -50,15 +50,21 @@ locations = ["Oslo"]
         t = threading.Thread(target=lambda: result.setdefault("code", sup.run()))
         t.start()
         try:
+
             def sink():
                 return sup.request("status").result(timeout=5)["sinks"][0]
 
-            first = wait_until(lambda: (s := sink())["state"] == "running" and s, timeout=15.0, what="worker running",
-                               retry_on=())
+            first = wait_until(
+                lambda: (s := sink())["state"] == "running" and s, timeout=15.0, what="worker running", retry_on=()
+            )
             assert first["pid"] and rx.wait_events(1, timeout=10)
             os.kill(first["pid"], signal.SIGKILL)
-            second = wait_until(lambda: (s := sink())["state"] == "running" and s["pid"] != first["pid"] and s,
-                                timeout=15.0, what="worker restarted", retry_on=())
+            second = wait_until(
+                lambda: (s := sink())["state"] == "running" and s["pid"] != first["pid"] and s,
+                timeout=15.0,
+                what="worker restarted",
+                retry_on=(),
+            )
             assert second["restarts"] == 1
             assert rx.wait_for(lambda r: sum(e["event"] == "eventsink_started" for e in r.events) == 2, timeout=10)
             t0 = time.monotonic()

@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from common import config as config_mod
 from agent.client.errors import CommandError
 from agent.supervision.reload import plan_reload
+from common import config as config_mod
 from tests.agent.supervisor_fakes import Rig, config_text
 
 BASE_SINKS = (("a", "Oslo", 1), ("b", "Oslo", 2), ("c", "Oslo", 2))
@@ -163,10 +163,12 @@ def use_password_file(r: Rig) -> str:
     with open(pw, "w") as fh:
         fh.write("old-pass\n")
     os.chmod(pw, 0o600)
-    r.write(config_text(r.base).replace(
-        'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
-        f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
-    ))
+    r.write(
+        config_text(r.base).replace(
+            'url = "http://user:hunter2-pass@127.0.0.1:9/cdr"',
+            f'url = "http://127.0.0.1:9/cdr"\nusername = "u"\npassword_file = "{pw}"',
+        )
+    )
     r.sup.config = config_mod.load_or_raise(r.path)
     return pw
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from agent.supervision.fleet import STOP_BUDGET
-from common.internal import CHILD_GRACE
 from agent.supervision.processes import SystemClock
+from common.internal import CHILD_GRACE
 from tests.agent.supervisor_fakes import Rig, TestSupervisor
 
 
@@ -83,8 +83,9 @@ def test_close_removes_socket_files_and_releases_the_locks(rig):
     assert os.path.exists(sock)
     rig.sup.close()
     assert not os.path.exists(sock)
-    again = TestSupervisor(rig.path, rig.sup.config, launcher=rig.launcher, clock=rig.clock,
-                           journal_factory=rig._journal, serve=False)
+    again = TestSupervisor(
+        rig.path, rig.sup.config, launcher=rig.launcher, clock=rig.clock, journal_factory=rig._journal, serve=False
+    )
     again.start()  # the locks are free again
     again.close()
 
@@ -109,8 +110,9 @@ def test_real_signals_only_enqueue_and_wake_the_loop(rig):
 def test_run_serves_requests_and_returns_0_after_shutdown():
     """run() with the real clock in a thread: fake children exit when told to shut down."""
     r = Rig(sinks=(("cdr", "Oslo", 2),))
-    r.sup = TestSupervisor(r.path, r.sup.config, launcher=r.launcher, clock=SystemClock(),
-                           journal_factory=r._journal, serve=False)
+    r.sup = TestSupervisor(
+        r.path, r.sup.config, launcher=r.launcher, clock=SystemClock(), journal_factory=r._journal, serve=False
+    )
     original_make_link = r.sup._make_link
 
     def make_link():
@@ -195,8 +197,9 @@ def test_signals_during_startup_are_handled_after_it():
     base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
-        out = subprocess.run([sys.executable, "-c", SIGNAL_DURING_START, base], capture_output=True, text=True,
-                             timeout=60, cwd=repo)
+        out = subprocess.run(
+            [sys.executable, "-c", SIGNAL_DURING_START, base], capture_output=True, text=True, timeout=60, cwd=repo
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])

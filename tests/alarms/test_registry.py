@@ -10,8 +10,12 @@ def test_raise_is_idempotent_and_keeps_the_first_raise_time():
     assert first is not None and first.raised_at == "2023-11-14T22:13:20.000Z"
     assert reg.raise_alarm(AlarmName.MAX_BACKOFF, "cdr", "wait 128 s", wall=1_700_000_100.0) is None
     assert reg.active() == [first]
-    assert first.as_dict() == {"name": AlarmName.MAX_BACKOFF, "sink": "cdr", "raised_at": "2023-11-14T22:13:20.000Z",
-                               "detail": "wait 64 s"}
+    assert first.as_dict() == {
+        "name": AlarmName.MAX_BACKOFF,
+        "sink": "cdr",
+        "raised_at": "2023-11-14T22:13:20.000Z",
+        "detail": "wait 64 s",
+    }
 
 
 def test_alarms_are_per_sink_and_clear_sink_clears_only_that_sink():

@@ -5,8 +5,14 @@ from common.vocabulary import AlarmName
 
 
 def decide(**kw):
-    args = dict(publisher="running", backlog=0, next_backoff=2.0, max_retry_backoff=1800,
-                max_background_posts=1000, backlog_armed=True)
+    args = dict(
+        publisher="running",
+        backlog=0,
+        next_backoff=2.0,
+        max_retry_backoff=1800,
+        max_background_posts=1000,
+        backlog_armed=True,
+    )
     args.update(kw)
     return [d.name for d in rules.sink_alarms(**args)]
 
@@ -17,8 +23,14 @@ def test_healthy_report_raises_nothing():
 
 
 def test_backoff_exceeded_raises_max_backoff_with_the_wait_in_the_detail():
-    [d] = rules.sink_alarms(publisher="backoff_exceeded", backlog=0, next_backoff=2048.0, max_retry_backoff=1800,
-                            max_background_posts=1000, backlog_armed=True)
+    [d] = rules.sink_alarms(
+        publisher="backoff_exceeded",
+        backlog=0,
+        next_backoff=2048.0,
+        max_retry_backoff=1800,
+        max_background_posts=1000,
+        backlog_armed=True,
+    )
     assert d.name == AlarmName.MAX_BACKOFF
     assert "2048 s" in d.detail and "1800 s" in d.detail
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 from tests.bench import report
-from tests.bench.suite import RESULTS, TINY, Sizes, run_all
 from tests.bench.servers import NGINX, WRK
+from tests.bench.suite import RESULTS, TINY, Sizes, run_all
 
 
 def ensure_matplotlib() -> None:
@@ -34,13 +34,18 @@ def main() -> int:
     args = parser.parse_args()
     for tool in (NGINX, WRK):
         if not os.access(tool, os.X_OK):
-            print(f"bench: {tool} is missing: run 'make apt' as root (Debian packages nginx-light and wrk)",
-                  file=sys.stderr)
+            print(
+                f"bench: {tool} is missing: run 'make apt' as root (Debian packages nginx-light and wrk)",
+                file=sys.stderr,
+            )
             return 1
     ensure_matplotlib()
     last = report.load_last(args.out)
-    results = run_all(TINY if args.tiny else Sizes(), sizes_name="tiny" if args.tiny else "full",
-                      say=lambda line: print(line, flush=True))
+    results = run_all(
+        TINY if args.tiny else Sizes(),
+        sizes_name="tiny" if args.tiny else "full",
+        say=lambda line: print(line, flush=True),
+    )
     paths = report.write(results, args.out, last)
     print()
     print(report.render(results, last))

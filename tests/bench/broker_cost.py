@@ -46,9 +46,13 @@ state_dir = "{root}/state"
 
 
 def start_publisher(endpoint: str, corpus_file: str, count: int, rate: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file,
-                             str(count), "fast", str(rate)], cwd=HERE, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(count), "fast", str(rate)],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline().strip()
     assert line == "ready", f"publisher: {line!r}"
     return proc
@@ -97,8 +101,21 @@ def measure(kind: str, repo: str, corpus_file: str, rate: float, seconds: float)
             endpoint, fanout = f"ipc://{root}/run/publish.sock", f"ipc://{root}/run/fanout.sock"
         else:
             endpoint, fanout = f"ipc://{root}/publish.sock", f"ipc://{root}/relay.sock"
-            proc = subprocess.Popen([sys.executable, "-m", "tests.bench.floor", "journal", endpoint, fanout,
-                                     f"{root}/floor.sqlite3", str(count)], cwd=HERE, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.bench.floor",
+                    "journal",
+                    endpoint,
+                    fanout,
+                    f"{root}/floor.sqlite3",
+                    str(count),
+                ],
+                cwd=HERE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         sub.connect(fanout)
         try:
             pub = start_publisher(endpoint, corpus_file, count, rate)
@@ -128,8 +145,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=12.0)
     args = parser.parse_args(argv)
-    variants = [("new", "broker", HERE)] + ([("base", "broker", args.base)] if args.base else []) + [
-        ("floor", "floor", HERE)]
+    variants = (
+        [("new", "broker", HERE)] + ([("base", "broker", args.base)] if args.base else []) + [("floor", "floor", HERE)]
+    )
     results: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     with tempfile.TemporaryDirectory(prefix="bc-corpus", dir="/tmp") as tmp:
         corpus_file = os.path.join(tmp, "corpus.pickle")

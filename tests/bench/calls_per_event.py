@@ -15,13 +15,22 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 
 from tests.bench import loadgen
 from tests.bench.paced import Consumer
-from tests.bench.runs import (TIMEOUT_SLACK, AgentUnderTest, NginxTarget, Sizes, await_ready, deadline_for,
-                              finish_tools, kill_tools, publishers, send_go)
+from tests.bench.runs import (
+    TIMEOUT_SLACK,
+    AgentUnderTest,
+    NginxTarget,
+    Sizes,
+    await_ready,
+    deadline_for,
+    finish_tools,
+    kill_tools,
+    publishers,
+    send_go,
+)
 from tests.bench.servers import Nginx
 
 RATE = 200.0  # events/s
@@ -84,9 +93,15 @@ def _window(consumer: Consumer, folder: str, pub, count: int, sizes: Sizes) -> d
     finish_tools(pub, TIMEOUT_SLACK)
     consumer.check_alive()
     events = delivered_b - delivered_a
-    return {"paced_at": RATE, "events": count, "delivered": delivered, "lost": count - delivered,
-            "delivered_in_window": events, "calls_in_window": calls_b - calls_a,
-            "calls_per_event": (calls_b - calls_a) / max(1, events)}
+    return {
+        "paced_at": RATE,
+        "events": count,
+        "delivered": delivered,
+        "lost": count - delivered,
+        "delivered_in_window": events,
+        "calls_in_window": calls_b - calls_a,
+        "calls_per_event": (calls_b - calls_a) / max(1, events),
+    }
 
 
 def main() -> int:
@@ -96,8 +111,10 @@ def main() -> int:
     corpus = loadgen.corpus(round(RATE * (sizes.paced_warmup + seconds + sizes.paced_tail)) + 100)
     with Nginx() as nginx:
         r = calls_per_event(nginx, sizes, corpus, workdir)
-    print(f"{r['calls_per_event']:.1f} Python calls per delivered event "
-          f"({r['calls_in_window']:,} calls, {r['delivered_in_window']:,} events, {r['lost']} lost)")
+    print(
+        f"{r['calls_per_event']:.1f} Python calls per delivered event "
+        f"({r['calls_in_window']:,} calls, {r['delivered_in_window']:,} events, {r['lost']} lost)"
+    )
     return 0
 
 

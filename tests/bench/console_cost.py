@@ -22,7 +22,6 @@ from tests.bench import paced
 from tests.bench.runs import TIMEOUT_SLACK, AgentUnderTest, NginxTarget, Sizes, await_ready, kill_tools, publishers
 from tests.bench.servers import Nginx
 from tests.console.harness import Browser, ConsoleAgent
-from tests.e2e.harness import sink
 from tests.helpers import wait_until
 
 LIVE_RATE = 200.0
@@ -37,7 +36,7 @@ class ConsoleAgentUnderTest(AgentUnderTest):
         self.agent.cleanup()  # the plain agent's directory, never started
         self.agent = ConsoleAgent(sinks, tuning=tuning)
 
-    def __enter__(self) -> "ConsoleAgentUnderTest":
+    def __enter__(self) -> ConsoleAgentUnderTest:
         super().__enter__()
         self.agent.wait_console()
         return self
@@ -96,8 +95,12 @@ def idle_with_console(nginx: Nginx, sizes: Sizes, sinks: int = 3) -> dict:
         time.sleep(sizes.idle_seconds)
         end = consumer.sample()
         consumer.check_alive()
-    return {"sinks": sinks, "processes": len(consumer.pids), "delivered": end.delivered,
-            **paced.window(start, end, sinks)}
+    return {
+        "sinks": sinks,
+        "processes": len(consumer.pids),
+        "delivered": end.delivered,
+        **paced.window(start, end, sinks),
+    }
 
 
 def live_follow(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int]) -> dict:
@@ -114,12 +117,21 @@ def live_follow(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float
             follower = LiveFollower(a.agent)
             wait_until(lambda: a.agent.status()["deliveries"]["streaming"], 10, what="the worker streaming")
             one = paced.paced_run(consumer, procs["one"], rate, count, sizes)
-            wait_until(lambda: follower.deliveries >= one["delivered"], 10, interval=0.1,
-                       what="the follower to receive every POST")
+            wait_until(
+                lambda: follower.deliveries >= one["delivered"],
+                10,
+                interval=0.1,
+                what="the follower to receive every POST",
+            )
         finally:
             if follower is not None:
                 follower.stop()
             kill_tools([p for pub in procs.values() for p in pub])
-    return {"rate": rate, "processes": len(consumer.pids), "nobody": nobody, "one_browser": one,
-            "followed": follower.deliveries,
-            "extra_core_points": one["core_percent"] - nobody["core_percent"]}
+    return {
+        "rate": rate,
+        "processes": len(consumer.pids),
+        "nobody": nobody,
+        "one_browser": one,
+        "followed": follower.deliveries,
+        "extra_core_points": one["core_percent"] - nobody["core_percent"],
+    }

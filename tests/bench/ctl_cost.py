@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from tests.bench.receiver import FarReceiver
-from tests.bench.runs import AgentUnderTest, TIMEOUT_SLACK
+from tests.bench.runs import TIMEOUT_SLACK, AgentUnderTest
 from tests.e2e.harness import REPO
 
 RUNS = 20
@@ -73,8 +73,11 @@ def installed_ctl(tree: str, dest: str, python: str = DEB_PYTHON) -> dict[str, s
     subprocess.run([python, "-m", "venv", "--without-pip", dest], check=True, capture_output=True, timeout=60)
     packages = glob.glob(os.path.join(dest, "lib", "python3*", "site-packages"))[0]
     for name in project_packages(tree):
-        shutil.copytree(os.path.join(tree, name), os.path.join(packages, name),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            os.path.join(tree, name),
+            os.path.join(packages, name),
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     vpython = os.path.join(dest, "bin", "python3")
     launcher, pip = os.path.join(dest, "bin", "eventsinkctl"), os.path.join(dest, "bin", "eventsinkctl-pip")
     deb_launcher().write_ctl_launcher(launcher, vpython, packages)
@@ -101,8 +104,15 @@ def curl_command(socket_path: str) -> list[str]:
 def time_once(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """Seconds from spawn to exit of CMD (its output discarded), run in /; RuntimeError unless it exits 0."""
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          env=env, cwd="/", timeout=TIMEOUT_SLACK)
+    done = subprocess.run(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd="/",
+        timeout=TIMEOUT_SLACK,
+    )
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"{cmd[0]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-500:]}")
@@ -121,8 +131,12 @@ def alternate(commands: dict[str, tuple[list[str], dict[str, str] | None]], n: i
 
 
 def summary(times: list[float]) -> dict:
-    return {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000, "max_ms": max(times) * 1000,
-            "runs_ms": [t * 1000 for t in times]}
+    return {
+        "median_ms": statistics.median(times) * 1000,
+        "min_ms": min(times) * 1000,
+        "max_ms": max(times) * 1000,
+        "runs_ms": [t * 1000 for t in times],
+    }
 
 
 def row_commands(sock: str, where: str, others: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str] | None]]:
@@ -132,9 +146,11 @@ def row_commands(sock: str, where: str, others: dict[str, str]) -> dict[str, tup
     NAME_pip (another tree installed alike)."""
     installed = installed_ctl(REPO, os.path.join(where, "ctl"))
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
-        "ctl": (status_argv(installed["launcher"], sock), CACHED), "curl": (curl_command(sock), None),
+        "ctl": (status_argv(installed["launcher"], sock), CACHED),
+        "curl": (curl_command(sock), None),
         "python": ([installed["python"], "-IS", "-c", "pass"], CACHED),
-        "ctl_pip": (status_argv(installed["pip"], sock), CACHED)}
+        "ctl_pip": (status_argv(installed["pip"], sock), CACHED),
+    }
     if (dev := dev_ctl()) is not None:
         commands["ctl_dev"] = (status_argv(dev, sock), CACHED)
     for name, tree in others.items():
@@ -149,8 +165,11 @@ def ctl_status(n: int = RUNS, others: dict[str, str] | None = None) -> dict:
     alternating, against one real agent; "ratio" is the installed eventsinkctl's median over curl's.
 
     OTHERS: name -> a source tree whose eventsinkctl is timed too, in the same turns (e.g. the code before a change)."""
-    with (tempfile.TemporaryDirectory(prefix="ctl-cost-") as where, FarReceiver(0.0) as receiver,
-          AgentUnderTest(receiver.url + "/ctl") as a):
+    with (
+        tempfile.TemporaryDirectory(prefix="ctl-cost-") as where,
+        FarReceiver(0.0) as receiver,
+        AgentUnderTest(receiver.url + "/ctl") as a,
+    ):
         times = alternate(row_commands(a.agent.control_socket, where, others or {}), n)
     out = {name: summary(t) for name, t in times.items()}
     out["runs"] = n
@@ -165,8 +184,10 @@ def main(argv: list[str]) -> int:
     curl = r["curl"]["median_ms"]
     for name in [k for k, v in r.items() if isinstance(v, dict)]:
         s = r[name]
-        print(f"{name:<14} median {s['median_ms']:7.1f} ms = {s['median_ms'] / curl:4.2f}x curl  "
-              f"(min {s['min_ms']:.1f}, max {s['max_ms']:.1f}; {n} runs)")
+        print(
+            f"{name:<14} median {s['median_ms']:7.1f} ms = {s['median_ms'] / curl:4.2f}x curl  "
+            f"(min {s['min_ms']:.1f}, max {s['max_ms']:.1f}; {n} runs)"
+        )
     print(f"eventsinkctl / curl: {r['ratio']:.2f}x (goal <= 3)")
     return 0
 

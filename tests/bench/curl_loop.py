@@ -64,9 +64,16 @@ def post_loop(url: str, body: bytes, count: int, rate: float) -> dict:
         cpu, seconds = time.process_time() - cpu0, time.monotonic() - start
     finally:
         curl.close()
-    return {"requests": requests, "ok": ok, "seconds": seconds, "rate": requests / seconds if seconds > 0 else 0.0,
-            "paced_at": rate, "cpu_seconds": cpu, "cpu_us_per_post": cpu / max(1, requests) * 1e6,
-            "body_bytes": len(body)}
+    return {
+        "requests": requests,
+        "ok": ok,
+        "seconds": seconds,
+        "rate": requests / seconds if seconds > 0 else 0.0,
+        "paced_at": rate,
+        "cpu_seconds": cpu,
+        "cpu_us_per_post": cpu / max(1, requests) * 1e6,
+        "body_bytes": len(body),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -53,8 +53,14 @@ def post(relay: str, url: str, count: int) -> int:
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(relay)
     c = pycurl.Curl()
-    for option, value in ((pycurl.URL, url), (pycurl.POST, 1), (pycurl.NOSIGNAL, 1), (pycurl.TCP_NODELAY, 1),
-                          (pycurl.TIMEOUT, 10), (pycurl.WRITEFUNCTION, lambda chunk: None)):
+    for option, value in (
+        (pycurl.URL, url),
+        (pycurl.POST, 1),
+        (pycurl.NOSIGNAL, 1),
+        (pycurl.TCP_NODELAY, 1),
+        (pycurl.TIMEOUT, 10),
+        (pycurl.WRITEFUNCTION, lambda chunk: None),
+    ):
         c.setopt(option, value)  # once per handle, as the agent's worker does
     headers = ["Content-Type: application/json", "User-Agent: eventsink-floor", "Expect:"]
     print("ready", flush=True)

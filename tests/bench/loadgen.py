@@ -31,7 +31,6 @@ import orjson
 import zmq
 
 from bus.publisher import Publisher
-
 from tools.simulator import batches
 
 HWM = 2_000_000
@@ -233,8 +232,13 @@ def _count(endpoint: str, count: int, idle: float) -> int:
 def main(argv: list[str]) -> int:
     kind, args = argv[0], argv[1:]
     if kind == "publish":
-        return _publish(args[0], args[1], int(args[2]), args[3] if len(args) > 3 else "publisher",
-                        float(args[4]) if len(args) > 4 else 0.0)
+        return _publish(
+            args[0],
+            args[1],
+            int(args[2]),
+            args[3] if len(args) > 3 else "publisher",
+            float(args[4]) if len(args) > 4 else 0.0,
+        )
     if kind == "proxy":
         return _proxy(args[0], args[1])
     if kind == "count":

@@ -29,8 +29,21 @@ import time
 from dataclasses import dataclass, replace
 
 from tests.bench import loadgen
-from tests.bench.runs import (TIMEOUT_SLACK, AgentUnderTest, NginxTarget, Sizes, await_ready, deadline_for,
-                              finish_tools, kill_tools, proc_cpu, publishers, send_go, start_tool, task_cpu_ns)
+from tests.bench.runs import (
+    TIMEOUT_SLACK,
+    AgentUnderTest,
+    NginxTarget,
+    Sizes,
+    await_ready,
+    deadline_for,
+    finish_tools,
+    kill_tools,
+    proc_cpu,
+    publishers,
+    send_go,
+    start_tool,
+    task_cpu_ns,
+)
 from tests.bench.servers import Nginx
 from tests.e2e.harness import REPO
 
@@ -62,8 +75,9 @@ class Consumer:
 
     def sample(self) -> CpuSample:
         delivered = self.delivered()
-        return CpuSample(time.time(), sum(task_cpu_ns(p) for p in self.pids), sum(proc_cpu(p) for p in self.pids),
-                         delivered)
+        return CpuSample(
+            time.time(), sum(task_cpu_ns(p) for p in self.pids), sum(proc_cpu(p) for p in self.pids), delivered
+        )
 
     def wait_delivered(self, count: int, timeout: float) -> int:
         """Poll until COUNT events were delivered (all paths), TIMEOUT passes or none came for DELIVERY_IDLE s."""
@@ -96,12 +110,16 @@ def window(a: CpuSample, b: CpuSample, sinks: int) -> dict:
     seconds = b.wall - a.wall
     cpu = (b.cpu_ns - a.cpu_ns) / 1e9
     delivered = b.delivered - a.delivered
-    return {"seconds": seconds, "cpu_seconds": cpu, "cpu_ticks_seconds": b.ticks_seconds - a.ticks_seconds,
-            "delivered_in_window": delivered,
-            "core_percent": cpu / seconds * 100 if seconds > 0 else 0.0,
-            "ticks_core_percent": (b.ticks_seconds - a.ticks_seconds) / seconds * 100 if seconds > 0 else 0.0,
-            "cpu_us_per_delivered": cpu / max(1, delivered) * 1e6,
-            "cpu_us_per_journaled": cpu / max(1, delivered / sinks) * 1e6}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "cpu_ticks_seconds": b.ticks_seconds - a.ticks_seconds,
+        "delivered_in_window": delivered,
+        "core_percent": cpu / seconds * 100 if seconds > 0 else 0.0,
+        "ticks_core_percent": (b.ticks_seconds - a.ticks_seconds) / seconds * 100 if seconds > 0 else 0.0,
+        "cpu_us_per_delivered": cpu / max(1, delivered) * 1e6,
+        "cpu_us_per_journaled": cpu / max(1, delivered / sinks) * 1e6,
+    }
 
 
 # ------------------------------------------------------------------ the paced load
@@ -110,8 +128,10 @@ def window(a: CpuSample, b: CpuSample, sinks: int) -> dict:
 def prepare(corpus: loadgen.Corpus, sizes: Sizes, path: str) -> dict[float, int]:
     """Writes the paced publishers' corpus file to PATH; returns each rate's message count (whole actions,
     so no participant_disconnected waits for a media message that never comes)."""
-    counts = {rate: len(corpus.take(round(rate * (sizes.paced_warmup + sizes.paced_seconds + sizes.paced_tail))))
-              for rate in sizes.paced_rates}
+    counts = {
+        rate: len(corpus.take(round(rate * (sizes.paced_warmup + sizes.paced_seconds + sizes.paced_tail))))
+        for rate in sizes.paced_rates
+    }
     loadgen.write_corpus(path, corpus.take(max(counts.values())))
     return counts
 
@@ -141,22 +161,29 @@ def paced_run(consumer: Consumer, pub: list[subprocess.Popen], rate: float, coun
     before = consumer.delivered()
     t0 = send_go(pub)
     a = consumer.reach(before + k * warm, deadline_for(warm), f"warm-up at {rate:g} ev/s")
-    b = consumer.reach(before + k * (warm + in_window), deadline_for(warm + in_window),
-                       f"measured window at {rate:g} ev/s")
+    b = consumer.reach(
+        before + k * (warm + in_window), deadline_for(warm + in_window), f"measured window at {rate:g} ev/s"
+    )
     delivered = consumer.wait_delivered(before + k * count, deadline_for(count)) - before
     _, sent_t0, sent_t1, sent = finish_tools(pub, TIMEOUT_SLACK)[0].split()
     consumer.check_alive()
     published_seconds = float(sent_t1) - float(sent_t0)
     # events published by the time the window closed that a sink had not delivered yet: > 0 means it lagged
     lag = rate * (b.wall - t0) - (b.delivered - before) / k
-    return {"paced_at": rate, "sinks": k, "published": int(sent), "events": count,
-            "publish_rate": int(sent) / published_seconds if published_seconds > 0 else 0.0,
-            "delivered": delivered, "lost": k * count - delivered, "lag_at_close": max(0.0, lag),
-            **window(a, b, k)}
+    return {
+        "paced_at": rate,
+        "sinks": k,
+        "published": int(sent),
+        "events": count,
+        "publish_rate": int(sent) / published_seconds if published_seconds > 0 else 0.0,
+        "delivered": delivered,
+        "lost": k * count - delivered,
+        "lag_at_close": max(0.0, lag),
+        **window(a, b, k),
+    }
 
 
-def agent_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], sinks: int,
-                label: str) -> dict:
+def agent_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], sinks: int, label: str) -> dict:
     """The whole agent with SINKS sinks (all to NGINX), each rate of `sizes.paced_rates` in turn."""
     targets = [NginxTarget(nginx, f"{label}-sink{i + 1}") for i in range(sinks)]
     with AgentUnderTest(targets[0].url, more_urls=tuple(t.url for t in targets[1:])) as a:
@@ -165,8 +192,9 @@ def agent_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float
     return {"sinks": sinks, "processes": len(consumer.pids), "by_rate": by_rate}
 
 
-def naive_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], workdir: str,
-                label: str) -> dict:
+def naive_paced(
+    nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], workdir: str, label: str
+) -> dict:
     """The naive peer (one process) at each rate of `sizes.paced_rates`, fed by the same paced publisher."""
     target = NginxTarget(nginx, label)
     endpoint = f"ipc://{workdir}/{label}.sock"
@@ -182,8 +210,9 @@ def naive_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float
     return {"sinks": 1, "processes": 1, "by_rate": by_rate}
 
 
-def floor_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], workdir: str,
-                label: str) -> dict:
+def floor_paced(
+    nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float, int], workdir: str, label: str
+) -> dict:
     """The floor (tests/bench/floor.py: its journal and its poster process) at each rate of `sizes.paced_rates`,
     fed by the same paced publisher; CPU of both processes."""
     target = NginxTarget(nginx, label)
@@ -191,8 +220,18 @@ def floor_paced(nginx: Nginx, sizes: Sizes, corpus_file: str, counts: dict[float
     total = str(sum(counts[rate] for rate in sizes.paced_rates))
     # the poster first: it connects and subscribes, and the journal says "ready" once that subscription arrived
     poster = start_tool([sys.executable, "-m", "tests.bench.floor", "post", relay, target.url, total])
-    journal = start_tool([sys.executable, "-m", "tests.bench.floor", "journal", endpoint, relay,
-                          os.path.join(workdir, f"{label}.db"), total])
+    journal = start_tool(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.floor",
+            "journal",
+            endpoint,
+            relay,
+            os.path.join(workdir, f"{label}.db"),
+            total,
+        ]
+    )
     try:
         await_ready([poster, journal], "the floor")
         consumer = Consumer(endpoint, [journal.pid, poster.pid], [target])
@@ -226,8 +265,9 @@ def _median_by_rate(done: list[dict]) -> dict:
     for rate in sorted(run["paced_at"] for run in done[0]["by_rate"]):
         runs = [run for d in done for run in d["by_rate"] if run["paced_at"] == rate]
         ordered = sorted(runs, key=lambda run: run["cpu_us_per_delivered"])
-        merged["by_rate"].append({**ordered[(len(ordered) - 1) // 2],
-                                  "runs": [run["cpu_us_per_delivered"] for run in runs]})
+        merged["by_rate"].append(
+            {**ordered[(len(ordered) - 1) // 2], "runs": [run["cpu_us_per_delivered"] for run in runs]}
+        )
     return merged
 
 
@@ -242,8 +282,7 @@ def idle(nginx: Nginx, sizes: Sizes, sinks: int = 3) -> dict:
         time.sleep(sizes.idle_seconds)
         end = consumer.sample()
         consumer.check_alive()
-    return {"sinks": sinks, "processes": len(consumer.pids), "delivered": end.delivered,
-            **window(start, end, sinks)}
+    return {"sinks": sinks, "processes": len(consumer.pids), "delivered": end.delivered, **window(start, end, sinks)}
 
 
 def _agent_consumer(a: AgentUnderTest, targets: list[NginxTarget]) -> Consumer:
@@ -273,8 +312,13 @@ def curl_ceiling(nginx: Nginx, sizes: Sizes, body: bytes, workdir: str, label: s
 
 def _curl_loop(url: str, body_file: str, count: int, rate: float) -> dict:
     limit = count / max(rate, 1000.0) + TIMEOUT_SLACK * 2
-    done = subprocess.run([sys.executable, "-m", "tests.bench.curl_loop", url, body_file, str(count), repr(rate)],
-                          capture_output=True, text=True, cwd=REPO, timeout=limit)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.curl_loop", url, body_file, str(count), repr(rate)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=limit,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the pycurl loop failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return json.loads(done.stdout)

@@ -179,7 +179,7 @@ class Publisher:
         self._ctx.term()
         return flushed
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Publisher:
         return self
 
     def __exit__(self, *exc) -> None:

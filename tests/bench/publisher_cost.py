@@ -12,7 +12,6 @@ counts. Bounded: COUNT events per run, TIMEOUT seconds per run.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
@@ -21,7 +20,6 @@ import tempfile
 import time
 
 import zmq
-
 
 from bus.publisher import Publisher
 from tests.bench.publisher_baseline import Publisher as OldPublisher
@@ -53,8 +51,12 @@ def _subscriber(endpoint: str, count: int) -> int:
 def one_run(kind: str, events: list[tuple[str, dict]], workdir: str) -> dict:
     """One run of KIND ("old" or "new"): CPU us per event, and how many arrived."""
     endpoint = f"ipc://{workdir}/{kind}.sock"
-    child = subprocess.Popen([sys.executable, "-m", "tests.bench.publisher_cost", endpoint, str(len(events))],
-                             cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.publisher_cost", endpoint, str(len(events))],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "ready", "the subscriber did not start"
         pub = Publisher(endpoint) if kind == "new" else OldPublisher(endpoint)
@@ -68,8 +70,13 @@ def one_run(kind: str, events: list[tuple[str, dict]], workdir: str) -> dict:
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         pub.close()
         received = int(done[1]) if len(done) == 2 else 0
-        return {"kind": kind, "events": len(events), "received": received,
-                "cpu_us_per_event": cpu / len(events) * 1e6, "seconds": wall}
+        return {
+            "kind": kind,
+            "events": len(events),
+            "received": received,
+            "cpu_us_per_event": cpu / len(events) * 1e6,
+            "seconds": wall,
+        }
     finally:
         child.kill()
         child.wait()
@@ -88,8 +95,11 @@ def publisher_cost(events: list[tuple[str, dict]], repeat: int) -> dict:
     out: dict = {"events": len(events)}
     for kind, runs in done.items():
         costs = [r["cpu_us_per_event"] for r in runs]
-        out[kind] = {"cpu_us_per_event": statistics.median(costs), "runs": costs,
-                     "lost": max(r["events"] - r["received"] for r in runs)}
+        out[kind] = {
+            "cpu_us_per_event": statistics.median(costs),
+            "runs": costs,
+            "lost": max(r["events"] - r["received"] for r in runs),
+        }
     out["ratio"] = out["new"]["cpu_us_per_event"] / out["old"]["cpu_us_per_event"]
     return out
 

@@ -63,8 +63,14 @@ class Tally:
 
     def snapshot(self) -> dict:
         with self.lock:
-            return {"requests": self.requests, "events": self.events, "first": self.first, "last": self.last,
-                    "latencies": list(self.latencies), "max_concurrent": self.max_concurrent}
+            return {
+                "requests": self.requests,
+                "events": self.events,
+                "first": self.first,
+                "last": self.last,
+                "latencies": list(self.latencies),
+                "max_concurrent": self.max_concurrent,
+            }
 
 
 def _read_request(conn: socket.socket, buf: bytearray) -> tuple[bytes, dict[bytes, bytes], bytes] | None:
@@ -109,8 +115,10 @@ def _serve(conn: socket.socket, delay: float, tally: Tally) -> None:
             line, headers, body = request
             if line.startswith(b"GET /stats"):
                 payload = json.dumps(tally.snapshot()).encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b"
-                             % (len(payload), payload))
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b"
+                    % (len(payload), payload)
+                )
                 continue
             tally.record(arrival, headers, body)
             if delay > 0:
@@ -142,9 +150,12 @@ class FarReceiver:
 
     def __init__(self, delay: float = 0.0):
         self.delay = delay
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.bench.receiver", "--delay", repr(delay)],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.receiver", "--delay", repr(delay)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.strip().isdigit():
@@ -184,7 +195,7 @@ class FarReceiver:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "FarReceiver":
+    def __enter__(self) -> FarReceiver:
         return self
 
     def __exit__(self, *exc) -> None:

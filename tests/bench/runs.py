@@ -20,8 +20,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from common.config import encode_spec, parse
 from bus.journal import Journal
+from common.config import encode_spec, parse
 from tests.bench import loadgen
 from tests.bench.receiver import FarReceiver
 from tests.bench.servers import Nginx, PathTally, free_port, run_wrk
@@ -70,10 +70,28 @@ class Sizes:
     ctl_runs: int = 20  # runs of each of eventsinkctl status and curl --unix-socket (row 12)
 
 
-TINY = Sizes(wrk_seconds=1, naive_events=200, inorder_events=200, latency_seconds=0.4, far_inorder_events=10,
-             far_pipelined_events=40, bulk_events=300, burst_events=400, drain_events=300, rss_small_backlog=100,
-             curl_posts=300, curl_paced_seconds=0.5, paced_warmup=0.15, paced_seconds=0.3, paced_tail=0.05,
-             idle_warmup=0.2, idle_seconds=2, publisher_cost_events=500, repeat=1, ctl_runs=2)
+TINY = Sizes(
+    wrk_seconds=1,
+    naive_events=200,
+    inorder_events=200,
+    latency_seconds=0.4,
+    far_inorder_events=10,
+    far_pipelined_events=40,
+    bulk_events=300,
+    burst_events=400,
+    drain_events=300,
+    rss_small_backlog=100,
+    curl_posts=300,
+    curl_paced_seconds=0.5,
+    paced_warmup=0.15,
+    paced_seconds=0.3,
+    paced_tail=0.05,
+    idle_warmup=0.2,
+    idle_seconds=2,
+    publisher_cost_events=500,
+    repeat=1,
+    ctl_runs=2,
+)
 
 
 def deadline_for(events: int, rate: float = MIN_RATE) -> float:
@@ -127,7 +145,7 @@ class AgentUnderTest:
         self.agent = Agent(sinks, tuning=dict(AGENT_TUNING))
         self.pub: loadgen.FastPublisher | None = None
 
-    def __enter__(self) -> "AgentUnderTest":
+    def __enter__(self) -> AgentUnderTest:
         try:
             self.agent.start()
             self.pub = loadgen.FastPublisher(self.agent.publish_endpoint, linger_ms=5000)
@@ -202,8 +220,9 @@ class FarTarget:
 
     def wait(self, count: int, timeout: float) -> PathTally:
         st = self.receiver.wait_events(count, timeout)
-        return PathTally(requests=st["requests"], events=st["events"], ok=st["requests"], first=st["first"],
-                         last=st["last"])
+        return PathTally(
+            requests=st["requests"], events=st["events"], ok=st["requests"], first=st["first"], last=st["last"]
+        )
 
 
 def _rate(events: int, seconds: float) -> float:
@@ -235,8 +254,13 @@ def naive(nginx: Nginx, sizes: Sizes, corpus: loadgen.Corpus, workdir: str, labe
     n = len(messages)
     target = NginxTarget(nginx, label)
     endpoint = f"ipc://{workdir}/naive.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.bench.naive_peer", endpoint, target.url, str(n)],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.naive_peer", endpoint, target.url, str(n)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        text=True,
+    )
     pub = None
     try:
         assert proc.stdout is not None
@@ -258,8 +282,13 @@ def naive(nginx: Nginx, sizes: Sizes, corpus: loadgen.Corpus, workdir: str, labe
             proc.kill()
             proc.wait()
     seconds = tally.last - t0
-    return {"events": tally.events, "lost": n - tally.events, "seconds": seconds, "rate": _rate(tally.events, seconds),
-            "cpu_per_10k": cpu / max(1, tally.events) * 10_000}
+    return {
+        "events": tally.events,
+        "lost": n - tally.events,
+        "seconds": seconds,
+        "rate": _rate(tally.events, seconds),
+        "cpu_per_10k": cpu / max(1, tally.events) * 10_000,
+    }
 
 
 def agent_rate(target, corpus: loadgen.Corpus, n: int, **sink_options) -> dict:
@@ -278,10 +307,18 @@ def agent_rate(target, corpus: loadgen.Corpus, n: int, **sink_options) -> dict:
         status = a.status()
     events = tally.events - 1
     seconds = tally.last - t0
-    return {"events": events, "lost": n - events, "seconds": seconds, "rate": _rate(events, seconds),
-            "requests": tally.requests - 1, "cpu_seconds": cpu, "cpu_per_10k": cpu / max(1, events) * 10_000,
-            "cpu_task_seconds": task,
-            "failures": status["failures"], "options": sink_options}
+    return {
+        "events": events,
+        "lost": n - events,
+        "seconds": seconds,
+        "rate": _rate(events, seconds),
+        "requests": tally.requests - 1,
+        "cpu_seconds": cpu,
+        "cpu_per_10k": cpu / max(1, events) * 10_000,
+        "cpu_task_seconds": task,
+        "failures": status["failures"],
+        "options": sink_options,
+    }
 
 
 def latency(sizes: Sizes, dicts: list[tuple[str, dict]]) -> dict:
@@ -310,16 +347,24 @@ def latency(sizes: Sizes, dicts: list[tuple[str, dict]]) -> dict:
     def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
 
-    return {"events": len(lat), "lost": total - len(lat), "rate": total / sent_seconds if sent_seconds else 0.0,
-            "p50_ms": pct(50) * 1000, "p99_ms": pct(99) * 1000, "max_ms": lat[-1] * 1000,
-            "mean_ms": statistics.fmean(lat) * 1000}
+    return {
+        "events": len(lat),
+        "lost": total - len(lat),
+        "rate": total / sent_seconds if sent_seconds else 0.0,
+        "p50_ms": pct(50) * 1000,
+        "p99_ms": pct(99) * 1000,
+        "max_ms": lat[-1] * 1000,
+        "mean_ms": statistics.fmean(lat) * 1000,
+    }
 
 
 def far(sizes: Sizes, corpus: loadgen.Corpus) -> dict:
     """Row 4: in order vs 8 in flight against the receiver that takes FAR_DELAY per request."""
     out = {}
-    for key, n, in_flight in (("in_order", sizes.far_inorder_events, 1),
-                              ("in_flight_8", sizes.far_pipelined_events, 8)):
+    for key, n, in_flight in (
+        ("in_order", sizes.far_inorder_events, 1),
+        ("in_flight_8", sizes.far_pipelined_events, 8),
+    ):
         with FarReceiver(sizes.far_delay) as receiver:
             out[key] = agent_rate(FarTarget(receiver, key), corpus, n, max_in_flight=in_flight)
             out[key]["max_concurrent"] = receiver.stats()["max_concurrent"]
@@ -367,12 +412,17 @@ def kill_tools(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-def publishers(endpoint: str, corpus_file: str, total: int, count: int, kind: str,
-               rate: float = 0.0) -> list[subprocess.Popen]:
+def publishers(
+    endpoint: str, corpus_file: str, total: int, count: int, kind: str, rate: float = 0.0
+) -> list[subprocess.Popen]:
     """COUNT loadgen publisher processes sharing TOTAL messages (flat out, or each paced at RATE)."""
     share = [total // count + (1 if i < total % count else 0) for i in range(count)]
-    return [start_tool([sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(k), kind,
-                        repr(rate)]) for k in share]
+    return [
+        start_tool(
+            [sys.executable, "-m", "tests.bench.loadgen", "publish", endpoint, corpus_file, str(k), kind, repr(rate)]
+        )
+        for k in share
+    ]
 
 
 def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dict:
@@ -385,26 +435,35 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
     base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
     procs: list[subprocess.Popen] = []
     try:
-        text = render_toml({"address": "10.44.99.2", "location": "Oslo"},
-                           {"runtime_dir": f"{base}/run", "state_dir": f"{base}/state"}, {}, [])
+        text = render_toml(
+            {"address": "10.44.99.2", "location": "Oslo"},
+            {"runtime_dir": f"{base}/run", "state_dir": f"{base}/state"},
+            {},
+            [],
+        )
         config = parse(text).config
         assert config is not None
         journal_path = f"{base}/state/journal.sqlite3"
         with Journal(journal_path) as journal:
             journal.ensure_cursor("bench")  # a cursor at 0: housekeeping keeps every row to count
         log = open(f"{base}/broker.log", "wb")
-        broker = subprocess.Popen([sys.executable, "-m", "bus.broker"], stdin=subprocess.PIPE, stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=REPO)
+        broker = subprocess.Popen(
+            [sys.executable, "-m", "bus.broker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
         log.close()
         procs.append(broker)
         assert broker.stdin is not None
         broker.stdin.write(encode_spec(config))
         broker.stdin.close()
         runtime = f"{base}/run"
-        wait_until(lambda: os.path.exists(f"{runtime}/publish.sock") and os.path.exists(f"{runtime}/fanout.sock"),
-                   15, what="the broker's sockets")
-        counter = start_tool([sys.executable, "-m", "tests.bench.loadgen", "count", f"ipc://{runtime}/fanout.sock",
-                          str(n), "5"])
+        wait_until(
+            lambda: os.path.exists(f"{runtime}/publish.sock") and os.path.exists(f"{runtime}/fanout.sock"),
+            15,
+            what="the broker's sockets",
+        )
+        counter = start_tool(
+            [sys.executable, "-m", "tests.bench.loadgen", "count", f"ipc://{runtime}/fanout.sock", str(n), "5"]
+        )
         procs.append(counter)
         await_ready([counter], "the fan-out counter")
         pubs = publishers(f"ipc://{runtime}/publish.sock", corpus_file, n, k, kind)
@@ -429,9 +488,17 @@ def broker_burst(sizes: Sizes, corpus_file: str, kind: str = "publisher") -> dic
         broker.terminate()
         broker.wait(TIMEOUT_SLACK)
         seconds = done_at - t0
-        result = {"events": n, "journaled": rows, "lost": n - rows, "seconds": seconds, "rate": _rate(rows, seconds),
-                  "fanned_out": fanned, "publishers": k, "kind": kind,
-                  "cpu_us_per_event": cpu / max(1, rows) * 1e6}
+        result = {
+            "events": n,
+            "journaled": rows,
+            "lost": n - rows,
+            "seconds": seconds,
+            "rate": _rate(rows, seconds),
+            "fanned_out": fanned,
+            "publishers": k,
+            "kind": kind,
+            "cpu_us_per_event": cpu / max(1, rows) * 1e6,
+        }
         result["proxy"] = _raw_proxy(n, k, corpus_file, base, kind)
         return result
     finally:
@@ -456,8 +523,13 @@ def _raw_proxy(n: int, k: int, corpus_file: str, base: str, kind: str) -> dict:
         finish_tools(pubs, deadline_for(n, 1000))
         count, _first, last = finish_tools([counter], deadline_for(n, 1000))[0].split()
         seconds = float(last) - t0
-        return {"events": n, "received": int(count), "lost": n - int(count), "seconds": seconds,
-                "rate": _rate(int(count), seconds)}
+        return {
+            "events": n,
+            "received": int(count),
+            "lost": n - int(count),
+            "seconds": seconds,
+            "rate": _rate(int(count), seconds),
+        }
     finally:
         kill_tools(procs)
 
@@ -490,11 +562,21 @@ def drain(sizes: Sizes, corpus: loadgen.Corpus, label: str, **sink_options) -> d
             replay = replay_all(a, target, n) if tally.events == n + 1 else {}
     finally:
         nginx.cleanup()
-    return {"events": tally.events, "lost": n + 1 - tally.events, "seconds": tally.last - up,
-            "delivering_seconds": tally.last - tally.first, "backoff_wait": tally.first - up,
-            "rate": _rate(tally.events, _answered_span(tally)),
-            "rss_small_kb": rss_small, "rss_full_kb": rss_full, "rss_small_backlog": small, "rss_full_backlog": n,
-            "agent_cpu_seconds": cpu, "options": sink_options, "replay": replay}
+    return {
+        "events": tally.events,
+        "lost": n + 1 - tally.events,
+        "seconds": tally.last - up,
+        "delivering_seconds": tally.last - tally.first,
+        "backoff_wait": tally.first - up,
+        "rate": _rate(tally.events, _answered_span(tally)),
+        "rss_small_kb": rss_small,
+        "rss_full_kb": rss_full,
+        "rss_small_backlog": small,
+        "rss_full_backlog": n,
+        "agent_cpu_seconds": cpu,
+        "options": sink_options,
+        "replay": replay,
+    }
 
 
 def replay_all(a: AgentUnderTest, target: NginxTarget, n: int) -> dict:
@@ -506,5 +588,10 @@ def replay_all(a: AgentUnderTest, target: NginxTarget, n: int) -> dict:
     if status != 200 or answer.get("events") != n:
         raise RuntimeError(f"replay answered {status} {answer}")
     tally = target.wait(n + 1, deadline_for(n))
-    return {"events": tally.events, "lost": n + 1 - tally.events, "delivering_seconds": tally.last - tally.first,
-            "rate": _rate(tally.events, _answered_span(tally)), "seconds": tally.last - asked}
+    return {
+        "events": tally.events,
+        "lost": n + 1 - tally.events,
+        "delivering_seconds": tally.last - tally.first,
+        "rate": _rate(tally.events, _answered_span(tally)),
+        "seconds": tally.last - asked,
+    }

@@ -112,15 +112,18 @@ class Nginx:
         """The cleartext HTTP/2 port (a client must speak HTTP/2 with prior knowledge)."""
         return f"http://127.0.0.1:{self.h2_port}"
 
-    def start(self) -> "Nginx":
+    def start(self) -> Nginx:
         if not os.access(NGINX, os.X_OK):
             raise RuntimeError(f"nginx is not installed ({NGINX}); run 'make apt' as root")
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as fh:
             fh.write(_CONFIG.format(dir=self.dir, port=self.port, h2_port=self.h2_port, workers=self.workers))
-        self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf, "-g", "daemon off;"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr.log"), "wb"))
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", self.dir, "-c", conf, "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.dir, "stderr.log"), "wb"),
+        )
         try:
             wait_listening(self.port, START_TIMEOUT, self.proc, "nginx")
         except RuntimeError:
@@ -152,7 +155,7 @@ class Nginx:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Nginx":
+    def __enter__(self) -> Nginx:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -229,10 +232,10 @@ class NginxLog:
 
 def envelope_body(size: int = 600) -> bytes:
     """A typical envelope of about SIZE bytes from the simulated mix (what a sink receives)."""
-    from tools.simulator import events
-    from sinks import envelope
-
     import orjson
+
+    from sinks import envelope
+    from tools.simulator import events
 
     best = None
     for i, (name, data) in enumerate(events(3)):
@@ -255,13 +258,17 @@ def run_wrk(url: str, connections: int, seconds: float, body: bytes, workdir: st
         raise RuntimeError(f"wrk is not installed ({WRK}); run 'make apt' as root")
     script = os.path.join(workdir, "post.lua")
     with open(script, "w") as fh:
-        fh.write('wrk.method = "POST"\n'
-                 f"wrk.body = {_lua_string(body)}\n"
-                 'wrk.headers["Content-Type"] = "application/json"\n')
+        fh.write(
+            f'wrk.method = "POST"\nwrk.body = {_lua_string(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
+        )
     threads = max(1, min(connections, os.cpu_count() or 1))
     duration = max(1, round(seconds))
-    out = subprocess.run([WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script, url],
-                         capture_output=True, text=True, timeout=duration + 30)
+    out = subprocess.run(
+        [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script, url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()[:300]}")
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
@@ -270,7 +277,13 @@ def run_wrk(url: str, connections: int, seconds: float, body: bytes, workdir: st
     socket_errors = re.search(r"Socket errors: (.*)", out.stdout)
     if rps is None or total is None:
         raise RuntimeError(f"cannot read wrk's output: {out.stdout[:300]}")
-    return {"rps": float(rps.group(1)), "requests": int(total.group(1)),
-            "errors": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1).strip() if socket_errors else "",
-            "body_bytes": len(body), "connections": connections, "threads": threads, "seconds": duration}
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1).strip() if socket_errors else "",
+        "body_bytes": len(body),
+        "connections": connections,
+        "threads": threads,
+        "seconds": duration,
+    }

@@ -29,11 +29,22 @@ def options_rows(step: Callable, nginx: Nginx, corpus, sizes: Sizes) -> None:
     """CPU per event with compression = "gzip" and with http_version = "2", in order and in bulk
     (plain HTTP/1.1 is the in_order and bulk rows): one run each."""
     bulk = dict(bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval)
-    for shape, n, options in (("in_order", sizes.inorder_events, dict(max_in_flight=1)), ("bulk", sizes.bulk_events, bulk)):
-        step(f"{shape}_gzip", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"{shape}-gzip"), corpus, n,
-                                                         compression="gzip", **options))
-        step(f"{shape}_h2", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"{shape}-h2", http2=True), corpus, n,
-                                                       http_version="2", **options))
+    for shape, n, options in (
+        ("in_order", sizes.inorder_events, dict(max_in_flight=1)),
+        ("bulk", sizes.bulk_events, bulk),
+    ):
+        step(
+            f"{shape}_gzip",
+            lambda i: runs.agent_rate(
+                runs.NginxTarget(nginx, f"{shape}-gzip"), corpus, n, compression="gzip", **options
+            ),
+        )
+        step(
+            f"{shape}_h2",
+            lambda i: runs.agent_rate(
+                runs.NginxTarget(nginx, f"{shape}-h2", http2=True), corpus, n, http_version="2", **options
+            ),
+        )
 
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -42,8 +53,15 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = "full") -> dict:
     """Every row, measured in this one run; returns the measurements (report.render prints them)."""
     workdir = tempfile.mkdtemp(prefix="esa-bench-", dir="/tmp")
-    biggest = max(sizes.naive_events, sizes.inorder_events, sizes.bulk_events, sizes.drain_events,
-                  sizes.far_pipelined_events, sizes.burst_events, paced.paced_messages(sizes))
+    biggest = max(
+        sizes.naive_events,
+        sizes.inorder_events,
+        sizes.bulk_events,
+        sizes.drain_events,
+        sizes.far_pipelined_events,
+        sizes.burst_events,
+        paced.paced_messages(sizes),
+    )
     say(f"bench: preparing {biggest:,} events of the simulated mix")
     corpus = loadgen.corpus(biggest)
     dicts = loadgen.event_dicts(min(len(corpus), 5000))
@@ -51,10 +69,14 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
     loadgen.write_corpus(corpus_file, corpus[: max(1, -(-sizes.burst_events // sizes.burst_publishers))])
     paced_file = os.path.join(workdir, "paced.pickle")
     paced_counts = paced.prepare(corpus, sizes, paced_file)
-    r: dict = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
-               "load": " ".join(f"{x:.1f}" for x in os.getloadavg()), "sizes": sizes.__dict__,
-               "sizes_name": sizes_name,
-               "corpus_mean_bytes": sum(len(p) for _, p in corpus) / len(corpus)}
+    r: dict = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "sizes": sizes.__dict__,
+        "sizes_name": sizes_name,
+        "corpus_mean_bytes": sum(len(p) for _, p in corpus) / len(corpus),
+    }
     started = time.monotonic()
 
     def step(name: str, fn: Callable[[int], dict], repeat: int = 1) -> list[dict]:
@@ -72,12 +94,27 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
         r["ceiling"] = {key: median_run([c[key] for c in ceilings], lambda x: x["rps"]) for key in ("wrk_1", "wrk_32")}
         step("curl", lambda i: paced.curl_ceiling(nginx, sizes, body, workdir, f"curl-{i}"), n)
         step("naive", lambda i: runs.naive(nginx, sizes, corpus, workdir, f"naive-{i}"), n)
-        step("in_order", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"in-order-{i}"), corpus,
-                                                   sizes.inorder_events, max_in_flight=1), n)
+        step(
+            "in_order",
+            lambda i: runs.agent_rate(
+                runs.NginxTarget(nginx, f"in-order-{i}"), corpus, sizes.inorder_events, max_in_flight=1
+            ),
+            n,
+        )
         step("latency", lambda i: runs.latency(sizes, dicts))
         step("far", lambda i: runs.far(sizes, corpus))
-        step("bulk", lambda i: runs.agent_rate(runs.NginxTarget(nginx, f"bulk-{i}"), corpus, sizes.bulk_events,
-                                               bulk=True, bulk_max_events=100, bulk_interval=sizes.bulk_interval), n)
+        step(
+            "bulk",
+            lambda i: runs.agent_rate(
+                runs.NginxTarget(nginx, f"bulk-{i}"),
+                corpus,
+                sizes.bulk_events,
+                bulk=True,
+                bulk_max_events=100,
+                bulk_interval=sizes.bulk_interval,
+            ),
+            n,
+        )
         options_rows(step, nginx, corpus, sizes)
         # the floor, the agent with one sink and the naive peer, alternated: r["paced_floor"], ["paced_1"], ["paced_naive"]
         step("paced_alternated", lambda i: paced.alternated(nginx, sizes, paced_file, paced_counts, workdir))

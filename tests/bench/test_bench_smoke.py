@@ -75,12 +75,25 @@ def test_every_row_runs_at_tiny_sizes(tmp_path):
     assert len(saved["goals"]) == 18 and {g["met"] for g in saved["goals"]} <= {True, False}
     assert not [g for g in saved["goals"] if "wrk" in g["what"] or "proxy" in g["what"] or "bulk /" in g["what"]]
     retired = [row["key"] for row in saved["table"] if "(retired goal" in row["note"]]
-    assert retired == ["ratio_in_order_wrk_1", "ratio_bulk_in_order", "broker_ratio", "broker_lean_ratio",
-                       "paced_200_ratio"]
+    assert retired == [
+        "ratio_in_order_wrk_1",
+        "ratio_bulk_in_order",
+        "broker_ratio",
+        "broker_lean_ratio",
+        "paced_200_ratio",
+    ]
     assert [g for g in saved["goals"] if g["what"].startswith("paced 200 ev/s, 1 sink: agent / floor")]
     assert [row["key"] for row in saved["table"]][:4] == ["wrk_1", "wrk_32", "curl_1", "curl_paced_cpu"]
-    assert {"paced_200_1", "paced_200_naive", "paced_200_3_core", "paced_200_3_ratio", "idle_3", "paced_200_floor",
-            "paced_200_floor_ratio", "paced_200_naive_floor_ratio"} <= {row["key"] for row in saved["table"]}
+    assert {
+        "paced_200_1",
+        "paced_200_naive",
+        "paced_200_3_core",
+        "paced_200_3_ratio",
+        "idle_3",
+        "paced_200_floor",
+        "paced_200_floor_ratio",
+        "paced_200_naive_floor_ratio",
+    } <= {row["key"] for row in saved["table"]}
     if report.chart(r, str(tmp_path / "chart.png")):
         assert os.path.getsize(tmp_path / "chart.png") > 1000
 
@@ -95,7 +108,9 @@ def test_the_floor_delivers_every_event_of_a_few_hundred(tmp_path):
 
     (run,) = row["by_rate"]
     assert run["events"] >= 400 and run["published"] == run["events"] == run["delivered"], run
-    assert answered.requests == answered.ok == answered.events == run["events"]  # nginx's access log: one 2xx line per event
+    assert (
+        answered.requests == answered.ok == answered.events == run["events"]
+    )  # nginx's access log: one 2xx line per event
     # The window is about 300 events (fewer by those delivered past the warm-up before it opened): tens of ms
     # of CPU in two processes, so more than 1 ms by schedstat and more than nothing in clock ticks.
     assert run["delivered_in_window"] >= 200 and run["cpu_seconds"] > 0.001 and run["cpu_ticks_seconds"] > 0, run

@@ -23,7 +23,9 @@ def tiny_fs():
     """A 1 MiB tmpfs to fill up for real (needs root and mount rights; skipped elsewhere)."""
     d = tempfile.mkdtemp(prefix="esa-fs-", dir="/tmp")
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", d], check=True, capture_output=True, timeout=10)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", d], check=True, capture_output=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         os.rmdir(d)
         pytest.skip("cannot mount a tmpfs here (needs root)")

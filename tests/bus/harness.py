@@ -20,8 +20,9 @@ MAX_KB = 4
 WARMUP = "warmup"
 
 
-def make_config(root: str, *, max_journal_mb: float = 64, retention_hours: float | None = None,
-                max_message_kb: float = MAX_KB):
+def make_config(
+    root: str, *, max_journal_mb: float = 64, retention_hours: float | None = None, max_message_kb: float = MAX_KB
+):
     """RETENTION_HOURS None: the default (24 h)."""
     retention = "" if retention_hours is None else f"retention_hours = {retention_hours}"
     toml = f"""
@@ -113,8 +114,12 @@ class BrokerRun:
 
 def start_broker(spec: bytes, stderr_path: str) -> subprocess.Popen:
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bus.broker"], stdin=subprocess.PIPE, stderr=err,
-                                cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bus.broker"],
+            stdin=subprocess.PIPE,
+            stderr=err,
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        )
     proc.stdin.write(spec)
     proc.stdin.close()
     return proc

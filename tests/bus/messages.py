@@ -27,22 +27,81 @@ def msg(event: str, data: dict, *, time=1700000000.25, **extra) -> bytes:
 
 # Valid messages of every kind of event, fields of every JSON kind among them.
 VALID = [
-    ("conference_started", {"name": "meet.alice", "service_type": "conference", "is_locked": False, "start_time": 1700000000, "tag": ""}),
+    (
+        "conference_started",
+        {"name": "meet.alice", "service_type": "conference", "is_locked": False, "start_time": 1700000000, "tag": ""},
+    ),
     ("conference_updated", {"name": "meet.alice", "guests_muted": True, "is_started": True}),
     ("conference_ended", {"name": "meet.alice", "end_time": 1700000100.5}),
-    ("participant_connected", {"uuid": "u1", "conference": "meet.alice", "related_uuids": ["u2"], "connect_time": None,
-                               "rx_bandwidth": 1024, "has_media": True, "protocol": "WebRTC"}),
+    (
+        "participant_connected",
+        {
+            "uuid": "u1",
+            "conference": "meet.alice",
+            "related_uuids": ["u2"],
+            "connect_time": None,
+            "rx_bandwidth": 1024,
+            "has_media": True,
+            "protocol": "WebRTC",
+        },
+    ),
     ("participant_updated", {"uuid": "u1", "is_muted": True, "connect_time": 1700000000.5}),
-    ("participant_disconnected", {"uuid": "u1", "disconnect_reason": "Call disconnected", "duration": 12, "end_time": 1700000012.0}),
-    ("participant_media_stream_window", {
-        "uuid": "u1", "call_quality_was": "1_good", "call_quality_now": "3_bad",
-        "packet_loss_history": [{"stream_id": "1", "stream_type": "audio", "time": 1.0, "time_delta": 2,
-                                 "tx_packets_sent": 10, "tx_packets_lost": 0, "rx_packets_received": 9, "rx_packets_lost": 1}],
-        "recent_quality": [{"time": 1.0, "time_delta": 1.0, "quality": 3, "audio": 2, "video": None, "presentation": None,
-                            "applicationsharing": None}]}),
-    ("participant_media_streams_destroyed", {"uuid": "u1", "media_streams": [
-        {"stream_id": "0", "stream_type": "video", "node": "10.0.0.1", "start_time": 1, "end_time": 2.5, "rx_codec": "VP8",
-         "tx_resolution": "1280x720", "rx_bitrate": 800, "rx_packets_lost": 3, "rx_fps": 30, "tx_packet_loss": 0.25}]}),
+    (
+        "participant_disconnected",
+        {"uuid": "u1", "disconnect_reason": "Call disconnected", "duration": 12, "end_time": 1700000012.0},
+    ),
+    (
+        "participant_media_stream_window",
+        {
+            "uuid": "u1",
+            "call_quality_was": "1_good",
+            "call_quality_now": "3_bad",
+            "packet_loss_history": [
+                {
+                    "stream_id": "1",
+                    "stream_type": "audio",
+                    "time": 1.0,
+                    "time_delta": 2,
+                    "tx_packets_sent": 10,
+                    "tx_packets_lost": 0,
+                    "rx_packets_received": 9,
+                    "rx_packets_lost": 1,
+                }
+            ],
+            "recent_quality": [
+                {
+                    "time": 1.0,
+                    "time_delta": 1.0,
+                    "quality": 3,
+                    "audio": 2,
+                    "video": None,
+                    "presentation": None,
+                    "applicationsharing": None,
+                }
+            ],
+        },
+    ),
+    (
+        "participant_media_streams_destroyed",
+        {
+            "uuid": "u1",
+            "media_streams": [
+                {
+                    "stream_id": "0",
+                    "stream_type": "video",
+                    "node": "10.0.0.1",
+                    "start_time": 1,
+                    "end_time": 2.5,
+                    "rx_codec": "VP8",
+                    "tx_resolution": "1280x720",
+                    "rx_bitrate": 800,
+                    "rx_packets_lost": 3,
+                    "rx_fps": 30,
+                    "tx_packet_loss": 0.25,
+                }
+            ],
+        },
+    ),
 ]
 
 
@@ -57,13 +116,25 @@ REJECTS = [
     ("too_large", [b"conference_started", msg("conference_started", {"name": "x" * MAX})]),
     ("invalid_utf8", [b"conference_\xff", msg("conference_started", {"name": "x"})]),
     ("invalid_utf8", [b"conference_started", b'{"event":"conference_started","time":1,"data":{"name":"\xff"}}']),
-    ("invalid_utf8", [b"conference_started", b'{"event":"conference_started","time":1,"data":{"name":"x","junk":"\xed\xa0\x80"}}']),
+    (
+        "invalid_utf8",
+        [b"conference_started", b'{"event":"conference_started","time":1,"data":{"name":"x","junk":"\xed\xa0\x80"}}'],
+    ),
     ("invalid_json", [b"conference_started", b"{not json"]),
     ("invalid_json", [b"conference_started", b""]),
     ("invalid_json", [b"conference_started", msg("conference_started", {"name": "x"}) + b" trailing"]),
     ("invalid_json", [b"conference_started", b'{"event":"conference_started","time":NaN,"data":{"name":"x"}}']),
-    ("invalid_json", [b"conference_started", b'{"event":"conference_started","time":1,"data":{"name":"x","j":"\\ud800"}}']),
-    ("invalid_json", [b"conference_started", b'{"event":"conference_started","time":1,"data":{"name":"x","j":' + b"[" * 1000 + b"]" * 1000 + b"}}"]),
+    (
+        "invalid_json",
+        [b"conference_started", b'{"event":"conference_started","time":1,"data":{"name":"x","j":"\\ud800"}}'],
+    ),
+    (
+        "invalid_json",
+        [
+            b"conference_started",
+            b'{"event":"conference_started","time":1,"data":{"name":"x","j":' + b"[" * 1000 + b"]" * 1000 + b"}}",
+        ],
+    ),
     ("not_object", [b"conference_started", b"[1, 2]"]),
     ("not_object", [b"conference_started", b'"conference_started"']),
     ("not_object", [b"conference_started", b"null"]),
@@ -89,12 +160,27 @@ REJECTS = [
     ("wrong_type", [b"participant_connected", msg("participant_connected", {"uuid": "x", "rx_bandwidth": 1.5})]),
     ("wrong_type", [b"participant_connected", msg("participant_connected", {"uuid": "x", "related_uuids": "u2"})]),
     ("wrong_type", [b"participant_connected", msg("participant_connected", {"uuid": "x", "has_media": 1})]),
-    ("wrong_type", [b"participant_media_stream_window", msg("participant_media_stream_window",
-                                                            {"uuid": "x", "recent_quality": [{"quality": "good"}]})]),
-    ("wrong_type", [b"participant_media_streams_destroyed", msg("participant_media_streams_destroyed",
-                                                                {"uuid": "x", "media_streams": [{"rx_bitrate": "fast"}]})]),
-    ("wrong_type", [b"participant_media_streams_destroyed", msg("participant_media_streams_destroyed",
-                                                                {"uuid": "x", "media_streams": [3]})]),
+    (
+        "wrong_type",
+        [
+            b"participant_media_stream_window",
+            msg("participant_media_stream_window", {"uuid": "x", "recent_quality": [{"quality": "good"}]}),
+        ],
+    ),
+    (
+        "wrong_type",
+        [
+            b"participant_media_streams_destroyed",
+            msg("participant_media_streams_destroyed", {"uuid": "x", "media_streams": [{"rx_bitrate": "fast"}]}),
+        ],
+    ),
+    (
+        "wrong_type",
+        [
+            b"participant_media_streams_destroyed",
+            msg("participant_media_streams_destroyed", {"uuid": "x", "media_streams": [3]}),
+        ],
+    ),
 ]
 
 
@@ -122,7 +208,9 @@ def as_envelope(message: dict, version: int, seq: int = 1) -> dict:
 
 def schema_accepts(message: dict) -> bool:
     """True when every version's envelope schema for message['event'] accepts it (False if any rejects)."""
-    results = [envelope_validator(v, message["event"]).is_valid(as_envelope(message, v)) for v in versions_of(message["event"])]
+    results = [
+        envelope_validator(v, message["event"]).is_valid(as_envelope(message, v)) for v in versions_of(message["event"])
+    ]
     assert results, message["event"]
     assert len(set(results)) == 1, f"versions disagree on {message!r:.300}"
     return results[0]
@@ -139,8 +227,15 @@ def _kinds(t) -> set[str]:
     t = _unwrap(t)
     if isinstance(t, mi.UnionType):
         return set().union(*(_kinds(x) for x in t.types))
-    return {mi.StrType: {S}, mi.IntType: {I}, mi.FloatType: {I, N}, mi.BoolType: {B}, mi.NoneType: {NULL},
-            mi.ListType: {ARR}, mi.StructType: {OBJ}}[type(t)]
+    return {
+        mi.StrType: {S},
+        mi.IntType: {I},
+        mi.FloatType: {I, N},
+        mi.BoolType: {B},
+        mi.NoneType: {NULL},
+        mi.ListType: {ARR},
+        mi.StructType: {OBJ},
+    }[type(t)]
 
 
 _KIND_VALUES = {

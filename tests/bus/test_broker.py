@@ -10,8 +10,8 @@ import time
 import orjson
 import pytest
 
-from common.config import Paths, encode_spec
 from bus.journal_reader import JournalReader
+from common.config import Paths, encode_spec
 from tests.bus.harness import WARMUP, BrokerRun, make_config, start_broker
 from tests.bus.messages import REJECTS, VALID
 
@@ -62,7 +62,9 @@ def test_valid_forwarded_unchanged_malformed_counted_by_reason(broker):
         rows = reader.read(0, 10_000)
     early = [row for row in rows if row[0] < offsets[0]]  # warm-ups sent before the fan-out SUB had joined
     assert all(orjson.loads(p)["data"]["name"] == WARMUP for _, _, p in early)
-    assert [(o, t.encode(), p) for o, t, p in rows[len(early):]] == [(int.from_bytes(m[1], "big"), m[0], m[2]) for m in got]
+    assert [(o, t.encode(), p) for o, t, p in rows[len(early) :]] == [
+        (int.from_bytes(m[1], "big"), m[0], m[2]) for m in got
+    ]
 
     assert broker.stop() == 0
     err = broker.stderr()

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
 from bus.journal_reader import JournalReader
+from common.internal import HEARTBEAT_INTERVAL, REPORT_INTERVAL
 from tests.bus.harness import BrokerRun, make_config
 
 pytestmark = pytest.mark.agent_process  # runs the broker as real processes (not in `make check`)

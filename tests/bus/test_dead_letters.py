@@ -28,8 +28,17 @@ def setup_journal(path: str, rows: int = 5) -> Journal:
 
 
 def set_aside(reader: JournalReader, offset: int, status: int | None = 422, detail: str = "bad") -> None:
-    reader.set_aside(offset, f"topic{offset}", f"payload{offset}".encode(), reader.accepted_at(offset),
-                     f"{reader.epoch}-{offset}", f"topic{offset}", 3, status, detail)
+    reader.set_aside(
+        offset,
+        f"topic{offset}",
+        f"payload{offset}".encode(),
+        reader.accepted_at(offset),
+        f"{reader.epoch}-{offset}",
+        f"topic{offset}",
+        3,
+        status,
+        detail,
+    )
 
 
 def test_set_aside_is_listed_for_the_supervisor_with_every_field(journal_path):
@@ -41,7 +50,14 @@ def test_set_aside_is_listed_for_the_supervisor_with_every_field(journal_path):
         d = letters[1]
         assert isinstance(d, DeadLetter)
         assert (d.id, d.event, d.accepted_at, d.attempts, d.status, d.detail, d.redrive) == (
-            f"{j.epoch}-4", "topic4", 1000.0, 3, 422, "bad", False)
+            f"{j.epoch}-4",
+            "topic4",
+            1000.0,
+            3,
+            422,
+            "bad",
+            False,
+        )
         assert d.set_aside_at > 1000.0
         assert letters[0].status is None
         assert j.dead_letters("siem") == []
@@ -68,7 +84,9 @@ def test_set_aside_again_without_an_acceptance_time_keeps_the_first_one(journal_
         r.set_aside(3, "topic3", b"payload3", None, f"{r.epoch}-3", "topic3", 3, 400, "again")
         r.set_aside(4, "topic4", b"payload4", None, f"{r.epoch}-4", "topic4", 3, 400, "first time, no row")
         assert [(d.offset, d.accepted_at, d.detail) for d in j.dead_letters("cdr")] == [
-            (3, 1000.0, "again"), (4, 0.0, "first time, no row")]
+            (3, 1000.0, "again"),
+            (4, 0.0, "first time, no row"),
+        ]
 
 
 def test_mark_redrive_by_id_all_and_unknown(journal_path):
@@ -90,8 +108,11 @@ def test_mark_redrive_by_id_all_and_unknown(journal_path):
 
 
 def test_forget_and_discard(journal_path):
-    with setup_journal(journal_path) as j, JournalReader(journal_path, "cdr") as r, \
-            JournalReader(journal_path, "siem") as other:
+    with (
+        setup_journal(journal_path) as j,
+        JournalReader(journal_path, "cdr") as r,
+        JournalReader(journal_path, "siem") as other,
+    ):
         set_aside(r, 1)
         set_aside(r, 2)
         set_aside(other, 2)

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from common.loop import Loop
-from common.vocabulary import RejectReason
 from bus import housekeeping
 from bus.housekeeping import HOUSEKEEPING_INTERVAL, JournalKeeper
 from bus.journal_writer import JournalWriter
 from bus.validate import RejectLog
+from common.loop import Loop
+from common.vocabulary import RejectReason
 
 
 @pytest.fixture
@@ -29,8 +29,15 @@ class Keeper(JournalKeeper):
 
     def __init__(self, loop: Loop):
         self.burst = True
-        super().__init__(loop, 1024 * 1024, 24 * 3600, RejectLog(), on_full_change=lambda: None,
-                         on_round_done=lambda: None, backlogged=lambda: self.burst)
+        super().__init__(
+            loop,
+            1024 * 1024,
+            24 * 3600,
+            RejectLog(),
+            on_full_change=lambda: None,
+            on_round_done=lambda: None,
+            backlogged=lambda: self.burst,
+        )
         self.purged_at = time.monotonic()
 
 
@@ -66,15 +73,22 @@ class Kept:
         self.rejects = RejectLog()
         self.full_changes: list[bool] = []
         self.published: list[list[int]] = []
-        self.keeper = JournalKeeper(loop, bound_bytes, 24 * 3600, self.rejects,
-                                    on_full_change=lambda: self.full_changes.append(self.keeper.full),
-                                    on_round_done=lambda: None, backlogged=lambda: False)
+        self.keeper = JournalKeeper(
+            loop,
+            bound_bytes,
+            24 * 3600,
+            self.rejects,
+            on_full_change=lambda: self.full_changes.append(self.keeper.full),
+            on_round_done=lambda: None,
+            backlogged=lambda: False,
+        )
         self.journal = JournalWriter(str(tmp_path / "state" / "journal.sqlite3"))
         self.keeper.open(self.journal, str(tmp_path / "state" / "journal.reserve"))
 
     def commit(self, rows) -> None:
-        self.keeper.commit(rows, sum(len(t) + len(p) for t, p in rows),
-                           lambda rows, offsets: self.published.append(offsets))
+        self.keeper.commit(
+            rows, sum(len(t) + len(p) for t, p in rows), lambda rows, offsets: self.published.append(offsets)
+        )
 
     def close(self) -> None:
         self.journal.close()

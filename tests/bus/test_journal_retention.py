@@ -69,7 +69,9 @@ def make_old_journal(path: str, rows: int, payload: bytes = PAYLOAD) -> str:
     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.execute('CREATE TABLE events("offset" INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL)')
+    db.execute(
+        'CREATE TABLE events("offset" INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL)'
+    )
     db.execute('CREATE TABLE cursors(sink TEXT PRIMARY KEY, "offset" INTEGER NOT NULL)')
     db.execute("INSERT INTO meta VALUES ('epoch', '0123456789abcdef')")
     db.execute("BEGIN")
@@ -212,8 +214,11 @@ def test_replay_window_agrees_with_counting_rows_and_uses_the_index(journal_path
         j.ensure_cursor("cdr")  # at the head: every row delivered
         assert j.purge(max_rows=12_345) == 12_345  # the rows held start above 1
         db = j._db
-        plan = db.execute("EXPLAIN QUERY PLAN SELECT \"offset\" FROM events WHERE accepted_at >= ? "
-                          "ORDER BY accepted_at, \"offset\" LIMIT 1", (t,)).fetchall()
+        plan = db.execute(
+            'EXPLAIN QUERY PLAN SELECT "offset" FROM events WHERE accepted_at >= ? '
+            'ORDER BY accepted_at, "offset" LIMIT 1',
+            (t,),
+        ).fetchall()
         assert "events_accepted_at" in str(plan)
         head = j.head()
         for _ in range(30):
@@ -221,10 +226,13 @@ def test_replay_window_agrees_with_counting_rows_and_uses_the_index(journal_path
             since = rng.uniform(1_700_000_000.0, t + 1)
             j.set_cursor("cdr", cursor)
             got = j.replay_window("cdr", since)
-            count, first = db.execute('SELECT COUNT(*), MIN("offset") FROM events WHERE "offset" <= ? AND accepted_at >= ?',
-                                      (cursor, since)).fetchone()
-            oldest = db.execute('SELECT accepted_at FROM events WHERE "offset" = (SELECT MIN("offset") FROM events) '
-                                'AND "offset" <= ?', (cursor,)).fetchone()
+            count, first = db.execute(
+                'SELECT COUNT(*), MIN("offset") FROM events WHERE "offset" <= ? AND accepted_at >= ?', (cursor, since)
+            ).fetchone()
+            oldest = db.execute(
+                'SELECT accepted_at FROM events WHERE "offset" = (SELECT MIN("offset") FROM events) AND "offset" <= ?',
+                (cursor,),
+            ).fetchone()
             assert got == ReplayWindow(count, first, oldest[0] if oldest else None), (cursor, since)
 
 
@@ -263,7 +271,8 @@ def test_a_rewound_cursor_keeps_its_rows_from_purge_and_make_room(journal_path):
 def test_a_cursor_shadow_vouches_for_rows_the_worker_has_not_committed(journal_path):
     """A worker commits its cursor about once a second but marks each acknowledgement in its
     shadow at once: those rows are delivered (retained) for make_room, purge and the extent."""
-    from sinks.shadow import CursorShadow, shadow_path  # the worker's writer (bus/ never imports sinks/)
+    from bus.shadow_marks import shadow_path
+    from sinks.shadow import CursorShadow  # the worker's writer (bus/ never imports sinks/)
 
     with Journal(journal_path) as j:
         fill(j, [1.0] * 10)

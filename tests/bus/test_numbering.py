@@ -36,8 +36,14 @@ A, B = b"A" * 8, b"B" * 8
 def test_the_highest_number_per_publisher_is_journaled_with_the_events_and_survives_a_reopen(journal_path):
     with Journal(journal_path) as j:
         assert j.publisher_marks() == {}
-        offsets = j.append([("conference_updated", b"{}", number(A, 1)), ("conference_updated", b"{}", None),
-                            ("conference_updated", b"{}", number(B, 7)), ("conference_updated", b"{}", number(A, 2))])
+        offsets = j.append(
+            [
+                ("conference_updated", b"{}", number(A, 1)),
+                ("conference_updated", b"{}", None),
+                ("conference_updated", b"{}", number(B, 7)),
+                ("conference_updated", b"{}", number(A, 2)),
+            ]
+        )
         assert offsets == [1, 2, 3, 4]
         assert j.append([("conference_updated", b"{}")]) == [5]  # two-frame rows as before
         assert j.publisher_marks() == {A: seq(2), B: seq(7)}

@@ -91,8 +91,11 @@ def test_publish_sends_topic_and_json_envelope(endpoint, sub):
         assert set(doc) == {"event", "time", "data"}
         assert doc["event"] == "participant_connected" and doc["data"] == {"uuid": "u1", "display_name": "Zoë"}
         assert before - 1 <= doc["time"] <= time.time() + 1
-        assert recv(sub) == [b"conference_started", b'{"event":"conference_started","time":1700000000.25,"data":{"name":"m"}}',
-                             pub.id + (2).to_bytes(8, "big")]
+        assert recv(sub) == [
+            b"conference_started",
+            b'{"event":"conference_started","time":1700000000.25,"data":{"name":"m"}}',
+            pub.id + (2).to_bytes(8, "big"),
+        ]
         assert pub.pending == 0 and pub.dropped == 0 and pub.resent == 0
 
 

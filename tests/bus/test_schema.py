@@ -19,48 +19,136 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator, validate
 
-from common.vocabulary import SCHEMA_FORMATS
 from bus import schema
 from bus.events import EVENT_DATA_TYPES, EVENT_MESSAGE_TYPES, required_data_field
 from bus.validate import Accepted, Rejected, Validator
-from tests.bus.messages import (ARR, NULL, B, I, N, S, as_envelope, bus_events, data_type_info, envelope_validator,
-                                frames_of, openapi, schema_accepts, times, valid_message, versions_of, wrong_struct)
+from common.vocabulary import SCHEMA_FORMATS
+from tests.bus.messages import (
+    ARR,
+    NULL,
+    B,
+    I,
+    N,
+    S,
+    as_envelope,
+    bus_events,
+    data_type_info,
+    envelope_validator,
+    frames_of,
+    openapi,
+    schema_accepts,
+    times,
+    valid_message,
+    versions_of,
+    wrong_struct,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 60  # per generated-case test in `make test`
 
 # ------------------------------------------------------------ docs/events.md, as a table
 
-CONFERENCE_FIELDS = {"name": {S}, "service_type": {S}, "is_locked": {B}, "guests_muted": {B}, "is_started": {B},
-                     "start_time": {N}, "tag": {S}}
+CONFERENCE_FIELDS = {
+    "name": {S},
+    "service_type": {S},
+    "is_locked": {B},
+    "guests_muted": {B},
+    "is_started": {B},
+    "start_time": {N},
+    "tag": {S},
+}
 PARTICIPANT_FIELDS = {
-    "uuid": {S}, "conference": {S}, "call_id": {S}, "conversation_id": {S}, "related_uuids": {ARR},
-    "call_direction": {S}, "protocol": {S}, "role": {S}, "service_type": {S}, "display_name": {S},
-    "source_alias": {S}, "destination_alias": {S}, "remote_address": {S}, "vendor": {S}, "media_node": {S},
-    "signalling_node": {S}, "proxy_node": {S}, "system_location": {S}, "call_tag": {S}, "service_tag": {S},
-    "encryption": {S}, "connect_time": {N, NULL}, "rx_bandwidth": {I}, "tx_bandwidth": {I}, "has_media": {B},
-    "is_muted": {B}, "is_client_muted": {B}, "is_presenting": {B}, "is_streaming": {B}, "is_idp_authenticated": {B},
+    "uuid": {S},
+    "conference": {S},
+    "call_id": {S},
+    "conversation_id": {S},
+    "related_uuids": {ARR},
+    "call_direction": {S},
+    "protocol": {S},
+    "role": {S},
+    "service_type": {S},
+    "display_name": {S},
+    "source_alias": {S},
+    "destination_alias": {S},
+    "remote_address": {S},
+    "vendor": {S},
+    "media_node": {S},
+    "signalling_node": {S},
+    "proxy_node": {S},
+    "system_location": {S},
+    "call_tag": {S},
+    "service_tag": {S},
+    "encryption": {S},
+    "connect_time": {N, NULL},
+    "rx_bandwidth": {I},
+    "tx_bandwidth": {I},
+    "has_media": {B},
+    "is_muted": {B},
+    "is_client_muted": {B},
+    "is_presenting": {B},
+    "is_streaming": {B},
+    "is_idp_authenticated": {B},
 }
 MEDIA_STREAM_FIELDS = {
-    "stream_id": {S}, "stream_type": {S}, "node": {S}, "start_time": {N}, "end_time": {N}, "rx_codec": {S},
-    "tx_codec": {S}, "rx_resolution": {S}, "tx_resolution": {S}, "rx_bitrate": {I}, "tx_bitrate": {I},
-    "rx_packets_received": {I}, "rx_packets_lost": {I}, "tx_packets_sent": {I}, "tx_packets_lost": {I},
-    "rx_fps": {N}, "tx_fps": {N}, "rx_packet_loss": {N}, "tx_packet_loss": {N},
+    "stream_id": {S},
+    "stream_type": {S},
+    "node": {S},
+    "start_time": {N},
+    "end_time": {N},
+    "rx_codec": {S},
+    "tx_codec": {S},
+    "rx_resolution": {S},
+    "tx_resolution": {S},
+    "rx_bitrate": {I},
+    "tx_bitrate": {I},
+    "rx_packets_received": {I},
+    "rx_packets_lost": {I},
+    "tx_packets_sent": {I},
+    "tx_packets_lost": {I},
+    "rx_fps": {N},
+    "tx_fps": {N},
+    "rx_packet_loss": {N},
+    "tx_packet_loss": {N},
 }
-PACKET_LOSS_FIELDS = {"stream_id": {S}, "stream_type": {S}, "time": {N}, "time_delta": {N}, "tx_packets_sent": {I},
-                      "tx_packets_lost": {I}, "rx_packets_received": {I}, "rx_packets_lost": {I}}
-QUALITY_FIELDS = {"time": {N}, "time_delta": {N}, "quality": {I, NULL}, "audio": {I, NULL}, "video": {I, NULL},
-                  "presentation": {I, NULL}, "applicationsharing": {I, NULL}}
+PACKET_LOSS_FIELDS = {
+    "stream_id": {S},
+    "stream_type": {S},
+    "time": {N},
+    "time_delta": {N},
+    "tx_packets_sent": {I},
+    "tx_packets_lost": {I},
+    "rx_packets_received": {I},
+    "rx_packets_lost": {I},
+}
+QUALITY_FIELDS = {
+    "time": {N},
+    "time_delta": {N},
+    "quality": {I, NULL},
+    "audio": {I, NULL},
+    "video": {I, NULL},
+    "presentation": {I, NULL},
+    "applicationsharing": {I, NULL},
+}
 EVENTS_MD = {
     "conference_started": CONFERENCE_FIELDS,
     "conference_updated": CONFERENCE_FIELDS,
     "conference_ended": {**CONFERENCE_FIELDS, "end_time": {N}},
     "participant_connected": PARTICIPANT_FIELDS,
     "participant_updated": PARTICIPANT_FIELDS,
-    "participant_disconnected": {**PARTICIPANT_FIELDS, "disconnect_reason": {S}, "duration": {N}, "end_time": {N},
-                                 "media_streams": {ARR}},
-    "participant_media_stream_window": {"uuid": {S}, "call_quality_was": {S}, "call_quality_now": {S},
-                                        "packet_loss_history": {ARR}, "recent_quality": {ARR}},
+    "participant_disconnected": {
+        **PARTICIPANT_FIELDS,
+        "disconnect_reason": {S},
+        "duration": {N},
+        "end_time": {N},
+        "media_streams": {ARR},
+    },
+    "participant_media_stream_window": {
+        "uuid": {S},
+        "call_quality_was": {S},
+        "call_quality_now": {S},
+        "packet_loss_history": {ARR},
+        "recent_quality": {ARR},
+    },
     "participant_media_streams_destroyed": {"uuid": {S}, "media_streams": {ARR}},
 }
 NESTED_MD = {  # (event, list field) -> fields of its items
@@ -69,11 +157,23 @@ NESTED_MD = {  # (event, list field) -> fields of its items
     ("participant_media_stream_window", "packet_loss_history"): PACKET_LOSS_FIELDS,
     ("participant_media_stream_window", "recent_quality"): QUALITY_FIELDS,
 }
-V1_EVENTS = {"conference_started", "conference_updated", "conference_ended", "participant_connected",
-             "participant_updated", "participant_disconnected", "eventsink_started", "eventsink_updated",
-             "eventsink_stopped", "eventsink_bulk"}
-V2_EVENTS = (V1_EVENTS - {"eventsink_stopped"}) | {"participant_media_stream_window",
-                                                   "participant_media_streams_destroyed", "eventsink_ended"}
+V1_EVENTS = {
+    "conference_started",
+    "conference_updated",
+    "conference_ended",
+    "participant_connected",
+    "participant_updated",
+    "participant_disconnected",
+    "eventsink_started",
+    "eventsink_updated",
+    "eventsink_stopped",
+    "eventsink_bulk",
+}
+V2_EVENTS = (V1_EVENTS - {"eventsink_stopped"}) | {
+    "participant_media_stream_window",
+    "participant_media_streams_destroyed",
+    "eventsink_ended",
+}
 HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature", "User-Agent"}
 
 
@@ -117,7 +217,10 @@ def test_one_webhook_per_event_per_version_with_headers_and_basic_auth():
         assert {"basicAuth": []} in post["security"] and {} in post["security"]
         assert set(post["responses"]) == {"2XX", "default"}
     assert doc["components"]["securitySchemes"]["basicAuth"] == {
-        "type": "http", "scheme": "basic", "description": doc["components"]["securitySchemes"]["basicAuth"]["description"]}
+        "type": "http",
+        "scheme": "basic",
+        "description": doc["components"]["securitySchemes"]["basicAuth"]["description"],
+    }
     assert "Authorization" in doc["components"]["securitySchemes"]["basicAuth"]["description"]
     assert params["WebhookId"]["required"] is True and params["WebhookSignature"]["required"] is False
 
@@ -130,7 +233,8 @@ def test_swagger_has_the_same_operations_as_paths():
         post = item["post"]
         body = [p for p in post["parameters"] if p.get("in") == "body"]
         assert len(body) == 1 and body[0]["schema"]["$ref"] == "#/definitions/" + schema.envelope_name(
-            post["x-protocol-version"], post["x-event"])
+            post["x-protocol-version"], post["x-event"]
+        )
         headers = {doc["parameters"][p["$ref"].rsplit("/", 1)[1]]["name"] for p in post["parameters"] if "$ref" in p}
         assert headers == HEADERS
     assert doc["securityDefinitions"]["basicAuth"]["type"] == "basic"
@@ -168,7 +272,9 @@ def _json_kinds(doc: dict, prop: dict, prefix: str, swagger: bool) -> set[str]:
 def test_every_events_md_field_appears_with_its_type(fmt):
     doc = schema.document(fmt)
     swagger = fmt == "swagger"
-    defs, prefix = (doc["definitions"], "#/definitions/") if swagger else (doc["components"]["schemas"], "#/components/schemas/")
+    defs, prefix = (
+        (doc["definitions"], "#/definitions/") if swagger else (doc["components"]["schemas"], "#/components/schemas/")
+    )
     for event, fields in EVENTS_MD.items():
         for version in versions_of(event):
             env = defs[schema.envelope_name(version, event)]
@@ -188,7 +294,11 @@ def test_every_events_md_field_appears_with_its_type(fmt):
                 items = _resolve(doc, _resolve(doc, data["properties"][list_field], prefix)["items"], prefix)
                 assert items["additionalProperties"] is True
                 for name, kinds in item_fields.items():
-                    assert _json_kinds(doc, items["properties"][name], prefix, swagger) == kinds, (event, list_field, name)
+                    assert _json_kinds(doc, items["properties"][name], prefix, swagger) == kinds, (
+                        event,
+                        list_field,
+                        name,
+                    )
 
 
 @pytest.mark.parametrize("fmt", SCHEMA_FORMATS)
@@ -219,7 +329,9 @@ def test_envelope_bulk_and_lifecycle_schemas(fmt):
 def test_data_schemas_are_msgspecs_own():
     """The document's data schemas are msgspec's output for bus.events, only opened to extra fields
     (and without the empty `required` lists Swagger 2.0 forbids)."""
-    _, generated = msgspec.json.schema_components(list(EVENT_DATA_TYPES.values()), ref_template="#/components/schemas/{name}")
+    _, generated = msgspec.json.schema_components(
+        list(EVENT_DATA_TYPES.values()), ref_template="#/components/schemas/{name}"
+    )
     components = openapi()["components"]["schemas"]
     for name, gen in generated.items():
         mine = dict(components[name])
@@ -231,8 +343,13 @@ def test_data_schemas_are_msgspecs_own():
 
 def test_cli_prints_the_same_documents():
     for fmt in SCHEMA_FORMATS:
-        out = subprocess.run([sys.executable, "-m", "agent", "schema", "--format", fmt], cwd=REPO,
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "agent", "schema", "--format", fmt],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == schema.document(fmt)
 
@@ -305,8 +422,12 @@ def test_lifecycle_envelopes_validate_with_empty_data():
 
 
 def test_extra_fields_pass_both(validator):
-    message = {"event": "participant_connected", "time": 1.0, "trace": [1],
-               "data": {"uuid": "u", "brand_new": {"x": [None]}, "rx_bandwidth": 5}}
+    message = {
+        "event": "participant_connected",
+        "time": 1.0,
+        "trace": [1],
+        "data": {"uuid": "u", "brand_new": {"x": [None]}, "rx_bandwidth": 5},
+    }
     assert isinstance(validator.check(frames_of(message)), Accepted)
     assert schema_accepts(message)
     assert envelope_validator(2, "participant_connected").is_valid({**as_envelope(message, 2), "extra_top": 1})

@@ -34,14 +34,21 @@ def test_valid_messages_are_accepted_with_original_bytes(v, event, data):
 def test_minimal_and_extra_fields_are_accepted(v):
     assert isinstance(v.check(frames("conference_started", {"name": "x"})), Accepted)
     assert isinstance(v.check(frames("participant_connected", {"uuid": "x"}, time=1700000000)), Accepted)
-    fr = [b"participant_connected", b'{"event":"participant_connected","time":1,"data":{"uuid":"x","brand_new":{"nested":[1,"\xc3\xa9"]},'
-          b'"rx_bandwidth":5},"trace":"top-level extra"}']
+    fr = [
+        b"participant_connected",
+        b'{"event":"participant_connected","time":1,"data":{"uuid":"x","brand_new":{"nested":[1,"\xc3\xa9"]},'
+        b'"rx_bandwidth":5},"trace":"top-level extra"}',
+    ]
     assert v.check(fr) == Accepted("participant_connected", fr[1])
     # a field documented for another event passes as an unknown extra, any type
     assert isinstance(v.check(frames("conference_started", {"name": "x", "end_time": "soon"})), Accepted)
     # nested objects accept unknown fields too
-    assert isinstance(v.check(frames("participant_media_streams_destroyed",
-                                     {"uuid": "x", "media_streams": [{"future": 1, "rx_fps": 1}]})), Accepted)
+    assert isinstance(
+        v.check(
+            frames("participant_media_streams_destroyed", {"uuid": "x", "media_streams": [{"future": 1, "rx_fps": 1}]})
+        ),
+        Accepted,
+    )
 
 
 def test_payload_at_the_limit_is_accepted(v):
@@ -66,10 +73,12 @@ def test_every_bus_reason_is_covered():
 
 def test_detail_never_carries_the_payload(v):
     secret_blob = "S3CRET-" * 200
-    for fr in ([b"conference_started", msg("conference_started", {"name": 1, "x": secret_blob})],
-               [b"conference_started", msg("conference_ended", {"name": secret_blob})],
-               [b"nope", msg("nope", {"x": secret_blob})],
-               [b"conference_started", (b'{"x": "' + secret_blob.encode() + b'"')]):
+    for fr in (
+        [b"conference_started", msg("conference_started", {"name": 1, "x": secret_blob})],
+        [b"conference_started", msg("conference_ended", {"name": secret_blob})],
+        [b"nope", msg("nope", {"x": secret_blob})],
+        [b"conference_started", (b'{"x": "' + secret_blob.encode() + b'"')],
+    ):
         result = v.check(fr)
         assert isinstance(result, Rejected)
         assert "S3CRET-S3CRET-S3CRET" not in result.detail
@@ -92,15 +101,23 @@ def test_event_types_cover_the_bus_and_make_a_schema():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(topic=st.sampled_from(sorted(EVENT_DATA_TYPES) + ["x", "eventsink_started"]), event=st.one_of(st.sampled_from(sorted(EVENT_DATA_TYPES)), json_values),
-       data=json_values, extra=st.binary(max_size=40))
+@given(
+    topic=st.sampled_from(sorted(EVENT_DATA_TYPES) + ["x", "eventsink_started"]),
+    event=st.one_of(st.sampled_from(sorted(EVENT_DATA_TYPES)), json_values),
+    data=json_values,
+    extra=st.binary(max_size=40),
+)
 def test_fuzz_never_raises_and_accepts_only_valid(topic, event, data, extra):
     validator = Validator(MAX)
     payload = orjson.dumps({"event": event, "time": 1, "data": data}) + extra

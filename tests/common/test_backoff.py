@@ -48,9 +48,9 @@ def test_exceeded_when_the_wait_passes_the_maximum_and_capped_never_does():
     assert b.capped() == 0.5
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("3", 3.0), (" 120 ", 120.0), (None, None), ("", None), ("soon", None), ("-1", None),
-])
+@pytest.mark.parametrize(
+    "value, expected", [("3", 3.0), (" 120 ", 120.0), (None, None), ("", None), ("soon", None), ("-1", None)]
+)
 def test_parse_retry_after_seconds(value, expected):
     assert parse_retry_after(value) == expected
 

@@ -48,20 +48,27 @@ def test_runtime_dir_moves_the_derived_endpoints():
     assert c.agent.control_socket == "/tmp/x/control.sock"
 
 
-@pytest.mark.parametrize("mutation, key, line", [
-    (lambda t: t + '\n[[sink]]\nname = "cdr"\nurl = "http://b"\nlocations = ["Oslo"]\n', "sink[1] (cdr).name", 12),
-    (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nversion = 3'), "sink[0] (cdr).version", 8),
-    (lambda t: t.replace("https://collector", "ftp://collector"), "sink[0] (cdr).url", 8),
-    (lambda t: t.replace('location = "Oslo"', 'location = "Oslo"\ncolour = "blue"'), "node.colour", 5),
-    (lambda t: t.replace('address = "10.44.99.2"\n', ""), "node.address", None),
-    (lambda t: t + "\n[tuning]\nmax_retry_backoff = -5\n", "tuning.max_retry_backoff", 12),
-    (lambda t: t.replace('location = "Oslo"', 'location = "Oslo"\nrole = "edge"'), "node.role", 5),
-    (lambda t: t.replace('name = "cdr"', "name = 7"), "sink[0].name", 7),
-    (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nsecret = "not-whsec"'), "sink[0] (cdr).secret", 8),
-    (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nevents = ["conference_exploded"]'), "sink[0] (cdr).events", 8),
-    (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nmax_in_flight = 0'), "sink[0] (cdr).max_in_flight", 8),
-    (lambda t: t.replace('address = "10.44.99.2"', 'address = "not-an-ip"'), "node.address", 3),
-])
+@pytest.mark.parametrize(
+    "mutation, key, line",
+    [
+        (lambda t: t + '\n[[sink]]\nname = "cdr"\nurl = "http://b"\nlocations = ["Oslo"]\n', "sink[1] (cdr).name", 12),
+        (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nversion = 3'), "sink[0] (cdr).version", 8),
+        (lambda t: t.replace("https://collector", "ftp://collector"), "sink[0] (cdr).url", 8),
+        (lambda t: t.replace('location = "Oslo"', 'location = "Oslo"\ncolour = "blue"'), "node.colour", 5),
+        (lambda t: t.replace('address = "10.44.99.2"\n', ""), "node.address", None),
+        (lambda t: t + "\n[tuning]\nmax_retry_backoff = -5\n", "tuning.max_retry_backoff", 12),
+        (lambda t: t.replace('location = "Oslo"', 'location = "Oslo"\nrole = "edge"'), "node.role", 5),
+        (lambda t: t.replace('name = "cdr"', "name = 7"), "sink[0].name", 7),
+        (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nsecret = "not-whsec"'), "sink[0] (cdr).secret", 8),
+        (
+            lambda t: t.replace('name = "cdr"', 'name = "cdr"\nevents = ["conference_exploded"]'),
+            "sink[0] (cdr).events",
+            8,
+        ),
+        (lambda t: t.replace('name = "cdr"', 'name = "cdr"\nmax_in_flight = 0'), "sink[0] (cdr).max_in_flight", 8),
+        (lambda t: t.replace('address = "10.44.99.2"', 'address = "not-an-ip"'), "node.address", 3),
+    ],
+)
 def test_each_problem_names_its_key_and_line(mutation, key, line):
     found = problems(mutation(MINIMAL))
     assert found, "expected a problem"
@@ -102,7 +109,8 @@ def test_an_empty_locations_list_is_a_warning_not_a_problem():
     r = cfg.parse(MINIMAL.replace('locations = ["Oslo", "London"]', "locations = []"))
     assert r.problems == [] and r.config is not None
     assert [w.render("agent.toml") for w in r.warnings] == [
-        "agent.toml:9: sink[0] (cdr).locations: is empty: the sink runs on no node"]
+        "agent.toml:9: sink[0] (cdr).locations: is empty: the sink runs on no node"
+    ]
     assert r.config.sinks_here() == []
 
 

@@ -41,7 +41,12 @@ def problems(text):
 def test_console_is_off_by_default_and_its_defaults_are_the_documented_ones():
     c = cfg.parse(BASE).config.console
     assert (c.listen, c.password_file, c.tls_cert, c.tls_key, c.session_hours) == (
-        "", "/etc/eventsink-agent/console.passwd", "", "", 8)
+        "",
+        "/etc/eventsink-agent/console.passwd",
+        "",
+        "",
+        8,
+    )
 
 
 def test_loopback_listen_with_a_hash_file_is_valid(tmp_path, hash_file):
@@ -60,16 +65,20 @@ def test_non_loopback_listen_without_tls_is_refused_with_its_key_and_line(tmp_pa
 
 def test_non_loopback_listen_with_tls_is_valid(tmp_path, hash_file):
     pki = make_pki(str(tmp_path))
-    text = console(tmp_path, listen="10.44.99.2:9714", password_file=hash_file,
-                   tls_cert=pki.server_cert, tls_key=pki.server_key)
+    text = console(
+        tmp_path, listen="10.44.99.2:9714", password_file=hash_file, tls_cert=pki.server_cert, tls_key=pki.server_key
+    )
     assert problems(text) == []
 
 
 def test_a_tls_key_other_users_can_read_is_refused_without_showing_its_path(tmp_path, hash_file):
     pki = make_pki(str(tmp_path))
     os.chmod(pki.server_key, 0o644)
-    found = problems(console(tmp_path, listen="127.0.0.1:9714", password_file=hash_file,
-                             tls_cert=pki.server_cert, tls_key=pki.server_key))
+    found = problems(
+        console(
+            tmp_path, listen="127.0.0.1:9714", password_file=hash_file, tls_cert=pki.server_cert, tls_key=pki.server_key
+        )
+    )
     assert found == ["console.tls_key: the key file is readable by other users (chmod o-rwx)"]
 
 
@@ -107,11 +116,14 @@ def test_without_listen_the_password_file_is_not_needed(tmp_path):
     assert problems(console(tmp_path, password_file=str(tmp_path / "nope"))) == []
 
 
-@pytest.mark.parametrize("keys, key", [
-    ({"listen": "nonsense"}, "console.listen"),
-    ({"session_hours": 0}, "console.session_hours"),
-    ({"colour": "blue"}, "console.colour"),
-])
+@pytest.mark.parametrize(
+    "keys, key",
+    [
+        ({"listen": "nonsense"}, "console.listen"),
+        ({"session_hours": 0}, "console.session_hours"),
+        ({"colour": "blue"}, "console.colour"),
+    ],
+)
 def test_bad_values_are_refused_with_their_key(tmp_path, hash_file, keys, key):
     found = cfg.parse(console(tmp_path, password_file=hash_file, **keys)).problems
     assert [p.key for p in found] == [key]
@@ -120,7 +132,11 @@ def test_bad_values_are_refused_with_their_key(tmp_path, hash_file, keys, key):
 def test_check_command_rejects_a_non_loopback_listen_without_tls(tmp_path, hash_file):
     path = tmp_path / "agent.toml"
     path.write_text(console(tmp_path, listen="192.0.2.1:9714", password_file=hash_file))
-    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "eventsink-agent"), "check", "--config", str(path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "eventsink-agent"), "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert "console.listen" in out.stderr and "Traceback" not in out.stderr

@@ -24,8 +24,11 @@ from hypothesis import strategies as st
 from common import config as cfg
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 150
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
 SECTIONS = {
     "node": [f.name for f in msgspec.structs.fields(cfg.NodeConfig)],
@@ -34,7 +37,9 @@ SECTIONS = {
     "sink": [f.name for f in msgspec.structs.fields(cfg.SinkConfig)],
 }
 SECRET_RE = re.compile(r"(?:pw|sec|urlpw)[0-9a-f]{8}")  # the shape of every secret generated here
-secret_tokens = st.builds(lambda kind, n: f"{kind}{n:08x}", st.sampled_from(["pw", "sec", "urlpw"]), st.integers(0, 2**32 - 1))
+secret_tokens = st.builds(
+    lambda kind, n: f"{kind}{n:08x}", st.sampled_from(["pw", "sec", "urlpw"]), st.integers(0, 2**32 - 1)
+)
 
 
 def check_result(text: str | bytes, secrets: list[str] = ()) -> cfg.LoadResult:
@@ -63,7 +68,9 @@ def check_result(text: str | bytes, secrets: list[str] = ()) -> cfg.LoadResult:
                 assert secret not in shown, f"a secret leaked into a repr: {shown!r}"
             shown_elsewhere = str((s.name, cfg.redact_url(s.url), s.version))  # what status shows of its config
             for secret in secrets:
-                assert secret not in shown_elsewhere, f"a secret leaked into a sink's name or redacted URL: {shown_elsewhere!r}"
+                assert secret not in shown_elsewhere, (
+                    f"a secret leaked into a sink's name or redacted URL: {shown_elsewhere!r}"
+                )
     return result
 
 
@@ -87,16 +94,75 @@ def bare_or_quoted(key: str) -> str:
 
 
 fragments = st.one_of(
-    st.sampled_from(['"x"', "'lit'", '"""multi\nline"""', '"unterminated', "1", "-0", "1_000", "0x1F", "0o17", "0b101",
-                     "1e400", "-inf", "nan", "3.14", "1.", "true", "false", "True", "1979-05-27T07:32:00Z", "07:32:00",
-                     "1979-05-27", "[]", "[1, \"a\", [2]]", "[1,,2]", "{}", "{a = 1}", "{a = 1,}", "{ a.b = 2 }", "",
-                     '"\\u0000"', '"\\uD800"', '"\\q"', '"10.44.99.2"', '"Oslo"', '["Oslo"]', '"http://u:p@127.0.0.1:1/"',
-                     '"whsec_AAAA"', '"whsec_!!!"', '"/tmp"', '"ipc:///tmp/x"', '"127.0.0.1:0"']),
+    st.sampled_from(
+        [
+            '"x"',
+            "'lit'",
+            '"""multi\nline"""',
+            '"unterminated',
+            "1",
+            "-0",
+            "1_000",
+            "0x1F",
+            "0o17",
+            "0b101",
+            "1e400",
+            "-inf",
+            "nan",
+            "3.14",
+            "1.",
+            "true",
+            "false",
+            "True",
+            "1979-05-27T07:32:00Z",
+            "07:32:00",
+            "1979-05-27",
+            "[]",
+            '[1, "a", [2]]',
+            "[1,,2]",
+            "{}",
+            "{a = 1}",
+            "{a = 1,}",
+            "{ a.b = 2 }",
+            "",
+            '"\\u0000"',
+            '"\\uD800"',
+            '"\\q"',
+            '"10.44.99.2"',
+            '"Oslo"',
+            '["Oslo"]',
+            '"http://u:p@127.0.0.1:1/"',
+            '"whsec_AAAA"',
+            '"whsec_!!!"',
+            '"/tmp"',
+            '"ipc:///tmp/x"',
+            '"127.0.0.1:0"',
+        ]
+    ),
     st.text(max_size=12),
 )
-headers = st.sampled_from(["[node]", "[agent]", "[tuning]", "[[sink]]", "[sink]", "[[node]]", "[node.x]", "[ node ]",
-                           "[[sink.events]]", "[a.b.c]", "[]", "[[]]", "[\"node\"]", "[node", "[[sink]"])
-known_keys = st.sampled_from(sorted({k for keys in SECTIONS.values() for k in keys} | {"node", "sink", "x", "a.b", "\"q\""}))
+headers = st.sampled_from(
+    [
+        "[node]",
+        "[agent]",
+        "[tuning]",
+        "[[sink]]",
+        "[sink]",
+        "[[node]]",
+        "[node.x]",
+        "[ node ]",
+        "[[sink.events]]",
+        "[a.b.c]",
+        "[]",
+        "[[]]",
+        '["node"]',
+        "[node",
+        "[[sink]",
+    ]
+)
+known_keys = st.sampled_from(
+    sorted({k for keys in SECTIONS.values() for k in keys} | {"node", "sink", "x", "a.b", '"q"'})
+)
 lines = st.one_of(
     headers,
     st.builds(lambda k, v: f"{k} = {v}", known_keys, fragments),
@@ -151,22 +217,35 @@ def toml_document(doc: dict) -> str:
     out, tables = [], []
     for k, v in doc.items():
         if isinstance(v, dict):
-            tables.append(f"[{bare_or_quoted(k)}]\n" + "".join(f"{bare_or_quoted(kk)} = {toml_value(vv)}\n" for kk, vv in v.items()))
+            tables.append(
+                f"[{bare_or_quoted(k)}]\n"
+                + "".join(f"{bare_or_quoted(kk)} = {toml_value(vv)}\n" for kk, vv in v.items())
+            )
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
             for item in v:
-                tables.append(f"[[{bare_or_quoted(k)}]]\n" + "".join(f"{bare_or_quoted(kk)} = {toml_value(vv)}\n" for kk, vv in item.items()))
+                tables.append(
+                    f"[[{bare_or_quoted(k)}]]\n"
+                    + "".join(f"{bare_or_quoted(kk)} = {toml_value(vv)}\n" for kk, vv in item.items())
+                )
         else:
             out.append(f"{bare_or_quoted(k)} = {toml_value(v)}\n")
     return "".join(out) + "\n".join(tables)
 
 
 scalars = st.one_of(
-    st.text(max_size=12), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans(),
-    st.datetimes(min_value=datetime.datetime(1, 1, 1), timezones=st.none() | st.just(datetime.timezone.utc)),
-    st.dates(), st.times(),
+    st.text(max_size=12),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.datetimes(min_value=datetime.datetime(1, 1, 1), timezones=st.none() | st.just(datetime.UTC)),
+    st.dates(),
+    st.times(),
 )
-toml_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(min_size=1, max_size=6), inner, max_size=3), max_leaves=8)
+toml_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(min_size=1, max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 plausible = {  # values of the right type (often), to get past the structural checks
     "address": st.sampled_from(["10.44.99.2", "::1", "999.1.1.1", "", "host"]) | st.ip_addresses().map(str),
     "location": st.sampled_from(["Oslo", "London", ""]),
@@ -177,7 +256,9 @@ plausible = {  # values of the right type (often), to get past the structural ch
     "control_socket": st.sampled_from(["", "/tmp/esa-fuzz/c.sock", "c.sock"]),
     "metrics_listen": st.sampled_from(["127.0.0.1:9712", "[::1]:0", ":", "127.0.0.1:99999"]),
     "name": st.sampled_from(["cdr", "siem", "-bad", "a" * 65, ""]) | st.text(max_size=6),
-    "url": st.sampled_from(["http://127.0.0.1:1/e", "https://h/e", "ftp://h/", "http://", "http://[::1", "http://h:99999/"]),
+    "url": st.sampled_from(
+        ["http://127.0.0.1:1/e", "https://h/e", "ftp://h/", "http://", "http://[::1", "http://h:99999/"]
+    ),
     "locations": st.sampled_from([["Oslo"], ["London"], [], ["Oslo", "London"]]),
     "version": st.sampled_from([1, 2, 3, 0, -1]),
     "events": st.lists(st.sampled_from(["conference_started", "eventsink_started", "nope"]), max_size=2),
@@ -212,7 +293,10 @@ def http_secrets(draw, secrets: list[str]) -> dict:
         secrets.append(value)
     if draw(st.booleans()):
         password = draw(secret_tokens)
-        scheme, port = draw(st.sampled_from(["http", "https", "socks5", "ftp"])), draw(st.sampled_from([":3128", "", ":x"]))
+        scheme, port = (
+            draw(st.sampled_from(["http", "https", "socks5", "ftp"])),
+            draw(st.sampled_from([":3128", "", ":x"])),
+        )
         out["proxy"] = f"{scheme}://proxyuser:{password}@proxy.example.com{port}"
         secrets.append(password)
     return out
@@ -265,19 +349,39 @@ def test_random_valid_toml_documents(doc_and_secrets):
 
 
 @FUZZ
-@given(doc=st.dictionaries(st.sampled_from(["node", "agent", "tuning", "sink", "x"]),
-                           toml_values | st.dictionaries(known_keys.filter(lambda k: "." not in k and '"' not in k),
-                                                         toml_values, max_size=4), max_size=5))
+@given(
+    doc=st.dictionaries(
+        st.sampled_from(["node", "agent", "tuning", "sink", "x"]),
+        toml_values
+        | st.dictionaries(known_keys.filter(lambda k: "." not in k and '"' not in k), toml_values, max_size=4),
+        max_size=5,
+    )
+)
 def test_random_shapes(doc):
     check_result(toml_document(doc))
 
 
 def test_mistyped_secrets_are_not_echoed_in_problems():
-    text = toml_document({"node": {"address": "10.44.99.2", "location": "Oslo"}, "sink": [
-        {"name": "a", "url": "http://127.0.0.1:9/e", "locations": ["Oslo"], "password": ["pw0badc0de"],
-         "secret": {"k": "sec0badc0de"}},
-        {"name": "b", "url": "http://u:urlpw0badc0de@[::1/e", "locations": ["Oslo"], "secret": "whsec_sec1badc0de!"},
-    ]})
+    text = toml_document(
+        {
+            "node": {"address": "10.44.99.2", "location": "Oslo"},
+            "sink": [
+                {
+                    "name": "a",
+                    "url": "http://127.0.0.1:9/e",
+                    "locations": ["Oslo"],
+                    "password": ["pw0badc0de"],
+                    "secret": {"k": "sec0badc0de"},
+                },
+                {
+                    "name": "b",
+                    "url": "http://u:urlpw0badc0de@[::1/e",
+                    "locations": ["Oslo"],
+                    "secret": "whsec_sec1badc0de!",
+                },
+            ],
+        }
+    )
     result = check_result(text, ["pw0badc0de", "sec0badc0de", "urlpw0badc0de", "sec1badc0de"])
     keys = {p.key for p in result.problems}
     assert {"sink[0] (a).password", "sink[0] (a).secret", "sink[1] (b).url", "sink[1] (b).secret"} <= keys, keys

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from agent import cli
-from common import logs
 from common import config as cfg
+from common import logs
 from tests.tls_files import make_pki
 
 HEADER_SECRET = "hdr-value-secret-1"
@@ -63,9 +63,21 @@ def files(tmp_path_factory):
     with open(pki.client_key) as src, open(readable_key, "w") as dst:
         dst.write(src.read())
     os.chmod(readable_key, 0o644)
-    return {"dir": d, "pki": pki, "token_file": token_file, "not_pem": not_pem, "readable_key": readable_key,
-            "full": FULL.format(header=HEADER_SECRET, token_file=token_file, cert=pki.client_cert,
-                                key=pki.client_key, ca=pki.ca_cert, proxy_password=PROXY_PASSWORD)}
+    return {
+        "dir": d,
+        "pki": pki,
+        "token_file": token_file,
+        "not_pem": not_pem,
+        "readable_key": readable_key,
+        "full": FULL.format(
+            header=HEADER_SECRET,
+            token_file=token_file,
+            cert=pki.client_cert,
+            key=pki.client_key,
+            ca=pki.ca_cert,
+            proxy_password=PROXY_PASSWORD,
+        ),
+    }
 
 
 def secrets_of(files) -> list[str]:
@@ -77,8 +89,10 @@ def line_of(text: str, start: str) -> int:
 
 
 def test_defaults_are_those_of_the_contract():
-    c = cfg.parse('[node]\naddress = "10.44.99.2"\nlocation = "Oslo"\n[[sink]]\nname = "a"\nurl = "http://h/"\n'
-                  'locations = ["Oslo"]\n').config
+    c = cfg.parse(
+        '[node]\naddress = "10.44.99.2"\nlocation = "Oslo"\n[[sink]]\nname = "a"\nurl = "http://h/"\n'
+        'locations = ["Oslo"]\n'
+    ).config
     s = c.sink[0]
     assert (s.headers, s.bearer_token_file, s.client_cert, s.client_key, s.proxy) == ({}, "", "", "", "")
     assert (s.compression, s.http_version, s.max_rate) == ("none", "1.1", 0)
@@ -148,42 +162,173 @@ def token_line(files) -> str:
 CASES = {
     "header name not a token": (lambda f: header('"X Api" = "v"'), "headers", "headers", "not an HTTP token"),
     "header name empty": (lambda f: header('"" = "v"'), "headers", "headers", "not an HTTP token"),
-    "header value with a line break": (lambda f: header(f'"X-A" = "{HEADER_SECRET}\\r\\nX-B: 1"'), "headers", "headers", "line break"),
-    "headers not a table": (lambda f: (header("")[0], f'headers = "{HEADER_SECRET}"'), "headers", "headers", "a table of strings"),
-    "bearer_token is not a key": (lambda f: ("max_rate = 50", f'max_rate = 50\nbearer_token = "{TOKEN}"'), "bearer_token", "bearer_token", "unknown key"),
-    "bearer_token_file with username": (lambda f: ("max_rate = 50", 'max_rate = 50\nusername = "u"'), "bearer_token_file", "bearer_token_file", "not both"),
-    "bearer_token_file missing": (lambda f: (token_line(f), 'bearer_token_file = "/nonexistent/esa.token"'), "bearer_token_file", "bearer_token_file", "cannot read"),
-    "client_cert without client_key": (lambda f: (f'client_key = "{f["pki"].client_key}"\n', ""), "client_key", "client_cert", "required"),
-    "client_key without client_cert": (lambda f: (f'client_cert = "{f["pki"].client_cert}"\n', ""), "client_cert", "client_key", "required"),
-    "client_key readable by others": (lambda f: (f["pki"].client_key, f["readable_key"]), "client_key", "client_key", "readable by other users"),
-    "client_key missing": (lambda f: (f["pki"].client_key, "/nonexistent/esa.key"), "client_key", "client_key", "cannot read"),
+    "header value with a line break": (
+        lambda f: header(f'"X-A" = "{HEADER_SECRET}\\r\\nX-B: 1"'),
+        "headers",
+        "headers",
+        "line break",
+    ),
+    "headers not a table": (
+        lambda f: (header("")[0], f'headers = "{HEADER_SECRET}"'),
+        "headers",
+        "headers",
+        "a table of strings",
+    ),
+    "bearer_token is not a key": (
+        lambda f: ("max_rate = 50", f'max_rate = 50\nbearer_token = "{TOKEN}"'),
+        "bearer_token",
+        "bearer_token",
+        "unknown key",
+    ),
+    "bearer_token_file with username": (
+        lambda f: ("max_rate = 50", 'max_rate = 50\nusername = "u"'),
+        "bearer_token_file",
+        "bearer_token_file",
+        "not both",
+    ),
+    "bearer_token_file missing": (
+        lambda f: (token_line(f), 'bearer_token_file = "/nonexistent/esa.token"'),
+        "bearer_token_file",
+        "bearer_token_file",
+        "cannot read",
+    ),
+    "client_cert without client_key": (
+        lambda f: (f'client_key = "{f["pki"].client_key}"\n', ""),
+        "client_key",
+        "client_cert",
+        "required",
+    ),
+    "client_key without client_cert": (
+        lambda f: (f'client_cert = "{f["pki"].client_cert}"\n', ""),
+        "client_cert",
+        "client_key",
+        "required",
+    ),
+    "client_key readable by others": (
+        lambda f: (f["pki"].client_key, f["readable_key"]),
+        "client_key",
+        "client_key",
+        "readable by other users",
+    ),
+    "client_key missing": (
+        lambda f: (f["pki"].client_key, "/nonexistent/esa.key"),
+        "client_key",
+        "client_key",
+        "cannot read",
+    ),
     "client_key not PEM": (lambda f: (f["pki"].client_key, f["not_pem"]), "client_key", "client_key", "not a PEM"),
-    "client_key of another certificate": (lambda f: (f["pki"].client_key, f["pki"].server_key), "client_key", "client_key", "does not belong"),
-    "client_cert missing": (lambda f: (f["pki"].client_cert, "/nonexistent/esa.pem"), "client_cert", "client_cert", "cannot read"),
+    "client_key of another certificate": (
+        lambda f: (f["pki"].client_key, f["pki"].server_key),
+        "client_key",
+        "client_key",
+        "does not belong",
+    ),
+    "client_cert missing": (
+        lambda f: (f["pki"].client_cert, "/nonexistent/esa.pem"),
+        "client_cert",
+        "client_cert",
+        "cannot read",
+    ),
     "client_cert not PEM": (lambda f: (f["pki"].client_cert, f["not_pem"]), "client_cert", "client_cert", "not a PEM"),
-    "ca_file not PEM": (lambda f: (f'ca_file = "{f["pki"].ca_cert}"', f'ca_file = "{f["not_pem"]}"'), "ca_file", "ca_file", "not a PEM"),
+    "ca_file not PEM": (
+        lambda f: (f'ca_file = "{f["pki"].ca_cert}"', f'ca_file = "{f["not_pem"]}"'),
+        "ca_file",
+        "ca_file",
+        "not a PEM",
+    ),
     "proxy socks": (lambda f: ("http://proxyuser", "socks5://proxyuser"), "proxy", "proxy", "http:// or https://"),
     "proxy without port": (lambda f: ("proxy.example.com:3128", "proxy.example.com"), "proxy", "proxy", "port"),
-    "dead letter status 500": (lambda f: ("[400, 422]", "[400, 500]"), "dead_letter_statuses", "dead_letter_statuses", "500"),
-    "dead letter status 399": (lambda f: ("[400, 422]", "[399]"), "dead_letter_statuses", "dead_letter_statuses", "399"),
-    "dead letter status 408": (lambda f: ("[400, 422]", "[408]"), "dead_letter_statuses", "dead_letter_statuses", "408"),
-    "dead letter status 429": (lambda f: ("[400, 422]", "[429, 400]"), "dead_letter_statuses", "dead_letter_statuses", "429"),
-    "dead_letter_after negative": (lambda f: ("dead_letter_after = 5", "dead_letter_after = -1"), "dead_letter_after", "dead_letter_after", "negative"),
+    "dead letter status 500": (
+        lambda f: ("[400, 422]", "[400, 500]"),
+        "dead_letter_statuses",
+        "dead_letter_statuses",
+        "500",
+    ),
+    "dead letter status 399": (
+        lambda f: ("[400, 422]", "[399]"),
+        "dead_letter_statuses",
+        "dead_letter_statuses",
+        "399",
+    ),
+    "dead letter status 408": (
+        lambda f: ("[400, 422]", "[408]"),
+        "dead_letter_statuses",
+        "dead_letter_statuses",
+        "408",
+    ),
+    "dead letter status 429": (
+        lambda f: ("[400, 422]", "[429, 400]"),
+        "dead_letter_statuses",
+        "dead_letter_statuses",
+        "429",
+    ),
+    "dead_letter_after negative": (
+        lambda f: ("dead_letter_after = 5", "dead_letter_after = -1"),
+        "dead_letter_after",
+        "dead_letter_after",
+        "negative",
+    ),
     "max_rate negative": (lambda f: ("max_rate = 50", "max_rate = -0.5"), "max_rate", "max_rate", "negative"),
-    "compression br": (lambda f: ('compression = "gzip"', 'compression = "br"'), "compression", "compression", "'none', 'gzip'"),
-    "http_version 3": (lambda f: ('http_version = "2"', 'http_version = "3"'), "http_version", "http_version", "'1.1', '2'"),
-    "http_version as a number": (lambda f: ('http_version = "2"', "http_version = 2"), "http_version", "http_version", "a string"),
-    "retention_hours negative": (lambda f: ("retention_hours = 48", "retention_hours = -1"), "agent.retention_hours", "retention_hours", "negative"),
+    "compression br": (
+        lambda f: ('compression = "gzip"', 'compression = "br"'),
+        "compression",
+        "compression",
+        "'none', 'gzip'",
+    ),
+    "http_version 3": (
+        lambda f: ('http_version = "2"', 'http_version = "3"'),
+        "http_version",
+        "http_version",
+        "'1.1', '2'",
+    ),
+    "http_version as a number": (
+        lambda f: ('http_version = "2"', "http_version = 2"),
+        "http_version",
+        "http_version",
+        "a string",
+    ),
+    "retention_hours negative": (
+        lambda f: ("retention_hours = 48", "retention_hours = -1"),
+        "agent.retention_hours",
+        "retention_hours",
+        "negative",
+    ),
 }
-for _name in ("Host", "Content-Type", "content-length", "Content-Encoding", "User-Agent", "webhook-id", "Webhook-Signature"):
-    CASES[f"header {_name} set by the agent"] = (lambda f, n=_name: header(f'"{n}" = "v"'), "headers", "headers", "set by the agent")
-CASES["Authorization with bearer_token_file"] = (lambda f: header('"Authorization" = "Bearer x"'), "headers", "headers", "Authorization")
+for _name in (
+    "Host",
+    "Content-Type",
+    "content-length",
+    "Content-Encoding",
+    "User-Agent",
+    "webhook-id",
+    "Webhook-Signature",
+):
+    CASES[f"header {_name} set by the agent"] = (
+        lambda f, n=_name: header(f'"{n}" = "v"'),
+        "headers",
+        "headers",
+        "set by the agent",
+    )
+CASES["Authorization with bearer_token_file"] = (
+    lambda f: header('"Authorization" = "Bearer x"'),
+    "headers",
+    "headers",
+    "Authorization",
+)
 CASES["Authorization with username"] = (
-    lambda f: [(token_line(f), 'username = "u"'), header('"authorization" = "x"')], "headers", "headers", "Authorization")
+    lambda f: [(token_line(f), 'username = "u"'), header('"authorization" = "x"')],
+    "headers",
+    "headers",
+    "Authorization",
+)
 
 
 CASES["bearer_token_file with credentials in the url"] = (
-    lambda f: ("https://collector", "https://u:pw@collector"), "bearer_token_file", "bearer_token_file", "not both")
+    lambda f: ("https://collector", "https://u:pw@collector"),
+    "bearer_token_file",
+    "bearer_token_file",
+    "not both",
+)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -216,12 +361,21 @@ def test_client_certificate_on_an_http_url_is_a_warning(files):
 
 def test_check_process_prints_one_line_per_problem_without_traceback(files, tmp_path):
     text = files["full"]
-    for old, new in (("max_rate = 50", "max_rate = -1"), ('"X-Tenant"', '"Host"'), ("http://proxyuser", "ftp://proxyuser")):
+    for old, new in (
+        ("max_rate = 50", "max_rate = -1"),
+        ('"X-Tenant"', '"Host"'),
+        ("http://proxyuser", "ftp://proxyuser"),
+    ):
         text = text.replace(old, new)
     path = tmp_path / "agent.toml"
     path.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "agent", "check", "--config", str(path)],
-                         capture_output=True, text=True, timeout=30, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 3 and all(x.startswith(f"{path}:") for x in lines), lines
@@ -233,8 +387,18 @@ def test_a_config_round_trips_through_the_spec_with_every_option(files):
     assert msgspec.json.decode(cfg.encode_spec(c), type=cfg._Spec).config == c
 
 
-NEW_SINK_KEYS = ("headers", "bearer_token_file", "client_cert", "client_key", "proxy", "compression", "http_version",
-                 "max_rate", "dead_letter_after", "dead_letter_statuses")
+NEW_SINK_KEYS = (
+    "headers",
+    "bearer_token_file",
+    "client_cert",
+    "client_key",
+    "proxy",
+    "compression",
+    "http_version",
+    "max_rate",
+    "dead_letter_after",
+    "dead_letter_statuses",
+)
 
 
 def test_the_shipped_agent_toml_shows_each_option_commented_out_with_its_default():
@@ -256,9 +420,14 @@ def test_the_readme_documents_each_option_with_a_valid_example(files):
         assert f"\n{key} = " in "\n" + example, key
     # the example, with its files made real, passes check
     p = files["pki"]
-    example = (example.replace("/etc/eventsink-agent/cdr.token", files["token_file"])
-               .replace("/etc/eventsink-agent/cdr.crt", p.client_cert).replace("/etc/eventsink-agent/cdr.key", p.client_key))
-    text = ('[node]\naddress = "10.44.99.2"\nlocation = "Oslo"\n[[sink]]\nname = "cdr"\n'
-            'url = "https://collector.example.com/pexip"\nlocations = ["Oslo"]\n' + example)
+    example = (
+        example.replace("/etc/eventsink-agent/cdr.token", files["token_file"])
+        .replace("/etc/eventsink-agent/cdr.crt", p.client_cert)
+        .replace("/etc/eventsink-agent/cdr.key", p.client_key)
+    )
+    text = (
+        '[node]\naddress = "10.44.99.2"\nlocation = "Oslo"\n[[sink]]\nname = "cdr"\n'
+        'url = "https://collector.example.com/pexip"\nlocations = ["Oslo"]\n' + example
+    )
     r = cfg.parse(text)
     assert r.problems == [] and r.warnings == [], r.problems

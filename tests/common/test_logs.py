@@ -3,9 +3,9 @@
 import io
 import logging
 
-from common import config as cfg
 import pytest
 
+from common import config as cfg
 from common import logs
 
 
@@ -45,8 +45,9 @@ def test_secrets_from_config_and_password_files_are_masked(tmp_path):
     pw.write_text("file-pass-123\n")
     config = config_with_password_file(pw, 'secret = "whsec_c2VjcmV0LWtleS03ODk="')
     stream = capture("t", logs.config_secrets(config))
-    logging.getLogger("support.events").warning("a=%s b=%s c=%s d=%s", "file-pass-123", "url-pass-456",
-                                                "whsec_c2VjcmV0LWtleS03ODk=", "c2VjcmV0LWtleS03ODk=")
+    logging.getLogger("support.events").warning(
+        "a=%s b=%s c=%s d=%s", "file-pass-123", "url-pass-456", "whsec_c2VjcmV0LWtleS03ODk=", "c2VjcmV0LWtleS03ODk="
+    )
     out = stream.getvalue()
     assert "file-pass-123" not in out and "url-pass-456" not in out and "c2VjcmV0LWtleS03ODk" not in out
     assert out.count("***") == 4

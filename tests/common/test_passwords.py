@@ -21,8 +21,9 @@ def test_two_hashes_of_one_password_differ_by_their_salt_and_hold_no_password():
     assert a.startswith("scrypt$16384$8$1$")
 
 
-@pytest.mark.parametrize("line", ["", "hunter2", "scrypt$3$8$1$AAAA$AAAA", "md5$16384$8$1$AAAA$AAAA",
-                                  "scrypt$16384$8$1$!!!$AAAA"])
+@pytest.mark.parametrize(
+    "line", ["", "hunter2", "scrypt$3$8$1$AAAA$AAAA", "md5$16384$8$1$AAAA$AAAA", "scrypt$16384$8$1$!!!$AAAA"]
+)
 def test_what_is_not_a_hash_is_refused(line):
     with pytest.raises(passwords.BadHashFile):
         passwords.parse_hash(line)

@@ -19,9 +19,18 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 BROWSER_TZ = "Asia/Kolkata"  # UTC+05:30: a time in this zone never reads like its UTC text
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1600,1000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1000",
+]
 
 
 class Chromium:
@@ -33,8 +42,9 @@ class Chromium:
         for flag in FLAGS:
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={self.profile}")
-        options.add_experimental_option("prefs", {"download.default_directory": downloads,
-                                                  "download.prompt_for_download": False})
+        options.add_experimental_option(
+            "prefs", {"download.default_directory": downloads, "download.prompt_for_download": False}
+        )
         service = Service(executable_path=CHROMEDRIVER, env={**os.environ, "TZ": BROWSER_TZ})
         self.driver = webdriver.Chrome(service=service, options=options)
         self.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
@@ -56,12 +66,17 @@ class Chromium:
 
     def wait_text(self, css: str, wanted: str, timeout: float = 15.0) -> str:
         """The text of CSS once it holds WANTED (across a navigation: the old page's element may go stale)."""
+
         def holds(driver):
             text = driver.find_element(By.CSS_SELECTOR, css).text
             return text if wanted in text else None
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
-                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(holds)
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(holds)
 
     def all(self, css: str) -> list:
         return self.driver.find_elements(By.CSS_SELECTOR, css)

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from tools.receiver import Receiver
 from tests.console.harness import ConsoleAgent
 from tests.e2e.harness import sink
+from tools.receiver import Receiver
 
 SINK_PASSWORD = "sinkpass-c0ns0le-81f"
 URL_PASSWORD = "urlpass-c0ns0le-27d"
@@ -48,13 +48,27 @@ def poison_receiver():
 
 @pytest.fixture(scope="module")
 def agent(receiver, plain_receiver, poison_receiver):
-    a = ConsoleAgent([
-        sink("cdr", receiver.url, description="CDR collector <script>alert(1)</script>", username="alice",
-             password=SINK_PASSWORD, secret=SECRET, headers={"X-Api-Key": HEADER_VALUE}),
-        sink("siem", plain_receiver.url.replace("http://", f"http://bob:{URL_PASSWORD}@"), description="SIEM",
-             version=1),
-        sink("dl", poison_receiver.url, description="refuses poison", dead_letter_after=1),
-    ], tuning={"initial_retry_backoff": 0.25})
+    a = ConsoleAgent(
+        [
+            sink(
+                "cdr",
+                receiver.url,
+                description="CDR collector <script>alert(1)</script>",
+                username="alice",
+                password=SINK_PASSWORD,
+                secret=SECRET,
+                headers={"X-Api-Key": HEADER_VALUE},
+            ),
+            sink(
+                "siem",
+                plain_receiver.url.replace("http://", f"http://bob:{URL_PASSWORD}@"),
+                description="SIEM",
+                version=1,
+            ),
+            sink("dl", poison_receiver.url, description="refuses poison", dead_letter_after=1),
+        ],
+        tuning={"initial_retry_backoff": 0.25},
+    )
     try:
         a.start()
         a.wait_console()

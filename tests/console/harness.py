@@ -12,10 +12,10 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
-from tools.demo import free_port
 from common import passwords
 from tests.e2e.harness import Agent, render_toml
 from tests.helpers import wait_until
+from tools.demo import free_port
 
 PASSWORD = "console-pass-3e9b71"
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
@@ -29,8 +29,11 @@ class ConsoleAgent(Agent):
         super().__init__(sinks, **kw)
         self.password_file = os.path.join(self.base, "console.passwd")
         passwords.write_hash_file(self.password_file, passwords.hash_password(PASSWORD))
-        self.console = {"listen": f"127.0.0.1:{self.console_port}", "password_file": self.password_file,
-                        **(console or {})}
+        self.console = {
+            "listen": f"127.0.0.1:{self.console_port}",
+            "password_file": self.password_file,
+            **(console or {}),
+        }
         self.write_config()
 
     def write_config(self, text: str | None = None) -> None:
@@ -90,8 +93,9 @@ class Browser:
         source = (self.source, 0) if self.source else None
         if self.agent.console_url.startswith("https"):
             ctx = ssl.create_default_context(cafile=self.ca_file)
-            return http.client.HTTPSConnection("127.0.0.1", self.agent.console_port, context=ctx, timeout=20,
-                                               source_address=source)
+            return http.client.HTTPSConnection(
+                "127.0.0.1", self.agent.console_port, context=ctx, timeout=20, source_address=source
+            )
         return http.client.HTTPConnection("127.0.0.1", self.agent.console_port, timeout=20, source_address=source)
 
     def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None) -> Answer:

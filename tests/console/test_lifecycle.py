@@ -12,11 +12,11 @@ import ssl
 
 import pytest
 
-from tools.receiver import Receiver
 from tests.console.harness import Browser, ConsoleAgent
 from tests.e2e.harness import Agent, cmdline, sink
 from tests.helpers import wait_until
 from tests.tls_files import make_pki
+from tools.receiver import Receiver
 
 
 @pytest.fixture
@@ -95,8 +95,9 @@ def test_under_tls_the_console_speaks_https_with_a_secure_cookie(started, rx, tm
     assert "secure" in [f.strip().lower() for f in session.split(";")]
     assert b.get("/").status == 200
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        ssl.create_default_context().wrap_socket(socket.create_connection(("127.0.0.1", agent.console_port)),
-                                                 server_hostname="127.0.0.1").do_handshake()
+        ssl.create_default_context().wrap_socket(
+            socket.create_connection(("127.0.0.1", agent.console_port)), server_hostname="127.0.0.1"
+        ).do_handshake()
     plain = socket.create_connection(("127.0.0.1", agent.console_port), timeout=5)
     plain.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
     try:

@@ -71,8 +71,21 @@ def test_login_form_then_every_sink_with_its_figures(agent, browser, shots):
     browser.button("Log in").click()
     table = browser.find("table.sinks")
     headings = [th.text for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
-    for label in ("Name", "Description", "Version", "URL", "Locations", "State", "Backlog", "In flight",
-                  "Delivered", "Failures", "Current backoff", "Alarms", "Last attempted restart"):
+    for label in (
+        "Name",
+        "Description",
+        "Version",
+        "URL",
+        "Locations",
+        "State",
+        "Backlog",
+        "In flight",
+        "Delivered",
+        "Failures",
+        "Current backoff",
+        "Alarms",
+        "Last attempted restart",
+    ):
         assert label in headings
     names = [r.get_attribute("data-sink") for r in browser.all("tr[data-sink]")]
     assert names == [s["name"] for s in agent.status()["sinks"]]
@@ -114,8 +127,9 @@ def test_restart_sends_eventsink_started_to_the_receiver(agent, console, receive
 
 def test_sink_page_replay_counts_first_then_resends_on_confirm(agent, console, receiver, shots):
     publish(agent, 3, tag="replayed")
-    assert receiver.wait_for(lambda r: "replayed-2" in [e["data"].get("tag") for e in r.events
-                                                        if isinstance(e.get("data"), dict)], 15)
+    assert receiver.wait_for(
+        lambda r: "replayed-2" in [e["data"].get("tag") for e in r.events if isinstance(e.get("data"), dict)], 15
+    )
     console.open(agent.console_url + "/")
     console.link("cdr").click()
     console.wait_text("h1", "Sink cdr")
@@ -144,8 +158,9 @@ def test_dead_letters_redrive_and_discard(agent, console, poison_receiver, shots
     poison_receiver.reject_events(None)
     console.button("Redrive", console.find(f'tr[data-id="{first}"]')).click()
     console.wait_text("p.notice", "Redrive requested")
-    assert poison_receiver.wait_for(lambda r: any(q.headers.get("webhook-id") == first and q.status == 200
-                                                 for q in r.requests), 15)
+    assert poison_receiver.wait_for(
+        lambda r: any(q.headers.get("webhook-id") == first and q.status == 200 for q in r.requests), 15
+    )
     console.button("Discard", console.find(f'tr[data-id="{second}"]')).click()
     console.wait_text("p.notice", "discarded")
     wait_until(lambda: agent.sink_status("dl")["dead_letters"] == 0, 15, what="no dead letters")
@@ -158,8 +173,16 @@ def live_rows(browser) -> list[dict]:
     out = []
     for body in browser.all("table.live tbody.delivery"):
         cells = [td.text for td in body.find_elements(By.CSS_SELECTOR, "tr:first-child td")]
-        out.append({"sink": cells[1], "seq": cells[2], "event": cells[3], "webhook_id": cells[4], "status": cells[5],
-                    "body": body.find_element(By.CSS_SELECTOR, "pre").text})
+        out.append(
+            {
+                "sink": cells[1],
+                "seq": cells[2],
+                "event": cells[3],
+                "webhook_id": cells[4],
+                "status": cells[5],
+                "body": body.find_element(By.CSS_SELECTOR, "pre").text,
+            }
+        )
     return out
 
 
@@ -179,8 +202,9 @@ def test_live_shows_each_post_as_it_is_sent_newest_first(agent, console, receive
     assert cdr["event"] == "conference_updated" and cdr["status"] == "200" and cdr["webhook_id"]
     assert '\n  "event": "conference_updated",' in cdr["body"]  # the body as indented JSON
     assert live_rows(console)[0]["body"].count("live-one-0") == 1  # newest first
-    assert receiver.wait_for(lambda r: any(e["data"].get("tag") == "live-one-0" for e in r.events
-                                           if isinstance(e.get("data"), dict)), 10)
+    assert receiver.wait_for(
+        lambda r: any(e["data"].get("tag") == "live-one-0" for e in r.events if isinstance(e.get("data"), dict)), 10
+    )
     console.shot(shots, "live")
 
 
@@ -209,16 +233,23 @@ def test_view_schema_and_both_downloads_validate(agent, console, browser, shots)
     assert console.find("#v2-participant_disconnected").text == "participant_disconnected"
     assert "call_id" in console.text("main") and "string" in console.text("main")
     console.shot(shots, "schema")
-    for label, fmt, name in (("Download Swagger schema", "swagger", "eventsink-swagger.json"),
-                             ("Download OpenAPI schema", "openapi", "eventsink-openapi.json")):
+    for label, fmt, name in (
+        ("Download Swagger schema", "swagger", "eventsink-swagger.json"),
+        ("Download OpenAPI schema", "openapi", "eventsink-openapi.json"),
+    ):
         console.link(label).click()
         path = os.path.join(browser.downloads, name)
         console.wait(20).until(lambda d: os.path.exists(path) and os.path.getsize(path) > 0)
         with open(path, "rb") as fh:
             doc = json.load(fh)
         validate(doc, cls=OpenAPIV2SpecValidator if fmt == "swagger" else OpenAPIV31SpecValidator)
-        printed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "eventsink-agent"), "schema",
-                                  "--format", fmt], capture_output=True, text=True, timeout=60, check=True).stdout
+        printed = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "eventsink-agent"), "schema", "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         assert doc == json.loads(printed)
         text = json.dumps(doc)
         assert not any(secret in text for secret in SECRETS)

@@ -16,8 +16,12 @@ from tests.helpers import wait_until
 
 PAGES = ["/", "/sinks/cdr", "/sinks/siem", "/alarms", "/live", "/schema", "/config"]
 DATA = ["/schema/openapi.json", "/schema/swagger.json", "/api/status", "/api/alarms", "/live/stream"]
-ACTIONS = [("/sinks/cdr/restart", {}), ("/sinks/cdr/replay", {"since": "1h", "confirm": "yes"}),
-           ("/sinks/cdr/dead-letters/redrive", {"id": "x"}), ("/sinks/cdr/dead-letters/discard", {"id": "x"})]
+ACTIONS = [
+    ("/sinks/cdr/restart", {}),
+    ("/sinks/cdr/replay", {"since": "1h", "confirm": "yes"}),
+    ("/sinks/cdr/dead-letters/redrive", {"id": "x"}),
+    ("/sinks/cdr/dead-letters/discard", {"id": "x"}),
+]
 
 
 @pytest.fixture
@@ -115,8 +119,9 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_ends_at_log_out(agen
 def test_login_only_returns_to_a_path_on_the_console(agent):
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         b = Browser(agent)
-        answer = b.request("POST", "/login", {"username": "admin", "password": PASSWORD, "next": target,
-                                              "_xsrf": b.token("/login")})
+        answer = b.request(
+            "POST", "/login", {"username": "admin", "password": PASSWORD, "next": target, "_xsrf": b.token("/login")}
+        )
         assert answer.status == 303 and answer.headers["Location"] == "/", target
 
 
@@ -140,8 +145,10 @@ def _stream_with_deliveries(admin, agent, path: str) -> bytes:
         wait_until(lambda: agent.status()["deliveries"]["streaming"], 10, what="the workers streaming")
         with agent.publisher() as pub:
             agent.bus_ready(pub)
-            pub.publish("conference_updated", {"name": "Weekly sync", "service_type": "conference",
-                                               "is_locked": False, "tag": "stream-check"})
+            pub.publish(
+                "conference_updated",
+                {"name": "Weekly sync", "service_type": "conference", "is_locked": False, "tag": "stream-check"},
+            )
             assert pub.flush(timeout=10)
         while not all(f'"sink":"{n}"'.encode() in data for n in ("cdr", "siem")) or b"stream-check" not in data:
             assert time.monotonic() < deadline, data[-2000:]
@@ -155,7 +162,10 @@ def test_no_configured_secret_in_any_page_script_stream_or_download(agent, admin
     assert receiver.wait_events(1, 15), "the first delivery to cdr"
     texts = {path: admin.get(path).text for path in PAGES + DATA[:-1] + ["/static/console.js", "/static/console.css"]}
     texts["/live/stream"] = _stream_with_deliveries(admin, agent, "/live/stream").decode(errors="replace")
-    assert '"authorization":"***"' in texts["/live/stream"].lower() and '"x-api-key":"***"' in texts["/live/stream"].lower()
+    assert (
+        '"authorization":"***"' in texts["/live/stream"].lower()
+        and '"x-api-key":"***"' in texts["/live/stream"].lower()
+    )
     texts["replay"] = admin.post("/sinks/cdr/replay", {"since": "1d"}, token_from="/sinks/cdr").text
     texts["agent log"] = agent.log()
     assert "Configuration" in texts["/config"] and "***" in texts["/config"]

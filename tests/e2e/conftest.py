@@ -2,9 +2,9 @@
 
 import pytest
 
-from tools.receiver import Receiver
 from tests.e2e.harness import Agent
 from tests.helpers import stopped_after
+from tools.receiver import Receiver
 
 
 @pytest.fixture

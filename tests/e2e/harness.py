@@ -14,8 +14,8 @@ import urllib.request
 from typing import Any
 
 from agent.client.ctl import ControlClient
-from tools.demo import free_port, render_config
 from tests.helpers import read_log, wait_until
+from tools.demo import free_port, render_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,8 +28,15 @@ def render_toml(node: dict, agent: dict, tuning: dict, sinks: list[dict]) -> str
 class Agent:
     """One agent process with its own temporary runtime/state dirs."""
 
-    def __init__(self, sinks: list[dict], *, node: dict | None = None, tuning: dict | None = None,
-                 agent: dict | None = None, base: str | None = None):
+    def __init__(
+        self,
+        sinks: list[dict],
+        *,
+        node: dict | None = None,
+        tuning: dict | None = None,
+        agent: dict | None = None,
+        base: str | None = None,
+    ):
         self.base = base or tempfile.mkdtemp(prefix="esa-", dir="/tmp")
         self.metrics_port = free_port()
         self.node = {"address": "10.44.99.2", "location": "Oslo", **(node or {})}
@@ -64,11 +71,13 @@ class Agent:
         return os.path.join(self.agent["state_dir"], "journal.sqlite3")
 
     # process ------------------------------------------------------------
-    def start(self, wait: bool = True, expect_sinks: int | None = None) -> "Agent":
+    def start(self, wait: bool = True, expect_sinks: int | None = None) -> Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", self.config_path],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         log.close()
         if wait:
@@ -127,8 +136,13 @@ class Agent:
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
         """`eventsinkctl --socket THIS_AGENT ARGS` as a real process (output as text)."""
-        return subprocess.run([sys.executable, "-m", "agent.client.ctl", "--socket", self.control_socket, *args],
-                              cwd=REPO, capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, "-m", "agent.client.ctl", "--socket", self.control_socket, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def outward_texts(self, status: dict | None = None) -> dict[str, str]:
         """What this running agent shows outside (status, alarms, eventsinkctl, metrics, its processes'
@@ -212,10 +226,30 @@ CONF = {"name": "Weekly sync", "service_type": "conference", "is_locked": False,
 
 
 def participant(uuid, **extra):
-    return {"uuid": uuid, "conference": "Weekly sync", "display_name": f"Alice {uuid}", "protocol": "WebRTC",
-            "role": "chair", "call_direction": "in", "has_media": True, "rx_bandwidth": 1024, **extra}
+    return {
+        "uuid": uuid,
+        "conference": "Weekly sync",
+        "display_name": f"Alice {uuid}",
+        "protocol": "WebRTC",
+        "role": "chair",
+        "call_direction": "in",
+        "has_media": True,
+        "rx_bandwidth": 1024,
+        **extra,
+    }
 
 
 def media(uuid):
-    return {"uuid": uuid, "media_streams": [{"stream_id": "0", "stream_type": "audio", "node": "10.44.99.2",
-                                             "rx_codec": "opus", "rx_bitrate": 64, "rx_packet_loss": 0.0}]}
+    return {
+        "uuid": uuid,
+        "media_streams": [
+            {
+                "stream_id": "0",
+                "stream_type": "audio",
+                "node": "10.44.99.2",
+                "rx_codec": "opus",
+                "rx_bitrate": 64,
+                "rx_packet_loss": 0.0,
+            }
+        ],
+    }

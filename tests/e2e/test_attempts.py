@@ -36,6 +36,7 @@ def attempts(agent, name: str, limit: int | None = None) -> list:
 
 def at_least(agent, name: str, n: int, limit: int | None = None, **kw) -> list:
     """The attempts answer once it holds N entries (the worker may still be catching up)."""
+
     def enough():
         status, body = agent.client().call("GET", f"/v1/sinks/{name}/attempts?limit={limit or 1000}")
         return body if status == 200 and len(body) >= n else None
@@ -59,8 +60,13 @@ def test_failures_then_successes_newest_first_in_the_api_and_eventsinkctl(make_a
     body = at_least(agent, "cdr", 5)
     assert len(body) == 5 == len(receiver.requests)
     got = [(a["seq"], a["events"], a["outcome"], a["status"]) for a in body]
-    assert got == [(3, 1, "success", 200), (2, 1, "success", 200), (1, 1, "success", 200),
-                   (1, 1, "http_error", 500), (1, 1, "http_error", 500)]
+    assert got == [
+        (3, 1, "success", 200),
+        (2, 1, "success", 200),
+        (1, 1, "success", 200),
+        (1, 1, "http_error", 500),
+        (1, 1, "http_error", 500),
+    ]
     assert [a["webhook_id"] for a in body] == [r.headers["webhook-id"] for r in reversed(receiver.requests)]
     assert body[0]["detail"] == "HTTP 200" and body[-1]["detail"] == "HTTP 500 Internal Server Error"
     stamps = [datetime.datetime.fromisoformat(a["at"].replace("Z", "+00:00")) for a in body]
@@ -72,8 +78,9 @@ def test_failures_then_successes_newest_first_in_the_api_and_eventsinkctl(make_a
     assert out.returncode == 0 and out.stderr == "", out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["TIME", "SEQ", "EVENTS", "WEBHOOK-ID", "OUTCOME", "STATUS", "DURATION", "DETAIL"]
-    assert [line.split()[1:6] for line in lines[1:]] == [[str(s), str(e), a["webhook_id"], o, str(st)]
-                                                         for (s, e, o, st), a in zip(got, body)]
+    assert [line.split()[1:6] for line in lines[1:]] == [
+        [str(s), str(e), a["webhook_id"], o, str(st)] for (s, e, o, st), a in zip(got, body)
+    ]
     out = agent.ctl("attempts", "cdr", "--json", "--limit", "3")
     assert out.returncode == 0 and json.loads(out.stdout) == body[:3]
 
@@ -152,7 +159,11 @@ def test_no_credential_appears_in_an_answer(make_agent, quoting):
     agent.write_config()
     agent.start()
     basic = at_least(agent, "basic", 3)
-    assert [(a["outcome"], a["status"]) for a in basic[-3:]] == [("success", 200), ("redirect", 302), ("http_error", 500)]
+    assert [(a["outcome"], a["status"]) for a in basic[-3:]] == [
+        ("success", 200),
+        ("redirect", 302),
+        ("http_error", 500),
+    ]
     assert basic[-1]["detail"] == "HTTP 500 wrong *** or ***"
     assert basic[-2]["detail"] == f"HTTP 302 redirect to http://127.0.0.1:{port}/moved (not followed)"
     bearer = at_least(agent, "bearer", 2)

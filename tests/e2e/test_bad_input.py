@@ -18,7 +18,10 @@ BAD = [
     ("frame_count", [b"conference_started", msg("conference_started", {"name": "x"}), b"extra"]),
     ("invalid_json", [b"conference_started", b"{not json"]),
     ("not_object", [b"conference_started", b"[1, 2, 3]"]),
-    ("invalid_utf8", [b"conference_started", b'{"event": "conference_started", "time": 1, "data": {"name": "\xff\xfe"}}']),
+    (
+        "invalid_utf8",
+        [b"conference_started", b'{"event": "conference_started", "time": 1, "data": {"name": "\xff\xfe"}}'],
+    ),
     ("unknown_event", [b"conference_exploded", msg("conference_exploded", {"name": "x"})]),
     ("topic_mismatch", [b"conference_started", msg("conference_ended", {"name": "x"})]),
     ("reserved_event", [b"eventsink_started", msg("eventsink_started", {})]),

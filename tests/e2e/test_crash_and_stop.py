@@ -39,8 +39,13 @@ def test_kill_9_worker_redelivers_with_same_webhook_id(make_agent, receiver):
         os.kill(first_pid, signal.SIGKILL)
         t.join(30)
         assert done.is_set()
-        wait_until(lambda: agent.sink_status("cdr")["pid"] not in (None, first_pid)
-                   and agent.sink_status("cdr")["state"] == "running", what="worker restarted")
+        wait_until(
+            lambda: (
+                agent.sink_status("cdr")["pid"] not in (None, first_pid)
+                and agent.sink_status("cdr")["state"] == "running"
+            ),
+            what="worker restarted",
+        )
         assert receiver.wait_for(lambda r: len(delivered_names(r)) == total, timeout=30), len(delivered_names(receiver))
 
     st = agent.sink_status("cdr")

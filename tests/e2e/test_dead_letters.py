@@ -51,11 +51,11 @@ def delivered_tags(rx) -> list[str]:
     return [e["data"]["tag"] for e in rx.events if e["event"] == "conference_updated"]
 
 
-@pytest.mark.parametrize("shape", [
-    {"max_in_flight": 1},
-    {"max_in_flight": 8},
-    {"bulk": True, "bulk_max_events": 64, "bulk_interval": 0.05},
-], ids=["in-order", "8-in-flight", "bulk"])
+@pytest.mark.parametrize(
+    "shape",
+    [{"max_in_flight": 1}, {"max_in_flight": 8}, {"bulk": True, "bulk_max_events": 64, "bulk_interval": 0.05}],
+    ids=["in-order", "8-in-flight", "bulk"],
+)
 def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agent, receiver, shape):
     receiver.reject_events(refuse_poison)
     agent = make_agent([sink("cdr", receiver.url, dead_letter_after=3, **shape)], tuning=FAST_RETRIES)
@@ -86,7 +86,7 @@ def test_a_poison_event_among_1000_is_set_aside_and_the_rest_delivered(make_agen
     done = agent.ctl("redrive", "cdr")
     assert done.returncode == 0 and "1 dead letters redriven" in done.stdout, done.stdout + done.stderr
     wait_until(lambda: POISON in delivered_tags(receiver), timeout=20, what="the redriven event")
-    after = [e for e in receiver.events[999 + 1:] if e["event"] != "eventsink_bulk"]
+    after = [e for e in receiver.events[999 + 1 :] if e["event"] != "eventsink_bulk"]
     if shape.get("max_in_flight", 1) > 1:  # POSTs in flight together arrive in any order: seq is the send order
         after.sort(key=lambda e: e["seq"])
     assert [e["event"] for e in after[:2]] == ["eventsink_started", "conference_updated"]
@@ -118,16 +118,21 @@ def test_dead_letters_survive_kill_9_and_an_agent_restart_and_discard_logs_the_u
         done = again.ctl("discard", "cdr", letter["id"])
         assert done.returncode == 0 and letter["id"] in done.stdout
         assert dead_letters(again) == []
-        wait_until(lambda: f"dead letter {letter['id']} discarded for good by uid {os.getuid()}" in again.log(),
-                   timeout=10, what="the discard logged with the uid")
+        wait_until(
+            lambda: f"dead letter {letter['id']} discarded for good by uid {os.getuid()}" in again.log(),
+            timeout=10,
+            what="the discard logged with the uid",
+        )
     finally:
         again.stop()
 
 
 def test_a_receiver_that_refuses_everything_ends_in_the_backoff_alarm(make_agent, receiver):
     receiver.respond(400)
-    agent = make_agent([sink("cdr", receiver.url, dead_letter_after=2)],
-                       tuning={"initial_retry_backoff": 0.05, "max_retry_backoff": 0.8})
+    agent = make_agent(
+        [sink("cdr", receiver.url, dead_letter_after=2)],
+        tuning={"initial_retry_backoff": 0.05, "max_retry_backoff": 0.8},
+    )
     publish_tags(agent, 200)
     wait_until(lambda: agent.sink_status("cdr")["alarms"], timeout=30, what="the backoff alarm")
     held = len(dead_letters(agent))
@@ -137,8 +142,10 @@ def test_a_receiver_that_refuses_everything_ends_in_the_backoff_alarm(make_agent
 
 def test_401_for_every_event_never_makes_dead_letters(make_agent, make_receiver):
     rx = make_receiver(username="u", password="right")
-    agent = make_agent([sink("cdr", rx.url, username="u", password="wrong", dead_letter_after=1)],
-                       tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 0.2})
+    agent = make_agent(
+        [sink("cdr", rx.url, username="u", password="wrong", dead_letter_after=1)],
+        tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 0.2},
+    )
     publish_tags(agent, 20)
     wait_until(lambda: len([r for r in rx.requests if r.status == 401]) >= 5, timeout=20, what="refusals")
     assert dead_letters(agent) == [] and agent.metric("eventsink_dead_letters_total", sink="cdr") == 0
@@ -159,8 +166,10 @@ def test_a_bulk_replay_after_a_split_re_forms_the_halves_not_the_refused_whole(m
     whole's): a replay re-sends each delivered half under its id with the same events, and a
     receiver deduplicating on webhook-id stores every event but the poison one exactly once."""
     receiver.reject_events(refuse_poison)
-    agent = make_agent([sink("cdr", receiver.url, dead_letter_after=3, bulk=True, bulk_max_events=64,
-                             bulk_interval=0.05)], tuning=FAST_RETRIES)
+    agent = make_agent(
+        [sink("cdr", receiver.url, dead_letter_after=3, bulk=True, bulk_max_events=64, bulk_interval=0.05)],
+        tuning=FAST_RETRIES,
+    )
     publish_tags(agent, 1000)
     wait_until(lambda: len(delivered_tags(receiver)) == 999, timeout=60, what="999 events")
     [letter] = wait_until(lambda: dead_letters(agent), timeout=10, what="the dead letter listed")
@@ -173,8 +182,9 @@ def test_a_bulk_replay_after_a_split_re_forms_the_halves_not_the_refused_whole(m
     wait_until(lambda: len(delivered_tags(receiver)) >= 2 * 999, timeout=60, what="the replay")
     stored, broken, repeats = dedupe_bulk(receiver.requests)
     assert broken == [], broken[:5]
-    tags = [json.loads(data)["tag"] for events in stored.values() for name, data in events
-            if name == "conference_updated"]
+    tags = [
+        json.loads(data)["tag"] for events in stored.values() for name, data in events if name == "conference_updated"
+    ]
     assert sorted(tags) == sorted(f"e-{i}" for i in range(1000) if i != 500)
     again = {r.headers["webhook-id"] for r in receiver.requests if r.status == 200} - first
     assert all("-started-" in wid for wid in again)  # nothing new but the replaying worker's own start

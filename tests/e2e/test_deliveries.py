@@ -91,7 +91,7 @@ class FollowClient:
                     if size == 0:
                         return
                     pending += rest[:size]
-                    buf = rest[size + 2:]
+                    buf = rest[size + 2 :]
                     *done, pending = pending.split(b"\n")
                     self.lines += [json.loads(line) for line in done]
                 data = self.sock.recv(65536)
@@ -114,6 +114,7 @@ class FollowClient:
 
 def followed(agent, followers: int, streaming: list[str]) -> dict:
     """Wait until status says FOLLOWERS open streams and exactly the STREAMING sinks' workers stream."""
+
     def seen():
         got = agent.status()["deliveries"]
         return got if got == {"followers": followers, "streaming": sorted(streaming)} else None
@@ -123,8 +124,13 @@ def followed(agent, followers: int, streaming: list[str]) -> dict:
 
 def test_bodies_and_headers_as_the_receiver_got_them_plain_gzip_and_bulk(make_agent, make_receiver):
     plain, packed, bulk = make_receiver(), make_receiver(), make_receiver()
-    agent = make_agent([sink("plain", plain.url), sink("packed", packed.url, compression="gzip"),
-                        sink("bulk", bulk.url, bulk=True, bulk_max_events=3, bulk_interval=0.2)])
+    agent = make_agent(
+        [
+            sink("plain", plain.url),
+            sink("packed", packed.url, compression="gzip"),
+            sink("bulk", bulk.url, bulk=True, bulk_max_events=3, bulk_interval=0.2),
+        ]
+    )
     for rx in (plain, packed, bulk):
         assert rx.wait_events(1)
     publish_many(agent, 5)
@@ -160,11 +166,21 @@ def test_no_secret_appears_in_any_answer_or_stream(make_agent, make_receiver):
         with open(token_file, "w") as fh:
             fh.write(TOKEN + "\n")
         agent.sinks = [
-            sink("basic", basic.url, username="cdr", password=PASSWORD, secret=SIGNING,
-                 headers={"X-Api-Key": HEADER_VALUE, "X-Plain": "visible"}),
+            sink(
+                "basic",
+                basic.url,
+                username="cdr",
+                password=PASSWORD,
+                secret=SIGNING,
+                headers={"X-Api-Key": HEADER_VALUE, "X-Plain": "visible"},
+            ),
             sink("bearer", bearer.url, bearer_token_file=token_file, compression="gzip"),
-            sink("proxied", via_proxy.url, proxy=proxy.url(PROXY_USER, PROXY_PASSWORD),
-                 headers={"X-Proxy-Key": HEADER_VALUE}),
+            sink(
+                "proxied",
+                via_proxy.url,
+                proxy=proxy.url(PROXY_USER, PROXY_PASSWORD),
+                headers={"X-Proxy-Key": HEADER_VALUE},
+            ),
         ]
         agent.write_config()
         agent.start()
@@ -187,14 +203,23 @@ def test_no_secret_appears_in_any_answer_or_stream(make_agent, make_receiver):
     shown = {name: deliveries(agent, name, 1)[0]["headers"] for name in ("basic", "bearer", "proxied")}
     assert shown["basic"]["Authorization"] == "***" and shown["basic"]["X-Api-Key"] == "***"
     assert shown["basic"]["X-Plain"] == "***"  # every configured header's value is a secret (docs/control-api.md)
-    assert shown["basic"]["User-Agent"].startswith("eventsink-agent/") and shown["basic"]["webhook-signature"].startswith("v1,")
+    assert shown["basic"]["User-Agent"].startswith("eventsink-agent/") and shown["basic"][
+        "webhook-signature"
+    ].startswith("v1,")
     assert shown["bearer"]["Authorization"] == "***" and shown["bearer"]["Content-Encoding"] == "gzip"
     assert shown["proxied"]["X-Proxy-Key"] == "***"
     seen["status"] = json.dumps(agent.status())
     for where, text in seen.items():
         assert text, where
-        for secret in (PASSWORD, TOKEN, HEADER_VALUE, PROXY_PASSWORD, f"{PROXY_USER}:", SIGNING,
-                       SIGNING.removeprefix("whsec_")):
+        for secret in (
+            PASSWORD,
+            TOKEN,
+            HEADER_VALUE,
+            PROXY_PASSWORD,
+            f"{PROXY_USER}:",
+            SIGNING,
+            SIGNING.removeprefix("whsec_"),
+        ):
             assert secret not in text, f"{secret!r} appears in {where}"
 
 
@@ -228,8 +253,10 @@ def test_the_stream_yields_one_line_per_post_and_ends_when_the_client_closes(mak
     followed(agent, 0, [])
     publish_many(agent, 2)  # nobody follows: the workers do not stream, the ring still records
     assert a.wait_events(8) and b.wait_events(8)
-    wait_until(lambda: deliveries(agent, "a", 1)[0]["webhook_id"] == a.requests[-1].headers["webhook-id"],
-               what="the last POST in the ring")
+    wait_until(
+        lambda: deliveries(agent, "a", 1)[0]["webhook_id"] == a.requests[-1].headers["webhook-id"],
+        what="the last POST in the ring",
+    )
     assert agent.status()["deliveries"] == {"followers": 0, "streaming": []}
     assert "Traceback" not in agent.log()
 
@@ -240,8 +267,11 @@ def test_curl_follows_and_the_follow_ends_with_it(make_agent, receiver):
         pytest.fail("curl is not installed")
     agent = make_agent([sink("cdr", receiver.url)])
     assert receiver.wait_events(1)
-    proc = subprocess.Popen([curl, "-sS", "-N", "--unix-socket", agent.control_socket,
-                             "http://agent/v1/deliveries?follow=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [curl, "-sS", "-N", "--unix-socket", agent.control_socket, "http://agent/v1/deliveries?follow=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         followed(agent, 1, ["cdr"])
         publish_many(agent, 3)
@@ -299,13 +329,16 @@ def test_a_new_worker_of_a_followed_sink_streams_too(make_agent, receiver):
     followed(agent, 1, ["cdr"])
     old = agent.sink_status("cdr")["pid"]
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: agent.sink_status("cdr")["pid"] not in (None, old)
-               and agent.sink_status("cdr")["state"] == "running", timeout=20, what="a new worker")
+    wait_until(
+        lambda: agent.sink_status("cdr")["pid"] not in (None, old) and agent.sink_status("cdr")["state"] == "running",
+        timeout=20,
+        what="a new worker",
+    )
     followed(agent, 1, ["cdr"])  # the new worker reports that it streams: it was told on its first report
     before = len(receiver.requests)
     publish_many(agent, 2)
     assert receiver.wait_for(lambda r: len(r.requests) >= before + 2)
-    ids = [r.headers["webhook-id"] for r in receiver.requests[before:before + 2]]
+    ids = [r.headers["webhook-id"] for r in receiver.requests[before : before + 2]]
     wait_until(lambda: [line["webhook_id"] for line in stream.lines][-2:] == ids, what="the new worker's POSTs")
     stream.close()
     followed(agent, 0, [])

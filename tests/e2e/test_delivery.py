@@ -11,6 +11,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
+
 def names(events):
     return [e["event"] for e in events]
 
@@ -64,7 +65,9 @@ def test_versions_media_streams_and_independent_seq(make_agent, make_receiver):
     with agent.publisher() as pub:
         agent.bus_ready(pub)
         pub.publish("participant_connected", participant("a"))
-        pub.publish("participant_media_stream_window", {"uuid": "a", "call_quality_was": "1_good", "call_quality_now": "3_bad"})
+        pub.publish(
+            "participant_media_stream_window", {"uuid": "a", "call_quality_was": "1_good", "call_quality_now": "3_bad"}
+        )
         # media streams after the disconnect
         pub.publish("participant_disconnected", participant("a", disconnect_reason="Call disconnected", duration=12.5))
         pub.publish("participant_media_streams_destroyed", media("a"))
@@ -78,7 +81,11 @@ def test_versions_media_streams_and_independent_seq(make_agent, make_receiver):
     v2 = names(rx2.events)
     assert v2[0] == "eventsink_started"
     for uuid in ("a", "b"):
-        i = next(i for i, e in enumerate(rx2.events) if e["event"] == "participant_disconnected" and e["data"]["uuid"] == uuid)
+        i = next(
+            i
+            for i, e in enumerate(rx2.events)
+            if e["event"] == "participant_disconnected" and e["data"]["uuid"] == uuid
+        )
         before = rx2.events[i - 1]
         assert before["event"] == "participant_media_streams_destroyed" and before["data"]["uuid"] == uuid
         assert before["seq"] + 1 == rx2.events[i]["seq"]
@@ -115,11 +122,13 @@ def test_disconnect_held_for_media_streams_wait(make_agent, receiver):
 
 def test_location_role_and_event_filters(make_agent, make_receiver):
     rx_all, rx_filtered, rx_elsewhere = make_receiver(), make_receiver(), make_receiver()
-    agent = make_agent([
-        sink("all", rx_all.url),
-        sink("only-conf", rx_filtered.url, events=["conference_started", "conference_ended"]),
-        {"name": "london", "url": rx_elsewhere.url, "locations": ["London"]},
-    ])
+    agent = make_agent(
+        [
+            sink("all", rx_all.url),
+            sink("only-conf", rx_filtered.url, events=["conference_started", "conference_ended"]),
+            {"name": "london", "url": rx_elsewhere.url, "locations": ["London"]},
+        ]
+    )
     assert sorted(s["name"] for s in agent.status()["sinks"]) == ["all", "only-conf"]
     with agent.publisher() as pub:
         agent.bus_ready(pub)

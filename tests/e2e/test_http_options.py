@@ -43,19 +43,29 @@ def names(rx) -> list[str]:
 
 
 def test_every_option_through_real_parts_and_no_secret_shows(make_agent, make_receiver, pki):
-    rx = make_receiver(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_cert,
-                       bearer_token=OLD_TOKEN, secret=SIGNING)
+    rx = make_receiver(
+        tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_cert, bearer_token=OLD_TOKEN, secret=SIGNING
+    )
     with Tinyproxy(connect_port=rx.port, user=PROXY_USER, password=PROXY_PASSWORD) as proxy:
         agent = make_agent([], start=False, tuning={"initial_retry_backoff": 0.2, "max_retry_backoff": 60})
         token_file = f"{agent.base}/cdr.token"
         with open(token_file, "w") as fh:
             fh.write(OLD_TOKEN + "\n")
-        options = dict(headers={"X-Api-Key": HEADER_VALUE}, bearer_token_file=token_file, ca_file=pki.ca_cert,
-                       client_cert=pki.client_cert, client_key=pki.client_key, compression="gzip", secret=SIGNING,
-                       proxy=proxy.url(PROXY_USER, PROXY_PASSWORD))
+        options = dict(
+            headers={"X-Api-Key": HEADER_VALUE},
+            bearer_token_file=token_file,
+            ca_file=pki.ca_cert,
+            client_cert=pki.client_cert,
+            client_key=pki.client_key,
+            compression="gzip",
+            secret=SIGNING,
+            proxy=proxy.url(PROXY_USER, PROXY_PASSWORD),
+        )
         dead_proxy = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{free_port()}"
-        agent.sinks = [sink("cdr", rx.url, **options),
-                       sink("dead", rx.url.replace("/events", "/dead"), **{**options, "proxy": dead_proxy})]
+        agent.sinks = [
+            sink("cdr", rx.url, **options),
+            sink("dead", rx.url.replace("/events", "/dead"), **{**options, "proxy": dead_proxy}),
+        ]
         agent.write_config()
         agent.start()
         publish(agent, [("conference_started", CONF), ("conference_ended", CONF)])

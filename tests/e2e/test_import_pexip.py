@@ -39,11 +39,27 @@ def test_an_imported_config_delivers_with_the_imported_basic_auth(make_agent, ma
     sinks_file = os.path.join(folder, "event_sink.json")
     exported_sinks(sinks_file, {1: cdr.url, 2: other.url, 3: other.url, 5: other.url})
     toml_path = os.path.join(folder, "agent.toml")
-    done = subprocess.run([ENTRY_POINT, "import-pexip", "--event-sinks", sinks_file,
-                           "--locations", os.path.join(FIXTURES, "system_location.json"),
-                           "--global", os.path.join(FIXTURES, "global.json"),
-                           "--address", "10.44.99.2", "--location", "Oslo", "-o", toml_path],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [
+            ENTRY_POINT,
+            "import-pexip",
+            "--event-sinks",
+            sinks_file,
+            "--locations",
+            os.path.join(FIXTURES, "system_location.json"),
+            "--global",
+            os.path.join(FIXTURES, "global.json"),
+            "--address",
+            "10.44.99.2",
+            "--location",
+            "Oslo",
+            "-o",
+            toml_path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     with open(toml_path) as fh:
         imported = fh.read()

@@ -19,6 +19,7 @@ from tests.helpers import dedupe_bulk, wait_until
 
 pytestmark = pytest.mark.e2e
 
+
 def publish_calls(pub, n_events: int, start: int = 0) -> None:
     """N_EVENTS journal events: calls of connect, disconnect, media streams (merged by version 1)."""
     for i in range(start, start + n_events):
@@ -50,8 +51,10 @@ def settled(agent, *names) -> bool:
 
 def test_replay_sends_10000_events_again_as_first_delivered_to_v1_and_v2(make_agent, make_receiver):
     rx1, rx2 = make_receiver(), make_receiver()
-    agent = make_agent([sink("v1", rx1.url, version=1), sink("v2", rx2.url, version=2)],
-                       tuning={"media_streams_wait": 5.0, "max_background_posts": 50_000})
+    agent = make_agent(
+        [sink("v1", rx1.url, version=1), sink("v2", rx2.url, version=2)],
+        tuning={"media_streams_wait": 5.0, "max_background_posts": 50_000},
+    )
     since = time.time() - 1
     with agent.publisher() as pub:
         agent.bus_ready(pub)
@@ -89,8 +92,11 @@ def journal_envelopes(rx) -> tuple[list[tuple[str, str]], list[str], int, int]:
 
 def journal_events_received(rx) -> int:
     """Journal events in every 2xx bulk POST, repeats included."""
-    return sum(sum(1 for e in json.loads(req.body)["data"] if not e["event"].startswith("eventsink_"))
-               for req in list(rx.requests) if 200 <= req.status < 300)
+    return sum(
+        sum(1 for e in json.loads(req.body)["data"] if not e["event"].startswith("eventsink_"))
+        for req in list(rx.requests)
+        if 200 <= req.status < 300
+    )
 
 
 def test_a_bulk_replay_re_forms_every_envelope_under_its_webhook_id(make_agent, make_receiver):
@@ -99,22 +105,30 @@ def test_a_bulk_replay_re_forms_every_envelope_under_its_webhook_id(make_agent, 
     deduplicating on it stores every event exactly once."""
     rx1, rx2 = make_receiver(), make_receiver()
     bulk = {"bulk": True, "bulk_max_events": 7, "bulk_interval": 0.05}
-    agent = make_agent([sink("v1", rx1.url, version=1, **bulk), sink("v2", rx2.url, version=2, **bulk)],
-                       tuning={"media_streams_wait": 5.0, "max_background_posts": 50_000})
+    agent = make_agent(
+        [sink("v1", rx1.url, version=1, **bulk), sink("v2", rx2.url, version=2, **bulk)],
+        tuning={"media_streams_wait": 5.0, "max_background_posts": 50_000},
+    )
     with agent.publisher() as pub:
         agent.bus_ready(pub)
         publish_calls(pub, 1500)
     expected = {"v1": 1000, "v2": 1500}  # version 1: 500 media messages merged into their disconnects
     rxs = {"v1": rx1, "v2": rx2}
-    wait_until(lambda: settled(agent, "v1", "v2") and all(len(journal_envelopes(rxs[n])[0]) == expected[n]
-                                                          for n in rxs), timeout=60, what="first delivery")
+    wait_until(
+        lambda: settled(agent, "v1", "v2") and all(len(journal_envelopes(rxs[n])[0]) == expected[n] for n in rxs),
+        timeout=60,
+        what="first delivery",
+    )
     first = {n: journal_envelopes(rx)[3] for n, rx in rxs.items()}
     for name in rxs:
         done = agent.ctl("replay", name, "--since", "2h")
         assert done.returncode == 0 and "replaying 1500 events" in done.stdout, done.stdout + done.stderr
     for name, rx in rxs.items():
-        wait_until(lambda: journal_events_received(rx) >= 2 * expected[name] and settled(agent, name),
-                   timeout=60, what=f"the replay to {name}")
+        wait_until(
+            lambda: journal_events_received(rx) >= 2 * expected[name] and settled(agent, name),
+            timeout=60,
+            what=f"the replay to {name}",
+        )
         kept, broken, repeats, envelopes = journal_envelopes(rx)
         assert broken == [], broken[:5]
         assert repeats == first[name] == envelopes  # every envelope again, under its id, and no new one
@@ -185,7 +199,7 @@ def test_kill_9_of_the_worker_in_the_middle_of_a_replay_loses_nothing(make_agent
     posts = delivered(rx)[3001:]
     starts = [i for i, (_, e, _, _) in enumerate(posts) if e == "eventsink_started"]
     assert len(starts) == 2 and starts[0] == 0  # the replaying worker, then the one after the kill
-    runs = [[int(d["tag"][2:]) for _, _, d, _ in part] for part in (posts[1:starts[1]], posts[starts[1] + 1:])]
+    runs = [[int(d["tag"][2:]) for _, _, d, _ in part] for part in (posts[1 : starts[1]], posts[starts[1] + 1 :])]
     for run in runs:
         assert run == sorted(run) and len(set(run)) == len(run)  # journal order within each worker
     assert runs[0][0] == 0 and runs[1][-1] == 2999

@@ -37,8 +37,10 @@ def test_backoff_doubles_between_attempts_and_status_follows(make_agent, receive
     # the same (oldest) event is retried: eventsink_started, with one webhook-id
     assert len({r.headers["webhook-id"] for r in receiver.requests[:5]}) == 1
     assert {0.25, 0.5, 1.0} <= seen_backoff, seen_backoff
-    wait_until(lambda: agent.metric("eventsink_post_attempts_total", sink="cdr", outcome="http_error") >= 5,
-               what="5 http_error attempts counted")
+    wait_until(
+        lambda: agent.metric("eventsink_post_attempts_total", sink="cdr", outcome="http_error") >= 5,
+        what="5 http_error attempts counted",
+    )
     assert agent.metric("eventsink_retry_backoff_seconds", sink="cdr") > 0
     receiver.respond(200)
     assert receiver.wait_events(1, timeout=15)
@@ -62,8 +64,9 @@ def test_retry_after_is_honoured(make_agent, receiver):
 
 def test_backoff_alarm_stops_publisher_keeps_events_and_restart_delivers(make_agent, receiver):
     receiver.respond(503)
-    agent = make_agent([sink("cdr", receiver.url)],
-                       tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 0.5}, start=False)
+    agent = make_agent(
+        [sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 0.5}, start=False
+    )
     agent.start(wait=False)
     wait_until(lambda: any(a["name"] == BACKOFF_ALARM for a in agent.alarms()), timeout=15, what="backoff alarm")
     st = agent.sink_status("cdr")
@@ -114,7 +117,9 @@ def test_concurrency_alarm_then_restart_delivers_all(make_agent, receiver):
         agent.bus_ready(pub)
         for i in range(30):
             pub.publish("conference_updated", {"name": f"c{i}"})
-    wait_until(lambda: any(a["name"] == CONCURRENCY_ALARM for a in agent.alarms()), timeout=15, what="concurrency alarm")
+    wait_until(
+        lambda: any(a["name"] == CONCURRENCY_ALARM for a in agent.alarms()), timeout=15, what="concurrency alarm"
+    )
     assert agent.sink_status("cdr")["state"] == "stopped"
     assert agent.sink_status("cdr")["backlog"] >= 30
     receiver.accept()
@@ -135,8 +140,11 @@ def test_pipelined_sink_under_flapping_receiver_loses_nothing_and_probes_once(ma
 
     receiver.script(flap)
     initial = 0.2
-    agent = make_agent([sink("cdr", receiver.url, max_in_flight=8)],
-                       tuning={"initial_retry_backoff": initial, "max_retry_backoff": 60}, start=False)
+    agent = make_agent(
+        [sink("cdr", receiver.url, max_in_flight=8)],
+        tuning={"initial_retry_backoff": initial, "max_retry_backoff": 60},
+        start=False,
+    )
     agent.start(wait=False)
     wait_until(lambda: agent.status()["sinks"], what="status")
     n = 400
@@ -166,7 +174,7 @@ def test_pipelined_sink_under_flapping_receiver_loses_nothing_and_probes_once(ma
         duration = run[-1].t - run[0].t
         waits, total = 0, 0.0
         while total <= duration:
-            total += initial * 2 ** waits
+            total += initial * 2**waits
             waits += 1
         assert len(run) <= 8 + waits + 1, (len(run), round(duration, 3), waits)
 
@@ -176,8 +184,9 @@ def test_worker_crash_while_alarmed_comes_back_stopped_and_sends_nothing(make_ag
     import signal
 
     receiver.respond(503)
-    agent = make_agent([sink("cdr", receiver.url)],
-                       tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 0.5}, start=False)
+    agent = make_agent(
+        [sink("cdr", receiver.url)], tuning={"initial_retry_backoff": 0.1, "max_retry_backoff": 0.5}, start=False
+    )
     agent.start(wait=False)
     wait_until(lambda: agent.alarms(), timeout=15, what="backoff alarm")
     wait_until(lambda: agent.sink_status("cdr")["state"] == "stopped", what="stopped")

@@ -53,13 +53,21 @@ def verify(request) -> dict:
 
 def test_signed_posts_verify_with_standardwebhooks(make_agent, make_receiver):
     rx, rx_bulk, rx_plain = make_receiver(), make_receiver(), make_receiver()
-    agent = make_agent([
-        sink("signed", rx.url, secret=SECRET),
-        sink("bulk", rx_bulk.url, secret=SECRET, bulk=True, bulk_max_events=3, bulk_interval=0.2),
-        sink("plain", rx_plain.url),
-    ])
-    publish(agent, [("conference_started", CONF), ("participant_connected", participant("p1", vendor="Ünïcode ✓")),
-                    ("conference_ended", CONF)])
+    agent = make_agent(
+        [
+            sink("signed", rx.url, secret=SECRET),
+            sink("bulk", rx_bulk.url, secret=SECRET, bulk=True, bulk_max_events=3, bulk_interval=0.2),
+            sink("plain", rx_plain.url),
+        ]
+    )
+    publish(
+        agent,
+        [
+            ("conference_started", CONF),
+            ("participant_connected", participant("p1", vendor="Ünïcode ✓")),
+            ("conference_ended", CONF),
+        ],
+    )
     assert rx.wait_events(4) and rx_bulk.wait_events(4) and rx_plain.wait_events(4)
 
     now = time.time()
@@ -109,9 +117,29 @@ def test_a_retry_keeps_its_webhook_id_and_is_signed_afresh(make_agent, make_rece
 def make_cert(directory: str, name: str, san: str) -> tuple[str, str]:
     cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}"],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName={san}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
@@ -132,12 +160,15 @@ def test_tls_verification(make_agent, make_receiver, certs):
     strict, insecure, pinned = (make_receiver(tls_cert=cert, tls_key=key) for _ in range(3))
     wrong_host = make_receiver(tls_cert=wrong_cert, tls_key=wrong_key)
     assert strict.url.startswith("https://127.0.0.1:")
-    agent = make_agent([
-        sink("strict", strict.url, verify_tls=True),
-        sink("insecure", insecure.url, verify_tls=False),
-        sink("pinned", pinned.url, verify_tls=True, ca_file=cert),
-        sink("wronghost", wrong_host.url, verify_tls=True, ca_file=wrong_cert),
-    ], tuning={"initial_retry_backoff": 5})
+    agent = make_agent(
+        [
+            sink("strict", strict.url, verify_tls=True),
+            sink("insecure", insecure.url, verify_tls=False),
+            sink("pinned", pinned.url, verify_tls=True, ca_file=cert),
+            sink("wronghost", wrong_host.url, verify_tls=True, ca_file=wrong_cert),
+        ],
+        tuning={"initial_retry_backoff": 5},
+    )
     publish(agent, [("conference_started", CONF)])
 
     # accepted: verify_tls = false, and verify_tls = true with the sink's ca_file
@@ -146,8 +177,10 @@ def test_tls_verification(make_agent, make_receiver, certs):
 
     # refused: the system store does not know a self-signed cert; a cert for another host name
     for name in ("strict", "wronghost"):
-        wait_until(lambda n=name: agent.metric("eventsink_post_attempts_total", sink=n, outcome="tls_error") >= 1,
-                   what=f"a tls_error for {name}")
+        wait_until(
+            lambda n=name: agent.metric("eventsink_post_attempts_total", sink=n, outcome="tls_error") >= 1,
+            what=f"a tls_error for {name}",
+        )
         assert agent.metric("eventsink_post_attempts_total", sink=name, outcome="success") == 0
         assert agent.sink_status(name)["failures"] >= 1
     assert strict.requests == [] and wrong_host.requests == []  # never got past the handshake
@@ -214,8 +247,13 @@ def run_second_agent(first: Agent, **agent_overrides) -> subprocess.CompletedPro
     with open(path, "w") as fh:
         fh.write(render_toml(first.node, settings, first.tuning, first.sinks))
     try:
-        return subprocess.run([sys.executable, "-m", "agent", "run", "--config", path], cwd=REPO,
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, "-m", "agent", "run", "--config", path],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         os.unlink(path)
         os.rmdir(base)
@@ -245,8 +283,13 @@ def test_silent_and_garbage_clients_do_not_hold_up_status(make_agent, receiver):
     agent = make_agent([sink("cdr", receiver.url)])
     stalled = []
     try:
-        for payload in (b"", b"\x00\xff\xfe garbage \r\n\r\n", b"GET /v1/status HTTP/1.1\r\nHost: a", b"POST /v1/reload HTTP/1.1\r\n"
-                        b"Content-Length: 1000000\r\n\r\n{", b"G"):
+        for payload in (
+            b"",
+            b"\x00\xff\xfe garbage \r\n\r\n",
+            b"GET /v1/status HTTP/1.1\r\nHost: a",
+            b"POST /v1/reload HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n{",
+            b"G",
+        ):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(agent.control_socket)
             if payload:
@@ -283,17 +326,30 @@ def test_secrets_never_show(make_agent, make_receiver):
         return 200, None, 0.0
 
     rx_url.script(flaky)
-    agent = make_agent([
-        sink("auth", rx_auth.url, username="cdr", password=password, secret=SECRET),
-        sink("urlcreds", f"http://user:{url_password}@127.0.0.1:{port}/events", secret=SECRET),
-        sink("dead", f"http://user:{url_password}@127.0.0.1:{dead}/events", username="x", password=password, secret=SECRET),
-    ], tuning={"initial_retry_backoff": 0.3, "max_retry_backoff": 60})
-    publish(agent, [("conference_started", CONF), ("participant_connected", participant("p1")), ("conference_ended", CONF)])
+    agent = make_agent(
+        [
+            sink("auth", rx_auth.url, username="cdr", password=password, secret=SECRET),
+            sink("urlcreds", f"http://user:{url_password}@127.0.0.1:{port}/events", secret=SECRET),
+            sink(
+                "dead",
+                f"http://user:{url_password}@127.0.0.1:{dead}/events",
+                username="x",
+                password=password,
+                secret=SECRET,
+            ),
+        ],
+        tuning={"initial_retry_backoff": 0.3, "max_retry_backoff": 60},
+    )
+    publish(
+        agent, [("conference_started", CONF), ("participant_connected", participant("p1")), ("conference_ended", CONF)]
+    )
     assert rx_auth.wait_events(4) and rx_url.wait_events(4, timeout=20)
     assert not rx_auth.problems and rx_auth.requests[0].headers["authorization"].startswith("Basic ")
     for outcome, name in (("http_error", "urlcreds"), ("redirect", "urlcreds"), ("connection_error", "dead")):
-        wait_until(lambda o=outcome, n=name: agent.metric("eventsink_post_attempts_total", sink=n, outcome=o) >= 1,
-                   what=f"{outcome} on {name}")
+        wait_until(
+            lambda o=outcome, n=name: agent.metric("eventsink_post_attempts_total", sink=n, outcome=o) >= 1,
+            what=f"{outcome} on {name}",
+        )
     wait_until(lambda: agent.sink_status("dead")["failures"] >= 2, what="repeated failures")
 
     status = agent.status()
@@ -308,5 +364,3 @@ def test_secrets_never_show(make_agent, make_receiver):
         assert text, where
         for secret in (password, SECRET, key_b64, url_password, SECRET_KEY.decode()):
             assert secret not in text, f"{secret!r} appears in {where}"
-
-

@@ -49,12 +49,30 @@ def report(request):
 class LoadGen:
     """One publisher process (tests/faults/loadgen.py)."""
 
-    def __init__(self, endpoint: str, prefix: str, count: int, rate: float = 0.0, mix: bool = False,
-                 client: str = "publisher", wait: bool = True):
+    def __init__(
+        self,
+        endpoint: str,
+        prefix: str,
+        count: int,
+        rate: float = 0.0,
+        mix: bool = False,
+        client: str = "publisher",
+        wait: bool = True,
+    ):
         self.prefix = prefix
         self.count = count
-        args = [sys.executable, "-m", "tests.faults.loadgen", endpoint, prefix, str(count), "--rate", str(rate),
-                "--client", client]
+        args = [
+            sys.executable,
+            "-m",
+            "tests.faults.loadgen",
+            endpoint,
+            prefix,
+            str(count),
+            "--rate",
+            str(rate),
+            "--client",
+            client,
+        ]
         if mix:
             args.append("--mix")
         if not wait:
@@ -73,7 +91,9 @@ class LoadGen:
             readable, _, _ = select.select([fd], [], [], remaining)
             if readable:
                 chunk = os.read(fd, 65536).decode()
-                assert chunk, f"loadgen {self.prefix} exited early ({self.proc.wait()}): {self.proc.stderr.read()[-2000:]}"
+                assert chunk, (
+                    f"loadgen {self.prefix} exited early ({self.proc.wait()}): {self.proc.stderr.read()[-2000:]}"
+                )
                 self._early += chunk
         line = next(x for x in self._early.splitlines() if '"published"' in x)
         return int(json.loads(line)["published"])
@@ -82,7 +102,9 @@ class LoadGen:
         """Wait for the process; the number of events it sent (its last line is kept in `result`)."""
         out, err = self.proc.communicate(timeout=timeout)
         lines = (self._early + out).strip().splitlines()
-        assert self.proc.returncode == 0 and lines, f"loadgen {self.prefix} failed ({self.proc.returncode}): {err[-2000:]}"
+        assert self.proc.returncode == 0 and lines, (
+            f"loadgen {self.prefix} failed ({self.proc.returncode}): {err[-2000:]}"
+        )
         self.result = json.loads(lines[-1])
         return int(self.result["sent"])
 

@@ -20,16 +20,25 @@ HEALTHY_SECONDS = 0.5  # ... then the receiver answers normally for at least thi
 HOLD_LIMIT = 30.0  # s: the longest a state waits to be met after its least time; then it moves on
 POLL_SECONDS = 0.1  # how often the agent's counts are read while a state waits to be met
 # The outcome of an attempt that met the fault (a reset is seen at the proxy).
-OUTCOME_OF = {"503": "http_error", "503-retry-after": "http_error", "refuse": "connection_error",
-              "stall": "timeout", None: "success"}
+OUTCOME_OF = {
+    "503": "http_error",
+    "503-retry-after": "http_error",
+    "refuse": "connection_error",
+    "stall": "timeout",
+    None: "success",
+}
 
 
 def attempt_outcomes(agent, sink: str) -> dict[str, float]:
     """The agent's POST attempts of SINK by outcome, from one read of its /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {s.labels["outcome"]: s.value for fam in text_string_to_metric_families(agent.metrics())
-            for s in fam.samples if s.name == "eventsink_post_attempts_total" and s.labels.get("sink") == sink}
+    return {
+        s.labels["outcome"]: s.value
+        for fam in text_string_to_metric_families(agent.metrics())
+        for s in fam.samples
+        if s.name == "eventsink_post_attempts_total" and s.labels.get("sink") == sink
+    }
 
 
 class Flapper(threading.Thread):
@@ -96,7 +105,9 @@ class Flapper(threading.Thread):
     def run(self) -> None:
         try:
             for i in range(1000):
-                if not self._hold(self.FAULTS[i % len(self.FAULTS)], FAULT_SECONDS) or not self._hold(None, HEALTHY_SECONDS):
+                if not self._hold(self.FAULTS[i % len(self.FAULTS)], FAULT_SECONDS) or not self._hold(
+                    None, HEALTHY_SECONDS
+                ):
                     break
         finally:  # healthy again even if reading the agent's counts failed: the test then names the faults it saw
             self.set(None)

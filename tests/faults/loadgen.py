@@ -73,7 +73,10 @@ def events(prefix: str, count: int, mix: bool):
             uuid = f"{prefix}-u{i // 10}"
             media_first = (i // 10) % 2 == 0
             if (slot == 8) == media_first:
-                yield "participant_media_streams_destroyed", {"uuid": uuid, "fid": fid, "media_streams": [{"stream_id": fid}]}
+                yield (
+                    "participant_media_streams_destroyed",
+                    {"uuid": uuid, "fid": fid, "media_streams": [{"stream_id": fid}]},
+                )
             else:
                 yield "participant_disconnected", {"uuid": uuid, "fid": fid, "disconnect_reason": "fault test"}
         else:
@@ -111,8 +114,18 @@ def send(pub, prefix: str, count: int, rate: float, mix: bool, stop) -> tuple[in
     return sent, time.monotonic() - started
 
 
-def run(endpoint: str, prefix: str, count: int, rate: float, mix: bool, *, client: str = "publisher",
-        wait: bool = True, ready_timeout: float = 15.0, close_timeout: float = 30.0) -> int:
+def run(
+    endpoint: str,
+    prefix: str,
+    count: int,
+    rate: float,
+    mix: bool,
+    *,
+    client: str = "publisher",
+    wait: bool = True,
+    ready_timeout: float = 15.0,
+    close_timeout: float = 30.0,
+) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     pub = open_client(client, endpoint)
@@ -124,8 +137,12 @@ def run(endpoint: str, prefix: str, count: int, rate: float, mix: bool, *, clien
         print(json.dumps({"published": sent}), flush=True)
     finally:
         close_client(pub, close_timeout)
-    result = {"sent": sent, "seconds": round(seconds, 3),
-              "pending": getattr(pub, "pending", 0), "dropped": getattr(pub, "dropped", 0)}
+    result = {
+        "sent": sent,
+        "seconds": round(seconds, 3),
+        "pending": getattr(pub, "pending", 0),
+        "dropped": getattr(pub, "dropped", 0),
+    }
     print(json.dumps(result), flush=True)
     return 0
 
@@ -137,14 +154,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("count", type=int)
     p.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
     p.add_argument("--mix", action="store_true", help="include held participant_disconnected pairs")
-    p.add_argument("--client", choices=("publisher", "pub"), default="publisher",
-                   help="bus.publisher.Publisher, or a bare PUB socket")
+    p.add_argument(
+        "--client",
+        choices=("publisher", "pub"),
+        default="publisher",
+        help="bus.publisher.Publisher, or a bare PUB socket",
+    )
     p.add_argument("--no-wait", action="store_true", help="publish at once, without waiting for the agent")
     p.add_argument("--ready-timeout", type=float, default=15.0)
     p.add_argument("--close-timeout", type=float, default=30.0, help="seconds close() may take for what is queued")
     a = p.parse_args(argv)
-    return run(a.endpoint, a.prefix, a.count, a.rate, a.mix, client=a.client, wait=not a.no_wait,
-               ready_timeout=a.ready_timeout, close_timeout=a.close_timeout)
+    return run(
+        a.endpoint,
+        a.prefix,
+        a.count,
+        a.rate,
+        a.mix,
+        client=a.client,
+        wait=not a.no_wait,
+        ready_timeout=a.ready_timeout,
+        close_timeout=a.close_timeout,
+    )
 
 
 if __name__ == "__main__":

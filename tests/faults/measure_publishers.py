@@ -24,11 +24,11 @@ import argparse
 import os
 import signal
 
-from tools.receiver import Receiver
 from tests.e2e.harness import Agent, sink
 from tests.faults.conftest import LoadGen
 from tests.faults.oracle import Ledger, Tally
 from tests.helpers import wait_until
+from tools.receiver import Receiver
 
 RATE = 500  # events/s while the agent is stopped, restarted or killed
 FLOW = 3000  # events in the flow: six seconds at RATE
@@ -40,8 +40,12 @@ SETTLE_SECONDS = 15.0
 def settle(ledger: Ledger, tally: Tally, published: int) -> None:
     """Wait (bounded) until everything published is delivered; what never comes is the loss."""
     try:
-        wait_until(lambda: ledger.conserved(tally) and tally.distinct >= published, SETTLE_SECONDS,
-                   interval=0.2, what="every published event delivered")
+        wait_until(
+            lambda: ledger.conserved(tally) and tally.distinct >= published,
+            SETTLE_SECONDS,
+            interval=0.2,
+            what="every published event delivered",
+        )
     except AssertionError:
         pass  # lost events: the figures say how many
 
@@ -96,10 +100,12 @@ def measure(scenario: str, client: str) -> str:
             journaled = ledger.journaled()
             lost = published - tally.distinct
             journaled_twice = journaled - tally.distinct
-            return (f"{scenario:12} {client:9} published={published} journaled={journaled} "
-                    f"delivered_distinct={tally.distinct} lost={lost} journaled_twice={journaled_twice} "
-                    f"redelivered={tally.duplicates} "
-                    f"pending_at_close={gen.result.get('pending', 0)}")
+            return (
+                f"{scenario:12} {client:9} published={published} journaled={journaled} "
+                f"delivered_distinct={tally.distinct} lost={lost} journaled_twice={journaled_twice} "
+                f"redelivered={tally.duplicates} "
+                f"pending_at_close={gen.result.get('pending', 0)}"
+            )
         finally:
             gen_proc = locals().get("gen")
             if gen_proc is not None:

@@ -89,10 +89,10 @@ class Tally:
     posts: int = 0
     _seen: int = 0
 
-    def update(self) -> "Tally":
+    def update(self) -> Tally:
         requests = self.receiver.requests
         end = len(requests)
-        for req in requests[self._seen:end]:
+        for req in requests[self._seen : end]:
             if req.problem is not None or not 200 <= req.status < 300:
                 continue
             self.posts += 1
@@ -160,8 +160,10 @@ class Verdict:
     def line(self) -> str:
         counter = "" if self.received_counter is None else f" received_counter={self.received_counter}"
         extra = f" {self.extra}" if self.extra else ""
-        return (f"{self.test}: published={self.published} journaled={self.journaled} delivered={self.delivered} "
-                f"distinct={self.distinct} duplicates={self.duplicates}{counter}{extra}")
+        return (
+            f"{self.test}: published={self.published} journaled={self.journaled} delivered={self.delivered} "
+            f"distinct={self.distinct} duplicates={self.duplicates}{counter}{extra}"
+        )
 
 
 class Ledger:
@@ -201,8 +203,16 @@ class Ledger:
         tally.update()
         return tally.distinct + len(self.held(tally)) >= self.journaled()
 
-    def verdict(self, test: str, tally: Tally, *, received_counter: int | None = None,
-                check_offsets: bool = True, check_order: bool = False, extra: str = "") -> Verdict:
+    def verdict(
+        self,
+        test: str,
+        tally: Tally,
+        *,
+        received_counter: int | None = None,
+        check_offsets: bool = True,
+        check_order: bool = False,
+        extra: str = "",
+    ) -> Verdict:
         tally.update()
         head = journal_head(self.path)
         journaled = head - self.head0
@@ -212,8 +222,10 @@ class Ledger:
         if foreign:
             problems.append(f"{len(foreign)} delivered or held fids were never published, e.g. {foreign[:3]}")
         if tally.distinct + len(held) != journaled:
-            problems.append(f"{journaled} events journaled but {tally.distinct} distinct delivered and {len(held)} "
-                            f"held as dead letters ({journaled - tally.distinct - len(held)} missing)")
+            problems.append(
+                f"{journaled} events journaled but {tally.distinct} distinct delivered and {len(held)} "
+                f"held as dead letters ({journaled - tally.distinct - len(held)} missing)"
+            )
         if check_offsets:
             expected = set(range(self.head0 + 1, head + 1))
             missing = sorted(expected - tally.offsets - set(held))
@@ -226,11 +238,22 @@ class Ledger:
             if changed:
                 problems.append(f"{len(changed)} events redelivered under another webhook-id, e.g. {changed[:3]}")
         if check_order and (backwards := tally.out_of_order()):
-            problems.append(f"{len(backwards)} deliveries went back in seq within one publisher run, e.g. {backwards[:3]}")
+            problems.append(
+                f"{len(backwards)} deliveries went back in seq within one publisher run, e.g. {backwards[:3]}"
+            )
         if received_counter is not None and received_counter != journaled:
             problems.append(f"the broker's received counter says {received_counter}, the journal {journaled}")
         published = sum(self.published.values())
         if held:
             extra = f"dead_letters={len(held)} {extra}".rstrip()
-        return Verdict(test, journaled, tally.delivered, tally.distinct, tally.duplicates, published,
-                       received_counter, problems, extra)
+        return Verdict(
+            test,
+            journaled,
+            tally.delivered,
+            tally.distinct,
+            tally.duplicates,
+            published,
+            received_counter,
+            problems,
+            extra,
+        )

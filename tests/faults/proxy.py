@@ -47,7 +47,7 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self.accept()
         return self
 

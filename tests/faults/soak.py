@@ -65,8 +65,10 @@ def drained(rig: SoakRig, injector: Injector, deadline: float) -> bool:
 def summary(result: SoakResult, injector: Injector, rig: SoakRig, verdicts: list) -> None:
     out = result.lines
     kinds = Counter(f.kind for f in injector.timeline)
-    out.append(f"soak seed={result.seed} seconds={result.seconds:g} faults={sum(kinds.values())}: "
-               + " ".join(f"{k}={n}" for k, n in sorted(kinds.items())))
+    out.append(
+        f"soak seed={result.seed} seconds={result.seconds:g} faults={sum(kinds.values())}: "
+        + " ".join(f"{k}={n}" for k, n in sorted(kinds.items()))
+    )
     for p in rig.publishers:
         extra = {k: p.result.get(k) for k in ("pending", "dropped", "error") if p.result and p.result.get(k)}
         out.append(f"published {p.prefix} ({p.client}): {p.sent} {extra or ''}".rstrip())
@@ -77,8 +79,10 @@ def summary(result: SoakResult, injector: Injector, rig: SoakRig, verdicts: list
         out += [f"note: {n}" for n in v.notes]
     out += [f"fault not applied: {e}" for e in injector.errors]
     out += [f"PROBLEM: {p}" for p in result.problems]
-    out.append(f"soak {'FAILED' if result.problems else 'passed'}: seed={result.seed} "
-               f"(replay: SOAK_SEED={result.seed} SOAK_SECONDS={result.seconds:g} make soak)")
+    out.append(
+        f"soak {'FAILED' if result.problems else 'passed'}: seed={result.seed} "
+        f"(replay: SOAK_SEED={result.seed} SOAK_SECONDS={result.seconds:g} make soak)"
+    )
 
 
 def run_soak(seconds: float, seed: int, say=print) -> SoakResult:
@@ -144,8 +148,17 @@ def _judge(rig: SoakRig, injector: Injector, result: SoakResult) -> list:
     failures = agent_failures(rig.agent.log(), time.time() - time.monotonic())
     verdicts = []
     for name, table in SINKS.items():
-        v = judge_sink(name, table.get("version", 2), table["max_in_flight"], rig.receivers[name], published,
-                       journal, injector.timeline, rig.generation[name], failures.get(name, []))
+        v = judge_sink(
+            name,
+            table.get("version", 2),
+            table["max_in_flight"],
+            rig.receivers[name],
+            published,
+            journal,
+            injector.timeline,
+            rig.generation[name],
+            failures.get(name, []),
+        )
         verdicts.append(v)
         result.problems += v.problems
     return verdicts

@@ -53,12 +53,12 @@ class Fault:
     def restarts(self, name: str) -> bool:
         """Whether this fault (may have) started sink NAME's worker or publisher anew."""
         return self.kind in ALL_WORKERS or (
-            self.sink == name and self.kind in ("kill_worker", "reload", "replay", "alarm_restart"))
+            self.sink == name and self.kind in ("kill_worker", "reload", "replay", "alarm_restart")
+        )
 
     def label(self) -> str:
         where = f" {self.sink}" if self.sink else ""
-        return f"{self.kind}{where} at {time.strftime('%H:%M:%S', time.gmtime(self.wall))}" \
-               f".{int(self.wall * 10) % 10}"
+        return f"{self.kind}{where} at {time.strftime('%H:%M:%S', time.gmtime(self.wall))}.{int(self.wall * 10) % 10}"
 
 
 @dataclass
@@ -180,16 +180,25 @@ class Injector:
     def _kill_broker(self, fault: Fault) -> None:
         pid = wait_until(lambda: self.rig.agent.status()["bus"]["broker_pid"], RECOVERY_TIMEOUT, what="a broker")
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: self.rig.agent.status()["bus"]["broker_pid"] not in (None, pid), RECOVERY_TIMEOUT,
-                   interval=0.1, what="a new broker")
+        wait_until(
+            lambda: self.rig.agent.status()["bus"]["broker_pid"] not in (None, pid),
+            RECOVERY_TIMEOUT,
+            interval=0.1,
+            what="a new broker",
+        )
         self.rig.wait_agent_running(RECOVERY_TIMEOUT)
 
     def _kill_worker(self, fault: Fault) -> None:
-        pid = wait_until(lambda: self.rig.agent.sink_status(fault.sink)["pid"], RECOVERY_TIMEOUT,
-                         what=f"a worker for {fault.sink}")
+        pid = wait_until(
+            lambda: self.rig.agent.sink_status(fault.sink)["pid"], RECOVERY_TIMEOUT, what=f"a worker for {fault.sink}"
+        )
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: self.rig.agent.sink_status(fault.sink)["pid"] not in (None, pid), RECOVERY_TIMEOUT,
-                   interval=0.1, what=f"a new worker for {fault.sink}")
+        wait_until(
+            lambda: self.rig.agent.sink_status(fault.sink)["pid"] not in (None, pid),
+            RECOVERY_TIMEOUT,
+            interval=0.1,
+            what=f"a new worker for {fault.sink}",
+        )
         self.rig.wait_agent_running(RECOVERY_TIMEOUT)
 
     def _kill_agent(self, fault: Fault) -> None:

@@ -97,7 +97,7 @@ class Journal:
     first_index: dict = field(default_factory=dict)  # loadgen prefix -> lowest index journaled
 
     @classmethod
-    def read(cls, path: str) -> "Journal":
+    def read(cls, path: str) -> Journal:
         j = cls()
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
@@ -135,10 +135,12 @@ class SinkVerdict:
 
     def line(self) -> str:
         causes = " ".join(f"{k}={v}" for k, v in sorted(self.dup_causes.items()))
-        return (f"sink {self.sink}: posts={self.posts} delivered={self.delivered} distinct={self.distinct} "
-                f"dup_before_dedup={self.dup_before} ({causes or 'none'}) dup_after_dedup={self.dup_after} "
-                f"lost_publisher={self.missing_publisher} bare_lost_allowed={self.bare_lost_allowed} "
-                f"bare_lost_other={self.bare_lost_other} lifecycle={dict(self.lifecycle)}")
+        return (
+            f"sink {self.sink}: posts={self.posts} delivered={self.delivered} distinct={self.distinct} "
+            f"dup_before_dedup={self.dup_before} ({causes or 'none'}) dup_after_dedup={self.dup_after} "
+            f"lost_publisher={self.missing_publisher} bare_lost_allowed={self.bare_lost_allowed} "
+            f"bare_lost_other={self.bare_lost_other} lifecycle={dict(self.lifecycle)}"
+        )
 
 
 def posts_of(receiver) -> list[Post]:
@@ -163,10 +165,20 @@ def dump_posts(path: str, receiver) -> None:
                 inner = envelope["data"] if envelope.get("event") == "eventsink_bulk" else [envelope]
             except (ValueError, KeyError, TypeError):
                 inner = []
-            fh.write(json.dumps({"t": round(req.t, 3), "status": req.status, "problem": req.problem,
-                                 "wid": req.headers.get("webhook-id"), "seq": [e.get("seq") for e in inner],
-                                 "events": [e.get("event") for e in inner],
-                                 "fids": [fid_of(e) for e in inner]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "t": round(req.t, 3),
+                        "status": req.status,
+                        "problem": req.problem,
+                        "wid": req.headers.get("webhook-id"),
+                        "seq": [e.get("seq") for e in inner],
+                        "events": [e.get("event") for e in inner],
+                        "fids": [fid_of(e) for e in inner],
+                    }
+                )
+                + "\n"
+            )
 
 
 def fid_of(ev: dict) -> str | None:
@@ -202,8 +214,17 @@ def ranges(fids: list[str]) -> str:
     return ", ".join(parts[:SHOW]) + (f" (+{len(parts) - SHOW} more ranges)" if len(parts) > SHOW else "")
 
 
-def judge_sink(name: str, version: int, max_in_flight: int, receiver, published: Published, journal: Journal,
-               timeline: list[Fault], generation: int, failures: list[tuple[float, float]] = ()) -> SinkVerdict:
+def judge_sink(
+    name: str,
+    version: int,
+    max_in_flight: int,
+    receiver,
+    published: Published,
+    journal: Journal,
+    timeline: list[Fault],
+    generation: int,
+    failures: list[tuple[float, float]] = (),
+) -> SinkVerdict:
     v = SinkVerdict(name)
     posts = posts_of(receiver)
     v.posts = len(posts)
@@ -227,28 +248,36 @@ def judge_sink(name: str, version: int, max_in_flight: int, receiver, published:
     if version == 1:
         _check_v1(v, first, published, journal, timeline)
     if posts and posts[-1].reload_header != str(generation):
-        v.problems.append(f"{name}: the last POST carries {posts[-1].reload_header!r} as its reload header, "
-                          f"the config after the last reload {generation!r}: a reload did not take effect")
+        v.problems.append(
+            f"{name}: the last POST carries {posts[-1].reload_header!r} as its reload header, "
+            f"the config after the last reload {generation!r}: a reload did not take effect"
+        )
     return v
 
 
-def _check_missing(v: SinkVerdict, version: int, once: Counter, published: Published, journal: Journal,
-                   timeline: list[Fault]) -> None:
-    expected = [f for f, n in published.name.items()
-                if not (version == 1 and n == "participant_media_streams_destroyed")]
+def _check_missing(
+    v: SinkVerdict, version: int, once: Counter, published: Published, journal: Journal, timeline: list[Fault]
+) -> None:
+    expected = [
+        f for f, n in published.name.items() if not (version == 1 and n == "participant_media_streams_destroyed")
+    ]
     missing = [f for f in expected if f not in once]
     held = [f for f in missing if f in journal.held.get(v.sink, ())]
     if held:
-        v.problems.append(f"{v.sink}: {len(held)} events still held as dead letters after the final redrive: "
-                          f"{ranges(held)}")
+        v.problems.append(
+            f"{v.sink}: {len(held)} events still held as dead letters after the final redrive: {ranges(held)}"
+        )
     missing = [f for f in missing if f not in held]
     groups = defaultdict(list)  # (client, where lost, preceding fault) -> fids
     for fid in missing:
         journaled = fid in journal.offsets
         when = journal.times.get(fid) if journaled else _interpolated_time(fid, journal)
         where = "journaled, never delivered" if journaled else "never journaled (lost on the bus)"
-        allowed = published.kind[fid] == "pub" and not journaled and (
-            _before_first_subscription(fid, journal) or _unsubscribed(when, timeline))
+        allowed = (
+            published.kind[fid] == "pub"
+            and not journaled
+            and (_before_first_subscription(fid, journal) or _unsubscribed(when, timeline))
+        )
         groups[(published.kind[fid], where, allowed, preceding(timeline, wall=when))].append(fid)
     for (client, where, allowed, fault), fids in sorted(groups.items()):
         if client == "publisher":
@@ -258,7 +287,9 @@ def _check_missing(v: SinkVerdict, version: int, once: Counter, published: Publi
         else:
             v.bare_lost_other += len(fids)
         text = f"{v.sink}: {len(fids)} {client} events {where}, {fault}: {ranges(fids)}"
-        (v.notes if allowed else v.problems).append(text + (" (allowed: a bare PUB while unsubscribed)" if allowed else ""))
+        (v.notes if allowed else v.problems).append(
+            text + (" (allowed: a bare PUB while unsubscribed)" if allowed else "")
+        )
 
 
 def _interpolated_time(fid: str, journal: Journal) -> float | None:
@@ -284,12 +315,13 @@ def _unsubscribed(wall: float | None, timeline: list[Fault]) -> bool:
     """Whether WALL falls while the agent was (maybe) not subscribed: around a broker/agent outage."""
     if wall is None:
         return False
-    return any(f.kind in UNSUBSCRIBING and f.wall - UNSUBSCRIBED_MARGIN <= wall <= (f.wall_end or f.wall)
-               + UNSUBSCRIBED_MARGIN for f in timeline)
+    return any(
+        f.kind in UNSUBSCRIBING and f.wall - UNSUBSCRIBED_MARGIN <= wall <= (f.wall_end or f.wall) + UNSUBSCRIBED_MARGIN
+        for f in timeline
+    )
 
 
-def _check_twice(v: SinkVerdict, posts: list[Post], once: Counter, journal: Journal,
-                 timeline: list[Fault]) -> None:
+def _check_twice(v: SinkVerdict, posts: list[Post], once: Counter, journal: Journal, timeline: list[Fault]) -> None:
     """Events counted twice after deduplication, grouped by cause and the fault before their second id."""
     second_at: dict[str, float] = {}
     ids: dict[str, list[str]] = defaultdict(list)
@@ -305,12 +337,14 @@ def _check_twice(v: SinkVerdict, posts: list[Post], once: Counter, journal: Jour
         cause = "journaled twice" if len(journal.offsets.get(fid, ())) > 1 else "re-sent under a new webhook-id"
         groups[(cause, preceding(timeline, mono=t))].append(fid)
     for (cause, fault), fids in sorted(groups.items()):
-        v.problems.append(f"{v.sink}: {len(fids)} events delivered twice after dedup ({cause}), {fault}: "
-                          f"{ranges(fids)}")
+        v.problems.append(
+            f"{v.sink}: {len(fids)} events delivered twice after dedup ({cause}), {fault}: {ranges(fids)}"
+        )
 
 
-def _check_repeats(v: SinkVerdict, posts: list[Post], max_in_flight: int, timeline: list[Fault],
-                   failures: list[tuple[float, float]]) -> None:
+def _check_repeats(
+    v: SinkVerdict, posts: list[Post], max_in_flight: int, timeline: list[Fault], failures: list[tuple[float, float]]
+) -> None:
     """Each repeat of a webhook-id explained by a fault in between; restarts within their bound."""
     mine = [f for f in timeline if f.sink in (None, v.sink)]
     last: dict[str, Post] = {}
@@ -331,13 +365,17 @@ def _check_repeats(v: SinkVerdict, posts: list[Post], max_in_flight: int, timeli
         if cause == "unexplained":
             unexplained.append(p)
     if unexplained:
-        v.problems.append(f"{v.sink}: {len(unexplained)} POSTs repeated a webhook-id with no fault in between "
-                          f"that explains it, e.g. {[u.wid for u in unexplained[:SHOW]]} "
-                          f"({preceding(timeline, mono=unexplained[0].t)})")
+        v.problems.append(
+            f"{v.sink}: {len(unexplained)} POSTs repeated a webhook-id with no fault in between "
+            f"that explains it, e.g. {[u.wid for u in unexplained[:SHOW]]} "
+            f"({preceding(timeline, mono=unexplained[0].t)})"
+        )
     for fault in mine:
         if len(per_restart.get(id(fault), ())) > max_in_flight:
-            v.problems.append(f"{v.sink}: {fault.label()} was followed by {len(per_restart[id(fault)])} POSTs "
-                              f"re-sent, more than max_in_flight = {max_in_flight} in flight at the kill")
+            v.problems.append(
+                f"{v.sink}: {fault.label()} was followed by {len(per_restart[id(fault)])} POSTs "
+                f"re-sent, more than max_in_flight = {max_in_flight} in flight at the kill"
+            )
 
 
 def _repeat_cause(sink: str, prev: Post, cur: Post, mine: list[Fault], failures: list[tuple[float, float]]):
@@ -348,8 +386,10 @@ def _repeat_cause(sink: str, prev: Post, cur: Post, mine: list[Fault], failures:
     between = [f for f in mine if f.start - 0.2 <= cur.t and prev.t <= (f.end or cur.t) + EFFECT_MARGIN]
     if any(f.kind == "replay" and f.sink == sink for f in between):
         return "replay"
-    if any(f.kind in ANSWER_LOST and f.sink == sink and f.start - ANSWER_LEAD <= prev.t <= (f.end or cur.t) + ANSWER_MARGIN
-           for f in mine):
+    if any(
+        f.kind in ANSWER_LOST and f.sink == sink and f.start - ANSWER_LEAD <= prev.t <= (f.end or cur.t) + ANSWER_MARGIN
+        for f in mine
+    ):
         return "answer_lost"
     if any(start <= prev.t <= end for start, end in failures):
         return "agent_timeout"
@@ -411,8 +451,9 @@ def _check_order(v: SinkVerdict, posts: list[Post], timeline: list[Fault]) -> No
                     backwards.append(f"{fid} after {prefix}-{last_index[prefix]} ({preceding(timeline, mono=p.t)})")
                 last_index[prefix] = max(int(i), last_index.get(prefix, -1))
     if backwards:
-        v.problems.append(f"{v.sink}: {len(backwards)} deliveries out of order within one publisher start: "
-                          f"{backwards[:SHOW]}")
+        v.problems.append(
+            f"{v.sink}: {len(backwards)} deliveries out of order within one publisher start: {backwards[:SHOW]}"
+        )
 
 
 def _media_came_late(journal: Journal, disconnect_fid: str, media_fid: str) -> bool:
@@ -423,8 +464,9 @@ def _media_came_late(journal: Journal, disconnect_fid: str, media_fid: str) -> b
     return late > MEDIA_STREAMS_WAIT
 
 
-def _check_v1(v: SinkVerdict, first: dict[str, Post], published: Published, journal: Journal,
-              timeline: list[Fault]) -> None:
+def _check_v1(
+    v: SinkVerdict, first: dict[str, Post], published: Published, journal: Journal, timeline: list[Fault]
+) -> None:
     media = unmerged = 0
     examples = []
     for p in first.values():
@@ -442,5 +484,7 @@ def _check_v1(v: SinkVerdict, first: dict[str, Post], published: Published, jour
     if media:
         v.problems.append(f"{v.sink}: {media} media events delivered to a version 1 sink")
     if unmerged:
-        v.problems.append(f"{v.sink}: {unmerged} participant_disconnected without their journaled media streams "
-                          f"merged in, e.g. {examples[:SHOW]}")
+        v.problems.append(
+            f"{v.sink}: {unmerged} participant_disconnected without their journaled media streams "
+            f"merged in, e.g. {examples[:SHOW]}"
+        )

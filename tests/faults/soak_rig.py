@@ -20,16 +20,22 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tools.receiver import Receiver
 from tests.e2e.harness import REPO, Agent, sink
 from tests.faults.proxy import FaultProxy
 from tests.helpers import wait_until
+from tools.receiver import Receiver
 
 # Backoff short enough that a healed receiver is retried within seconds; the alarm's limit far
 # above any wait an outage of the soak reaches (its faults last seconds), so it never stops a sink.
-TUNING = {"connection_timeout": 1, "response_timeout": 1, "initial_retry_backoff": 0.1,
-          "max_retry_backoff": 600, "media_streams_wait": 1, "cache_expiration": 2,
-          "max_background_posts": 1_000_000}
+TUNING = {
+    "connection_timeout": 1,
+    "response_timeout": 1,
+    "initial_retry_backoff": 0.1,
+    "max_retry_backoff": 600,
+    "media_streams_wait": 1,
+    "cache_expiration": 2,
+    "max_background_posts": 1_000_000,
+}
 RESPONSE_TIMEOUT = TUNING["response_timeout"]
 MEDIA_STREAMS_WAIT = TUNING["media_streams_wait"]
 DEAD_LETTER_SINK = "pipelined"
@@ -46,10 +52,15 @@ RELOAD_HEADER = "X-Soak-Reload"  # a reload really changes a sink: this header's
 class SoakAgent(Agent):
     """The harness's agent, started in a process group of its own."""
 
-    def start(self, wait: bool = True, expect_sinks: int | None = None) -> "SoakAgent":
+    def start(self, wait: bool = True, expect_sinks: int | None = None) -> SoakAgent:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", self.config_path],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", self.config_path],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
         log.close()
         if wait:
             self.wait_running(expect_sinks, timeout=60)
@@ -117,8 +128,10 @@ class SoakRig:
         self.publishers: list[PublisherProcess] = []
 
     def _sinks(self) -> list[dict]:
-        return [sink(name, self.proxies[name].url, headers={RELOAD_HEADER: str(self.generation[name])}, **table)
-                for name, table in SINKS.items()]
+        return [
+            sink(name, self.proxies[name].url, headers={RELOAD_HEADER: str(self.generation[name])}, **table)
+            for name, table in SINKS.items()
+        ]
 
     def rewrite_config(self, changed: str) -> int:
         """Bump sink CHANGED's reload header in the config file (the next reload applies it); the new value."""
@@ -128,10 +141,26 @@ class SoakRig:
         return self.generation[changed]
 
     def start_publisher(self, prefix: str, client: str, count: int, rate: float) -> PublisherProcess:
-        args = [sys.executable, "-m", "tests.faults.loadgen", self.agent.publish_endpoint, prefix, str(count),
-                "--rate", str(rate), "--client", client, "--mix", "--ready-timeout", "60", "--close-timeout", "120"]
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        args = [
+            sys.executable,
+            "-m",
+            "tests.faults.loadgen",
+            self.agent.publish_endpoint,
+            prefix,
+            str(count),
+            "--rate",
+            str(rate),
+            "--client",
+            client,
+            "--mix",
+            "--ready-timeout",
+            "60",
+            "--close-timeout",
+            "120",
+        ]
+        proc = subprocess.Popen(
+            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         pub = PublisherProcess(prefix, client, proc)
         self.publishers.append(pub)
         return pub
@@ -139,8 +168,12 @@ class SoakRig:
     def wait_publishers(self, timeout: float) -> None:
         """Until every publisher process has reported and exited (each flushes what it kept), or TIMEOUT."""
         try:
-            wait_until(lambda: all(p.finished() for p in self.publishers), timeout, interval=0.2,
-                       what="every publisher to finish and flush")
+            wait_until(
+                lambda: all(p.finished() for p in self.publishers),
+                timeout,
+                interval=0.2,
+                what="every publisher to finish and flush",
+            )
         except AssertionError:
             for p in self.publishers:
                 if not p.finished():

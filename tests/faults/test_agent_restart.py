@@ -31,8 +31,9 @@ def test_sigterm_and_restart_with_a_backlog_lose_nothing(make_agent, receiver, l
     receiver.respond(200)
     agent.start()
     wait_until(lambda: ledger.conserved(tally), 30, what="the backlog delivered after the restart")
-    v = ledger.verdict("SIGTERM + restart of the agent", tally, check_order=True,
-                       extra=f"delivered_before_stop={before_restart}")
+    v = ledger.verdict(
+        "SIGTERM + restart of the agent", tally, check_order=True, extra=f"delivered_before_stop={before_restart}"
+    )
     report(v.line())
     assert not v.problems, v.problems
     # the second run starts its own eventsink_started at seq 1 and ends the first with its stop event

@@ -41,9 +41,11 @@ def settled_rss(pid: int) -> int:
 
 def test_memory_flat_wal_bounded_journal_shrinks_after_100k_backlog(make_agent, receiver, loadgen, report):
     receiver.respond(200, delay=SLOW)  # slow, not down: the worker keeps sending, its window full
-    agent = make_agent([sink("cdr", receiver.url, bulk=True, bulk_max_events=1000, bulk_interval=0.2)],
-                       agent={"retention_hours": 0},  # the drained rows go at once (not kept for replay)
-                       tuning={"max_background_posts": 1_000_000, "response_timeout": 30})
+    agent = make_agent(
+        [sink("cdr", receiver.url, bulk=True, bulk_max_events=1000, bulk_interval=0.2)],
+        agent={"retention_hours": 0},  # the drained rows go at once (not kept for replay)
+        tuning={"max_background_posts": 1_000_000, "response_timeout": 30},
+    )
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     pid = agent.sink_status("cdr")["pid"]
@@ -78,13 +80,22 @@ def test_memory_flat_wal_bounded_journal_shrinks_after_100k_backlog(make_agent, 
     wait_until(lambda: journal_file_bytes(agent.journal_path) < file_peak // 4, 15, what="the journal file to shrink")
     file_after = journal_file_bytes(agent.journal_path)
 
-    v = ledger.verdict("100k backlog drained", tally, received_counter=ledger.received_counter(agent),
-                       check_offsets=False, extra=f"backlog_at_peak={backlog_large}")
+    v = ledger.verdict(
+        "100k backlog drained",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        check_offsets=False,
+        extra=f"backlog_at_peak={backlog_large}",
+    )
     report(v.line())
-    report(f"worker RSS: {rss_small / 2**20:.1f} MiB at a {SMALL}-event backlog, {rss_large / 2**20:.1f} MiB at "
-           f"{LARGE} (difference {(rss_large - rss_small) / 2**20:+.1f} MiB, bound 10 MiB)")
-    report(f"journal: peak {file_peak / 2**20:.1f} MiB (WAL peak {wal_peak / 2**20:.1f} MiB), "
-           f"{file_after / 2**20:.2f} MiB after the drain")
+    report(
+        f"worker RSS: {rss_small / 2**20:.1f} MiB at a {SMALL}-event backlog, {rss_large / 2**20:.1f} MiB at "
+        f"{LARGE} (difference {(rss_large - rss_small) / 2**20:+.1f} MiB, bound 10 MiB)"
+    )
+    report(
+        f"journal: peak {file_peak / 2**20:.1f} MiB (WAL peak {wal_peak / 2**20:.1f} MiB), "
+        f"{file_after / 2**20:.2f} MiB after the drain"
+    )
     assert not v.problems, v.problems
     assert rss_large - rss_small < RSS_BOUND
     # checkpointed (automatically) at half the reserve, plus at most one more batch before that

@@ -27,20 +27,27 @@ def deduplicated(receiver) -> tuple[Counter, list[str], int]:
     """What a receiver deduplicating on webhook-id stores: (fid -> times stored, what is wrong,
     POSTs that repeated an id it had)."""
     stored, broken, repeats = dedupe_bulk(receiver.requests)
-    fids = Counter(json.loads(data)["fid"] for events in stored.values() for name, data in events
-                   if not name.startswith("eventsink_"))
+    fids = Counter(
+        json.loads(data)["fid"]
+        for events in stored.values()
+        for name, data in events
+        if not name.startswith("eventsink_")
+    )
     return fids, broken, repeats
 
 
 def assert_exactly_once(receiver, ledger: Ledger, report, test: str, tally: Tally) -> None:
     """Every event stored once after deduplicating on webhook-id, and each id always the same envelope."""
     fids, broken, repeats = deduplicated(receiver)
-    report(f"{test}: journaled={ledger.journaled()} delivered={tally.update().delivered} "
-           f"stored_after_dedupe={sum(fids.values())} repeated_posts={repeats} broken_ids={len(broken)}")
+    report(
+        f"{test}: journaled={ledger.journaled()} delivered={tally.update().delivered} "
+        f"stored_after_dedupe={sum(fids.values())} repeated_posts={repeats} broken_ids={len(broken)}"
+    )
     assert broken == [], broken[:5]
     assert all(ledger.is_published(f) for f in fids)
-    assert len(fids) == ledger.journaled() and set(fids.values()) == {1}, \
+    assert len(fids) == ledger.journaled() and set(fids.values()) == {1}, (
         f"{sum(fids.values()) - len(fids)} events stored twice after deduplicating on webhook-id"
+    )
 
 
 def kill_as_envelopes_land(agent, receiver, times: int) -> list[int]:
@@ -48,8 +55,9 @@ def kill_as_envelopes_land(agent, receiver, times: int) -> list[int]:
     envelopes from the worker then running (it may not have their answers yet); their pids."""
     killed: list[int] = []
     for _ in range(times):
-        pid = wait_until(lambda: (p := agent.sink_status("cdr")["pid"]) not in (None, *killed) and p,
-                         what="a live worker to kill")
+        pid = wait_until(
+            lambda: (p := agent.sink_status("cdr")["pid"]) not in (None, *killed) and p, what="a live worker to kill"
+        )
         landed = len(receiver.requests)
         wait_until(lambda: len(receiver.requests) >= landed + 3, 30, what="envelopes from the new worker")
         os.kill(pid, signal.SIGKILL)
@@ -59,14 +67,17 @@ def kill_as_envelopes_land(agent, receiver, times: int) -> list[int]:
 
 @pytest.mark.parametrize("kills", ["random", "as envelopes land"])
 @pytest.mark.parametrize("in_flight", [1, 4])
-def test_three_kill_9_of_a_bulk_worker_under_load_re_form_every_envelope(make_agent, receiver, loadgen, report,
-                                                                       in_flight, kills):
+def test_three_kill_9_of_a_bulk_worker_under_load_re_form_every_envelope(
+    make_agent, receiver, loadgen, report, in_flight, kills
+):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     # Slow answers keep an envelope in flight at every kill; the receiver stores it all the same.
     receiver.respond(200, delay=0.1)
-    agent = make_agent([sink("cdr", receiver.url, max_in_flight=in_flight, **BULK)],
-                       tuning={"media_streams_wait": 0.5, "max_background_posts": 50_000})
+    agent = make_agent(
+        [sink("cdr", receiver.url, max_in_flight=in_flight, **BULK)],
+        tuning={"media_streams_wait": 0.5, "max_background_posts": 50_000},
+    )
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     gen = loadgen(agent.publish_endpoint, "k", TOTAL, rate=RATE, mix=True)
@@ -78,8 +89,9 @@ def test_three_kill_9_of_a_bulk_worker_under_load_re_form_every_envelope(make_ag
     if kills != "random":  # a kill right after the receiver stored envelopes: some come twice
         # (the receiver stores what was in flight at a kill when its slow answer is due, maybe after the rest)
         wait_until(lambda: deduplicated(receiver)[2] > 0, 15, what="an envelope in flight at a kill to come twice")
-    assert_exactly_once(receiver, ledger, report,
-                        f"bulk kill -9 worker x3 ({kills}), {in_flight} in flight (seed {seed})", tally)
+    assert_exactly_once(
+        receiver, ledger, report, f"bulk kill -9 worker x3 ({kills}), {in_flight} in flight (seed {seed})", tally
+    )
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "kill -9"])

@@ -64,10 +64,17 @@ def test_chaos_loses_nothing_journaled(make_agent, receiver, proxy, make_receive
     seed = random.randrange(1 << 30)
     other = make_receiver()
     agent = make_agent(
-        [sink("a", proxy.url, max_in_flight=1), sink("b", other.url, max_in_flight=8, bulk=True, bulk_max_events=50,
-                                                    bulk_interval=0.1)],
-        tuning={"response_timeout": 1, "connection_timeout": 1, "initial_retry_backoff": 0.1,
-                "max_retry_backoff": 120, "max_background_posts": 100_000},
+        [
+            sink("a", proxy.url, max_in_flight=1),
+            sink("b", other.url, max_in_flight=8, bulk=True, bulk_max_events=50, bulk_interval=0.1),
+        ],
+        tuning={
+            "response_timeout": 1,
+            "connection_timeout": 1,
+            "initial_retry_backoff": 0.1,
+            "max_retry_backoff": 120,
+            "max_background_posts": 100_000,
+        },
     )
     ledger = Ledger(agent.journal_path)
     tallies = {"a": Tally(receiver), "b": Tally(other)}
@@ -83,8 +90,13 @@ def test_chaos_loses_nothing_journaled(make_agent, receiver, proxy, make_receive
         wait_until(lambda: ledger.conserved(tally), 60, what=f"every journaled event delivered to sink {name}")
     received = ledger.received_counter(agent)
     for name, tally in tallies.items():
-        v = ledger.verdict(f"chaos (seed {seed}), sink {name}", tally, received_counter=received,
-                           check_offsets=name == "a", check_order=name == "a",
-                           extra=f"faults={len(chaos.log)}: {' '.join(sorted(set(chaos.log)))}")
+        v = ledger.verdict(
+            f"chaos (seed {seed}), sink {name}",
+            tally,
+            received_counter=received,
+            check_offsets=name == "a",
+            check_order=name == "a",
+            extra=f"faults={len(chaos.log)}: {' '.join(sorted(set(chaos.log)))}",
+        )
         report(v.line())
         assert not v.problems, v.problems

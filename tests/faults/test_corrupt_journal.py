@@ -53,8 +53,9 @@ def journal_with_backlog(make_agent, receiver, loadgen) -> tuple:
 
 
 @pytest.mark.parametrize("how", ["garbled header", "truncated", "garbled page"])
-def test_a_corrupt_journal_at_start_is_quarantined_and_the_agent_starts_fresh(make_agent, receiver, loadgen,
-                                                                             report, how):
+def test_a_corrupt_journal_at_start_is_quarantined_and_the_agent_starts_fresh(
+    make_agent, receiver, loadgen, report, how
+):
     agent, old_epoch = journal_with_backlog(make_agent, receiver, loadgen)
     damage(agent.journal_path, how)
     receiver.accept()
@@ -72,15 +73,20 @@ def test_a_corrupt_journal_at_start_is_quarantined_and_the_agent_starts_fresh(ma
     tally = Tally(receiver)
     ledger.add_published("n", loadgen(agent.publish_endpoint, "n", 100).wait())
     wait_until(lambda: ledger.journaled() == 100 and ledger.conserved(tally), 20, what="delivery on the new journal")
-    v = ledger.verdict(f"corrupt journal at start ({how})", tally, received_counter=ledger.received_counter(agent),
-                       extra=f"quarantined: {os.path.basename(moved[0])}; {loud[0].rsplit('; ', 1)[1]}")
+    v = ledger.verdict(
+        f"corrupt journal at start ({how})",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        extra=f"quarantined: {os.path.basename(moved[0])}; {loud[0].rsplit('; ', 1)[1]}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert agent.status()["bus"]["broker_restarts"] == 0
 
 
-def test_a_journal_corrupted_under_a_running_agent_stops_it_once_then_it_recovers(make_agent, receiver, loadgen,
-                                                                                  report):
+def test_a_journal_corrupted_under_a_running_agent_stops_it_once_then_it_recovers(
+    make_agent, receiver, loadgen, report
+):
     agent = make_agent([sink("cdr", receiver.url)])
     broker = agent.status()["bus"]["broker_pid"]
     # Garbage in place of the journal file (the running processes keep the old inode; the
@@ -103,7 +109,8 @@ def test_a_journal_corrupted_under_a_running_agent_stops_it_once_then_it_recover
     tally = Tally(receiver)
     ledger.add_published("m", loadgen(agent.publish_endpoint, "m", 100).wait())
     wait_until(lambda: ledger.journaled() == 100 and ledger.conserved(tally), 20, what="delivery after the restart")
-    v = ledger.verdict("journal corrupted while running: exit 3, restart", tally,
-                       received_counter=ledger.received_counter(agent))
+    v = ledger.verdict(
+        "journal corrupted while running: exit 3, restart", tally, received_counter=ledger.received_counter(agent)
+    )
     report(v.line())
     assert not v.problems, v.problems

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from sinks.cursor import CursorTracker
-from sinks.shaping import DISCONNECTED, MEDIA_DESTROYED, Batcher, ShapeSettings, Shaper
+from sinks.shaping import DISCONNECTED, MEDIA_DESTROYED, Batcher, Shaper, ShapeSettings
 
 SENT = "conference_updated"
 FILTERED = "conference_started"  # not in the sink's `events` list
@@ -45,9 +45,14 @@ def payload(kind: str, uuid: str, published: float) -> bytes:
 class WorkerModel(RuleBasedStateMachine):
     @initialize(version=st.sampled_from([1, 2]), bulk=st.booleans(), bulk_max=st.integers(1, 4))
     def setup(self, version, bulk, bulk_max):
-        self.settings = ShapeSettings(node=b'"10.0.0.1"', version=version, proxying=False,
-                                      events=frozenset({SENT, DISCONNECTED, MEDIA_DESTROYED}),
-                                      media_streams_wait=WAIT, cache_expiration=EXPIRY)
+        self.settings = ShapeSettings(
+            node=b'"10.0.0.1"',
+            version=version,
+            proxying=False,
+            events=frozenset({SENT, DISCONNECTED, MEDIA_DESTROYED}),
+            media_streams_wait=WAIT,
+            cache_expiration=EXPIRY,
+        )
         self.bulk, self.bulk_max = bulk, bulk_max
         self.journal: list[tuple[str, bytes]] = []  # offset i+1 -> (kind, payload)
         self.received: set[int] = set()  # offsets the receiver has (any incarnation)
@@ -162,7 +167,8 @@ class WorkerModel(RuleBasedStateMachine):
         for offset in range(1, self.tracker.cursor + 1):
             assert offset in self.received or self.exempt(offset), (
                 f"offset {offset} ({self.journal[offset - 1][0]}) is at or below cursor {self.tracker.cursor} "
-                f"but was never delivered")
+                f"but was never delivered"
+            )
         assert self.tracker.cursor <= self.next_offset - 1
         assert self.tracker.cursor >= self.cursor_seen, "the cursor went back"
         self.cursor_seen = self.tracker.cursor
@@ -185,8 +191,12 @@ class WorkerModel(RuleBasedStateMachine):
                 self.received.update(post.offsets)
                 for offset in post.offsets:
                     self.tracker.done(offset)
-            if self.next_offset > len(self.journal) and not self.shaper.held and not posts \
-                    and (self.batcher is None or not len(self.batcher)):
+            if (
+                self.next_offset > len(self.journal)
+                and not self.shaper.held
+                and not posts
+                and (self.batcher is None or not len(self.batcher))
+            ):
                 break
         missing = [o for o in range(1, len(self.journal) + 1) if o not in self.received and not self.exempt(o)]
         assert not missing, f"never delivered: {missing}"
@@ -194,6 +204,7 @@ class WorkerModel(RuleBasedStateMachine):
         assert self.tracker.undone == 0
 
 
-WorkerModel.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None,
-                                         suppress_health_check=[HealthCheck.too_slow])
+WorkerModel.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 test_worker_bookkeeping_against_the_model = WorkerModel.TestCase

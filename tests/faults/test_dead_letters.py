@@ -26,14 +26,19 @@ def refuse_poison(envelope: dict) -> int | None:
     return 422 if fids & POISON else None
 
 
-@pytest.mark.parametrize("options", [{"max_in_flight": 1}, {"bulk": True, "bulk_max_events": 50, "bulk_interval": 0.05}],
-                         ids=["in order", "bulk"])
+@pytest.mark.parametrize(
+    "options",
+    [{"max_in_flight": 1}, {"bulk": True, "bulk_max_events": 50, "bulk_interval": 0.05}],
+    ids=["in order", "bulk"],
+)
 def test_poison_events_with_kill_9_are_held_never_lost(make_agent, receiver, loadgen, report, options):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     receiver.reject_events(refuse_poison)
-    agent = make_agent([sink("cdr", receiver.url, dead_letter_after=2, **options)],
-                       tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 60, "max_background_posts": 50_000})
+    agent = make_agent(
+        [sink("cdr", receiver.url, dead_letter_after=2, **options)],
+        tuning={"initial_retry_backoff": 0.02, "max_retry_backoff": 60, "max_background_posts": 50_000},
+    )
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
     gen = loadgen(agent.publish_endpoint, "d", TOTAL, rate=RATE, mix=True)
@@ -41,9 +46,13 @@ def test_poison_events_with_kill_9_are_held_never_lost(make_agent, receiver, loa
     ledger.add_published("d", gen.wait())
     wait_until(lambda: ledger.journaled() == TOTAL, 15, what="every published event journaled")
     wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered or held")
-    v = ledger.verdict(f"dead letters with kill -9 x2, {'bulk' if options.get('bulk') else 'in order'} (seed {seed})",
-                       tally, received_counter=ledger.received_counter(agent), check_offsets=not options.get("bulk"),
-                       check_order=not options.get("bulk"))
+    v = ledger.verdict(
+        f"dead letters with kill -9 x2, {'bulk' if options.get('bulk') else 'in order'} (seed {seed})",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        check_offsets=not options.get("bulk"),
+        check_order=not options.get("bulk"),
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert set(ledger.held(tally).values()) == POISON
@@ -51,4 +60,6 @@ def test_poison_events_with_kill_9_are_held_never_lost(make_agent, receiver, loa
     listed = agent.client().call("GET", "/v1/sinks/cdr/dead-letters")[1]
     assert len(listed) == len(POISON) and all(d["status"] == 422 for d in listed)
     assert {json.loads(r.body)["event"] for r in receiver.requests if r.status == 422} <= {
-        "conference_updated", "eventsink_bulk"}
+        "conference_updated",
+        "eventsink_bulk",
+    }

@@ -96,8 +96,11 @@ def test_graceful_restarts_under_a_bare_pub_stream_lose_and_duplicate_nothing(re
         wait_until(lambda: pub.sent >= before + RATE, 10, what="a second of the stream after the last restart")
         pub.stop()
         try:
-            wait_until(lambda: sum(journaled_names(agent).values()) >= pub.sent - first_seen, 30,
-                       what="the queued stream journaled")
+            wait_until(
+                lambda: sum(journaled_names(agent).values()) >= pub.sent - first_seen,
+                30,
+                what="the queued stream journaled",
+            )
         except AssertionError:
             pass  # not a failure of its own: if some never arrive, `lost` below names them
 
@@ -110,7 +113,9 @@ def test_graceful_restarts_under_a_bare_pub_stream_lose_and_duplicate_nothing(re
     seen = {int(n[1:]) for n in names}
     lost = [i for i in range(first_seen, pub.sent) if i not in seen]
     duplicated = sum(c - 1 for c in names.values() if c > 1)
-    report(f"graceful restarts x{RESTARTS} at {RATE}/s from a bare PUB: sent {pub.sent - first_seen} after joining, "
-           f"lost {len(lost)} {lost[:10]}, journaled twice {duplicated}")
+    report(
+        f"graceful restarts x{RESTARTS} at {RATE}/s from a bare PUB: sent {pub.sent - first_seen} after joining, "
+        f"lost {len(lost)} {lost[:10]}, journaled twice {duplicated}"
+    )
     assert duplicated == 0
     assert lost == []

@@ -28,8 +28,9 @@ def small_fs():
     """A 2 MiB tmpfs for the journal (needs root and mount rights; skipped otherwise)."""
     d = tempfile.mkdtemp(prefix="esa-fs-", dir="/tmp")
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", d], check=True,
-                       capture_output=True, timeout=10)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", d], check=True, capture_output=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         os.rmdir(d)
         reason = f"cannot mount a tmpfs here (needs root): {exc}"
@@ -71,17 +72,25 @@ def fill_then_drain(agent, receiver, loadgen, report, label: str, steady: bool) 
     rejected = bus["rejected"]["journal_full"]
 
     receiver.respond(200)  # the receiver catches up: the journal drains and the alarm clears
-    wait_until(lambda: not agent.alarms() and not agent.status()["bus"]["journal_full"], 60,
-               what="the journal-full alarm to clear")
+    wait_until(
+        lambda: not agent.alarms() and not agent.status()["bus"]["journal_full"],
+        60,
+        what="the journal-full alarm to clear",
+    )
     assert alarm_metric(agent) == 0
     ledger.add_published("a", loadgen(agent.publish_endpoint, "a", AFTER).wait())
-    wait_until(lambda: agent.status()["bus"]["received"] == bus["received"] + AFTER, 10,
-               what="new events accepted again")
+    wait_until(
+        lambda: agent.status()["bus"]["received"] == bus["received"] + AFTER, 10, what="new events accepted again"
+    )
     wait_until(lambda: ledger.conserved(tally), 60, what="everything journaled delivered")
     status = agent.status()
     peak = sampler.stop()
-    v = ledger.verdict(label, tally, received_counter=ledger.received_counter(agent),
-                       extra=f"rejected_journal_full={rejected} journal_peak={peak}")
+    v = ledger.verdict(
+        label,
+        tally,
+        received_counter=ledger.received_counter(agent),
+        extra=f"rejected_journal_full={rejected} journal_peak={peak}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert status["bus"]["rejected"]["journal_full"] == rejected  # none after the alarm cleared
@@ -90,22 +99,29 @@ def fill_then_drain(agent, receiver, loadgen, report, label: str, steady: bool) 
 
 def test_max_journal_mb_raises_the_alarm_rejects_and_recovers(make_agent, receiver, loadgen, report):
     receiver.respond(200, delay=2.0)  # slow: the journal fills faster than it drains
-    agent = make_agent([sink("cdr", receiver.url, max_in_flight=1)],
-                       agent={"max_journal_mb": 1},  # retention_hours: the default, 24
-                       tuning={"max_background_posts": 1_000_000})
+    agent = make_agent(
+        [sink("cdr", receiver.url, max_in_flight=1)],
+        agent={"max_journal_mb": 1},  # retention_hours: the default, 24
+        tuning={"max_background_posts": 1_000_000},
+    )
     peak = fill_then_drain(agent, receiver, loadgen, report, "journal bound (max_journal_mb = 1)", steady=True)
     assert peak <= 1024 * 1024
     # everything is delivered and the delivered rows are still there for replay
-    wait_until(lambda: agent.metric("eventsink_journal_retained_events") == journal_rows(agent.journal_path) > 0, 10,
-               what="the retained rows reported")
+    wait_until(
+        lambda: agent.metric("eventsink_journal_retained_events") == journal_rows(agent.journal_path) > 0,
+        10,
+        what="the retained rows reported",
+    )
 
 
 @pytest.mark.root
 def test_a_full_disk_raises_the_alarm_rejects_and_recovers(make_agent, receiver, loadgen, report, small_fs):
     receiver.respond(200, delay=2.0)
-    agent = make_agent([sink("cdr", receiver.url, max_in_flight=1)],
-                       agent={"max_journal_mb": 1024, "state_dir": os.path.join(small_fs, "state")},
-                       tuning={"max_background_posts": 1_000_000})
+    agent = make_agent(
+        [sink("cdr", receiver.url, max_in_flight=1)],
+        agent={"max_journal_mb": 1024, "state_dir": os.path.join(small_fs, "state")},
+        tuning={"max_background_posts": 1_000_000},
+    )
     fill_then_drain(agent, receiver, loadgen, report, "disk full (2 MiB tmpfs)", steady=False)
 
 
@@ -133,8 +149,14 @@ def test_a_disk_filled_by_another_file_raises_the_alarm_and_recovers(make_agent,
     os.unlink(filler)
     wait_until(lambda: not agent.alarms(), 10, what="the alarm to clear once there is room")
     ledger.add_published("y", loadgen(agent.publish_endpoint, "y", 100).wait())
-    wait_until(lambda: ledger.journaled() == 100 and ledger.conserved(tally), 20, what="delivery after the disk has room")
-    v = ledger.verdict("disk filled by another file", tally, received_counter=ledger.received_counter(agent),
-                       extra=f"rejected_journal_full={agent.bus_rejected('journal_full')}")
+    wait_until(
+        lambda: ledger.journaled() == 100 and ledger.conserved(tally), 20, what="delivery after the disk has room"
+    )
+    v = ledger.verdict(
+        "disk filled by another file",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        extra=f"rejected_journal_full={agent.bus_rejected('journal_full')}",
+    )
     report(v.line())
     assert not v.problems, v.problems

@@ -39,9 +39,13 @@ def test_kill_9_of_the_broker_loses_and_duplicates_nothing(make_agent, receiver,
         pass  # not a failure of its own: the verdict and the count below say what is missing
     wait_until(lambda: ledger.conserved(tally), 30, what="every journaled event delivered")
     status = agent.status()
-    v = ledger.verdict("kill -9 broker", tally, received_counter=ledger.received_counter(agent),
-                       extra=f"lost_while_down={sum(ledger.published.values()) - ledger.journaled()} "
-                             f"broker_restarts={status['bus']['broker_restarts']}")
+    v = ledger.verdict(
+        "kill -9 broker",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        extra=f"lost_while_down={sum(ledger.published.values()) - ledger.journaled()} "
+        f"broker_restarts={status['bus']['broker_restarts']}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert (published, ledger.journaled(), tally.distinct) == (2 * PER_PUBLISHER,) * 3  # none lost, none twice

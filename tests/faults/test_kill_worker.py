@@ -40,11 +40,14 @@ def test_three_kill_9_of_the_worker_lose_nothing(make_agent, receiver, loadgen, 
     wait_until(lambda: ledger.journaled() == TOTAL, 15, what="every published event journaled")
     wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered")
     bound = len(killed) * in_flight * per_post
-    v = ledger.verdict(f"kill -9 worker x3, {case} (seed {seed})", tally,
-                       received_counter=ledger.received_counter(agent), check_order=options.get("max_in_flight") == 1,
-                       check_offsets=not options.get("bulk"),
-                       extra=f"duplicates_bound={bound} worker_restarts={agent.sink_status('cdr')['restarts']} "
-                             f"posts={tally.posts}")
+    v = ledger.verdict(
+        f"kill -9 worker x3, {case} (seed {seed})",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        check_order=options.get("max_in_flight") == 1,
+        check_offsets=not options.get("bulk"),
+        extra=f"duplicates_bound={bound} worker_restarts={agent.sink_status('cdr')['restarts']} posts={tally.posts}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert agent.sink_status("cdr")["restarts"] >= 3

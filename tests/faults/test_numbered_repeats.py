@@ -40,8 +40,12 @@ class HandMade:
     def join(self, agent, probe_seq: int) -> None:
         """Send PROBE_SEQ until it is journaled (a PUB drops what it sends before it is subscribed)."""
         head = journal_head(agent.journal_path)
-        wait_until(lambda: (self.sock.send_multipart(frames(probe_seq)), journal_head(agent.journal_path) > head)[1],
-                   10, interval=0.05, what="the probe journaled")
+        wait_until(
+            lambda: (self.sock.send_multipart(frames(probe_seq)), journal_head(agent.journal_path) > head)[1],
+            10,
+            interval=0.05,
+            what="the probe journaled",
+        )
 
     def close(self) -> None:
         self.sock.close()
@@ -56,13 +60,22 @@ def test_a_repeated_number_is_dropped_and_counted_also_across_an_agent_restart(m
         head, dups = journal_head(agent.journal_path), metric(agent, "eventsink_bus_duplicates_total")
         for seq in (2, 3, 2, 3, 1):
             pub.sock.send_multipart(frames(seq))
-        wait_until(lambda: journal_head(agent.journal_path) == head + 2 and metric(agent, "eventsink_bus_duplicates_total")
-                   >= dups + 3, 10, what="2 and 3 journaled, the repeats counted")
+        wait_until(
+            lambda: (
+                journal_head(agent.journal_path) == head + 2
+                and metric(agent, "eventsink_bus_duplicates_total") >= dups + 3
+            ),
+            10,
+            what="2 and 3 journaled, the repeats counted",
+        )
         rejected = metric(agent, 'eventsink_bus_rejected_total{reason="frame_count"}')
         assert rejected == 0  # a repeat is never a rejection
         pub.sock.send_multipart(frames(4)[:2] + [b"short"])  # a third frame that is not 16 bytes
-        wait_until(lambda: metric(agent, 'eventsink_bus_rejected_total{reason="frame_count"}') == 1, 10,
-                   what="the short third frame rejected")
+        wait_until(
+            lambda: metric(agent, 'eventsink_bus_rejected_total{reason="frame_count"}') == 1,
+            10,
+            what="the short third frame rejected",
+        )
 
         assert agent.stop(signal.SIGTERM) == 0
         agent.start()
@@ -71,7 +84,9 @@ def test_a_repeated_number_is_dropped_and_counted_also_across_an_agent_restart(m
         for seq in (1, 2, 3, 4, 5):
             pub.sock.send_multipart(frames(seq))
         wait_until(lambda: journal_head(agent.journal_path) == head + 1, 10, what="5 journaled")
-        wait_until(lambda: metric(agent, "eventsink_bus_duplicates_total") >= dups + 4, 10, what="1..4 counted as repeats")
+        wait_until(
+            lambda: metric(agent, "eventsink_bus_duplicates_total") >= dups + 4, 10, what="1..4 counted as repeats"
+        )
         assert agent.stop(signal.SIGTERM) == 0
     finally:
         pub.close()

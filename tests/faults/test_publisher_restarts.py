@@ -12,8 +12,6 @@ import json
 import os
 import signal
 
-import pytest
-
 from tests.e2e.harness import sink
 from tests.faults.oracle import Ledger, Tally
 from tests.helpers import wait_until
@@ -59,11 +57,18 @@ def test_events_published_before_the_agent_starts_are_delivered_once_in_order(ma
     tally = Tally(receiver)
     ledger.add_published("s", gen.wait())
     assert gen.result["pending"] == 0 and gen.result["dropped"] == 0
-    wait_until(lambda: ledger.conserved(tally) and tally.distinct >= BEFORE_START, 30,
-               what="the events published before the start delivered")
+    wait_until(
+        lambda: ledger.conserved(tally) and tally.distinct >= BEFORE_START,
+        30,
+        what="the events published before the start delivered",
+    )
     published, lost, duplicated = counts(ledger, tally)
-    v = ledger.verdict("published before the agent's first start (Publisher)", tally, check_order=True,
-                       extra=f"lost={lost} duplicated={duplicated}")
+    v = ledger.verdict(
+        "published before the agent's first start (Publisher)",
+        tally,
+        check_order=True,
+        extra=f"lost={lost} duplicated={duplicated}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert delivered_fids(receiver) == [f"s-{i}" for i in range(BEFORE_START)]  # once each, in order
@@ -103,14 +108,19 @@ def test_three_graceful_restarts_under_500_per_s_lose_and_duplicate_nothing(make
     assert gen.result["pending"] == 0 and gen.result["dropped"] == 0
     settle(lambda: ledger.conserved(tally) and tally.distinct >= FLOW, 30, what="the whole flow delivered")
     published, lost, duplicated = counts(ledger, tally)
-    v = ledger.verdict("3 x SIGTERM + start under 500/s (Publisher)", tally,
-                       extra=f"lost={lost} duplicated={duplicated} redelivered={tally.duplicates}")
+    v = ledger.verdict(
+        "3 x SIGTERM + start under 500/s (Publisher)",
+        tally,
+        extra=f"lost={lost} duplicated={duplicated} redelivered={tally.duplicates}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert (published, lost, duplicated) == (FLOW, 0, 0)
 
 
-def kill_rows(agent, ledger: Ledger, tally: Tally, gen, name: str, fault, report, *, one_supervisor: bool = True) -> dict:
+def kill_rows(
+    agent, ledger: Ledger, tally: Tally, gen, name: str, fault, report, *, one_supervisor: bool = True
+) -> dict:
     """Three FAULTs into the flow; then the whole flow journaled once and delivered; the status after.
     ONE_SUPERVISOR: the received counter covers the whole test (not when the supervisor was killed too)."""
     run_faults(agent, ledger, gen, fault)
@@ -119,8 +129,12 @@ def kill_rows(agent, ledger: Ledger, tally: Tally, gen, name: str, fault, report
     settle(lambda: ledger.conserved(tally) and tally.distinct >= FLOW, 30, what="the whole flow delivered")
     published, lost, duplicated = counts(ledger, tally)
     status = agent.status()
-    v = ledger.verdict(name, tally, received_counter=ledger.received_counter(agent) if one_supervisor else None,
-                       extra=f"lost={lost} duplicated={duplicated} dropped_repeats={duplicates_metric(agent)}")
+    v = ledger.verdict(
+        name,
+        tally,
+        received_counter=ledger.received_counter(agent) if one_supervisor else None,
+        extra=f"lost={lost} duplicated={duplicated} dropped_repeats={duplicates_metric(agent)}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert (published, lost, duplicated) == (FLOW, 0, 0)
@@ -147,13 +161,22 @@ def test_three_broker_kills_under_500_per_s_lose_and_duplicate_nothing(make_agen
     assert duplicates_metric(agent) > 0  # the rings came again and were dropped, not journaled
 
 
-def test_three_whole_agent_kills_and_starts_under_500_per_s_lose_and_duplicate_nothing(make_agent, receiver, loadgen,
-                                                                                       report):
+def test_three_whole_agent_kills_and_starts_under_500_per_s_lose_and_duplicate_nothing(
+    make_agent, receiver, loadgen, report
+):
     agent, ledger, tally, gen = start_flow(make_agent, receiver, loadgen, "a")
 
     def kill_agent():
         agent.kill_all()  # kill -9 of the supervisor, broker and workers
         agent.start()
 
-    kill_rows(agent, ledger, tally, gen, "3 x kill -9 agent + start under 500/s (Publisher)", kill_agent, report,
-              one_supervisor=False)
+    kill_rows(
+        agent,
+        ledger,
+        tally,
+        gen,
+        "3 x kill -9 agent + start under 500/s (Publisher)",
+        kill_agent,
+        report,
+        one_supervisor=False,
+    )

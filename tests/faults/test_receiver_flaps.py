@@ -24,8 +24,13 @@ MORE_LIMIT = 60  # times: the faults hold until met, but a test that cannot end 
 def test_a_flapping_receiver_loses_nothing(make_agent, receiver, proxy, loadgen, report, max_in_flight):
     agent = make_agent(
         [sink("cdr", proxy.url, max_in_flight=max_in_flight)],
-        tuning={"response_timeout": 1, "connection_timeout": 1, "initial_retry_backoff": 0.1,
-                "max_retry_backoff": 120, "max_background_posts": 100_000},
+        tuning={
+            "response_timeout": 1,
+            "connection_timeout": 1,
+            "initial_retry_backoff": 0.1,
+            "max_retry_backoff": 120,
+            "max_background_posts": 100_000,
+        },
     )
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
@@ -46,9 +51,12 @@ def test_a_flapping_receiver_loses_nothing(make_agent, receiver, proxy, loadgen,
     wait_until(lambda: ledger.conserved(tally), 60, what="every journaled event delivered")
     outcomes = attempt_outcomes(agent, "cdr")
     attempts = {k: int(outcomes.get(k, 0)) for k in ("success", "http_error", "timeout", "connection_error")}
-    v = ledger.verdict(f"flapping receiver, max_in_flight={max_in_flight}", tally,
-                       check_order=max_in_flight == 1,
-                       extra=f"faults={len(flapper.applied)} resets={proxy.resets} attempts={attempts}")
+    v = ledger.verdict(
+        f"flapping receiver, max_in_flight={max_in_flight}",
+        tally,
+        check_order=max_in_flight == 1,
+        extra=f"faults={len(flapper.applied)} resets={proxy.resets} attempts={attempts}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert flapper.cycled() and not flapper.unmet, (flapper.reached, flapper.unmet)

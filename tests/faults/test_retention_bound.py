@@ -37,8 +37,10 @@ def test_retained_events_give_way_without_journal_full(make_agent, receiver, rep
     bound = journal_mb * 1024 * 1024
     # Bulk envelopes keep the 200-byte cases (15,000-30,000 events) to seconds; the bound sees the
     # same rows either way (single POSTs: the same result, measured).
-    agent = make_agent([sink("cdr", receiver.url, bulk=True, bulk_max_events=1000, bulk_interval=0.01)],
-                       agent={"max_journal_mb": journal_mb, "max_message_kb": MAX_MESSAGE_KB})
+    agent = make_agent(
+        [sink("cdr", receiver.url, bulk=True, bulk_max_events=1000, bulk_interval=0.01)],
+        agent={"max_journal_mb": journal_mb, "max_message_kb": MAX_MESSAGE_KB},
+    )
     sampler = Sampler(agent.journal_path)
     ledger = Ledger(agent.journal_path)
     tally = Tally(receiver)
@@ -51,17 +53,25 @@ def test_retained_events_give_way_without_journal_full(make_agent, receiver, rep
             for i in range(per_batch):
                 pub.publish("conference_updated", padded_event(f"r-{b * per_batch + i}", size))
             ledger.add_published("r", per_batch)
-            wait_until(lambda: ledger.journaled() == (b + 1) * per_batch or agent.bus_rejected("journal_full"), 20,
-                       what=f"batch {b} of {batches} journaled")
+            wait_until(
+                lambda: ledger.journaled() == (b + 1) * per_batch or agent.bus_rejected("journal_full"),
+                20,
+                what=f"batch {b} of {batches} journaled",
+            )
             wait_until(lambda: ledger.conserved(tally), 20, what=f"batch {b} of {batches} delivered")
-            assert agent.bus_rejected("journal_full") == 0, \
+            assert agent.bus_rejected("journal_full") == 0, (
                 f"journal_full after {b} batches of {per_batch} events of {size} bytes (bound {journal_mb} MB)"
+            )
     finally:
         pub.close(5)
     peak = sampler.stop()
-    v = ledger.verdict(f"retention gives way ({journal_mb} MB, {size} B events)", tally,
-                       received_counter=ledger.received_counter(agent), check_offsets=False,
-                       extra=f"journal_peak={peak} held={journal_rows(agent.journal_path)}")
+    v = ledger.verdict(
+        f"retention gives way ({journal_mb} MB, {size} B events)",
+        tally,
+        received_counter=ledger.received_counter(agent),
+        check_offsets=False,
+        extra=f"journal_peak={peak} held={journal_rows(agent.journal_path)}",
+    )
     report(v.line())
     assert not v.problems, v.problems
     assert ledger.journaled() == batches * per_batch

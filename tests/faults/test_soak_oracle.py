@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import time
 
-from tools.receiver_server import ReceivedRequest
 from tests.faults.soak_faults import Fault
 from tests.faults.soak_oracle import Journal, Published, agent_failures, judge_sink
+from tools.receiver_server import ReceivedRequest
 
 COUNT = 20  # events of client p1: loadgen's mix, so fids 8/9 and 18/19 are media pairs
 
@@ -43,10 +43,17 @@ class Fake:
     def __init__(self):
         self.requests: list[ReceivedRequest] = []
 
-    def post(self, wid: str, body: dict, header: str = "0") -> "Fake":
-        self.requests.append(ReceivedRequest(t=float(len(self.requests)), method="POST", path="/events",
-                                             headers={"webhook-id": wid, "x-soak-reload": header},
-                                             body=json.dumps(body).encode(), status=200))
+    def post(self, wid: str, body: dict, header: str = "0") -> Fake:
+        self.requests.append(
+            ReceivedRequest(
+                t=float(len(self.requests)),
+                method="POST",
+                path="/events",
+                headers={"webhook-id": wid, "x-soak-reload": header},
+                body=json.dumps(body).encode(),
+                status=200,
+            )
+        )
         return self
 
 
@@ -108,8 +115,9 @@ def v1_without_p1_18s_media() -> Fake:
     own media streams merged, except p1-18's (sent alone)."""
     receiver = Fake().post("s1", started())
     pub = published()
-    for seq, (fid, name) in enumerate(((f, n) for f, n in pub.name.items()
-                                       if n != "participant_media_streams_destroyed"), 2):
+    for seq, (fid, name) in enumerate(
+        ((f, n) for f, n in pub.name.items() if n != "participant_media_streams_destroyed"), 2
+    ):
         uuid = "p1-u0" if fid in ("p1-8", "p1-9") else "p1-u1"
         streams = [{"stream_id": pub.media_of[uuid]}] if fid != "p1-18" else []
         extra = {"uuid": uuid, "media_streams": streams} if name == "participant_disconnected" else {}
@@ -168,12 +176,18 @@ def test_a_replay_explains_repeats_of_what_the_old_worker_sent_after_it_was_aske
 
 
 def test_agent_reported_timeouts_explain_a_repeat_of_what_arrived_then():
-    log = ("2026-12-08 01:00:10,500 WARNING support.events [sink:s]: sink s: POST to http://x/ failed: timeout: "
-           "no answer\n2026-12-08 01:00:12,000 INFO support.events [sink:s]: sink s: POST to http://x/ succeeded "
-           "after 1 failed attempts\n")
+    log = (
+        "2026-12-08 01:00:10,500 WARNING support.events [sink:s]: sink s: POST to http://x/ failed: timeout: "
+        "no answer\n2026-12-08 01:00:12,000 INFO support.events [sink:s]: sink s: POST to http://x/ succeeded "
+        "after 1 failed attempts\n"
+    )
     base = time.mktime(time.strptime("2026-12-08 01:00:00", "%Y-%m-%d %H:%M:%S"))
     windows = agent_failures(log, base)  # wall - mono: monotonic 0 = 01:00:00
     assert windows["s"] == [(10.5 - 1 - 1.5, 12.0 + 1.5)]  # a little past the success (FAILURE_TAIL)
     repeat = clean(Fake()).post("e-p1-8", envelope("p1-8", 30))  # first copy at t=9
-    assert judge_sink("s", 2, 1, repeat, published(), journal([f"p1-{i}" for i in range(COUNT)]), [], 0,
-                      windows["s"]).problems == []
+    assert (
+        judge_sink(
+            "s", 2, 1, repeat, published(), journal([f"p1-{i}" for i in range(COUNT)]), [], 0, windows["s"]
+        ).problems
+        == []
+    )

@@ -32,7 +32,9 @@ MACHINE_LOCK_WAIT = 900.0  # s: another session's package tests take a few minut
 
 def need_root(what: str) -> None:
     if os.geteuid() != 0:
-        pytest.fail(f"{what} needs root (it installs and purges the .deb on this machine): run the tests as root, as CI does")
+        pytest.fail(
+            f"{what} needs root (it installs and purges the .deb on this machine): run the tests as root, as CI does"
+        )
 
 
 def need_tool(path: str, package: str) -> str:
@@ -53,8 +55,12 @@ def sh(cmd: list[str], *, check: bool = True, timeout: float = 120, **kw) -> sub
 
 def package_status() -> str:
     """dpkg's status of the package: 'installed', 'config-files', or '' when not on this machine."""
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", PACKAGE],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Status}", PACKAGE],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     status = proc.stdout.strip() if proc.returncode == 0 else ""
     return "" if status == "not-installed" else status  # known to dpkg (a purge just ran), nothing on disk
 
@@ -82,8 +88,13 @@ def deb_path(tmp_path_factory) -> str:
     """The .deb built from this work tree (once per session, into a temp dir)."""
     need_tool("dpkg-deb", "dpkg-dev")
     out = tmp_path_factory.mktemp("deb")
-    proc = subprocess.run([sys.executable, BUILD_SCRIPT, "--out", str(out)], capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, BUILD_SCRIPT, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         pytest.fail(f"packaging/build_deb.py failed ({proc.returncode}):\n{proc.stderr}")
     deb = proc.stdout.strip().splitlines()[-1]
@@ -121,8 +132,10 @@ def installed(deb_path):
 def install_for_the_session(deb_path: str):
     status = package_status()
     if status and not os.path.exists(TEST_MARKER):
-        pytest.fail(f"{PACKAGE} is already on this machine (dpkg status {status!r}) and not from these tests; "
-                    f"refusing to purge it: run `dpkg -P {PACKAGE}` first if that is intended")
+        pytest.fail(
+            f"{PACKAGE} is already on this machine (dpkg status {status!r}) and not from these tests; "
+            f"refusing to purge it: run `dpkg -P {PACKAGE}` first if that is intended"
+        )
     purge()  # leftovers of an interrupted test run (or config-files of a removed one)
     install(deb_path)
     try:

@@ -88,9 +88,22 @@ def launch_installed_agent(config_path: str, log_path: str) -> subprocess.Popen:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--",
-             "/bin/sh", "-c", 'umask 027 && exec /usr/bin/eventsink-agent run --config "$0"', config_path],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=os.path.dirname(config_path), env=env,
+            [
+                "setpriv",
+                f"--reuid={USER}",
+                f"--regid={USER}",
+                "--init-groups",
+                "--",
+                "/bin/sh",
+                "-c",
+                'umask 027 && exec /usr/bin/eventsink-agent run --config "$0"',
+                config_path,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=os.path.dirname(config_path),
+            env=env,
         )
 
 

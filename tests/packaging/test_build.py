@@ -90,18 +90,28 @@ def test_the_package_holds_the_commands_config_unit_docs_and_man_pages(extracted
         "usr/share/man/man1/eventsink-agent.1.gz",
         "usr/share/man/man1/eventsinkctl.1.gz",
         "usr/share/lintian/overrides/eventsink-agent",
-        "DEBIAN/control", "DEBIAN/conffiles", "DEBIAN/md5sums",
-        "DEBIAN/postinst", "DEBIAN/prerm", "DEBIAN/postrm",
+        "DEBIAN/control",
+        "DEBIAN/conffiles",
+        "DEBIAN/md5sums",
+        "DEBIAN/postinst",
+        "DEBIAN/prerm",
+        "DEBIAN/postrm",
     ]
     missing = [p for p in expected_files if not os.path.isfile(os.path.join(extracted, p))]
     assert not missing, f"missing from the package: {missing}"
     # the console's templates and static files are package data: the wheel must carry them
-    console = [os.path.relpath(os.path.join(d, f), extracted) for d, _, files in os.walk(extracted) for f in files
-               if "/console/" in os.path.join(d, f)]
+    console = [
+        os.path.relpath(os.path.join(d, f), extracted)
+        for d, _, files in os.walk(extracted)
+        for f in files
+        if "/console/" in os.path.join(d, f)
+    ]
     for name in ("templates/sinks.html", "templates/login.html", "static/console.js", "static/console.css"):
         assert any(path.endswith(f"site-packages/console/{name}") for path in console), f"no console/{name}"
     # `receive` and `demo` are commands of the package: tools/ ships, with the live page's assets (package data)
-    shipped = [os.path.join(d, f) for d, _, files in os.walk(extracted) for f in files if "/tools/" in os.path.join(d, f)]
+    shipped = [
+        os.path.join(d, f) for d, _, files in os.walk(extracted) for f in files if "/tools/" in os.path.join(d, f)
+    ]
     for name in ("receive_command.py", "demo.py", "receiver_web_assets/page.html", "receiver_web_assets/receiver.js"):
         assert any(path.endswith(f"site-packages/tools/{name}") for path in shipped), f"no tools/{name}"
     for cmd in ("eventsink-agent", "eventsinkctl"):
@@ -145,11 +155,21 @@ def test_the_venv_is_relocated_to_opt_and_uses_debians_python(extracted, deb_pat
 
 def test_no_byte_code_pip_or_foreign_console_scripts_ship(extracted):
     venv = os.path.join(extracted, VENV)
-    pyc = [os.path.join(d, f) for d, dirs, files in os.walk(extracted) for f in files + dirs
-           if f.endswith(".pyc") or f == "__pycache__"]
+    pyc = [
+        os.path.join(d, f)
+        for d, dirs, files in os.walk(extracted)
+        for f in files + dirs
+        if f.endswith(".pyc") or f == "__pycache__"
+    ]
     assert not pyc, pyc[:5]
     interpreter = os.path.basename(venv_interpreter(os.path.join(venv, "bin")))
-    assert set(os.listdir(os.path.join(venv, "bin"))) == {"eventsink-agent", "eventsinkctl", "python", "python3", interpreter}
+    assert set(os.listdir(os.path.join(venv, "bin"))) == {
+        "eventsink-agent",
+        "eventsinkctl",
+        "python",
+        "python3",
+        interpreter,
+    }
     site = [d for d, dirs, _ in os.walk(os.path.join(venv, "lib")) if d.endswith("site-packages")]
     assert len(site) == 1
     dists = {n.split("-")[0].lower() for n in os.listdir(site[0]) if n.endswith(".dist-info")}
@@ -197,9 +217,21 @@ def test_copyright_names_every_bundled_distribution(extracted):
 
 
 def test_the_shipped_example_config_passes_check(extracted):
-    proc = subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "agent", "check", "--config",
-                           os.path.join(extracted, "etc/eventsink-agent/agent.toml")],
-                          capture_output=True, text=True, timeout=60, cwd=REPO, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [
+            os.path.join(REPO, ".venv", "bin", "python"),
+            "-m",
+            "agent",
+            "check",
+            "--config",
+            os.path.join(extracted, "etc/eventsink-agent/agent.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -215,12 +247,27 @@ def test_lintian_reports_no_errors(deb_path):
     assert len(overrides) <= 3, "keep lintian overrides few, each justified by a comment"
 
 
-@pytest.mark.parametrize("command, subcommands", [
-    ("eventsink-agent", ["run", "check", "schema", "demo", "receive", "import-pexip",
-                         "console-password"]),
-    ("eventsinkctl", ["status", "alarms", "restart", "reload", "replay", "attempts", "dead-letters", "redrive",
-                      "discard", "deliveries"]),
-])
+@pytest.mark.parametrize(
+    "command, subcommands",
+    [
+        ("eventsink-agent", ["run", "check", "schema", "demo", "receive", "import-pexip", "console-password"]),
+        (
+            "eventsinkctl",
+            [
+                "status",
+                "alarms",
+                "restart",
+                "reload",
+                "replay",
+                "attempts",
+                "dead-letters",
+                "redrive",
+                "discard",
+                "deliveries",
+            ],
+        ),
+    ],
+)
 def test_the_man_page_documents_every_command_and_option_of_the_help(command, subcommands):
     with open(os.path.join(PACKAGING, "man", f"{command}.1"), encoding="utf-8") as fh:
         page = fh.read().replace("\\-", "-")

@@ -26,8 +26,9 @@ def clean_env() -> dict[str, str]:
 
 
 def run_installed(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, env=clean_env(), cwd="/",
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=60, env=clean_env(), cwd="/", stdin=subprocess.DEVNULL
+    )
 
 
 def test_postinst_creates_the_system_user_and_group(installed):
@@ -48,8 +49,12 @@ def test_files_are_in_place_with_the_right_owners_and_modes(installed):
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o750)
     for path in ("/usr/bin/eventsink-agent", "/usr/bin/eventsinkctl"):
         assert os.access(path, os.X_OK), path
-    for path in ("/lib/systemd/system/eventsink-agent.service", "/usr/share/doc/eventsink-agent/copyright",
-                 "/usr/share/doc/eventsink-agent/changelog.Debian.gz", "/usr/share/man/man1/eventsink-agent.1.gz"):
+    for path in (
+        "/lib/systemd/system/eventsink-agent.service",
+        "/usr/share/doc/eventsink-agent/copyright",
+        "/usr/share/doc/eventsink-agent/changelog.Debian.gz",
+        "/usr/share/man/man1/eventsink-agent.1.gz",
+    ):
         assert os.path.isfile(path), path
     # enabled the debhelper way (a symlink), whether or not systemd runs here
     assert os.path.islink(UNIT_WANTS)
@@ -62,7 +67,9 @@ def test_the_installed_commands_run_from_their_own_venv(installed):
     for cmd in ("/usr/bin/eventsink-agent", "/usr/bin/eventsinkctl"):
         proc = run_installed(cmd, "--help")
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), proc.stdout + proc.stderr
-    proc = run_installed(f"{VENV}/bin/python3", "-c", "import agent, zmq, sys; print(agent.__file__); print(sys.prefix)")
+    proc = run_installed(
+        f"{VENV}/bin/python3", "-c", "import agent, zmq, sys; print(agent.__file__); print(sys.prefix)"
+    )
     assert proc.returncode == 0, proc.stderr
     agent_file, prefix = proc.stdout.split()
     assert agent_file.startswith(f"{VENV}/lib/") and prefix == VENV

@@ -22,19 +22,32 @@ from dataclasses import dataclass
 import pytest
 
 from bus.publisher import Publisher
-from tools.receiver import Receiver
 from tests.helpers import wait_until
 from tests.packaging.conftest import PACKAGING, need_tool, sh
-from tests.packaging.harness import (CONTRACT_METRICS, NOT_UP_YET, USER, agent_base_dir, dashboard_exprs, free_port,
-                                      http_get, launch_installed_agent)
+from tests.packaging.harness import (
+    CONTRACT_METRICS,
+    NOT_UP_YET,
+    USER,
+    agent_base_dir,
+    dashboard_exprs,
+    free_port,
+    http_get,
+    launch_installed_agent,
+)
+from tools.receiver import Receiver
 
 EVENTS = 7  # conference events the test publishes
 
 
 def as_user(user: str, group: str, groups: list[str], argv: list[str], **kw) -> subprocess.CompletedProcess:
     """ARGV run with the given uid/gid/supplementary groups (setpriv)."""
-    cmd = ["setpriv", f"--reuid={user}", f"--regid={group}",
-           f"--groups={','.join(groups)}" if groups else "--clear-groups", "--"] + argv
+    cmd = [
+        "setpriv",
+        f"--reuid={user}",
+        f"--regid={group}",
+        f"--groups={','.join(groups)}" if groups else "--clear-groups",
+        "--",
+    ] + argv
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, **kw)
 
 
@@ -84,10 +97,20 @@ def agent(installed):
     proc = launch_installed_agent(config_path, log_path)
     running = RunningAgent(base, proc, receiver, metrics_port, log_path)
     try:
-        wait_until(lambda: running.alive() and "eventsink_publisher_running" in http_get(running.metrics_url),
-                   30, "the installed agent's /metrics", interval=0.1, retry_on=NOT_UP_YET)
-        wait_until(lambda: running.alive() and os.path.exists(running.publish_socket), 10, "publish.sock",
-                   interval=0.1, retry_on=NOT_UP_YET)
+        wait_until(
+            lambda: running.alive() and "eventsink_publisher_running" in http_get(running.metrics_url),
+            30,
+            "the installed agent's /metrics",
+            interval=0.1,
+            retry_on=NOT_UP_YET,
+        )
+        wait_until(
+            lambda: running.alive() and os.path.exists(running.publish_socket),
+            10,
+            "publish.sock",
+            interval=0.1,
+            retry_on=NOT_UP_YET,
+        )
         with Publisher(f"ipc://{running.publish_socket}") as pub:
             assert pub.wait_ready(10), "the agent never subscribed on its publish socket"
             for i in range(EVENTS):
@@ -107,8 +130,9 @@ def agent(installed):
 
 
 def test_the_installed_agent_delivers_published_events_in_order(agent):
-    assert agent.receiver.wait_events(1 + EVENTS, 20), \
+    assert agent.receiver.wait_events(1 + EVENTS, 20), (
         f"receiver got {len(agent.receiver.events)} events, wanted {1 + EVENTS}\n{agent.log()}"
+    )
     events = agent.receiver.events
     assert events[0]["event"] == "eventsink_started" and events[0]["seq"] == 1
     conference = [e for e in events if e["event"] == "conference_started"]
@@ -121,9 +145,12 @@ def test_the_installed_agent_delivers_published_events_in_order(agent):
 def test_the_publish_socket_is_open_to_the_group_and_closed_to_others(agent):
     st = os.stat(agent.publish_socket)
     assert st.st_gid == grp.getgrnam(USER).gr_gid
-    connect = ["/usr/bin/python3", "-c",
-               "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print('connected')",
-               agent.publish_socket]
+    connect = [
+        "/usr/bin/python3",
+        "-c",
+        "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print('connected')",
+        agent.publish_socket,
+    ]
     member = as_user("nobody", "nogroup", [USER], connect)
     assert member.returncode == 0 and "connected" in member.stdout, member.stderr
     stranger = as_user("nobody", "nogroup", [], connect)
@@ -135,7 +162,9 @@ def test_promtool_check_metrics_accepts_the_agents_metrics(agent):
     text = http_get(agent.metrics_url)
     for name, kind in CONTRACT_METRICS.items():
         family = name.removesuffix("_total")
-        assert re.search(rf"^# TYPE ({re.escape(name)}|{re.escape(family)}) {kind}$", text, re.M), f"{name} ({kind}) missing"
+        assert re.search(rf"^# TYPE ({re.escape(name)}|{re.escape(family)}) {kind}$", text, re.M), (
+            f"{name} ({kind}) missing"
+        )
     proc = sh(["promtool", "check", "metrics"], input=text, stdin=None, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -150,8 +179,9 @@ def prometheus(agent):
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [rules],
-        "scrape_configs": [{"job_name": "eventsink-agent",
-                            "static_configs": [{"targets": [f"127.0.0.1:{agent.metrics_port}"]}]}],
+        "scrape_configs": [
+            {"job_name": "eventsink-agent", "static_configs": [{"targets": [f"127.0.0.1:{agent.metrics_port}"]}]}
+        ],
     }
     config_path = os.path.join(base, "prometheus.yml")
     with open(config_path, "w", encoding="utf-8") as fh:
@@ -159,9 +189,17 @@ def prometheus(agent):
     log_path = os.path.join(base, "prometheus.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config_path}", f"--storage.tsdb.path={base}/data",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base,
+            [
+                "prometheus",
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={base}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=base,
         )
     url = f"http://127.0.0.1:{port}"
 
@@ -199,8 +237,13 @@ def test_prometheus_scrapes_the_delivered_count_per_sink(agent, prometheus):
         values = {r["metric"].get("sink"): float(r["value"][1]) for r in result}
         return values.get("cdr") == delivered
 
-    wait_until(scraped, 30, f"Prometheus to report eventsink_events_delivered_total{{sink=\"cdr\"}} == {delivered}",
-               interval=0.1, retry_on=NOT_UP_YET)
+    wait_until(
+        scraped,
+        30,
+        f'Prometheus to report eventsink_events_delivered_total{{sink="cdr"}} == {delivered}',
+        interval=0.1,
+        retry_on=NOT_UP_YET,
+    )
     result = prom_query(prometheus, 'eventsink_events_delivered_total{sink="cdr", job="eventsink-agent"}')
     assert len(result) == 1 and result[0]["metric"]["instance"] == f"127.0.0.1:{agent.metrics_port}"
 
@@ -220,13 +263,20 @@ def test_prometheus_evaluates_the_shipped_rules_and_nothing_fires(agent, prometh
 
 
 def test_every_dashboard_query_runs_and_delivered_per_second_has_the_sink(agent, prometheus):
-    exprs = [e.replace("$instance", ".*").replace("$sink", ".*").replace("$__rate_interval", "15s")
-             for e in dashboard_exprs()]
+    exprs = [
+        e.replace("$instance", ".*").replace("$sink", ".*").replace("$__rate_interval", "15s")
+        for e in dashboard_exprs()
+    ]
     for expr in exprs:
         prom_query(prometheus, expr)  # a bad query is status "error" (HTTP 400)
     delivered_rate = next(e for e in exprs if "rate(eventsink_events_delivered_total" in e)
-    wait_until(lambda: any(r["metric"].get("sink") == "cdr" for r in prom_query(prometheus, delivered_rate)),
-               20, "the dashboard's delivered/s query to return the sink", interval=0.1, retry_on=NOT_UP_YET)
+    wait_until(
+        lambda: any(r["metric"].get("sink") == "cdr" for r in prom_query(prometheus, delivered_rate)),
+        20,
+        "the dashboard's delivered/s query to return the sink",
+        interval=0.1,
+        retry_on=NOT_UP_YET,
+    )
 
 
 def test_sigterm_stops_the_installed_agent_gracefully(agent):

@@ -65,7 +65,9 @@ def test_the_unit_sets(key):
 
 def test_the_unit_writes_nowhere_but_its_own_directories_and_is_wanted_at_boot():
     settings = unit_settings(UNIT_SOURCE)
-    assert ("Service", "ReadWritePaths") not in settings, "state/runtime are writable via StateDirectory=/RuntimeDirectory="
+    assert ("Service", "ReadWritePaths") not in settings, (
+        "state/runtime are writable via StateDirectory=/RuntimeDirectory="
+    )
     assert settings[("Service", "UMask")] == ["0027"]
     assert settings[("Install", "WantedBy")] == ["multi-user.target"]
     assert shlex.split(settings[("Service", "ExecStart")][0])[0] == "/usr/bin/eventsink-agent"

@@ -28,11 +28,11 @@ import time
 
 import pytest
 
-from tools.receiver import Receiver
 from tests.faults.oracle import Tally, journal_head
 from tests.helpers import wait_until
 from tests.packaging.conftest import BUILD_SCRIPT, PACKAGE, dpkg, install, need_tool, package_status, sh
 from tests.packaging.harness import NOT_UP_YET, USER, agent_base_dir, free_port, http_get, launch_installed_agent
+from tools.receiver import Receiver
 
 pytestmark = pytest.mark.root
 
@@ -98,8 +98,13 @@ def higher_deb(deb_path, tmp_path_factory) -> str:
     build directory only; packaging/debian/changelog is not touched)."""
     version = deb_version(deb_path) + "+upgradetest1"
     out = tmp_path_factory.mktemp("deb-higher")
-    proc = subprocess.run([sys.executable, BUILD_SCRIPT, "--out", str(out), "--version", version],
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, BUILD_SCRIPT, "--out", str(out), "--version", version],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         pytest.fail(f"build_deb.py --version {version} failed ({proc.returncode}):\n{proc.stderr}")
     deb = proc.stdout.strip().splitlines()[-1]
@@ -121,11 +126,13 @@ def stop_like_the_unit(proc: subprocess.Popen, log) -> int:
 
 def wait_subscribed_socket(proc: subprocess.Popen, base: str, metrics_port: int, log) -> None:
     """Until the agent serves /metrics and its publish socket exists (it exits: the test fails)."""
+
     def up() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"the installed agent exited with {proc.returncode}:\n{log()}")
-        return os.path.exists(os.path.join(base, "run", "publish.sock")) and \
-            "eventsink_publisher_running" in http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+        return os.path.exists(os.path.join(base, "run", "publish.sock")) and "eventsink_publisher_running" in http_get(
+            f"http://127.0.0.1:{metrics_port}/metrics"
+        )
 
     wait_until(up, 30, "the installed agent's publish socket and /metrics", interval=0.1, retry_on=NOT_UP_YET)
 
@@ -154,23 +161,47 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
         wait_subscribed_socket(agent, base, metrics_port, log)
         # A conference process: not the agent's user, a member of its group (the socket is 0660).
         publisher = subprocess.Popen(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", f"--groups={USER}", "--",
-             VENV_PYTHON, "-I", script_path, f"ipc://{base}/run/publish.sock", PREFIX, str(RATE),
-             str(MAX_SECONDS), str(FLUSH_TIMEOUT)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd="/",
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                f"--groups={USER}",
+                "--",
+                VENV_PYTHON,
+                "-I",
+                script_path,
+                f"ipc://{base}/run/publish.sock",
+                PREFIX,
+                str(RATE),
+                str(MAX_SECONDS),
+                str(FLUSH_TIMEOUT),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd="/",
         )
         tally = Tally(receiver)
 
         def delivered_at_least(n: int):
             def pred() -> bool:
                 if publisher.poll() is not None:
-                    pytest.fail(f"the publisher ended early ({publisher.returncode}): "
-                                f"{publisher.stdout.read()} {publisher.stderr.read()[-2000:]}")
+                    pytest.fail(
+                        f"the publisher ended early ({publisher.returncode}): "
+                        f"{publisher.stdout.read()} {publisher.stderr.read()[-2000:]}"
+                    )
                 return tally.update().distinct >= n
+
             return pred
 
-        wait_until(delivered_at_least(BEFORE_UPGRADE), 30, f"{BEFORE_UPGRADE} events delivered by {old_version}",
-                   interval=0.1, retry_on=NOT_UP_YET)
+        wait_until(
+            delivered_at_least(BEFORE_UPGRADE),
+            30,
+            f"{BEFORE_UPGRADE} events delivered by {old_version}",
+            interval=0.1,
+            retry_on=NOT_UP_YET,
+        )
 
         # prerm: the unit is stopped (SIGTERM, waited for) before dpkg replaces any file.
         upgrade_started = time.monotonic()
@@ -182,8 +213,13 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
         agent = launch_installed_agent(config_path, log_path)
         wait_subscribed_socket(agent, base, metrics_port, log)
         downtime = time.monotonic() - upgrade_started
-        wait_until(delivered_at_least(delivered_by_old + AFTER_UPGRADE), 60,
-                   f"{AFTER_UPGRADE} more events delivered by {new_version}", interval=0.1, retry_on=NOT_UP_YET)
+        wait_until(
+            delivered_at_least(delivered_by_old + AFTER_UPGRADE),
+            60,
+            f"{AFTER_UPGRADE} more events delivered by {new_version}",
+            interval=0.1,
+            retry_on=NOT_UP_YET,
+        )
 
         publisher.send_signal(signal.SIGTERM)  # the conference process finishes: flush, close
         out, err = publisher.communicate(timeout=FLUSH_TIMEOUT + 30)
@@ -197,8 +233,9 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
             return tally.update().distinct >= published
 
         try:
-            wait_until(all_delivered, 60, f"all {published} published events delivered",
-                       interval=0.1, retry_on=NOT_UP_YET)
+            wait_until(
+                all_delivered, 60, f"all {published} published events delivered", interval=0.1, retry_on=NOT_UP_YET
+            )
         except pytest.fail.Exception:
             pass  # what never comes is counted as lost below, with the other figures
         tally.update()
@@ -207,15 +244,19 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
         # a lost event is either lost on the bus (never journaled) or lost in delivery.
         journaled = journal_head(os.path.join(base, "state", "journal.sqlite3"))
         foreign = sorted(set(tally.counts) - expected)
-        show(request, f"upgrade {old_version} -> {new_version} under {RATE} events/s: published={published} "
-               f"journaled={journaled} delivered={tally.delivered} distinct={tally.distinct} duplicates={tally.duplicates} lost={lost} "
-               f"publisher_pending={result['pending']} publisher_dropped={result['dropped']} "
-               f"agent_down={downtime:.1f}s delivered_before_stop={delivered_by_old}")
+        show(
+            request,
+            f"upgrade {old_version} -> {new_version} under {RATE} events/s: published={published} "
+            f"journaled={journaled} delivered={tally.delivered} distinct={tally.distinct} duplicates={tally.duplicates} lost={lost} "
+            f"publisher_pending={result['pending']} publisher_dropped={result['dropped']} "
+            f"agent_down={downtime:.1f}s delivered_before_stop={delivered_by_old}",
+        )
         assert result["flushed"] and result["pending"] == 0 and result["dropped"] == 0, result
         assert not foreign, f"delivered fids never published: {foreign[:5]}"
-        assert (lost, tally.duplicates) == (0, 0), \
-            f"lost {lost}, duplicated {tally.duplicates} (e.g. lost {sorted(expected - set(tally.counts))[:5]}); " \
+        assert (lost, tally.duplicates) == (0, 0), (
+            f"lost {lost}, duplicated {tally.duplicates} (e.g. lost {sorted(expected - set(tally.counts))[:5]}); "
             f"{published - journaled} of {published} published were never journaled"
+        )
         assert installed_version() == new_version
     finally:
         if publisher is not None and publisher.poll() is None:
@@ -259,20 +300,40 @@ def test_the_scripts_stop_the_unit_before_an_upgrade_and_start_it_after_where_sy
                 fh.write(RECORDER)
             os.chmod(path, stat.S_IRWXU)
         calls = os.path.join(work, "calls")
-        steps = " && ".join([
-            f"echo 'dpkg prerm' >> {calls}", f"{scripts['prerm']} upgrade {version}+next",
-            f"echo 'dpkg unpack' >> {calls}", f"{scripts['postrm']} upgrade {version}+next",
-            f"echo 'dpkg configure' >> {calls}", f"{scripts['postinst']} configure {version}",
-        ])
+        steps = " && ".join(
+            [
+                f"echo 'dpkg prerm' >> {calls}",
+                f"{scripts['prerm']} upgrade {version}+next",
+                f"echo 'dpkg unpack' >> {calls}",
+                f"{scripts['postrm']} upgrade {version}+next",
+                f"echo 'dpkg configure' >> {calls}",
+                f"{scripts['postinst']} configure {version}",
+            ]
+        )
         env = {"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_CALLS": calls, "LANG": "C.UTF-8"}
-        sh(["unshare", "--mount", "--propagation", "private", "--", "sh", "-ec",
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && mount -t tmpfs tmpfs /opt && " + steps],
-           env=env)
+        sh(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-ec",
+                "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && mount -t tmpfs tmpfs /opt && " + steps,
+            ],
+            env=env,
+        )
         with open(calls, encoding="utf-8") as fh:
             lines = fh.read().splitlines()
         unit = f"{PACKAGE}.service"
         invoked = [line for line in lines if line.startswith(("dpkg ", "deb-systemd-invoke "))]
-        assert invoked == ["dpkg prerm", f"deb-systemd-invoke stop {unit}", "dpkg unpack", "dpkg configure",
-                           f"deb-systemd-invoke restart {unit}"], lines
+        assert invoked == [
+            "dpkg prerm",
+            f"deb-systemd-invoke stop {unit}",
+            "dpkg unpack",
+            "dpkg configure",
+            f"deb-systemd-invoke restart {unit}",
+        ], lines
     finally:
         shutil.rmtree(work, ignore_errors=True)

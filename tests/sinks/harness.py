@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import zmq
 
+from bus.journal import Journal
 from common import internal
 from common.config import AgentConfig, Config, NodeConfig, Paths, SinkConfig, TuningConfig, encode_spec
-from bus.journal import Journal
 from tests.helpers import read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,9 +40,12 @@ class FakeClient:
 def make_config(base: str, sinks: list[SinkConfig], tuning: dict | None = None, role: str = "transcoding") -> Config:
     return Config(
         node=NodeConfig(address=NODE, location="Oslo", role=role),
-        agent=AgentConfig(runtime_dir=os.path.join(base, "run"), state_dir=os.path.join(base, "state"),
-                          publish_endpoint=f"ipc://{base}/run/publish.sock",
-                          control_socket=os.path.join(base, "run", "control.sock")),
+        agent=AgentConfig(
+            runtime_dir=os.path.join(base, "run"),
+            state_dir=os.path.join(base, "state"),
+            publish_endpoint=f"ipc://{base}/run/publish.sock",
+            control_socket=os.path.join(base, "run", "control.sock"),
+        ),
         tuning=TuningConfig(**(tuning or {})),
         sink=sinks,
     )
@@ -81,17 +84,23 @@ class WorkerRun:
         self.log_path = os.path.join(self.paths.runtime_dir, f"worker-{sink}.log")
 
     @classmethod
-    def create(cls, sinks: list[SinkConfig], tuning: dict | None = None, role: str = "transcoding",
-               sink: str | None = None) -> "WorkerRun":
+    def create(
+        cls, sinks: list[SinkConfig], tuning: dict | None = None, role: str = "transcoding", sink: str | None = None
+    ) -> WorkerRun:
         base = tempfile.mkdtemp(prefix="esa-", dir="/tmp")
         return cls(make_config(base, sinks, tuning, role), sink or sinks[0].name, base)
 
     # process ------------------------------------------------------------------
-    def start(self, wait_report: bool = True) -> "WorkerRun":
+    def start(self, wait_report: bool = True) -> WorkerRun:
         self.reports = []
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sinks.worker"], stdin=subprocess.PIPE,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sinks.worker"],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
         log.close()
         self.proc.stdin.write(encode_spec(self.config, self.sink))
         self.proc.stdin.close()

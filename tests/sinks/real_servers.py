@@ -70,8 +70,15 @@ class Tinyproxy(_Process):
     def __init__(self, connect_port: int, user: str = "", password: str = ""):
         super().__init__("esa-tinyproxy-")
         self.port = free_port()
-        lines = [f"Port {self.port}", "Listen 127.0.0.1", "Allow 127.0.0.1", f"ConnectPort {connect_port}",
-                 "Timeout 30", "MaxClients 50", "LogLevel Connect"]  # Via: tinyproxy on forwarded requests
+        lines = [
+            f"Port {self.port}",
+            "Listen 127.0.0.1",
+            "Allow 127.0.0.1",
+            f"ConnectPort {connect_port}",
+            "Timeout 30",
+            "MaxClients 50",
+            "LogLevel Connect",
+        ]  # Via: tinyproxy on forwarded requests
         if os.getuid() == 0:  # tinyproxy will not run as root
             lines += ["User nobody", "Group nogroup"]
         if user:
@@ -84,7 +91,7 @@ class Tinyproxy(_Process):
         credentials = f"{user}:{password}@" if user else ""
         return f"http://{credentials}127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "Tinyproxy":
+    def __enter__(self) -> Tinyproxy:
         _require(TINYPROXY, "tinyproxy")
         self._spawn([TINYPROXY, "-d", "-c", self.conf], self.port, "tinyproxy")
         return self
@@ -133,10 +140,13 @@ class H2Nginx(_Process):
         shutil.copyfile(key, self.key)
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as fh:
-            fh.write(_NGINX_H2.format(dir=self.dir, tls_port=self.tls_port, clear_port=self.clear_port,
-                                      cert=self.cert, key=self.key))
+            fh.write(
+                _NGINX_H2.format(
+                    dir=self.dir, tls_port=self.tls_port, clear_port=self.clear_port, cert=self.cert, key=self.key
+                )
+            )
 
-    def __enter__(self) -> "H2Nginx":
+    def __enter__(self) -> H2Nginx:
         _require(NGINX, "nginx-light")
         self._spawn([NGINX, "-p", self.dir, "-c", self.conf, "-g", "daemon off;"], self.tls_port, "nginx")
         wait_listening(self.clear_port, START_TIMEOUT, self.proc, "nginx")

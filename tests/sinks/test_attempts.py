@@ -12,9 +12,9 @@ import msgspec
 from common import internal, link, logs
 from common.backoff import Backoff
 from common.config import Config, NodeConfig, SinkConfig
-from sinks import attempts
 from common.timespec import iso_utc
 from common.vocabulary import PostOutcome
+from sinks import attempts
 from sinks.attempts import RING_SIZE, AttemptRing
 from sinks.delivery import Dispatcher, Result
 from sinks.post import Post
@@ -36,8 +36,13 @@ def dispatcher(n: int = 3) -> Dispatcher:
 
 
 def config() -> Config:
-    sink = SinkConfig(name="cdr", url=f"http://user:{URL_PASSWORD}@127.0.0.1:9/events", locations=["Oslo"],
-                      username="cdr", password=PASSWORD)
+    sink = SinkConfig(
+        name="cdr",
+        url=f"http://user:{URL_PASSWORD}@127.0.0.1:9/events",
+        locations=["Oslo"],
+        username="cdr",
+        password=PASSWORD,
+    )
     return Config(node=NodeConfig(address="10.44.99.2", location="Oslo"), sink=[sink])
 
 
@@ -112,7 +117,12 @@ def test_iso_time_has_milliseconds_and_z():
 def test_no_credential_survives_in_a_detail():
     ring = AttemptRing()
     leaky = [
-        Result(PostOutcome.REDIRECT, 302, 0.01, detail=f"HTTP 302 redirect to http://user:{URL_PASSWORD}@10.0.0.1/x (not followed)"),
+        Result(
+            PostOutcome.REDIRECT,
+            302,
+            0.01,
+            detail=f"HTTP 302 redirect to http://user:{URL_PASSWORD}@10.0.0.1/x (not followed)",
+        ),
         Result(PostOutcome.HTTP_ERROR, 401, 0.01, detail=f"HTTP 401 bad password {PASSWORD}"),
         Result(PostOutcome.HTTP_ERROR, 403, 0.01, detail=f"HTTP 403 token {TOKEN} refused"),
     ]
@@ -145,7 +155,9 @@ def test_the_link_messages_round_trip_as_structs():
     frame = internal.encode(attempts.answer(ring, ask, "cdr", None))
     back = link.parse_message(internal.decode(frame))
     assert isinstance(back, link.AttemptsAnswer) and back.token == 3 and back.attempts[0].status == 500
-    report = link.parse_message(internal.decode(internal.encode(link.WorkerReport(sink="cdr", pid=1, publisher="running"))))
+    report = link.parse_message(
+        internal.decode(internal.encode(link.WorkerReport(sink="cdr", pid=1, publisher="running")))
+    )
     assert isinstance(report, link.WorkerReport)
     for bad in ({"type": "attempts_answer", "token": "x", "sink": "cdr"}, {"type": "nonsense"}):
         try:

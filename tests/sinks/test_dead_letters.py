@@ -35,8 +35,16 @@ class FakeReader:
 
 
 def event(seq: int, offset: int) -> Post:
-    body = json.dumps({"node": "n", "seq": seq, "version": 2, "time": 1.0, "event": "conference_updated",
-                       "data": {"tag": f"e-{offset}"}}).encode()
+    body = json.dumps(
+        {
+            "node": "n",
+            "seq": seq,
+            "version": 2,
+            "time": 1.0,
+            "event": "conference_updated",
+            "data": {"tag": f"e-{offset}"},
+        }
+    ).encode()
     return Post(seq, "conference_updated", body, f"epoch-{offset}", (offset,), (1.0,))
 
 
@@ -45,8 +53,13 @@ def refused(status: int = 400, answer: bytes = b'{"error": "unknown field x_new"
 
 
 def letters(after: int = 3, statuses=(400, 413, 415, 422), reader=None) -> DeadLetters:
-    sink = SinkConfig(name="cdr", url="http://127.0.0.1:9/", locations=["Oslo"], dead_letter_after=after,
-                      dead_letter_statuses=list(statuses))
+    sink = SinkConfig(
+        name="cdr",
+        url="http://127.0.0.1:9/",
+        locations=["Oslo"],
+        dead_letter_after=after,
+        dead_letter_statuses=list(statuses),
+    )
     return DeadLetters(sink, reader or FakeReader())
 
 
@@ -61,8 +74,15 @@ def test_after_n_refusals_in_a_row_the_event_is_set_aside_and_released():
     assert detail == 'HTTP 400 Bad Request: {"error": "unknown field x_new"}'
 
 
-@pytest.mark.parametrize("other", [Result(PostOutcome.HTTP_ERROR, 500, 0.1), Result(PostOutcome.HTTP_ERROR, 401, 0.1),
-                                   Result(PostOutcome.TIMEOUT, None, 5.0), Result(PostOutcome.CONNECTION_ERROR, None, 0.0)])
+@pytest.mark.parametrize(
+    "other",
+    [
+        Result(PostOutcome.HTTP_ERROR, 500, 0.1),
+        Result(PostOutcome.HTTP_ERROR, 401, 0.1),
+        Result(PostOutcome.TIMEOUT, None, 5.0),
+        Result(PostOutcome.CONNECTION_ERROR, None, 0.0),
+    ],
+)
 def test_any_other_outcome_resets_the_strikes(other):
     dl = letters(after=2)
     p = event(1, 10)
@@ -103,7 +123,9 @@ def test_a_journal_that_refuses_the_row_leaves_the_event_to_be_retried():
 
 def test_a_lifecycle_event_is_kept_under_a_key_below_every_offset():
     dl = letters(after=1)
-    started = Post(1, "eventsink_started", b'{"event": "eventsink_started", "seq": 1}', "epoch-cdr-started-x", (), (1.0,))
+    started = Post(
+        1, "eventsink_started", b'{"event": "eventsink_started", "seq": 1}', "epoch-cdr-started-x", (), (1.0,)
+    )
     assert dl.judge(started, refused()) == ()
     [key] = dl.reader.rows
     assert key < 0

@@ -10,8 +10,8 @@ import zmq
 from common import internal, link
 from common.backoff import Backoff
 from common.config import Config, NodeConfig, SinkConfig
-from sinks import deliveries
 from common.vocabulary import PostOutcome
+from sinks import deliveries
 from sinks.curl_options import gzip_body
 from sinks.deliveries import RING_SIZE, DeliveryRing
 from sinks.delivery import Dispatcher, Result
@@ -26,14 +26,27 @@ def post(seq: int, body: bytes = b"{}") -> Post:
 
 
 def config() -> Config:
-    sink = SinkConfig(name="cdr", url="http://127.0.0.1:9/events", locations=["Oslo"], username="cdr",
-                      password=PASSWORD, bearer_token=TOKEN, headers={"X-Api-Key": HEADER_VALUE}, secret=SIGNING)
+    sink = SinkConfig(
+        name="cdr",
+        url="http://127.0.0.1:9/events",
+        locations=["Oslo"],
+        username="cdr",
+        password=PASSWORD,
+        bearer_token=TOKEN,
+        headers={"X-Api-Key": HEADER_VALUE},
+        secret=SIGNING,
+    )
     return Config(node=NodeConfig(address="10.44.99.2", location="Oslo"), sink=[sink])
 
 
 def sent(seq: int, body: bytes, *extra: str) -> Result:
-    lines = ["Content-Type: application/json", "User-Agent: eventsink-agent/test", "Expect:",
-             f"webhook-id: wh-{seq}", *extra]
+    lines = [
+        "Content-Type: application/json",
+        "User-Agent: eventsink-agent/test",
+        "Expect:",
+        f"webhook-id: wh-{seq}",
+        *extra,
+    ]
     return Result(PostOutcome.SUCCESS, 200, 0.01, request=(lines, body))
 
 
@@ -43,11 +56,12 @@ def test_the_dispatcher_records_each_ended_post_with_the_request_it_was_given():
     attempt = d.try_take(0.0)
     failed = Result(PostOutcome.HTTP_ERROR, 500, 0.2, detail="HTTP 500", request=(["webhook-id: wh-1"], b'{"a":1}'))
     d.finish(attempt, failed, now=0.0)
-    (wall, p, r), = d.counts.sent.newest(5)
+    ((wall, p, r),) = d.counts.sent.newest(5)
     assert p is attempt.post and r is failed  # references, nothing copied or formatted
     shown = deliveries.answer(d.counts.sent, link.Deliveries(3, 20), "cdr", None).deliveries
     assert [(e.seq, e.outcome, e.status, e.body, e.headers) for e in shown] == [
-        (1, PostOutcome.HTTP_ERROR, 500, '{"a":1}', {"webhook-id": "wh-1"})]
+        (1, PostOutcome.HTTP_ERROR, 500, '{"a":1}', {"webhook-id": "wh-1"})
+    ]
 
 
 def test_bounded_newest_first_and_limited():
@@ -63,14 +77,31 @@ def test_bounded_newest_first_and_limited():
 def test_secrets_are_masked_and_gzip_bodies_shown_unpacked():
     body = ('{"event":"conference_started","data":{"name":"caf\u00e9 ' + PASSWORD + '"}}').encode()
     ring = DeliveryRing()
-    ring.record(1.5, post(1, body), sent(1, gzip_body(body), "Authorization: Basic Y2RyOnB3", f"X-Api-Key: {HEADER_VALUE}",
-                                         "Content-Encoding: gzip", f"X-Quoted: says {TOKEN}", "X-Empty;",
-                                         "webhook-signature: v1,abc="))
-    (entry,), = [deliveries.answer(ring, link.Deliveries(1, 20), "cdr", config()).deliveries]
+    ring.record(
+        1.5,
+        post(1, body),
+        sent(
+            1,
+            gzip_body(body),
+            "Authorization: Basic Y2RyOnB3",
+            f"X-Api-Key: {HEADER_VALUE}",
+            "Content-Encoding: gzip",
+            f"X-Quoted: says {TOKEN}",
+            "X-Empty;",
+            "webhook-signature: v1,abc=",
+        ),
+    )
+    ((entry,),) = [deliveries.answer(ring, link.Deliveries(1, 20), "cdr", config()).deliveries]
     assert entry.headers == {
-        "Content-Type": "application/json", "User-Agent": "eventsink-agent/test", "webhook-id": "wh-1",
-        "Authorization": "***", "X-Api-Key": "***", "Content-Encoding": "gzip", "X-Quoted": "says ***",
-        "X-Empty": "", "webhook-signature": "v1,abc=",
+        "Content-Type": "application/json",
+        "User-Agent": "eventsink-agent/test",
+        "webhook-id": "wh-1",
+        "Authorization": "***",
+        "X-Api-Key": "***",
+        "Content-Encoding": "gzip",
+        "X-Quoted": "says ***",
+        "X-Empty": "",
+        "webhook-signature": "v1,abc=",
     }  # "Expect:" tells libcurl to send no Expect header: not shown
     assert entry.body == body.decode().replace(PASSWORD, "***")
     assert entry.at == "1970-01-01T00:00:01.500Z" and entry.webhook_id == "wh-1" and entry.events == 1
@@ -115,7 +146,10 @@ def test_stream_sends_the_fresh_posts_over_the_link_and_empties_the_list():
         msg = link.parse_message(internal.decode(server.recv()))
         assert isinstance(msg, link.DeliveriesStreamed) and msg.sink == "cdr"
         assert [(e.seq, e.body, e.headers["Authorization"]) for e in msg.deliveries] == [
-            (1, '{"n":1}', "***"), (2, '{"n":2}', "***"), (3, '{"n":3}', "***")]
+            (1, '{"n":1}', "***"),
+            (2, '{"n":2}', "***"),
+            (3, '{"n":3}', "***"),
+        ]
         deliveries.obey(link.FollowDeliveries(on=False), ring, client, "cdr", None)
         assert not ring.following
         deliveries.obey(link.Deliveries(9, 2), ring, client, "cdr", None)

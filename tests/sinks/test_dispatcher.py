@@ -28,9 +28,15 @@ def post(seq):
 
 def rig(limit=1, initial=1.0, maximum=100.0, n=5):
     changes = []
-    d = Dispatcher("cdr", FakeClient(), Backoff(initial=initial, maximum=maximum), limit,
-                   on_state_change=lambda: changes.append(d.state), clock=lambda: 0.0,
-                   on_done=lambda p, result: d.done.append((p, result)))
+    d = Dispatcher(
+        "cdr",
+        FakeClient(),
+        Backoff(initial=initial, maximum=maximum),
+        limit,
+        on_state_change=lambda: changes.append(d.state),
+        clock=lambda: 0.0,
+        on_done=lambda p, result: d.done.append((p, result)),
+    )
     d.done = []  # what on_done was handed, in order
     for s in range(1, n + 1):
         d.put(post(s))
@@ -119,7 +125,11 @@ def test_exceeding_the_maximum_stops_sending_and_reports():
     d.finish(a, Result(PostOutcome.CONNECTION_ERROR, detail="refused"), now=now)
     assert d.state == PublisherState.BACKOFF_EXCEEDED and changes == [PublisherState.BACKOFF_EXCEEDED]
     assert d.try_take(now + 1e6) is None
-    assert d.pause() == 5 and d.state == PublisherState.PAUSED and changes == [PublisherState.BACKOFF_EXCEEDED, PublisherState.PAUSED]
+    assert (
+        d.pause() == 5
+        and d.state == PublisherState.PAUSED
+        and changes == [PublisherState.BACKOFF_EXCEEDED, PublisherState.PAUSED]
+    )
     assert d.queued == 0
 
 
@@ -190,6 +200,7 @@ def test_a_post_that_ends_while_it_starts_is_collected_at_once():
 
 
 # ------------------------------------------------------------------ max_rate pacing
+
 
 def bulk_post(seq, events):
     return Post(seq, "eventsink_bulk", b"{}", f"b-{seq}", tuple(range(seq, seq + events)), (0.0,) * events)

@@ -11,24 +11,31 @@ NODE = envelope.json_string("10.44.99.2")
 
 
 def test_envelope_splices_time_and_data_unchanged():
-    payload = (b'{"event":"conference_started","time":1700000000.123456789012,'
-               b'"data":{"name":"W\\u00e9ekly","x_new":{"deep":[1e5,null,2.50]},"tag":""}}')
+    payload = (
+        b'{"event":"conference_started","time":1700000000.123456789012,'
+        b'"data":{"name":"W\\u00e9ekly","x_new":{"deep":[1e5,null,2.50]},"tag":""}}'
+    )
     ev = envelope.decode(payload)
     body = envelope.envelope(NODE, 7, 2, bytes(ev.time), ev.event, ev.data)
-    assert body == (b'{"node":"10.44.99.2","seq":7,"version":2,"time":1700000000.123456789012,'
-                    b'"event":"conference_started","data":{"name":"W\\u00e9ekly","x_new":{"deep":[1e5,null,2.50]},"tag":""}}')
+    assert body == (
+        b'{"node":"10.44.99.2","seq":7,"version":2,"time":1700000000.123456789012,'
+        b'"event":"conference_started","data":{"name":"W\\u00e9ekly","x_new":{"deep":[1e5,null,2.50]},"tag":""}}'
+    )
     doc = json.loads(body)
     assert list(doc) == ["node", "seq", "version", "time", "event", "data"]
     assert doc["data"]["name"] == "W\u00e9ekly"
 
 
-@pytest.mark.parametrize("payload", [
-    b"not json",
-    b"[1,2]",
-    b'{"event":"x","time":1}',
-    b'{"event":"x","time":1,"data":[1]}',
-    b'{"event":5,"time":1,"data":{}}',
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[1,2]",
+        b'{"event":"x","time":1}',
+        b'{"event":"x","time":1,"data":[1]}',
+        b'{"event":5,"time":1,"data":{}}',
+    ],
+)
 def test_decode_rejects_what_is_not_a_bus_event(payload):
     with pytest.raises((msgspec.DecodeError, msgspec.ValidationError, ValueError)):
         envelope.decode(payload)
@@ -37,7 +44,10 @@ def test_decode_rejects_what_is_not_a_bus_event(payload):
 def test_merge_media_streams_keeps_every_other_value_and_replaces_an_existing_key():
     data = b'{"uuid":"a","duration":12.50,"x":{"y":[1e3]},"media_streams":"old"}'
     merged = envelope.merge_media_streams(data, b'[{"stream_id":"0","rx_packet_loss":0.0}]')
-    assert merged == b'{"uuid":"a","duration":12.50,"x":{"y":[1e3]},"media_streams":[{"stream_id":"0","rx_packet_loss":0.0}]}'
+    assert (
+        merged
+        == b'{"uuid":"a","duration":12.50,"x":{"y":[1e3]},"media_streams":[{"stream_id":"0","rx_packet_loss":0.0}]}'
+    )
     assert envelope.merge_media_streams(b"{}", b"[]") == b'{"media_streams":[]}'
 
 

@@ -17,7 +17,7 @@ from bus.journal_reader import JournalReader
 from sinks import envelope
 from sinks.envelope_book import EnvelopeBook, items_of
 from sinks.post import Post
-from sinks.shaping import Batcher, ShapeSettings, Shaper, wrap
+from sinks.shaping import Batcher, Shaper, ShapeSettings, wrap
 
 DISCONNECTED, MEDIA = "participant_disconnected", "participant_media_streams_destroyed"
 
@@ -42,8 +42,14 @@ class Rig:
         self.readers.append(reader)
         sent: list[Post] = []
         book = EnvelopeBook(reader, reader.epoch, self.version, cursor, sent.append)
-        settings = ShapeSettings(node=envelope.json_string("10.0.0.9"), version=self.version, proxying=False,
-                                 events=frozenset(), media_streams_wait=5.0, cache_expiration=5.0)
+        settings = ShapeSettings(
+            node=envelope.json_string("10.0.0.9"),
+            version=self.version,
+            proxying=False,
+            events=frozenset(),
+            media_streams_wait=5.0,
+            cache_expiration=5.0,
+        )
         batcher = Batcher(max_events, 1.0, self.version, book.formed)
         done: list[int] = []
 
@@ -68,9 +74,11 @@ class Rig:
 def rig_at():
     made: list[Rig] = []
     with tempfile.TemporaryDirectory(prefix="esa-book-") as d:
+
         def make(payloads, version=2):
             made.append(Rig(os.path.join(d, f"j{len(made)}", "journal.sqlite3"), payloads, version))
             return made[-1]
+
         yield make
         for rig in made:
             rig.close()
@@ -121,10 +129,17 @@ def test_a_record_whose_members_do_not_all_come_goes_with_the_rest_once_read_pas
 
 
 def test_version_1_re_forms_a_merge_with_the_media_streams_it_had_even_when_they_come_after(rig_at):
-    rig = rig_at([payload(DISCONNECTED, uuid="p1"), payload(MEDIA, uuid="p1", media_streams=[{"id": 1}]),
-                  payload(MEDIA, uuid="p2", media_streams=[{"id": 2}]), payload(DISCONNECTED, uuid="p2"),
-                  payload(MEDIA, uuid="p3", media_streams=[{"id": 3}]), payload(DISCONNECTED, uuid="p3")],
-                 version=1)
+    rig = rig_at(
+        [
+            payload(DISCONNECTED, uuid="p1"),
+            payload(MEDIA, uuid="p1", media_streams=[{"id": 1}]),
+            payload(MEDIA, uuid="p2", media_streams=[{"id": 2}]),
+            payload(DISCONNECTED, uuid="p2"),
+            payload(MEDIA, uuid="p3", media_streams=[{"id": 3}]),
+            payload(DISCONNECTED, uuid="p3"),
+        ],
+        version=1,
+    )
     rig.worker(cursor=0)
     # p1 was held and merged; p2 was merged as usual; p3's disconnect went alone the first time
     rig.readers[0].record_envelopes([[(1, (2,)), (4, (3,)), (6, ())]])
@@ -134,7 +149,10 @@ def test_version_1_re_forms_a_merge_with_the_media_streams_it_had_even_when_they
     book.send_recorded(now=0.0)
     assert len(sent) == 1 and sent[0].webhook_id == f"{book.epoch}-1+3" and sent[0].offsets == (1, 2, 4, 3, 6)
     assert [(e, d["uuid"], d.get("media_streams")) for e, d in inner(sent[0])] == [
-        (DISCONNECTED, "p1", [{"id": 1}]), (DISCONNECTED, "p2", [{"id": 2}]), (DISCONNECTED, "p3", None)]
+        (DISCONNECTED, "p1", [{"id": 1}]),
+        (DISCONNECTED, "p2", [{"id": 2}]),
+        (DISCONNECTED, "p3", None),
+    ]
     shaper.expire(100.0)  # p3's media message, recorded nowhere, is held and then done as before
 
 
@@ -164,4 +182,6 @@ def test_a_split_records_the_halves_in_place_of_the_whole(rig_at):
     again, shaper2, _, resent = rig.worker(cursor=0)
     rig.offer(shaper2, range(1, 5))
     again.send_recorded(now=0.0)
-    assert [p.webhook_id for p in resent] == [h.webhook_id for h in halves] == [f"{book.epoch}-1+2", f"{book.epoch}-3+2"]
+    assert (
+        [p.webhook_id for p in resent] == [h.webhook_id for h in halves] == [f"{book.epoch}-1+2", f"{book.epoch}-3+2"]
+    )

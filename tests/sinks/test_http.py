@@ -10,14 +10,13 @@ import tempfile
 
 import pytest
 
-
 from common.config import TuningConfig
-from sinks import signing
 from common.vocabulary import PostOutcome
+from sinks import signing
 from sinks.delivery_counts import FailureLog
 from sinks.http import HttpClient, Result, Timeouts
-from tools.receiver import Receiver
 from tests.sinks.harness import make_sink
+from tools.receiver import Receiver
 
 BODY = b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{}}'
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -153,9 +152,30 @@ def certs():
     out = {}
     for name, san in (("good", "IP:127.0.0.1"), ("wrong_host", "DNS:collector.invalid")):
         cert, key = os.path.join(d, f"{name}.pem"), os.path.join(d, f"{name}.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=eventsink test",
-                        "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=eventsink test",
+                "-addext",
+                f"subjectAltName={san}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         out[name] = (cert, key)
     yield out
     shutil.rmtree(d, ignore_errors=True)

@@ -51,13 +51,19 @@ class ClosingServer:
                 data += chunk
                 while b"\r\n\r\n" in data:
                     head, _, rest = data.partition(b"\r\n\r\n")
-                    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length:")), 0)
+                    length = next(
+                        (
+                            int(line.split(b":")[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        ),
+                        0,
+                    )
                     if len(rest) < length:
                         break
                     data = rest[length:]
                     conn.sendall(ANSWER)
-        except socket.timeout:
+        except TimeoutError:
             pass
         finally:
             conn.close()

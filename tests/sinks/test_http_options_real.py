@@ -16,12 +16,15 @@ import pytest
 from common.config import TuningConfig
 from common.vocabulary import PostOutcome
 from sinks.http import HttpClient
-from tools.receiver import Receiver
 from tests.sinks.harness import make_sink
 from tests.tls_files import make_pki, new_key_and_cert
+from tools.receiver import Receiver
 
-BODY = b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{"a":"' \
-    + b"x" * 2000 + b'"}}'
+BODY = (
+    b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{"a":"'
+    + b"x" * 2000
+    + b'"}}'
+)
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 TOKEN = "tok-3f9a1c2e7b"
 
@@ -121,10 +124,16 @@ def test_ipv6_loopback_url():
         assert [q.headers["webhook-id"] for q in r.requests] == ["v6"]
 
 
-@pytest.mark.parametrize("change", [
-    {"headers": {"X-Api-Key": "rotated"}}, {"bearer_token": "rotated-token"}, {"proxy": "http://127.0.0.1:3128"},
-    {"compression": "gzip"}, {"http_version": "2"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"headers": {"X-Api-Key": "rotated"}},
+        {"bearer_token": "rotated-token"},
+        {"proxy": "http://127.0.0.1:3128"},
+        {"compression": "gzip"},
+        {"http_version": "2"},
+    ],
+)
 def test_each_option_is_part_of_the_settings_key(change):
     base = dict(headers={"X-Api-Key": "k"}, bearer_token="t")
     before = HttpClient.settings_key(make_sink("http://127.0.0.1:1/", **base), TuningConfig())

@@ -11,11 +11,11 @@ import pytest
 from common.config import TuningConfig
 from common.vocabulary import PostOutcome
 from sinks.http import HttpClient
-from tools.receiver import Receiver
 from tests.bench.servers import free_port
 from tests.sinks.harness import make_sink
 from tests.sinks.real_servers import H2Nginx, Tinyproxy
 from tests.tls_files import make_pki
+from tools.receiver import Receiver
 
 BODY = b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{}}'
 USER, PASSWORD = "agent", "pr0xy-s3cret"
@@ -57,16 +57,26 @@ def test_http_posts_go_through_the_proxy_with_its_credentials(monkeypatch):
         assert "proxy-authorization" not in q.headers  # the credentials stop at the proxy
         refused = client(r.url, proxy=proxy.url(USER, "wrong")).post(BODY, "bad-credentials")
         # tinyproxy answers 407 and closes without reading the body: libcurl sees the 407 or a reset.
-        assert refused.outcome in (PostOutcome.HTTP_ERROR, PostOutcome.CONNECTION_ERROR) and refused.status in (407, None)
+        assert refused.outcome in (PostOutcome.HTTP_ERROR, PostOutcome.CONNECTION_ERROR) and refused.status in (
+            407,
+            None,
+        )
         assert [q.headers["webhook-id"] for q in r.requests] == ["via-proxy"]
         assert PASSWORD not in refused.detail and PASSWORD not in repr(c) and PASSWORD not in c.url
 
 
 def test_https_posts_are_tunnelled_with_connect_and_keep_mutual_tls(pki):
-    with Receiver(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_cert) as r, \
-            Tinyproxy(connect_port=r.port, user=USER, password=PASSWORD) as proxy:
-        c = client(r.url, ca_file=pki.ca_cert, client_cert=pki.client_cert, client_key=pki.client_key,
-                   proxy=proxy.url(USER, PASSWORD))
+    with (
+        Receiver(tls_cert=pki.server_cert, tls_key=pki.server_key, client_ca=pki.ca_cert) as r,
+        Tinyproxy(connect_port=r.port, user=USER, password=PASSWORD) as proxy,
+    ):
+        c = client(
+            r.url,
+            ca_file=pki.ca_cert,
+            client_cert=pki.client_cert,
+            client_key=pki.client_key,
+            proxy=proxy.url(USER, PASSWORD),
+        )
         assert [c.post(BODY, f"tunnel-{i}").outcome for i in range(2)] == [PostOutcome.SUCCESS, PostOutcome.SUCCESS]
         assert c.connects == 1  # one tunnel, kept alive
         assert "CONNECT" in proxy.log() and f"127.0.0.1:{r.port}" in proxy.log()

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from sinks.shadow import RING, SIZE, CursorShadow, shadow_path
+from bus.shadow_marks import shadow_path
+from sinks.shadow import RING, SIZE, CursorShadow
 
 EPOCH = "0123456789abcdef"
 
@@ -45,8 +46,13 @@ def test_survives_kill_9_of_the_writer(tmp_path):
         print("ready", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        timeout=30,
+    )
     assert proc.returncode == -signal.SIGKILL and "ready" in proc.stdout, proc.stderr
     assert CursorShadow(path, EPOCH).resume(0) == (100, frozenset({105}))
 

@@ -5,17 +5,23 @@ import json
 import orjson
 import pytest
 
-from sinks.post import Post
 from common.vocabulary import stop_event
-from sinks.shaping import Batcher, ShapeSettings, Shaper, wrap
 from sinks import envelope
+from sinks.post import Post
+from sinks.shaping import Batcher, Shaper, ShapeSettings, wrap
 
 EPOCH = "00112233aabbccdd"
 
 
 def settings(version=2, role_proxying=False, events=(), wait=1.0, expiration=2.0):
-    return ShapeSettings(node=envelope.json_string("10.0.0.9"), version=version, proxying=role_proxying,
-                         events=frozenset(events), media_streams_wait=wait, cache_expiration=expiration)
+    return ShapeSettings(
+        node=envelope.json_string("10.0.0.9"),
+        version=version,
+        proxying=role_proxying,
+        events=frozenset(events),
+        media_streams_wait=wait,
+        cache_expiration=expiration,
+    )
 
 
 class Rig:
@@ -45,8 +51,14 @@ def test_seq_counts_every_event_entering_the_send_order_and_lifecycle_first():
     rig.offer("conference_updated", {"name": "c"}, 0.0)
     docs = rig.docs()
     assert [d["seq"] for d in docs] == [1, 2, 3]
-    assert docs[0] == {"node": "10.0.0.9", "seq": 1, "version": 2, "time": 1700000000.0,
-                       "event": "eventsink_started", "data": {}}
+    assert docs[0] == {
+        "node": "10.0.0.9",
+        "seq": 1,
+        "version": 2,
+        "time": 1700000000.0,
+        "event": "eventsink_started",
+        "data": {},
+    }
     assert docs[1]["data"] == {"name": "c", "x_unknown": [1]} and docs[1]["time"] == 1700000000.5
     assert rig.posts[1].webhook_id == f"{EPOCH}-1" and rig.posts[1].offsets == (1,)
     assert started.webhook_id.startswith(f"{EPOCH}-cdr-started-") and started.offsets == ()
@@ -54,8 +66,12 @@ def test_seq_counts_every_event_entering_the_send_order_and_lifecycle_first():
 
 def test_proxying_sends_no_conference_or_participant_events():
     rig = Rig(role_proxying=True)
-    for name, data in (("conference_started", {"name": "c"}), ("participant_connected", {"uuid": "p"}),
-                       ("participant_disconnected", {"uuid": "p"}), ("participant_media_streams_destroyed", {"uuid": "p"})):
+    for name, data in (
+        ("conference_started", {"name": "c"}),
+        ("participant_connected", {"uuid": "p"}),
+        ("participant_disconnected", {"uuid": "p"}),
+        ("participant_media_streams_destroyed", {"uuid": "p"}),
+    ):
         rig.offer(name, data, 0.0)
     rig.shaper.expire(100.0)
     assert rig.posts == [] and rig.discarded == [1, 2, 3, 4]
@@ -95,8 +111,11 @@ def test_version_2_media_streams_go_immediately_before_the_disconnect(media_firs
         rig.offer("conference_updated", {"name": "between"}, 0.1)
         m = rig.offer("participant_media_streams_destroyed", streams, 0.2)
     docs = rig.docs()
-    assert [d_["event"] for d_ in docs] == ["conference_updated", "participant_media_streams_destroyed",
-                                            "participant_disconnected"]
+    assert [d_["event"] for d_ in docs] == [
+        "conference_updated",
+        "participant_media_streams_destroyed",
+        "participant_disconnected",
+    ]
     assert [d_["seq"] for d_ in docs] == [1, 2, 3]
     assert docs[1]["data"] == streams and "media_streams" not in docs[2]["data"]
     assert rig.posts[1].offsets == (m,) and rig.posts[2].offsets == (d,)
@@ -145,7 +164,11 @@ def test_a_second_disconnect_for_the_same_uuid_releases_the_first():
     rig.offer("participant_disconnected", {"uuid": "p", "n": 2}, 0.1)
     assert [d["data"]["n"] for d in rig.docs()] == [1]
     rig.offer("participant_media_streams_destroyed", {"uuid": "p", "media_streams": []}, 0.2)
-    assert rig.names() == ["participant_disconnected", "participant_media_streams_destroyed", "participant_disconnected"]
+    assert rig.names() == [
+        "participant_disconnected",
+        "participant_media_streams_destroyed",
+        "participant_disconnected",
+    ]
 
 
 def test_bad_payload_is_counted_and_done():
@@ -212,8 +235,15 @@ def test_with_unread_events_a_hold_lasts_until_later_published_events_are_read()
 def test_lifecycle_takes_its_time_and_id_from_what_was_handed_in():
     """The shaper is pure: the wall clock and the id source of lifecycle events are injected."""
     posts = []
-    shaper = Shaper(settings(), EPOCH, "cdr", posts.append, lambda offset: None,
-                    wall_clock=lambda: 1700000000.0, new_id=lambda: "fixed")
+    shaper = Shaper(
+        settings(),
+        EPOCH,
+        "cdr",
+        posts.append,
+        lambda offset: None,
+        wall_clock=lambda: 1700000000.0,
+        new_id=lambda: "fixed",
+    )
     started = shaper.lifecycle("eventsink_started", now=0.0)
     assert started.webhook_id == f"{EPOCH}-cdr-started-fixed"
     assert b"1700000000" in started.body

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from sinks import signing
-from tools.receiver import Receiver
 from tests.sinks.harness import NODE, WorkerRun, make_sink
+from tools.receiver import Receiver
 
 pytestmark = pytest.mark.agent_process  # runs sink workers as real processes (not in `make check`)
 
@@ -77,15 +77,22 @@ def test_catch_up_live_gaps_duplicates_and_passthrough(run, rx):
     assert report["attempts"]["success"] == 5 and report["post_duration"]["count"] == 5
     assert report["event_age"]["count"] == 5 and report["publisher"] == "running"
     evs = rx.events
-    assert names(rx) == ["eventsink_started", "conference_started", "conference_updated", "conference_updated",
-                         "conference_ended"]
+    assert names(rx) == [
+        "eventsink_started",
+        "conference_started",
+        "conference_updated",
+        "conference_updated",
+        "conference_ended",
+    ]
     assert [e["seq"] for e in evs] == [1, 2, 3, 4, 5]
     assert all(list(e) == ["node", "seq", "version", "time", "event", "data"] for e in evs)
     assert all(e["node"] == NODE and e["version"] == 2 for e in evs)
     assert evs[0]["data"] == {} and evs[1]["time"] == 1700000000.25 and evs[2]["time"] == 1700000001.5
     assert evs[2]["data"] == data and evs[3]["data"] == {"name": "only in the journal"}
     # the publisher's bytes, unchanged, inside the envelope
-    assert b'"data":{"name":"W\xc3\xabekly","x_custom":{"nested":[1,2.5,null]},"is_locked":false}}' in rx.requests[2].body
+    assert (
+        b'"data":{"name":"W\xc3\xabekly","x_custom":{"nested":[1,2.5,null]},"is_locked":false}}' in rx.requests[2].body
+    )
     epoch = w.journal.epoch
     assert [r.headers["webhook-id"] for r in rx.requests[1:]] == [f"{epoch}-{o}" for o in range(1, 5)]
     assert not rx.problems
@@ -107,19 +114,34 @@ def test_media_streams_pairing_whichever_comes_first(run, rx, version):
     evs = rx.events
     assert [e["seq"] for e in evs] == list(range(1, expected + 1))
     if version == 2:
-        assert names(rx) == ["eventsink_started", "participant_connected", "participant_media_stream_window",
-                             "participant_media_streams_destroyed", "participant_disconnected",
-                             "participant_media_streams_destroyed", "participant_disconnected", "conference_ended"]
+        assert names(rx) == [
+            "eventsink_started",
+            "participant_connected",
+            "participant_media_stream_window",
+            "participant_media_streams_destroyed",
+            "participant_disconnected",
+            "participant_media_streams_destroyed",
+            "participant_disconnected",
+            "conference_ended",
+        ]
         for uuid in ("a", "b"):
-            i = next(i for i, e in enumerate(evs) if e["event"] == "participant_disconnected" and e["data"]["uuid"] == uuid)
+            i = next(
+                i for i, e in enumerate(evs) if e["event"] == "participant_disconnected" and e["data"]["uuid"] == uuid
+            )
             assert evs[i - 1]["event"] == "participant_media_streams_destroyed" and evs[i - 1]["data"]["uuid"] == uuid
             assert "media_streams" not in evs[i]["data"]
     else:
-        assert names(rx) == ["eventsink_started", "participant_connected", "participant_disconnected",
-                             "participant_disconnected", "conference_ended"]
+        assert names(rx) == [
+            "eventsink_started",
+            "participant_connected",
+            "participant_disconnected",
+            "participant_disconnected",
+            "conference_ended",
+        ]
         for e, uuid in zip(evs[2:4], ("a", "b")):
-            assert e["data"] == participant(uuid, disconnect_reason="Call disconnected",
-                                            media_streams=media(uuid)["media_streams"])
+            assert e["data"] == participant(
+                uuid, disconnect_reason="Call disconnected", media_streams=media(uuid)["media_streams"]
+            )
     # nothing was held for the whole wait: the pairs were complete
     assert rx.requests[-1].t - rx.requests[0].t < 2.0
     w.wait_report(lambda r: r["cursor"] == r["head"] == 7, what="cursor past merged and paired offsets")
@@ -143,8 +165,10 @@ def test_proxying_node_sends_only_lifecycle_and_moves_its_cursor(run, rx):
     w = run([make_sink(rx.url, version=1)], role="proxying")
     last = 0
     for i in range(5):
-        last = w.publish("conference_started" if i == 0 else "participant_connected",
-                         {"name": "c"} if i == 0 else participant(f"p{i}"))
+        last = w.publish(
+            "conference_started" if i == 0 else "participant_connected",
+            {"name": "c"} if i == 0 else participant(f"p{i}"),
+        )
     w.wait_report(lambda r: r["cursor"] == last and r["backlog"] == 0, what="filtered offsets done")
     w.send({"type": "shutdown", "stop_event": True})
     assert w.wait_exit(10) == 0
@@ -155,8 +179,17 @@ def test_proxying_node_sends_only_lifecycle_and_moves_its_cursor(run, rx):
 
 def test_events_filter_basic_auth_and_signing(run):
     with Receiver(username="cdr-user", password="S3cret-pass", secret=SECRET) as r:
-        w = run([make_sink(r.url, username="cdr-user", password="S3cret-pass", secret=SECRET,
-                           events=["conference_started", "conference_ended"])])
+        w = run(
+            [
+                make_sink(
+                    r.url,
+                    username="cdr-user",
+                    password="S3cret-pass",
+                    secret=SECRET,
+                    events=["conference_started", "conference_ended"],
+                )
+            ]
+        )
         w.publish("conference_started", {"name": "c"})
         w.publish("participant_connected", participant("p"))
         w.publish("conference_updated", {"name": "c"})
@@ -169,8 +202,9 @@ def test_events_filter_basic_auth_and_signing(run):
         key = base64.b64decode(SECRET.removeprefix("whsec_"))
         for q in r.requests:
             assert q.headers["authorization"] == expected
-            assert signing.verify(key, q.headers["webhook-id"], q.headers["webhook-timestamp"], q.body,
-                                  q.headers["webhook-signature"])
+            assert signing.verify(
+                key, q.headers["webhook-id"], q.headers["webhook-timestamp"], q.body, q.headers["webhook-signature"]
+            )
         assert not r.problems
         w.send({"type": "shutdown", "stop_event": False})
         assert w.wait_exit(10) == 0
@@ -316,8 +350,7 @@ def test_update_moves_to_a_new_url_and_announces(run, rx):
     with Receiver() as rx2:
         cfg = w.config
         new_sink = make_sink(rx2.url, version=1)
-        new = msgspec.structs.replace(cfg, sink=[new_sink],
-                                      node=msgspec.structs.replace(cfg.node, address="10.9.9.9"))
+        new = msgspec.structs.replace(cfg, sink=[new_sink], node=msgspec.structs.replace(cfg.node, address="10.9.9.9"))
         w.send({"type": "update", "config": msgspec.to_builtins(new), "announce": True})
         assert rx2.wait_events(1)
         w.publish("conference_started", {"name": "after"})
@@ -364,9 +397,17 @@ def test_bounded_memory_with_a_large_backlog(run, rx):
     rx.refuse()
     w = run([make_sink(rx.url)], tuning={"initial_retry_backoff": 5}, start=False)
     filler = "x" * 4000
-    w.journal.append([("conference_updated", json.dumps({"event": "conference_updated", "time": 1.0,
-                                                         "data": {"name": f"c{i}", "filler": filler}}).encode())
-                      for i in range(12000)])
+    w.journal.append(
+        [
+            (
+                "conference_updated",
+                json.dumps(
+                    {"event": "conference_updated", "time": 1.0, "data": {"name": f"c{i}", "filler": filler}}
+                ).encode(),
+            )
+            for i in range(12000)
+        ]
+    )
     w.start()
     report = w.wait_report(lambda r: r["backlog"] >= 12000, what="backlog counted")
     assert report["head"] == 12000 and report["cursor"] == 0
@@ -386,16 +427,23 @@ def test_a_held_disconnect_waits_for_its_media_streams_beyond_a_full_window(run,
     from sinks.worker import WINDOW
 
     rx.refuse()
-    w = run([make_sink(rx.url, bulk=True, bulk_max_events=2000, bulk_interval=0.05)],
-            tuning={"media_streams_wait": 0.2, "cache_expiration": 0.2, "initial_retry_backoff": 1.0},
-            start=False)
-    filler = [("conference_updated", json.dumps({"event": "conference_updated", "time": 1.0,
-                                                 "data": {"name": f"c{i}"}}).encode()) for i in range(WINDOW + 400)]
+    w = run(
+        [make_sink(rx.url, bulk=True, bulk_max_events=2000, bulk_interval=0.05)],
+        tuning={"media_streams_wait": 0.2, "cache_expiration": 0.2, "initial_retry_backoff": 1.0},
+        start=False,
+    )
+    filler = [
+        (
+            "conference_updated",
+            json.dumps({"event": "conference_updated", "time": 1.0, "data": {"name": f"c{i}"}}).encode(),
+        )
+        for i in range(WINDOW + 400)
+    ]
 
     def row(event, data):
         return (event, json.dumps({"event": event, "time": 1.0, "data": data}).encode())
 
-    rows = filler[:WINDOW - 100] + [row("participant_disconnected", participant("p"))] + filler[WINDOW - 100:]
+    rows = filler[: WINDOW - 100] + [row("participant_disconnected", participant("p"))] + filler[WINDOW - 100 :]
     rows.insert(WINDOW + 200, row("participant_media_streams_destroyed", media("p")))
     w.journal.append(rows)
     w.start()
@@ -434,8 +482,10 @@ def test_a_held_disconnect_past_its_wait_in_a_full_window_does_not_spin_the_loop
     rows += [row("conference_updated", {"name": f"d{i}"}) for i in range(500)]
     w.journal.append(rows)
     w.start()
-    w.wait_report(lambda r: r["attempts"]["connection_error"] >= 1 and r["backlog"] == len(rows),
-                  what="a refused attempt with the window full")
+    w.wait_report(
+        lambda r: r["attempts"]["connection_error"] >= 1 and r["backlog"] == len(rows),
+        what="a refused attempt with the window full",
+    )
     time.sleep(0.3)  # the held disconnect's wait (0.1 s) is over
     before, t0 = _cpu_seconds(w.proc.pid), time.monotonic()
     time.sleep(1.0)

@@ -16,16 +16,26 @@ USERNAME, PASSWORD = "cdr-user", "S3cret-pass-9f2"
 
 
 def envelope(seq: int, event: str = "participant_connected", **data) -> dict:
-    return {"node": "10.44.99.2", "seq": seq, "version": 2, "time": 1700000000.5, "event": event,
-            "data": data or {"uuid": f"u-{seq}", "conference": "Weekly sync", "display_name": "Alice"}}
+    return {
+        "node": "10.44.99.2",
+        "seq": seq,
+        "version": 2,
+        "time": 1700000000.5,
+        "event": event,
+        "data": data or {"uuid": f"u-{seq}", "conference": "Weekly sync", "display_name": "Alice"},
+    }
 
 
 def post(rx: Receiver, body: dict, webhook_id: str, password: str = PASSWORD) -> int:
     conn = http.client.HTTPConnection(rx.host, rx.port, timeout=5)
     auth = base64.b64encode(f"{USERNAME}:{password}".encode()).decode()
     try:
-        conn.request("POST", "/events", json.dumps(body).encode(),
-                     {"Content-Type": "application/json", "Authorization": f"Basic {auth}", "webhook-id": webhook_id})
+        conn.request(
+            "POST",
+            "/events",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Basic {auth}", "webhook-id": webhook_id},
+        )
         response = conn.getresponse()
         response.read()
         return response.status

@@ -13,7 +13,10 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.agent_process]  # runs the demo: a real agent process tree (not in `make check`)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.agent_process,
+]  # runs the demo: a real agent process tree (not in `make check`)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EVENT_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} #(\d+) seq=(\d+) ([a-z_]+)")
@@ -25,8 +28,12 @@ class Demo:
     def __init__(self, *extra: str):
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "demo", *extra], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            [sys.executable, "-m", "agent", "demo", *extra],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         self.lines: list[str] = []
         self.queue: queue.Queue[str | None] = queue.Queue()
@@ -98,8 +105,7 @@ def test_demo_shows_delivered_events_live_and_stops_cleanly_on_ctrl_c():
     try:
         first = demo.wait_line(EVENT_LINE.match, demo.started + 10)
         assert first is not None, "no delivered event within 10 s of start:\n" + demo.output()
-        bus_line = demo.wait_line(lambda l: bool(EVENT_LINE.match(l)) and " eventsink_" not in l,
-                                  time.monotonic() + 20)
+        bus_line = demo.wait_line(lambda l: bool(EVENT_LINE.match(l)) and " eventsink_" not in l, time.monotonic() + 20)
         assert bus_line is not None, "no simulated event delivered:\n" + demo.output()
         banner = demo.output()
         assert "eventsinkctl --socket" in banner and "/metrics" in banner and "http://127.0.0.1:" in banner

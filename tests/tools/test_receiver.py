@@ -23,20 +23,32 @@ import time
 
 import pytest
 
-from tools.receiver import Receiver
 from tests.tls_files import make_pki
+from tools.receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def envelope(seq: int, event: str = "participant_connected", node: str = "10.44.99.2", **data) -> dict:
-    return {"node": node, "seq": seq, "version": 2, "time": 1700000000.5, "event": event,
-            "data": data or {"uuid": f"u-{seq}", "conference": "Weekly sync", "display_name": "Alice"}}
+    return {
+        "node": node,
+        "seq": seq,
+        "version": 2,
+        "time": 1700000000.5,
+        "event": event,
+        "data": data or {"uuid": f"u-{seq}", "conference": "Weekly sync", "display_name": "Alice"},
+    }
 
 
-def post(rx: Receiver, body, headers: dict | None = None, conn: http.client.HTTPConnection | None = None,
-         timeout: float = 5.0, path: str = "/events") -> tuple[int, dict, bytes]:
+def post(
+    rx: Receiver,
+    body,
+    headers: dict | None = None,
+    conn: http.client.HTTPConnection | None = None,
+    timeout: float = 5.0,
+    path: str = "/events",
+) -> tuple[int, dict, bytes]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", rx.port, timeout=timeout)
@@ -276,22 +288,53 @@ def test_wait_for_returns_false_at_its_deadline_and_true_when_met(rx):
 def test_printed_lines_are_one_per_event_with_flags():
     out = io.StringIO()
     with Receiver(out=out) as rx:
-        post(rx, {"node": "10.44.99.2", "seq": 1, "version": 2, "time": 1.0, "event": "conference_started",
-                  "data": {"name": "Weekly sync", "service_type": "conference"}})
+        post(
+            rx,
+            {
+                "node": "10.44.99.2",
+                "seq": 1,
+                "version": 2,
+                "time": 1.0,
+                "event": "conference_started",
+                "data": {"name": "Weekly sync", "service_type": "conference"},
+            },
+        )
         post(rx, envelope(3))
         post(rx, b"garbage")
     lines = out.getvalue().splitlines()
     assert len(lines) == 3
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} #1 seq=1 conference_started Weekly sync.*", lines[0])
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} #2 seq=3 participant_connected Weekly sync \(Alice / u-3\) \[gap: missing 2\]", lines[1])
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3} #2 seq=3 participant_connected Weekly sync \(Alice / u-3\) \[gap: missing 2\]", lines[1]
+    )
     assert "400" in lines[2]
 
 
 def make_cert(directory: str) -> tuple[str, str]:
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -323,7 +366,9 @@ def test_receive_command_prints_banner_events_and_summary_without_secrets():
         "import argparse, sys; from tools.receive_command import main; "
         f"sys.exit(main(argparse.Namespace(listen='127.0.0.1:{port}', username='ops', password='Pw-Top-Secret', secret={SECRET!r})))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         banner = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/events" in banner
@@ -428,8 +473,13 @@ def start_receive(*args: str) -> tuple[subprocess.Popen, int, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "receive", "--listen", f"127.0.0.1:{port}", *args],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "receive", "--listen", f"127.0.0.1:{port}", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, port, proc.stdout.readline()
 
 
@@ -448,8 +498,9 @@ def stop_receive(proc: subprocess.Popen) -> tuple[str, str]:
 def test_receive_reads_password_and_secret_from_files_kept_out_of_ps(tmp_path):
     (tmp_path / "pw").write_text("Pw-From-File\n")
     (tmp_path / "secret").write_text(SECRET + "\n")
-    proc, port, banner = start_receive("--username", "ops", "--password-file", str(tmp_path / "pw"),
-                                       "--secret-file", str(tmp_path / "secret"))
+    proc, port, banner = start_receive(
+        "--username", "ops", "--password-file", str(tmp_path / "pw"), "--secret-file", str(tmp_path / "secret")
+    )
     try:
         with open(f"/proc/{proc.pid}/cmdline", "rb") as fh:
             cmdline = fh.read().decode()
@@ -458,7 +509,9 @@ def test_receive_reads_password_and_secret_from_files_kept_out_of_ps(tmp_path):
         body = json.dumps(envelope(1)).encode()
         target = Receiver(port=port)  # only for post()'s port
         assert post(target, body, {**basic("ops", "Pw-From-File"), **signed(body)})[0] == 200
-        assert post(target, body, {**basic("ops", "Pw-From-File"), **signed(body, secret=SECRET[:-4] + "AAA=")})[0] == 401
+        assert (
+            post(target, body, {**basic("ops", "Pw-From-File"), **signed(body, secret=SECRET[:-4] + "AAA=")})[0] == 401
+        )
     finally:
         out, err = stop_receive(proc)
     assert "received 1 events in 2 requests" in out and "bad signatures 1" in out
@@ -467,8 +520,16 @@ def test_receive_reads_password_and_secret_from_files_kept_out_of_ps(tmp_path):
 
 def test_receive_over_tls_with_client_ca_and_bearer_token_file(tmp_path, pki):
     (tmp_path / "token").write_text("tok-from-file\n# next line ignored\n")
-    proc, port, banner = start_receive("--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
-                                       "--client-ca", pki.ca_cert, "--bearer-token-file", str(tmp_path / "token"))
+    proc, port, banner = start_receive(
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--client-ca",
+        pki.ca_cert,
+        "--bearer-token-file",
+        str(tmp_path / "token"),
+    )
     try:
         assert f"https://127.0.0.1:{port}/events" in banner and "client certificates" in banner and "bearer" in banner
         ctx = ssl.create_default_context(cafile=pki.ca_cert)
@@ -484,16 +545,24 @@ def test_receive_over_tls_with_client_ca_and_bearer_token_file(tmp_path, pki):
     assert "received 1 events in 1 requests" in out and "tok-from-file" not in out
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--client-ca", "/x.pem"], "need --tls-cert"),
-    (["--username", "u", "--bearer-token-file", "/x"], "not both"),
-    (["--password", "p", "--password-file", "/x", "--username", "u"], "not both"),
-    (["--secret-file", "/nonexistent/secret"], "cannot read"),
-    (["--tls-cert", "/nonexistent/cert.pem"], "TLS files"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--client-ca", "/x.pem"], "need --tls-cert"),
+        (["--username", "u", "--bearer-token-file", "/x"], "not both"),
+        (["--password", "p", "--password-file", "/x", "--username", "u"], "not both"),
+        (["--secret-file", "/nonexistent/secret"], "cannot read"),
+        (["--tls-cert", "/nonexistent/cert.pem"], "TLS files"),
+    ],
+)
 def test_receive_option_mistakes_are_one_line_exit_2(args, words):
-    out = subprocess.run([sys.executable, "-m", "agent", "receive", "--listen", "127.0.0.1:0", *args],
-                         cwd=REPO, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "receive", "--listen", "127.0.0.1:0", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], out.stderr

@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-from tools.receiver_web import loopback_listen
 from tests.helpers import wait_until
 from tests.tools.receiver_web_helpers import PASSWORD, envelope, get, post, receiver_with_page
+from tools.receiver_web import loopback_listen
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENTRY_POINT = os.path.join(REPO, ".venv", "bin", "eventsink-agent")
@@ -23,20 +23,26 @@ ENTRY_POINT = os.path.join(REPO, ".venv", "bin", "eventsink-agent")
 
 def test_the_page_shows_what_arrived_without_javascript_newest_first_and_escaped():
     with receiver_with_page() as (rx, page):
-        assert post(rx, envelope(1, "conference_started", name="<script>alert(1)</script>",
-                                 service_type="conference"), "msg_aaa") == 200
+        assert (
+            post(
+                rx,
+                envelope(1, "conference_started", name="<script>alert(1)</script>", service_type="conference"),
+                "msg_aaa",
+            )
+            == 200
+        )
         assert post(rx, envelope(2), "msg_bbb") == 200
         assert post(rx, envelope(3), "msg_ccc", password="wrong") == 401
         wait_until(lambda: page_count(page) == 3, what="the page to hold three requests", interval=0.02, retry_on=())
         status, _, html = get(page, "/")
     assert status == 200
     assert html.index('id="request-3"') < html.index('id="request-2"') < html.index('id="request-1"')
-    first = html[html.index('id="request-1"'):]
+    first = html[html.index('id="request-1"') :]
     assert "msg_aaa" in first and "conference_started" in first and "auth: ok" in first
     assert "&lt;script&gt;alert(1)&lt;/script&gt; [conference]" in first  # who it is about, escaped
     assert "<script>alert" not in html
-    assert '  &quot;seq&quot;: 1,\n' in first  # the body as formatted JSON
-    refused = html[html.index('id="request-3"'):html.index('id="request-2"')]
+    assert "  &quot;seq&quot;: 1,\n" in first  # the body as formatted JSON
+    refused = html[html.index('id="request-3"') : html.index('id="request-2"')]
     assert "auth: failed: wrong Basic credentials (user &#x27;cdr-user&#x27;)" in refused and ": 401" in refused
     assert PASSWORD not in html and "wrong" + PASSWORD not in html
     assert re.search(r'data-key="auth_failures">\s*<dt>Auth failures</dt><dd>1</dd>', html)
@@ -57,7 +63,7 @@ def test_seq_gaps_resets_and_duplicate_ids_are_flagged():
     assert flags == ["reset", "duplicate", "gap: missing 2"]  # newest first
     for key in ("gaps", "duplicates", "resets"):
         assert re.search(rf'class="figure bad" data-key="{key}">\s*<dt>[^<]+</dt><dd>1</dd>', html), key
-    problems = html[html.index('id="problems"'):]
+    problems = html[html.index('id="problems"') :]
     assert "seq gap from node 10.44.99.2: missing 2" in problems and "duplicate webhook-id m3" in problems
 
 
@@ -88,8 +94,18 @@ def test_the_stream_sends_each_new_request_as_one_event():
         response = conn.getresponse()
         assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
         assert response.readline() == b": live\n"
-        post(rx, envelope(2, "participant_disconnected", uuid="u-2", conference="Weekly sync",
-                          display_name="Alice", disconnect_reason="Call disconnected"), "m2")
+        post(
+            rx,
+            envelope(
+                2,
+                "participant_disconnected",
+                uuid="u-2",
+                conference="Weekly sync",
+                display_name="Alice",
+                disconnect_reason="Call disconnected",
+            ),
+            "m2",
+        )
         lines = [response.readline() for _ in range(4)]
         conn.close()
         assert lines[1:4] == [b"id: 2\n", lines[2], b"\n"]
@@ -97,8 +113,14 @@ def test_the_stream_sends_each_new_request_as_one_event():
         assert page_count(page) == 2  # the page still answers after the stream's client went away
     entry = message["entry"]
     assert (entry["n"], entry["webhook_id"], entry["auth"], entry["status"]) == (2, "m2", "ok", 200)
-    assert entry["events"] == [{"seq": 2, "event": "participant_disconnected", "flags": [],
-                                "about": "Weekly sync (Alice / u-2) Call disconnected"}]
+    assert entry["events"] == [
+        {
+            "seq": 2,
+            "event": "participant_disconnected",
+            "flags": [],
+            "about": "Weekly sync (Alice / u-2) Call disconnected",
+        }
+    ]
     assert message["summary"]["events"] == 2 and PASSWORD not in lines[2].decode()
 
 
@@ -117,26 +139,45 @@ def test_loopback_addresses_are_accepted(value):
 
 @pytest.mark.parametrize("value", ["0.0.0.0:8081", "10.44.99.2:8081", "[::]:8081", "example.com:80", "nonsense"])
 def test_anything_else_is_refused_by_the_command_in_one_sentence(value):
-    done = subprocess.run([ENTRY_POINT, "receive", "--listen", "127.0.0.1:0", "--web", value],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [ENTRY_POINT, "receive", "--listen", "127.0.0.1:0", "--web", value], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("eventsink-agent receive: --web must be ") and done.stderr.count("\n") == 1
 
 
 def test_the_receive_command_serves_its_page_until_sigterm():
-    proc = subprocess.Popen([ENTRY_POINT, "receive", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0",
-                             "--username", "u", "--password", "p"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            ENTRY_POINT,
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--web",
+            "127.0.0.1:0",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         listening, live = proc.stdout.readline(), proc.stdout.readline()
         port = int(re.search(r"127\.0\.0\.1:(\d+)/events", listening).group(1))
-        web_port = int(re.fullmatch(r"eventsink-agent receive: live page at http://127\.0\.0\.1:(\d+)/\n", live).group(1))
+        web_port = int(
+            re.fullmatch(r"eventsink-agent receive: live page at http://127\.0\.0\.1:(\d+)/\n", live).group(1)
+        )
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("POST", "/events", json.dumps(envelope(1)), {"Authorization": "Basic dTpw", "webhook-id": "w1"})
         assert conn.getresponse().status == 200
         conn.close()
         page = type("Page", (), {"host": "127.0.0.1", "port": web_port})()
-        wait_until(lambda: page_count(page) == 1, what="the command's page to show the event", interval=0.02, retry_on=())
+        wait_until(
+            lambda: page_count(page) == 1, what="the command's page to show the event", interval=0.02, retry_on=()
+        )
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     finally:
@@ -149,8 +190,14 @@ def test_the_receive_command_serves_its_page_until_sigterm():
 
 def test_a_bulk_envelope_is_one_request_with_each_event_and_a_bad_one_says_why():
     with receiver_with_page() as (rx, page):
-        bulk = {"node": "10.44.99.2", "seq": 3, "version": 2, "time": 1700000001.0, "event": "eventsink_bulk",
-                "data": [envelope(1), envelope(2)]}
+        bulk = {
+            "node": "10.44.99.2",
+            "seq": 3,
+            "version": 2,
+            "time": 1700000001.0,
+            "event": "eventsink_bulk",
+            "data": [envelope(1), envelope(2)],
+        }
         assert post(rx, bulk, "b1") == 200
         conn = http.client.HTTPConnection(rx.host, rx.port, timeout=5)
         conn.request("PUT", "/events", b"{}")
@@ -158,10 +205,10 @@ def test_a_bulk_envelope_is_one_request_with_each_event_and_a_bad_one_says_why()
         conn.close()
         wait_until(lambda: page_count(page) == 2, what="two requests on the page", interval=0.02, retry_on=())
         _, _, html = get(page, "/")
-    bulk_entry = html[html.index('id="request-1"'):]
+    bulk_entry = html[html.index('id="request-1"') :]
     assert re.findall(r'<span class="flag info">([^<]*)</span>', bulk_entry) == ["bulk 1/2", "bulk 2/2"]
     assert re.findall(r'<td class="num">(\d+)</td>', bulk_entry) == ["1", "2"]
-    put = html[html.index('id="request-2"'):html.index('id="request-1"')]
+    put = html[html.index('id="request-2"') : html.index('id="request-1"')]
     assert '<p class="problem">method PUT not allowed: POST events here</p>' in put
     assert "auth: not checked" in put and ": 405" in put
 

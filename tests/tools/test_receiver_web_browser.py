@@ -26,9 +26,18 @@ def browser():
     profile = tempfile.mkdtemp(prefix="esa-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -41,7 +50,9 @@ def browser():
 
 def test_an_event_appears_on_the_open_page_without_a_reload(browser):
     with receiver_with_page() as (rx, page):
-        assert post(rx, envelope(1, "conference_started", name="Weekly sync", service_type="conference"), "msg_1") == 200
+        assert (
+            post(rx, envelope(1, "conference_started", name="Weekly sync", service_type="conference"), "msg_1") == 200
+        )
         browser.get(page.url)
         wait = WebDriverWait(browser, 10)
         wait.until(lambda d: d.find_element(By.ID, "live-state").get_attribute("class") == "live")
@@ -62,7 +73,9 @@ def test_an_event_appears_on_the_open_page_without_a_reload(browser):
 
         figures = {f.get_attribute("data-key"): f for f in browser.find_elements(By.CSS_SELECTOR, "#summary .figure")}
         assert figures["events"].find_element(By.TAG_NAME, "dd").text == "3"
-        assert "bad" in figures["gaps"].get_attribute("class") and "bad" in figures["auth_failures"].get_attribute("class")
+        assert "bad" in figures["gaps"].get_attribute("class") and "bad" in figures["auth_failures"].get_attribute(
+            "class"
+        )
         time = rows[0].find_element(By.TAG_NAME, "time")
         assert time.get_attribute("title").endswith(" UTC") and not time.text.endswith("UTC")  # local, UTC on hover
         assert PASSWORD not in browser.page_source

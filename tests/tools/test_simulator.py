@@ -18,28 +18,88 @@ from tools.simulator import ConferenceSimulator, batches, events
 # docs/events.md, encoded here independently of bus/events.py: field -> allowed Python types.
 STR, NUM, INT, BOOL = (str,), (int, float), (int,), (bool,)
 LIST_STR = "list[str]"
-CONFERENCE = {"name": STR, "service_type": STR, "is_locked": BOOL, "guests_muted": BOOL, "is_started": BOOL,
-              "start_time": NUM, "tag": STR}
+CONFERENCE = {
+    "name": STR,
+    "service_type": STR,
+    "is_locked": BOOL,
+    "guests_muted": BOOL,
+    "is_started": BOOL,
+    "start_time": NUM,
+    "tag": STR,
+}
 PARTICIPANT = {
-    "uuid": STR, "conference": STR, "call_id": STR, "conversation_id": STR, "related_uuids": LIST_STR,
-    "call_direction": STR, "protocol": STR, "role": STR, "service_type": STR, "display_name": STR,
-    "source_alias": STR, "destination_alias": STR, "remote_address": STR, "vendor": STR, "media_node": STR,
-    "signalling_node": STR, "proxy_node": STR, "system_location": STR, "call_tag": STR, "service_tag": STR,
-    "encryption": STR, "connect_time": (int, float, type(None)), "rx_bandwidth": INT, "tx_bandwidth": INT,
-    "has_media": BOOL, "is_muted": BOOL, "is_client_muted": BOOL, "is_presenting": BOOL, "is_streaming": BOOL,
+    "uuid": STR,
+    "conference": STR,
+    "call_id": STR,
+    "conversation_id": STR,
+    "related_uuids": LIST_STR,
+    "call_direction": STR,
+    "protocol": STR,
+    "role": STR,
+    "service_type": STR,
+    "display_name": STR,
+    "source_alias": STR,
+    "destination_alias": STR,
+    "remote_address": STR,
+    "vendor": STR,
+    "media_node": STR,
+    "signalling_node": STR,
+    "proxy_node": STR,
+    "system_location": STR,
+    "call_tag": STR,
+    "service_tag": STR,
+    "encryption": STR,
+    "connect_time": (int, float, type(None)),
+    "rx_bandwidth": INT,
+    "tx_bandwidth": INT,
+    "has_media": BOOL,
+    "is_muted": BOOL,
+    "is_client_muted": BOOL,
+    "is_presenting": BOOL,
+    "is_streaming": BOOL,
     "is_idp_authenticated": BOOL,
 }
 MEDIA_STREAM = {
-    "stream_id": STR, "stream_type": STR, "node": STR, "start_time": NUM, "end_time": NUM, "rx_codec": STR,
-    "tx_codec": STR, "rx_resolution": STR, "tx_resolution": STR, "rx_bitrate": INT, "tx_bitrate": INT,
-    "rx_packets_received": INT, "rx_packets_lost": INT, "tx_packets_sent": INT, "tx_packets_lost": INT,
-    "rx_fps": NUM, "tx_fps": NUM, "rx_packet_loss": NUM, "tx_packet_loss": NUM,
+    "stream_id": STR,
+    "stream_type": STR,
+    "node": STR,
+    "start_time": NUM,
+    "end_time": NUM,
+    "rx_codec": STR,
+    "tx_codec": STR,
+    "rx_resolution": STR,
+    "tx_resolution": STR,
+    "rx_bitrate": INT,
+    "tx_bitrate": INT,
+    "rx_packets_received": INT,
+    "rx_packets_lost": INT,
+    "tx_packets_sent": INT,
+    "tx_packets_lost": INT,
+    "rx_fps": NUM,
+    "tx_fps": NUM,
+    "rx_packet_loss": NUM,
+    "tx_packet_loss": NUM,
 }
-PACKET_LOSS = {"stream_id": STR, "stream_type": STR, "time": NUM, "time_delta": NUM, "tx_packets_sent": INT,
-               "tx_packets_lost": INT, "rx_packets_received": INT, "rx_packets_lost": INT}
+PACKET_LOSS = {
+    "stream_id": STR,
+    "stream_type": STR,
+    "time": NUM,
+    "time_delta": NUM,
+    "tx_packets_sent": INT,
+    "tx_packets_lost": INT,
+    "rx_packets_received": INT,
+    "rx_packets_lost": INT,
+}
 QUALITY_LEVEL = (int, type(None))
-RECENT_QUALITY = {"time": NUM, "time_delta": NUM, "quality": QUALITY_LEVEL, "audio": QUALITY_LEVEL,
-                  "video": QUALITY_LEVEL, "presentation": QUALITY_LEVEL, "applicationsharing": QUALITY_LEVEL}
+RECENT_QUALITY = {
+    "time": NUM,
+    "time_delta": NUM,
+    "quality": QUALITY_LEVEL,
+    "audio": QUALITY_LEVEL,
+    "video": QUALITY_LEVEL,
+    "presentation": QUALITY_LEVEL,
+    "applicationsharing": QUALITY_LEVEL,
+}
 SCHEMA = {
     "conference_started": (CONFERENCE, "name"),
     "conference_updated": (CONFERENCE, "name"),
@@ -47,8 +107,16 @@ SCHEMA = {
     "participant_connected": (PARTICIPANT, "uuid"),
     "participant_updated": (PARTICIPANT, "uuid"),
     "participant_disconnected": ({**PARTICIPANT, "disconnect_reason": STR, "duration": NUM, "end_time": NUM}, "uuid"),
-    "participant_media_stream_window": ({"uuid": STR, "call_quality_was": STR, "call_quality_now": STR,
-                                         "packet_loss_history": "packet_loss", "recent_quality": "recent_quality"}, "uuid"),
+    "participant_media_stream_window": (
+        {
+            "uuid": STR,
+            "call_quality_was": STR,
+            "call_quality_now": STR,
+            "packet_loss_history": "packet_loss",
+            "recent_quality": "recent_quality",
+        },
+        "uuid",
+    ),
     "participant_media_streams_destroyed": ({"uuid": STR, "media_streams": "media_streams"}, "uuid"),
 }
 NESTED = {"packet_loss": PACKET_LOSS, "recent_quality": RECENT_QUALITY, "media_streams": MEDIA_STREAM}
@@ -69,7 +137,11 @@ def type_problems(where: str, obj: dict, fields: dict) -> list[str]:
                 out.append(f"{where}.{key}: not a list")
             else:
                 for i, item in enumerate(value):
-                    out += type_problems(f"{where}.{key}[{i}]", item, NESTED[spec]) if isinstance(item, dict) else [f"{where}.{key}[{i}]: not an object"]
+                    out += (
+                        type_problems(f"{where}.{key}[{i}]", item, NESTED[spec])
+                        if isinstance(item, dict)
+                        else [f"{where}.{key}[{i}]: not an object"]
+                    )
         elif isinstance(value, bool) and bool not in spec:
             out.append(f"{where}.{key}: a boolean where {spec} is due")
         elif not isinstance(value, spec):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.server.actions.unit import Action
 from agent.commands import alarms as command
+from agent.server.actions.unit import Action
 
 
 def alarms(supervisor: Any, params: dict[str, Any]) -> list:

@@ -18,13 +18,13 @@ from typing import Any
 
 import msgspec
 
-from common.internal import worker_identity
-from common.link import Attempts
-from agent.server.actions.unit import Action, sink_child
-from agent.supervision.deadline import Deadline
+from agent.client.errors import CommandError
 from agent.commands import attempts as command
 from agent.commands.attempts import parse_limit
-from agent.client.errors import CommandError
+from agent.server.actions.unit import Action, sink_child
+from agent.supervision.deadline import Deadline
+from common.internal import worker_identity
+from common.link import Attempts
 
 ANSWER_TIMEOUT = 3.0  # s a worker gets to answer (well within the control server's 10 s)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 
+from agent.commands import config_view as command
+from agent.server.actions.unit import Action
 from common import config as config_mod
 from common.config import SECRET_KEYS, redact_url
-from agent.server.actions.unit import Action
-from agent.commands import config_view as command
 
 MASK = "***"
 

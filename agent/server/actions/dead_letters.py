@@ -17,12 +17,12 @@ from typing import Annotated, Any
 
 import msgspec
 
-from common.logs import SUPPORT
-from common.timespec import iso_utc
+from agent.client.errors import CommandError
+from agent.commands import dead_letters as command
 from agent.server.actions.restart import restart_publisher
 from agent.server.actions.unit import BODY, CALLER_UID, Action, sink_child
-from agent.commands import dead_letters as command
-from agent.client.errors import CommandError
+from common.logs import SUPPORT
+from common.timespec import iso_utc
 
 support = logging.getLogger(SUPPORT)
 
@@ -37,8 +37,18 @@ def _journal(supervisor: Any, what: str, fn):
 def dead_letters(supervisor: Any, params: dict[str, Any]) -> list:
     child = sink_child(supervisor, params)
     rows = _journal(supervisor, "cannot list the dead letters", lambda j: j.dead_letters(child.name))
-    return [{"id": r.id, "event": r.event, "accepted_at": iso_utc(r.accepted_at), "attempts": r.attempts,
-             "status": r.status, "detail": r.detail, "redrive": bool(r.redrive)} for r in rows]
+    return [
+        {
+            "id": r.id,
+            "event": r.event,
+            "accepted_at": iso_utc(r.accepted_at),
+            "attempts": r.attempts,
+            "status": r.status,
+            "detail": r.detail,
+            "redrive": bool(r.redrive),
+        }
+        for r in rows
+    ]
 
 
 DEAD_LETTERS = Action(command.DEAD_LETTERS, dead_letters)
@@ -73,8 +83,9 @@ def discard(supervisor: Any, params: dict[str, Any]) -> dict:
     if not _journal(supervisor, "cannot discard", lambda j: j.discard_dead_letter(child.name, letter)):
         raise CommandError(404, f"sink {child.name} has no dead letter {letter[:80]!r}")
     uid = params.get(CALLER_UID)
-    support.warning("sink %s: dead letter %s discarded for good by uid %s", child.name, letter,
-                    "unknown" if uid is None else uid)
+    support.warning(
+        "sink %s: dead letter %s discarded for good by uid %s", child.name, letter, "unknown" if uid is None else uid
+    )
     supervisor.reports.refresh_dead_letters()
     return {"discarded": letter}
 

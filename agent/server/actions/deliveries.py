@@ -11,10 +11,10 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from agent.server.actions.unit import Action, sink_child
+from agent.client.errors import CommandError
 from agent.commands import deliveries as command
 from agent.commands.deliveries import FOLLOW_VALUES, parse_deliveries_limit
-from agent.client.errors import CommandError
+from agent.server.actions.unit import Action, sink_child
 
 
 def deliveries(supervisor: Any, params: dict[str, Any]) -> Future | list:
@@ -30,8 +30,11 @@ def deliveries(supervisor: Any, params: dict[str, Any]) -> Future | list:
 def follow(supervisor: Any, params: dict[str, Any]) -> Any:
     """A new follower of every sink's POSTs (or the `sink` one's): the stream the server writes."""
     if str(params.get("follow", "")).lower() not in FOLLOW_VALUES:
-        raise CommandError(400, "GET /v1/deliveries is a stream: ask for it with follow=1 "
-                                "(a sink's recent POSTs are at /v1/sinks/NAME/deliveries)")
+        raise CommandError(
+            400,
+            "GET /v1/deliveries is a stream: ask for it with follow=1 "
+            "(a sink's recent POSTs are at /v1/sinks/NAME/deliveries)",
+        )
     sink = params.get("sink")
     if sink is not None:
         sink = sink_child(supervisor, params).name

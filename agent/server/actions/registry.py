@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.commands import openapi_doc as openapi_command
+from agent.commands.registry import LOOP_COMMANDS
+from agent.commands.unit import Command
+from agent.server import openapi
 from agent.server.actions.alarms import ALARMS
 from agent.server.actions.attempts import ATTEMPTS
 from agent.server.actions.config_view import CONFIG
@@ -21,10 +25,6 @@ from agent.server.actions.schema import SCHEMA
 from agent.server.actions.shutdown import SHUTDOWN
 from agent.server.actions.status import STATUS
 from agent.server.actions.unit import BODY, CALLER_UID, Action, RawJSON, ask
-from agent.commands.registry import LOOP_COMMANDS
-from agent.commands.unit import Command
-from agent.commands import openapi_doc as openapi_command
-from agent.server import openapi
 
 
 def openapi_document() -> dict[str, Any]:
@@ -40,8 +40,21 @@ def serve_openapi(supervisor: Any, params: dict[str, str]) -> Any:
 OPENAPI = Action(openapi_command.OPENAPI, serve=serve_openapi)
 
 ACTIONS: tuple[Action, ...] = (
-    STATUS, ALARMS, RESTART, RELOAD, REPLAY, ATTEMPTS, DELIVERIES, FOLLOW, DEAD_LETTERS, REDRIVE, DISCARD, SCHEMA,
-    OPENAPI, CONFIG, SHUTDOWN,
+    STATUS,
+    ALARMS,
+    RESTART,
+    RELOAD,
+    REPLAY,
+    ATTEMPTS,
+    DELIVERIES,
+    FOLLOW,
+    DEAD_LETTERS,
+    REDRIVE,
+    DISCARD,
+    SCHEMA,
+    OPENAPI,
+    CONFIG,
+    SHUTDOWN,
 )
 _BY_NAME = {a.name: a for a in ACTIONS}
 
@@ -60,15 +73,43 @@ def unpaired() -> list[str]:
     described = {c.name: c for c in LOOP_COMMANDS}
     out = [f"no action for {name}" for name in described if name not in _BY_NAME]
     out += [f"no command for action {name}" for name in _BY_NAME if name not in described]
-    out += [f"{a.name}: the command and its action disagree on a body" for a in ACTIONS
-            if a.name in described and described[a.name].body != (a.body is not None)]
-    out += [f"{a.name}: the action is not for the registered command" for a in ACTIONS
-            if a.name in described and a.command is not described[a.name]]
+    out += [
+        f"{a.name}: the command and its action disagree on a body"
+        for a in ACTIONS
+        if a.name in described and described[a.name].body != (a.body is not None)
+    ]
+    out += [
+        f"{a.name}: the action is not for the registered command"
+        for a in ACTIONS
+        if a.name in described and a.command is not described[a.name]
+    ]
     return out
 
 
 __all__ = [
-    "ACTIONS", "ALARMS", "ATTEMPTS", "BODY", "CALLER_UID", "CONFIG", "DEAD_LETTERS", "DELIVERIES", "DISCARD", "FOLLOW",
-    "OPENAPI", "REDRIVE", "RELOAD", "REPLAY", "RESTART", "SCHEMA", "SHUTDOWN", "STATUS", "Action", "RawJSON", "action_named",
-    "action_of", "ask", "openapi_document", "unpaired",
+    "ACTIONS",
+    "ALARMS",
+    "ATTEMPTS",
+    "BODY",
+    "CALLER_UID",
+    "CONFIG",
+    "DEAD_LETTERS",
+    "DELIVERIES",
+    "DISCARD",
+    "FOLLOW",
+    "OPENAPI",
+    "REDRIVE",
+    "RELOAD",
+    "REPLAY",
+    "RESTART",
+    "SCHEMA",
+    "SHUTDOWN",
+    "STATUS",
+    "Action",
+    "RawJSON",
+    "action_named",
+    "action_of",
+    "ask",
+    "openapi_document",
+    "unpaired",
 ]

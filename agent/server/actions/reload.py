@@ -8,14 +8,14 @@ import logging
 import sqlite3
 from typing import Any
 
+from agent.client.errors import CommandError
+from agent.commands import reload as command
+from agent.server.actions.unit import Action
+from agent.supervision import console_child
+from agent.supervision.reload import ReloadPlan, plan_reload
 from common import config as config_mod
 from common import logs
 from common.config import ConfigError
-from agent.supervision import console_child
-from agent.server.actions.unit import Action
-from agent.commands import reload as command
-from agent.client.errors import CommandError
-from agent.supervision.reload import ReloadPlan, plan_reload
 
 log = logging.getLogger("agent.supervisor")
 
@@ -41,7 +41,9 @@ def reload(supervisor: Any, params: dict[str, Any]) -> dict:
         supervisor.reports.send_update(fleet.sinks[name], announce=False)
     fleet.drop_stale_cursors()
     fleet.set_console(console_child.wanted(plan.config), now)
-    log.info("config reloaded: added %s, changed %s, removed %s", plan.added or "-", plan.changed or "-", plan.removed or "-")
+    log.info(
+        "config reloaded: added %s, changed %s, removed %s", plan.added or "-", plan.changed or "-", plan.removed or "-"
+    )
     return plan.reply()
 
 

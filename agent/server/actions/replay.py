@@ -18,14 +18,14 @@ from typing import Annotated, Any
 
 import msgspec
 
-from common.config import Paths
-from common.timespec import iso_utc, parse_time
+from agent.client.errors import CommandError
+from agent.commands import replay as command
 from agent.server.actions.restart import restart_publisher
 from agent.server.actions.unit import BODY, Action, sink_child
 from agent.supervision.child import ReplayStart
-from agent.commands import replay as command
-from agent.client.errors import CommandError
-from sinks import shadow
+from bus import shadow_marks
+from common.config import Paths
+from common.timespec import iso_utc, parse_time
 
 log = logging.getLogger("agent.supervisor")
 
@@ -45,11 +45,11 @@ def replay(supervisor: Any, params: dict[str, Any]) -> dict:
     except ValueError as exc:
         raise CommandError(400, str(exc)) from None
     journal = supervisor.fleet.journal
-    shadow_file = shadow.shadow_path(Paths.of(supervisor.config).state_dir, child.name)
+    shadow_file = shadow_marks.shadow_path(Paths.of(supervisor.config).state_dir, child.name)
     try:
         committed = journal.cursors().get(child.name, 0)
         # Acknowledged since the worker's last commit (at most a second ago) counts as delivered too.
-        cursor = shadow.peek_mark(shadow_file, journal.epoch, committed)
+        cursor = shadow_marks.peek_mark(shadow_file, journal.epoch, committed)
         window = journal.replay_window(child.name, since, cursor=cursor)
     except sqlite3.Error as exc:
         raise CommandError(500, f"the journal cannot be read: {exc}") from None

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from common.logs import SUPPORT
-from agent.server.actions.unit import Action, sink_child
 from agent.commands import restart as command
+from agent.server.actions.unit import Action, sink_child
 from alarms.registry import iso_utc
+from common.logs import SUPPORT
 
 support = logging.getLogger(SUPPORT)
 

@@ -3,11 +3,11 @@ server's thread, since it needs nothing of the main loop (docs/control-api.md)."
 
 from __future__ import annotations
 
+from agent.client.errors import CommandError
+from agent.commands import schema as command
+from agent.server.actions.unit import Action, RawJSON
 from bus import schema as event_schema
 from common.vocabulary import SCHEMA_FORMATS
-from agent.server.actions.unit import Action, RawJSON
-from agent.commands import schema as command
-from agent.client.errors import CommandError
 
 
 def schema(supervisor: object, params: dict[str, str]) -> RawJSON:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.server.actions.unit import Action
 from agent.commands import shutdown as command
+from agent.server.actions.unit import Action
 
 
 def shutdown(supervisor: Any, params: dict[str, Any]) -> dict:

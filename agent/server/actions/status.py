@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.config import redact_url
-from agent.server.actions.unit import Action
 from agent.commands import status as command
+from agent.server.actions.unit import Action
+from common.config import redact_url
 
 
 def status(supervisor: Any, params: dict[str, Any]) -> dict:
@@ -26,8 +26,9 @@ def status(supervisor: Any, params: dict[str, Any]) -> dict:
         },
         "deliveries": {  # GET /v1/deliveries?follow=1: its open streams, the workers streaming for them
             "followers": len(supervisor.reports.feed.followers),
-            "streaming": sorted(c.name for c in supervisor.fleet.sinks.values()
-                                if c.report is not None and c.report.streaming),
+            "streaming": sorted(
+                c.name for c in supervisor.fleet.sinks.values() if c.report is not None and c.report.streaming
+            ),
         },
     }
 

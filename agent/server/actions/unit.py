@@ -21,8 +21,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from agent.commands.unit import Command
 from agent.client.errors import CommandError
+from agent.commands.unit import Command
 
 log = logging.getLogger("agent.supervisor")
 
