@@ -20,13 +20,18 @@ UNIT_TESTS := tests/agent tests/alarms tests/bus tests/common tests/sinks tests/
 # The suite's own habits: its one wait helper, and the product's size limits.
 UNIT_TESTS += tests/test_helpers.py tests/test_code_size.py tests/test_one_loop.py
 
-.PHONY: demo test check bench fuzz soak deb docs apt venv clean
+.PHONY: demo test lint check bench fuzz soak deb docs apt venv clean
 
 demo: $(STAMP)
 	$(BIN)/eventsink-agent demo
 
 test: $(STAMP) apt
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
+
+# ruff (pyproject.toml): the lint rules and the formatting; part of `make test`.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 check: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "not agent_process" $(UNIT_TESTS)
