@@ -170,6 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    _add_run_and_check(add)
+    _add_schema(add)
+    _add_demo(add)
+    _add_receive(add)
+    _add_import_pexip(add)
+    _add_console_password(add)
+    return parser
+
+
+def _add_run_and_check(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """The commands that take the agent's config file: run it, or check it."""
     config_help = f"the agent's config file (default: {DEFAULT_CONFIG})"
     p = add(
         "run",
@@ -188,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG, help=config_help)
 
+
+def _add_schema(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add(
         "schema",
         cmd_schema,
@@ -201,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="openapi (OpenAPI 3.x JSON, the default) or swagger (Swagger 2.0 JSON)",
     )
 
+
+def _add_demo(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add(
         "demo",
         cmd_demo,
@@ -212,9 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", metavar="S", type=_positive, default=None, help="stop after S seconds (default: run until Ctrl-C)"
     )
 
-    _add_receive(add)
-    _add_import_pexip(add)
 
+def _add_console_password(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add(
         "console-password",
         cmd_console_password,
@@ -228,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="where to write the hash, e.g. /etc/eventsink-agent/console.passwd",
     )
-    return parser
 
 
 def _add_receive(add: Callable[..., argparse.ArgumentParser]) -> None:

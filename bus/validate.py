@@ -6,8 +6,8 @@ and types are the types of bus/events.py; a numbering client adds a third
 frame of NUMBER_BYTES (publisher id, sequence: bus/numbering.py), any other
 third frame is `frame_count`. `Validator.check` answers
 `Accepted(topic, payload, number)` (payload: the original bytes, forwarded
-unchanged; number: the third frame, or None) or `Rejected(reason, detail)`, with `reason` one of docs/internals.md's labels
-and `detail` a short human sentence (never the whole payload).
+unchanged; number: the third frame, or None) or `Rejected(reason, detail)`, with `reason` one of
+docs/internals.md's labels and `detail` a short human sentence (never the whole payload).
 
 Fast path: a valid message costs one typed msgspec decode with the topic's
 own decoder plus one orjson parse. The second parse is the guarantee that an
@@ -97,41 +97,13 @@ class Validator:
 
     def _classify(self, topic: str, payload: bytes) -> Rejected:
         """The slow path: why PAYLOAD under TOPIC is not a valid bus message."""
-        try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Rejected(RejectReason.INVALID_UTF8, f"payload is not valid UTF-8 (byte {exc.start})")
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            return Rejected(RejectReason.INVALID_JSON, _short(f"payload is not JSON: {exc}"))
-        if not isinstance(doc, dict):
-            return Rejected(RejectReason.NOT_OBJECT, f"payload is a JSON {type(doc).__name__}, not an object")
-        event = doc.get("event")
-        if topic.startswith(RESERVED_PREFIX):
-            return Rejected(
-                RejectReason.RESERVED_EVENT, f"topic {_quote(topic)} is made by the agent, not taken from the bus"
-            )
-        if isinstance(event, str) and event.startswith(RESERVED_PREFIX):
-            return Rejected(
-                RejectReason.RESERVED_EVENT, f"event {_quote(event)} is made by the agent, not taken from the bus"
-            )
-        if topic not in EVENT_DATA_TYPES:
-            return Rejected(RejectReason.UNKNOWN_EVENT, f"topic {_quote(topic)} is not a bus event")
-        if "event" not in doc:
-            return Rejected(RejectReason.MISSING_FIELD, "payload has no 'event'")
-        if not isinstance(event, str):
-            return Rejected(RejectReason.WRONG_TYPE, f"'event' must be a string, not {type(event).__name__}")
-        if event != topic:
-            return Rejected(RejectReason.TOPIC_MISMATCH, f"topic {_quote(topic)} but event {_quote(event)}")
-        for key in ("time", "data"):
-            if key not in doc:
-                return Rejected(RejectReason.MISSING_FIELD, f"payload has no {key!r}")
-        data = doc["data"]
-        if isinstance(data, dict):
-            required = required_data_field(topic)
-            if required not in data:
-                return Rejected(RejectReason.MISSING_FIELD, f"data has no {required!r} (required for {topic})")
+        doc = _json_object(payload)
+        if isinstance(doc, Rejected):
+            return doc
+        return _envelope_fault(topic, doc) or self._typed_fault(topic, payload)
+
+    def _typed_fault(self, topic: str, payload: bytes) -> Rejected:
+        """What the topic's typed decode says of a payload whose envelope is right."""
         try:
             self._decoders[topic].decode(payload)
         except msgspec.ValidationError as exc:
@@ -147,6 +119,51 @@ class Validator:
         except Exception as exc:  # msgspec and orjson disagree: keep it out of the journal
             return Rejected(RejectReason.INVALID_JSON, _short(f"payload is not JSON: {exc}"))
         return Rejected(RejectReason.INVALID_JSON, "payload could not be decoded")  # defensive: fast path disagreed
+
+
+def _json_object(payload: bytes) -> dict | Rejected:
+    """PAYLOAD as a JSON object, or why it is not one (UTF-8, JSON, object: in that order)."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(RejectReason.INVALID_UTF8, f"payload is not valid UTF-8 (byte {exc.start})")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return Rejected(RejectReason.INVALID_JSON, _short(f"payload is not JSON: {exc}"))
+    if not isinstance(doc, dict):
+        return Rejected(RejectReason.NOT_OBJECT, f"payload is a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def _envelope_fault(topic: str, doc: dict) -> Rejected | None:
+    """What is wrong with the envelope of DOC under TOPIC (names, event, time, data's key field); None: nothing."""
+    event = doc.get("event")
+    if topic.startswith(RESERVED_PREFIX):
+        return Rejected(
+            RejectReason.RESERVED_EVENT, f"topic {_quote(topic)} is made by the agent, not taken from the bus"
+        )
+    if isinstance(event, str) and event.startswith(RESERVED_PREFIX):
+        return Rejected(
+            RejectReason.RESERVED_EVENT, f"event {_quote(event)} is made by the agent, not taken from the bus"
+        )
+    if topic not in EVENT_DATA_TYPES:
+        return Rejected(RejectReason.UNKNOWN_EVENT, f"topic {_quote(topic)} is not a bus event")
+    if "event" not in doc:
+        return Rejected(RejectReason.MISSING_FIELD, "payload has no 'event'")
+    if not isinstance(event, str):
+        return Rejected(RejectReason.WRONG_TYPE, f"'event' must be a string, not {type(event).__name__}")
+    if event != topic:
+        return Rejected(RejectReason.TOPIC_MISMATCH, f"topic {_quote(topic)} but event {_quote(event)}")
+    for key in ("time", "data"):
+        if key not in doc:
+            return Rejected(RejectReason.MISSING_FIELD, f"payload has no {key!r}")
+    data = doc["data"]
+    if isinstance(data, dict):
+        required = required_data_field(topic)
+        if required not in data:
+            return Rejected(RejectReason.MISSING_FIELD, f"data has no {required!r} (required for {topic})")
+    return None
 
 
 REJECT_LOG_INTERVAL = 60.0  # s between two log lines for one reject reason

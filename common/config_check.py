@@ -75,7 +75,8 @@ def _type_name(tp: Any) -> str:
 
 
 class Checker:
-    """Every configuration rule (README, "Configuration") on a parsed TOML document: problems and warnings with key and line."""
+    """Every configuration rule (README, "Configuration") on a parsed TOML document: problems and
+    warnings with key and line."""
 
     def __init__(self, lines: KeyLines):
         self.lines = lines
@@ -116,6 +117,14 @@ class Checker:
                 self.problem(key, "unknown key", key)
         if "node" not in doc:
             self.problem("node", "is required: a [node] table with address and location")
+        node, agent, tuning, console, sinks = self.sections(doc)
+        self.check_sections(node, agent, tuning, console, sinks)
+        if self.problems:
+            return None
+        return self.config_of(doc)
+
+    def sections(self, doc: dict) -> tuple:
+        """Each table of DOC checked against its type: (node, agent, tuning, console, [sink...]), None if unusable."""
         node = self.section("node", doc.get("node", {}), NodeConfig, "node", ("node",))
         agent = self.section("agent", doc.get("agent", {}), AgentConfig, "agent", ("agent",))
         tuning = self.section("tuning", doc.get("tuning", {}), TuningConfig, "tuning", ("tuning",))
@@ -130,6 +139,10 @@ class Checker:
                     f" ({s['name']})" if isinstance(s, dict) and isinstance(s.get("name"), str) else ""
                 )
                 sinks.append(self.section("sink", s, SinkConfig, label, ("sink", i)))
+        return node, agent, tuning, console, sinks
+
+    def check_sections(self, node, agent, tuning, console, sinks: list[dict | None]) -> None:
+        """The rules on each usable table's values."""
         if node is not None:
             self.check_node(node)
         if agent is not None:
@@ -142,8 +155,9 @@ class Checker:
         for i, s in enumerate(sinks):
             if s is not None:
                 self.check_sink(i, s, names)
-        if self.problems:
-            return None
+
+    def config_of(self, doc: dict) -> Config | None:
+        """DOC, free of problems so far, as a Config with its derived defaults; then the rules on the whole."""
         try:
             config = msgspec.convert(doc, Config, strict=False)
         except msgspec.ValidationError as exc:  # should have been caught above
@@ -261,16 +275,7 @@ class Checker:
         label = f"sink[{i}]" + (f" ({name})" if isinstance(name, str) else "")
         at = ("sink", i)
         if isinstance(name, str):
-            if not SINK_NAME_RE.match(name):
-                self.problem(
-                    f"{label}.name",
-                    "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-                    *at,
-                    "name",
-                )
-            if name in names:
-                self.problem(f"{label}.name", f"duplicate sink name (also sink[{names[name]}])", *at, "name")
-            names.setdefault(name, i)
+            self.check_sink_name(i, name, label, names)
         version = s.get("version")
         if isinstance(version, int) and version not in (1, 2):
             self.problem(f"{label}.version", f"must be 1 or 2 (got {version})", *at, "version")
@@ -287,6 +292,24 @@ class Checker:
         if isinstance(ca, str) and ca:
             http_options.check_ca_file(ca, f"{label}.ca_file", at, self.problem)
         http_options.check_http_options(s, label, at, self.problem, self.warn)
+        self.check_sink_delivery(s, label, at)
+
+    def check_sink_name(self, i: int, name: str, label: str, names: dict[str, int]) -> None:
+        """A sink's name: well formed and not another sink's (NAMES: first index of each name so far)."""
+        at = ("sink", i)
+        if not SINK_NAME_RE.match(name):
+            self.problem(
+                f"{label}.name",
+                "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                *at,
+                "name",
+            )
+        if name in names:
+            self.problem(f"{label}.name", f"duplicate sink name (also sink[{names[name]}])", *at, "name")
+        names.setdefault(name, i)
+
+    def check_sink_delivery(self, s: dict, label: str, at: tuple) -> None:
+        """A sink's delivery settings: bulk and in-flight bounds, the signing secret, the events it takes."""
         for key, lo, hi in (("bulk_max_events", 1, 10000), ("max_in_flight", 1, 64)):
             v = s.get(key)
             if isinstance(v, int) and not lo <= v <= hi:

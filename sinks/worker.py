@@ -5,8 +5,9 @@ from the journal (catch-up from its durable cursor, gaps) and the live fan-out,
 holds at most WINDOW journal events in memory (beyond that only the highest
 offset seen, read later), shapes them (sinks/shaping.py), starts their POSTs
 on libcurl (sinks/delivery.py, sinks/http.py), moves and commits the cursor
-(sinks/cursor.py), reports to the supervisor and obeys its commands
-(docs/internals.md; an update's config is checked in sinks/worker_update.py, the
+(sinks/cursor.py), reports to the supervisor and obeys its commands when they are
+due (docs/internals.md; what a report says and which part obeys which command is
+sinks/worker_link.py, an update's config is checked in sinks/worker_update.py, the
 graceful stop after the loop is sinks/worker_shutdown.py).
 
 One thread on the one loop of common/loop.py: the live feed, the supervisor
@@ -23,8 +24,8 @@ nothing happens it sleeps until its heartbeat report.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -39,11 +40,10 @@ from bus.shadow_marks import shadow_path
 from common import internal, logs
 from common.backoff import Backoff
 from common.config import Config, Paths, SinkConfig, decode_worker_spec
-from common.link import Attempts, StopPublisher, Update, WorkerReport
 from common.logs import RateLimited
 from common.loop import Loop
 from common.vocabulary import AgentEvent, PublisherState
-from sinks import attempts, deliveries
+from sinks import worker_link
 from sinks.acknowledger import Acknowledger
 from sinks.dead_letters import DeadLetters
 from sinks.deadline import Deadline
@@ -54,7 +54,7 @@ from sinks.post import Post
 from sinks.shadow import CursorShadow
 from sinks.shaping import BAD_INPUT_LOG_INTERVAL, Batcher, Shaper, ShapeSettings, wrap
 from sinks.worker_shutdown import shut_down
-from sinks.worker_update import check_update
+from sinks.worker_update import apply_update, check_update
 
 log = logging.getLogger("sinks.worker")
 
@@ -83,6 +83,13 @@ class Worker:
         self.reader = JournalReader(self.paths.journal_path, sink.name)
         self.loop = Loop()
         self._timers(self.loop)
+        self._acknowledgement(sink)
+        self._intake()
+        self._pipeline(config, sink)
+        self._sockets()
+
+    def _acknowledgement(self, sink: SinkConfig) -> None:
+        """Where every ended Post goes: the dead letters and the acknowledger (cursor and its shadow)."""
         self.dead_letters = DeadLetters(sink, self.reader)
         self.acks = Acknowledger(
             self.reader,
@@ -93,6 +100,9 @@ class Worker:
             self._on_timer,
         )
         self.tracker = self.acks.tracker
+
+    def _intake(self) -> None:
+        """Where the feed and the journal reads start, from the cursor, and what they count."""
         cursor = self.tracker.cursor
         self.next_offset = cursor + 1  # the next journal offset to take into memory
         self.head = max(cursor, self.reader.head())  # the highest offset known to exist
@@ -104,6 +114,9 @@ class Worker:
         self._stop = False
         self.accepting = True  # the publisher runs and no stop was asked (kept as the two change)
         self.stop_event_asked = False
+
+    def _pipeline(self, config: Config, sink: SinkConfig) -> None:
+        """The stages a journal event goes through: shaper -> batcher (bulk) -> dispatcher -> HTTP client."""
         tuning = config.tuning
         self.dispatcher = Dispatcher(
             sink.name,
@@ -125,7 +138,6 @@ class Worker:
         )
         self.shaper.on_hold = self._held_due.at
         self.batcher = self._new_batcher(sink)  # bulk: with self.book, the envelopes recorded
-        self._sockets()
 
     def _timers(self, loop: Loop) -> None:
         """Every deadline of the worker, each a loop timer armed by what owns it."""
@@ -133,7 +145,7 @@ class Worker:
         self._held_due = Deadline(loop, self._expire_held)  # the shaper's held events
         self._bulk_due = Deadline(loop, self._on_timer)  # the batcher's envelope, the book's record retry
         self._read_due = Deadline(loop, self._on_timer)  # reads paused after a failed journal call
-        self._stream_due = Deadline(loop, self._stream)  # POSTs held back from a follower
+        self._stream_due = Deadline(loop, lambda: worker_link.stream(self))  # POSTs held back from a follower
         self._head_due = Deadline(loop, self._check_head)
         self._report_due = Deadline(loop, self._report_if_changed)
         self._heartbeat = Deadline(loop, self._report_if_changed)
@@ -265,18 +277,6 @@ class Worker:
                 self._held_due.at(due if due > now else now + STALL_TICK)
         self._work(now)
 
-    def _stream(self) -> None:
-        now = time.monotonic()
-        sent = self.dispatcher.counts.sent
-        if sent.fresh and now >= sent.stream_at:  # someone follows
-            deliveries.stream(self.link, sent, self.name, self.config, now)
-        self._arm_stream()
-
-    def _arm_stream(self) -> None:
-        sent = self.dispatcher.counts.sent
-        if sent.fresh:
-            self._stream_due.at(sent.stream_at)
-
     @property
     def committed(self) -> int:
         return self.acks.committed
@@ -383,7 +383,7 @@ class Worker:
             if not self._can_read(now):
                 break
             limit = min(self._read_room(), READ_BATCH)
-            rows = self._journal_call(lambda: self.reader.read(self.next_offset - 1, limit))
+            rows = self._journal_call(functools.partial(self.reader.read, self.next_offset - 1, limit))
             if rows is None:
                 self._read_due.at(self._journal_retry_at)
                 break
@@ -418,31 +418,11 @@ class Worker:
 
     # ------------------------------------------------------------ supervisor link
 
-    def _figures(self) -> tuple:
-        """What a report tells, in short: a new report is due when this changes."""
-        d = self.dispatcher
-        return (
-            d.state,
-            self._backlog(),
-            d.in_flight,
-            d.counts.delivered,
-            d.counts.failures,
-            d.backoff.failures,
-            self.committed,
-            self.head,
-            self.dead_letters.set_aside,
-            self.dead_letters.redriven,
-            d.counts.sent.following,
-        )
-
-    def _backlog(self) -> int:
-        return self.tracker.undone + max(0, self.head - self.next_offset + 1)
-
     def _report_if_changed(self) -> None:
         """A change is told at most every REPORT_INTERVAL; with none, the heartbeat."""
         now = time.monotonic()
         self._dirty = False
-        if self._figures() != self._reported or now - self._last_report >= internal.HEARTBEAT_INTERVAL:
+        if worker_link.figures(self) != self._reported or now - self._last_report >= internal.HEARTBEAT_INTERVAL:
             self.report(now)
 
     def _state_changed(self) -> None:
@@ -452,39 +432,13 @@ class Worker:
 
     def report(self, now: float) -> None:
         self._last_report = now
-        self._reported = self._figures()
+        self._reported = worker_link.figures(self)
         self._heartbeat.set(now + internal.HEARTBEAT_INTERVAL)
-        internal.send_nowait(
-            self.link,
-            WorkerReport(
-                sink=self.name,
-                pid=os.getpid(),
-                publisher=self.dispatcher.state,
-                backlog=self._backlog(),
-                cursor=self.committed,
-                head=self.head,  # the durable cursor
-                dead_lettered=self.dead_letters.set_aside,
-                redriven=self.dead_letters.redriven,
-                streaming=self.dispatcher.counts.sent.following,
-                **self.dispatcher.snapshot(),
-            ),
-        )
+        internal.send_nowait(self.link, worker_link.report_of(self))
 
     def _drain_link(self, events: int = 0) -> None:
         for command in internal.commands(self.link, f"sink {self.name}"):
-            if isinstance(command, StopPublisher):
-                self.stop_publisher()
-            elif isinstance(command, Update):
-                self.update(command.config, command.announce)
-            elif isinstance(command, Attempts):  # formatted only now, never per attempt
-                internal.send_nowait(
-                    self.link, attempts.answer(self.dispatcher.counts.recent, command, self.name, self.config)
-                )
-            elif isinstance(command, deliveries.COMMANDS):  # the POSTs as sent: formatted only now, or streamed
-                deliveries.obey(command, self.dispatcher.counts.sent, self.link, self.name, self.config)
-                self._arm_stream()
-            else:
-                self.request_stop(command.stop_event)
+            worker_link.obey(self, command)
         self._work(time.monotonic())
 
     def stop_publisher(self) -> None:
@@ -503,15 +457,11 @@ class Worker:
     def update(self, raw_config, announce: bool) -> None:
         """Apply new node/sink/tuning settings live; announce with eventsink_updated if asked."""
         usable = check_update(raw_config, self.name, self.dispatcher.client.key, self.loop)
-        if usable is None:
-            return
-        config, sink = usable.config, usable.sink
-        client = None if usable.client is None else self._new_client(usable.client)
-        tuning = config.tuning
-        logs.configure(f"sink:{self.name}", logs.config_secrets(config))
-        self.config, self.sink = config, sink
-        self.shaper.configure(ShapeSettings.of(config, sink))
-        self.dead_letters.configure(sink)
+        if usable is not None:
+            apply_update(self, usable, announce)
+
+    def _rebatch(self, sink: SinkConfig) -> None:
+        """The bulk stage after an update: the same one reconfigured, or closed and rebuilt (or gone)."""
         if sink.bulk and self.batcher is not None:
             self.batcher.configure(sink.bulk_max_events, sink.bulk_interval, sink.version)
             self.book.version = sink.version
@@ -520,12 +470,6 @@ class Worker:
                 self.batcher.flush()
                 self.book.close(time.monotonic(), self.shaper)
             self.batcher = self._new_batcher(sink)
-        self.dispatcher.configure(
-            sink.max_in_flight, tuning.initial_retry_backoff, tuning.max_retry_backoff, client, max_rate=sink.max_rate
-        )
-        log.info("sink %s: settings updated%s", self.name, " (announced)" if announce else "")
-        if announce and self.accepting:
-            self.put(self.shaper.lifecycle(AgentEvent.UPDATED, time.monotonic()))
 
 
 def main() -> int:

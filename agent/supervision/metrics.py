@@ -2,9 +2,9 @@
 supervisor's state (a custom collector: nothing is registered globally).
 
 Counters come from the children's reports, folded across child restarts by
-agent/supervision/child.py (with agent/supervision/counters.py's counters) so that they never go backwards; histograms from the HIST
-snapshots workers report; gauges from the last report and the supervisor's
-own state. Labels carry only sink names, alarm names, reasons and outcomes:
+agent/supervision/child.py (with agent/supervision/counters.py's counters) so that
+they never go backwards; histograms from the HIST snapshots workers report; gauges
+from the last report and the supervisor's own state. Labels carry only sink names, alarm names, reasons and outcomes:
 never a URL, user name or secret.
 
 `MetricsServer` serves them over HTTP from one thread that sleeps until a
@@ -57,13 +57,35 @@ class MetricsView:
 
 
 def _buckets(h: HistFigures) -> list[tuple[str, float]]:
-    out = [(floatToGoString(bound), float(n)) for bound, n in zip(HISTOGRAM_BOUNDS, h.buckets)]
+    # A HIST may carry no buckets (an empty snapshot): zip stops at the shorter, as before.
+    out = [(floatToGoString(bound), float(n)) for bound, n in zip(HISTOGRAM_BOUNDS, h.buckets, strict=False)]
     out.append(("+Inf", float(max(h.count, h.buckets[-1] if h.buckets else 0))))
     return out
 
 
 def families(view: MetricsView) -> list:
     """Every metric family for VIEW (documented in docs/metrics.md: regenerate it after a change)."""
+    sink = _sink_families(view)
+    return [
+        *_bus_families(view),
+        sink["delivered"],
+        sink["attempts"],
+        sink["duration"],
+        sink["age"],
+        sink["backlog"],
+        sink["in_flight"],
+        sink["backoff"],
+        sink["running"],
+        alarm_family(view),
+        sink["restarts"],
+        *_journal_families(view),
+        sink["dead_lettered"],
+        sink["dead_held"],
+    ]
+
+
+def _bus_families(view: MetricsView) -> list:
+    """The broker's: what the bus accepted, rejected (by reason) and dropped as duplicates."""
     received = CounterMetricFamily(
         "eventsink_bus_received", "Bus messages accepted and journaled.", value=view.received
     )
@@ -73,70 +95,72 @@ def families(view: MetricsView) -> list:
     duplicates = CounterMetricFamily(
         "eventsink_bus_duplicates", "Numbered bus messages already journaled, dropped.", value=view.duplicates
     )
+    return [received, rejected, duplicates]
 
-    delivered = CounterMetricFamily(
-        "eventsink_events_delivered", "Events acknowledged by a 2xx answer (bulk: each inner event).", labels=["sink"]
-    )
-    attempts = CounterMetricFamily("eventsink_post_attempts", "POSTs by outcome.", labels=["sink", "outcome"])
-    duration = HistogramMetricFamily("eventsink_post_duration_seconds", "Time of one POST.", labels=["sink"])
-    age = HistogramMetricFamily(
-        "eventsink_event_age_seconds", "Time from publication to a 2xx answer.", labels=["sink"]
-    )
-    backlog = GaugeMetricFamily(
-        "eventsink_backlog_events", "Events accepted for the sink, not yet delivered.", labels=["sink"]
-    )
-    in_flight = GaugeMetricFamily("eventsink_in_flight_posts", "POSTs under way.", labels=["sink"])
-    backoff = GaugeMetricFamily(
-        "eventsink_retry_backoff_seconds", "The sink's current retry wait, 0 when healthy.", labels=["sink"]
-    )
-    running = GaugeMetricFamily(
-        "eventsink_publisher_running", "1 while the sink's publisher runs, 0 otherwise.", labels=["sink"]
-    )
-    restarts = CounterMetricFamily(
-        "eventsink_worker_restarts",
-        "Worker processes restarted by the supervisor after an unexpected exit.",
-        labels=["sink"],
-    )
+
+def _journal_families(view: MetricsView) -> list:
+    """The journal's: its size on disk and the delivered events it keeps for replay."""
     journal = GaugeMetricFamily("eventsink_journal_bytes", "Size of the journal on disk.", value=view.journal_bytes)
-    dead_lettered = CounterMetricFamily("eventsink_dead_letters", "Events set aside as dead letters.", labels=["sink"])
-    dead_held = GaugeMetricFamily("eventsink_dead_letter_events", "Dead letters the sink holds now.", labels=["sink"])
     retained = GaugeMetricFamily(
         "eventsink_journal_retained_events", "Delivered events kept for replay.", value=view.journal_retained
     )
+    return [journal, retained]
 
+
+def _sink_families(view: MetricsView) -> dict[str, CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+    """The families labelled by sink, by short name, with one sample (set) per sink of VIEW."""
+    f = _empty_sink_families()
     for s in view.sinks:
         c = s.counters
-        delivered.add_metric([s.name], c.delivered)
+        f["delivered"].add_metric([s.name], c.delivered)
         for outcome in sorted(set(POST_OUTCOMES) | set(c.attempts)):
-            attempts.add_metric([s.name, outcome], c.attempts.get(outcome, 0))
-        duration.add_metric([s.name], _buckets(c.post_duration), c.post_duration.sum)
-        age.add_metric([s.name], _buckets(c.event_age), c.event_age.sum)
-        backlog.add_metric([s.name], s.backlog)
-        in_flight.add_metric([s.name], s.in_flight)
-        backoff.add_metric([s.name], s.retry_backoff)
-        running.add_metric([s.name], 1 if s.running else 0)
-        restarts.add_metric([s.name], s.restarts)
-        dead_lettered.add_metric([s.name], c.dead_lettered)
-        dead_held.add_metric([s.name], s.dead_letters)
-    return [
-        received,
-        rejected,
-        duplicates,
-        delivered,
-        attempts,
-        duration,
-        age,
-        backlog,
-        in_flight,
-        backoff,
-        running,
-        alarm_family(view),
-        restarts,
-        journal,
-        retained,
-        dead_lettered,
-        dead_held,
-    ]
+            f["attempts"].add_metric([s.name, outcome], c.attempts.get(outcome, 0))
+        f["duration"].add_metric([s.name], _buckets(c.post_duration), c.post_duration.sum)
+        f["age"].add_metric([s.name], _buckets(c.event_age), c.event_age.sum)
+        f["backlog"].add_metric([s.name], s.backlog)
+        f["in_flight"].add_metric([s.name], s.in_flight)
+        f["backoff"].add_metric([s.name], s.retry_backoff)
+        f["running"].add_metric([s.name], 1 if s.running else 0)
+        f["restarts"].add_metric([s.name], s.restarts)
+        f["dead_lettered"].add_metric([s.name], c.dead_lettered)
+        f["dead_held"].add_metric([s.name], s.dead_letters)
+    return f
+
+
+def _empty_sink_families() -> dict[str, CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+    return {
+        "delivered": CounterMetricFamily(
+            "eventsink_events_delivered",
+            "Events acknowledged by a 2xx answer (bulk: each inner event).",
+            labels=["sink"],
+        ),
+        "attempts": CounterMetricFamily("eventsink_post_attempts", "POSTs by outcome.", labels=["sink", "outcome"]),
+        "duration": HistogramMetricFamily("eventsink_post_duration_seconds", "Time of one POST.", labels=["sink"]),
+        "age": HistogramMetricFamily(
+            "eventsink_event_age_seconds", "Time from publication to a 2xx answer.", labels=["sink"]
+        ),
+        "backlog": GaugeMetricFamily(
+            "eventsink_backlog_events", "Events accepted for the sink, not yet delivered.", labels=["sink"]
+        ),
+        "in_flight": GaugeMetricFamily("eventsink_in_flight_posts", "POSTs under way.", labels=["sink"]),
+        "backoff": GaugeMetricFamily(
+            "eventsink_retry_backoff_seconds", "The sink's current retry wait, 0 when healthy.", labels=["sink"]
+        ),
+        "running": GaugeMetricFamily(
+            "eventsink_publisher_running", "1 while the sink's publisher runs, 0 otherwise.", labels=["sink"]
+        ),
+        "restarts": CounterMetricFamily(
+            "eventsink_worker_restarts",
+            "Worker processes restarted by the supervisor after an unexpected exit.",
+            labels=["sink"],
+        ),
+        "dead_lettered": CounterMetricFamily(
+            "eventsink_dead_letters", "Events set aside as dead letters.", labels=["sink"]
+        ),
+        "dead_held": GaugeMetricFamily(
+            "eventsink_dead_letter_events", "Dead letters the sink holds now.", labels=["sink"]
+        ),
+    }
 
 
 def alarm_family(view: MetricsView) -> GaugeMetricFamily:

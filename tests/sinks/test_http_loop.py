@@ -143,7 +143,7 @@ def test_posts_on_one_kept_alive_connection_reuse_its_loop_registration():
             client.start(b"{}", f"wh-{i}", i)
             client.started()
             ended.extend(client.finished())
-            run_until(loop, lambda: len(ended) == i + 1)
+            run_until(loop, lambda n=i + 1: len(ended) == n)  # bound now: the loop variable moves on
         assert [token for token, r in ended] == list(range(5)) and all(r.ok for _, r in ended)
         assert server.connections == 1 and client.connects == 1
         (fd,) = [fd for fd in client._parked if peer_port(fd) == server.port]

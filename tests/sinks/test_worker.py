@@ -3,6 +3,7 @@ a real receiver. Envelopes, seq, the media-stream cache, filters, auth, signing,
 Retry-After, backoff_exceeded, stop_publisher, restart redelivery, bulk, update, shutdown."""
 
 import base64
+import itertools
 import json
 import signal
 import time
@@ -138,7 +139,7 @@ def test_media_streams_pairing_whichever_comes_first(run, rx, version):
             "participant_disconnected",
             "conference_ended",
         ]
-        for e, uuid in zip(evs[2:4], ("a", "b")):
+        for e, uuid in zip(evs[2:4], ("a", "b"), strict=True):
             assert e["data"] == participant(
                 uuid, disconnect_reason="Call disconnected", media_streams=media(uuid)["media_streams"]
             )
@@ -218,8 +219,8 @@ def test_backoff_doubles_retries_the_oldest_and_resets(run, rx):
     w.publish("conference_updated", {"name": "waits behind started"})
     assert rx.wait_for(lambda r: len(r.requests) >= 4, timeout=10)
     t = [q.t for q in rx.requests[:4]]
-    gaps = [b - a for a, b in zip(t, t[1:])]
-    for gap, want in zip(gaps, (0.1, 0.2, 0.4)):
+    gaps = [b - a for a, b in itertools.pairwise(t)]
+    for gap, want in zip(gaps, (0.1, 0.2, 0.4), strict=True):
         assert want * 0.9 <= gap <= want * 1.5 + 0.15, gaps
     assert len({q.headers["webhook-id"] for q in rx.requests[:4]}) == 1  # the oldest, eventsink_started
     report = w.wait_report(lambda r: r["current_backoff"] >= 0.4, what="backoff in the report")
@@ -337,7 +338,7 @@ def test_pipelined_sink_has_several_posts_in_flight(run, rx):
     assert rx.wait_events(9, timeout=15)
     # one at a time, arrivals would be at least `delay` apart
     arrivals = sorted(q.t for q in rx.requests)
-    assert any(b - a < delay * 0.9 for a, b in zip(arrivals, arrivals[1:])), arrivals
+    assert any(b - a < delay * 0.9 for a, b in itertools.pairwise(arrivals)), arrivals
     # pipelined: order is not guaranteed, not even eventsink_started's
     assert sorted(e["data"].get("name", "") for e in rx.events) == [""] + [f"c{i}" for i in range(8)]
     assert sorted(e["seq"] for e in rx.events) == list(range(1, 10))
