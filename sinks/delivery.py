@@ -6,8 +6,8 @@ wait; what the attempts add up to is `counts`, sinks/delivery_counts.py, the cli
 swap while POSTs are under way is `ClientSlot` here). Everything runs on the worker's one thread:
 `pump` starts what the policy allows (and asks `wake_at` for the end of a wait),
 `collect` accounts for what libcurl finished and hands every Post that is done
-(delivered or set aside) to `on_done(post, result)`, once; `try_take`/`finish` take an explicit clock value so the policy is
-tested without sockets or a real clock.
+(delivered or set aside) to `on_done(post, result)`, once. `pump`, `collect` and
+`finish` take an explicit clock value, so the policy is tested without a real clock.
 
 Backoff belongs to the sink: after a failure nothing is sent for the current
 wait, then the oldest undelivered Post goes alone as a probe; each failure of a
