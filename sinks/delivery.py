@@ -6,8 +6,8 @@ wait; what the attempts add up to is `counts`, sinks/delivery_counts.py, the cli
 swap while POSTs are under way is `ClientSlot` here). Everything runs on the worker's one thread:
 `pump` starts what the policy allows (and asks `wake_at` for the end of a wait),
 `collect` accounts for what libcurl finished and hands every Post that is done
-(delivered or set aside) to `on_done(post, result)`, once; `try_take`/`finish` take an explicit clock value so the policy is
-tested without sockets or a real clock.
+(delivered or set aside) to `on_done(post, result)`, once. `pump`, `collect` and
+`finish` take an explicit clock value, so the policy is tested without a real clock.
 
 Backoff belongs to the sink: after a failure nothing is sent for the current
 wait, then the oldest undelivered Post goes alone as a probe; each failure of a
@@ -18,7 +18,7 @@ resets it, and a wait above the maximum stops sending (`backoff_exceeded`).
 Pacing (`max_rate` events/s, 0 = none): no POST starts before the previous
 start plus its events / max_rate (a bulk envelope counts its inner events,
 a retry counts like any POST: it is what the receiver sees). The end of that
-spacing is a deadline of `next_deadline`, so the worker sleeps until then.
+spacing goes to `wake_at` (a timer of the worker's loop), so the worker sleeps until then.
 """
 
 from __future__ import annotations
@@ -229,16 +229,6 @@ class Dispatcher:
         if self.clients.waiting is not None and self._in_flight == 0:
             self.clients.swap()
         return len(done)
-
-    def next_deadline(self, now: float) -> float | None:
-        """The dispatcher's own next moment (libcurl's are the client's): the end of a backoff wait
-        or of the pacing when pump() has something to start, or (someone follows) the streaming
-        of POSTs held back."""
-        wait = self._wait_needed(now)  # 0.0: pump() could start something now
-        due = None if wait is None else now + wait
-        if self.counts.sent.fresh and (due is None or self.counts.sent.stream_at < due):
-            due = self.counts.sent.stream_at
-        return due
 
     def wait_idle(self, timeout: float) -> bool:
         """Drive the POSTs under way until none is left (True) or TIMEOUT passes (False)."""

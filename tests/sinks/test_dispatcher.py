@@ -211,7 +211,9 @@ def test_max_rate_spaces_starts_and_the_deadline_is_the_end_of_the_spacing():
     d.configure(4, 1.0, 100.0, max_rate=20.0)  # 0.05 s per event
     first = d.try_take(0.0)
     assert first.post.seq == 1 and d.try_take(0.049) is None  # in_flight would allow 3 more
-    assert d.next_deadline(0.01) == pytest.approx(0.05)  # the worker sleeps until then, no busy loop
+    wakes = []
+    d.wake_at = wakes.append  # pump asks the worker's loop for a timer: it sleeps until then, no busy loop
+    assert d.pump(0.049) == 0 and wakes == [pytest.approx(0.05)]
     assert d.try_take(0.05).post.seq == 2
     d.finish(first, OK, now=0.06)  # an answer does not shorten the spacing
     assert d.try_take(0.07) is None and d.try_take(0.1).post.seq == 3
@@ -223,7 +225,9 @@ def test_max_rate_counts_the_inner_events_of_a_bulk_envelope_and_retries():
     d.put(post(26))
     a = d.try_take(0.0)
     d.finish(a, FAIL, now=0.1)  # the backoff (0.01 s) ends long before the spacing of 25 events
-    assert d.try_take(2.49) is None and d.next_deadline(2.0) == pytest.approx(2.5)
+    wakes = []
+    d.wake_at = wakes.append
+    assert d.try_take(2.49) is None and d.pump(2.49) == 0 and wakes == [pytest.approx(2.5)]
     retry = d.try_take(2.5)
     assert retry.post.seq == 1 and retry.probe
     d.finish(retry, OK, now=2.6)
