@@ -27,18 +27,18 @@ import _socket
 import os
 import sys
 
+from agent import __version__
+from agent.client.wire import decode_json, exchange
+from agent.commands import CTL_UNITS
+from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
+from common.runtime_dir import DEFAULT_RUNTIME_DIR
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     import argparse
     from typing import Any
 
     from agent.commands.unit import Command
-
-from agent import __version__
-from agent.client.wire import decode_json, exchange
-from agent.commands import CTL_UNITS
-from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
-from common.runtime_dir import DEFAULT_RUNTIME_DIR
 
 PROG = "eventsinkctl"
 DEFAULT_SOCKET = os.path.join(DEFAULT_RUNTIME_DIR, "control.sock")
