@@ -208,7 +208,7 @@ def quick_args(argv: list[str]) -> QuickArgs | None:
             words.append(arg)
     if len(words) != 1 + len(command.fields):
         return None
-    values.update(zip(command.fields, words[1:]), command_name=name, command=command)
+    values.update(zip(command.fields, words[1:], strict=True), command_name=name, command=command)
     values.setdefault("json", False)
     return QuickArgs(**values)
 
@@ -244,7 +244,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--socket",
         metavar="PATH",
         default=argparse.SUPPRESS,
-        help=f"the agent's control socket (default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})",
+        help=(
+            "the agent's control socket "
+            f"(default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})"
+        ),
     )
     where.add_argument(
         "--config",
