@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.timespec import iso_utc  # noqa: F401 - alarms are stamped with it; callers import it here
+from common.timespec import iso_utc  # alarms are stamped with it; callers import it here
 
 
 @dataclass(frozen=True)

@@ -253,13 +253,14 @@ class Broker:
         self.head = offsets[-1]
         # send_multipart, inlined with plain int flags: its per-frame enum arithmetic cost more than the sends.
         send = self.fanout.send
-        for row, offset in zip(rows, offsets):
+        for row, offset in zip(rows, offsets, strict=True):
             try:
                 send(_topic_bytes(row[0]), _MORE_NOBLOCK)
                 send(offset.to_bytes(8, "big"), _MORE_NOBLOCK)
                 send(row[1], _NOBLOCK)
             except zmq.Again:
-                pass  # the fan-out may drop (a PUB drops whole messages at its HWM): workers repair gaps from the journal
+                # the fan-out may drop (a PUB drops whole messages at its HWM): workers repair gaps from the journal
+                pass
 
     # ------------------------------------------------------------ reports
 

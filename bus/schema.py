@@ -30,16 +30,7 @@ from bus.events import CONFERENCE_EVENTS, EVENT_DATA_TYPES, PARTICIPANT_EVENTS, 
 from common import __version__
 from common.vocabulary import LIFECYCLE_EVENTS_OF_VERSION, SCHEMA_FORMATS, AgentEvent
 
-__all__ = [
-    "PROTOCOL_VERSIONS",
-    "AgentEvent.BULK",
-    "render",
-    "document",
-    "events_of",
-    "envelope_name",
-    "webhook_name",
-    "data_name",
-]
+__all__ = ["PROTOCOL_VERSIONS", "render", "document", "events_of", "envelope_name", "webhook_name", "data_name"]
 
 PROTOCOL_VERSIONS = (1, 2)
 _OAS_REF = "#/components/schemas/{name}"

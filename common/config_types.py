@@ -182,8 +182,13 @@ class ConsoleConfig(_Section):
     session_hours: float = 8
 
     KEY_HELP = {
-        "listen": "`HOST:PORT` the browser console is served on; empty means no console. Beyond loopback it needs `tls_cert` and `tls_key`",
-        "password_file": "the hash of the console user `admin`'s password, written by `eventsink-agent console-password`",
+        "listen": (
+            "`HOST:PORT` the browser console is served on; empty means no console. "
+            "Beyond loopback it needs `tls_cert` and `tls_key`"
+        ),
+        "password_file": (
+            "the hash of the console user `admin`'s password, written by `eventsink-agent console-password`"
+        ),
         "tls_cert": "PEM certificate (chain): with `tls_key`, the console speaks HTTPS",
         "tls_key": "its unencrypted PEM private key, not readable by other users",
         "session_hours": "hours a console login lasts (it also ends at Log out)",

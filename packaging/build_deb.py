@@ -251,7 +251,7 @@ def relocate(venv: str, final: str) -> None:
 
 
 def install_tree(stage: str, venv: str, changelog: str) -> None:
-    P = lambda *p: os.path.join(stage, *p)  # noqa: E731
+    P = lambda *p: os.path.join(stage, *p)  # noqa: E731 - a one-line path builder, read as P("etc", ...)
     for name in COMMANDS:
         os.makedirs(P("usr", "bin"), exist_ok=True)
         os.symlink(f"{VENV_PATH}/bin/{name}", P("usr", "bin", name))
@@ -293,7 +293,7 @@ def normalize_modes(stage: str) -> None:
     lib/ nothing needs to be.
     """
     lib = os.path.join(stage, VENV_PATH.lstrip("/"), "lib")
-    for dirpath, dirnames, filenames in os.walk(stage):
+    for dirpath, _dirnames, filenames in os.walk(stage):
         os.chmod(dirpath, 0o755)
         in_lib = dirpath == lib or dirpath.startswith(lib + os.sep)
         for name in filenames:

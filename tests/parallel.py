@@ -61,7 +61,7 @@ def tag_group_node_ids(items: list[pytest.Item]) -> None:
     for item in items:
         suffix = group_suffix(item)
         if suffix and not item.nodeid.endswith(suffix):
-            item._id = coerce_node_id(item.nodeid + suffix)  # noqa: SLF001 - see the docstring
+            item._id = coerce_node_id(item.nodeid + suffix)  # see the docstring
             assert item.nodeid.endswith(suffix), f"cannot tag {item.nodeid} with its xdist group"
 
 

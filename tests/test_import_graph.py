@@ -16,6 +16,7 @@ in a conftest.py or a helpers module: tests/helpers.py, tests/*/harness.py, ...)
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,7 +89,7 @@ def test_no_cycle_between_the_packages():
     graph = package_imports()
     cycle = find_cycle(graph)
     if cycle:
-        edges = [f"{a} -> {b} ({', '.join(sorted(graph[a][b]))})" for a, b in zip(cycle, cycle[1:])]
+        edges = [f"{a} -> {b} ({', '.join(sorted(graph[a][b]))})" for a, b in itertools.pairwise(cycle)]
         raise AssertionError("the packages import each other in a circle: " + "; ".join(edges))
 
 
@@ -258,7 +259,7 @@ def describe_circle(graph: ModuleGraph, files: dict[str, str], members: list[str
     path = circle_path(graph, members)
     steps = [
         f"{a} -> {b} ({os.path.relpath(files[a], REPO)}:{','.join(map(str, sorted(graph[a][b])))})"
-        for a, b in zip(path, path[1:])
+        for a, b in itertools.pairwise(path)
     ]
     return "{" + ", ".join(members) + "}: " + "; ".join(steps)
 

@@ -4,6 +4,7 @@ pytest-xdist run of a small suite showing an `alone` test overlaps no other."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -163,6 +164,6 @@ def test_a_real_xdist_run_starts_no_test_beside_an_alone_one_and_runs_a_group_on
     grouped = [line.split()[0] for line in seen if line.endswith(("g-0", "g-1", "g-2"))]
     assert grouped == ["start", "end"] * 3, f"tests of one group overlapped: {seen}"
     assert len(set((tmp_path / "log.workers").read_text().split())) == 1, "a group was split across workers"
-    assert len(seen) == 24 and any(a.startswith("start") and b.startswith("start") for a, b in zip(seen, seen[1:])), (
-        f"the run was not parallel at all, so it proves nothing: {seen}"
-    )
+    assert len(seen) == 24 and any(
+        a.startswith("start") and b.startswith("start") for a, b in itertools.pairwise(seen)
+    ), f"the run was not parallel at all, so it proves nothing: {seen}"

@@ -154,7 +154,7 @@ class Demo:
 
         try:
             status, body = ControlClient(self.control_socket, timeout=2.0).call("GET", "/v1/status")
-        except Exception:  # noqa: BLE001 - not up yet (no socket, refused, no answer)
+        except Exception:  # not up yet (no socket, refused, no answer)
             return None
         return body if status == 200 and isinstance(body, dict) else None
 
@@ -261,7 +261,8 @@ class Demo:
             "",
             "Summary",
             f"  published     {published} events by the simulated conferences",
-            f"  delivered     {bus_delivered} of {published} to sink {V2_SINK!r} (+{s['events'] - bus_delivered} lifecycle events)",
+            f"  delivered     {bus_delivered} of {published} to sink {V2_SINK!r} "
+            f"(+{s['events'] - bus_delivered} lifecycle events)",
             f"                {v1_bus} of {v1_due} to sink {V1_SINK!r} in {bulk_posts} bulk POSTs",
         ]
         for ev in sorted(set(by_published) | set(s["by_event"])):

@@ -27,18 +27,18 @@ import _socket
 import os
 import sys
 
+from agent import __version__
+from agent.client.wire import decode_json, exchange
+from agent.commands import CTL_UNITS
+from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
+from common.runtime_dir import DEFAULT_RUNTIME_DIR
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     import argparse
     from typing import Any
 
     from agent.commands.unit import Command
-
-from agent import __version__
-from agent.client.wire import decode_json, exchange
-from agent.commands import CTL_UNITS
-from agent.commands.client import BadValue, Reply, Unreachable, UsageError, exit_code
-from common.runtime_dir import DEFAULT_RUNTIME_DIR
 
 PROG = "eventsinkctl"
 DEFAULT_SOCKET = os.path.join(DEFAULT_RUNTIME_DIR, "control.sock")
@@ -208,7 +208,7 @@ def quick_args(argv: list[str]) -> QuickArgs | None:
             words.append(arg)
     if len(words) != 1 + len(command.fields):
         return None
-    values.update(zip(command.fields, words[1:]), command_name=name, command=command)
+    values.update(zip(command.fields, words[1:], strict=True), command_name=name, command=command)
     values.setdefault("json", False)
     return QuickArgs(**values)
 
@@ -244,7 +244,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--socket",
         metavar="PATH",
         default=argparse.SUPPRESS,
-        help=f"the agent's control socket (default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})",
+        help=(
+            "the agent's control socket "
+            f"(default: the config's agent.control_socket, ${SOCKET_ENV}, or {DEFAULT_SOCKET})"
+        ),
     )
     where.add_argument(
         "--config",

@@ -123,7 +123,7 @@ def decode_json(raw: bytes) -> Any:
             value, end = make_scanner(_ScannerContext())(text, start)
             if not text[end:].strip(JSON_SPACE):
                 return value
-        except Exception:  # noqa: BLE001 - json.loads below gives the answer or the error json gives
+        except Exception:  # json.loads below gives the answer or the error json gives
             pass
     import json
 

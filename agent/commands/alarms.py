@@ -3,13 +3,13 @@ is agent/server/actions/alarms.py."""
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
-if TYPE_CHECKING:
-    from typing import Any
-
 from agent.client.render import cell as _cell
 from agent.client.render import format_time, list_table
 from agent.commands.unit import Command
+
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def render_alarms(body: Any) -> str:

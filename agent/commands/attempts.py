@@ -6,12 +6,12 @@ Only the worker knows them; how the agent asks it is agent/server/actions/attemp
 
 from __future__ import annotations
 
+from agent.client.render import cell, format_post_duration, list_table
+from agent.commands.unit import CliArg, Command
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any
-
-from agent.client.render import cell, format_post_duration, list_table
-from agent.commands.unit import CliArg, Command
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000  # a larger limit is clamped: the worker keeps no more

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 
+from agent.commands.unit import Command
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any
-
-from agent.commands.unit import Command
 
 
 def render_config(body: Any) -> str:

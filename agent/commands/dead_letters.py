@@ -5,12 +5,12 @@ for good. Their work is agent/server/actions/dead_letters.py.
 
 from __future__ import annotations
 
+from agent.client.render import cell, list_table, one_field
+from agent.commands.unit import CliArg, Command
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any
-
-from agent.client.render import cell, list_table, one_field
-from agent.commands.unit import CliArg, Command
 
 SINK_HELP = (("sink", "the sink's name, as in the config"),)
 IDS_HELP = "webhook-ids of the dead letters to send again; left out or empty: all of the sink's"

@@ -13,13 +13,13 @@ eventsinkctl does not offer it (`curl --unix-socket SOCK -N
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
-if TYPE_CHECKING:
-    from typing import Any
-
 from agent.client.render import cell, format_post_duration
 from agent.commands.attempts import parse_limit
 from agent.commands.unit import CliArg, Command
+
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100  # a larger limit is clamped: the worker keeps no more

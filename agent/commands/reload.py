@@ -4,12 +4,12 @@ Its work is agent/server/actions/reload.py."""
 
 from __future__ import annotations
 
+from agent.client.render import cell as _cell
+from agent.commands.unit import Command
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any
-
-from agent.client.render import cell as _cell
-from agent.commands.unit import Command
 
 
 def render_reload(body: Any) -> str:

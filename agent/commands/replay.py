@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 
+from agent.commands.unit import CliArg, Command
+from common.timespec import parse_time
+
 TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
 if TYPE_CHECKING:
     from typing import Any
-
-from agent.commands.unit import CliArg, Command
-from common.timespec import parse_time
 
 SINCE_HELP = 'Unix seconds, or an ISO 8601 string (an age such as "2h" is taken too)'
 DRY_RUN_HELP = "only count the events a replay would send"

@@ -4,15 +4,15 @@ agent/server/actions/status.py."""
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
-if TYPE_CHECKING:
-    from typing import Any
-
 from agent.client.render import alarm_names as _alarm_names
 from agent.client.render import cell as _cell
 from agent.client.render import format_seconds, format_time, table
 from agent.client.render import total as _total
 from agent.commands.unit import Command
+
+TYPE_CHECKING = False  # typing only for type checkers: eventsinkctl starts without it (agent/commands/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 STATUS_COLUMNS = [
     "SINK",

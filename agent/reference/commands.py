@@ -36,8 +36,8 @@ error on the command line; 130 interrupted by Ctrl-C.
 """
 
 CTL_EXIT = f"""\
-Exit status of `eventsinkctl`: {EXIT_OK} done; {EXIT_FAILED} the agent refused or failed (its reason on stderr, and for a
-refused `reload` each problem of the file), or a value the client itself can tell is unusable; {EXIT_USAGE} a
+Exit status of `eventsinkctl`: {EXIT_OK} done; {EXIT_FAILED} the agent refused or failed (its reason on stderr, and for
+a refused `reload` each problem of the file), or a value the client itself can tell is unusable; {EXIT_USAGE} a
 usage error; {EXIT_UNREACHABLE} no agent answers on the control socket (not running, no socket, no permission).
 With `--json` the agent's JSON answer is printed as it came.
 """

@@ -34,7 +34,9 @@ class HistFigures:
 
     def plus(self, other: HistFigures) -> HistFigures:
         return HistFigures(
-            [a + b for a, b in zip(self.buckets, other.buckets)], self.sum + other.sum, self.count + other.count
+            [a + b for a, b in zip(self.buckets, other.buckets, strict=True)],
+            self.sum + other.sum,
+            self.count + other.count,
         )
 
 

@@ -26,16 +26,13 @@ import logging
 log = logging.getLogger("agent.states")
 
 
-class ChildState(str, enum.Enum):
+class ChildState(enum.StrEnum):
     """A child's state as operators see it (`state` in docs/control-api.md): a sink's publisher, or the broker."""
 
     STARTING = "starting"  # a worker process is being started, or has not yet said its publisher runs
     RUNNING = "running"  # the worker reported its publisher running
     STOPPED = "stopped"  # an alarm stopped the publisher; the worker keeps counting the backlog
     CRASHED = "crashed"  # the worker died unexpectedly; it is restarted after its backoff
-
-    def __str__(self) -> str:
-        return self.value
 
 
 S = ChildState

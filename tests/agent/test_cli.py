@@ -199,7 +199,7 @@ def test_run_control_socket_in_use_is_one_line(tmp, monkeypatch, capsys):
 
 def test_schema_prints_rendered_document(monkeypatch, capsys):
     asked = []
-    render = lambda fmt: asked.append(fmt) or json.dumps({"format": fmt})  # noqa: E731
+    render = lambda fmt: asked.append(fmt) or json.dumps({"format": fmt})  # noqa: E731 - a one-line stand-in renderer that records its format
     monkeypatch.setitem(sys.modules, "bus.schema", types.SimpleNamespace(render=render))
     assert cli.main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == {"format": "openapi"}

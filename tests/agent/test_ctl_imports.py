@@ -20,7 +20,8 @@ from tests.agent.control_fakes import STATUS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The server side and what only it needs: the bus (pyzmq), delivery (pycurl), the journal (sqlite3),
-# bodies and config (msgspec, common.config), the control server and its actions, the supervision, and http.client (the client speaks its own request).
+# bodies and config (msgspec, common.config), the control server and its actions, the supervision, and http.client
+# (the client speaks its own request).
 SERVER_SIDE = (
     "zmq",
     "pycurl",

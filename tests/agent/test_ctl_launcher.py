@@ -50,7 +50,7 @@ def test_help_through_the_symlink_ignores_pythonpath_and_the_working_directory(l
     assert done.stdout.startswith("usage: eventsinkctl") and "poisoned" not in done.stderr
 
 
-def test_a_real_status_through_the_launcher(launcher, server, tmp_path):  # noqa: F811 (fixture)
+def test_a_real_status_through_the_launcher(launcher, server, tmp_path):
     env = {**os.environ, "PYTHONPATH": poisoned_dir(tmp_path / "poison")}
     done = run([launcher, "--socket", server.path, "status", "--json"], "/", env)
     assert done.returncode == 0, done.stderr

@@ -52,7 +52,7 @@ def entry(seq: int) -> DeliveryEntry:
         status=200,
         duration=0.01,
         headers={"webhook-id": f"wh-{seq}"},
-        body='{"seq":%d}' % seq,
+        body=f'{{"seq":{seq}}}',
     )
 
 
@@ -68,7 +68,7 @@ def test_a_follower_that_does_not_read_is_dropped_and_its_stream_ends():
     for n in range(3):
         follower.offer(b"%d\n" % n)
     assert follower.take() == [b"0\n", b"1\n", b"2\n"] and not follower.dropped
-    for n in range(4):
+    for _ in range(4):
         follower.offer(b"x\n")
     assert follower.dropped and follower.take() is None
     follower.close()

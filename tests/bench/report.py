@@ -799,7 +799,7 @@ def chart(r: dict, path: str) -> bool:
     ax.set_xscale("log")
     ax.set_xlabel("events (requests for wrk) per second, log scale")
     ax.set_title(f"eventsink-agent bench {r['when']}")
-    for bar, row in zip(bars, data):
+    for bar, row in zip(bars, data, strict=True):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {row.value:,.0f}", va="center", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

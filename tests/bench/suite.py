@@ -116,7 +116,8 @@ def run_all(sizes: Sizes, say: Callable[[str], None] = print, sizes_name: str = 
             n,
         )
         options_rows(step, nginx, corpus, sizes)
-        # the floor, the agent with one sink and the naive peer, alternated: r["paced_floor"], ["paced_1"], ["paced_naive"]
+        # the floor, the agent with one sink and the naive peer, alternated:
+        # r["paced_floor"], ["paced_1"], ["paced_naive"]
         step("paced_alternated", lambda i: paced.alternated(nginx, sizes, paced_file, paced_counts, workdir))
         r.update(r.pop("paced_alternated"))
         step("paced_3", lambda i: paced.agent_paced(nginx, sizes, paced_file, paced_counts, 3, "paced-3"))

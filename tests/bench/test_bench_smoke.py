@@ -117,7 +117,8 @@ def test_the_floor_delivers_every_event_of_a_few_hundred(tmp_path):
 
 
 def test_calls_per_event_row_at_a_small_count(tmp_path):
-    """The calls-per-event row alone, at TINY sizes: the probe counted the one worker's calls over events it delivered."""
+    """The calls-per-event row alone, at TINY sizes: the probe counted the one worker's calls over events
+    it delivered."""
     corpus = loadgen.corpus(200)
     with Nginx() as nginx:
         calls = calls_per_event.calls_per_event(nginx, TINY, corpus, str(tmp_path))

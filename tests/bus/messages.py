@@ -18,7 +18,7 @@ from bus.events import EVENT_DATA_TYPES
 MAX = 4096  # max_message_bytes of the validator the samples are written for
 
 # The JSON kinds ('number' = a non-integral number).
-S, I, N, B, NULL, ARR, OBJ = "string", "integer", "number", "boolean", "null", "array", "object"
+S, INT, N, B, NULL, ARR, OBJ = "string", "integer", "number", "boolean", "null", "array", "object"
 
 
 def msg(event: str, data: dict, *, time=1700000000.25, **extra) -> bytes:
@@ -229,8 +229,8 @@ def _kinds(t) -> set[str]:
         return set().union(*(_kinds(x) for x in t.types))
     return {
         mi.StrType: {S},
-        mi.IntType: {I},
-        mi.FloatType: {I, N},
+        mi.IntType: {INT},
+        mi.FloatType: {INT, N},
         mi.BoolType: {B},
         mi.NoneType: {NULL},
         mi.ListType: {ARR},
@@ -240,7 +240,7 @@ def _kinds(t) -> set[str]:
 
 _KIND_VALUES = {
     S: st.text(max_size=8),
-    I: st.integers(-(2**63), 2**63 - 1),
+    INT: st.integers(-(2**63), 2**63 - 1),
     N: st.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda x: not x.is_integer()),
     B: st.booleans(),
     NULL: st.none(),
@@ -279,7 +279,7 @@ def valid_struct(t: mi.StructType) -> st.SearchStrategy:
 
 def wrong_value(t) -> st.SearchStrategy:
     """Values of a JSON kind the type does not accept (or lists/objects with such a value inside)."""
-    options = [_KIND_VALUES[k] for k in (S, I, N, B, NULL, ARR, OBJ) if k not in _kinds(t)]
+    options = [_KIND_VALUES[k] for k in (S, INT, N, B, NULL, ARR, OBJ) if k not in _kinds(t)]
     inner = _unwrap(t)
     if isinstance(inner, mi.UnionType):
         inner = next(_unwrap(x) for x in inner.types if not isinstance(_unwrap(x), mi.NoneType))

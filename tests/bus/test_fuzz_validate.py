@@ -222,9 +222,8 @@ def test_huge_and_odd_numbers(validator, number, where):
         "int_field": b'{"event":"participant_connected","time":1,"data":{"uuid":"u","rx_bandwidth":' + n + b"}}",
         "float_field": b'{"event":"participant_connected","time":1,"data":{"uuid":"u","connect_time":' + n + b"}}",
         "extra": b'{"event":"participant_connected","time":1,"data":{"uuid":"u","x":' + n + b"}}",
-        "nested_int": b'{"event":"participant_media_streams_destroyed","time":1,"data":{"uuid":"u","media_streams":[{"rx_bitrate":'
-        + n
-        + b"}]}}",
+        "nested_int": b'{"event":"participant_media_streams_destroyed","time":1,'
+        b'"data":{"uuid":"u","media_streams":[{"rx_bitrate":' + n + b"}]}}",
         "quality": b'{"event":"participant_media_stream_window","time":1,"data":{"uuid":"u","recent_quality":[{"audio":'
         + n
         + b"}]}}",

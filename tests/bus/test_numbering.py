@@ -12,6 +12,7 @@ import pytest
 
 from bus.journal import Journal
 from bus.journal_reader import JournalReader
+from bus.journal_schema import JournalCorrupt
 from bus.numbering import Numbering
 from tests.helpers import short_tmpdir
 
@@ -59,7 +60,7 @@ def test_an_older_journal_without_the_table_gains_it_in_place(journal_path):
         j.append([("conference_updated", b"{}")] * 3)
         j._db.execute("DROP TABLE publishers")  # what a journal of the previous version looks like
         epoch = j.epoch
-    with pytest.raises(Exception):
+    with pytest.raises(JournalCorrupt):
         JournalReader(journal_path, "cdr")  # a worker never upgrades: the supervisor's Journal does
     with Journal(journal_path, verify=True) as j:
         assert j.epoch == epoch and j.head() == 3 and j.publisher_marks() == {}

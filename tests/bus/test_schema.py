@@ -25,9 +25,9 @@ from bus.validate import Accepted, Rejected, Validator
 from common.vocabulary import SCHEMA_FORMATS
 from tests.bus.messages import (
     ARR,
+    INT,
     NULL,
     B,
-    I,
     N,
     S,
     as_envelope,
@@ -80,8 +80,8 @@ PARTICIPANT_FIELDS = {
     "service_tag": {S},
     "encryption": {S},
     "connect_time": {N, NULL},
-    "rx_bandwidth": {I},
-    "tx_bandwidth": {I},
+    "rx_bandwidth": {INT},
+    "tx_bandwidth": {INT},
     "has_media": {B},
     "is_muted": {B},
     "is_client_muted": {B},
@@ -99,12 +99,12 @@ MEDIA_STREAM_FIELDS = {
     "tx_codec": {S},
     "rx_resolution": {S},
     "tx_resolution": {S},
-    "rx_bitrate": {I},
-    "tx_bitrate": {I},
-    "rx_packets_received": {I},
-    "rx_packets_lost": {I},
-    "tx_packets_sent": {I},
-    "tx_packets_lost": {I},
+    "rx_bitrate": {INT},
+    "tx_bitrate": {INT},
+    "rx_packets_received": {INT},
+    "rx_packets_lost": {INT},
+    "tx_packets_sent": {INT},
+    "tx_packets_lost": {INT},
     "rx_fps": {N},
     "tx_fps": {N},
     "rx_packet_loss": {N},
@@ -115,19 +115,19 @@ PACKET_LOSS_FIELDS = {
     "stream_type": {S},
     "time": {N},
     "time_delta": {N},
-    "tx_packets_sent": {I},
-    "tx_packets_lost": {I},
-    "rx_packets_received": {I},
-    "rx_packets_lost": {I},
+    "tx_packets_sent": {INT},
+    "tx_packets_lost": {INT},
+    "rx_packets_received": {INT},
+    "rx_packets_lost": {INT},
 }
 QUALITY_FIELDS = {
     "time": {N},
     "time_delta": {N},
-    "quality": {I, NULL},
-    "audio": {I, NULL},
-    "video": {I, NULL},
-    "presentation": {I, NULL},
-    "applicationsharing": {I, NULL},
+    "quality": {INT, NULL},
+    "audio": {INT, NULL},
+    "video": {INT, NULL},
+    "presentation": {INT, NULL},
+    "applicationsharing": {INT, NULL},
 }
 EVENTS_MD = {
     "conference_started": CONFERENCE_FIELDS,
@@ -229,7 +229,7 @@ def test_swagger_has_the_same_operations_as_paths():
     doc = schema.document("swagger")
     assert set(doc["paths"]) == {"/" + k for k in openapi()["webhooks"]}
     assert set(doc["definitions"]) == set(openapi()["components"]["schemas"])
-    for path, item in doc["paths"].items():
+    for item in doc["paths"].values():
         post = item["post"]
         body = [p for p in post["parameters"] if p.get("in") == "body"]
         assert len(body) == 1 and body[0]["schema"]["$ref"] == "#/definitions/" + schema.envelope_name(

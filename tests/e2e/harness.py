@@ -101,10 +101,10 @@ class Agent:
         self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"agent did not exit within {timeout}s of signal {sig}")
+            raise AssertionError(f"agent did not exit within {timeout}s of signal {sig}") from exc
 
     def kill_all(self) -> None:
         """Last-resort cleanup: SIGKILL the agent and any of its children still around."""

@@ -79,7 +79,7 @@ def test_failures_then_successes_newest_first_in_the_api_and_eventsinkctl(make_a
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["TIME", "SEQ", "EVENTS", "WEBHOOK-ID", "OUTCOME", "STATUS", "DURATION", "DETAIL"]
     assert [line.split()[1:6] for line in lines[1:]] == [
-        [str(s), str(e), a["webhook_id"], o, str(st)] for (s, e, o, st), a in zip(got, body)
+        [str(s), str(e), a["webhook_id"], o, str(st)] for (s, e, o, st), a in zip(got, body, strict=True)
     ]
     out = agent.ctl("attempts", "cdr", "--json", "--limit", "3")
     assert out.returncode == 0 and json.loads(out.stdout) == body[:3]

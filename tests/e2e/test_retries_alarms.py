@@ -1,5 +1,6 @@
 """End to end: sink-level backoff, Retry-After, the two alarms, restart, pipelining."""
 
+import itertools
 import time
 
 import pytest
@@ -31,8 +32,8 @@ def test_backoff_doubles_between_attempts_and_status_follows(make_agent, receive
 
     wait_until(five_attempts, timeout=20, interval=0.05, what="5 attempts")
     t = [r.t for r in receiver.requests[:5]]
-    gaps = [b - a for a, b in zip(t, t[1:])]
-    for gap, want in zip(gaps, (0.25, 0.5, 1.0, 2.0)):
+    gaps = [b - a for a, b in itertools.pairwise(t)]
+    for gap, want in zip(gaps, (0.25, 0.5, 1.0, 2.0), strict=True):
         assert want * 0.9 <= gap <= want * 1.3 + 0.2, gaps
     # the same (oldest) event is retried: eventsink_started, with one webhook-id
     assert len({r.headers["webhook-id"] for r in receiver.requests[:5]}) == 1

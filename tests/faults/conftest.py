@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import make_agent, make_receiver, pytest_runtest_makereport, receiver  # noqa: F401
+from tests.e2e.conftest import make_agent, make_receiver, pytest_runtest_makereport, receiver  # noqa: F401 - fixtures and hook re-exported for the fault tests
 from tests.e2e.harness import REPO
 from tests.faults.proxy import FaultProxy
 from tests.helpers import stopped_after
@@ -121,7 +121,7 @@ def loadgen():
 
 
 @pytest.fixture
-def proxy(receiver):
+def proxy(receiver):  # noqa: F811 - the e2e `receiver` fixture imported above, requested by name
     p = FaultProxy(receiver.port).start()
     yield p
     p.stop()

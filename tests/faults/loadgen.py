@@ -90,7 +90,8 @@ def open_client(client: str, endpoint: str):
 
 
 def close_client(pub, timeout: float) -> None:
-    """Close with TIMEOUT for what is still queued (an older Publisher, without flush(), took its linger at creation)."""
+    """Close with TIMEOUT for what is still queued (an older Publisher, without flush(), took its linger
+    at creation)."""
     if isinstance(pub, BarePub) or hasattr(pub, "flush"):
         pub.close(timeout)
     else:

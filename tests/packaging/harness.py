@@ -49,7 +49,7 @@ def free_port() -> int:
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # 127.0.0.1 only
         return resp.read().decode("utf-8")
 
 

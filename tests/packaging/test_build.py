@@ -203,7 +203,7 @@ def test_copyright_names_every_bundled_distribution(extracted):
         text = fh.read()
     assert text.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
     assert "@BUNDLED@" not in text
-    canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731 (PEP 503 names)
+    canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731 - PEP 503 names, one line
     listed = {(canonical(m.group(1)), m.group(2)) for m in re.finditer(r"^  (\S+) (\S+): \S", text, re.M)}
     site = next(d for d, _, _ in os.walk(os.path.join(extracted, VENV, "lib")) if d.endswith("site-packages"))
     for entry in os.listdir(site):

@@ -247,7 +247,8 @@ def test_an_upgrade_under_200_events_per_s_loses_and_duplicates_nothing(installe
         show(
             request,
             f"upgrade {old_version} -> {new_version} under {RATE} events/s: published={published} "
-            f"journaled={journaled} delivered={tally.delivered} distinct={tally.distinct} duplicates={tally.duplicates} lost={lost} "
+            f"journaled={journaled} delivered={tally.delivered} distinct={tally.distinct} "
+            f"duplicates={tally.duplicates} lost={lost} "
             f"publisher_pending={result['pending']} publisher_dropped={result['dropped']} "
             f"agent_down={downtime:.1f}s delivered_before_stop={delivered_by_old}",
         )

@@ -67,9 +67,9 @@ class Demo:
     def finish(self, timeout: float) -> tuple[int, str, str]:
         try:
             self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.kill()
-            raise AssertionError(f"demo did not exit within {timeout}s:\n" + "\n".join(self.lines[-40:]))
+            raise AssertionError(f"demo did not exit within {timeout}s:\n" + "\n".join(self.lines[-40:])) from exc
         self.reader.join(5)
         self.err_reader.join(5)
         while True:
@@ -105,7 +105,9 @@ def test_demo_shows_delivered_events_live_and_stops_cleanly_on_ctrl_c():
     try:
         first = demo.wait_line(EVENT_LINE.match, demo.started + 10)
         assert first is not None, "no delivered event within 10 s of start:\n" + demo.output()
-        bus_line = demo.wait_line(lambda l: bool(EVENT_LINE.match(l)) and " eventsink_" not in l, time.monotonic() + 20)
+        bus_line = demo.wait_line(
+            lambda line: bool(EVENT_LINE.match(line)) and " eventsink_" not in line, time.monotonic() + 20
+        )
         assert bus_line is not None, "no simulated event delivered:\n" + demo.output()
         banner = demo.output()
         assert "eventsinkctl --socket" in banner and "/metrics" in banner and "http://127.0.0.1:" in banner
@@ -122,7 +124,7 @@ def test_demo_shows_delivered_events_live_and_stops_cleanly_on_ctrl_c():
     assert re.search(r"gaps 0, resets 0, duplicates 0", out), out
     assert "auth failures 0, bad signatures 0" in out
     assert "Traceback" not in err and "Traceback" not in out
-    counts = [int(EVENT_LINE.match(l).group(1)) for l in out.splitlines() if EVENT_LINE.match(l)]
+    counts = [int(EVENT_LINE.match(line).group(1)) for line in out.splitlines() if EVENT_LINE.match(line)]
     assert counts == list(range(1, len(counts) + 1)), "running count not consecutive"
     assert not os.path.exists(base), "temp dir left behind"
     if pid is not None:
@@ -141,8 +143,8 @@ def test_demo_with_duration_stops_by_itself_and_the_summary_adds_up():
     assert m, out
     delivered, published = int(m.group(1)), int(m.group(2))
     assert published >= 1 and delivered == published, out
-    lines = [EVENT_LINE.match(l) for l in out.splitlines() if EVENT_LINE.match(l)]
-    names = [l.group(3) for l in lines]
+    lines = [EVENT_LINE.match(line) for line in out.splitlines() if EVENT_LINE.match(line)]
+    names = [match.group(3) for match in lines]
     assert names[0] == "eventsink_started" and names[-1] == "eventsink_ended", names
     assert re.search(r"gaps 0, resets 0, duplicates 0", out), out
     assert "Traceback" not in err

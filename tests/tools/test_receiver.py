@@ -364,7 +364,8 @@ def test_receive_command_prints_banner_events_and_summary_without_secrets():
         port = s.getsockname()[1]
     code = (
         "import argparse, sys; from tools.receive_command import main; "
-        f"sys.exit(main(argparse.Namespace(listen='127.0.0.1:{port}', username='ops', password='Pw-Top-Secret', secret={SECRET!r})))"
+        f"sys.exit(main(argparse.Namespace(listen='127.0.0.1:{port}', username='ops', "
+        f"password='Pw-Top-Secret', secret={SECRET!r})))"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -199,7 +199,7 @@ def test_calls_end_with_disconnect_and_media_streams_in_either_order():
                 assert data["disconnect_reason"] and data["duration"] >= 0 and data["end_time"] >= data["connect_time"]
             else:
                 assert data["media_streams"] and {"audio"} <= {s["stream_type"] for s in data["media_streams"]}
-    for uuid, pos in positions.items():
+    for pos in positions.values():
         if len(pos) == 2:  # the pair is adjacent: one leave
             d, m = pos["participant_disconnected"], pos["participant_media_streams_destroyed"]
             assert abs(d - m) == 1
@@ -231,7 +231,7 @@ def test_conferences_start_before_their_participants_and_end_after_them():
 
 
 def test_addresses_in_the_data_are_documentation_ranges():
-    for event, data in sample(8, 1500):
+    for _event, data in sample(8, 1500):
         if "remote_address" in data:
             addr = ipaddress.ip_address(data["remote_address"])
             assert any(addr in net for net in DOC_NETWORKS), addr
