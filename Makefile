@@ -25,7 +25,7 @@ UNIT_TESTS += tests/test_helpers.py tests/test_code_size.py tests/test_one_loop.
 demo: $(STAMP)
 	$(BIN)/eventsink-agent demo
 
-test: $(STAMP) apt
+test: $(STAMP) apt lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 # ruff (pyproject.toml): the lint rules and the formatting; part of `make test`.

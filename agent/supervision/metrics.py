@@ -193,7 +193,7 @@ class AgentCollector:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format, *args) -> None:  # `format`: the base class's parameter name
         pass  # a scrape every few seconds is not worth a log line
 
 

@@ -298,7 +298,7 @@ def test_kill_9_then_restart_loses_nothing(run, rx):
     w.proc.kill()
     w.proc.wait()
     w.start()
-    got = lambda: {e["data"]["name"] for e in rx.events if e["event"] == "conference_updated"}  # noqa: E731
+    got = lambda: {e["data"]["name"] for e in rx.events if e["event"] == "conference_updated"}  # noqa: E731 - a named predicate read by two waits below
     assert rx.wait_for(lambda r: len(got()) == n, timeout=15), len(got())
     by_name: dict[str, set] = {}
     for q in rx.requests:
