@@ -244,10 +244,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------ the policy
 
-    def try_take(self, now: float) -> Attempt | None:
-        """The next attempt allowed at NOW, or None."""
-        return self._grant(now) if self._wait_needed(now) == 0.0 else None
-
     def _wait_needed(self, now: float) -> float | None:
         """0.0 when an attempt may start now, else seconds to wait (None: until something changes)."""
         if (

@@ -25,16 +25,42 @@ NODE = "10.44.99.2"
 
 
 class FakeClient:
-    """An HttpClient stand-in for Dispatcher units that never start a POST (nothing to close, no deadline)."""
+    """An HttpClient stand-in for Dispatcher units: nothing goes on the wire; it records every
+    attempt `pump` starts on it, in order, and results come back only when a test finishes them."""
 
     url = "http://127.0.0.1:1/events"
     key = ()
 
+    def __init__(self):
+        self.closed = False
+        self.starts: list = []  # the Attempts started on this client, oldest first
+        self.done: list = []  # (attempt, result) pairs `collect` takes, as libcurl's would be
+
+    def start(self, body, webhook_id, attempt, now):
+        self.starts.append(attempt)
+
+    def started(self):
+        pass  # libcurl would kick the new transfers here
+
     def close(self):
-        pass
+        self.closed = True
 
     def next_deadline(self):
         return None
+
+
+def pumped(dispatcher, now: float) -> list:
+    """The attempts one `pump(now)` started (on a FakeClient), in the order it started them."""
+    client = dispatcher.clients.current
+    before = len(client.starts)
+    count = dispatcher.pump(now)
+    started = client.starts[before:]
+    assert count == len(started), (count, started)
+    return started
+
+
+def seqs(attempts: list) -> list[int]:
+    return [attempt.post.seq for attempt in attempts]
 
 
 def make_config(base: str, sinks: list[SinkConfig], tuning: dict | None = None, role: str = "transcoding") -> Config:

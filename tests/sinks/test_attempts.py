@@ -19,7 +19,7 @@ from sinks.attempts import RING_SIZE, AttemptRing
 from sinks.delivery import Dispatcher, Result
 from sinks.post import Post
 from sinks.shaping import wrap
-from tests.sinks.harness import FakeClient
+from tests.sinks.harness import FakeClient, pumped
 
 PASSWORD, URL_PASSWORD, TOKEN = "pw-Zq81-topsecret", "urlpass-77", "tok-9f8e7d"
 
@@ -48,11 +48,11 @@ def config() -> Config:
 
 def test_each_finished_post_is_recorded_newest_first_with_its_outcome_and_reason():
     d = dispatcher()
-    a = d.try_take(0.0)
+    [a] = pumped(d, 0.0)
     d.finish(a, Result(PostOutcome.HTTP_ERROR, 500, 0.25, detail="HTTP 500 Internal Server Error"), now=0.0)
-    b = d.try_take(1.0)  # the retry of seq 1
+    [b] = pumped(d, 1.0)  # the retry of seq 1
     d.finish(b, Result(PostOutcome.CONNECTION_ERROR, None, 0.5, detail=""), now=1.0)
-    c = d.try_take(3.0)
+    [c] = pumped(d, 3.0)
     d.finish(c, Result(PostOutcome.SUCCESS, 204, 0.125), now=3.0)
     answer = attempts.answer(d.counts.recent, link.Attempts(7, 50), "cdr", None)
     assert answer.token == 7 and answer.sink == "cdr"
@@ -102,7 +102,8 @@ def test_the_ring_stays_bounded_and_keeps_the_newest():
 def test_a_dispatcher_keeps_only_the_last_thousand_attempts():
     d = dispatcher(RING_SIZE + 100)
     for i in range(RING_SIZE + 100):
-        d.finish(d.try_take(float(i)), Result(PostOutcome.SUCCESS, 200, 0.001), now=float(i))
+        [a] = pumped(d, float(i))
+        d.finish(a, Result(PostOutcome.SUCCESS, 200, 0.001), now=float(i))
     assert len(d.counts.recent) == RING_SIZE and d.counts.recent.newest(1)[0][1] == RING_SIZE + 100
 
 

@@ -144,19 +144,17 @@ def test_a_redriven_letter_delivered_is_forgotten_once():
 def test_the_dispatcher_retries_the_halves_at_once_without_a_backoff_wait():
     from common.backoff import Backoff
     from sinks.delivery import Attempt, Dispatcher
-
-    class Client:
-        url = "http://127.0.0.1:9/"
+    from tests.sinks.harness import FakeClient, pumped
 
     dl = letters(after=1)
-    d = Dispatcher("cdr", Client(), Backoff(initial=1.0, maximum=60.0), 1, judge=dl.judge, clock=lambda: 100.0)
+    d = Dispatcher("cdr", FakeClient(), Backoff(initial=1.0, maximum=60.0), 1, judge=dl.judge, clock=lambda: 100.0)
     envelope = wrap([event(seq, 100 + seq) for seq in range(1, 5)], 2, wall=1.0)
     d.put(envelope)
-    attempt = d.try_take(100.0)
+    [attempt] = pumped(d, 100.0)
     d.finish(attempt, refused(413), now=100.0)
     assert d.backoff.failures == 0  # split: no doubling wait
-    half = d.try_take(100.0)
-    assert half is not None and [p.seq for p in half.post.parts] == [1, 2]
+    [half] = pumped(d, 100.0)
+    assert [p.seq for p in half.post.parts] == [1, 2]
     d.finish(half, Result(PostOutcome.HTTP_ERROR, 500, 0.1), now=100.0)
-    assert d.backoff.failures == 1 and d.try_take(100.0) is None  # an outage does wait
+    assert d.backoff.failures == 1 and pumped(d, 100.0) == []  # an outage does wait
     assert isinstance(attempt, Attempt)

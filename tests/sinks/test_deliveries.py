@@ -16,7 +16,7 @@ from sinks.curl_options import gzip_body
 from sinks.deliveries import RING_SIZE, DeliveryRing
 from sinks.delivery import Dispatcher, Result
 from sinks.post import Post
-from tests.sinks.harness import FakeClient
+from tests.sinks.harness import FakeClient, pumped
 
 PASSWORD, TOKEN, HEADER_VALUE, SIGNING = "pw-Rg81-topsecret", "tok-Rg9f8e", "hdr-Rg77", "whsec_c2VjcmV0LXJpbmc="
 
@@ -53,7 +53,7 @@ def sent(seq: int, body: bytes, *extra: str) -> Result:
 def test_the_dispatcher_records_each_ended_post_with_the_request_it_was_given():
     d = Dispatcher("cdr", FakeClient(), Backoff(initial=0.01, maximum=100.0), 1, clock=lambda: 0.0)
     d.put(post(1, b'{"a":1}'))
-    attempt = d.try_take(0.0)
+    [attempt] = pumped(d, 0.0)
     failed = Result(PostOutcome.HTTP_ERROR, 500, 0.2, detail="HTTP 500", request=(["webhook-id: wh-1"], b'{"a":1}'))
     d.finish(attempt, failed, now=0.0)
     ((wall, p, r),) = d.counts.sent.newest(5)
