@@ -26,27 +26,37 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
+def self_signed(directory: str, name: str, *, san: str | None = None, cn: str | None = None) -> tuple[str, str]:
+    """(cert, key) of a self-signed P-256 certificate for CN=CN (default NAME), with subjectAltName SAN if given,
+    written as NAME.pem and NAME.key in DIRECTORY."""
+    cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    extension = ["-addext", f"subjectAltName={san}"] if san else []
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={cn or name}",
+        *extension,
+    )
+    return cert, key
+
+
 def new_key_and_cert(directory: str, name: str, ca: tuple[str, str] | None, extension: str = "") -> tuple[str, str]:
     """(cert, key) for CN=NAME: self-signed as a CA when CA is None, else signed by CA (cert, key)."""
     cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
     if ca is None:
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={name}",
-        )
+        return self_signed(directory, name)
     else:
         csr = os.path.join(directory, f"{name}.csr")
         _openssl(

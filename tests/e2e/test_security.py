@@ -31,6 +31,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from bus import schema
 from tests.e2e.harness import REPO, Agent, free_port, publish, render_toml, sink
 from tests.helpers import wait_until
+from tests.tls_files import self_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -114,41 +115,11 @@ def test_a_retry_keeps_its_webhook_id_and_is_signed_afresh(make_agent, make_rece
 # ------------------------------------------------------------ TLS
 
 
-def make_cert(directory: str, name: str, san: str) -> tuple[str, str]:
-    cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            f"subjectAltName={san}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def certs():
     directory = tempfile.mkdtemp(prefix="esa-tls-", dir="/tmp")
-    good = make_cert(directory, "localhost", "IP:127.0.0.1,DNS:localhost")
-    wrong = make_cert(directory, "elsewhere", "DNS:elsewhere.example")
+    good = self_signed(directory, "localhost", san="IP:127.0.0.1,DNS:localhost")
+    wrong = self_signed(directory, "elsewhere", san="DNS:elsewhere.example")
     yield good, wrong
     for f in os.listdir(directory):
         os.unlink(os.path.join(directory, f))

@@ -3,9 +3,7 @@ FailureLog rate limiting."""
 
 import base64
 import logging
-import os
 import shutil
-import subprocess
 import tempfile
 
 import pytest
@@ -16,6 +14,7 @@ from sinks import signing
 from sinks.delivery_counts import FailureLog
 from sinks.http import HttpClient, Result, Timeouts
 from tests.sinks.harness import make_sink
+from tests.tls_files import self_signed
 from tools.receiver import Receiver
 
 BODY = b'{"node":"10.0.0.1","seq":1,"version":2,"time":1.5,"event":"eventsink_started","data":{}}'
@@ -151,32 +150,7 @@ def certs():
     d = tempfile.mkdtemp(prefix="esa-tls-", dir="/tmp")
     out = {}
     for name, san in (("good", "IP:127.0.0.1"), ("wrong_host", "DNS:collector.invalid")):
-        cert, key = os.path.join(d, f"{name}.pem"), os.path.join(d, f"{name}.key")
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                key,
-                "-out",
-                cert,
-                "-days",
-                "2",
-                "-subj",
-                "/CN=eventsink test",
-                "-addext",
-                f"subjectAltName={san}",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        out[name] = (cert, key)
+        out[name] = self_signed(d, name, san=san, cn="eventsink test")
     yield out
     shutil.rmtree(d, ignore_errors=True)
 
