@@ -106,7 +106,7 @@ def cmd_console_password(args: argparse.Namespace) -> int:
 
 
 def _listen(value: str) -> str:
-    from common.config import parse_listen
+    from common.config_types import parse_listen
 
     if parse_listen(value) is None:
         raise argparse.ArgumentTypeError(f"must be HOST:PORT, e.g. 127.0.0.1:8080 (got {value!r})")

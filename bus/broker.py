@@ -73,7 +73,8 @@ from bus.numbering import NUMBER_BYTES, Numbering
 from bus.publisher import READY_TOPIC
 from bus.validate import Accepted, RejectLog, Validator
 from common import internal, logs
-from common.config import Config, Paths, decode_spec
+from common.config import decode_spec
+from common.config_types import Config, Paths
 from common.link import BrokerReport, Shutdown
 from common.loop import Loop, Timer
 from common.vocabulary import RejectReason

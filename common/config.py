@@ -2,9 +2,9 @@
 
 Owns loading (the problems and warnings reported by `eventsink-agent check`),
 resolving secret files, and the spec handed to child processes. The types are
-in common/config_types.py (named here too, as every user of the config knows
-them by this module), the validation rules in common/config_check.py, those on
-a sink's HTTP options and the files it names in common/http_options.py.
+in common/config_types.py (imported from there), the validation rules in
+common/config_check.py, those on a sink's HTTP options and the files it names in
+common/http_options.py.
 """
 
 from __future__ import annotations
@@ -19,52 +19,7 @@ import msgspec
 
 from common import http_options
 from common.config_check import Checker, KeyLines
-from common.config_types import (
-    BUS_EVENTS,
-    DEFAULT_PATH,
-    RESOLVED_FIELDS,
-    ROLES,
-    SECRET_KEYS,
-    SINK_NAME_RE,
-    AgentConfig,
-    Config,
-    ConfigError,
-    ConsoleConfig,
-    LoadResult,
-    NodeConfig,
-    Paths,
-    Problem,
-    SinkConfig,
-    TuningConfig,
-    parse_listen,
-    redact_url,
-    secret_key,
-    url_credentials,
-)
-
-__all__ = [
-    "ROLES",
-    "BUS_EVENTS",
-    "SECRET_KEYS",
-    "RESOLVED_FIELDS",
-    "SINK_NAME_RE",
-    "DEFAULT_PATH",
-    "NodeConfig",
-    "AgentConfig",
-    "TuningConfig",
-    "SinkConfig",
-    "ConsoleConfig",
-    "Config",
-    "Problem",
-    "ConfigError",
-    "LoadResult",
-    "Paths",
-    "redact_url",
-    "url_credentials",
-    "secret_key",
-    "parse_listen",
-]
-
+from common.config_types import Config, ConfigError, LoadResult, Problem, SinkConfig
 
 # ---------------------------------------------------------------- loading
 

@@ -107,7 +107,7 @@ def config_secrets(config) -> list[str]:
     """Every secret string a config holds: passwords (also those in password files), signing
     secrets and their keys' base64, URL credentials, and the HTTP options' secrets (header
     values, bearer tokens, proxy credentials, client key paths)."""
-    from common.config import url_credentials
+    from common.config_types import url_credentials
     from common.http_options import read_password_file, sink_http_secrets
 
     out: list[str] = []

@@ -19,7 +19,7 @@ import msgspec
 import tornado.web
 
 from common import logs
-from common.config import ConsoleConfig, parse_listen
+from common.config_types import ConsoleConfig, parse_listen
 from console import live, login, pages
 from console.agent_api import AgentAPI
 from console.security import LoginLimiter, Sessions, StaticFiles

@@ -39,7 +39,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from common.config import SinkConfig
+from common.config_types import SinkConfig
 from common.logs import SUPPORT
 from sinks.http import Result
 from sinks.post import Post

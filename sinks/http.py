@@ -38,7 +38,7 @@ import pycurl
 
 import common
 from common.backoff import RETRY_AFTER_STATUSES, parse_retry_after
-from common.config import SinkConfig, TuningConfig, redact_url, url_credentials
+from common.config_types import SinkConfig, TuningConfig, redact_url, url_credentials
 from common.vocabulary import POST_OUTCOMES, PostOutcome
 from sinks.curl_options import (
     ClientCertificate,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import msgspec
 import orjson
 
-from common.config import Config, SinkConfig
+from common.config_types import Config, SinkConfig
 from common.logs import RateLimited
 from common.vocabulary import RESERVED_PREFIX, AgentEvent
 from sinks import envelope

@@ -2,7 +2,7 @@
 
 Owns the signature scheme: `webhook-signature` = `v1,` + base64(HMAC-SHA256(key,
 f"{webhook-id}.{webhook-timestamp}.{body}")), with the key decoded from the
-sink's `whsec_...` secret by `common.config.secret_key`. A retry is signed again
+sink's `whsec_...` secret by `common.config_types.secret_key`. A retry is signed again
 with a fresh timestamp; the id stays the same.
 """
 
@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 
-from common.config import secret_key
+from common.config_types import secret_key
 
 
 def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:

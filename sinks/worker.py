@@ -39,7 +39,8 @@ from bus.journal_reader import JournalReader
 from bus.shadow_marks import shadow_path
 from common import internal, logs
 from common.backoff import Backoff
-from common.config import Config, Paths, SinkConfig, decode_worker_spec
+from common.config import decode_worker_spec
+from common.config_types import Config, Paths, SinkConfig
 from common.logs import RateLimited
 from common.loop import Loop
 from common.vocabulary import AgentEvent, PublisherState

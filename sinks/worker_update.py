@@ -18,7 +18,7 @@ from typing import Protocol
 import msgspec
 
 from common import logs
-from common.config import Config, SinkConfig
+from common.config_types import Config, SinkConfig
 from common.loop import Loop
 from common.vocabulary import AgentEvent
 from sinks.http import HttpClient

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from common.config import parse_listen
+from common.config_types import parse_listen
 from common.http_options import read_bearer_token, read_password_file
 from tools.receiver import Receiver
 from tools.receiver_text import format_summary

@@ -11,7 +11,7 @@ import binascii
 import hmac
 import zlib
 
-from common.config import secret_key as config_secret_key
+from common.config_types import secret_key as config_secret_key
 from sinks.signing import verify
 
 

@@ -30,7 +30,7 @@ import tornado.locks
 import tornado.netutil
 import tornado.web
 
-from common.config import parse_listen
+from common.config_types import parse_listen
 from tools.receiver import Receiver
 from tools.receiver_server import ReceivedRequest
 from tools.receiver_text import describe

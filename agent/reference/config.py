@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from common.config import (
+from common.config_types import (
     DEFAULT_PATH,
     RESOLVED_FIELDS,
     AgentConfig,

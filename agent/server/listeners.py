@@ -5,7 +5,7 @@ endpoint (agent/supervision/metrics.py). Each failure is one StartupError senten
 from __future__ import annotations
 
 from agent.supervision.runtime import StartupError
-from common.config import parse_listen
+from common.config_types import parse_listen
 
 
 def start_control(path: str, supervisor):

@@ -25,7 +25,7 @@ from agent.supervision.deadline import Deadline, Schedule
 from agent.supervision.processes import exit_description
 from agent.supervision.states import ChildState, change_state
 from common.backoff import Backoff
-from common.config import SinkConfig
+from common.config_types import SinkConfig
 from common.link import BrokerReport, WorkerReport
 from common.logs import SUPPORT, RateLimited
 

@@ -15,7 +15,7 @@ import msgspec
 
 from agent.supervision.child import Child
 from agent.supervision.states import ChildState
-from common.config import Config, ConsoleConfig
+from common.config_types import Config, ConsoleConfig
 
 S = ChildState
 CONSOLE_ARGV = [sys.executable, "-m", "console"]

@@ -25,7 +25,7 @@ from agent.supervision.child import BrokerChild, Child, SinkChild
 from agent.supervision.console_child import ConsoleChild
 from agent.supervision.processes import exit_description
 from agent.supervision.states import ChildState
-from common.config import ConfigError, ConsoleConfig, SinkConfig
+from common.config_types import ConfigError, ConsoleConfig, SinkConfig
 from common.internal import CHILD_GRACE, worker_identity
 from sinks import shadow
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from common import config as config_mod
-from common.config import Config
+from common.config_types import Config
 from common.http_options import credentials_digest
 
 

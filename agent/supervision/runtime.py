@@ -12,7 +12,7 @@ import logging
 import os
 import stat
 
-from common.config import Paths
+from common.config_types import Paths
 from common.logs import SUPPORT
 
 log = logging.getLogger("agent.supervisor")

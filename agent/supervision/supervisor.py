@@ -38,7 +38,7 @@ from agent.supervision.runtime import RuntimeFiles, StartupError, open_journal
 from agent.supervision.worker_reports import WorkerReports
 from alarms.registry import AlarmRegistry
 from common import config as config_mod
-from common.config import Config, Paths
+from common.config_types import Config, Paths
 from common.logs import SUPPORT
 from common.loop import Loop
 

@@ -26,7 +26,7 @@ from agent.supervision.states import STOPPABLE_STATES, ChildState
 from alarms import rules
 from alarms.registry import AlarmRegistry
 from common import config as config_mod
-from common.config import Config, ConfigError
+from common.config_types import Config, ConfigError
 from common.http_options import credentials_digest
 from common.internal import BROKER_IDENTITY, worker_identity
 from common.link import (

@@ -10,7 +10,8 @@ import msgspec
 from agent.supervision.console_child import ConsoleChild, console_spec, wanted
 from agent.supervision.fleet import Fleet
 from agent.supervision.states import ChildState as S
-from common.config import ConsoleConfig, parse
+from common.config import parse
+from common.config_types import ConsoleConfig
 from tests.agent.supervisor_fakes import FakeClock, FakeLauncher
 
 TEXT = """

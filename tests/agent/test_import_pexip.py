@@ -18,6 +18,7 @@ from agent import cli
 from agent.pexip.importer import sink_name
 from agent.pexip.output import toml_value
 from common import config as cfg
+from common import config_types
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "pexip")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -284,7 +285,7 @@ def test_sink_names_become_valid_and_unique():
     taken: set[str] = set()
     names = [sink_name(n, i, taken) for i, n in enumerate(["CDR collector", "CDR/collector", "  ", "ok.name_1"], 1)]
     assert names == ["CDR-collector", "CDR-collector-2", "sink-3", "ok.name_1"]
-    assert all(cfg.SINK_NAME_RE.match(n) for n in names)
+    assert all(config_types.SINK_NAME_RE.match(n) for n in names)
 
 
 @given(st.text())

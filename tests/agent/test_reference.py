@@ -11,7 +11,7 @@ from agent.reference.config import SECTIONS, described_fields
 from agent.reference.metrics import exposed_name, metrics_markdown
 from agent.server.actions.registry import openapi_document
 from agent.supervision.metrics import MetricsView, families
-from common.config import RESOLVED_FIELDS, Config, SinkConfig
+from common.config_types import RESOLVED_FIELDS, Config, SinkConfig
 
 
 def test_committed_references_are_what_the_code_generates():

@@ -14,7 +14,8 @@ import zmq
 
 from bus.journal import Journal
 from bus.publisher import Publisher
-from common.config import Paths, encode_spec, parse
+from common.config import encode_spec, parse
+from common.config_types import Paths
 
 MAX_KB = 4
 WARMUP = "warmup"

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from bus.journal_reader import JournalReader
-from common.config import Paths, encode_spec
+from common.config import encode_spec
+from common.config_types import Paths
 from tests.bus.harness import WARMUP, BrokerRun, make_config, start_broker
 from tests.bus.messages import REJECTS, VALID
 

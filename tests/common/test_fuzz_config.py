@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from common import config as cfg
+from common import config_types as types
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 150
 FUZZ = settings(
@@ -31,10 +32,10 @@ FUZZ = settings(
 )
 
 SECTIONS = {
-    "node": [f.name for f in msgspec.structs.fields(cfg.NodeConfig)],
-    "agent": [f.name for f in msgspec.structs.fields(cfg.AgentConfig)],
-    "tuning": [f.name for f in msgspec.structs.fields(cfg.TuningConfig)],
-    "sink": [f.name for f in msgspec.structs.fields(cfg.SinkConfig)],
+    "node": [f.name for f in msgspec.structs.fields(types.NodeConfig)],
+    "agent": [f.name for f in msgspec.structs.fields(types.AgentConfig)],
+    "tuning": [f.name for f in msgspec.structs.fields(types.TuningConfig)],
+    "sink": [f.name for f in msgspec.structs.fields(types.SinkConfig)],
 }
 SECRET_RE = re.compile(r"(?:pw|sec|urlpw)[0-9a-f]{8}")  # the shape of every secret generated here
 secret_tokens = st.builds(
@@ -42,31 +43,31 @@ secret_tokens = st.builds(
 )
 
 
-def check_result(text: str | bytes, secrets: list[str] = ()) -> cfg.LoadResult:
+def check_result(text: str | bytes, secrets: list[str] = ()) -> types.LoadResult:
     """parse() and every invariant that holds for any input."""
     result = cfg.parse(text)
-    assert isinstance(result, cfg.LoadResult)
+    assert isinstance(result, types.LoadResult)
     assert (result.config is None) == bool(result.problems), result
     nlines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).count("\n") + 2
     for p in result.problems + result.warnings:
-        assert isinstance(p, cfg.Problem) and p.key and isinstance(p.key, str) and p.message, p
+        assert isinstance(p, types.Problem) and p.key and isinstance(p.key, str) and p.message, p
         assert p.line is None or 1 <= p.line <= nlines, (p, nlines)
         rendered = p.render("agent.toml")
         for secret in secrets:
             assert secret not in rendered, f"a secret leaked into a problem: {rendered!r}"
     if result.config is not None:
         config = result.config
-        assert isinstance(config, cfg.Config)
+        assert isinstance(config, types.Config)
         assert cfg.decode_spec(cfg.encode_spec(config, "x")) == (config, "x")
-        paths = cfg.Paths.of(config)
+        paths = types.Paths.of(config)
         assert paths.control_socket and paths.publish_endpoint
         assert all(config.node.location in s.locations for s in config.sinks_here())
         shown = repr(config)
         for s in config.sink:
-            assert s.version in (1, 2) and s.name and cfg.redact_url(s.url)
+            assert s.version in (1, 2) and s.name and types.redact_url(s.url)
             for secret in secrets:
                 assert secret not in shown, f"a secret leaked into a repr: {shown!r}"
-            shown_elsewhere = str((s.name, cfg.redact_url(s.url), s.version))  # what status shows of its config
+            shown_elsewhere = str((s.name, types.redact_url(s.url), s.version))  # what status shows of its config
             for secret in secrets:
                 assert secret not in shown_elsewhere, (
                     f"a secret leaked into a sink's name or redacted URL: {shown_elsewhere!r}"

@@ -14,7 +14,7 @@ import pytest
 
 from agent import cli
 from common import config as cfg
-from common import logs
+from common import config_types, logs
 from tests.tls_files import make_pki
 
 HEADER_SECRET = "hdr-value-secret-1"
@@ -404,7 +404,7 @@ NEW_SINK_KEYS = (
 def test_the_shipped_agent_toml_shows_each_option_commented_out_with_its_default():
     with open(os.path.join(REPO, "packaging", "etc", "agent.toml"), encoding="utf-8") as fh:
         text = fh.read()
-    defaults = cfg.SinkConfig(name="x", url="http://h/", locations=["Oslo"])
+    defaults = config_types.SinkConfig(name="x", url="http://h/", locations=["Oslo"])
     for key in NEW_SINK_KEYS:
         [line] = [x for x in text.splitlines() if x.startswith(f"#{key} = ")]
         value = cfg.tomllib.loads(line[1:].split("#", 1)[0])[key]

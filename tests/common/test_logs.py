@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from common import config as cfg
-from common import logs
+from common import config_types, logs
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def capture(label, secrets):
     return stream
 
 
-def config_with_password_file(pw, more: str = "") -> cfg.Config:
+def config_with_password_file(pw, more: str = "") -> config_types.Config:
     """One sink with a URL password, its Basic password in the file PW, and MORE keys."""
     return cfg.parse(f"""
 [node]

@@ -286,14 +286,17 @@ def test_the_man_page_documents_every_command_and_option_of_the_help(command, su
 
 def test_the_shipped_agent_toml_has_the_console_commented_out_with_its_defaults():
     """The console is off in the shipped config: its section is there, every key commented out."""
+    import tomllib
+
     from common import config as cfg
+    from common.config_types import ConsoleConfig
 
     with open(os.path.join(PACKAGING, "etc", "agent.toml"), encoding="utf-8") as fh:
         text = fh.read()
     assert "\n[console]" not in text and "\n#[console]\n" in text
-    defaults = cfg.ConsoleConfig()
+    defaults = ConsoleConfig()
     for key in ("listen", "password_file", "tls_cert", "tls_key", "session_hours"):
         [line] = [x for x in text.splitlines() if x.startswith(f"#{key} = ")]
-        assert cfg.tomllib.loads(line[1:].split("#", 1)[0])[key] == getattr(defaults, key), line
+        assert tomllib.loads(line[1:].split("#", 1)[0])[key] == getattr(defaults, key), line
     shipped = cfg.parse(text)
     assert shipped.problems == [] and shipped.config.console.listen == ""

@@ -17,7 +17,8 @@ import zmq
 
 from bus.journal import Journal
 from common import internal
-from common.config import AgentConfig, Config, NodeConfig, Paths, SinkConfig, TuningConfig, encode_spec
+from common.config import encode_spec
+from common.config_types import AgentConfig, Config, NodeConfig, Paths, SinkConfig, TuningConfig
 from tests.helpers import read_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,7 +11,7 @@ import msgspec
 
 from common import internal, link, logs
 from common.backoff import Backoff
-from common.config import Config, NodeConfig, SinkConfig
+from common.config_types import Config, NodeConfig, SinkConfig
 from common.timespec import iso_utc
 from common.vocabulary import PostOutcome
 from sinks import attempts

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from common.config import SinkConfig
+from common.config_types import SinkConfig
 from common.vocabulary import PostOutcome
 from sinks.dead_letters import DeadLetters
 from sinks.http import Result

@@ -9,7 +9,7 @@ import zmq
 
 from common import internal, link
 from common.backoff import Backoff
-from common.config import Config, NodeConfig, SinkConfig
+from common.config_types import Config, NodeConfig, SinkConfig
 from common.vocabulary import PostOutcome
 from sinks import deliveries
 from sinks.curl_options import gzip_body

@@ -177,7 +177,7 @@ def test_a_post_that_ends_while_it_starts_is_collected_at_once():
     forever with one POST counted in flight)."""
     import time as real_time
 
-    from common.config import TuningConfig
+    from common.config_types import TuningConfig
     from sinks.http import HttpClient
     from tests.sinks.harness import make_sink
 

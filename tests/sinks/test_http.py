@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from common.config import TuningConfig
+from common.config_types import TuningConfig
 from common.vocabulary import PostOutcome
 from sinks import signing
 from sinks.delivery_counts import FailureLog

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from common.config import TuningConfig
+from common.config_types import TuningConfig
 from common.loop import Loop
 from sinks.http import HttpClient
 from tests.sinks.harness import make_sink

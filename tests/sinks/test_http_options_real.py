@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from common.config import TuningConfig
+from common.config_types import TuningConfig
 from common.vocabulary import PostOutcome
 from sinks.http import HttpClient
 from tests.sinks.harness import make_sink

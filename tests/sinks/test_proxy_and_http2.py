@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from common.config import TuningConfig
+from common.config_types import TuningConfig
 from common.vocabulary import PostOutcome
 from sinks.http import HttpClient
 from tests.bench.servers import free_port

@@ -2,7 +2,7 @@
 
 import base64
 
-from common.config import secret_key
+from common.config_types import secret_key
 from sinks.signing import Signer, signature, verify
 
 # The example from the Standard Webhooks specification's reference libraries.

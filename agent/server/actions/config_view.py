@@ -10,12 +10,12 @@ import msgspec
 from agent.commands import config_view as command
 from agent.server.actions.unit import Action
 from common import config as config_mod
-from common.config import SECRET_KEYS, redact_url
+from common.config_types import SECRET_KEYS, Config, redact_url
 
 MASK = "***"
 
 
-def masked(config: config_mod.Config) -> dict:
+def masked(config: Config) -> dict:
     """CONFIG as TOML-shaped builtins, every secret (and a secret file's or key's path) as ***."""
     doc = msgspec.to_builtins(config)
     for sink in doc.get("sink", []):

@@ -15,7 +15,7 @@ from agent.supervision import console_child
 from agent.supervision.reload import ReloadPlan, plan_reload
 from common import config as config_mod
 from common import logs
-from common.config import ConfigError
+from common.config_types import ConfigError
 
 log = logging.getLogger("agent.supervisor")
 

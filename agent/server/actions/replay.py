@@ -24,7 +24,7 @@ from agent.server.actions.restart import restart_publisher
 from agent.server.actions.unit import BODY, Action, sink_child
 from agent.supervision.child import ReplayStart
 from bus import shadow_marks
-from common.config import Paths
+from common.config_types import Paths
 from common.timespec import iso_utc, parse_time
 
 log = logging.getLogger("agent.supervisor")

@@ -7,7 +7,7 @@ from typing import Any
 
 from agent.commands import status as command
 from agent.server.actions.unit import Action
-from common.config import redact_url
+from common.config_types import redact_url
 
 
 def status(supervisor: Any, params: dict[str, Any]) -> dict:
