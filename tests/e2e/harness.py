@@ -71,6 +71,9 @@ class Agent:
         return os.path.join(self.agent["state_dir"], "journal.sqlite3")
 
     # process ------------------------------------------------------------
+    NEW_SESSION = False  # start the agent in a process group of its own (a subclass may kill the group)
+    START_TIMEOUT = 15.0  # s `start(wait=True)` waits for every sink to run
+
     def start(self, wait: bool = True, expect_sinks: int | None = None) -> Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -78,10 +81,11 @@ class Agent:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            start_new_session=self.NEW_SESSION,
         )
         log.close()
         if wait:
-            self.wait_running(expect_sinks)
+            self.wait_running(expect_sinks, timeout=self.START_TIMEOUT)
         return self
 
     def wait_running(self, expect_sinks: int | None = None, timeout: float = 15.0) -> dict:

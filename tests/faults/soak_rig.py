@@ -52,19 +52,8 @@ RELOAD_HEADER = "X-Soak-Reload"  # a reload really changes a sink: this header's
 class SoakAgent(Agent):
     """The harness's agent, started in a process group of its own."""
 
-    def start(self, wait: bool = True, expect_sinks: int | None = None) -> SoakAgent:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", self.config_path],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-        log.close()
-        if wait:
-            self.wait_running(expect_sinks, timeout=60)
-        return self
+    NEW_SESSION = True  # kill_group() kills the whole group
+    START_TIMEOUT = 60.0
 
     def kill_group(self) -> None:
         """kill -9 of every process of the agent (supervisor, broker, workers, anything they started)."""
